@@ -1,0 +1,67 @@
+/**
+ * Who may publish and subscribe where. A device may publish only under `devices/{its id}/` (not to
+ * its own commands or status, which the gateway owns) and subscribe only inside its own subtree;
+ * a service account gets the filters its config lists (`{id}` is not substituted for services);
+ * the anonymous principal exists only when the configuration allows it.
+ *
+ * @module
+ */
+
+import { topicMatches } from "./topic_router.ts";
+
+/** An authenticated party. */
+export type Principal =
+  | { kind: "device"; id: string }
+  | { kind: "service"; name: string; publish: string[]; subscribe: string[] }
+  | { kind: "anonymous"; id?: string };
+
+/**
+ * True when every topic matched by `requested` is also matched by `allowed`.
+ *
+ * @example
+ * ```ts
+ * import { filterCovers } from "./acl.ts";
+ * if (!filterCovers("devices/+/telemetry/#", "devices/a/telemetry/x")) throw new Error();
+ * if (filterCovers("devices/+/telemetry", "devices/#")) throw new Error();
+ * ```
+ */
+export function filterCovers(allowed: string, requested: string): boolean {
+  const a = allowed.split("/");
+  const r = requested.split("/");
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] === "#") return true;
+    if (i >= r.length) return false;
+    if (r[i] === "#") return false;
+    if (a[i] === "+") continue;
+    if (r[i] !== a[i]) return false;
+  }
+  return a.length === r.length;
+}
+
+/** True when `p` may publish to `topic`. */
+export function canPublish(p: Principal, topic: string): boolean {
+  switch (p.kind) {
+    case "anonymous":
+      return true;
+    case "service":
+      return p.publish.some((f) => topicMatches(f, topic));
+    case "device": {
+      const prefix = `devices/${p.id}/`;
+      if (!topic.startsWith(prefix)) return false;
+      const rest = topic.slice(prefix.length);
+      return !rest.startsWith("commands/") && rest !== "status";
+    }
+  }
+}
+
+/** True when `p` may subscribe to `filter`. */
+export function canSubscribe(p: Principal, filter: string): boolean {
+  switch (p.kind) {
+    case "anonymous":
+      return true;
+    case "service":
+      return p.subscribe.some((f) => filterCovers(f, filter));
+    case "device":
+      return filterCovers(`devices/${p.id}/#`, filter);
+  }
+}

@@ -1,0 +1,287 @@
+/**
+ * The protocol-agnostic heart of the gateway. Adapters authenticate devices against the registry,
+ * `publish` what devices send (waiting when the pipeline is full: backpressure), `subscribe` to
+ * what they should receive, and ask the supervisor to watch their keepalive. The pipeline handler
+ * stores retained messages, fans each message out to matching subscribers, and hands it to sinks
+ * (the northbound bridge) in per-device order.
+ *
+ * @module
+ */
+
+import { type Clock, systemClock } from "./clock.ts";
+import { type DeadlineEntry, DeadlineQueue } from "./deadline_queue.ts";
+import { Logger } from "./logger.ts";
+import { createMessage, type Message, type Protocol } from "./message.ts";
+import { type Counter, type Gauge, MetricsRegistry } from "./metrics.ts";
+import { Pipeline } from "./pipeline.ts";
+import {
+  type DeviceCredential,
+  DeviceRegistry,
+  type ServiceAccount,
+  type SessionHandle,
+} from "./registry.ts";
+import { RetainedStore } from "./retained_store.ts";
+import { TopicRouter } from "./topic_router.ts";
+import { statusTopic } from "./topics.ts";
+
+/** Receives messages whose topic matches a subscription. Must not throw or block. */
+export interface Subscriber {
+  /** Identifier of the subscribing session (compared with `Message.origin` for no-local). */
+  readonly id: string;
+  /** Takes one message; the subscriber queues it and applies its own slow-consumer policy. */
+  deliver(msg: Message): void;
+}
+
+/** Processes every accepted message after fan-out, in per-device order (e.g. northbound). */
+export type Sink = (msg: Message) => void | Promise<void>;
+
+/** Tunables of {@link Core}. */
+export interface CoreOptions {
+  /** Time source. @default systemClock */
+  clock?: Clock;
+  /** Root logger. */
+  log?: Logger;
+  /** Metrics registry. */
+  metrics?: MetricsRegistry;
+  /** Queue capacity of the pipeline. @default 1024 */
+  queueCapacity?: number;
+  /** Handler pool size. @default 16 */
+  concurrency?: number;
+  /** Device credentials. */
+  devices?: DeviceCredential[];
+  /** Service accounts. */
+  services?: ServiceAccount[];
+  /** Let unknown devices in. @default false */
+  anonymous?: boolean;
+  /** Deadline resolution of the supervisor. @default 50 */
+  timerResolutionMs?: number;
+}
+
+/** Metric handles shared by every adapter (labels: `protocol`, plus `reason`/`code`). */
+export interface CoreMetrics {
+  /** Open connections by protocol. */
+  connections: Gauge;
+  /** Connections accepted. */
+  connectionsAccepted: Counter;
+  /** Frames/packets/datagrams received. */
+  framesIn: Counter;
+  /** Frames/packets/datagrams sent. */
+  framesOut: Counter;
+  /** Bytes received. */
+  bytesIn: Counter;
+  /** Bytes sent. */
+  bytesOut: Counter;
+  /** Messages published into the pipeline. */
+  messagesIn: Counter;
+  /** Messages delivered to subscribers/devices. */
+  messagesOut: Counter;
+  /** Messages or frames dropped, by reason. */
+  drops: Counter;
+  /** Protocol errors, by code. */
+  errors: Counter;
+  /** Sessions closed by the supervisor. */
+  reaped: Counter;
+}
+
+/**
+ * Wires registry, router, retained store, pipeline and supervisor together.
+ *
+ * @example
+ * ```ts
+ * import { Core } from "./core.ts";
+ * import { createMessage } from "./message.ts";
+ * const core = new Core({ anonymous: true });
+ * const got: string[] = [];
+ * core.subscribe("devices/+/telemetry/#", { id: "t", deliver: (m) => got.push(m.topic) });
+ * await core.publish(createMessage({ topic: "devices/a/telemetry", payload: new Uint8Array() }));
+ * await core.close();
+ * if (got[0] !== "devices/a/telemetry") throw new Error();
+ * ```
+ */
+export class Core implements AsyncDisposable {
+  /** Time source. */
+  readonly clock: Clock;
+  /** Root logger. */
+  readonly log: Logger;
+  /** Metrics registry. */
+  readonly metrics: MetricsRegistry;
+  /** Shared metric handles. */
+  readonly stats: CoreMetrics;
+  /** Devices, credentials, presence. */
+  readonly registry: DeviceRegistry;
+  /** Retained messages. */
+  readonly retained: RetainedStore;
+  /** Subscriptions. */
+  readonly router: TopicRouter<Subscriber> = new TopicRouter();
+  /** The ingest pipeline. */
+  readonly pipeline: Pipeline;
+  /** One timer heap for every keepalive and idle deadline. */
+  readonly deadlines: DeadlineQueue;
+  #sinks: Sink[] = [];
+  #idle = new Map<string, DeadlineEntry>();
+  #closing = false;
+  #coreLog: Logger;
+
+  /** Creates the core. */
+  constructor(options: CoreOptions = {}) {
+    this.clock = options.clock ?? systemClock;
+    this.log = options.log ?? new Logger();
+    this.#coreLog = this.log.child("core");
+    this.metrics = options.metrics ?? new MetricsRegistry();
+    this.retained = new RetainedStore();
+    this.deadlines = new DeadlineQueue({
+      clock: this.clock,
+      resolutionMs: options.timerResolutionMs,
+    });
+    this.registry = new DeviceRegistry({
+      devices: options.devices,
+      services: options.services,
+      anonymous: options.anonymous,
+      now: () => this.clock.now(),
+      onPresence: (id, state, protocol) => this.#presence(id, state, protocol),
+    });
+    this.pipeline = new Pipeline((m) => this.#handle(m), {
+      capacity: options.queueCapacity,
+      concurrency: options.concurrency,
+      onError: (err, msg) => {
+        this.stats.errors.inc({ protocol: msg.protocol, code: "handler_failed" });
+        this.#coreLog.error("message handler failed", { topic: msg.topic, error: err });
+      },
+    });
+    const m = this.metrics;
+    this.stats = {
+      connections: m.gauge("ferry_connections", "Open device connections by protocol"),
+      connectionsAccepted: m.counter(
+        "ferry_connections_accepted_total",
+        "Connections accepted by protocol",
+      ),
+      framesIn: m.counter("ferry_frames_received_total", "Frames/packets received"),
+      framesOut: m.counter("ferry_frames_sent_total", "Frames/packets sent"),
+      bytesIn: m.counter("ferry_received_bytes_total", "Bytes received from devices"),
+      bytesOut: m.counter("ferry_sent_bytes_total", "Bytes sent to devices"),
+      messagesIn: m.counter("ferry_messages_received_total", "Messages accepted into the pipeline"),
+      messagesOut: m.counter("ferry_messages_delivered_total", "Messages delivered to devices"),
+      drops: m.counter("ferry_dropped_total", "Messages or frames dropped, by reason"),
+      errors: m.counter("ferry_errors_total", "Protocol errors by code"),
+      reaped: m.counter("ferry_sessions_reaped_total", "Sessions closed for keepalive timeout"),
+    };
+    m.gauge("ferry_pipeline_queue_depth", "Messages waiting in the pipeline", () =>
+      this.pipeline.depth);
+    m.gauge("ferry_pipeline_queue_capacity", "Pipeline queue capacity", () =>
+      this.pipeline.capacity);
+    m.gauge("ferry_pipeline_handlers_in_use", "Handler pool permits in use", () =>
+      this.pipeline.inUse);
+    m.gauge("ferry_pipeline_handlers", "Handler pool size", () => this.pipeline.concurrency);
+    m.gauge("ferry_pipeline_waiting_producers", "Producers blocked on a full queue", () =>
+      this.pipeline.waiting);
+    m.gauge("ferry_devices_online", "Devices online by protocol", () =>
+      [...this.registry.onlineByProtocol()].map(([p, n]) => [{ protocol: p }, n]));
+    m.gauge("ferry_subscriptions", "Active subscriptions", () => this.router.size);
+    m.gauge("ferry_retained_messages", "Retained topics", () => this.retained.size);
+  }
+
+  /** True once `close()` started. */
+  get closing(): boolean {
+    return this.#closing;
+  }
+
+  /** Adds a sink that sees every accepted message after fan-out. */
+  addSink(sink: Sink): void {
+    this.#sinks.push(sink);
+  }
+
+  /** Subscribes; returns the function that unsubscribes. */
+  subscribe(filter: string, sub: Subscriber): () => void {
+    this.router.add(filter, sub);
+    return () => this.router.remove(filter, sub);
+  }
+
+  /**
+   * Accepts a message, waiting while the pipeline is full. Resolves once accepted: this is the
+   * moment a device may be acknowledged.
+   */
+  async publish(msg: Message, signal?: AbortSignal): Promise<void> {
+    await this.pipeline.submit(msg, signal);
+    this.stats.messagesIn.inc({ protocol: msg.protocol });
+  }
+
+  /** Accepts a message only if there is room now (UDP/HTTP refuse instead of waiting). */
+  tryPublish(msg: Message): boolean {
+    const ok = this.pipeline.offer(msg);
+    if (ok) this.stats.messagesIn.inc({ protocol: msg.protocol });
+    else this.stats.drops.inc({ protocol: msg.protocol, reason: "overloaded" });
+    return ok;
+  }
+
+  /**
+   * Watches a session's keepalive: unless `touch`ed within `timeoutMs`, the session is closed
+   * with `keepalive_timeout`. Callers pass 1.5x the keepalive.
+   */
+  supervise(session: SessionHandle, timeoutMs: number): DeadlineEntry {
+    return this.deadlines.add(timeoutMs, () => {
+      this.stats.reaped.inc({ protocol: session.protocol });
+      this.#coreLog.info("keepalive expired", {
+        session: session.sessionId,
+        protocol: session.protocol,
+        timeoutMs,
+      });
+      session.close({
+        code: "keepalive_timeout",
+        message: `no frame for ${timeoutMs} ms`,
+      });
+    });
+  }
+
+  /** Marks a sessionless device seen; it goes offline after `idleMs` without another call. */
+  seen(deviceId: string, protocol: Protocol, idleMs: number): void {
+    this.registry.touch(deviceId, protocol);
+    const e = this.#idle.get(deviceId);
+    if (e?.active) return e.touch(idleMs);
+    this.#idle.set(
+      deviceId,
+      this.deadlines.add(idleMs, () => {
+        this.#idle.delete(deviceId);
+        this.registry.markIdle(deviceId);
+      }),
+    );
+  }
+
+  #presence(id: string, state: "online" | "offline", protocol?: Protocol): void {
+    this.#coreLog.info(`device ${state}`, { device: id, protocol });
+    const msg = createMessage({
+      topic: statusTopic(id),
+      payload: new TextEncoder().encode(state),
+      qos: 1,
+      retain: true,
+      ts: this.clock.now(),
+      protocol: "system",
+      deviceId: id,
+    });
+    if (this.#closing) { // the pipeline no longer takes messages: record the last value directly
+      this.retained.set(msg);
+      return;
+    }
+    this.publish(msg).catch(() => this.retained.set(msg));
+  }
+
+  async #handle(msg: Message): Promise<void> {
+    if (msg.retain) this.retained.set(msg);
+    const exp = msg.properties?.expiresAt;
+    if (exp === undefined || exp > this.clock.now()) {
+      this.router.forEachMatch(msg.topic, (s) => s.deliver(msg));
+    }
+    for (const sink of this.#sinks) await sink(msg);
+  }
+
+  /** Drains the pipeline and stops the supervisor. Idempotent. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    await this.pipeline.close();
+    this.deadlines.close();
+  }
+
+  /** Same as {@link close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

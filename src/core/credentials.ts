@@ -1,0 +1,61 @@
+/**
+ * Token hashing and constant-time checks. Tokens are random and high-entropy, so a salted SHA-256
+ * is enough (no slow KDF on the connect path); stored form: `sha256:<salt hex>:<digest hex>`.
+ *
+ * @module
+ */
+
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+
+function digest(salt: Uint8Array, token: string): Uint8Array {
+  return createHash("sha256").update(salt).update(token, "utf8").digest();
+}
+
+function hex(b: Uint8Array): string {
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+function unhex(s: string): Uint8Array | undefined {
+  if (s.length % 2 || !/^[0-9a-f]*$/i.test(s)) return undefined;
+  const out = new Uint8Array(s.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(s.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+/**
+ * Hashes a token with a fresh random salt.
+ *
+ * @example
+ * ```ts
+ * import { hashToken, verifyToken } from "./credentials.ts";
+ * const h = hashToken("s3cret");
+ * if (!verifyToken("s3cret", h) || verifyToken("other", h)) throw new Error();
+ * ```
+ */
+export function hashToken(token: string): string {
+  const salt = randomBytes(16);
+  return `sha256:${hex(salt)}:${hex(digest(salt, token))}`;
+}
+
+/** True when `hash` has the stored-token form. */
+export function isTokenHash(hash: string): boolean {
+  const [alg, salt, d] = hash.split(":");
+  return alg === "sha256" && unhex(salt ?? "") !== undefined && (d ?? "").length === 64 &&
+    unhex(d) !== undefined;
+}
+
+/** Checks `token` against a stored hash in constant time (for a given hash length). */
+export function verifyToken(token: string, hash: string): boolean {
+  const [alg, saltHex, digestHex] = hash.split(":");
+  const salt = unhex(saltHex ?? "");
+  const want = unhex(digestHex ?? "");
+  if (alg !== "sha256" || !salt || !want || want.length !== 32) return false;
+  return timingSafeEqual(digest(salt, token), want);
+}
+
+/** Compares two secrets in constant time for equal lengths (digests first, so lengths hide). */
+export function secretEquals(a: string, b: string): boolean {
+  const da = createHash("sha256").update(a, "utf8").digest();
+  const db = createHash("sha256").update(b, "utf8").digest();
+  return timingSafeEqual(da, db);
+}

@@ -1,0 +1,212 @@
+/**
+ * One timer for many deadlines: a binary min-heap of entries and a single clock timer armed for the
+ * earliest one. Refreshing a deadline ({@link DeadlineEntry.touch}) is O(1): the entry keeps its
+ * heap slot and is re-filed lazily when its old slot comes due. This is what lets 20,000 sessions
+ * each have a keepalive deadline without 20,000 intervals.
+ *
+ * @module
+ */
+
+import { type Clock, systemClock, type TimerHandle } from "./clock.ts";
+
+/** A deadline watched by a {@link DeadlineQueue}. */
+export interface DeadlineEntry {
+  /** Moves the deadline to `now + timeoutMs` (or `now + ms` when given). O(1). */
+  touch(ms?: number): void;
+  /** Stops watching; the callback will not run. Idempotent. */
+  cancel(): void;
+  /** Absolute time (clock ms) at which the entry expires. */
+  readonly deadline: number;
+  /** True until it expired or was cancelled. */
+  readonly active: boolean;
+}
+
+interface Node {
+  key: number; // deadline the heap position was filed under (<= deadline)
+  deadline: number;
+  timeoutMs: number;
+  index: number; // heap index, -1 when out of the heap
+  onExpire: () => void;
+}
+
+/** Tunables of {@link DeadlineQueue}. */
+export interface DeadlineQueueOptions {
+  /** Time source. @default systemClock */
+  clock?: Clock;
+  /** Coalesce expiries: the timer fires at most this often. @default 50 */
+  resolutionMs?: number;
+}
+
+/**
+ * Watches many deadlines with one timer.
+ *
+ * @example
+ * ```ts
+ * import { FakeClock } from "./clock.ts";
+ * import { DeadlineQueue } from "./deadline_queue.ts";
+ * const clock = new FakeClock();
+ * const q = new DeadlineQueue({ clock, resolutionMs: 1 });
+ * let expired = false;
+ * const e = q.add(100, () => expired = true);
+ * clock.tick(90);
+ * e.touch(); // refreshed: now expires at 190
+ * clock.tick(90);
+ * if (expired) throw new Error("expired early");
+ * clock.tick(10);
+ * if (!expired) throw new Error("did not expire");
+ * q.close();
+ * ```
+ */
+export class DeadlineQueue implements Disposable {
+  #heap: Node[] = [];
+  #clock: Clock;
+  #resolution: number;
+  #timer: TimerHandle | undefined;
+  #timerAt = Infinity;
+  #closed = false;
+
+  /** Creates an empty queue. */
+  constructor(options: DeadlineQueueOptions = {}) {
+    this.#clock = options.clock ?? systemClock;
+    this.#resolution = Math.max(1, options.resolutionMs ?? 50);
+  }
+
+  /** Number of active entries. */
+  get size(): number {
+    return this.#heap.length;
+  }
+
+  /** Watches a deadline `timeoutMs` from now; `onExpire` runs once when it passes. */
+  add(timeoutMs: number, onExpire: () => void): DeadlineEntry {
+    if (this.#closed) throw new TypeError("Cannot add deadline: queue is closed");
+    if (!(timeoutMs >= 0)) throw new RangeError(`Cannot add deadline: bad timeout ${timeoutMs}`);
+    const deadline = this.#clock.now() + timeoutMs;
+    const node: Node = { key: deadline, deadline, timeoutMs, index: -1, onExpire };
+    this.#push(node);
+    this.#arm();
+    const clock = this.#clock;
+    const queue = this;
+    return {
+      touch(ms?: number) {
+        if (node.index < 0) return;
+        if (ms !== undefined) node.timeoutMs = ms;
+        node.deadline = clock.now() + node.timeoutMs;
+        if (node.deadline < node.key) { // moved earlier: re-file now
+          queue.#remove(node);
+          node.key = node.deadline;
+          queue.#push(node);
+          queue.#arm();
+        }
+      },
+      cancel() {
+        if (node.index >= 0) queue.#remove(node);
+      },
+      get deadline() {
+        return node.deadline;
+      },
+      get active() {
+        return node.index >= 0;
+      },
+    };
+  }
+
+  /** Cancels every entry and the timer. Idempotent. */
+  close(): void {
+    this.#closed = true;
+    for (const n of this.#heap) n.index = -1;
+    this.#heap = [];
+    this.#disarm();
+  }
+
+  /** Same as {@link close}. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #arm(): void {
+    const top = this.#heap[0];
+    if (!top) return this.#disarm();
+    const at = Math.max(top.key, this.#clock.now());
+    if (this.#timer !== undefined && this.#timerAt <= at) return;
+    this.#disarm();
+    const delay = Math.max(at - this.#clock.now(), 0);
+    this.#timerAt = at;
+    this.#timer = this.#clock.setTimeout(() => this.#fire(), Math.max(delay, this.#resolution));
+    // A keepalive timer alone must not keep a process alive.
+    this.#clock.unref?.(this.#timer);
+  }
+
+  #disarm(): void {
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+  }
+
+  #fire(): void {
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    const now = this.#clock.now();
+    const due: Node[] = [];
+    while (this.#heap.length && this.#heap[0].key <= now) {
+      const node = this.#heap[0];
+      this.#remove(node);
+      if (node.deadline > now) { // touched since filing: re-file lazily
+        node.key = node.deadline;
+        this.#push(node);
+      } else {
+        due.push(node);
+      }
+    }
+    if (!this.#closed) this.#arm();
+    for (const node of due) node.onExpire();
+  }
+
+  #push(node: Node): void {
+    node.index = this.#heap.length;
+    this.#heap.push(node);
+    this.#up(node.index);
+  }
+
+  #remove(node: Node): void {
+    const i = node.index;
+    const last = this.#heap.pop()!;
+    node.index = -1;
+    if (last !== node) {
+      this.#heap[i] = last;
+      last.index = i;
+      this.#down(i);
+      this.#up(last.index);
+    }
+  }
+
+  #up(i: number): void {
+    const h = this.#heap;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (h[p].key <= h[i].key) break;
+      this.#swap(i, p);
+      i = p;
+    }
+  }
+
+  #down(i: number): void {
+    const h = this.#heap;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < h.length && h[l].key < h[m].key) m = l;
+      if (r < h.length && h[r].key < h[m].key) m = r;
+      if (m === i) return;
+      this.#swap(i, m);
+      i = m;
+    }
+  }
+
+  #swap(a: number, b: number): void {
+    const h = this.#heap;
+    [h[a], h[b]] = [h[b], h[a]];
+    h[a].index = a;
+    h[b].index = b;
+  }
+}

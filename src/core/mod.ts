@@ -1,0 +1,22 @@
+/**
+ * The protocol-agnostic core of Ferry: message model, topic namespace and router, pipeline,
+ * registry, supervisor, and the small primitives they share.
+ *
+ * @module
+ */
+
+export * from "./acl.ts";
+export * from "./backoff.ts";
+export * from "./clock.ts";
+export * from "./core.ts";
+export * from "./credentials.ts";
+export * from "./deadline_queue.ts";
+export * from "./logger.ts";
+export * from "./message.ts";
+export * from "./metrics.ts";
+export * from "./pipeline.ts";
+export * from "./registry.ts";
+export * from "./retained_store.ts";
+export * from "./semaphore.ts";
+export * from "./topic_router.ts";
+export * from "./topics.ts";

@@ -1,0 +1,227 @@
+/**
+ * The ingest pipeline: a bounded queue (a `ReadableStream` with a count high-water mark) drained by
+ * a semaphore-bounded pool of handlers. Producers either wait for room ({@link Pipeline.submit},
+ * used by stream listeners: while they wait they stop reading their socket, which is the
+ * backpressure) or are refused at once ({@link Pipeline.offer}, for UDP and HTTP, which must refuse
+ * rather than buffer). Messages with the same key (the device) are handled one after the other,
+ * in order; different keys run in parallel up to the pool size.
+ *
+ * @module
+ */
+
+import { Semaphore } from "./semaphore.ts";
+import type { Message } from "./message.ts";
+
+/** Tunables of {@link Pipeline}. */
+export interface PipelineOptions {
+  /** Messages the queue holds before producers wait or are refused. @default 1024 */
+  capacity?: number;
+  /** Handlers running at once. @default 16 */
+  concurrency?: number;
+  /** Ordering key. @default the device id, else the topic */
+  keyOf?: (msg: Message) => string;
+  /** Called when a handler throws; the message is then counted as failed. */
+  onError?: (err: unknown, msg: Message) => void;
+}
+
+/** Error of a submit to a closed pipeline. */
+export class PipelineClosedError extends Error {
+  override name = "PipelineClosedError";
+  /** Creates the error. */
+  constructor() {
+    super("Cannot accept message: the pipeline is shutting down");
+  }
+}
+
+/** Handles one message; may be async. */
+export type MessageHandler = (msg: Message) => void | Promise<void>;
+
+/**
+ * A bounded, backpressured, ordered-per-key message pipeline.
+ *
+ * @example
+ * ```ts
+ * import { Pipeline } from "./pipeline.ts";
+ * import { createMessage } from "./message.ts";
+ * const seen: string[] = [];
+ * const p = new Pipeline((m) => { seen.push(m.topic); }, { capacity: 2, concurrency: 1 });
+ * await p.submit(createMessage({ topic: "a", payload: new Uint8Array() }));
+ * await p.close();
+ * if (seen[0] !== "a") throw new Error("not handled");
+ * ```
+ */
+export class Pipeline implements AsyncDisposable {
+  #handler: MessageHandler;
+  #stream: ReadableStream<Message>;
+  #controller!: ReadableStreamDefaultController<Message>;
+  #pool: Semaphore;
+  #keyOf: (msg: Message) => string;
+  #onError?: (err: unknown, msg: Message) => void;
+  #waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
+  #tails = new Map<string, Promise<void>>();
+  #capacity: number;
+  #closed = false;
+  #pump: Promise<void>;
+  #active = new Set<Promise<void>>();
+  #handled = 0;
+  #failed = 0;
+
+  /** Starts draining into `handler`. */
+  constructor(handler: MessageHandler, options: PipelineOptions = {}) {
+    this.#handler = handler;
+    this.#capacity = options.capacity ?? 1024;
+    if (!Number.isInteger(this.#capacity) || this.#capacity < 1) {
+      throw new RangeError(`Cannot create pipeline: capacity must be >= 1, got ${this.#capacity}`);
+    }
+    this.#pool = new Semaphore(options.concurrency ?? 16);
+    this.#keyOf = options.keyOf ?? ((m) => m.deviceId ?? m.topic);
+    this.#onError = options.onError;
+    this.#stream = new ReadableStream<Message>({
+      start: (c) => {
+        this.#controller = c;
+      },
+      pull: () => this.#wakeOne(),
+    }, new CountQueuingStrategy({ highWaterMark: this.#capacity }));
+    this.#pump = this.#drain();
+  }
+
+  /** Messages waiting in the queue. */
+  get depth(): number {
+    return this.#capacity - Math.max(0, this.#controller.desiredSize ?? 0);
+  }
+
+  /** Queue capacity. */
+  get capacity(): number {
+    return this.#capacity;
+  }
+
+  /** Handlers running now. */
+  get inUse(): number {
+    return this.#pool.inUse;
+  }
+
+  /** Pool size. */
+  get concurrency(): number {
+    return this.#pool.capacity;
+  }
+
+  /** Producers waiting for room. */
+  get waiting(): number {
+    return this.#waiters.length;
+  }
+
+  /** Messages handled successfully / with an error. */
+  get stats(): { handled: number; failed: number } {
+    return { handled: this.#handled, failed: this.#failed };
+  }
+
+  /** True when a message would be accepted right now. */
+  get hasRoom(): boolean {
+    return !this.#closed && (this.#controller.desiredSize ?? 0) > 0 &&
+      this.#waiters.length === 0;
+  }
+
+  /**
+   * Enqueues `msg` if there is room now; returns false (and enqueues nothing) when the queue is
+   * full or closed. For producers that must refuse instead of wait.
+   */
+  offer(msg: Message): boolean {
+    if (!this.hasRoom) return false;
+    this.#controller.enqueue(msg);
+    return true;
+  }
+
+  /**
+   * Enqueues `msg`, waiting (FIFO with other waiting producers) while the queue is full. Resolves
+   * once the message is accepted. Rejects with {@link PipelineClosedError} after `close()`, or
+   * with the signal's reason when `signal` aborts while waiting.
+   */
+  async submit(msg: Message, signal?: AbortSignal): Promise<void> {
+    if (this.#closed) throw new PipelineClosedError();
+    if (!this.hasRoom) {
+      signal?.throwIfAborted();
+      await new Promise<void>((resolve, reject) => {
+        const w = {
+          resolve: () => {
+            signal?.removeEventListener("abort", onAbort);
+            resolve();
+          },
+          reject,
+        };
+        const onAbort = () => {
+          const i = this.#waiters.indexOf(w);
+          if (i >= 0) this.#waiters.splice(i, 1);
+          reject(signal!.reason);
+        };
+        signal?.addEventListener("abort", onAbort, { once: true });
+        this.#waiters.push(w);
+      });
+    }
+    this.#controller.enqueue(msg);
+  }
+
+  #wakeOne(): void {
+    // Called by the stream when it has room: let the longest-waiting producer in.
+    while (this.#waiters.length && (this.#controller.desiredSize ?? 0) > 0) {
+      const w = this.#waiters.shift()!;
+      w.resolve();
+      // The woken producer enqueues synchronously after its await; one per room slot is enough
+      // since the stream calls pull again once that enqueue leaves room.
+      break;
+    }
+  }
+
+  async #drain(): Promise<void> {
+    const reader = this.#stream.getReader();
+    for (;;) {
+      const permit = await this.#pool.acquire();
+      const { value, done } = await reader.read();
+      if (done) {
+        permit.release();
+        break;
+      }
+      const key = this.#keyOf(value);
+      const prev = this.#tails.get(key);
+      const task: Promise<void> = (prev ? prev.then(() => this.#run(value)) : this.#run(value))
+        .finally(() => {
+          permit.release();
+          if (this.#tails.get(key) === task) this.#tails.delete(key);
+          this.#active.delete(task);
+        });
+      this.#tails.set(key, task);
+      this.#active.add(task);
+      // Room freed by the read: let a waiting producer in even if the stream does not call pull.
+      if (this.#waiters.length) this.#wakeOne();
+    }
+    reader.releaseLock();
+  }
+
+  async #run(msg: Message): Promise<void> {
+    try {
+      await this.#handler(msg);
+      this.#handled++;
+    } catch (err) {
+      this.#failed++;
+      this.#onError?.(err, msg);
+    }
+  }
+
+  /**
+   * Stops accepting, rejects waiting producers, and resolves once every queued message has been
+   * handled. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      for (const w of this.#waiters.splice(0)) w.reject(new PipelineClosedError());
+      this.#controller.close();
+    }
+    await this.#pump;
+    while (this.#active.size) await Promise.all([...this.#active]);
+  }
+
+  /** Same as {@link close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * A topic trie with MQTT filter semantics: `+` matches one level, `#` matches the rest (including
+ * the parent level), and topics starting with `$` are not matched by a wildcard in the first level
+ * ([MQTT-4.7.2-1]). Used by the core for every subscription, whatever the protocol.
+ *
+ * @module
+ */
+
+interface TrieNode<T> {
+  children: Map<string, TrieNode<T>>;
+  values: Set<T>;
+}
+
+function node<T>(): TrieNode<T> {
+  return { children: new Map(), values: new Set() };
+}
+
+/**
+ * Checks a topic filter: non-empty, `#` only last and alone in its level, `+` alone in its level
+ * ([MQTT-4.7.1-2], [MQTT-4.7.1-3]). Returns an error message or `undefined`.
+ */
+export function validateFilter(filter: string): string | undefined {
+  if (filter.length === 0) return "topic filter is empty";
+  if (filter.includes("\u0000")) return "topic filter contains U+0000";
+  const levels = filter.split("/");
+  for (let i = 0; i < levels.length; i++) {
+    const l = levels[i];
+    if (l.includes("#") && (l !== "#" || i !== levels.length - 1)) {
+      return "'#' must be the last level and alone in it";
+    }
+    if (l.includes("+") && l !== "+") return "'+' must be alone in its level";
+  }
+  return undefined;
+}
+
+/** Checks a topic name to publish to: non-empty, no wildcards, no U+0000 ([MQTT-3.3.2-2]). */
+export function validateTopic(topic: string): string | undefined {
+  if (topic.length === 0) return "topic is empty";
+  if (topic.includes("+") || topic.includes("#")) return "topic contains a wildcard";
+  if (topic.includes("\u0000")) return "topic contains U+0000";
+  return undefined;
+}
+
+/**
+ * True when `topic` matches `filter`.
+ *
+ * @example
+ * ```ts
+ * import { topicMatches } from "./topic_router.ts";
+ * if (!topicMatches("devices/+/telemetry/#", "devices/a/telemetry")) throw new Error();
+ * if (topicMatches("#", "$SYS/x")) throw new Error("$ topics are not matched by #");
+ * ```
+ */
+export function topicMatches(filter: string, topic: string): boolean {
+  const f = filter.split("/");
+  const t = topic.split("/");
+  if (topic.startsWith("$") && (f[0] === "+" || f[0] === "#")) return false;
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === "#") return true;
+    if (i >= t.length) return false;
+    if (f[i] !== "+" && f[i] !== t[i]) return false;
+  }
+  return f.length === t.length;
+}
+
+/**
+ * Maps topic filters to values and finds every value whose filter matches a topic.
+ *
+ * @example
+ * ```ts
+ * import { TopicRouter } from "./topic_router.ts";
+ * const r = new TopicRouter<string>();
+ * r.add("devices/+/telemetry/#", "all-telemetry");
+ * r.add("devices/a/status", "a-status");
+ * const hits = r.match("devices/a/telemetry/temp");
+ * if (hits.length !== 1 || hits[0] !== "all-telemetry") throw new Error();
+ * ```
+ */
+export class TopicRouter<T> {
+  #root: TrieNode<T> = node();
+  #size = 0;
+
+  /** Number of (filter, value) pairs. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Adds `value` under `filter`; adding the same pair twice is a no-op. */
+  add(filter: string, value: T): void {
+    const err = validateFilter(filter);
+    if (err) throw new TypeError(`Cannot add topic filter "${filter}": ${err}`);
+    let n = this.#root;
+    for (const level of filter.split("/")) {
+      let c = n.children.get(level);
+      if (!c) n.children.set(level, c = node());
+      n = c;
+    }
+    if (!n.values.has(value)) {
+      n.values.add(value);
+      this.#size++;
+    }
+  }
+
+  /** Removes `value` from `filter`; returns whether it was there. */
+  remove(filter: string, value: T): boolean {
+    const path: Array<[TrieNode<T>, string]> = [];
+    let n: TrieNode<T> | undefined = this.#root;
+    for (const level of filter.split("/")) {
+      path.push([n, level]);
+      n = n.children.get(level);
+      if (!n) return false;
+    }
+    if (!n.values.delete(value)) return false;
+    this.#size--;
+    for (let i = path.length - 1; i >= 0; i--) { // prune empty branches
+      const [parent, level] = path[i];
+      const child = parent.children.get(level)!;
+      if (child.values.size || child.children.size) break;
+      parent.children.delete(level);
+    }
+    return true;
+  }
+
+  /** Every value whose filter matches `topic` (a value under two matching filters appears twice). */
+  match(topic: string): T[] {
+    const out: T[] = [];
+    this.forEachMatch(topic, (v) => out.push(v));
+    return out;
+  }
+
+  /** Calls `fn` for every value whose filter matches `topic`, without allocating an array. */
+  forEachMatch(topic: string, fn: (value: T) => void): void {
+    const levels = topic.split("/");
+    const dollar = topic.startsWith("$");
+    const walk = (n: TrieNode<T>, i: number) => {
+      const skipWild = dollar && i === 0;
+      if (!skipWild) {
+        const hash = n.children.get("#");
+        if (hash) for (const v of hash.values) fn(v);
+      }
+      if (i === levels.length) {
+        for (const v of n.values) fn(v);
+        return;
+      }
+      const exact = n.children.get(levels[i]);
+      if (exact) walk(exact, i + 1);
+      if (!skipWild) {
+        const plus = n.children.get("+");
+        if (plus) walk(plus, i + 1);
+      }
+    };
+    walk(this.#root, 0);
+  }
+}
