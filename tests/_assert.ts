@@ -60,7 +60,9 @@ function show(v: unknown): string {
 export function assertEquals(actual: unknown, expected: unknown, msg?: string): void {
   if (!equal(actual, expected)) {
     throw new AssertionError(
-      `${msg ? msg + ": " : ""}values differ\n  actual:   ${show(actual)}\n  expected: ${show(expected)}`,
+      `${msg ? msg + ": " : ""}values differ\n  actual:   ${show(actual)}\n  expected: ${
+        show(expected)
+      }`,
     );
   }
 }

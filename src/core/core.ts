@@ -165,17 +165,32 @@ export class Core implements AsyncDisposable {
       errors: m.counter("ferry_errors_total", "Protocol errors by code"),
       reaped: m.counter("ferry_sessions_reaped_total", "Sessions closed for keepalive timeout"),
     };
-    m.gauge("ferry_pipeline_queue_depth", "Messages waiting in the pipeline", () =>
-      this.pipeline.depth);
-    m.gauge("ferry_pipeline_queue_capacity", "Pipeline queue capacity", () =>
-      this.pipeline.capacity);
-    m.gauge("ferry_pipeline_handlers_in_use", "Handler pool permits in use", () =>
-      this.pipeline.inUse);
+    m.gauge(
+      "ferry_pipeline_queue_depth",
+      "Messages waiting in the pipeline",
+      () => this.pipeline.depth,
+    );
+    m.gauge(
+      "ferry_pipeline_queue_capacity",
+      "Pipeline queue capacity",
+      () => this.pipeline.capacity,
+    );
+    m.gauge(
+      "ferry_pipeline_handlers_in_use",
+      "Handler pool permits in use",
+      () => this.pipeline.inUse,
+    );
     m.gauge("ferry_pipeline_handlers", "Handler pool size", () => this.pipeline.concurrency);
-    m.gauge("ferry_pipeline_waiting_producers", "Producers blocked on a full queue", () =>
-      this.pipeline.waiting);
-    m.gauge("ferry_devices_online", "Devices online by protocol", () =>
-      [...this.registry.onlineByProtocol()].map(([p, n]) => [{ protocol: p }, n]));
+    m.gauge(
+      "ferry_pipeline_waiting_producers",
+      "Producers blocked on a full queue",
+      () => this.pipeline.waiting,
+    );
+    m.gauge(
+      "ferry_devices_online",
+      "Devices online by protocol",
+      () => [...this.registry.onlineByProtocol()].map(([p, n]) => [{ protocol: p }, n]),
+    );
     m.gauge("ferry_subscriptions", "Active subscriptions", () => this.router.size);
     m.gauge("ferry_retained_messages", "Retained topics", () => this.retained.size);
   }

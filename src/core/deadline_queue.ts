@@ -84,23 +84,23 @@ export class DeadlineQueue implements Disposable {
     const node: Node = { key: deadline, deadline, timeoutMs, index: -1, onExpire };
     this.#push(node);
     this.#arm();
-    const clock = this.#clock;
-    const queue = this;
+    const touch = (ms?: number) => {
+      if (node.index < 0) return;
+      if (ms !== undefined) node.timeoutMs = ms;
+      node.deadline = this.#clock.now() + node.timeoutMs;
+      if (node.deadline < node.key) { // moved earlier: re-file now
+        this.#remove(node);
+        node.key = node.deadline;
+        this.#push(node);
+        this.#arm();
+      }
+    };
+    const cancel = () => {
+      if (node.index >= 0) this.#remove(node);
+    };
     return {
-      touch(ms?: number) {
-        if (node.index < 0) return;
-        if (ms !== undefined) node.timeoutMs = ms;
-        node.deadline = clock.now() + node.timeoutMs;
-        if (node.deadline < node.key) { // moved earlier: re-file now
-          queue.#remove(node);
-          node.key = node.deadline;
-          queue.#push(node);
-          queue.#arm();
-        }
-      },
-      cancel() {
-        if (node.index >= 0) queue.#remove(node);
-      },
+      touch,
+      cancel,
       get deadline() {
         return node.deadline;
       },

@@ -121,7 +121,7 @@ export class Logger {
       return;
     }
     const o: LogFields = { time, level, component: this.#component, msg };
-    if (fields) for (const [k, v] of Object.entries(fields)) o[k] = fieldValue(v);
+    if (fields) { for (const [k, v] of Object.entries(fields)) o[k] = fieldValue(v); }
     this.#sink(JSON.stringify(o));
   }
 }

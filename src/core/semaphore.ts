@@ -32,7 +32,9 @@ export class Semaphore {
   /** Creates a semaphore with `permits` (a positive integer) permits. */
   constructor(permits: number) {
     if (!Number.isInteger(permits) || permits < 1) {
-      throw new RangeError(`Cannot create semaphore: permits must be a positive integer, got ${permits}`);
+      throw new RangeError(
+        `Cannot create semaphore: permits must be a positive integer, got ${permits}`,
+      );
     }
     this.#available = permits;
     this.#capacity = permits;

@@ -136,7 +136,7 @@ export class TopicRouter<T> {
       const skipWild = dollar && i === 0;
       if (!skipWild) {
         const hash = n.children.get("#");
-        if (hash) for (const v of hash.values) fn(v);
+        if (hash) { for (const v of hash.values) fn(v); }
       }
       if (i === levels.length) {
         for (const v of n.values) fn(v);

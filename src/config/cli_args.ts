@@ -1,0 +1,147 @@
+/**
+ * Command-line flags. Flags override the config file; each flag maps onto one config key.
+ *
+ * @module
+ */
+
+import { ConfigError } from "./schema.ts";
+
+/** Parsed command line. */
+export interface CliArgs {
+  /** Positional words (`[]` = run the gateway). */
+  command: string[];
+  /** `--config FILE`. */
+  configFile?: string;
+  /** `--help`. */
+  help: boolean;
+  /** Config overrides as a nested object, e.g. `{ binary: { port: 0 } }`. */
+  overrides: Record<string, unknown>;
+}
+
+interface FlagSpec {
+  key: string; // dotted config path
+  kind: "port" | "string" | "level" | "format";
+}
+
+/** Flags that set config keys. */
+export const FLAGS: Record<string, FlagSpec> = {
+  "--host": { key: "host", kind: "string" },
+  "--binary-port": { key: "binary.port", kind: "port" },
+  "--mqtt-port": { key: "mqtt.port", kind: "port" },
+  "--coap-port": { key: "coap.port", kind: "port" },
+  "--http-port": { key: "http.port", kind: "port" },
+  "--data-dir": { key: "dataDir", kind: "string" },
+  "--log-level": { key: "log.level", kind: "level" },
+  "--log-format": { key: "log.format", kind: "format" },
+};
+
+/** Usage text. */
+export const USAGE = `Usage: ferry [--config FILE] [--host H] [--binary-port N] [--mqtt-port N]
+             [--coap-port N] [--http-port N] [--data-dir DIR] [--log-level L] [--log-format F]
+
+Starts the Ferry IoT gateway. With no config file it runs on the embedded defaults:
+every listener on 127.0.0.1, anonymous devices allowed only on loopback.
+
+  --config FILE      JSON/JSONC config file (flags override it)
+  --host H           address every listener binds (default 127.0.0.1)
+  --binary-port N    FBP/1 TCP port (default 7883; 0 = pick a free port)
+  --mqtt-port N      MQTT port (default 1883)
+  --coap-port N      CoAP UDP port (default 5683)
+  --http-port N      HTTP port for /healthz and /metrics (default 8080)
+  --data-dir DIR     directory for durable state (default ./data)
+  --log-level L      debug | info | warn | error (default info)
+  --log-format F     json | pretty (default json)
+  --help             this text
+`;
+
+function setPath(obj: Record<string, unknown>, path: string, value: unknown): void {
+  const parts = path.split(".");
+  let o = obj;
+  for (const p of parts.slice(0, -1)) {
+    if (typeof o[p] !== "object" || o[p] === null) o[p] = {};
+    o = o[p] as Record<string, unknown>;
+  }
+  o[parts[parts.length - 1]] = value;
+}
+
+/**
+ * Parses argv (without the program name). Throws {@link ConfigError} naming the flag.
+ *
+ * @example
+ * ```ts
+ * import { parseCliArgs } from "./cli_args.ts";
+ * const a = parseCliArgs(["--binary-port", "0", "--host=0.0.0.0"]);
+ * const o = a.overrides as { binary: { port: number }; host: string };
+ * if (o.binary.port !== 0 || o.host !== "0.0.0.0") throw new Error();
+ * ```
+ */
+export function parseCliArgs(argv: string[]): CliArgs {
+  const out: CliArgs = { command: [], help: false, overrides: {} };
+  for (let i = 0; i < argv.length; i++) {
+    let arg = argv[i];
+    let value: string | undefined;
+    const eq = arg.indexOf("=");
+    if (arg.startsWith("--") && eq > 0) {
+      value = arg.slice(eq + 1);
+      arg = arg.slice(0, eq);
+    }
+    if (arg === "--help" || arg === "-h") {
+      out.help = true;
+      continue;
+    }
+    if (!arg.startsWith("-")) {
+      out.command.push(arg);
+      continue;
+    }
+    const takeValue = () => {
+      if (value !== undefined) return value;
+      const v = argv[++i];
+      if (v === undefined || v.startsWith("--")) throw new ConfigError(arg, "needs a value");
+      return v;
+    };
+    if (arg === "--config") {
+      out.configFile = takeValue();
+      continue;
+    }
+    const spec = FLAGS[arg];
+    if (!spec) throw new ConfigError(arg, `unknown flag (see --help)`);
+    const v = takeValue();
+    switch (spec.kind) {
+      case "port": {
+        if (!/^\d+$/.test(v) || Number(v) > 65535) {
+          throw new ConfigError(arg, `"${v}" is not a port number (0-65535)`);
+        }
+        setPath(out.overrides, spec.key, Number(v));
+        break;
+      }
+      case "level":
+        if (!["debug", "info", "warn", "error"].includes(v)) {
+          throw new ConfigError(arg, `"${v}" is not one of debug, info, warn, error`);
+        }
+        setPath(out.overrides, spec.key, v);
+        break;
+      case "format":
+        if (!["json", "pretty"].includes(v)) {
+          throw new ConfigError(arg, `"${v}" is not json or pretty`);
+        }
+        setPath(out.overrides, spec.key, v);
+        break;
+      default:
+        if (v === "") throw new ConfigError(arg, "must not be empty");
+        setPath(out.overrides, spec.key, v);
+    }
+  }
+  return out;
+}
+
+/** Deep-merges CLI overrides onto a raw config object (flags win). */
+export function mergeOverrides(base: unknown, overrides: Record<string, unknown>): unknown {
+  if (typeof base !== "object" || base === null || Array.isArray(base)) return base;
+  const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
+  for (const [k, v] of Object.entries(overrides)) {
+    if (typeof v === "object" && v !== null && !Array.isArray(v)) {
+      out[k] = mergeOverrides(out[k] ?? {}, v as Record<string, unknown>);
+    } else out[k] = v;
+  }
+  return out;
+}

@@ -1,0 +1,314 @@
+/**
+ * Ferry's configuration: one JSON/JSONC file plus CLI flags (flags win), validated against one
+ * schema at start-up. With no file, the embedded defaults apply: every listener on loopback only,
+ * anonymous devices allowed only there (like mosquitto 2's local-only mode).
+ *
+ * @module
+ */
+
+import { parseJsonc } from "./jsonc.ts";
+import { ConfigError, type Field, validate } from "./schema.ts";
+
+const port = (def: number, what: string): Field => ({
+  type: "integer",
+  min: 0,
+  max: 65535,
+  default: def,
+  doc: `${what} port (0 picks a free port; the log says which)`,
+});
+
+const credential: Field = {
+  type: "object",
+  doc: "A device credential",
+  fields: {
+    id: { type: "string", pattern: /^[A-Za-z0-9._:-]{1,64}$/, doc: "Device id" },
+    token: { type: "string", optional: true, doc: "Plain token (prefer tokenHash)" },
+    tokenHash: {
+      type: "string",
+      optional: true,
+      pattern: /^sha256:[0-9a-f]+:[0-9a-f]{64}$/,
+      doc: "Salted token hash `sha256:<salt>:<digest>`",
+    },
+  },
+};
+
+const service: Field = {
+  type: "object",
+  doc: "A service account (apps, dashboards)",
+  fields: {
+    name: {
+      type: "string",
+      pattern: /^[A-Za-z0-9._:-]{1,64}$/,
+      doc: "Account name (MQTT username)",
+    },
+    token: { type: "string", optional: true, doc: "Plain token/password" },
+    tokenHash: {
+      type: "string",
+      optional: true,
+      pattern: /^sha256:[0-9a-f]+:[0-9a-f]{64}$/,
+      doc: "Salted token hash",
+    },
+    publish: {
+      type: "array",
+      items: { type: "string", doc: "filter" },
+      default: [],
+      doc: "Topic filters it may publish to",
+    },
+    subscribe: {
+      type: "array",
+      items: { type: "string", doc: "filter" },
+      default: [],
+      doc: "Topic filters it may subscribe to",
+    },
+  },
+};
+
+/** The schema of the whole configuration file. */
+export const configSchema: Field = {
+  type: "object",
+  doc: "Ferry configuration",
+  fields: {
+    $schema: { type: "string", optional: true, doc: "JSON Schema reference for editors (ignored)" },
+    host: {
+      type: "string",
+      default: "127.0.0.1",
+      doc: "Address every listener binds (loopback by default; see auth.anonymous)",
+    },
+    dataDir: { type: "string", default: "./data", doc: "Directory for durable state (spool)" },
+    log: {
+      type: "object",
+      doc: "Logging",
+      fields: {
+        level: {
+          type: "enum",
+          values: ["debug", "info", "warn", "error"],
+          default: "info",
+          doc: "Lowest level written",
+        },
+        format: {
+          type: "enum",
+          values: ["json", "pretty"],
+          default: "json",
+          doc: "JSON lines or a human format",
+        },
+      },
+    },
+    auth: {
+      type: "object",
+      doc: "Credentials",
+      fields: {
+        anonymous: {
+          type: "enum",
+          values: ["auto", true, false],
+          default: "auto",
+          doc:
+            "Let devices in without credentials. `auto`: only when bound to loopback and no device is configured",
+        },
+        devices: { type: "array", items: credential, default: [], doc: "Device credentials" },
+        services: {
+          type: "array",
+          items: service,
+          default: [],
+          doc: "Service accounts with topic ACLs",
+        },
+      },
+    },
+    pipeline: {
+      type: "object",
+      doc: "Ingest pipeline",
+      fields: {
+        queueCapacity: {
+          type: "integer",
+          min: 1,
+          max: 1_000_000,
+          default: 1024,
+          doc: "Messages queued before listeners stop reading (backpressure)",
+        },
+        concurrency: { type: "integer", min: 1, max: 1024, default: 16, doc: "Handler pool size" },
+      },
+    },
+    binary: {
+      type: "object",
+      doc: "FBP/1 binary protocol over TCP",
+      fields: {
+        enabled: { type: "boolean", default: true, doc: "Start the FBP/1 listener" },
+        port: port(7883, "FBP/1"),
+        maxPayload: {
+          type: "integer",
+          min: 64,
+          max: 16 * 1024 * 1024,
+          default: 65536,
+          doc: "Largest frame payload, bytes",
+        },
+        helloTimeoutMs: {
+          type: "integer",
+          min: 100,
+          max: 600_000,
+          default: 10_000,
+          doc: "Time allowed for the HELLO frame",
+        },
+        defaultKeepAliveSec: {
+          type: "integer",
+          min: 1,
+          max: 65535,
+          default: 60,
+          doc: "Keepalive granted when a device asks 0",
+        },
+        maxKeepAliveSec: {
+          type: "integer",
+          min: 1,
+          max: 65535,
+          default: 3600,
+          doc: "Largest keepalive granted",
+        },
+        drainTimeoutMs: {
+          type: "integer",
+          min: 100,
+          max: 600_000,
+          default: 10_000,
+          doc: "Longest wait for a slow reader before closing it",
+        },
+        maxPendingBytes: {
+          type: "integer",
+          min: 1024,
+          max: 1 << 30,
+          default: 1 << 20,
+          doc: "Outbound bytes queued per connection before closing it",
+        },
+        maxConnections: {
+          type: "integer",
+          min: 1,
+          max: 1_000_000,
+          default: 50_000,
+          doc: "Most concurrent FBP/1 connections",
+        },
+      },
+    },
+    mqtt: {
+      type: "object",
+      doc: "MQTT 3.1.1/5 listener",
+      fields: {
+        enabled: { type: "boolean", default: true, doc: "Start the MQTT listener" },
+        port: port(1883, "MQTT"),
+      },
+    },
+    coap: {
+      type: "object",
+      doc: "CoAP listener (UDP)",
+      fields: {
+        enabled: { type: "boolean", default: true, doc: "Start the CoAP listener" },
+        port: port(5683, "CoAP"),
+      },
+    },
+    http: {
+      type: "object",
+      doc: "HTTP listener: /healthz, /readyz, /metrics",
+      fields: {
+        enabled: { type: "boolean", default: true, doc: "Start the HTTP listener" },
+        port: port(8080, "HTTP"),
+      },
+    },
+  },
+};
+
+/** A credential entry. */
+export interface CredentialConfig {
+  id: string;
+  token?: string;
+  tokenHash?: string;
+}
+
+/** The validated configuration. */
+export interface FerryConfig {
+  host: string;
+  dataDir: string;
+  log: { level: "debug" | "info" | "warn" | "error"; format: "json" | "pretty" };
+  auth: {
+    anonymous: "auto" | boolean;
+    devices: CredentialConfig[];
+    services: Array<{
+      name: string;
+      token?: string;
+      tokenHash?: string;
+      publish: string[];
+      subscribe: string[];
+    }>;
+  };
+  pipeline: { queueCapacity: number; concurrency: number };
+  binary: {
+    enabled: boolean;
+    port: number;
+    maxPayload: number;
+    helloTimeoutMs: number;
+    defaultKeepAliveSec: number;
+    maxKeepAliveSec: number;
+    drainTimeoutMs: number;
+    maxPendingBytes: number;
+    maxConnections: number;
+  };
+  mqtt: { enabled: boolean; port: number };
+  coap: { enabled: boolean; port: number };
+  http: { enabled: boolean; port: number };
+}
+
+/**
+ * Validates a parsed config object (defaults filled, cross-field rules checked).
+ *
+ * @example
+ * ```ts
+ * import { resolveConfig } from "./config.ts";
+ * const c = resolveConfig({});
+ * if (c.host !== "127.0.0.1" || c.binary.port !== 7883) throw new Error();
+ * ```
+ */
+export function resolveConfig(raw: unknown): FerryConfig {
+  const c = validate(configSchema, raw, "") as FerryConfig;
+  c.auth.devices.forEach((d, i) => {
+    if ((d.token === undefined) === (d.tokenHash === undefined)) {
+      throw new ConfigError(`auth.devices[${i}]`, "needs exactly one of token or tokenHash");
+    }
+  });
+  c.auth.services.forEach((s, i) => {
+    if ((s.token === undefined) === (s.tokenHash === undefined)) {
+      throw new ConfigError(`auth.services[${i}]`, "needs exactly one of token or tokenHash");
+    }
+  });
+  const ids = new Set<string>();
+  c.auth.devices.forEach((d, i) => {
+    if (ids.has(d.id)) throw new ConfigError(`auth.devices[${i}].id`, `duplicate id "${d.id}"`);
+    ids.add(d.id);
+  });
+  if (c.binary.defaultKeepAliveSec > c.binary.maxKeepAliveSec) {
+    throw new ConfigError(
+      "binary.defaultKeepAliveSec",
+      `${c.binary.defaultKeepAliveSec} exceeds binary.maxKeepAliveSec ${c.binary.maxKeepAliveSec}`,
+    );
+  }
+  return c;
+}
+
+/** True for loopback host names and addresses. */
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || host === "[::1]" || /^127\./.test(host);
+}
+
+/** Whether anonymous devices are let in under this config (resolves `auto`). */
+export function anonymousAllowed(c: FerryConfig): boolean {
+  if (c.auth.anonymous !== "auto") return c.auth.anonymous;
+  return isLoopback(c.host) && c.auth.devices.length === 0;
+}
+
+/** Reads and validates a config file (JSON or JSONC). */
+export async function loadConfigFile(path: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    throw new ConfigError("--config", `cannot read ${path}: ${(err as Error).message}`);
+  }
+  try {
+    return parseJsonc(text);
+  } catch (err) {
+    throw new ConfigError("--config", `${path}: ${(err as Error).message}`);
+  }
+}

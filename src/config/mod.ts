@@ -1,0 +1,10 @@
+/**
+ * Configuration: schema, file loading, CLI flags.
+ *
+ * @module
+ */
+
+export * from "./cli_args.ts";
+export * from "./config.ts";
+export * from "./jsonc.ts";
+export * from "./schema.ts";

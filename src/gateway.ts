@@ -1,0 +1,159 @@
+/**
+ * The gateway: builds the core from the configuration, starts every enabled listener, and shuts
+ * down gracefully (stop accepting, tell devices, drain the pipeline).
+ *
+ * @module
+ */
+
+import { anonymousAllowed, type FerryConfig, isLoopback } from "./config/config.ts";
+import { type Clock, systemClock } from "./core/clock.ts";
+import { Core } from "./core/core.ts";
+import { Logger } from "./core/logger.ts";
+import { HttpServer } from "./http/server.ts";
+import { BinaryServer } from "./protocols/binary/server.ts";
+import type { ListenAddress, Listener } from "./protocols/listener.ts";
+
+/** Options of {@link Gateway}. */
+export interface GatewayOptions {
+  /** Root logger. @default a logger per `config.log` writing to stderr */
+  log?: Logger;
+  /** Time source. @default systemClock */
+  clock?: Clock;
+}
+
+/** Names of the listeners, in start order. */
+export type ListenerName = "binary" | "mqtt" | "coap" | "http";
+
+type Factory = (core: Core, config: FerryConfig) => Listener | undefined;
+
+/** How each listener is built from the config; `undefined` means not built yet. */
+const FACTORIES: Record<Exclude<ListenerName, "http">, Factory> = {
+  binary: (core, c) => new BinaryServer(core, { ...c.binary, hostname: c.host }),
+  mqtt: () => undefined,
+  coap: () => undefined,
+};
+
+/**
+ * A running Ferry gateway.
+ *
+ * @example
+ * ```ts
+ * import { resolveConfig } from "./config/config.ts";
+ * import { silentLogger } from "./core/logger.ts";
+ * import { Gateway } from "./gateway.ts";
+ * const config = resolveConfig({
+ *   binary: { port: 0 }, mqtt: { enabled: false }, coap: { enabled: false }, http: { port: 0 },
+ * });
+ * const gw = new Gateway(config, { log: silentLogger });
+ * const addrs = await gw.start();
+ * if (!addrs.binary?.port) throw new Error();
+ * await gw.stop();
+ * ```
+ */
+export class Gateway implements AsyncDisposable {
+  /** The core. */
+  readonly core: Core;
+  /** The validated configuration. */
+  readonly config: FerryConfig;
+  #log: Logger;
+  #listeners: Listener[] = [];
+  #http: HttpServer | undefined;
+  #addresses: Partial<Record<ListenerName, ListenAddress>> = {};
+  #stopping: Promise<void> | undefined;
+  #ready = false;
+
+  /** Builds the core; call {@link start}. */
+  constructor(config: FerryConfig, options: GatewayOptions = {}) {
+    this.config = config;
+    this.#log = options.log ?? new Logger({ level: config.log.level, format: config.log.format });
+    this.core = new Core({
+      clock: options.clock ?? systemClock,
+      log: this.#log,
+      queueCapacity: config.pipeline.queueCapacity,
+      concurrency: config.pipeline.concurrency,
+      devices: config.auth.devices,
+      services: config.auth.services,
+      anonymous: anonymousAllowed(config),
+    });
+  }
+
+  /** Bound addresses by listener. */
+  get addresses(): Partial<Record<ListenerName, ListenAddress>> {
+    return this.#addresses;
+  }
+
+  /** Starts every enabled listener; resolves with their addresses. */
+  async start(): Promise<Partial<Record<ListenerName, ListenAddress>>> {
+    const c = this.config;
+    const log = this.#log.child("gateway");
+    const anonymous = anonymousAllowed(c);
+    log.info("starting", {
+      host: c.host,
+      anonymous,
+      devices: c.auth.devices.length,
+      services: c.auth.services.length,
+    });
+    if (!isLoopback(c.host) && !anonymous && c.auth.devices.length === 0) {
+      log.warn(
+        "listening beyond loopback with no device credentials and anonymous access off: every device will be refused (configure auth.devices or set auth.anonymous to true)",
+      );
+    }
+    try {
+      for (const name of ["binary", "mqtt", "coap"] as const) {
+        if (!c[name].enabled) {
+          log.info(`${name} listener disabled by config`);
+          continue;
+        }
+        const l = FACTORIES[name](this.core, c);
+        if (!l) {
+          log.warn(
+            `${name} listener is not built yet: --${name}-port ${
+              c[name].port
+            } accepted and ignored`,
+          );
+          continue;
+        }
+        this.#addresses[name] = await l.listen();
+        this.#listeners.push(l);
+        log.info(`${name} listening`, { ...this.#addresses[name] });
+      }
+      if (c.http.enabled) {
+        this.#http = new HttpServer(this.core, {
+          hostname: c.host,
+          port: c.http.port,
+          ready: () => this.#ready,
+        });
+        this.#addresses.http = await this.#http.listen();
+        log.info("http listening", { ...this.#addresses.http });
+      }
+    } catch (err) {
+      log.error("start-up failed", { error: err });
+      await this.stop();
+      throw err;
+    }
+    this.#ready = true;
+    log.info("ready", { addresses: this.#addresses });
+    return this.#addresses;
+  }
+
+  /**
+   * Graceful shutdown: listeners stop accepting and tell their devices (FBP/1 ERROR 9, MQTT 5
+   * DISCONNECT 0x8B), the pipeline drains, then the HTTP listener stops. Idempotent.
+   */
+  stop(): Promise<void> {
+    return this.#stopping ??= (async () => {
+      this.#ready = false;
+      const log = this.#log.child("gateway");
+      log.info("shutting down");
+      await Promise.all(this.#listeners.map((l) => l.close()));
+      await this.core.close();
+      await this.#http?.close();
+      log.info("stopped");
+    })();
+  }
+
+  /** Same as {@link stop}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+}

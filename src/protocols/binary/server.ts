@@ -1,0 +1,157 @@
+/**
+ * The FBP/1 listener: accepts TCP connections with `Deno.listen` and runs a
+ * {@link BinarySession} for each.
+ *
+ * @module
+ */
+
+import type { Core } from "../../core/core.ts";
+import type { Logger } from "../../core/logger.ts";
+import type { ListenAddress, Listener } from "../listener.ts";
+import { BinarySession, type BinarySessionOptions } from "./session.ts";
+import { encodeError, encodeFrame, ErrorCode, FrameType } from "./frame.ts";
+
+/** Tunables of {@link BinaryServer} (the `binary` config section). */
+export interface BinaryServerOptions extends BinarySessionOptions {
+  /** Address to bind. @default "127.0.0.1" */
+  hostname: string;
+  /** Port (0 picks a free one). @default 7883 */
+  port: number;
+  /** Most concurrent connections; past it new ones get ERROR 9 and are closed. @default 50000 */
+  maxConnections: number;
+}
+
+/** Defaults of every option. */
+export const defaultBinaryServerOptions: BinaryServerOptions = {
+  hostname: "127.0.0.1",
+  port: 7883,
+  maxPayload: 65536,
+  helloTimeoutMs: 10_000,
+  defaultKeepAliveSec: 60,
+  maxKeepAliveSec: 3600,
+  drainTimeoutMs: 10_000,
+  maxPendingBytes: 1 << 20,
+  maxConnections: 50_000,
+};
+
+/**
+ * Serves FBP/1 devices.
+ *
+ * @example
+ * ```ts
+ * import { Core } from "../../core/core.ts";
+ * import { silentLogger } from "../../core/logger.ts";
+ * import { BinaryServer } from "./server.ts";
+ * const core = new Core({ anonymous: true, log: silentLogger });
+ * const server = new BinaryServer(core, { port: 0 });
+ * const { port } = await server.listen();
+ * if (port === 0) throw new Error("no port");
+ * await server.close();
+ * await core.close();
+ * ```
+ */
+export class BinaryServer implements Listener {
+  /** Listener name. */
+  readonly name = "binary";
+  #core: Core;
+  #opts: BinaryServerOptions;
+  #log: Logger;
+  #listener: Deno.TcpListener | undefined;
+  #sessions = new Set<BinarySession>();
+  #accepting: Promise<void> | undefined;
+  #closed = false;
+
+  /** Creates the server; call {@link listen} to start. */
+  constructor(core: Core, options: Partial<BinaryServerOptions> = {}) {
+    this.#core = core;
+    this.#opts = { ...defaultBinaryServerOptions, ...options };
+    this.#log = core.log.child("binary");
+  }
+
+  /** Connections open now. */
+  get connections(): number {
+    return this.#sessions.size;
+  }
+
+  /** Binds and starts accepting. */
+  listen(): Promise<ListenAddress> {
+    if (this.#listener) throw new TypeError("Cannot listen: already listening");
+    this.#listener = Deno.listen({ hostname: this.#opts.hostname, port: this.#opts.port });
+    const addr = this.#listener.addr as Deno.NetAddr;
+    this.#accepting = this.#acceptLoop(this.#listener);
+    return Promise.resolve({ hostname: addr.hostname, port: addr.port });
+  }
+
+  async #acceptLoop(listener: Deno.TcpListener): Promise<void> {
+    const labels = { protocol: "binary" };
+    const stats = this.#core.stats;
+    for (;;) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+      } catch (err) {
+        if (this.#closed) return;
+        // EMFILE and friends: log, back off briefly, keep serving the others.
+        this.#log.error("accept failed", { error: err });
+        stats.errors.inc({ protocol: "binary", code: "accept_failed" });
+        await new Promise((r) => setTimeout(r, 100));
+        continue;
+      }
+      if (this.#closed) {
+        conn.close();
+        return;
+      }
+      if (this.#sessions.size >= this.#opts.maxConnections) {
+        stats.drops.inc({ protocol: "binary", reason: "max_connections" });
+        this.#log.warn("connection refused: limit reached", { limit: this.#opts.maxConnections });
+        refuse(conn, `connection limit ${this.#opts.maxConnections} reached`);
+        continue;
+      }
+      try {
+        conn.setNoDelay(true);
+      } catch { /* not fatal */ }
+      stats.connectionsAccepted.inc(labels);
+      stats.connections.inc(labels);
+      const session = new BinarySession(this.#core, conn, this.#opts, this.#log);
+      this.#sessions.add(session);
+      session.done.finally(() => {
+        this.#sessions.delete(session);
+        stats.connections.inc(labels, -1);
+      });
+    }
+  }
+
+  /** Stops accepting, sends ERROR 9 to every device, closes them, waits for all to end. */
+  async close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      try {
+        this.#listener?.close();
+      } catch { /* already closed */ }
+      for (const s of this.#sessions) {
+        s.close({ code: "shutting_down", message: "gateway is shutting down" });
+      }
+    }
+    await this.#accepting;
+    await Promise.all([...this.#sessions].map((s) => s.done));
+  }
+
+  /** Same as {@link close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+function refuse(conn: Deno.Conn, reason: string): void {
+  const frame = encodeFrame({
+    type: FrameType.ERROR,
+    flags: 0,
+    seq: 0,
+    payload: encodeError({ code: ErrorCode.SHUTTING_DOWN, reason }),
+  });
+  conn.write(frame).catch(() => {}).finally(() => {
+    try {
+      conn.close();
+    } catch { /* gone */ }
+  });
+}

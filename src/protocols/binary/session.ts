@@ -1,0 +1,446 @@
+/**
+ * One FBP/1 connection: the HELLO handshake, telemetry into the core (waiting while the pipeline
+ * is full, which stops socket reads), ACKs in frame order, commands out, keepalive via the core's
+ * supervisor, and every error code of the spec (docs/binary-protocol.md).
+ *
+ * @module
+ */
+
+import type { Core, Subscriber } from "../../core/core.ts";
+import type { DeadlineEntry } from "../../core/deadline_queue.ts";
+import type { Logger } from "../../core/logger.ts";
+import { createMessage, type Message } from "../../core/message.ts";
+import type { CloseReason, SessionHandle } from "../../core/registry.ts";
+import { ackTopic, commandFilter, parseTopic, telemetryTopic } from "../../core/topics.ts";
+import { connSource } from "../../net/conn_source.ts";
+import { ConnWriter } from "../../net/conn_writer.ts";
+import { FrameParser } from "./codec.ts";
+import {
+  AckStatus,
+  decodeAck,
+  decodeHello,
+  decodeTelemetry,
+  encodeAck,
+  encodeBye,
+  encodeCommand,
+  encodeError,
+  encodeFrame,
+  encodeHelloAck,
+  ErrorCode,
+  FLAG_ACK_REQUESTED,
+  type Frame,
+  FrameSyntaxError,
+  FrameType,
+  HelloStatus,
+} from "./frame.ts";
+
+/** Tunables of a session (the binary section of the config). */
+export interface BinarySessionOptions {
+  /** Largest frame payload. @default 65536 */
+  maxPayload: number;
+  /** Time allowed for HELLO. @default 10000 */
+  helloTimeoutMs: number;
+  /** Keepalive granted when the device asks 0. @default 60 */
+  defaultKeepAliveSec: number;
+  /** Largest keepalive granted. @default 3600 */
+  maxKeepAliveSec: number;
+  /** Longest wait for a slow reader. @default 10000 */
+  drainTimeoutMs: number;
+  /** Outbound bytes queued before the connection is closed. @default 1048576 */
+  maxPendingBytes: number;
+}
+
+/** Commands sent and not yet acknowledged, per session. */
+const MAX_PENDING_COMMANDS = 1024;
+
+const CLOSE_CODES: Record<CloseReason["code"], number> = {
+  taken_over: ErrorCode.SESSION_TAKEN_OVER,
+  keepalive_timeout: ErrorCode.KEEPALIVE_TIMEOUT,
+  shutting_down: ErrorCode.SHUTTING_DOWN,
+  removed: ErrorCode.NOT_AUTHENTICATED,
+  protocol_error: ErrorCode.BAD_PAYLOAD,
+  slow_consumer: 0, // nothing can be written to a peer that does not read
+};
+
+let nextSessionId = 1;
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+
+/** A decoded frame or an in-band, non-fatal decoding error (kept in stream order). */
+type FrameEvent = Frame | FrameSyntaxError;
+
+/** Splits bytes into frames, keeping bad-CRC errors in order with the frames around them. */
+function frameEvents(maxPayload: number): TransformStream<Uint8Array, FrameEvent> {
+  let out: TransformStreamDefaultController<FrameEvent> | undefined;
+  const parser = new FrameParser({ maxPayload, onError: (e) => out?.enqueue(e) });
+  return new TransformStream<Uint8Array, FrameEvent>({
+    transform(chunk, controller) {
+      out = controller;
+      parser.parse(chunk, (f) => controller.enqueue(f));
+    },
+  });
+}
+
+/** One device connection speaking FBP/1. */
+export class BinarySession implements SessionHandle, Subscriber {
+  /** Unique id of the connection. */
+  readonly sessionId: string = `fbp-${nextSessionId++}`;
+  /** Always `binary`. */
+  readonly protocol = "binary" as const;
+  #core: Core;
+  #conn: Deno.Conn;
+  #opts: BinarySessionOptions;
+  #log: Logger;
+  #writer: ConnWriter;
+  #deviceId: string | undefined;
+  #keepalive: DeadlineEntry | undefined;
+  #helloTimer: number | undefined;
+  #unsubscribe: (() => void) | undefined;
+  #closed = false;
+  #nextSeq = 1;
+  #pending = new Map<number, string>(); // command seq → name
+  #abort = new AbortController();
+  #done: Promise<void>;
+  #remote: string;
+
+  /** Starts serving `conn`. */
+  constructor(core: Core, conn: Deno.Conn, options: BinarySessionOptions, log: Logger) {
+    this.#core = core;
+    this.#conn = conn;
+    this.#opts = options;
+    this.#log = log;
+    const addr = conn.remoteAddr as Deno.NetAddr;
+    this.#remote = `${addr.hostname}:${addr.port}`;
+    const labels = { protocol: "binary" };
+    this.#writer = new ConnWriter(conn, {
+      maxPendingBytes: options.maxPendingBytes,
+      drainTimeoutMs: options.drainTimeoutMs,
+      clock: core.clock,
+      onBytes: (n) => core.stats.bytesOut.inc(labels, n),
+      onStall: (reason) => {
+        core.stats.errors.inc({ protocol: "binary", code: "slow_consumer" });
+        this.close({ code: "slow_consumer", message: reason });
+      },
+    });
+    this.#helloTimer = core.clock.setTimeout(() => {
+      this.#helloTimer = undefined;
+      if (this.#deviceId === undefined) {
+        this.#error(ErrorCode.HELLO_TIMEOUT, 0, `no HELLO within ${options.helloTimeoutMs} ms`);
+        this.#shutdown();
+      }
+    }, options.helloTimeoutMs);
+    this.#done = this.#run();
+  }
+
+  /** The authenticated device, once HELLO succeeded. */
+  get deviceId(): string | undefined {
+    return this.#deviceId;
+  }
+
+  /** Resolves when the connection has ended and everything is released. */
+  get done(): Promise<void> {
+    return this.#done;
+  }
+
+  /** Subscriber id (for no-local). */
+  get id(): string {
+    return this.sessionId;
+  }
+
+  async #run(): Promise<void> {
+    const labels = { protocol: "binary" };
+    const source = connSource(this.#conn, {
+      onBytes: (n) => this.#core.stats.bytesIn.inc(labels, n),
+    });
+    const frames = source.pipeThrough(frameEvents(this.#opts.maxPayload), {
+      signal: this.#abort.signal,
+    });
+    try {
+      for await (const ev of frames) {
+        if (this.#closed) break;
+        this.#core.stats.framesIn.inc(labels);
+        if (ev instanceof FrameSyntaxError) {
+          this.#frameError(ev);
+          continue;
+        }
+        this.#keepalive?.touch();
+        await this.#onFrame(ev);
+      }
+    } catch (err) {
+      if (err instanceof FrameSyntaxError) this.#frameError(err);
+      else if (!this.#closed) {
+        this.#log.debug("connection read failed", { remote: this.#remote, error: err });
+      }
+    } finally {
+      await this.#shutdown();
+    }
+  }
+
+  #frameError(err: FrameSyntaxError): void {
+    this.#core.stats.errors.inc({ protocol: "binary", code: String(err.code) });
+    this.#log.info("bad frame", {
+      remote: this.#remote,
+      device: this.#deviceId,
+      code: err.code,
+      offset: err.offset,
+      reason: err.message,
+    });
+    this.#error(err.code, err.seq ?? 0, err.message);
+    if (err.fatal) this.#shutdown();
+  }
+
+  #onFrame(f: Frame): Promise<void> | void {
+    if (f.flags & ~FLAG_ACK_REQUESTED) {
+      return this.#reject(
+        f,
+        ErrorCode.BAD_PAYLOAD,
+        `reserved flag bits set: 0x${f.flags.toString(16)}`,
+      );
+    }
+    if (this.#deviceId === undefined) {
+      if (f.type === FrameType.HELLO) return this.#hello(f);
+      this.#error(ErrorCode.NOT_AUTHENTICATED, f.seq, "the first frame must be HELLO");
+      this.#core.stats.errors.inc({
+        protocol: "binary",
+        code: String(ErrorCode.NOT_AUTHENTICATED),
+      });
+      return this.#shutdown();
+    }
+    this.#core.registry.touch(this.#deviceId);
+    switch (f.type) {
+      case FrameType.TELEMETRY:
+        return this.#telemetry(f);
+      case FrameType.ACK:
+        return this.#ack(f);
+      case FrameType.PING:
+        this.#send(FrameType.PONG, f.seq, new Uint8Array(0));
+        return;
+      case FrameType.PONG:
+        return;
+      case FrameType.BYE:
+        this.#log.info("device said BYE", { device: this.#deviceId, remote: this.#remote });
+        this.#send(FrameType.BYE, f.seq, encodeBye(0));
+        return this.#shutdown();
+      case FrameType.HELLO:
+        return this.#reject(
+          f,
+          ErrorCode.BAD_PAYLOAD,
+          "already authenticated: HELLO is only valid once",
+        );
+      default:
+        return this.#reject(
+          f,
+          ErrorCode.UNKNOWN_TYPE,
+          `unknown or unexpected frame type 0x${f.type.toString(16).padStart(2, "0")}`,
+        );
+    }
+  }
+
+  /** Drops a frame with an ERROR (the connection stays). */
+  #reject(f: Frame, code: number, reason: string): void {
+    this.#core.stats.errors.inc({ protocol: "binary", code: String(code) });
+    this.#log.info("frame rejected", {
+      device: this.#deviceId,
+      remote: this.#remote,
+      code,
+      reason,
+    });
+    this.#error(code, f.seq, reason);
+    if (
+      f.type === FrameType.TELEMETRY && (f.flags & FLAG_ACK_REQUESTED) &&
+      code === ErrorCode.BAD_PAYLOAD
+    ) {
+      this.#send(FrameType.ACK, f.seq, encodeAck(AckStatus.BAD_PAYLOAD));
+    }
+  }
+
+  #hello(f: Frame): void {
+    let hello;
+    try {
+      hello = decodeHello(f.payload);
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      if (!helloIdValid(f.payload)) return this.#refuse(f, HelloStatus.BAD_ID, reason);
+      return this.#reject(f, ErrorCode.BAD_PAYLOAD, reason);
+    }
+    if (this.#core.closing) {
+      return this.#refuse(f, HelloStatus.UNAVAILABLE, "gateway is shutting down");
+    }
+    const auth = this.#core.registry.authenticate(hello.id, hello.token);
+    if (!auth.ok) {
+      const status = auth.reason === "bad_id" ? HelloStatus.BAD_ID : HelloStatus.BAD_CREDENTIALS;
+      return this.#refuse(f, status, `authentication failed for "${hello.id}": ${auth.reason}`);
+    }
+    const o = this.#opts;
+    const keepAlive = hello.keepAlive === 0
+      ? o.defaultKeepAliveSec
+      : Math.min(hello.keepAlive, o.maxKeepAliveSec);
+    if (this.#helloTimer !== undefined) this.#core.clock.clearTimeout(this.#helloTimer);
+    this.#helloTimer = undefined;
+    this.#deviceId = hello.id;
+    this.#send(FrameType.HELLO_ACK, f.seq, encodeHelloAck({ status: HelloStatus.OK, keepAlive }));
+    this.#unsubscribe = this.#core.subscribe(commandFilter(hello.id), this);
+    this.#core.registry.attach(hello.id, this);
+    this.#keepalive = this.#core.supervise(this, keepAlive * 1500);
+    this.#log.info("device connected", { device: hello.id, remote: this.#remote, keepAlive });
+  }
+
+  #refuse(f: Frame, status: number, reason: string): void {
+    this.#core.stats.errors.inc({ protocol: "binary", code: `hello_${status}` });
+    this.#log.info("HELLO refused", { remote: this.#remote, status, reason });
+    this.#send(FrameType.HELLO_ACK, f.seq, encodeHelloAck({ status, keepAlive: 0 }));
+    this.#shutdown();
+  }
+
+  async #telemetry(f: Frame): Promise<void> {
+    let body;
+    try {
+      body = decodeTelemetry(f.payload);
+    } catch (err) {
+      return this.#reject(
+        f,
+        ErrorCode.BAD_PAYLOAD,
+        err instanceof Error ? err.message : String(err),
+      );
+    }
+    const id = this.#deviceId!;
+    const msg = createMessage({
+      topic: telemetryTopic(id, body.channel || undefined),
+      payload: body.data,
+      qos: f.flags & FLAG_ACK_REQUESTED ? 1 : 0,
+      ts: this.#core.clock.now(),
+      protocol: "binary",
+      deviceId: id,
+      origin: this.sessionId,
+    });
+    const ackWanted = (f.flags & FLAG_ACK_REQUESTED) !== 0;
+    try {
+      await this.#core.publish(msg, this.#abort.signal);
+    } catch (err) {
+      if (this.#closed) return;
+      this.#log.warn("telemetry not accepted", { device: id, error: err });
+      this.#core.stats.drops.inc({ protocol: "binary", reason: "overloaded" });
+      if (ackWanted) this.#send(FrameType.ACK, f.seq, encodeAck(AckStatus.OVERLOADED));
+      return;
+    }
+    this.#core.registry.device(id).messagesIn++;
+    if (ackWanted) this.#send(FrameType.ACK, f.seq, encodeAck(AckStatus.OK));
+  }
+
+  #ack(f: Frame): void {
+    let status: number;
+    try {
+      status = decodeAck(f.payload);
+    } catch (err) {
+      return this.#reject(
+        f,
+        ErrorCode.BAD_PAYLOAD,
+        err instanceof Error ? err.message : String(err),
+      );
+    }
+    const name = this.#pending.get(f.seq);
+    if (name === undefined) {
+      this.#log.debug("ACK for no pending command", { device: this.#deviceId, seq: f.seq });
+      return;
+    }
+    this.#pending.delete(f.seq);
+    const id = this.#deviceId!;
+    const ack = createMessage({
+      topic: ackTopic(id, name),
+      payload: encoder.encode(JSON.stringify({ seq: f.seq, status })),
+      qos: 1,
+      ts: this.#core.clock.now(),
+      protocol: "binary",
+      deviceId: id,
+      origin: this.sessionId,
+    });
+    this.#core.publish(ack, this.#abort.signal).catch(() => {});
+  }
+
+  /** Sends a command published on `devices/{id}/commands/{name}` (Subscriber). */
+  deliver(msg: Message): void {
+    if (this.#closed) return;
+    const t = parseTopic(msg.topic);
+    if (t.kind !== "command") return;
+    const seq = this.#nextSeq;
+    this.#nextSeq = (this.#nextSeq + 1) >>> 0 || 1;
+    const flags = msg.qos > 0 ? FLAG_ACK_REQUESTED : 0;
+    let body;
+    try {
+      body = encodeCommand({ name: t.name, data: msg.payload });
+    } catch (err) {
+      this.#log.warn("command not sendable over FBP/1", { device: this.#deviceId, error: err });
+      return;
+    }
+    if (body.length > this.#opts.maxPayload) {
+      this.#core.stats.drops.inc({ protocol: "binary", reason: "too_large" });
+      this.#log.warn("command too large for the device", {
+        device: this.#deviceId,
+        bytes: body.length,
+      });
+      return;
+    }
+    if (flags) {
+      this.#pending.set(seq, t.name);
+      if (this.#pending.size > MAX_PENDING_COMMANDS) {
+        this.#pending.delete(this.#pending.keys().next().value!);
+      }
+    }
+    this.#send(FrameType.COMMAND, seq, body, flags);
+    this.#core.stats.messagesOut.inc({ protocol: "binary" });
+    this.#core.registry.device(this.#deviceId!).messagesOut++;
+  }
+
+  #send(type: number, seq: number, payload: Uint8Array, flags = 0): void {
+    if (this.#writer.write(encodeFrame({ type, flags, seq, payload }))) {
+      this.#core.stats.framesOut.inc({ protocol: "binary" });
+    }
+  }
+
+  #error(code: number, seq: number, reason: string): void {
+    this.#send(FrameType.ERROR, seq, encodeError({ code, reason: truncate(reason) }));
+  }
+
+  /** Closes the session, telling the device why (SessionHandle). Idempotent. */
+  close(reason: CloseReason): void {
+    if (this.#closed) return;
+    const code = CLOSE_CODES[reason.code];
+    this.#log.info("closing session", {
+      device: this.#deviceId,
+      remote: this.#remote,
+      reason: reason.code,
+      detail: reason.message,
+    });
+    if (code) this.#error(code, 0, reason.message);
+    this.#shutdown();
+  }
+
+  #shutdownPromise: Promise<void> | undefined;
+  #shutdown(): Promise<void> {
+    return this.#shutdownPromise ??= (async () => {
+      this.#closed = true;
+      if (this.#helloTimer !== undefined) this.#core.clock.clearTimeout(this.#helloTimer);
+      this.#keepalive?.cancel();
+      this.#unsubscribe?.();
+      if (this.#deviceId !== undefined) this.#core.registry.detach(this.#deviceId, this);
+      // Let queued frames (the ERROR saying why) reach the peer, bounded by the drain timeout.
+      await this.#writer.flushed();
+      this.#abort.abort();
+      try {
+        this.#conn.close();
+      } catch { /* already closed */ }
+    })();
+  }
+}
+
+/** True when the id part of a HELLO body is well-formed (to tell "bad id" from other faults). */
+function helloIdValid(p: Uint8Array): boolean {
+  if (p.length < 1) return false;
+  const n = p[0];
+  if (n < 1 || n > 64 || p.length < 1 + n) return false;
+  return /^[A-Za-z0-9._:-]+$/.test(decoder.decode(p.subarray(1, 1 + n)));
+}
+
+function truncate(s: string): string {
+  return s.length > 200 ? s.slice(0, 197) + "..." : s;
+}
