@@ -16,47 +16,76 @@
  * ```
  */
 export function parseJsonc(text: string): unknown {
+  const out = stripTrailingCommas(stripComments(text));
+  try {
+    return JSON.parse(out);
+  } catch (err) {
+    const message = (err as Error).message;
+    const m = /position (\d+)/.exec(message);
+    if (m && !/line \d+/.test(message)) {
+      const pos = Number(m[1]);
+      const before = out.slice(0, pos);
+      const line = before.split("\n").length;
+      const col = pos - before.lastIndexOf("\n");
+      throw new SyntaxError(`Cannot parse config: ${message} (line ${line}, column ${col})`);
+    }
+    throw new SyntaxError(`Cannot parse config: ${message}`);
+  }
+}
+
+/** Index just past the string literal starting at `i` (a `"`). */
+function skipString(text: string, i: number): number {
+  let j = i + 1;
+  while (j < text.length && text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
+  return j + 1;
+}
+
+/** Replaces comments with spaces (newlines kept, so positions and lines stay right). */
+function stripComments(text: string): string {
   let out = "";
   let i = 0;
-  const n = text.length;
-  while (i < n) {
+  while (i < text.length) {
     const c = text[i];
     if (c === '"') {
-      let j = i + 1;
-      while (j < n && text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
-      out += text.slice(i, j + 1);
-      i = j + 1;
+      const j = skipString(text, i);
+      out += text.slice(i, j);
+      i = j;
     } else if (c === "/" && text[i + 1] === "/") {
-      while (i < n && text[i] !== "\n") i++;
+      const end = text.indexOf("\n", i);
+      const stop = end < 0 ? text.length : end;
+      out += " ".repeat(stop - i);
+      i = stop;
     } else if (c === "/" && text[i + 1] === "*") {
       const end = text.indexOf("*/", i + 2);
-      const stop = end < 0 ? n : end + 2;
+      const stop = end < 0 ? text.length : end + 2;
       out += text.slice(i, stop).replace(/[^\n]/g, " ");
       i = stop;
-    } else if (c === ",") {
-      let j = i + 1;
-      while (j < n && /\s/.test(text[j])) j++;
-      if (text[j] === "}" || text[j] === "]") out += " ";
-      else out += c;
-      i++;
     } else {
       out += c;
       i++;
     }
   }
-  try {
-    return JSON.parse(out);
-  } catch (err) {
-    const m = /position (\d+)/.exec(String(err));
-    if (m) {
-      const pos = Number(m[1]);
-      const before = out.slice(0, pos);
-      const line = before.split("\n").length;
-      const col = pos - before.lastIndexOf("\n");
-      throw new SyntaxError(
-        `Cannot parse config: ${(err as Error).message} (line ${line}, column ${col})`,
-      );
+  return out;
+}
+
+/** Replaces a comma followed (after whitespace) by `}` or `]` with a space. */
+function stripTrailingCommas(text: string): string {
+  let out = "";
+  let i = 0;
+  while (i < text.length) {
+    const c = text[i];
+    if (c === '"') {
+      const j = skipString(text, i);
+      out += text.slice(i, j);
+      i = j;
+      continue;
     }
-    throw new SyntaxError(`Cannot parse config: ${(err as Error).message}`);
+    if (c === ",") {
+      let j = i + 1;
+      while (j < text.length && /\s/.test(text[j])) j++;
+      out += text[j] === "}" || text[j] === "]" ? " " : c;
+    } else out += c;
+    i++;
   }
+  return out;
 }

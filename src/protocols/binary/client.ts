@@ -96,6 +96,7 @@ export class FbpClient implements AsyncDisposable {
   #commands: ReceivedCommand[] = [];
   #commandWaiters: Array<(c: ReceivedCommand | undefined) => void> = [];
   #seq = 1;
+  #writeChain: Promise<void> = Promise.resolve();
   #closed = false;
   #ended = false;
   #autoAck: boolean;
@@ -187,10 +188,15 @@ export class FbpClient implements AsyncDisposable {
     await this.sendRaw(encodeFrame(frame));
   }
 
-  /** Sends raw bytes (for malformed-input tests). */
-  async sendRaw(bytes: Uint8Array): Promise<void> {
-    let off = 0;
-    while (off < bytes.length) off += await this.#conn.write(bytes.subarray(off));
+  /** Sends raw bytes (for malformed-input tests). Writes are serialized: frames never interleave. */
+  sendRaw(bytes: Uint8Array): Promise<void> {
+    const write = async () => {
+      let off = 0;
+      while (off < bytes.length) off += await this.#conn.write(bytes.subarray(off));
+    };
+    const p = this.#writeChain.then(write);
+    this.#writeChain = p.catch(() => {});
+    return p;
   }
 
   /**
