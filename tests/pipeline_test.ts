@@ -1,0 +1,97 @@
+import { assert, assertEquals, assertRejects } from "./_assert.ts";
+import { createMessage, type Message } from "../src/core/message.ts";
+import { Pipeline, PipelineClosedError } from "../src/core/pipeline.ts";
+
+const msg = (deviceId: string, n: number): Message =>
+  createMessage({ topic: `devices/${deviceId}/telemetry`, payload: new Uint8Array([n]), deviceId });
+
+Deno.test("Pipeline keeps per-device order with a parallel pool", async () => {
+  const seen = new Map<string, number[]>();
+  const p = new Pipeline(async (m) => {
+    await new Promise((r) => setTimeout(r, Math.random() * 2));
+    const l = seen.get(m.deviceId!) ?? [];
+    l.push(m.payload[0]);
+    seen.set(m.deviceId!, l);
+  }, { capacity: 8, concurrency: 4 });
+  for (let i = 0; i < 50; i++) for (const d of ["a", "b", "c"]) await p.submit(msg(d, i));
+  await p.close();
+  for (const d of ["a", "b", "c"]) {
+    assertEquals(
+      seen.get(d),
+      Array.from({ length: 50 }, (_, i) => i),
+    );
+  }
+});
+
+Deno.test("Pipeline runs at most `concurrency` handlers at once", async () => {
+  let running = 0;
+  let peak = 0;
+  const p = new Pipeline(async () => {
+    running++;
+    peak = Math.max(peak, running);
+    await new Promise((r) => setTimeout(r, 1));
+    running--;
+  }, { capacity: 4, concurrency: 3 });
+  for (let i = 0; i < 40; i++) await p.submit(msg(`d${i}`, i));
+  await p.close();
+  assertEquals(peak, 3);
+  assertEquals(p.stats.handled, 40);
+});
+
+Deno.test("Pipeline.offer refuses when full and submit waits for room", async () => {
+  const gate = Promise.withResolvers<void>();
+  const p = new Pipeline(() => gate.promise, { capacity: 2, concurrency: 1 });
+  await p.submit(msg("a", 0)); // taken by the handler
+  await new Promise((r) => setTimeout(r, 0));
+  assert(p.offer(msg("a", 1)));
+  assert(p.offer(msg("a", 2)));
+  assert(!p.offer(msg("a", 3)), "offer accepted past capacity");
+  let accepted = false;
+  const waiting = p.submit(msg("a", 4)).then(() => accepted = true);
+  await new Promise((r) => setTimeout(r, 10));
+  assert(!accepted, "submit did not wait");
+  assertEquals(p.waiting, 1);
+  gate.resolve();
+  await waiting;
+  await p.close();
+  assertEquals(p.stats.handled, 4);
+});
+
+Deno.test("Pipeline.close drains queued messages and rejects later submits", async () => {
+  let handled = 0;
+  const p = new Pipeline(async () => {
+    await new Promise((r) => setTimeout(r, 1));
+    handled++;
+  }, { capacity: 10, concurrency: 2 });
+  for (let i = 0; i < 10; i++) await p.submit(msg("a", i));
+  await p.close();
+  assertEquals(handled, 10);
+  await assertRejects(() => p.submit(msg("a", 1)), PipelineClosedError);
+  assert(!p.offer(msg("a", 1)));
+});
+
+Deno.test("Pipeline counts a failing handler and goes on", async () => {
+  const errors: unknown[] = [];
+  const p = new Pipeline((m) => {
+    if (m.payload[0] === 1) throw new Error("boom");
+  }, { onError: (e) => errors.push(e) });
+  for (let i = 0; i < 3; i++) await p.submit(msg("a", i));
+  await p.close();
+  assertEquals(p.stats, { handled: 2, failed: 1 });
+  assertEquals(errors.length, 1);
+});
+
+Deno.test("Pipeline.submit can be aborted while waiting", async () => {
+  const gate = Promise.withResolvers<void>();
+  const p = new Pipeline(() => gate.promise, { capacity: 1, concurrency: 1 });
+  await p.submit(msg("a", 0));
+  await new Promise((r) => setTimeout(r, 0));
+  await p.submit(msg("a", 1));
+  const ac = new AbortController();
+  const waiting = p.submit(msg("a", 2), ac.signal);
+  ac.abort(new Error("gone"));
+  await assertRejects(() => waiting, Error, "gone");
+  gate.resolve();
+  await p.close();
+  assertEquals(p.stats.handled, 2);
+});
