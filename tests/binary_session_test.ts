@@ -377,3 +377,24 @@ Deno.test("FBP/1 connections past maxConnections are refused with ERROR 9", asyn
   await c.finished;
   await Promise.all([a.close(), b.close(), c.close()]);
 });
+
+Deno.test("FBP/1 frames before garbage in the same write are handled before ERROR 1 closes the connection", async () => {
+  await using h = await startBinary();
+  const c = await FbpClient.connect({ port: h.port, id: "s1" });
+  const good = encodeFrame({
+    type: FrameType.TELEMETRY,
+    flags: FLAG_ACK_REQUESTED,
+    seq: 77,
+    payload: encodeTelemetry({ channel: "", data: enc("before") }),
+  });
+  const bytes = new Uint8Array(good.length + 16);
+  bytes.set(good);
+  bytes.fill(0xee, good.length);
+  await c.sendRaw(bytes);
+  const ack = await c.nextFrame();
+  assertEquals([ack?.type, ack?.seq], [FrameType.ACK, 77]);
+  assertEquals((await c.nextError())?.code, ErrorCode.BAD_MAGIC);
+  await c.finished;
+  assert(h.seen.some((m) => m.topic === "devices/s1/telemetry" && dec(m.payload) === "before"));
+  await c.close();
+});

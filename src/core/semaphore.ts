@@ -17,11 +17,12 @@ export interface Permit extends Disposable {
  * ```ts
  * import { Semaphore } from "./semaphore.ts";
  * const pool = new Semaphore(1);
+ * const free = () => pool.available;
  * {
  *   using _permit = await pool.acquire();
- *   if (pool.available !== 0) throw new Error("permit not taken");
+ *   if (free() !== 0) throw new Error("permit not taken");
  * }
- * if (pool.available !== 1) throw new Error("permit not returned");
+ * if (free() !== 1) throw new Error("permit not returned");
  * ```
  */
 export class Semaphore {

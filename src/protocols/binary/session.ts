@@ -69,14 +69,24 @@ const encoder = new TextEncoder();
 /** A decoded frame or an in-band, non-fatal decoding error (kept in stream order). */
 type FrameEvent = Frame | FrameSyntaxError;
 
-/** Splits bytes into frames, keeping bad-CRC errors in order with the frames around them. */
+/**
+ * Splits bytes into frames. Decoding errors travel in-band, in stream order: frames before a bad
+ * CRC or a fatal error are handled (and ACKed) before the ERROR for it goes out, and a fatal error
+ * ends the stream after it.
+ */
 function frameEvents(maxPayload: number): TransformStream<Uint8Array, FrameEvent> {
   let out: TransformStreamDefaultController<FrameEvent> | undefined;
   const parser = new FrameParser({ maxPayload, onError: (e) => out?.enqueue(e) });
   return new TransformStream<Uint8Array, FrameEvent>({
     transform(chunk, controller) {
       out = controller;
-      parser.parse(chunk, (f) => controller.enqueue(f));
+      try {
+        parser.parse(chunk, (f) => controller.enqueue(f));
+      } catch (err) {
+        if (!(err instanceof FrameSyntaxError)) throw err;
+        controller.enqueue(err);
+        controller.terminate();
+      }
     },
   });
 }

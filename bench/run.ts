@@ -1,0 +1,41 @@
+/**
+ * `deno task bench`: runs every benchmark scenario side by side with its peer and writes JSON
+ * results to `bench/results/` (and stdout). Progress goes to stderr.
+ *
+ * Flags: `--quick` (small counts, for a smoke run), `--only fbp|mqtt|coap`.
+ *
+ * @module
+ */
+
+import * as fbp from "./fbp_bench.ts";
+import { progress } from "./_util.ts";
+
+const quick = Deno.args.includes("--quick");
+const onlyIdx = Deno.args.indexOf("--only");
+const only = onlyIdx >= 0 ? Deno.args[onlyIdx + 1] : undefined;
+
+const results: Record<string, unknown> = {
+  date: new Date().toISOString(),
+  machine: {
+    cores: navigator.hardwareConcurrency,
+    deno: Deno.version.deno,
+    os: Deno.build.os,
+    arch: Deno.build.arch,
+  },
+  quick,
+};
+
+if (!only || only === "fbp") {
+  results.fbp = await fbp.run(
+    quick
+      ? { idle: 1000, devices: 100, perDevice: 50 }
+      : { idle: 15_000, devices: 1000, perDevice: 200 },
+  );
+}
+
+const text = JSON.stringify(results, null, 2);
+await Deno.mkdir(new URL("./results/", import.meta.url), { recursive: true });
+const file = new URL(`./results/${results.date}.json`.replaceAll(":", "-"), import.meta.url);
+await Deno.writeTextFile(file, text + "\n");
+progress(`results written to ${file.pathname}`);
+console.log(text);
