@@ -6,13 +6,16 @@
  * @module
  */
 
+// Collections are created on first use: with one command subscription per connected device,
+// most nodes are leaves (no children) or inner nodes (no values), and an empty Map/Set costs
+// a few hundred bytes each.
 interface TrieNode<T> {
-  children: Map<string, TrieNode<T>>;
-  values: Set<T>;
+  children?: Map<string, TrieNode<T>>;
+  values?: Set<T>;
 }
 
 function node<T>(): TrieNode<T> {
-  return { children: new Map(), values: new Set() };
+  return {};
 }
 
 /**
@@ -91,10 +94,12 @@ export class TopicRouter<T> {
     if (err) throw new TypeError(`Cannot add topic filter "${filter}": ${err}`);
     let n = this.#root;
     for (const level of filter.split("/")) {
+      n.children ??= new Map();
       let c = n.children.get(level);
       if (!c) n.children.set(level, c = node());
       n = c;
     }
+    n.values ??= new Set();
     if (!n.values.has(value)) {
       n.values.add(value);
       this.#size++;
@@ -107,16 +112,18 @@ export class TopicRouter<T> {
     let n: TrieNode<T> | undefined = this.#root;
     for (const level of filter.split("/")) {
       path.push([n, level]);
-      n = n.children.get(level);
+      n = n.children?.get(level);
       if (!n) return false;
     }
-    if (!n.values.delete(value)) return false;
+    if (!n.values?.delete(value)) return false;
+    if (n.values.size === 0) n.values = undefined;
     this.#size--;
     for (let i = path.length - 1; i >= 0; i--) { // prune empty branches
       const [parent, level] = path[i];
-      const child = parent.children.get(level)!;
-      if (child.values.size || child.children.size) break;
-      parent.children.delete(level);
+      const child = parent.children!.get(level)!;
+      if (child.values || child.children) break;
+      parent.children!.delete(level);
+      if (parent.children!.size === 0) parent.children = undefined;
     }
     return true;
   }
@@ -134,18 +141,20 @@ export class TopicRouter<T> {
     const dollar = topic.startsWith("$");
     const walk = (n: TrieNode<T>, i: number) => {
       const skipWild = dollar && i === 0;
-      if (!skipWild) {
-        const hash = n.children.get("#");
-        if (hash) { for (const v of hash.values) fn(v); }
+      const children = n.children;
+      if (!skipWild && children) {
+        const hash = children.get("#");
+        if (hash?.values) { for (const v of hash.values) fn(v); }
       }
       if (i === levels.length) {
-        for (const v of n.values) fn(v);
+        if (n.values) { for (const v of n.values) fn(v); }
         return;
       }
-      const exact = n.children.get(levels[i]);
+      if (!children) return;
+      const exact = children.get(levels[i]);
       if (exact) walk(exact, i + 1);
       if (!skipWild) {
-        const plus = n.children.get("+");
+        const plus = children.get("+");
         if (plus) walk(plus, i + 1);
       }
     };

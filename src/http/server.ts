@@ -61,6 +61,16 @@ export class HttpServer implements Listener {
     );
     m.gauge("ferry_process_heap_used_bytes", "V8 heap used", () => Deno.memoryUsage().heapUsed);
     m.gauge(
+      "ferry_process_heap_total_bytes",
+      "V8 heap committed",
+      () => Deno.memoryUsage().heapTotal,
+    );
+    m.gauge(
+      "ferry_process_external_bytes",
+      "Memory held outside the V8 heap by JS objects",
+      () => Deno.memoryUsage().external,
+    );
+    m.gauge(
       "ferry_uptime_seconds",
       "Seconds since start",
       () => (Date.now() - this.#started) / 1000,

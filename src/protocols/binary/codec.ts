@@ -72,6 +72,9 @@ export interface FrameDecoderOptions {
   onError?: (err: FrameSyntaxError) => void;
 }
 
+/** Shared empty payload (never written to). */
+const EMPTY = new Uint8Array(0);
+
 /** Parser states. */
 const HEADER = 0;
 const BODY = 1;
@@ -112,17 +115,16 @@ export class FrameParser {
 
   #state: typeof HEADER | typeof BODY = HEADER;
   /** Header scratch for a header split across chunks. */
-  #header = new Uint8Array(HEADER_SIZE);
-  #headerView = new DataView(this.#header.buffer);
+  #header: Uint8Array;
   /** Trailer scratch for a CRC split across chunks. */
-  #trailer = new Uint8Array(TRAILER_SIZE);
+  #trailer: Uint8Array;
   /** Bytes of the current state's unit collected so far (header, or payload + trailer). */
   #have = 0;
   #length = 0;
   #type = 0;
   #flags = 0;
   #seq = 0;
-  #payload: Uint8Array = new Uint8Array(0);
+  #payload: Uint8Array = EMPTY;
   /** Stream offset of the next byte to consume, and of the current frame's first byte. */
   #offset = 0;
   #frameStart = 0;
@@ -138,6 +140,10 @@ export class FrameParser {
     }
     this.#maxPayload = maxPayload;
     this.#onError = options.onError;
+    // One small buffer for header and trailer scratch: an idle connection holds little.
+    const scratch = new Uint8Array(HEADER_SIZE + TRAILER_SIZE);
+    this.#header = scratch.subarray(0, HEADER_SIZE);
+    this.#trailer = scratch.subarray(HEADER_SIZE);
   }
 
   /** Stream bytes consumed so far (including those of a partial frame). */
@@ -214,12 +220,12 @@ export class FrameParser {
         this.#offset += n;
         pos += n;
         if (before < 4) this.#checkMagic(this.#header, 0, before, Math.min(this.#have, 4));
-        if (before < 8 && this.#have >= 8) this.#checkLength(this.#headerView.getUint32(4));
+        if (before < 8 && this.#have >= 8) this.#checkLength(readU32(this.#header, 4));
         if (this.#have < HEADER_SIZE) break;
-        this.#length = this.#headerView.getUint32(4);
+        this.#length = readU32(this.#header, 4);
         this.#type = this.#header[8];
         this.#flags = this.#header[9];
-        this.#seq = this.#headerView.getUint32(10);
+        this.#seq = readU32(this.#header, 10);
         this.#payload = new Uint8Array(this.#length);
         this.#have = 0;
         this.#state = BODY;
@@ -245,7 +251,7 @@ export class FrameParser {
         const crc = crc32(payload, crc32(this.#header));
         this.#state = HEADER;
         this.#have = 0;
-        this.#payload = new Uint8Array(0);
+        this.#payload = EMPTY;
         this.#finish(crc, readU32(this.#trailer, 0), () => payload, onFrame);
       }
     }
@@ -330,7 +336,7 @@ export class FrameParser {
 
   #fail(err: FrameSyntaxError): FrameSyntaxError {
     this.#failed = err;
-    this.#payload = new Uint8Array(0);
+    this.#payload = EMPTY;
     return err;
   }
 }

@@ -12,7 +12,7 @@ import type { Logger } from "../../core/logger.ts";
 import { createMessage, type Message } from "../../core/message.ts";
 import type { CloseReason, SessionHandle } from "../../core/registry.ts";
 import { ackTopic, commandFilter, parseTopic, telemetryTopic } from "../../core/topics.ts";
-import { connSource } from "../../net/conn_source.ts";
+import { serveBursts } from "../../net/burst_source.ts";
 import { ConnWriter } from "../../net/conn_writer.ts";
 import { FrameParser } from "./codec.ts";
 import {
@@ -66,20 +66,26 @@ let nextSessionId = 1;
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
-/** A decoded frame or an in-band, non-fatal decoding error (kept in stream order). */
+/** A decoded frame or an in-band decoding error (kept in stream order). */
 type FrameEvent = Frame | FrameSyntaxError;
+
+/** Where the parser's non-fatal errors go: the controller of the current burst's codec stream. */
+interface ErrorSink {
+  out?: TransformStreamDefaultController<FrameEvent>;
+}
 
 /**
  * Splits bytes into frames. Decoding errors travel in-band, in stream order: frames before a bad
  * CRC or a fatal error are handled (and ACKed) before the ERROR for it goes out, and a fatal error
  * ends the stream after it.
  */
-function frameEvents(maxPayload: number): TransformStream<Uint8Array, FrameEvent> {
-  let out: TransformStreamDefaultController<FrameEvent> | undefined;
-  const parser = new FrameParser({ maxPayload, onError: (e) => out?.enqueue(e) });
+function frameEvents(
+  parser: FrameParser,
+  sink: ErrorSink,
+): TransformStream<Uint8Array, FrameEvent> {
   return new TransformStream<Uint8Array, FrameEvent>({
     transform(chunk, controller) {
-      out = controller;
+      sink.out = controller;
       try {
         parser.parse(chunk, (f) => controller.enqueue(f));
       } catch (err) {
@@ -104,12 +110,11 @@ export class BinarySession implements SessionHandle, Subscriber {
   #writer: ConnWriter;
   #deviceId: string | undefined;
   #keepalive: DeadlineEntry | undefined;
-  #helloTimer: number | undefined;
+  #helloTimer: DeadlineEntry | undefined;
   #unsubscribe: (() => void) | undefined;
   #closed = false;
   #nextSeq = 1;
-  #pending = new Map<number, string>(); // command seq → name
-  #abort = new AbortController();
+  #pending: Map<number, string> | undefined; // command seq → name, made on the first command
   #done: Promise<void>;
   #remote: string;
 
@@ -132,13 +137,13 @@ export class BinarySession implements SessionHandle, Subscriber {
         this.close({ code: "slow_consumer", message: reason });
       },
     });
-    this.#helloTimer = core.clock.setTimeout(() => {
+    this.#helloTimer = core.deadlines.add(options.helloTimeoutMs, () => {
       this.#helloTimer = undefined;
       if (this.#deviceId === undefined) {
         this.#error(ErrorCode.HELLO_TIMEOUT, 0, `no HELLO within ${options.helloTimeoutMs} ms`);
         this.#shutdown();
       }
-    }, options.helloTimeoutMs);
+    });
     this.#done = this.#run();
   }
 
@@ -159,26 +164,31 @@ export class BinarySession implements SessionHandle, Subscriber {
 
   async #run(): Promise<void> {
     const labels = { protocol: "binary" };
-    const source = connSource(this.#conn, {
-      onBytes: (n) => this.#core.stats.bytesIn.inc(labels, n),
-    });
-    const frames = source.pipeThrough(frameEvents(this.#opts.maxPayload), {
-      signal: this.#abort.signal,
+    const sink: ErrorSink = {};
+    const parser = new FrameParser({
+      maxPayload: this.#opts.maxPayload,
+      onError: (e) => sink.out?.enqueue(e),
     });
     try {
-      for await (const ev of frames) {
-        if (this.#closed) break;
-        this.#core.stats.framesIn.inc(labels);
-        if (ev instanceof FrameSyntaxError) {
-          this.#frameError(ev);
-          continue;
+      // Each burst of traffic flows socket → codec TransformStream → this loop; between bursts
+      // only a small read is pending (cheap idle connections).
+      await serveBursts(this.#conn, () => frameEvents(parser, sink), async (frames) => {
+        for await (const ev of frames) {
+          if (this.#closed) break;
+          this.#core.stats.framesIn.inc(labels);
+          if (ev instanceof FrameSyntaxError) {
+            this.#frameError(ev);
+            continue;
+          }
+          this.#keepalive?.touch();
+          await this.#onFrame(ev);
         }
-        this.#keepalive?.touch();
-        await this.#onFrame(ev);
-      }
+      }, {
+        canIdle: () => parser.buffered === 0,
+        onBytes: (n) => this.#core.stats.bytesIn.inc(labels, n),
+      });
     } catch (err) {
-      if (err instanceof FrameSyntaxError) this.#frameError(err);
-      else if (!this.#closed) {
+      if (!this.#closed) {
         this.#log.debug("connection read failed", { remote: this.#remote, error: err });
       }
     } finally {
@@ -285,7 +295,7 @@ export class BinarySession implements SessionHandle, Subscriber {
     const keepAlive = hello.keepAlive === 0
       ? o.defaultKeepAliveSec
       : Math.min(hello.keepAlive, o.maxKeepAliveSec);
-    if (this.#helloTimer !== undefined) this.#core.clock.clearTimeout(this.#helloTimer);
+    this.#helloTimer?.cancel();
     this.#helloTimer = undefined;
     this.#deviceId = hello.id;
     this.#send(FrameType.HELLO_ACK, f.seq, encodeHelloAck({ status: HelloStatus.OK, keepAlive }));
@@ -325,7 +335,7 @@ export class BinarySession implements SessionHandle, Subscriber {
     });
     const ackWanted = (f.flags & FLAG_ACK_REQUESTED) !== 0;
     try {
-      await this.#core.publish(msg, this.#abort.signal);
+      await this.#core.publish(msg);
     } catch (err) {
       if (this.#closed) return;
       this.#log.warn("telemetry not accepted", { device: id, error: err });
@@ -348,12 +358,12 @@ export class BinarySession implements SessionHandle, Subscriber {
         err instanceof Error ? err.message : String(err),
       );
     }
-    const name = this.#pending.get(f.seq);
+    const name = this.#pending?.get(f.seq);
     if (name === undefined) {
       this.#log.debug("ACK for no pending command", { device: this.#deviceId, seq: f.seq });
       return;
     }
-    this.#pending.delete(f.seq);
+    this.#pending!.delete(f.seq);
     const id = this.#deviceId!;
     const ack = createMessage({
       topic: ackTopic(id, name),
@@ -364,7 +374,7 @@ export class BinarySession implements SessionHandle, Subscriber {
       deviceId: id,
       origin: this.sessionId,
     });
-    this.#core.publish(ack, this.#abort.signal).catch(() => {});
+    this.#core.publish(ack).catch(() => {});
   }
 
   /** Sends a command published on `devices/{id}/commands/{name}` (Subscriber). */
@@ -391,6 +401,7 @@ export class BinarySession implements SessionHandle, Subscriber {
       return;
     }
     if (flags) {
+      this.#pending ??= new Map();
       this.#pending.set(seq, t.name);
       if (this.#pending.size > MAX_PENDING_COMMANDS) {
         this.#pending.delete(this.#pending.keys().next().value!);
@@ -429,13 +440,12 @@ export class BinarySession implements SessionHandle, Subscriber {
   #shutdown(): Promise<void> {
     return this.#shutdownPromise ??= (async () => {
       this.#closed = true;
-      if (this.#helloTimer !== undefined) this.#core.clock.clearTimeout(this.#helloTimer);
+      this.#helloTimer?.cancel();
       this.#keepalive?.cancel();
       this.#unsubscribe?.();
       if (this.#deviceId !== undefined) this.#core.registry.detach(this.#deviceId, this);
       // Let queued frames (the ERROR saying why) reach the peer, bounded by the drain timeout.
       await this.#writer.flushed();
-      this.#abort.abort();
       try {
         this.#conn.close();
       } catch { /* already closed */ }
