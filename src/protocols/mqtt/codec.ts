@@ -1,0 +1,286 @@
+/**
+ * The MQTT codec of one connection: {@link MqttDecoder} turns socket bytes into packets and
+ * {@link MqttEncoder} packets into bytes. Framing (fixed header, Remaining Length) is an explicit
+ * state machine here, so the size cap applies before anything is buffered; each complete frame is
+ * then decoded by `npm:mqtt-packet`, and the decoded packet is checked for the rules mqtt-packet
+ * does not enforce (UTF-8, duplicate properties).
+ *
+ * @module
+ */
+
+import mqttPacket, { type Packet } from "mqtt-packet";
+import { Buffer } from "node:buffer";
+import { MqttMalformedError, MqttProtocolError } from "./errors.ts";
+import { ReasonCode } from "./reason_codes.ts";
+import { checkPacketStrings } from "./utf8.ts";
+
+/** MQTT protocol levels: 3 = 3.1, 4 = 3.1.1, 5 = 5.0. */
+export type ProtocolVersion = 3 | 4 | 5;
+
+/** Tunables of {@link MqttDecoder}. */
+export interface MqttDecoderOptions {
+  /** Largest whole packet accepted, bytes. @default 268435455 */
+  maxPacketSize?: number;
+  /** Protocol level before a CONNECT is seen (clients decoding server packets). */
+  protocolVersion?: ProtocolVersion;
+}
+
+const enum State {
+  Header,
+  Length,
+  Body,
+}
+
+const SINGLE_ALLOWED = new Set(["userProperties", "subscriptionIdentifier"]);
+
+/**
+ * A synchronous MQTT frame decoder: feed it chunks, get whole packets. Used by
+ * {@link MqttDecoder}, and directly by the fuzz tests.
+ *
+ * @example
+ * ```ts
+ * import { MqttFrameDecoder } from "./codec.ts";
+ * const d = new MqttFrameDecoder({ protocolVersion: 4 });
+ * const got = d.push(new Uint8Array([0xc0, 0x00, 0xc0])); // PINGREQ and half of another
+ * if (got.length !== 1 || got[0].cmd !== "pingreq") throw new Error();
+ * if (d.push(new Uint8Array([0x00])).length !== 1) throw new Error();
+ * ```
+ */
+export class MqttFrameDecoder {
+  #max: number;
+  #parser: ReturnType<typeof mqttPacket.parser>;
+  #state = State.Header;
+  #header = 0;
+  #len = 0;
+  #mul = 1;
+  #lenBytes = 0;
+  #frame: Uint8Array | undefined;
+  #filled = 0;
+  #offset = 0; // bytes of the input consumed before the current frame
+  #got: Packet | undefined;
+  #err: Error | undefined;
+
+  /** Creates a decoder. */
+  constructor(options: MqttDecoderOptions = {}) {
+    this.#max = options.maxPacketSize ?? 268_435_455;
+    this.#parser = mqttPacket.parser(
+      options.protocolVersion ? { protocolVersion: options.protocolVersion } : undefined,
+    );
+    this.#parser.on("packet", (p: Packet) => this.#got = p);
+    this.#parser.on("error", (e: Error) => this.#err = e);
+  }
+
+  /** Bytes held for a partial packet. */
+  get buffered(): number {
+    return this.#frame ? this.#filled : this.#lenBytes + (this.#state === State.Header ? 0 : 1);
+  }
+
+  /** Decodes every complete packet in `chunk` (plus what was buffered); throws on a bad one. */
+  push(chunk: Uint8Array): Packet[] {
+    const out: Packet[] = [];
+    let i = 0;
+    while (i < chunk.length) {
+      if (this.#state === State.Header) {
+        this.#header = chunk[i++];
+        this.#len = 0;
+        this.#mul = 1;
+        this.#lenBytes = 0;
+        this.#state = State.Length;
+        continue;
+      }
+      if (this.#state === State.Length) {
+        const b = chunk[i++];
+        this.#len += (b & 0x7f) * this.#mul;
+        this.#mul *= 128;
+        this.#lenBytes++;
+        if (b & 0x80) {
+          // MQTT 5 §1.5.5: at most four bytes.
+          if (this.#lenBytes === 4) {
+            throw this.#malformed("Remaining Length is longer than four bytes");
+          }
+          continue;
+        }
+        if (b === 0 && this.#lenBytes > 1) {
+          // [MQTT-1.5.5-1] the minimum number of bytes must be used.
+          throw this.#malformed("Remaining Length is not minimally encoded");
+        }
+        const size = 1 + this.#lenBytes + this.#len;
+        if (size > this.#max) {
+          throw new MqttMalformedError(
+            `Cannot accept packet: size ${size} exceeds the ${this.#max} byte limit`,
+            { offset: this.#offset, reasonCode: ReasonCode.PacketTooLarge },
+          );
+        }
+        const headLen = 1 + this.#lenBytes;
+        const start = i - headLen;
+        if (start >= 0 && chunk.length - i >= this.#len) {
+          // Whole frame inside this chunk: decode a view, no copy.
+          out.push(this.#decode(chunk.subarray(start, i + this.#len)));
+          i += this.#len;
+          continue;
+        }
+        const frame = new Uint8Array(size);
+        frame[0] = this.#header;
+        let v = this.#len;
+        for (let k = 1; k < headLen; k++) {
+          frame[k] = (v & 0x7f) | (k < headLen - 1 ? 0x80 : 0);
+          v = Math.floor(v / 128);
+        }
+        this.#frame = frame;
+        this.#filled = headLen;
+        this.#state = State.Body;
+        if (this.#len === 0) out.push(this.#finish());
+        continue;
+      }
+      const frame = this.#frame!;
+      const n = Math.min(frame.length - this.#filled, chunk.length - i);
+      frame.set(chunk.subarray(i, i + n), this.#filled);
+      this.#filled += n;
+      i += n;
+      if (this.#filled === frame.length) out.push(this.#finish());
+    }
+    return out;
+  }
+
+  #finish(): Packet {
+    const frame = this.#frame!;
+    this.#frame = undefined;
+    return this.#decode(frame);
+  }
+
+  #malformed(why: string): MqttMalformedError {
+    return new MqttMalformedError(`Cannot decode packet: ${why}`, { offset: this.#offset });
+  }
+
+  #decode(frame: Uint8Array): Packet {
+    this.#state = State.Header;
+    this.#got = undefined;
+    this.#err = undefined;
+    const cmdType = frame[0] >> 4;
+    try {
+      this.#parser.parse(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
+    } catch (err) {
+      this.#err = err instanceof Error ? err : new Error(String(err));
+    }
+    const err = this.#err as Error | undefined;
+    if (err) {
+      if (cmdType === 1 && /protocol ?(version|id)/i.test(err.message)) {
+        // [MQTT-3.1.2-2] unsupported protocol level or name: CONNACK 0x84 / return code 1.
+        throw new MqttProtocolError(`Cannot accept CONNECT: ${err.message}`, {
+          reasonCode: ReasonCode.UnsupportedProtocolVersion,
+        });
+      }
+      throw this.#malformed(err.message);
+    }
+    const p = this.#got as Packet | undefined;
+    if (!p) throw this.#malformed("packet is truncated");
+    const why = checkPacketStrings(p, frame);
+    if (why) throw this.#malformed(why);
+    const props = (p as { properties?: Record<string, unknown> }).properties;
+    if (props) {
+      for (const [k, v] of Object.entries(props)) {
+        // MQTT 5 §2.2.2.2: a property other than these appearing twice is a Protocol Error.
+        if (Array.isArray(v) && !SINGLE_ALLOWED.has(k)) {
+          throw new MqttProtocolError(`Cannot accept ${p.cmd}: property ${k} appears twice`);
+        }
+      }
+    }
+    this.#offset += frame.length;
+    return p;
+  }
+}
+
+/**
+ * Decodes a connection's bytes into MQTT packets, as a `TransformStream`.
+ *
+ * @example
+ * ```ts
+ * import { MqttDecoder } from "./codec.ts";
+ * const bytes = ReadableStream.from([new Uint8Array([0xc0, 0x00])]);
+ * const packets = await Array.fromAsync(bytes.pipeThrough(new MqttDecoder({ protocolVersion: 4 })));
+ * if (packets[0].cmd !== "pingreq") throw new Error();
+ * ```
+ */
+export class MqttDecoder implements TransformStream<Uint8Array, Packet> {
+  #readable: ReadableStream<Packet>;
+  #writable: WritableStream<Uint8Array>;
+
+  /** Creates a decoder stream. */
+  constructor(options: MqttDecoderOptions = {}) {
+    const d = new MqttFrameDecoder(options);
+    const t = new TransformStream<Uint8Array, Packet>({
+      transform(chunk, controller) {
+        for (const p of d.push(chunk)) controller.enqueue(p);
+      },
+      flush() {
+        if (d.buffered > 0) {
+          throw new MqttMalformedError("Cannot decode packet: connection ended inside a packet");
+        }
+      },
+    });
+    this.#readable = t.readable;
+    this.#writable = t.writable;
+  }
+
+  /** Decoded packets. */
+  get readable(): ReadableStream<Packet> {
+    return this.#readable;
+  }
+
+  /** Socket bytes. */
+  get writable(): WritableStream<Uint8Array> {
+    return this.#writable;
+  }
+}
+
+/**
+ * Encodes one packet for a protocol level.
+ *
+ * @example
+ * ```ts
+ * import { encodePacket } from "./codec.ts";
+ * const b = encodePacket({ cmd: "pingresp" }, 4);
+ * if (b[0] !== 0xd0 || b[1] !== 0) throw new Error();
+ * ```
+ */
+export function encodePacket(packet: Packet, version: ProtocolVersion): Uint8Array {
+  return mqttPacket.generate(packet, { protocolVersion: version });
+}
+
+/**
+ * Encodes MQTT packets into bytes, as a `TransformStream`.
+ *
+ * @example
+ * ```ts
+ * import { MqttEncoder } from "./codec.ts";
+ * const out = await Array.fromAsync(
+ *   ReadableStream.from([{ cmd: "pingreq" } as const]).pipeThrough(new MqttEncoder(4)),
+ * );
+ * if (out[0][0] !== 0xc0) throw new Error();
+ * ```
+ */
+export class MqttEncoder implements TransformStream<Packet, Uint8Array> {
+  #readable: ReadableStream<Uint8Array>;
+  #writable: WritableStream<Packet>;
+
+  /** Creates an encoder for a protocol level. */
+  constructor(version: ProtocolVersion) {
+    const t = new TransformStream<Packet, Uint8Array>({
+      transform(p, controller) {
+        controller.enqueue(encodePacket(p, version));
+      },
+    });
+    this.#readable = t.readable;
+    this.#writable = t.writable;
+  }
+
+  /** Encoded bytes. */
+  get readable(): ReadableStream<Uint8Array> {
+    return this.#readable;
+  }
+
+  /** Packets to encode. */
+  get writable(): WritableStream<Packet> {
+    return this.#writable;
+  }
+}

@@ -1,0 +1,513 @@
+/**
+ * One MQTT network connection: reads packets through the {@link MqttDecoder} (one packet at a time,
+ * so a full pipeline stops socket reads), dispatches them to the packet handlers, writes through a
+ * bounded {@link ConnWriter}, watches keepalive via the core's supervisor, and carries a session.
+ * On any malformed packet or protocol violation the connection is closed (v5: after a DISCONNECT
+ * or CONNACK with the reason code, MQTT 5 §4.13); other sessions are not affected.
+ *
+ * @module
+ */
+
+import type { IConnackPacket, IDisconnectPacket, IPublishPacket, Packet } from "mqtt-packet";
+import { connSource } from "../../net/conn_source.ts";
+import { ConnWriter } from "../../net/conn_writer.ts";
+import type { CloseReason, Core, DeadlineEntry, Logger, SessionHandle } from "../../core/mod.ts";
+import { encodePacket, MqttDecoder, type ProtocolVersion } from "./codec.ts";
+import { MqttMalformedError, MqttProtocolError } from "./errors.ts";
+import { type AcceptedConnect, evaluateConnect, type Will } from "./handle_connect.ts";
+import { evaluatePublish } from "./handle_publish.ts";
+import { handleSubscribe, handleUnsubscribe, type SubscribeContext } from "./handle_subscribe.ts";
+import type { MqttServerOptions } from "./options.ts";
+import { toPublishProperties } from "./properties.ts";
+import { closeReasonCode, connackReturnCode, ReasonCode } from "./reason_codes.ts";
+import type { MqttSession, Outgoing, SessionLink } from "./session.ts";
+import type { SessionStore } from "./session_store.ts";
+import type { SharedSubscriptions } from "./shared_subscriptions.ts";
+
+/** What a connection needs of its server. */
+export interface ConnectionContext {
+  /** The core. */
+  core: Core;
+  /** Resolved options. */
+  options: Required<MqttServerOptions>;
+  /** Logger of the adapter. */
+  log: Logger;
+  /** Sessions by client id. */
+  store: SessionStore;
+  /** Shared subscription groups. */
+  shared: SharedSubscriptions;
+}
+
+const LABELS = { protocol: "mqtt" } as const;
+let nextConnection = 0;
+
+/**
+ * Serves one accepted TCP connection until it closes.
+ *
+ * @example
+ * ```ts ignore
+ * const c = new MqttConnection(ctx, conn);
+ * await c.run(); // resolves when the connection has ended and its session was released
+ * ```
+ */
+export class MqttConnection implements SessionHandle, SessionLink {
+  /** Unique id of this connection. */
+  readonly sessionId: string;
+  /** Always `mqtt`. */
+  readonly protocol = "mqtt" as const;
+  /** Client Receive Maximum (v5), for the session's inflight window. */
+  receiveMaximum = 65535;
+  #ctx: ConnectionContext;
+  #conn: Deno.Conn;
+  #writer: ConnWriter;
+  #version: ProtocolVersion = 4;
+  #connected = false;
+  #closing = false;
+  #normalDisconnect = false;
+  #closeReason: CloseReason | undefined;
+  #accepted: AcceptedConnect | undefined;
+  #session: MqttSession | undefined;
+  #deadline: DeadlineEntry | undefined;
+  #abort: AbortController | undefined;
+  #will: Will | undefined;
+  #aliasesIn: Map<number, string> | undefined;
+  #aliasesOut: Map<string, number> | undefined;
+  #peer: string;
+
+  /** Wraps an accepted connection. */
+  constructor(ctx: ConnectionContext, conn: Deno.Conn) {
+    this.#ctx = ctx;
+    this.#conn = conn;
+    this.sessionId = `mqtt-conn-${++nextConnection}`;
+    const addr = conn.remoteAddr as Deno.NetAddr;
+    this.#peer = `${addr.hostname}:${addr.port}`;
+    const stats = ctx.core.stats;
+    this.#writer = new ConnWriter(conn, {
+      maxPendingBytes: ctx.options.maxPendingBytes,
+      drainTimeoutMs: ctx.options.drainTimeoutMs,
+      clock: ctx.core.clock,
+      onBytes: (n) => stats.bytesOut.inc(LABELS, n),
+      onStall: (reason) => this.close({ code: "slow_consumer", message: reason }),
+    });
+  }
+
+  /** Client id once connected. */
+  get clientId(): string | undefined {
+    return this.#accepted?.clientId;
+  }
+
+  /** Reads and handles packets until the connection ends, then releases the session. */
+  async run(): Promise<void> {
+    const { core, options } = this.#ctx;
+    // Connect timeout, then keepalive: one supervisor deadline.
+    this.#deadline = core.supervise(this, options.connectTimeoutMs);
+    const stats = core.stats;
+    const reader = connSource(this.#conn, {
+      minBuffer: options.readBufferMin,
+      maxBuffer: options.readBufferMax,
+      onBytes: (n) => stats.bytesIn.inc(LABELS, n),
+    }).pipeThrough(new MqttDecoder({ maxPacketSize: options.maxPacketSize })).getReader();
+    try {
+      while (!this.#closing) {
+        const { value, done } = await reader.read();
+        if (done || this.#closing) break;
+        await this.#dispatch(value);
+      }
+    } catch (err) {
+      this.#fail(err);
+    } finally {
+      reader.cancel().catch(() => {});
+      await this.#cleanup();
+    }
+  }
+
+  /** Closes the connection, telling a v5 client why (DISCONNECT, MQTT 5 §3.14). Idempotent. */
+  close(reason: CloseReason): void {
+    if (this.#closing) return;
+    this.#closeReason = reason;
+    if (this.#connected && this.#version === 5) {
+      this.#sendDisconnect(closeReasonCode(reason.code), reason.message);
+    }
+    this.#shutdown();
+  }
+
+  // ---- SessionLink ----
+
+  /** Sends a PUBLISH of the session; false when dropped for the client's Maximum Packet Size. */
+  sendPublish(out: Outgoing, packetId: number | undefined, dup: boolean): boolean {
+    if (this.#closing) return true;
+    const { core } = this.#ctx;
+    const msg = out.msg;
+    const packet: IPublishPacket = {
+      cmd: "publish",
+      topic: msg.topic,
+      payload: msg.payload as IPublishPacket["payload"],
+      qos: out.qos,
+      retain: out.retain,
+      dup,
+      messageId: packetId,
+    };
+    let newAlias: string | undefined;
+    if (this.#version === 5) {
+      const props = toPublishProperties(msg.properties, core.clock.now()) ?? {};
+      if (out.subIds?.length) {
+        props.subscriptionIdentifier = out.subIds.length === 1 ? out.subIds[0] : out.subIds;
+      }
+      const max = this.#accepted?.topicAliasMaximum ?? 0;
+      if (max > 0) {
+        // MQTT 5 §3.3.2.3.4: aliases are per connection, assigned while there is room.
+        const aliases = this.#aliasesOut ??= new Map();
+        const known = aliases.get(msg.topic);
+        if (known !== undefined) {
+          props.topicAlias = known;
+          packet.topic = "";
+        } else if (aliases.size < max) {
+          props.topicAlias = aliases.size + 1;
+          aliases.set(msg.topic, props.topicAlias);
+          newAlias = msg.topic;
+        }
+      }
+      if (Object.keys(props).length) packet.properties = props;
+    }
+    const bytes = encodePacket(packet, this.#version);
+    if (bytes.length > (this.#accepted?.maximumPacketSize ?? Infinity)) {
+      // [MQTT-3.1.2-24], [MQTT-3.1.2-25]: never send more than the client accepts.
+      if (newAlias !== undefined) this.#aliasesOut!.delete(newAlias);
+      core.stats.drops.inc({ protocol: "mqtt", reason: "too_large_for_client" });
+      return false;
+    }
+    this.#write(bytes);
+    core.stats.messagesOut.inc(LABELS);
+    return true;
+  }
+
+  /** Sends a PUBREL. */
+  sendPubrel(packetId: number): void {
+    this.#send({ cmd: "pubrel", messageId: packetId });
+  }
+
+  // ---- dispatch ----
+
+  async #dispatch(p: Packet): Promise<void> {
+    this.#deadline?.touch();
+    this.#ctx.core.stats.framesIn.inc(LABELS);
+    if (!this.#connected) {
+      // [MQTT-3.1.0-1] the first packet must be CONNECT.
+      if (p.cmd !== "connect") {
+        throw new MqttProtocolError(`Cannot accept ${p.cmd}: the first packet must be CONNECT`);
+      }
+      return this.#onConnect(p);
+    }
+    const session = this.#session!;
+    switch (p.cmd) {
+      case "publish":
+        return await this.#onPublish(p);
+      case "puback":
+        session.puback(p.messageId!);
+        return;
+      case "pubrec":
+        if (!session.pubrec(p.messageId!, p.reasonCode ?? 0)) {
+          // Unknown id: complete the peer's flow (v5: Packet Identifier not found).
+          this.#send(
+            this.#version === 5
+              ? {
+                cmd: "pubrel",
+                messageId: p.messageId,
+                reasonCode: ReasonCode.PacketIdentifierNotFound,
+              }
+              : { cmd: "pubrel", messageId: p.messageId },
+          );
+        }
+        return;
+      case "pubcomp":
+        session.pubcomp(p.messageId!);
+        return;
+      case "pubrel": {
+        // [MQTT-4.3.3-11]: PUBCOMP whether or not the id is known (v5: 0x92 when unknown).
+        const known = session.inboundQos2.delete(p.messageId!);
+        this.#send(
+          this.#version === 5 && !known
+            ? {
+              cmd: "pubcomp",
+              messageId: p.messageId,
+              reasonCode: ReasonCode.PacketIdentifierNotFound,
+            }
+            : { cmd: "pubcomp", messageId: p.messageId },
+        );
+        return;
+      }
+      case "subscribe": {
+        const r = handleSubscribe(p, this.#subscribeContext());
+        if (r.refused.length) {
+          this.#ctx.log.info("subscription refused", {
+            clientId: this.clientId,
+            refused: r.refused,
+          });
+        }
+        this.#send({ cmd: "suback", messageId: p.messageId, granted: r.granted });
+        for (const out of r.retained) session.enqueue(out);
+        return;
+      }
+      case "unsubscribe": {
+        const codes = handleUnsubscribe(p, this.#subscribeContext());
+        // [MQTT-3.10.4-4] UNSUBACK even when nothing matched.
+        this.#send(
+          this.#version === 5
+            ? { cmd: "unsuback", messageId: p.messageId, granted: codes }
+            : { cmd: "unsuback", messageId: p.messageId } as Packet,
+        );
+        return;
+      }
+      case "pingreq":
+        this.#send({ cmd: "pingresp" });
+        return;
+      case "disconnect":
+        return this.#onDisconnect(p);
+      case "connect":
+        // [MQTT-3.1.0-2] a second CONNECT is a protocol violation.
+        throw new MqttProtocolError("Cannot accept CONNECT: the client is already connected");
+      default:
+        throw new MqttProtocolError(`Cannot accept ${p.cmd} from a client`);
+    }
+  }
+
+  #subscribeContext(): SubscribeContext {
+    return {
+      version: this.#version,
+      principal: this.#accepted!.principal,
+      session: this.#session!,
+      shared: this.#ctx.shared,
+      core: this.#ctx.core,
+    };
+  }
+
+  #onConnect(p: Packet & { cmd: "connect" }): void {
+    const { core, options, store, log } = this.#ctx;
+    const v = p.protocolVersion;
+    if (v === 3 || v === 4 || v === 5) this.#version = v;
+    const c = evaluateConnect(p, core, options);
+    if (!c.ok) {
+      log.info("connection refused", {
+        peer: this.#peer,
+        clientId: p.clientId,
+        reasonCode: c.reasonCode,
+        why: c.message,
+      });
+      core.stats.errors.inc({ protocol: "mqtt", code: "connect_refused" });
+      this.#refuse(c.reasonCode, c.message);
+      return;
+    }
+    const opened = store.open(c, this);
+    if (!opened.ok) {
+      this.#refuse(ReasonCode.QuotaExceeded, opened.message);
+      return;
+    }
+    this.#accepted = c;
+    this.#session = opened.session;
+    this.#will = c.will;
+    this.receiveMaximum = c.receiveMaximum;
+    this.#connected = true;
+    if (c.keepAlive > 0) this.#deadline?.touch(c.keepAlive * 1500); // [MQTT-3.1.2-22] 1.5x
+    else this.#deadline?.cancel();
+    if (c.deviceId) core.registry.attach(c.deviceId, this);
+    const connack: IConnackPacket = {
+      cmd: "connack",
+      // [MQTT-3.2.2-2] .. [MQTT-3.2.2-3]; 3.1 has no session present flag.
+      sessionPresent: this.#version !== 3 && opened.present,
+    };
+    if (this.#version === 5) {
+      connack.reasonCode = ReasonCode.Success;
+      const props: NonNullable<IConnackPacket["properties"]> = {
+        receiveMaximum: options.receiveMaximum,
+        topicAliasMaximum: options.maxTopicAlias,
+      };
+      if (options.maxPacketSize < 268_435_455) props.maximumPacketSize = options.maxPacketSize;
+      if (c.assigned) props.assignedClientIdentifier = c.clientId; // [MQTT-3.2.2-16]
+      if (c.expiryCapped) props.sessionExpiryInterval = c.sessionExpirySec;
+      if (c.serverKeepAlive !== undefined) props.serverKeepAlive = c.serverKeepAlive;
+      connack.properties = props;
+    } else connack.returnCode = 0;
+    this.#send(connack);
+    log.debug("client connected", {
+      peer: this.#peer,
+      clientId: c.clientId,
+      version: this.#version,
+      principal: c.principal.kind,
+      sessionPresent: opened.present,
+    });
+    // [MQTT-4.4.0-1] resend in-flight messages, then the queue, after CONNACK.
+    opened.session.attach(this);
+  }
+
+  #refuse(reasonCode: number, message: string): void {
+    // [MQTT-3.2.2-4] session present 0 on a refusal; [MQTT-3.2.2-5] then close.
+    const connack: IConnackPacket = { cmd: "connack", sessionPresent: false };
+    if (this.#version === 5) {
+      connack.reasonCode = reasonCode;
+      connack.properties = { reasonString: message.slice(0, 200) };
+    } else connack.returnCode = connackReturnCode(reasonCode);
+    this.#send(connack);
+    this.#shutdown();
+  }
+
+  async #onPublish(p: IPublishPacket): Promise<void> {
+    const { core, options, log } = this.#ctx;
+    const session = this.#session!;
+    const c = this.#accepted!;
+    const id = p.messageId;
+    if (p.qos === 2 && session.inboundQos2.has(id!)) {
+      // [MQTT-4.3.3-10] a resent QoS 2 PUBLISH is acknowledged again but not delivered again.
+      this.#send({ cmd: "pubrec", messageId: id });
+      return;
+    }
+    if (p.qos === 2 && session.inboundQos2.size >= options.receiveMaximum) {
+      // [MQTT-3.3.4-9] more unacknowledged QoS 2 than our Receive Maximum.
+      throw new MqttProtocolError("Cannot accept PUBLISH: Receive Maximum exceeded", {
+        reasonCode: ReasonCode.ReceiveMaximumExceeded,
+      });
+    }
+    const d = evaluatePublish(p, {
+      version: this.#version,
+      principal: c.principal,
+      deviceId: c.deviceId,
+      origin: session.id,
+      aliases: this.#aliasesIn ??= new Map(),
+      maxTopicAlias: options.maxTopicAlias,
+      now: core.clock.now(),
+    });
+    if (!d.accept) {
+      log.info("publish refused", { clientId: c.clientId, topic: p.topic, why: d.message });
+      core.stats.drops.inc({ protocol: "mqtt", reason: "not_authorized" });
+      // 3.1.1 cannot refuse a PUBLISH: acknowledge and drop, as mosquitto does.
+      const rc = this.#version === 5 ? d.reasonCode : undefined;
+      if (p.qos === 1) this.#send({ cmd: "puback", messageId: id, reasonCode: rc });
+      if (p.qos === 2) {
+        if (this.#version !== 5) session.inboundQos2.add(id!);
+        this.#send({ cmd: "pubrec", messageId: id, reasonCode: rc });
+      }
+      return;
+    }
+    // Backpressure: wait until the pipeline accepts the message before reading on.
+    const abort = this.#abort ??= new AbortController();
+    await core.publish(d.msg, abort.signal);
+    if (c.deviceId) core.registry.device(c.deviceId).messagesIn++;
+    if (this.#closing) return;
+    // Acknowledge only once accepted ([MQTT-4.3.2-2], [MQTT-4.3.3-2]).
+    if (p.qos === 1) this.#send({ cmd: "puback", messageId: id });
+    else if (p.qos === 2) {
+      session.inboundQos2.add(id!);
+      this.#send({ cmd: "pubrec", messageId: id });
+    }
+  }
+
+  #onDisconnect(p: IDisconnectPacket): void {
+    const c = this.#accepted!;
+    if (this.#version === 5) {
+      const exp = p.properties?.sessionExpiryInterval;
+      if (exp !== undefined) {
+        // [MQTT-3.14.2-2] 0 at CONNECT cannot become non-zero at DISCONNECT.
+        if (c.sessionExpirySec === 0 && exp !== 0) {
+          throw new MqttProtocolError("Cannot accept DISCONNECT: session expiry was 0");
+        }
+        this.#session!.expirySec = Math.min(exp, this.#ctx.options.sessionExpiryMaxSec);
+      }
+    }
+    // [MQTT-3.14.4-3] a normal DISCONNECT discards the will; v5 0x04 keeps it.
+    if (!(this.#version === 5 && p.reasonCode === ReasonCode.DisconnectWithWill)) {
+      this.#will = undefined;
+    }
+    this.#normalDisconnect = true;
+    this.#shutdown();
+  }
+
+  // ---- errors, writing, shutdown ----
+
+  #fail(err: unknown): void {
+    const { core, log } = this.#ctx;
+    if (err instanceof MqttMalformedError || err instanceof MqttProtocolError) {
+      const code = err instanceof MqttMalformedError ? "malformed_packet" : "protocol_error";
+      core.stats.errors.inc({ protocol: "mqtt", code });
+      log.warn("closing connection", {
+        peer: this.#peer,
+        clientId: this.clientId,
+        reasonCode: err.reasonCode,
+        why: err.message,
+        offset: err instanceof MqttMalformedError ? err.offset : undefined,
+      });
+      if (this.#closing) return;
+      if (!this.#connected) {
+        if (err.reasonCode === ReasonCode.UnsupportedProtocolVersion) {
+          this.#version = 4; // unknown level: answer in 3.1.1 form, return code 1
+          this.#refuse(err.reasonCode, err.message);
+        } else if (this.#version === 5) {
+          // The version is 5 only once a CONNECT was read: answer with CONNACK and the reason.
+          this.#refuse(err.reasonCode, err.message);
+        }
+      } else if (this.#version === 5) this.#sendDisconnect(err.reasonCode, err.message);
+      this.#closeReason ??= { code: "protocol_error", message: err.message };
+      this.#shutdown();
+      return;
+    }
+    if (!this.#closing) {
+      log.debug("connection ended", { peer: this.#peer, error: err });
+      this.#shutdown();
+    }
+  }
+
+  #sendDisconnect(reasonCode: number, why: string): void {
+    const packet: IDisconnectPacket = { cmd: "disconnect", reasonCode };
+    if (this.#accepted?.problemInformation !== false) {
+      packet.properties = { reasonString: why.slice(0, 200) };
+    }
+    let bytes = encodePacket(packet, 5);
+    if (bytes.length > (this.#accepted?.maximumPacketSize ?? Infinity)) {
+      bytes = encodePacket({ cmd: "disconnect", reasonCode }, 5); // [MQTT-3.1.2-29]
+    }
+    this.#write(bytes);
+  }
+
+  #send(packet: Packet): void {
+    if (this.#closing) return;
+    this.#write(encodePacket(packet, this.#version));
+  }
+
+  #write(bytes: Uint8Array): void {
+    if (this.#writer.write(bytes)) this.#ctx.core.stats.framesOut.inc(LABELS);
+  }
+
+  /** Stops reading and closes the socket once pending writes are flushed (bounded). */
+  #shutdown(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.#abort?.abort(new Error("connection closing"));
+    this.#writer.flushed().finally(() => {
+      try {
+        this.#conn.close();
+      } catch { /* already closed */ }
+    });
+  }
+
+  async #cleanup(): Promise<void> {
+    const { core, store, log } = this.#ctx;
+    this.#deadline?.cancel();
+    this.#shutdown();
+    await this.#writer.flushed();
+    try {
+      this.#conn.close();
+    } catch { /* already closed */ }
+    const c = this.#accepted;
+    if (c && this.#session) {
+      this.#session.detach(this);
+      const reason = this.#closeReason?.code;
+      // Will: on any end but a normal DISCONNECT or a server shutdown ([MQTT-3.1.2-8]).
+      // (A normal DISCONNECT has already cleared it unless v5 reason 0x04 asked to keep it.)
+      store.release(this, c.clientId, reason === "shutting_down" ? undefined : this.#will);
+      if (c.deviceId) core.registry.detach(c.deviceId, this);
+    }
+    log.debug("connection closed", {
+      peer: this.#peer,
+      clientId: c?.clientId,
+      reason: this.#closeReason?.code ?? (this.#normalDisconnect ? "disconnect" : "peer_closed"),
+    });
+  }
+}

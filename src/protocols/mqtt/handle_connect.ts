@@ -1,0 +1,245 @@
+/**
+ * CONNECT (MQTT 3.1.1 §3.1, MQTT 5 §3.1): protocol name and level, client identifier rules,
+ * authentication against the device registry, will validation and the values negotiated for the
+ * connection. Pure decision; the connection applies it and sends CONNACK.
+ *
+ * @module
+ */
+
+import type { IConnectPacket } from "mqtt-packet";
+import {
+  canPublish,
+  type Core,
+  createMessage,
+  isDeviceId,
+  type Principal,
+  validateTopic,
+} from "../../core/mod.ts";
+import type { Message } from "../../core/mod.ts";
+import type { ProtocolVersion } from "./codec.ts";
+import { MqttMalformedError } from "./errors.ts";
+import type { MqttServerOptions } from "./options.ts";
+import { toMessageProperties } from "./properties.ts";
+import { ReasonCode } from "./reason_codes.ts";
+import { isWellFormedUtf8 } from "./utf8.ts";
+
+/** A will message and its delay (MQTT 5 §3.1.3.2). */
+export interface Will {
+  /** The message to publish. */
+  msg: Message;
+  /** Will Delay Interval, seconds. */
+  delaySec: number;
+}
+
+/** What an accepted CONNECT negotiated. */
+export interface AcceptedConnect {
+  ok: true;
+  /** Protocol level. */
+  version: ProtocolVersion;
+  /** Client identifier (assigned when the client sent an empty one). */
+  clientId: string;
+  /** True when the server assigned the id. */
+  assigned: boolean;
+  /** Who connected. */
+  principal: Principal;
+  /** Device id to attach for presence, if any. */
+  deviceId?: string;
+  /** Clean session / clean start. */
+  cleanStart: boolean;
+  /** Session expiry, seconds, after capping. */
+  sessionExpirySec: number;
+  /** True when the expiry the client asked for was capped (report it in CONNACK). */
+  expiryCapped: boolean;
+  /** Keepalive in effect, seconds (0: none). */
+  keepAlive: number;
+  /** Server Keep Alive to report (v5) when the client's was not accepted. */
+  serverKeepAlive?: number;
+  /** Will, if any. */
+  will?: Will;
+  /** Client Receive Maximum. */
+  receiveMaximum: number;
+  /** Client Maximum Packet Size. */
+  maximumPacketSize: number;
+  /** Client Topic Alias Maximum. */
+  topicAliasMaximum: number;
+  /** False when the client asked for no reason strings and user properties on errors. */
+  problemInformation: boolean;
+}
+
+/** A refused CONNECT: send CONNACK with `reasonCode` (mapped for 3.1.1) and close. */
+export interface RefusedConnect {
+  ok: false;
+  /** MQTT 5 reason code. */
+  reasonCode: number;
+  /** Why (logged; reason string for v5). */
+  message: string;
+}
+
+let assignedCounter = 0;
+
+/** Assigns a client identifier that is unique for this process. */
+function assignClientId(prefix: string): string {
+  assignedCounter = (assignedCounter + 1) % 0x100000000;
+  return `${prefix}${Date.now().toString(36)}-${assignedCounter.toString(36)}-${
+    crypto.getRandomValues(new Uint32Array(1))[0].toString(36)
+  }`;
+}
+
+function passwordText(p: IConnectPacket["password"]): string {
+  if (p === undefined) return "";
+  return typeof p === "string" ? p : new TextDecoder().decode(p);
+}
+
+/**
+ * Decides on a CONNECT packet.
+ *
+ * @example
+ * ```ts
+ * import { Core } from "../../core/mod.ts";
+ * import { evaluateConnect } from "./handle_connect.ts";
+ * import { resolveMqttServerOptions } from "./options.ts";
+ * const core = new Core({ devices: [{ id: "s1", token: "t" }] });
+ * const base = { cmd: "connect", protocolId: "MQTT", protocolVersion: 4, clean: true, keepalive: 30 } as const;
+ * const ok = evaluateConnect({ ...base, clientId: "s1", username: "s1", password: "t" } as never, core, resolveMqttServerOptions());
+ * const bad = evaluateConnect({ ...base, clientId: "s1", username: "s1", password: "x" } as never, core, resolveMqttServerOptions());
+ * await core.close();
+ * if (!ok.ok || bad.ok || bad.reasonCode !== 0x86) throw new Error();
+ * ```
+ */
+export function evaluateConnect(
+  packet: IConnectPacket,
+  core: Core,
+  options: Required<MqttServerOptions>,
+): AcceptedConnect | RefusedConnect {
+  const refuse = (reasonCode: number, message: string): RefusedConnect => ({
+    ok: false,
+    reasonCode,
+    message,
+  });
+  const v = packet.protocolVersion as number;
+  const name = packet.protocolId as string;
+  // [MQTT-3.1.2-1], [MQTT-3.1.2-2]: name and level must match a supported protocol.
+  const supported = (v === 3 && name === "MQIsdp" && options.allowMqtt31) ||
+    ((v === 4 || v === 5) && name === "MQTT");
+  if (!supported) {
+    return refuse(ReasonCode.UnsupportedProtocolVersion, `unsupported protocol ${name} ${v}`);
+  }
+  const version = v as ProtocolVersion;
+  const props = packet.properties ?? {};
+  if (version < 5 && packet.password !== undefined && packet.username === undefined) {
+    // [MQTT-3.1.2-22] in 3.1.1 a password needs a user name.
+    throw new MqttMalformedError("Cannot accept CONNECT: password flag set without user name");
+  }
+  if (packet.will && (packet.will.qos as number) > 2) {
+    throw new MqttMalformedError("Cannot accept CONNECT: will QoS 3 [MQTT-3.1.2-14]");
+  }
+  if (props.authenticationMethod !== undefined) {
+    return refuse(ReasonCode.BadAuthenticationMethod, "enhanced authentication is not supported");
+  }
+  if (props.receiveMaximum === 0) {
+    return refuse(ReasonCode.ProtocolError, "Receive Maximum is 0 (MQTT 5 §3.1.2.11.3)");
+  }
+  if (props.maximumPacketSize === 0) {
+    return refuse(ReasonCode.ProtocolError, "Maximum Packet Size is 0");
+  }
+
+  // Client identifier ([MQTT-3.1.3-6] .. [MQTT-3.1.3-9]).
+  let clientId = packet.clientId ?? "";
+  let assigned = false;
+  if (clientId.length === 0) {
+    if (version === 3 || (version === 4 && !packet.clean)) {
+      return refuse(ReasonCode.ClientIdentifierNotValid, "empty client id needs a clean session");
+    }
+    clientId = assignClientId(options.assignedIdPrefix);
+    assigned = true;
+  } else if (clientId.length > (version === 3 ? 23 : options.maxClientIdLength)) {
+    return refuse(ReasonCode.ClientIdentifierNotValid, "client id is too long");
+  }
+
+  // Authentication: device (user name = device id, password = token), then service account.
+  let principal: Principal;
+  if (packet.username !== undefined) {
+    const password = passwordText(packet.password);
+    const dev = core.registry.authenticate(packet.username, password);
+    if (dev.ok) principal = dev.principal;
+    else {
+      const svc = core.registry.authenticateService(packet.username, password);
+      if (!svc.ok) return refuse(ReasonCode.BadUserNameOrPassword, "bad user name or password");
+      principal = svc.principal;
+    }
+  } else if (core.registry.anonymous) {
+    principal = { kind: "anonymous", id: isDeviceId(clientId) ? clientId : undefined };
+  } else {
+    return refuse(ReasonCode.NotAuthorized, "anonymous clients are not allowed");
+  }
+  const deviceId = principal.kind === "device"
+    ? principal.id
+    : principal.kind === "anonymous"
+    ? principal.id
+    : undefined;
+
+  // Will ([MQTT-3.1.2-9] .. [MQTT-3.1.2-16]).
+  let will: Will | undefined;
+  if (packet.will) {
+    const w = packet.will;
+    const err = validateTopic(w.topic);
+    if (err) return refuse(ReasonCode.TopicNameInvalid, `will topic: ${err}`);
+    if (!canPublish(principal, w.topic)) {
+      return refuse(ReasonCode.NotAuthorized, `will topic ${w.topic} is not allowed`);
+    }
+    const payload = typeof w.payload === "string"
+      ? new TextEncoder().encode(w.payload)
+      : new Uint8Array(w.payload ?? new Uint8Array());
+    const wp = w.properties as Record<string, unknown> | undefined;
+    if (wp?.payloadFormatIndicator && !isWellFormedUtf8(payload)) {
+      return refuse(ReasonCode.PayloadFormatInvalid, "will payload is not UTF-8");
+    }
+    will = {
+      msg: createMessage({
+        topic: w.topic,
+        payload,
+        qos: w.qos,
+        retain: w.retain,
+        protocol: "mqtt",
+        deviceId: principal.kind === "device" ? principal.id : undefined,
+        properties: toMessageProperties(w.properties as never, 0),
+      }),
+      delaySec: (wp?.willDelayInterval as number | undefined) ?? 0,
+    };
+  }
+
+  // Session expiry: v5 property, or clean session in 3.1/3.1.1.
+  let asked: number;
+  if (version === 5) asked = props.sessionExpiryInterval ?? 0;
+  else asked = packet.clean ? 0 : options.sessionExpiryMaxSec;
+  const sessionExpirySec = Math.min(asked, options.sessionExpiryMaxSec);
+
+  let keepAlive = packet.keepalive ?? 0;
+  let serverKeepAlive: number | undefined;
+  if (version === 5 && options.maxKeepAlive < 65535) {
+    if (keepAlive === 0 || keepAlive > options.maxKeepAlive) {
+      serverKeepAlive = keepAlive = options.maxKeepAlive; // [MQTT-3.2.2-21]
+    }
+  } else if (version === 5 && keepAlive > options.maxKeepAlive) {
+    serverKeepAlive = keepAlive = options.maxKeepAlive;
+  }
+
+  return {
+    ok: true,
+    version,
+    clientId,
+    assigned,
+    principal,
+    deviceId,
+    cleanStart: packet.clean === true,
+    sessionExpirySec,
+    expiryCapped: version === 5 && sessionExpirySec !== asked,
+    keepAlive,
+    serverKeepAlive,
+    will,
+    receiveMaximum: props.receiveMaximum ?? 65535,
+    maximumPacketSize: props.maximumPacketSize ?? 268_435_455,
+    topicAliasMaximum: props.topicAliasMaximum ?? 0,
+    problemInformation: props.requestProblemInformation !== false,
+  };
+}

@@ -1,0 +1,128 @@
+/**
+ * Incoming PUBLISH (MQTT 3.1.1 §3.3, MQTT 5 §3.3): DUP/QoS/packet id rules, topic aliases, topic
+ * validation, payload format, and the publish ACL. Pure decision; the connection waits for the
+ * core to accept the message and then acknowledges it.
+ *
+ * @module
+ */
+
+import type { IPublishPacket } from "mqtt-packet";
+import { canPublish, createMessage, type Message, type Principal } from "../../core/mod.ts";
+import { validateTopic } from "../../core/mod.ts";
+import type { ProtocolVersion } from "./codec.ts";
+import { MqttMalformedError, MqttProtocolError } from "./errors.ts";
+import { toMessageProperties } from "./properties.ts";
+import { ReasonCode } from "./reason_codes.ts";
+import { isWellFormedUtf8 } from "./utf8.ts";
+
+/** What the decision needs of the connection. */
+export interface PublishContext {
+  /** Protocol level. */
+  version: ProtocolVersion;
+  /** Who publishes. */
+  principal: Principal;
+  /** Device id of the publisher, if any. */
+  deviceId?: string;
+  /** Session id (message origin, for no-local). */
+  origin: string;
+  /** Incoming topic aliases of this connection (MQTT 5 §3.3.2.3.4). */
+  aliases: Map<number, string>;
+  /** Topic Alias Maximum we announced. */
+  maxTopicAlias: number;
+  /** Clock ms. */
+  now: number;
+}
+
+/** Accept into the core, or refuse with a reason code (PUBACK/PUBREC in v5). */
+export type PublishDecision =
+  | { accept: true; msg: Message }
+  | { accept: false; reasonCode: number; message: string };
+
+/**
+ * Decides on an incoming PUBLISH. Throws {@link MqttProtocolError} / {@link MqttMalformedError}
+ * when the connection must be closed.
+ *
+ * @example
+ * ```ts
+ * import { evaluatePublish } from "./handle_publish.ts";
+ * const ctx = { version: 5, principal: { kind: "device", id: "s1" }, origin: "o", aliases: new Map(), maxTopicAlias: 8, now: 0 } as const;
+ * const pkt = { cmd: "publish", topic: "devices/s1/telemetry", payload: new Uint8Array([1]), qos: 0, dup: false, retain: false } as const;
+ * const d = evaluatePublish(pkt as never, { ...ctx, aliases: new Map() });
+ * if (!d.accept || d.msg.deviceId !== undefined) throw new Error();
+ * const other = evaluatePublish({ ...pkt, topic: "devices/s2/telemetry" } as never, { ...ctx, aliases: new Map() });
+ * if (other.accept || other.reasonCode !== 0x87) throw new Error();
+ * ```
+ */
+export function evaluatePublish(packet: IPublishPacket, ctx: PublishContext): PublishDecision {
+  const qos = packet.qos;
+  if (qos === 0 && packet.dup) {
+    throw new MqttMalformedError("Cannot accept PUBLISH: DUP set on QoS 0 [MQTT-3.3.1-2]");
+  }
+  if (qos > 0 && !packet.messageId) {
+    throw new MqttProtocolError("Cannot accept PUBLISH: packet id 0 [MQTT-2.2.1-3]");
+  }
+  const props = packet.properties;
+  let topic = packet.topic;
+  if (props?.topicAlias !== undefined) {
+    const alias = props.topicAlias;
+    // [MQTT-3.3.2-8], [MQTT-3.3.2-9]: 0 and values above our maximum are invalid.
+    if (alias === 0 || alias > ctx.maxTopicAlias) {
+      throw new MqttProtocolError(`Cannot accept PUBLISH: topic alias ${alias} is out of range`, {
+        reasonCode: ReasonCode.TopicAliasInvalid,
+      });
+    }
+    if (topic === "") {
+      const known = ctx.aliases.get(alias);
+      if (known === undefined) {
+        throw new MqttProtocolError(`Cannot accept PUBLISH: topic alias ${alias} is not set`);
+      }
+      topic = known;
+    } else ctx.aliases.set(alias, topic);
+  }
+  const err = validateTopic(topic);
+  if (err) {
+    // [MQTT-3.3.2-2], [MQTT-4.7.3-1]
+    throw new MqttProtocolError(`Cannot accept PUBLISH: ${err}`, {
+      reasonCode: ReasonCode.TopicNameInvalid,
+    });
+  }
+  if (props?.subscriptionIdentifier !== undefined) {
+    throw new MqttProtocolError(
+      "Cannot accept PUBLISH: subscription identifier from a client [MQTT-3.3.4-6]",
+    );
+  }
+  if (props?.responseTopic !== undefined && validateTopic(props.responseTopic)) {
+    throw new MqttProtocolError("Cannot accept PUBLISH: bad response topic [MQTT-3.3.2-14]");
+  }
+  const payload = typeof packet.payload === "string"
+    ? new TextEncoder().encode(packet.payload)
+    : packet.payload as Uint8Array;
+  if (props?.payloadFormatIndicator && !isWellFormedUtf8(payload)) {
+    return {
+      accept: false,
+      reasonCode: ReasonCode.PayloadFormatInvalid,
+      message: "payload is not UTF-8 although the payload format indicator says so",
+    };
+  }
+  if (!canPublish(ctx.principal, topic)) {
+    return {
+      accept: false,
+      reasonCode: ReasonCode.NotAuthorized,
+      message: `publishing to ${topic} is not allowed`,
+    };
+  }
+  return {
+    accept: true,
+    msg: createMessage({
+      topic,
+      payload,
+      qos,
+      retain: packet.retain,
+      ts: ctx.now,
+      protocol: "mqtt",
+      deviceId: ctx.deviceId,
+      origin: ctx.origin,
+      properties: toMessageProperties(props, ctx.now),
+    }),
+  };
+}

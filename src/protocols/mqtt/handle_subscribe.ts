@@ -1,0 +1,162 @@
+/**
+ * SUBSCRIBE and UNSUBSCRIBE (MQTT 3.1.1 §3.8/§3.10, MQTT 5 §3.8/§3.10): filter validation, the
+ * subscribe ACL, granted QoS, subscription options and identifiers, shared subscriptions, and the
+ * retained messages to send after SUBACK.
+ *
+ * @module
+ */
+
+import type { ISubscribePacket, IUnsubscribePacket } from "mqtt-packet";
+import {
+  canSubscribe,
+  type Core,
+  type Principal,
+  type QoS,
+  validateFilter,
+} from "../../core/mod.ts";
+import type { ProtocolVersion } from "./codec.ts";
+import { MqttProtocolError } from "./errors.ts";
+import { ReasonCode } from "./reason_codes.ts";
+import type { MqttSession, Outgoing, SubscriptionOptions } from "./session.ts";
+import { parseSharedFilter, type SharedSubscriptions } from "./shared_subscriptions.ts";
+
+/** What SUBSCRIBE/UNSUBSCRIBE need of the connection. */
+export interface SubscribeContext {
+  /** Protocol level. */
+  version: ProtocolVersion;
+  /** Who subscribes. */
+  principal: Principal;
+  /** The session subscriptions go to. */
+  session: MqttSession;
+  /** Shared subscription groups. */
+  shared: SharedSubscriptions;
+  /** The core (retained store, clock). */
+  core: Core;
+}
+
+/** Result of a SUBSCRIBE. */
+export interface SubscribeResult {
+  /** SUBACK return/reason codes, one per filter in order ([MQTT-3.8.4-6]). */
+  granted: number[];
+  /** Retained messages to send after SUBACK ([MQTT-3.3.1-6]). */
+  retained: Outgoing[];
+  /** Why filters were refused (logged). */
+  refused: string[];
+}
+
+/**
+ * Applies a SUBSCRIBE to the session.
+ *
+ * @example
+ * ```ts
+ * import { Core } from "../../core/mod.ts";
+ * import { MqttSession } from "./session.ts";
+ * import { SharedSubscriptions } from "./shared_subscriptions.ts";
+ * import { handleSubscribe } from "./handle_subscribe.ts";
+ * const core = new Core({ anonymous: true });
+ * const session = new MqttSession("c", core, { maxQueued: 9, dropPolicy: "oldest", maxInflight: 9 });
+ * const ctx = { version: 4, principal: { kind: "device", id: "s1" }, session, shared: new SharedSubscriptions(core), core } as const;
+ * const r = handleSubscribe({ cmd: "subscribe", messageId: 1, subscriptions: [
+ *   { topic: "devices/s1/commands/+", qos: 2 }, { topic: "devices/#", qos: 1 }] } as never, ctx);
+ * await core.close();
+ * if (r.granted.join() !== "2,128") throw new Error(r.granted.join());
+ * ```
+ */
+export function handleSubscribe(packet: ISubscribePacket, ctx: SubscribeContext): SubscribeResult {
+  const v5 = ctx.version === 5;
+  const identifier = packet.properties?.subscriptionIdentifier;
+  if (identifier !== undefined && (identifier === 0 || Array.isArray(identifier))) {
+    // MQTT 5 §3.8.2.1.2: 0 or a repeated identifier is a Protocol Error.
+    throw new MqttProtocolError("Cannot accept SUBSCRIBE: bad subscription identifier");
+  }
+  if (!packet.messageId) {
+    throw new MqttProtocolError("Cannot accept SUBSCRIBE: packet id 0 [MQTT-2.2.1-3]");
+  }
+  const out: SubscribeResult = { granted: [], retained: [], refused: [] };
+  const fail = (code: number, why: string) => {
+    out.granted.push(v5 ? code : 0x80); // [MQTT-3.9.3-2] 3.1.1 has one failure code
+    out.refused.push(why);
+  };
+  const now = ctx.core.clock.now();
+  for (const s of packet.subscriptions) {
+    const shared = parseSharedFilter(s.topic);
+    if (typeof shared === "string") {
+      fail(ReasonCode.TopicFilterInvalid, `${s.topic}: ${shared}`);
+      continue;
+    }
+    const filter = shared ? shared.filter : s.topic;
+    const err = validateFilter(filter);
+    if (err) {
+      fail(ReasonCode.TopicFilterInvalid, `${s.topic}: ${err}`);
+      continue;
+    }
+    if (shared && v5 && s.nl) {
+      throw new MqttProtocolError("Cannot accept SUBSCRIBE: no local on a shared subscription");
+    }
+    if (!canSubscribe(ctx.principal, filter)) {
+      fail(ReasonCode.NotAuthorized, `${s.topic}: not allowed`);
+      continue;
+    }
+    const qos = Math.min(s.qos, 2) as QoS;
+    const opts: SubscriptionOptions = {
+      qos,
+      noLocal: v5 && !!s.nl,
+      retainAsPublished: v5 && !!s.rap,
+      retainHandling: v5 ? (s.rh ?? 0) as 0 | 1 | 2 : 0,
+      identifier,
+    };
+    out.granted.push(qos);
+    if (shared) {
+      ctx.shared.join(shared, ctx.session, opts);
+      ctx.session.shared.set(s.topic, opts);
+      continue; // MQTT 5 §4.8.2: no retained messages for shared subscriptions
+    }
+    // [MQTT-3.8.4-3] an identical filter replaces the subscription.
+    const existed = ctx.session.subscribe(filter, opts);
+    if (opts.retainHandling === 2 || (opts.retainHandling === 1 && existed)) continue;
+    for (const m of ctx.core.retained.match(filter, now)) {
+      out.retained.push({
+        msg: m,
+        qos: Math.min(qos, m.qos) as QoS,
+        retain: true,
+        subIds: identifier !== undefined ? [identifier] : undefined,
+      });
+    }
+  }
+  return out;
+}
+
+/**
+ * Applies an UNSUBSCRIBE; returns the v5 UNSUBACK reason codes.
+ *
+ * @example
+ * ```ts
+ * import { Core } from "../../core/mod.ts";
+ * import { MqttSession } from "./session.ts";
+ * import { SharedSubscriptions } from "./shared_subscriptions.ts";
+ * import { handleUnsubscribe } from "./handle_subscribe.ts";
+ * const core = new Core({ anonymous: true });
+ * const session = new MqttSession("c", core, { maxQueued: 9, dropPolicy: "oldest", maxInflight: 9 });
+ * const ctx = { version: 5, principal: { kind: "anonymous" }, session, shared: new SharedSubscriptions(core), core } as const;
+ * const codes = handleUnsubscribe({ cmd: "unsubscribe", messageId: 1, unsubscriptions: ["a"] } as never, ctx);
+ * await core.close();
+ * if (codes[0] !== 0x11) throw new Error();
+ * ```
+ */
+export function handleUnsubscribe(packet: IUnsubscribePacket, ctx: SubscribeContext): number[] {
+  if (!packet.messageId) {
+    throw new MqttProtocolError("Cannot accept UNSUBSCRIBE: packet id 0 [MQTT-2.2.1-3]");
+  }
+  return packet.unsubscriptions.map((f) => {
+    const shared = parseSharedFilter(f);
+    if (typeof shared === "string") return ReasonCode.TopicFilterInvalid;
+    if (shared) {
+      ctx.session.shared.delete(f);
+      return ctx.shared.leave(shared, ctx.session)
+        ? ReasonCode.Success
+        : ReasonCode.NoSubscriptionExisted;
+    }
+    if (validateFilter(f)) return ReasonCode.TopicFilterInvalid;
+    return ctx.session.unsubscribe(f) ? ReasonCode.Success : ReasonCode.NoSubscriptionExisted;
+  });
+}

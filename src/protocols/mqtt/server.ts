@@ -1,0 +1,144 @@
+/**
+ * The MQTT listener: accepts TCP connections, serves each with an {@link MqttConnection}, owns the
+ * session table and shared subscription groups, and shuts down gracefully (v5 clients get
+ * DISCONNECT 0x8B Server shutting down).
+ *
+ * @module
+ */
+
+import type { Core, Logger } from "../../core/mod.ts";
+import type { ListenAddress, Listener } from "../listener.ts";
+import { MqttConnection } from "./connection.ts";
+import { type MqttServerOptions, resolveMqttServerOptions } from "./options.ts";
+import { SessionStore } from "./session_store.ts";
+import { SharedSubscriptions } from "./shared_subscriptions.ts";
+
+/**
+ * An MQTT 3.1/3.1.1/5.0 broker endpoint on the core.
+ *
+ * @example
+ * ```ts
+ * import { Core } from "../../core/mod.ts";
+ * import { MqttServer } from "./server.ts";
+ * const core = new Core({ anonymous: true });
+ * const server = new MqttServer(core, { hostname: "127.0.0.1", port: 0 });
+ * const { port } = await server.listen();
+ * if (port === 0) throw new Error("no port");
+ * await server.close();
+ * await core.close();
+ * ```
+ */
+export class MqttServer implements Listener {
+  /** Listener name for logs and metrics. */
+  readonly name = "mqtt";
+  #core: Core;
+  #options: Required<MqttServerOptions>;
+  #log: Logger;
+  #listener: Deno.TcpListener | undefined;
+  #connections = new Map<MqttConnection, Promise<void>>();
+  #store: SessionStore;
+  #shared: SharedSubscriptions;
+  #accepting: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
+
+  /** Creates the server; nothing is bound until {@link listen}. */
+  constructor(core: Core, options: MqttServerOptions = {}) {
+    this.#core = core;
+    this.#options = resolveMqttServerOptions(options);
+    this.#log = core.log.child("mqtt");
+    this.#shared = new SharedSubscriptions(core);
+    this.#store = new SessionStore(core, this.#shared, this.#options, this.#log);
+  }
+
+  /** Resolved options. */
+  get options(): Readonly<Required<MqttServerOptions>> {
+    return this.#options;
+  }
+
+  /** Open connections. */
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  /** Sessions held (connected or persistent). */
+  get sessionCount(): number {
+    return this.#store.size;
+  }
+
+  /** Binds and starts accepting. */
+  listen(): Promise<ListenAddress> {
+    if (this.#listener) throw new TypeError("Cannot listen: the MQTT server is already listening");
+    if (this.#closing) throw new TypeError("Cannot listen: the MQTT server is closed");
+    const l = Deno.listen({
+      hostname: this.#options.hostname,
+      port: this.#options.port,
+      transport: "tcp",
+    });
+    this.#listener = l;
+    this.#accepting = this.#acceptLoop(l);
+    const addr = l.addr as Deno.NetAddr;
+    this.#log.info("listening", { hostname: addr.hostname, port: addr.port });
+    return Promise.resolve({ hostname: addr.hostname, port: addr.port });
+  }
+
+  async #acceptLoop(l: Deno.TcpListener): Promise<void> {
+    const stats = this.#core.stats;
+    for (;;) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await l.accept();
+      } catch (err) {
+        if (this.#closing) return;
+        if (err instanceof Deno.errors.BadResource) return;
+        this.#log.warn("accept failed", { error: err });
+        continue;
+      }
+      if (this.#closing) {
+        conn.close();
+        continue;
+      }
+      try {
+        conn.setNoDelay(true);
+      } catch { /* not fatal */ }
+      stats.connectionsAccepted.inc({ protocol: "mqtt" });
+      stats.connections.inc({ protocol: "mqtt" });
+      const c = new MqttConnection({
+        core: this.#core,
+        options: this.#options,
+        log: this.#log,
+        store: this.#store,
+        shared: this.#shared,
+      }, conn);
+      const done = c.run().catch((err) => this.#log.error("connection failed", { error: err }))
+        .finally(() => {
+          this.#connections.delete(c);
+          stats.connections.inc({ protocol: "mqtt" }, -1);
+        });
+      this.#connections.set(c, done);
+    }
+  }
+
+  /**
+   * Stops accepting, sends v5 clients DISCONNECT 0x8B, closes every connection, and resolves when
+   * every session has ended. Idempotent.
+   */
+  close(): Promise<void> {
+    return this.#closing ??= (async () => {
+      try {
+        this.#listener?.close();
+      } catch { /* already closed */ }
+      await this.#accepting;
+      for (const c of this.#connections.keys()) {
+        c.close({ code: "shutting_down", message: "the gateway is shutting down" });
+      }
+      await Promise.all(this.#connections.values());
+      this.#store.close();
+      this.#log.info("closed");
+    })();
+  }
+
+  /** Same as {@link close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

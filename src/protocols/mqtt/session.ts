@@ -1,0 +1,313 @@
+/**
+ * The state of one MQTT session, which outlives its connections when the client asked for a
+ * persistent session (MQTT 5 §4.1): subscriptions, the queue of messages waiting to be sent, QoS 1
+ * and 2 messages in flight towards the client, and the packet ids of QoS 2 messages received and
+ * not yet released. Delivery keeps order per session ([MQTT-4.6.0-6]); the queue is bounded and
+ * applies a drop policy.
+ *
+ * @module
+ */
+
+import {
+  type Core,
+  type Message,
+  type QoS,
+  type Subscriber,
+  topicMatches,
+} from "../../core/mod.ts";
+
+/** Subscription options (MQTT 5 §3.8.3.1; 3.1.1 uses only `qos`). */
+export interface SubscriptionOptions {
+  /** Maximum QoS granted. */
+  qos: QoS;
+  /** Do not deliver the session's own publications. */
+  noLocal: boolean;
+  /** Keep the RETAIN flag of forwarded messages. */
+  retainAsPublished: boolean;
+  /** 0 send retained on subscribe, 1 only for a new subscription, 2 never. */
+  retainHandling: 0 | 1 | 2;
+  /** Subscription identifier, if the client gave one. */
+  identifier?: number;
+}
+
+/** A message on its way to the client. */
+export interface Outgoing {
+  /** The message. */
+  msg: Message;
+  /** QoS of this delivery. */
+  qos: QoS;
+  /** RETAIN flag of this delivery. */
+  retain: boolean;
+  /** Subscription identifiers of the matching subscriptions. */
+  subIds?: number[];
+}
+
+/** A QoS 1/2 delivery waiting for the client's acknowledgement. */
+export interface InflightEntry extends Outgoing {
+  /** Packet identifier. */
+  packetId: number;
+  /** `publish` until PUBACK/PUBREC, `pubrel` until PUBCOMP. */
+  state: "publish" | "pubrel";
+}
+
+/** What a session needs of the connection that currently carries it. */
+export interface SessionLink {
+  /** Sends a PUBLISH; returns false when it was dropped (too large for the client). */
+  sendPublish(out: Outgoing, packetId: number | undefined, dup: boolean): boolean;
+  /** Sends a PUBREL. */
+  sendPubrel(packetId: number): void;
+  /** Most QoS 1/2 deliveries the client accepts unacknowledged (v5 Receive Maximum). */
+  readonly receiveMaximum: number;
+}
+
+/** Tunables of {@link MqttSession}. */
+export interface MqttSessionOptions {
+  /** Messages queued before the drop policy applies. */
+  maxQueued: number;
+  /** Which message goes when the queue is full. */
+  dropPolicy: "oldest" | "newest";
+  /** Most QoS 1/2 deliveries in flight. */
+  maxInflight: number;
+  /** Called for every message dropped, with the reason (metric label). */
+  onDrop?: (reason: string) => void;
+}
+
+let nextSessionNumber = 0;
+
+/**
+ * One client's session.
+ *
+ * @example
+ * ```ts
+ * import { Core, createMessage } from "../../core/mod.ts";
+ * import { MqttSession } from "./session.ts";
+ * const core = new Core({ anonymous: true });
+ * const s = new MqttSession("c1", core, { maxQueued: 10, dropPolicy: "oldest", maxInflight: 4 });
+ * s.subscribe("a/+", { qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 });
+ * await core.publish(createMessage({ topic: "a/b", payload: new Uint8Array([1]), qos: 1 }));
+ * await core.close();
+ * if (s.queued !== 1) throw new Error("offline message not queued");
+ * s.destroy();
+ * ```
+ */
+export class MqttSession {
+  /** Identifier used as subscriber id and message origin (no-local). */
+  readonly id: string;
+  /** The client identifier. */
+  readonly clientId: string;
+  /** Non-shared subscriptions by filter. */
+  readonly subscriptions: Map<string, SubscriptionOptions> = new Map();
+  /** Shared subscriptions (`$share/{group}/{filter}`) by full filter. */
+  readonly shared: Map<string, SubscriptionOptions> = new Map();
+  /** Packet ids of QoS 2 PUBLISHes received and not yet released (method B, MQTT 5 §4.3.3). */
+  readonly inboundQos2: Set<number> = new Set();
+  /** Session Expiry Interval, seconds (0: the session ends with its connection). */
+  expirySec = 0;
+  /** The subscriber registered with the core for this session. */
+  readonly subscriber: Subscriber;
+  #core: Core;
+  #opts: MqttSessionOptions;
+  #unsub = new Map<string, () => void>();
+  #queue: Outgoing[] = [];
+  #inflight = new Map<number, InflightEntry>();
+  #nextId = 1;
+  #link: SessionLink | undefined;
+  #last: Message | undefined;
+  #destroyed = false;
+
+  /** Creates an empty session. */
+  constructor(clientId: string, core: Core, options: MqttSessionOptions) {
+    this.clientId = clientId;
+    this.id = `mqtt-${++nextSessionNumber}`;
+    this.#core = core;
+    this.#opts = options;
+    this.subscriber = { id: this.id, deliver: (m) => this.deliver(m) };
+  }
+
+  /** True while a connection carries the session. */
+  get online(): boolean {
+    return this.#link !== undefined;
+  }
+
+  /** Messages waiting to be sent. */
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  /** QoS 1/2 deliveries waiting for an acknowledgement. */
+  get inflight(): number {
+    return this.#inflight.size;
+  }
+
+  /** Adds or replaces a non-shared subscription; returns whether it already existed. */
+  subscribe(filter: string, opts: SubscriptionOptions): boolean {
+    const existed = this.subscriptions.has(filter);
+    this.subscriptions.set(filter, opts);
+    if (!existed) this.#unsub.set(filter, this.#core.subscribe(filter, this.subscriber));
+    return existed;
+  }
+
+  /** Removes a non-shared subscription; returns whether it existed. */
+  unsubscribe(filter: string): boolean {
+    const off = this.#unsub.get(filter);
+    if (!off) return false;
+    off();
+    this.#unsub.delete(filter);
+    this.subscriptions.delete(filter);
+    return true;
+  }
+
+  /**
+   * Takes a message from the core. Overlapping subscriptions give one delivery at the highest
+   * granted QoS, carrying every matching subscription identifier ([MQTT-3.3.4-2], [MQTT-3.3.4-3]).
+   */
+  deliver(msg: Message): void {
+    if (msg === this.#last || this.#destroyed) return; // one core call per matching filter
+    this.#last = msg;
+    let qos = -1;
+    let retain = false;
+    let subIds: number[] | undefined;
+    for (const [filter, o] of this.subscriptions) {
+      if (!topicMatches(filter, msg.topic)) continue;
+      // [MQTT-3.8.3-3] no local: not to the session that published it.
+      if (o.noLocal && msg.origin === this.id) continue;
+      qos = Math.max(qos, Math.min(o.qos, msg.qos));
+      // [MQTT-3.3.1-12], [MQTT-3.3.1-13]: RETAIN kept only with retain-as-published.
+      if (o.retainAsPublished && msg.retain) retain = true;
+      if (o.identifier !== undefined) (subIds ??= []).push(o.identifier);
+    }
+    if (qos < 0) return;
+    this.enqueue({ msg, qos: qos as QoS, retain, subIds });
+  }
+
+  /** Queues a delivery (bounded) and sends what the inflight window allows. */
+  enqueue(out: Outgoing): void {
+    if (this.#destroyed) return;
+    if (!this.#link && out.qos === 0) {
+      this.#opts.onDrop?.("offline_qos0"); // QoS 0 is not queued for offline clients
+      return;
+    }
+    if (this.#link && this.#queue.length === 0 && this.#sendable(out)) {
+      this.#send(out);
+      return;
+    }
+    if (this.#queue.length >= this.#opts.maxQueued) {
+      this.#opts.onDrop?.("queue_full");
+      if (this.#opts.dropPolicy === "newest" || this.#opts.maxQueued === 0) return;
+      this.#queue.shift();
+    }
+    this.#queue.push(out);
+    this.#pump();
+  }
+
+  /**
+   * Binds the session to a connection: in-flight messages are sent again in their original order,
+   * PUBLISH with DUP set and PUBREL as PUBREL ([MQTT-4.4.0-1], [MQTT-3.3.1-1]), then the queue.
+   */
+  attach(link: SessionLink): void {
+    this.#link = link;
+    for (const e of [...this.#inflight.values()]) {
+      if (e.state === "pubrel") link.sendPubrel(e.packetId);
+      else if (this.#expired(e) || !link.sendPublish(e, e.packetId, true)) {
+        this.#inflight.delete(e.packetId);
+      }
+    }
+    this.#pump();
+  }
+
+  /** Unbinds the session from `link` (if it is the current one). */
+  detach(link: SessionLink): void {
+    if (this.#link === link) this.#link = undefined;
+  }
+
+  /** Handles PUBACK; returns false for an unknown packet id. */
+  puback(packetId: number): boolean {
+    const e = this.#inflight.get(packetId);
+    if (!e || e.qos !== 1) return false;
+    this.#inflight.delete(packetId);
+    this.#pump();
+    return true;
+  }
+
+  /**
+   * Handles PUBREC: with a success code the message moves to `pubrel` and PUBREL is sent
+   * ([MQTT-4.3.3-4]); an error code ends the flow. Returns false for an unknown packet id.
+   */
+  pubrec(packetId: number, reasonCode = 0): boolean {
+    const e = this.#inflight.get(packetId);
+    if (!e || e.qos !== 2) return false;
+    if (reasonCode >= 0x80) {
+      this.#inflight.delete(packetId);
+      this.#pump();
+      return true;
+    }
+    e.state = "pubrel";
+    this.#link?.sendPubrel(packetId);
+    return true;
+  }
+
+  /** Handles PUBCOMP; returns false for an unknown packet id. */
+  pubcomp(packetId: number): boolean {
+    const e = this.#inflight.get(packetId);
+    if (!e || e.state !== "pubrel") return false;
+    this.#inflight.delete(packetId);
+    this.#pump();
+    return true;
+  }
+
+  /** Removes every subscription and drops queued and in-flight messages. Idempotent. */
+  destroy(): void {
+    this.#destroyed = true;
+    for (const off of this.#unsub.values()) off();
+    this.#unsub.clear();
+    this.subscriptions.clear();
+    this.#queue = [];
+    this.#inflight.clear();
+    this.inboundQos2.clear();
+    this.#link = undefined;
+    this.#last = undefined;
+  }
+
+  #expired(out: Outgoing): boolean {
+    const exp = out.msg.properties?.expiresAt;
+    return exp !== undefined && exp <= this.#core.clock.now();
+  }
+
+  #sendable(out: Outgoing): boolean {
+    if (out.qos === 0) return true;
+    const limit = Math.min(this.#opts.maxInflight, this.#link!.receiveMaximum);
+    return this.#inflight.size < limit;
+  }
+
+  #pump(): void {
+    while (this.#link && this.#queue.length && this.#sendable(this.#queue[0])) {
+      this.#send(this.#queue.shift()!);
+    }
+  }
+
+  #send(out: Outgoing): void {
+    // MQTT 5 §3.3.2.3.3: an expired message is not delivered.
+    if (this.#expired(out)) {
+      this.#opts.onDrop?.("expired");
+      return;
+    }
+    if (out.qos === 0) {
+      this.#link!.sendPublish(out, undefined, false);
+      return;
+    }
+    const packetId = this.#allocateId();
+    const entry: InflightEntry = { ...out, packetId, state: "publish" };
+    this.#inflight.set(packetId, entry);
+    // [MQTT-3.1.2-25] a packet too large for the client is dropped as if delivered.
+    if (!this.#link!.sendPublish(entry, packetId, false)) this.#inflight.delete(packetId);
+  }
+
+  #allocateId(): number {
+    // [MQTT-2.2.1-3] a packet id is not reused while its flow is incomplete.
+    for (;;) {
+      const id = this.#nextId;
+      this.#nextId = id === 65535 ? 1 : id + 1;
+      if (!this.#inflight.has(id)) return id;
+    }
+  }
+}

@@ -1,0 +1,246 @@
+/**
+ * Test harness of the MQTT listener: a Core plus an {@link MqttServer} on a free port, clients
+ * (MQTT.js, a raw-socket client, mosquitto_pub/mosquitto_sub) and bounded waits. Everything it starts
+ * is closed by the returned dispose, so tests pass `--trace-leaks`.
+ *
+ * @module
+ */
+
+import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import mqttPacket, { type Packet } from "mqtt-packet";
+import { Core, type CoreOptions, Logger } from "../src/core/mod.ts";
+import { MqttServer, type MqttServerOptions } from "../src/protocols/mqtt/mod.ts";
+import { MqttFrameDecoder, type ProtocolVersion } from "../src/protocols/mqtt/codec.ts";
+
+/** A started core + MQTT server. */
+export interface MqttHarness extends AsyncDisposable {
+  core: Core;
+  server: MqttServer;
+  port: number;
+  url: string;
+  /** JSON log lines written so far (warn and above unless `logLevel` says otherwise). */
+  logs: string[];
+  /** MQTT.js clients opened through {@link MqttHarness.client}; ended on dispose. */
+  client(options?: IClientOptions): Promise<MqttClient>;
+  /** Raw clients opened through {@link MqttHarness.raw}; closed on dispose. */
+  raw(version?: ProtocolVersion): Promise<RawClient>;
+}
+
+/** Rejects after `ms` unless `p` settles first; the timer never leaks. */
+export async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        t = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(t);
+  }
+}
+
+/** Resolves after `ms` (only for waiting on real sockets, never for protocol timing). */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Starts Core + MqttServer on 127.0.0.1:0. */
+export async function startMqtt(
+  options: {
+    core?: CoreOptions;
+    server?: MqttServerOptions;
+    logLevel?: "debug" | "info" | "warn";
+  } = {},
+): Promise<MqttHarness> {
+  const logs: string[] = [];
+  const log = new Logger({ level: options.logLevel ?? "warn", sink: (l) => logs.push(l) });
+  const core = new Core({ anonymous: true, log, timerResolutionMs: 5, ...options.core });
+  const server = new MqttServer(core, { hostname: "127.0.0.1", port: 0, ...options.server });
+  const { port } = await server.listen();
+  const url = `mqtt://127.0.0.1:${port}`;
+  const clients: MqttClient[] = [];
+  const raws: RawClient[] = [];
+  return {
+    core,
+    server,
+    port,
+    url,
+    logs,
+    async client(o: IClientOptions = {}) {
+      const c = await within(
+        mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 5000, ...o }, false),
+        6000,
+        "MQTT.js connect",
+      );
+      clients.push(c);
+      return c;
+    },
+    async raw(version: ProtocolVersion = 4) {
+      const r = await RawClient.connect(port, version);
+      raws.push(r);
+      return r;
+    },
+    async [Symbol.asyncDispose]() {
+      await Promise.all(clients.map((c) => within(c.endAsync(true), 3000, "client end")));
+      for (const r of raws) r.close();
+      await within(server.close(), 5000, "server close");
+      await core.close();
+    },
+  };
+}
+
+/** Opens an MQTT.js client not tracked by a harness (the caller ends it). */
+export function mqttConnect(url: string, o: IClientOptions = {}): Promise<MqttClient> {
+  return within(
+    mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 5000, ...o }, false),
+    6000,
+    "MQTT.js connect",
+  );
+}
+
+/** Collects `message` events of an MQTT.js client. */
+export class Inbox {
+  readonly messages: Array<{ topic: string; payload: string; packet: mqttPacket.IPublishPacket }> =
+    [];
+  #waiters: Array<() => void> = [];
+  /** Starts collecting. */
+  constructor(client: MqttClient) {
+    client.on("message", (topic, payload, packet) => {
+      this.messages.push({ topic, payload: payload.toString(), packet });
+      for (const w of this.#waiters.splice(0)) w();
+    });
+  }
+  /** Waits until `n` messages arrived (fails after `ms`). */
+  async waitFor(n: number, ms = 3000): Promise<this> {
+    const until = Date.now() + ms;
+    while (this.messages.length < n) {
+      const left = until - Date.now();
+      if (left <= 0) throw new Error(`expected ${n} messages, got ${this.messages.length}`);
+      await within(new Promise<void>((r) => this.#waiters.push(r)), left, `${n} messages`)
+        .catch(() => {});
+    }
+    return this;
+  }
+}
+
+/** A bare-socket MQTT client for packets MQTT.js would never send. */
+export class RawClient {
+  #conn: Deno.TcpConn;
+  #decoder: MqttFrameDecoder;
+  #packets: Packet[] = [];
+  #closed = false;
+  #reading: Promise<void>;
+  #wake: (() => void) | undefined;
+  #version: ProtocolVersion;
+  /** Decoder error, if the server sent something undecodable. */
+  error: unknown;
+
+  private constructor(conn: Deno.TcpConn, version: ProtocolVersion) {
+    this.#conn = conn;
+    this.#version = version;
+    this.#decoder = new MqttFrameDecoder({ protocolVersion: version });
+    this.#reading = this.#read();
+  }
+
+  /** Connects to the server. */
+  static async connect(port: number, version: ProtocolVersion = 4): Promise<RawClient> {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    return new RawClient(conn, version);
+  }
+
+  async #read(): Promise<void> {
+    const buf = new Uint8Array(65536);
+    try {
+      for (;;) {
+        const n = await this.#conn.read(buf);
+        if (n === null) break;
+        this.#packets.push(...this.#decoder.push(buf.slice(0, n)));
+        this.#wake?.();
+      }
+    } catch (err) {
+      if (!(err instanceof Deno.errors.BadResource || err instanceof Deno.errors.ConnectionReset)) {
+        this.error = err;
+      }
+    }
+    this.#closed = true;
+    this.#wake?.();
+  }
+
+  /** True once the server closed the connection. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Sends raw bytes or a packet. */
+  async send(p: Uint8Array | Packet): Promise<void> {
+    const bytes = p instanceof Uint8Array
+      ? p
+      : mqttPacket.generate(p, { protocolVersion: this.#version });
+    try {
+      let off = 0;
+      while (off < bytes.length) off += await this.#conn.write(bytes.subarray(off));
+    } catch { /* the server may have closed already */ }
+  }
+
+  /** Sends CONNECT and returns the CONNACK. */
+  async connect(extra: Partial<mqttPacket.IConnectPacket> = {}): Promise<Packet> {
+    await this.send({
+      cmd: "connect",
+      protocolId: this.#version === 3 ? "MQIsdp" : "MQTT",
+      protocolVersion: this.#version,
+      clientId: `raw-${crypto.randomUUID().slice(0, 8)}`,
+      clean: true,
+      keepalive: 0,
+      ...extra,
+    } as mqttPacket.IConnectPacket);
+    return await this.next();
+  }
+
+  /** The next packet from the server (fails after `ms` or when the connection closed first). */
+  async next(ms = 3000): Promise<Packet> {
+    const until = Date.now() + ms;
+    while (!this.#packets.length) {
+      if (this.#closed) throw new Error("connection closed before a packet arrived");
+      const left = until - Date.now();
+      if (left <= 0) throw new Error("no packet within the time limit");
+      await within(new Promise<void>((r) => this.#wake = r), left, "next packet").catch(() => {});
+    }
+    return this.#packets.shift()!;
+  }
+
+  /** Packets received and not yet taken. */
+  get pending(): Packet[] {
+    return this.#packets;
+  }
+
+  /** Waits until the server closes the connection; returns the packets it sent before. */
+  async waitClosed(ms = 3000): Promise<Packet[]> {
+    await within(this.#reading, ms, "server to close the connection");
+    return this.#packets.splice(0);
+  }
+
+  /** Closes our side. Idempotent. */
+  close(): void {
+    try {
+      this.#conn.close();
+    } catch { /* closed */ }
+  }
+}
+
+/** Runs a command to completion with a time limit; returns exit code and output. */
+export async function run(
+  cmd: string,
+  args: string[],
+  ms = 5000,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(cmd, {
+    args,
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(ms),
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}

@@ -1,0 +1,177 @@
+import type { IPublishPacket } from "mqtt-packet";
+import { assert, assertEquals } from "./_assert.ts";
+import { Inbox, run, sleep, startMqtt, within } from "./_mqtt_harness.ts";
+
+for (const version of [4, 5] as const) {
+  Deno.test(`MQTT.js v${version} publishes QoS 0, 1 and 2 and a QoS 2 subscriber receives each at its QoS`, async () => {
+    await using h = await startMqtt();
+    const sub = await h.client({ protocolVersion: version, clientId: `sub${version}` });
+    const inbox = new Inbox(sub);
+    await sub.subscribeAsync("q/#", { qos: 2 });
+    const pub = await h.client({ protocolVersion: version, clientId: `pub${version}` });
+    for (const qos of [0, 1, 2] as const) await pub.publishAsync(`q/${qos}`, `m${qos}`, { qos });
+    await inbox.waitFor(3);
+    const got = inbox.messages.map((m) => [m.topic, m.payload, m.packet.qos]);
+    assertEquals(got, [["q/0", "m0", 0], ["q/1", "m1", 1], ["q/2", "m2", 2]]);
+  });
+}
+
+Deno.test("a QoS 1 subscription downgrades a QoS 2 publish to QoS 1", async () => {
+  await using h = await startMqtt();
+  const sub = await h.client({ protocolVersion: 4 });
+  const inbox = new Inbox(sub);
+  const granted = await sub.subscribeAsync("d/x", { qos: 1 });
+  assertEquals(granted[0].qos, 1);
+  const pub = await h.client({ protocolVersion: 4 });
+  await pub.publishAsync("d/x", "two", { qos: 2 });
+  await inbox.waitFor(1);
+  assertEquals(inbox.messages[0].packet.qos, 1);
+});
+
+Deno.test("QoS 2 inbound: PUBREC, a resent PUBLISH is not delivered twice, PUBREL gets PUBCOMP", async () => {
+  await using h = await startMqtt();
+  const seen: string[] = [];
+  h.core.subscribe("x/#", { id: "probe", deliver: (m) => seen.push(m.topic) });
+  const r = await h.raw(4);
+  await r.connect({ clientId: "q2" });
+  const pub: IPublishPacket = {
+    cmd: "publish",
+    topic: "x/1",
+    payload: "p",
+    qos: 2,
+    messageId: 7,
+    dup: false,
+    retain: false,
+  };
+  await r.send(pub);
+  const rec = await r.next();
+  assertEquals([rec.cmd, (rec as { messageId: number }).messageId], ["pubrec", 7]);
+  await r.send({ ...pub, dup: true });
+  assertEquals((await r.next()).cmd, "pubrec");
+  await r.send({ cmd: "pubrel", messageId: 7 });
+  const comp = await r.next();
+  assertEquals([comp.cmd, (comp as { messageId: number }).messageId], ["pubcomp", 7]);
+  await sleep(20);
+  assertEquals(seen, ["x/1"]); // [MQTT-4.3.3-10] delivered once
+});
+
+Deno.test("QoS 2 outbound: the server sends PUBREL after PUBREC and completes on PUBCOMP", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(4);
+  await r.connect({ clientId: "q2out" });
+  await r.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "o/#", qos: 2 }] });
+  assertEquals((await r.next()).cmd, "suback");
+  const pub = await h.client({ protocolVersion: 4 });
+  await pub.publishAsync("o/1", "x", { qos: 2 });
+  const p = await r.next() as IPublishPacket;
+  assertEquals([p.cmd, p.qos, p.dup], ["publish", 2, false]);
+  await r.send({ cmd: "pubrec", messageId: p.messageId });
+  const rel = await r.next();
+  assertEquals([rel.cmd, (rel as { messageId: number }).messageId], ["pubrel", p.messageId]);
+  await r.send({ cmd: "pubcomp", messageId: p.messageId });
+  await sleep(10);
+  assert(!r.closed);
+});
+
+Deno.test("unacknowledged QoS 1 messages are resent with DUP and the same packet id on reconnect", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(4);
+  await r.connect({ clientId: "dup", clean: false });
+  await r.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "r/#", qos: 1 }] });
+  await r.next();
+  const pub = await h.client({ protocolVersion: 4 });
+  await pub.publishAsync("r/1", "a", { qos: 1 });
+  const first = await r.next() as IPublishPacket;
+  assertEquals(first.dup, false);
+  r.close(); // no PUBACK
+  for (let i = 0; i < 100 && h.server.connectionCount > 1; i++) await sleep(5);
+  const r2 = await h.raw(4);
+  const ack = await r2.connect({ clientId: "dup", clean: false }) as { sessionPresent: boolean };
+  assertEquals(ack.sessionPresent, true);
+  const again = await r2.next() as IPublishPacket;
+  assertEquals([again.topic, again.dup, again.messageId], ["r/1", true, first.messageId]);
+  await r2.send({ cmd: "puback", messageId: again.messageId });
+});
+
+Deno.test("QoS 1 messages arrive in publish order", async () => {
+  await using h = await startMqtt({ server: { maxInflight: 4 } });
+  const sub = await h.client({ protocolVersion: 4 });
+  const inbox = new Inbox(sub);
+  await sub.subscribeAsync("ord", { qos: 1 });
+  const pub = await h.client({ protocolVersion: 4 });
+  await Promise.all(
+    Array.from({ length: 200 }, (_, i) => pub.publishAsync("ord", String(i), { qos: 1 })),
+  );
+  await inbox.waitFor(200, 5000);
+  assertEquals(
+    inbox.messages.map((m) => Number(m.payload)),
+    Array.from({ length: 200 }, (_, i) => i),
+  );
+});
+
+Deno.test("mosquitto_pub publishes QoS 0, 1 and 2 to an MQTT.js subscriber", async () => {
+  await using h = await startMqtt();
+  const sub = await h.client({ protocolVersion: 5 });
+  const inbox = new Inbox(sub);
+  await sub.subscribeAsync("mp/#", { qos: 2 });
+  for (const q of ["0", "1", "2"]) {
+    const r = await run("mosquitto_pub", [
+      "-h",
+      "127.0.0.1",
+      "-p",
+      String(h.port),
+      "-q",
+      q,
+      "-t",
+      `mp/${q}`,
+      "-m",
+      `v${q}`,
+    ]);
+    assertEquals(r.code, 0, r.stderr);
+  }
+  await inbox.waitFor(3);
+  assertEquals(inbox.messages.map((m) => [m.topic, m.payload, m.packet.qos]), [["mp/0", "v0", 0], [
+    "mp/1",
+    "v1",
+    1,
+  ], ["mp/2", "v2", 2]]);
+});
+
+for (const v of ["mqttv311", "mqttv5"]) {
+  Deno.test(`mosquitto_sub (${v}) receives QoS 2 messages from MQTT.js`, async () => {
+    await using h = await startMqtt();
+    const child = new Deno.Command("mosquitto_sub", {
+      args: [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        String(h.port),
+        "-V",
+        v,
+        "-q",
+        "2",
+        "-t",
+        "ms/#",
+        "-C",
+        "3",
+        "-v",
+        "-W",
+        "5",
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const pub = await h.client({ protocolVersion: 4 });
+    const output = child.output();
+    // wait for the subscription to exist, then publish
+    for (let i = 0; i < 200 && h.core.router.size === 0; i++) await sleep(5);
+    for (let i = 0; i < 3; i++) await pub.publishAsync(`ms/${i}`, `x${i}`, { qos: 2 });
+    const out = await within(output, 6000, "mosquitto_sub");
+    assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+    assertEquals(new TextDecoder().decode(out.stdout).trim().split("\n"), [
+      "ms/0 x0",
+      "ms/1 x1",
+      "ms/2 x2",
+    ]);
+  });
+}
