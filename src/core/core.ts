@@ -24,6 +24,15 @@ import { RetainedStore } from "./retained_store.ts";
 import { TopicRouter } from "./topic_router.ts";
 import { statusTopic } from "./topics.ts";
 
+const LABELS_BY_PROTOCOL = new Map<Protocol, Readonly<{ protocol: Protocol }>>();
+
+/** The shared, frozen `{ protocol }` label set of a protocol (metric keys are cached per object). */
+export function protocolLabels(protocol: Protocol): Readonly<{ protocol: Protocol }> {
+  let l = LABELS_BY_PROTOCOL.get(protocol);
+  if (!l) LABELS_BY_PROTOCOL.set(protocol, l = Object.freeze({ protocol }));
+  return l;
+}
+
 /** Receives messages whose topic matches a subscription. Must not throw or block. */
 export interface Subscriber {
   /** Identifier of the subscribing session (compared with `Message.origin` for no-local). */
@@ -217,13 +226,13 @@ export class Core implements AsyncDisposable {
    */
   async publish(msg: Message, signal?: AbortSignal): Promise<void> {
     await this.pipeline.submit(msg, signal);
-    this.stats.messagesIn.inc({ protocol: msg.protocol });
+    this.stats.messagesIn.inc(protocolLabels(msg.protocol));
   }
 
   /** Accepts a message only if there is room now (UDP/HTTP refuse instead of waiting). */
   tryPublish(msg: Message): boolean {
     const ok = this.pipeline.offer(msg);
-    if (ok) this.stats.messagesIn.inc({ protocol: msg.protocol });
+    if (ok) this.stats.messagesIn.inc(protocolLabels(msg.protocol));
     else this.stats.drops.inc({ protocol: msg.protocol, reason: "overloaded" });
     return ok;
   }

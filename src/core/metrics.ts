@@ -7,10 +7,19 @@
 
 type Labels = Record<string, string>;
 
+// Hot paths pass the same (frozen, module-level) label objects every time: their rendered key is
+// computed once. Label objects must not be mutated after first use.
+const keyCache = new WeakMap<Labels, string>();
+
 function labelKey(labels?: Labels): string {
   if (!labels) return "";
-  const keys = Object.keys(labels).sort();
-  return keys.map((k) => `${k}="${escapeLabel(labels[k])}"`).join(",");
+  let key = keyCache.get(labels);
+  if (key === undefined) {
+    const keys = Object.keys(labels).sort();
+    key = keys.map((k) => `${k}="${escapeLabel(labels[k])}"`).join(",");
+    keyCache.set(labels, key);
+  }
+  return key;
 }
 
 function escapeLabel(v: string): string {

@@ -96,6 +96,19 @@ export async function serveBursts<T>(
     let ended = false;
     let cancelled = false;
     writer.closed.catch(() => cancelled = true); // the consumer cancelled: stop reading
+    // One idle timer per burst, re-armed from the time of the last data (not a timer per read).
+    let lastData = Date.now();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let idleFired: (() => void) | undefined;
+    const arm = (ms: number) => {
+      timer = setTimeout(() => {
+        const quiet = Date.now() - lastData;
+        if (quiet < idleMs) arm(idleMs - quiet);
+        else if (idleFired) idleFired();
+        else arm(idleMs); // busy (e.g. waiting on backpressure): look again later
+      }, ms);
+    };
+    arm(idleMs);
     try {
       let chunk: Uint8Array | null = first;
       while (chunk) {
@@ -105,11 +118,11 @@ export async function serveBursts<T>(
         const next = read();
         chunk = null;
         for (;;) {
-          let timer: ReturnType<typeof setTimeout> | undefined;
-          const idle = new Promise<"idle">((r) => timer = setTimeout(() => r("idle"), idleMs));
+          const idle = new Promise<"idle">((r) => idleFired = () => r("idle"));
           const got = await Promise.race([next, idle]);
-          clearTimeout(timer);
+          idleFired = undefined;
           if (got !== "idle") {
+            lastData = Date.now();
             if (got === null) ended = true;
             else chunk = got;
             break;
@@ -119,9 +132,12 @@ export async function serveBursts<T>(
             pending = next;
             break;
           }
+          lastData = Date.now();
+          arm(idleMs); // a partial frame is buffered: keep waiting in this burst
         }
       }
     } finally {
+      clearTimeout(timer);
       if (!cancelled) await writer.close().catch(() => {});
       await consumed;
     }

@@ -1,8 +1,11 @@
 /**
- * Ordered writes to a connection with bounded memory: frames are queued and flushed by one write
- * loop that coalesces small frames into one syscall. If the peer stops reading, pending bytes pile
- * up; past `maxPendingBytes`, or when one flush cannot finish within `drainTimeoutMs`, the writer
- * fails and calls `onStall` so the session closes the connection instead of growing memory.
+ * Ordered writes to a connection with bounded memory. Frames queued in one turn of the event loop
+ * (say, the ACKs for every frame of one read) go out in one write: the flush runs in a
+ * macrotask (`setImmediate`) after the turn, so small frames coalesce into one syscall. If the
+ * peer stops reading, pending bytes pile up; past `maxPendingBytes`, or when one write cannot
+ * finish within `drainTimeoutMs`, the writer fails and calls `onStall`, so the session closes the
+ * connection instead of growing memory. One shared watchdog (not a timer per write) checks
+ * writes in flight.
  *
  * @module
  */
@@ -19,7 +22,7 @@ export interface ByteWriter {
 export interface ConnWriterOptions {
   /** Bytes queued before the peer counts as a slow reader. @default 1048576 */
   maxPendingBytes?: number;
-  /** Longest a flush may wait on the socket. @default 10000 */
+  /** Longest one write may wait on the socket. @default 10000 */
   drainTimeoutMs?: number;
   /** Called once when the peer is too slow or the socket fails. */
   onStall?: (reason: string) => void;
@@ -27,6 +30,34 @@ export interface ConnWriterOptions {
   onBytes?: (n: number) => void;
   /** Time source for the drain timeout. @default systemClock */
   clock?: Clock;
+}
+
+/** Writers with a write in flight, checked by one watchdog timer. */
+const busy = new Set<ConnWriter>();
+let watchdog: ReturnType<typeof setInterval> | undefined;
+/** How often the watchdog looks at writes in flight, ms. */
+const WATCHDOG_MS = 250;
+
+function watch(w: ConnWriter): void {
+  busy.add(w);
+  if (watchdog === undefined) {
+    watchdog = setInterval(() => {
+      for (const x of busy) x.checkStall();
+      if (busy.size === 0) {
+        clearInterval(watchdog);
+        watchdog = undefined;
+      }
+    }, WATCHDOG_MS);
+    Deno.unrefTimer(watchdog as unknown as number);
+  }
+}
+
+function unwatch(w: ConnWriter): void {
+  busy.delete(w);
+  if (busy.size === 0 && watchdog !== undefined) {
+    clearInterval(watchdog);
+    watchdog = undefined;
+  }
 }
 
 /**
@@ -46,14 +77,15 @@ export class ConnWriter {
   #conn: ByteWriter;
   #queue: Uint8Array[] = [];
   #pending = 0;
-  #writing = false;
+  #active = false; // a flush is scheduled or running
   #failed = false;
   #max: number;
   #drainMs: number;
   #onStall?: (reason: string) => void;
   #onBytes?: (n: number) => void;
   #clock: Clock;
-  #idle: Array<() => void> = [];
+  #writeStarted = 0;
+  #idle: Array<() => void> | undefined;
 
   /** Creates a writer for `conn`. */
   constructor(conn: ByteWriter, options: ConnWriterOptions = {}) {
@@ -84,14 +116,24 @@ export class ConnWriter {
       this.#fail(`peer is not reading: ${this.#pending} bytes pending exceed ${this.#max}`);
       return false;
     }
-    if (!this.#writing) this.#loop();
+    if (!this.#active) {
+      this.#active = true;
+      setImmediate(() => this.#loop());
+    }
     return true;
   }
 
   /** Resolves when everything queued so far is written (or the writer failed). */
   flushed(): Promise<void> {
-    if (!this.#writing || this.#failed) return Promise.resolve();
-    return new Promise((r) => this.#idle.push(r));
+    if (!this.#active || this.#failed) return Promise.resolve();
+    return new Promise((r) => (this.#idle ??= []).push(r));
+  }
+
+  /** Fails the writer if its current write has waited longer than the drain timeout (watchdog). */
+  checkStall(): void {
+    if (this.#clock.now() - this.#writeStarted > this.#drainMs) {
+      this.#fail(`write did not drain within ${this.#drainMs} ms`);
+    }
   }
 
   #fail(reason: string): void {
@@ -99,12 +141,18 @@ export class ConnWriter {
     this.#failed = true;
     this.#queue = [];
     this.#pending = 0;
-    for (const r of this.#idle.splice(0)) r();
+    unwatch(this);
+    this.#wakeIdle();
     this.#onStall?.(reason);
   }
 
+  #wakeIdle(): void {
+    const idle = this.#idle;
+    this.#idle = undefined;
+    if (idle) { for (const r of idle) r(); }
+  }
+
   async #loop(): Promise<void> {
-    this.#writing = true;
     while (this.#queue.length && !this.#failed) {
       const chunks = this.#queue;
       this.#queue = [];
@@ -120,28 +168,20 @@ export class ConnWriter {
           o += c.length;
         }
       }
-      let timer: number | undefined;
+      this.#writeStarted = this.#clock.now();
+      watch(this);
       try {
         let off = 0;
-        const stall = new Promise<never>((_, reject) => {
-          timer = this.#clock.setTimeout(
-            () => reject(new Error(`write did not drain within ${this.#drainMs} ms`)),
-            this.#drainMs,
-          );
-        });
-        stall.catch(() => {});
-        while (off < buf.length) {
-          off += await Promise.race([this.#conn.write(buf.subarray(off)), stall]);
-        }
+        while (off < buf.length && !this.#failed) off += await this.#conn.write(buf.subarray(off));
+        if (this.#failed) break;
         this.#pending -= buf.length;
         this.#onBytes?.(buf.length);
       } catch (err) {
         this.#fail(err instanceof Error ? err.message : String(err));
-      } finally {
-        if (timer !== undefined) this.#clock.clearTimeout(timer);
       }
     }
-    this.#writing = false;
-    for (const r of this.#idle.splice(0)) r();
+    unwatch(this);
+    this.#active = false;
+    this.#wakeIdle();
   }
 }

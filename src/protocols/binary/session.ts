@@ -62,6 +62,9 @@ const CLOSE_CODES: Record<CloseReason["code"], number> = {
   slow_consumer: 0, // nothing can be written to a peer that does not read
 };
 
+/** Label sets used on every frame: the same objects each time (metric keys are cached). */
+const LABELS = Object.freeze({ protocol: "binary" });
+
 let nextSessionId = 1;
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
@@ -126,7 +129,7 @@ export class BinarySession implements SessionHandle, Subscriber {
     this.#log = log;
     const addr = conn.remoteAddr as Deno.NetAddr;
     this.#remote = `${addr.hostname}:${addr.port}`;
-    const labels = { protocol: "binary" };
+    const labels = LABELS;
     this.#writer = new ConnWriter(conn, {
       maxPendingBytes: options.maxPendingBytes,
       drainTimeoutMs: options.drainTimeoutMs,
@@ -163,7 +166,7 @@ export class BinarySession implements SessionHandle, Subscriber {
   }
 
   async #run(): Promise<void> {
-    const labels = { protocol: "binary" };
+    const labels = LABELS;
     const sink: ErrorSink = {};
     const parser = new FrameParser({
       maxPayload: this.#opts.maxPayload,
@@ -408,13 +411,13 @@ export class BinarySession implements SessionHandle, Subscriber {
       }
     }
     this.#send(FrameType.COMMAND, seq, body, flags);
-    this.#core.stats.messagesOut.inc({ protocol: "binary" });
+    this.#core.stats.messagesOut.inc(LABELS);
     this.#core.registry.device(this.#deviceId!).messagesOut++;
   }
 
   #send(type: number, seq: number, payload: Uint8Array, flags = 0): void {
     if (this.#writer.write(encodeFrame({ type, flags, seq, payload }))) {
-      this.#core.stats.framesOut.inc({ protocol: "binary" });
+      this.#core.stats.framesOut.inc(LABELS);
     }
   }
 
