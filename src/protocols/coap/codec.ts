@@ -1,0 +1,361 @@
+/**
+ * The CoAP datagram codec (RFC 7252 §3): bytes ⇄ {@link CoapMessage}.
+ *
+ * - {@link decodeMessage} is a strict, explicit HEADER → TOKEN → OPTIONS → PAYLOAD state machine.
+ *   Each check cites the clause it enforces; a failure throws {@link CoapSyntaxError} carrying the
+ *   byte offset and, when the 4-byte header was readable, the type and message ID so the caller can
+ *   reject a Confirmable message with a Reset (§4.2). `npm:coap-packet`'s `parse` is lenient where
+ *   RFC 7252 demands a format error (reserved token lengths 9-15 are read as RFC 8974 extended
+ *   tokens, a payload marker with no payload is accepted, truncated options read past the end), so
+ *   decoding is done here.
+ * - {@link encodeMessage} serialises with `npm:coap-packet`'s `generate`, behind a size cap.
+ * - {@link CoapDecoder} and {@link CoapEncoder} wrap both as `TransformStream`s (one datagram per
+ *   chunk) for stream pipelines and tests.
+ *
+ * @module
+ */
+
+import { Buffer } from "node:buffer";
+import { generate } from "coap-packet";
+import { type CoapMessage, type CoapOption, type CoapType, codeString } from "./message.ts";
+
+/** Largest datagram Ferry sends or accepts by default (UDP payload limit over IPv4). */
+export const MAX_DATAGRAM = 65_507;
+
+/** Why a datagram could not be decoded. */
+export type CoapSyntaxReason =
+  | "too_short"
+  | "bad_version"
+  | "bad_token_length"
+  | "truncated"
+  | "bad_option"
+  | "empty_payload"
+  | "empty_not_empty"
+  | "too_large";
+
+/** Options of {@link CoapSyntaxError}. */
+export interface CoapSyntaxErrorOptions {
+  /** Machine-readable reason. */
+  reason: CoapSyntaxReason;
+  /** Byte offset of the problem. */
+  offset: number;
+  /** Header fields, when the 4-byte header was read (so a CON can be rejected with RST). */
+  header?: { type: CoapType; messageId: number; code: number };
+}
+
+/** A datagram that is not a well-formed CoAP message, with the byte offset of the problem. */
+export class CoapSyntaxError extends SyntaxError {
+  override name = "CoapSyntaxError";
+  /** Machine-readable reason. */
+  readonly reason: CoapSyntaxReason;
+  /** Byte offset of the problem. */
+  readonly offset: number;
+  /** Header fields, when readable. */
+  readonly header?: { type: CoapType; messageId: number; code: number };
+  /**
+   * True when RFC 7252 says to ignore the datagram silently even if it was Confirmable (unknown
+   * version, §3; fewer than 4 bytes, no message ID to reject).
+   */
+  get silent(): boolean {
+    return this.reason === "bad_version" || this.header === undefined;
+  }
+
+  /** Creates the error. */
+  constructor(message: string, options: CoapSyntaxErrorOptions) {
+    super(`Cannot decode CoAP message: ${message} at byte ${options.offset}`);
+    this.reason = options.reason;
+    this.offset = options.offset;
+    this.header = options.header;
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * Decodes one datagram.
+ *
+ * @example
+ * ```ts
+ * import { decodeMessage } from "./codec.ts";
+ * // CON GET, MID 0x1234, token 0xAB, Uri-Path "a"
+ * const m = decodeMessage(new Uint8Array([0x41, 0x01, 0x12, 0x34, 0xab, 0xb1, 0x61]));
+ * if (m.type !== 0 || m.code !== 1 || m.messageId !== 0x1234 || m.options[0].number !== 11) {
+ *   throw new Error();
+ * }
+ * ```
+ */
+export function decodeMessage(bytes: Uint8Array): CoapMessage {
+  // HEADER (RFC 7252 §3)
+  if (bytes.length < 4) {
+    throw new CoapSyntaxError(`${bytes.length} bytes is shorter than the 4-byte header`, {
+      reason: "too_short",
+      offset: bytes.length,
+    });
+  }
+  const b0 = bytes[0];
+  const type = ((b0 >> 4) & 3) as CoapType;
+  const tkl = b0 & 0x0f;
+  const code = bytes[1];
+  const messageId = (bytes[2] << 8) | bytes[3];
+  const header = { type, messageId, code };
+  // RFC 7252 §3: "Messages with unknown version numbers MUST be silently ignored."
+  if (b0 >> 6 !== 1) {
+    throw new CoapSyntaxError(`unknown version ${b0 >> 6}`, {
+      reason: "bad_version",
+      offset: 0,
+      header,
+    });
+  }
+  // RFC 7252 §4.1: an Empty message has only the 4-byte header.
+  if (code === 0) {
+    if (bytes.length !== 4 || tkl !== 0) {
+      throw new CoapSyntaxError("Empty message (0.00) with bytes after the message ID", {
+        reason: "empty_not_empty",
+        offset: 4,
+        header,
+      });
+    }
+    return { type, code, messageId, token: EMPTY, options: [], payload: EMPTY };
+  }
+  // TOKEN. RFC 7252 §3: "Lengths 9-15 are reserved ... MUST be processed as a message format error."
+  if (tkl > 8) {
+    throw new CoapSyntaxError(`reserved token length ${tkl}`, {
+      reason: "bad_token_length",
+      offset: 0,
+      header,
+    });
+  }
+  let pos = 4;
+  if (pos + tkl > bytes.length) {
+    throw new CoapSyntaxError(`token of ${tkl} bytes runs past the end`, {
+      reason: "truncated",
+      offset: pos,
+      header,
+    });
+  }
+  const token = bytes.slice(pos, pos + tkl);
+  pos += tkl;
+  // OPTIONS (RFC 7252 §3.1)
+  const options: CoapOption[] = [];
+  let number = 0;
+  while (pos < bytes.length) {
+    const ob = bytes[pos];
+    if (ob === 0xff) break; // payload marker
+    const at = pos;
+    pos++;
+    let delta = ob >> 4;
+    let length = ob & 0x0f;
+    // RFC 7252 §3.1: nibble 15 is reserved unless the whole byte is the payload marker.
+    if (delta === 15 || length === 15) {
+      throw new CoapSyntaxError(`reserved option ${delta === 15 ? "delta" : "length"} 15`, {
+        reason: "bad_option",
+        offset: at,
+        header,
+      });
+    }
+    const ext = (n: number): number => {
+      if (n === 13) {
+        if (pos + 1 > bytes.length) throw truncated(pos, header);
+        return bytes[pos++] + 13;
+      }
+      if (n === 14) {
+        if (pos + 2 > bytes.length) throw truncated(pos, header);
+        const v = ((bytes[pos] << 8) | bytes[pos + 1]) + 269;
+        pos += 2;
+        return v;
+      }
+      return n;
+    };
+    delta = ext(delta);
+    length = ext(length);
+    number += delta;
+    if (number > 0xffff) {
+      throw new CoapSyntaxError(`option number ${number} exceeds 65535`, {
+        reason: "bad_option",
+        offset: at,
+        header,
+      });
+    }
+    if (pos + length > bytes.length) throw truncated(pos, header);
+    options.push({ number, value: bytes.slice(pos, pos + length) });
+    pos += length;
+  }
+  // PAYLOAD. RFC 7252 §3: a marker followed by a zero-length payload is a format error.
+  let payload = EMPTY;
+  if (pos < bytes.length) {
+    pos++; // the 0xFF marker
+    if (pos === bytes.length) {
+      throw new CoapSyntaxError("payload marker followed by no payload", {
+        reason: "empty_payload",
+        offset: pos - 1,
+        header,
+      });
+    }
+    payload = bytes.slice(pos);
+  }
+  return { type, code, messageId, token, options, payload };
+}
+
+function truncated(
+  offset: number,
+  header: { type: CoapType; messageId: number; code: number },
+): CoapSyntaxError {
+  return new CoapSyntaxError("option runs past the end of the datagram", {
+    reason: "truncated",
+    offset,
+    header,
+  });
+}
+
+/** Options of {@link encodeMessage}. */
+export interface EncodeOptions {
+  /** Largest datagram produced. @default 65507 */
+  maxSize?: number;
+}
+
+/**
+ * Encodes a message with `coap-packet`. Throws `RangeError` if it would exceed `maxSize`, and
+ * `TypeError` for a token longer than 8 bytes (RFC 7252 §3).
+ *
+ * @example
+ * ```ts
+ * import { decodeMessage, encodeMessage } from "./codec.ts";
+ * import { Code, CoapType } from "./message.ts";
+ * const bytes = encodeMessage({
+ *   type: CoapType.ACK, code: Code.CONTENT, messageId: 9, token: new Uint8Array([1]),
+ *   options: [], payload: new TextEncoder().encode("hi"),
+ * });
+ * if (decodeMessage(bytes).payload.length !== 2) throw new Error();
+ * ```
+ */
+export function encodeMessage(msg: CoapMessage, options: EncodeOptions = {}): Uint8Array {
+  const max = options.maxSize ?? MAX_DATAGRAM;
+  if (msg.token.length > 8) {
+    throw new TypeError(`Cannot encode CoAP message: token of ${msg.token.length} bytes exceeds 8`);
+  }
+  const empty = msg.code === 0;
+  const out = generate(
+    {
+      code: codeString(msg.code),
+      messageId: msg.messageId,
+      confirmable: msg.type === 0,
+      ack: msg.type === 2,
+      reset: msg.type === 3,
+      token: Buffer.from(msg.token.buffer, msg.token.byteOffset, msg.token.length),
+      options: empty ? [] : msg.options.map((o) => ({
+        name: String(o.number),
+        value: Buffer.from(o.value.buffer, o.value.byteOffset, o.value.length),
+      })),
+      payload: empty
+        ? Buffer.alloc(0)
+        : Buffer.from(msg.payload.buffer, msg.payload.byteOffset, msg.payload.length),
+    } as unknown as Parameters<typeof generate>[0],
+    Number.MAX_SAFE_INTEGER,
+  );
+  if (out.length > max) {
+    throw new RangeError(
+      `Cannot encode CoAP message: ${out.length} bytes exceeds the ${max} byte limit`,
+    );
+  }
+  return new Uint8Array(out.buffer, out.byteOffset, out.length);
+}
+
+/** Options of {@link CoapDecoder}. */
+export interface CoapDecoderOptions {
+  /** Largest datagram accepted; larger ones are dropped before decoding. @default 65507 */
+  maxSize?: number;
+  /** Called for each datagram that is dropped. @default ignore */
+  onError?: (err: CoapSyntaxError) => void;
+}
+
+/**
+ * `TransformStream<Uint8Array, CoapMessage>`: one datagram in, one message out; malformed or
+ * oversize datagrams are reported to `onError` and dropped.
+ *
+ * @example
+ * ```ts
+ * import { CoapDecoder } from "./codec.ts";
+ * const out = await Array.fromAsync(
+ *   ReadableStream.from([new Uint8Array([0x40, 0, 0, 1]), new Uint8Array([0x80])])
+ *     .pipeThrough(new CoapDecoder()),
+ * );
+ * if (out.length !== 1 || out[0].code !== 0) throw new Error();
+ * ```
+ */
+export class CoapDecoder implements TransformStream<Uint8Array, CoapMessage> {
+  #readable: ReadableStream<CoapMessage>;
+  #writable: WritableStream<Uint8Array>;
+
+  /** Creates a decoder. */
+  constructor(options: CoapDecoderOptions = {}) {
+    const max = options.maxSize ?? MAX_DATAGRAM;
+    const { readable, writable } = new TransformStream<Uint8Array, CoapMessage>({
+      transform(chunk, controller) {
+        try {
+          // Hard cap before looking at the bytes.
+          if (chunk.length > max) {
+            throw new CoapSyntaxError(`${chunk.length} bytes exceeds the ${max} byte limit`, {
+              reason: "too_large",
+              offset: max,
+            });
+          }
+          controller.enqueue(decodeMessage(chunk));
+        } catch (err) {
+          if (!(err instanceof CoapSyntaxError)) throw err;
+          options.onError?.(err);
+        }
+      },
+    });
+    this.#readable = readable;
+    this.#writable = writable;
+  }
+
+  /** Decoded messages. */
+  get readable(): ReadableStream<CoapMessage> {
+    return this.#readable;
+  }
+
+  /** Datagrams in. */
+  get writable(): WritableStream<Uint8Array> {
+    return this.#writable;
+  }
+}
+
+/**
+ * `TransformStream<CoapMessage, Uint8Array>`: one message in, one datagram out.
+ *
+ * @example
+ * ```ts
+ * import { CoapEncoder } from "./codec.ts";
+ * import { emptyMessage } from "./message.ts";
+ * const out = await Array.fromAsync(
+ *   ReadableStream.from([emptyMessage(3, 5)]).pipeThrough(new CoapEncoder()),
+ * );
+ * if (out[0].join() !== "112,0,0,5") throw new Error();
+ * ```
+ */
+export class CoapEncoder implements TransformStream<CoapMessage, Uint8Array> {
+  #readable: ReadableStream<Uint8Array>;
+  #writable: WritableStream<CoapMessage>;
+
+  /** Creates an encoder. */
+  constructor(options: EncodeOptions = {}) {
+    const { readable, writable } = new TransformStream<CoapMessage, Uint8Array>({
+      transform(msg, controller) {
+        controller.enqueue(encodeMessage(msg, options));
+      },
+    });
+    this.#readable = readable;
+    this.#writable = writable;
+  }
+
+  /** Encoded datagrams. */
+  get readable(): ReadableStream<Uint8Array> {
+    return this.#readable;
+  }
+
+  /** Messages in. */
+  get writable(): WritableStream<CoapMessage> {
+    return this.#writable;
+  }
+}

@@ -1,0 +1,271 @@
+/**
+ * Ferry's CoAP resources for devices (docs/coap.md):
+ *
+ * | method | path                                 | topic / effect                                  |
+ * |--------|--------------------------------------|-------------------------------------------------|
+ * | POST   | `/d/{id}/telemetry[/{channel}]`      | publishes `devices/{id}/telemetry[/{channel}]`  |
+ * | GET    | `/d/{id}/commands` (+Observe)        | oldest pending `devices/{id}/commands/{name}`   |
+ * | POST   | `/d/{id}/acks/{name}`                | publishes `devices/{id}/acks/{name}`            |
+ * | GET    | `/d`                                 | a short description (listed in well-known/core) |
+ *
+ * Credentials travel in the query: `?token=…` (or `?t=…`), and optionally `&id=…` when the
+ * authenticating device is not the one in the path (then 4.03). DTLS is not available on Deno, so
+ * the token crosses the network in clear text: see the security note in docs/coap.md.
+ *
+ * @module
+ */
+
+import { canPublish, type Principal } from "../../core/acl.ts";
+import { createMessage, type Message } from "../../core/message.ts";
+import {
+  ackTopic,
+  CHANNEL_RE,
+  COMMAND_NAME_RE,
+  isDeviceId,
+  parseTopic,
+  telemetryTopic,
+} from "../../core/topics.ts";
+import { CommandQueue, type PendingCommand } from "./command_queue.ts";
+import { Code, ContentFormat } from "./message.ts";
+import { encodeString, encodeUint, Opt } from "./options.ts";
+import { type CoapRequest, type CoapResource, type CoapResponse, queryParam } from "./resource.ts";
+import type { ResourceHost } from "./server.ts";
+
+/** Ferry's device resources and what they hold. */
+export interface DeviceResources {
+  /** The resources to serve. */
+  resources: CoapResource[];
+  /** Pending commands per device. */
+  queue: CommandQueue;
+  /** Unsubscribes from the core. */
+  close(): void;
+}
+
+const text = new TextEncoder();
+
+/** Content-Format numbers ⇄ MIME types carried in `Message.properties.contentType`. */
+const FORMATS: Array<[number, string]> = [
+  [ContentFormat.TEXT, "text/plain;charset=utf-8"],
+  [ContentFormat.LINK_FORMAT, "application/link-format"],
+  [ContentFormat.XML, "application/xml"],
+  [ContentFormat.OCTET_STREAM, "application/octet-stream"],
+  [ContentFormat.JSON, "application/json"],
+  [60, "application/cbor"],
+];
+
+/** MIME type of a Content-Format number, RFC 7252 §12.3. */
+export function mimeOf(format: number | undefined): string | undefined {
+  return FORMATS.find(([n]) => n === format)?.[1];
+}
+
+/** Content-Format number of a MIME type (parameters other than charset ignored). */
+export function formatOf(mime: string | undefined): number | undefined {
+  if (!mime) return undefined;
+  const m = mime.toLowerCase().replace(/\s/g, "");
+  const hit = FORMATS.find(([, t]) => t === m || t.split(";")[0] === m.split(";")[0]);
+  return hit?.[0];
+}
+
+type Auth = { ok: true; principal: Principal; who: string } | { ok: false; res: CoapResponse };
+
+/**
+ * Builds the device resources on a server's host.
+ *
+ * @example
+ * ```ts
+ * import { Core } from "../../core/core.ts";
+ * import { silentLogger } from "../../core/logger.ts";
+ * import { CoapServer } from "./server.ts";
+ * // The server builds them itself in its default "ferry" mode:
+ * const core = new Core({ anonymous: true, log: silentLogger });
+ * const server = new CoapServer(core, { port: 0, mode: "ferry" });
+ * await server.close();
+ * await core.close();
+ * ```
+ */
+export function createDeviceResources(host: ResourceHost): DeviceResources {
+  const { core, options } = host;
+  const stats = core.stats;
+  const queue = new CommandQueue({
+    clock: core.clock,
+    maxPerDevice: options.maxPendingCommands,
+    ttlMs: options.commandTtlMs,
+    maxDevices: options.maxCommandDevices,
+    onDrop: (_id, reason) => stats.drops.inc({ protocol: "coap", reason: `command_${reason}` }),
+  });
+
+  const unauthorized = (msg: string): Auth => {
+    stats.errors.inc({ protocol: "coap", code: "unauthorized" });
+    return { ok: false, res: { code: Code.UNAUTHORIZED, payload: text.encode(msg) } };
+  };
+
+  /** Checks `?token=` (or `?t=`) and `?id=`; refreshes presence. */
+  function authenticate(req: CoapRequest, pathId: string): Auth {
+    const token = queryParam(req.query, "token") ?? queryParam(req.query, "t");
+    if (token === undefined) return unauthorized("Missing token query parameter");
+    const who = queryParam(req.query, "id") ?? pathId;
+    const r = core.registry.authenticate(who, token);
+    if (!r.ok) return unauthorized("Bad credentials");
+    core.seen(who, "coap", options.idleTimeoutMs);
+    host.bindEndpoint(req.endpoint, who);
+    return { ok: true, principal: r.principal, who };
+  }
+
+  const forbidden = (msg: string): CoapResponse => {
+    stats.errors.inc({ protocol: "coap", code: "forbidden" });
+    return { code: Code.FORBIDDEN, payload: text.encode(msg) };
+  };
+
+  function publish(req: CoapRequest, deviceId: string, topic: string): CoapResponse {
+    const msg = createMessage({
+      topic,
+      payload: req.payload,
+      qos: req.confirmable ? 1 : 0,
+      ts: core.clock.now(),
+      protocol: "coap",
+      deviceId,
+      origin: `coap:${req.endpoint}`,
+      properties: req.contentFormat !== undefined && mimeOf(req.contentFormat)
+        ? { contentType: mimeOf(req.contentFormat) }
+        : undefined,
+    });
+    // UDP cannot be paused: refuse when the pipeline is full (the core counts the drop).
+    if (!core.tryPublish(msg)) {
+      return { code: Code.SERVICE_UNAVAILABLE, maxAge: options.retryAfterSec };
+    }
+    core.registry.device(deviceId).messagesIn++;
+    return { code: Code.CHANGED };
+  }
+
+  function telemetry(req: CoapRequest): CoapResponse {
+    const { id, channel } = req.params;
+    if (!isDeviceId(id) || (channel !== undefined && (!channel || !CHANNEL_RE.test(channel)))) {
+      return { code: Code.NOT_FOUND };
+    }
+    const auth = authenticate(req, id);
+    if (!auth.ok) return auth.res;
+    const topic = telemetryTopic(id, channel);
+    if (auth.who !== id || !canPublish(auth.principal, topic)) {
+      return forbidden(`Not allowed to publish for device ${id}`);
+    }
+    return publish(req, id, topic);
+  }
+
+  function publishAck(deviceId: string, name: string, payload: Uint8Array): void {
+    const msg = createMessage({
+      topic: ackTopic(deviceId, name),
+      payload,
+      qos: 1,
+      ts: core.clock.now(),
+      protocol: "coap",
+      deviceId,
+    });
+    if (!core.tryPublish(msg)) host.log.warn("ack dropped: pipeline full", { device: deviceId });
+  }
+
+  function commandResponse(cmd: PendingCommand): CoapResponse {
+    const fmt = formatOf(cmd.msg.properties?.contentType);
+    const options = [{ number: Opt.FERRY_COMMAND, value: encodeString(cmd.name) }];
+    const exp = cmd.msg.properties?.expiresAt;
+    return {
+      code: Code.CONTENT,
+      payload: cmd.msg.payload,
+      contentFormat: fmt,
+      etag: encodeUint(cmd.seq).length ? encodeUint(cmd.seq) : new Uint8Array([0]),
+      maxAge: exp !== undefined
+        ? Math.max(0, Math.ceil((exp - core.clock.now()) / 1000))
+        : undefined,
+      options,
+    };
+  }
+
+  const commandsTarget = (id: string) => `/d/${id}/commands`;
+
+  function delivered(id: string): void {
+    stats.messagesOut.inc({ protocol: "coap" });
+    core.registry.device(id).messagesOut++;
+  }
+
+  function commands(req: CoapRequest): CoapResponse | null {
+    const { id } = req.params;
+    if (req.notification) {
+      // RFC 7641 §4.2: the new state is the oldest pending command; it stays queued until the
+      // client acknowledges the Confirmable notification (then devices/{id}/acks/{name}).
+      const head = queue.head(id);
+      if (!head) return null;
+      return {
+        ...commandResponse(head),
+        onDelivered: (confirmed) => {
+          if (!queue.remove(id, head.seq)) return;
+          delivered(id);
+          if (confirmed) publishAck(id, head.name, new Uint8Array());
+          if (queue.count(id) > 0) host.notify(commandsTarget(id));
+        },
+      };
+    }
+    if (!isDeviceId(id)) return { code: Code.NOT_FOUND };
+    const auth = authenticate(req, id);
+    if (!auth.ok) return auth.res;
+    if (auth.who !== id) return forbidden(`Not allowed to read commands of device ${id}`);
+    const head = queue.head(id);
+    // After a registration, the rest of the queue follows as notifications.
+    if (req.observe === 0 && queue.count(id) > 1) {
+      queueMicrotask(() => host.notify(commandsTarget(id)));
+    }
+    if (!head) return { code: Code.CONTENT };
+    // A direct read hands the command over: deduplication replays this response to a
+    // retransmitted request, so it is not lost when only the ACK was.
+    queue.remove(id, head.seq);
+    delivered(id);
+    return commandResponse(head);
+  }
+
+  function acks(req: CoapRequest): CoapResponse {
+    const { id, name } = req.params;
+    if (!isDeviceId(id) || !COMMAND_NAME_RE.test(name)) return { code: Code.NOT_FOUND };
+    const auth = authenticate(req, id);
+    if (!auth.ok) return auth.res;
+    const topic = ackTopic(id, name);
+    if (auth.who !== id || !canPublish(auth.principal, topic)) {
+      return forbidden(`Not allowed to acknowledge for device ${id}`);
+    }
+    return publish(req, id, topic);
+  }
+
+  const unsubscribe = core.subscribe("devices/+/commands/+", {
+    id: "coap:commands",
+    deliver(m: Message) {
+      const t = parseTopic(m.topic);
+      if (t.kind !== "command") return;
+      // Queue for devices that talk CoAP or have not been seen on another protocol.
+      const rec = core.registry.get(t.deviceId);
+      if (rec?.protocol && rec.protocol !== "coap") return;
+      if (queue.push(t.deviceId, t.name, m)) host.notify(commandsTarget(t.deviceId));
+    },
+  });
+
+  const description = [
+    "Ferry CoAP device API (token in ?token=):",
+    "POST /d/{id}/telemetry[/{channel}]",
+    "GET /d/{id}/commands (Observe)",
+    "POST /d/{id}/acks/{name}",
+  ].join("\n");
+
+  const resources: CoapResource[] = [
+    {
+      path: "/d",
+      methods: [Code.GET],
+      attributes: { rt: "ferry.devices", title: "POST /d/{id}/telemetry, GET /d/{id}/commands" },
+      handle: () => ({
+        code: Code.CONTENT,
+        contentFormat: ContentFormat.TEXT,
+        payload: text.encode(description),
+      }),
+    },
+    { path: "/d/{id}/telemetry", methods: [Code.POST], handle: telemetry },
+    { path: "/d/{id}/telemetry/{channel}", methods: [Code.POST], handle: telemetry },
+    { path: "/d/{id}/commands", methods: [Code.GET], observable: true, handle: commands },
+    { path: "/d/{id}/acks/{name}", methods: [Code.POST], handle: acks },
+  ];
+  return { resources, queue, close: () => (unsubscribe(), queue.clear()) };
+}

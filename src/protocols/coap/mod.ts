@@ -1,0 +1,22 @@
+/**
+ * CoAP (RFC 7252) for battery devices over UDP: codec, message layer, Observe (RFC 7641),
+ * block-wise transfers (RFC 7959), link format (RFC 6690), Ferry's device resources and the ETSI
+ * plugtest resource set. See docs/coap.md.
+ *
+ * @module
+ */
+
+export * from "./block.ts";
+export * from "./codec.ts";
+export * from "./command_queue.ts";
+export * from "./device_resources.ts";
+export * from "./exchange_cache.ts";
+export * from "./link_format.ts";
+export * from "./message.ts";
+export * from "./observe.ts";
+export * from "./options.ts";
+export * from "./plugtest.ts";
+export * from "./resource.ts";
+export * from "./retransmitter.ts";
+export * from "./server.ts";
+export * from "./transmission.ts";

@@ -1,0 +1,953 @@
+/**
+ * The CoAP listener: one UDP socket (`Deno.listenDatagram`, which needs the `net` unstable flag in
+ * Deno 2) and the RFC 7252 message layer in front of the resources: CON/NON/ACK/RST, piggybacked
+ * and separate responses, retransmission of the Confirmable messages it originates, message-ID
+ * deduplication with cached replies, ping, critical-option checks; RFC 7641 Observe; RFC 7959
+ * Block1 reassembly and Block2 slicing; `/.well-known/core` (RFC 6690). What the resources are is
+ * decided by `mode`: Ferry's device resources (`device_resources.ts`) or the ETSI plugtest set
+ * (`plugtest.ts`).
+ *
+ * @module
+ */
+
+import type { Core } from "../../core/core.ts";
+import type { Logger } from "../../core/logger.ts";
+import type { ListenAddress, Listener } from "../listener.ts";
+import { Block1Assembler, blockSize, decodeBlock, encodeBlock, szxFor } from "./block.ts";
+import { CoapSyntaxError, decodeMessage, encodeMessage } from "./codec.ts";
+import { createDeviceResources, type DeviceResources } from "./device_resources.ts";
+import { ExchangeCache, type ExchangeEntry } from "./exchange_cache.ts";
+import { filterLinks, formatLinks, type Link } from "./link_format.ts";
+import {
+  type CoapMessage,
+  type CoapOption,
+  CoapType,
+  Code,
+  codeClass,
+  ContentFormat,
+  emptyMessage,
+  isRequestCode,
+  isResponseCode,
+} from "./message.ts";
+import { type Observation, ObserverRegistry } from "./observe.ts";
+import {
+  decodeString,
+  decodeUint,
+  encodeString,
+  encodeUint,
+  firstBadCriticalOption,
+  Opt,
+  recognisedOptions,
+} from "./options.ts";
+import { createPlugtestResources } from "./plugtest.ts";
+import {
+  type CoapRequest,
+  type CoapResource,
+  type CoapResponse,
+  compilePath,
+  type PathMatcher,
+} from "./resource.ts";
+import { Retransmitter, type TransmitOutcome } from "./retransmitter.ts";
+
+/** Tunables of {@link CoapServer} (the `coap` config section). JSON-friendly except `resources`. */
+export interface CoapServerOptions {
+  /** Address to bind. @default "127.0.0.1" */
+  hostname: string;
+  /** UDP port (0 picks a free one). @default 5683 */
+  port: number;
+  /** Resource set: Ferry's device resources or the ETSI plugtest set. @default "ferry" */
+  mode: "ferry" | "plugtest";
+  /** Largest request body, single datagram or Block1-reassembled; more gets 4.13 + Size1. @default 65536 */
+  maxPayload: number;
+  /** Preferred block size for Block2 (and the largest response payload sent unblocked), 16..1024. @default 1024 */
+  blockSize: number;
+  /** A device with no request for this long is marked offline. @default 300000 */
+  idleTimeoutMs: number;
+  /** ACK_TIMEOUT, RFC 7252 §4.8. @default 2000 */
+  ackTimeoutMs: number;
+  /** ACK_RANDOM_FACTOR, RFC 7252 §4.8. @default 1.5 */
+  ackRandomFactor: number;
+  /** MAX_RETRANSMIT, RFC 7252 §4.8. @default 4 */
+  maxRetransmit: number;
+  /** EXCHANGE_LIFETIME: how long a CON message ID is remembered, RFC 7252 §4.8.2. @default 247000 */
+  exchangeLifetimeMs: number;
+  /** NON_LIFETIME: how long a NON message ID is remembered, RFC 7252 §4.8.2. @default 145000 */
+  nonLifetimeMs: number;
+  /** Most remembered message IDs (all endpoints); the oldest is forgotten past it. @default 100000 */
+  maxExchanges: number;
+  /** A CON request whose response is not ready after this gets an empty ACK first (§5.2.2). @default 1000 */
+  separateResponseAfterMs: number;
+  /** Requests being handled asynchronously at once; more get 5.03. @default 1024 */
+  maxInflightRequests: number;
+  /** Max-Age (s) of a 5.03 Service Unavailable (when to retry), RFC 7252 §5.9.3.4. @default 2 */
+  retryAfterSec: number;
+  /** Observers registered at once (RFC 7641); past it GET+Observe is served without registering. @default 10000 */
+  maxObservers: number;
+  /** Longest run of NON notifications before one is sent CON, RFC 7641 §4.5. @default 86400000 */
+  observeConfirmableIntervalMs: number;
+  /** Pending commands kept per device (oldest dropped). @default 16 */
+  maxPendingCommands: number;
+  /** Time to live of a pending command. @default 86400000 */
+  commandTtlMs: number;
+  /** Devices with pending commands at once. @default 10000 */
+  maxCommandDevices: number;
+  /** Block1 uploads being reassembled at once; more get 5.03. @default 256 */
+  maxBlockTransfers: number;
+  /** A Block1 upload or cached Block2 body idle this long is dropped. @default 60000 */
+  blockTimeoutMs: number;
+  /** Extra resources to serve (embedding and tests; not part of the config file). */
+  resources?: CoapResource[];
+  /** Source of randomness for retransmission timeouts (tests). @default Math.random */
+  random?: () => number;
+}
+
+/** Defaults of every option. */
+export const defaultCoapServerOptions: CoapServerOptions = {
+  hostname: "127.0.0.1",
+  port: 5683,
+  mode: "ferry",
+  maxPayload: 65_536,
+  blockSize: 1024,
+  idleTimeoutMs: 300_000,
+  ackTimeoutMs: 2000,
+  ackRandomFactor: 1.5,
+  maxRetransmit: 4,
+  exchangeLifetimeMs: 247_000,
+  nonLifetimeMs: 145_000,
+  maxExchanges: 100_000,
+  separateResponseAfterMs: 1000,
+  maxInflightRequests: 1024,
+  retryAfterSec: 2,
+  maxObservers: 10_000,
+  observeConfirmableIntervalMs: 86_400_000,
+  maxPendingCommands: 16,
+  commandTtlMs: 86_400_000,
+  maxCommandDevices: 10_000,
+  maxBlockTransfers: 256,
+  blockTimeoutMs: 60_000,
+};
+
+/** What a resource set gets from the server. */
+export interface ResourceHost {
+  /** The core. */
+  readonly core: Core;
+  /** Effective options. */
+  readonly options: Readonly<CoapServerOptions>;
+  /** Logger of the listener. */
+  readonly log: Logger;
+  /** Aborted when the server closes (cancel timers of delayed handlers with it). */
+  readonly signal: AbortSignal;
+  /** Re-renders every observation of the target `path` (e.g. `/obs`) and notifies its observers. */
+  notify(path: string): void;
+  /** Number of observers of a target. */
+  observers(path: string): number;
+  /** Remembers which device an endpoint speaks for (pings and ACKs then refresh its presence). */
+  bindEndpoint(endpoint: string, deviceId: string): void;
+}
+
+interface Route {
+  resource: CoapResource;
+  matcher: PathMatcher;
+}
+
+interface Exchange {
+  endpoint: string;
+  addr: Deno.NetAddr;
+  request: CoapMessage;
+  entry: ExchangeEntry;
+  /** An empty ACK went out: the response must be a separate CON (RFC 7252 §5.2.2). */
+  separate: boolean;
+  /** The response went out. */
+  done: boolean;
+  timer?: number;
+}
+
+interface CachedBody {
+  payload: Uint8Array;
+  contentFormat?: number;
+  etag?: Uint8Array;
+  expiresAt: number;
+}
+
+const EMPTY = new Uint8Array(0);
+const LABELS = { protocol: "coap" };
+const text = new TextEncoder();
+
+/** `host:port` key of an endpoint (IPv6 hosts bracketed). */
+export function endpointKey(addr: Deno.NetAddr): string {
+  return addr.hostname.includes(":")
+    ? `[${addr.hostname}]:${addr.port}`
+    : `${addr.hostname}:${addr.port}`;
+}
+
+/**
+ * Serves CoAP over UDP on the core.
+ *
+ * @example
+ * ```ts
+ * import { Core } from "../../core/core.ts";
+ * import { silentLogger } from "../../core/logger.ts";
+ * import { CoapServer } from "./server.ts";
+ * const core = new Core({ anonymous: true, log: silentLogger });
+ * const server = new CoapServer(core, { port: 0 });
+ * const { port } = await server.listen();
+ * if (port === 0) throw new Error("no port");
+ * await server.close();
+ * await core.close();
+ * ```
+ */
+export class CoapServer implements Listener {
+  /** Listener name. */
+  readonly name = "coap";
+  #core: Core;
+  #opts: CoapServerOptions;
+  #log: Logger;
+  #conn: Deno.DatagramConn | undefined;
+  #loop: Promise<void> | undefined;
+  #closed = false;
+  #abort = new AbortController();
+  #routes: Route[] = [];
+  #exchanges: ExchangeCache;
+  #rt: Retransmitter;
+  #observers: ObserverRegistry;
+  #blocks: Block1Assembler;
+  #block2 = new Map<string, CachedBody>();
+  #nonNotifications = new Map<string, Observation>();
+  #endpointDevice = new Map<string, string>();
+  #pending = new Set<Exchange>();
+  #inflight = 0;
+  #mid = Math.floor(Math.random() * 0x10000);
+  #device: DeviceResources | undefined;
+
+  /** Creates the server; call {@link listen} to start. */
+  constructor(core: Core, options: Partial<CoapServerOptions> = {}) {
+    this.#core = core;
+    this.#opts = { ...defaultCoapServerOptions, ...options };
+    const o = this.#opts;
+    if (!(o.blockSize >= 16 && o.blockSize <= 1024)) {
+      throw new RangeError(
+        `Cannot create CoAP server: blockSize ${o.blockSize} is not in 16..1024`,
+      );
+    }
+    this.#log = core.log.child("coap");
+    const clock = core.clock;
+    this.#exchanges = new ExchangeCache({ clock, maxEntries: o.maxExchanges });
+    this.#rt = new Retransmitter({
+      clock,
+      ackTimeoutMs: o.ackTimeoutMs,
+      ackRandomFactor: o.ackRandomFactor,
+      maxRetransmit: o.maxRetransmit,
+      random: o.random,
+      send: (bytes, addr) => this.#send(bytes, addr),
+    });
+    this.#observers = new ObserverRegistry(o.maxObservers);
+    this.#blocks = new Block1Assembler({
+      clock,
+      maxBodySize: o.maxPayload,
+      timeoutMs: o.blockTimeoutMs,
+      maxTransfers: o.maxBlockTransfers,
+    });
+    const host: ResourceHost = {
+      core,
+      options: o,
+      log: this.#log,
+      signal: this.#abort.signal,
+      notify: (path) => this.notify(path),
+      observers: (path) => this.#observers.of(path).length,
+      bindEndpoint: (ep, id) => this.#bindEndpoint(ep, id),
+    };
+    const resources: CoapResource[] = [];
+    if (o.mode === "plugtest") resources.push(...createPlugtestResources(host));
+    else {
+      this.#device = createDeviceResources(host);
+      resources.push(...this.#device.resources);
+    }
+    resources.push(...o.resources ?? []);
+    resources.push(this.#wellKnown(resources));
+    this.#routes = resources.map((resource) => ({ resource, matcher: compilePath(resource.path) }))
+      .sort((a, b) => b.matcher.literals - a.matcher.literals);
+  }
+
+  /** Observers registered now. */
+  get observerCount(): number {
+    return this.#observers.size;
+  }
+
+  /** Confirmable messages awaiting an ACK. */
+  get outstanding(): number {
+    return this.#rt.size;
+  }
+
+  /** Binds the UDP socket and starts serving. */
+  listen(): Promise<ListenAddress> {
+    if (this.#conn) throw new TypeError("Cannot listen: already listening");
+    if (this.#closed) throw new TypeError("Cannot listen: server is closed");
+    this.#conn = Deno.listenDatagram({
+      transport: "udp",
+      hostname: this.#opts.hostname,
+      port: this.#opts.port,
+    });
+    const addr = this.#conn.addr as Deno.NetAddr;
+    this.#loop = this.#receiveLoop(this.#conn);
+    this.#log.info("listening", {
+      hostname: addr.hostname,
+      port: addr.port,
+      mode: this.#opts.mode,
+    });
+    return Promise.resolve({ hostname: addr.hostname, port: addr.port });
+  }
+
+  async #receiveLoop(conn: Deno.DatagramConn): Promise<void> {
+    for (;;) {
+      let data: Uint8Array;
+      let addr: Deno.Addr;
+      try {
+        [data, addr] = await conn.receive();
+      } catch (err) {
+        if (this.#closed) return;
+        // ICMP errors of earlier sends surface here on some systems; keep serving.
+        this.#core.stats.errors.inc({ protocol: "coap", code: "receive_failed" });
+        this.#log.debug("receive failed", { error: err });
+        continue;
+      }
+      if (this.#closed) return;
+      try {
+        this.#onDatagram(data, addr as Deno.NetAddr);
+      } catch (err) {
+        this.#core.stats.errors.inc({ protocol: "coap", code: "internal" });
+        this.#log.error("datagram handling failed", { error: err });
+      }
+    }
+  }
+
+  #send(bytes: Uint8Array, addr: Deno.NetAddr): void {
+    const conn = this.#conn;
+    if (!conn || this.#closed) return;
+    this.#core.stats.framesOut.inc(LABELS);
+    this.#core.stats.bytesOut.inc(LABELS, bytes.length);
+    conn.send(bytes, addr).catch((err) => {
+      if (this.#closed) return;
+      this.#core.stats.errors.inc({ protocol: "coap", code: "send_failed" });
+      this.#log.debug("send failed", { error: err });
+    });
+  }
+
+  #sendMessage(msg: CoapMessage, addr: Deno.NetAddr): Uint8Array {
+    const bytes = encodeMessage(msg);
+    this.#send(bytes, addr);
+    return bytes;
+  }
+
+  #nextMid(): number {
+    this.#mid = (this.#mid + 1) & 0xffff;
+    return this.#mid;
+  }
+
+  #bindEndpoint(endpoint: string, deviceId: string): void {
+    const m = this.#endpointDevice;
+    if (m.get(endpoint) === deviceId) return;
+    m.delete(endpoint);
+    if (m.size >= this.#opts.maxExchanges) {
+      const oldest = m.keys().next().value;
+      if (oldest !== undefined) m.delete(oldest);
+    }
+    m.set(endpoint, deviceId);
+  }
+
+  #touchEndpoint(endpoint: string): void {
+    const id = this.#endpointDevice.get(endpoint);
+    if (id !== undefined) this.#core.seen(id, "coap", this.#opts.idleTimeoutMs);
+  }
+
+  // ---- message layer (RFC 7252 §4) -------------------------------------------------------------
+
+  #onDatagram(data: Uint8Array, addr: Deno.NetAddr): void {
+    const stats = this.#core.stats;
+    stats.framesIn.inc(LABELS);
+    stats.bytesIn.inc(LABELS, data.length);
+    const ep = endpointKey(addr);
+    let msg: CoapMessage;
+    try {
+      msg = decodeMessage(data);
+    } catch (err) {
+      if (!(err instanceof CoapSyntaxError)) throw err;
+      stats.errors.inc({ protocol: "coap", code: err.reason });
+      stats.drops.inc({ protocol: "coap", reason: "bad_message" });
+      this.#log.debug("bad datagram", { endpoint: ep, error: err });
+      // RFC 7252 §4.2: a Confirmable message with a format error is rejected with a Reset;
+      // §4.3: other types are silently ignored; §3: unknown versions are silently ignored.
+      if (!err.silent && err.header?.type === CoapType.CON) {
+        this.#sendMessage(emptyMessage(CoapType.RST, err.header.messageId), addr);
+      }
+      return;
+    }
+    switch (msg.type) {
+      case CoapType.ACK:
+        // RFC 7252 §4.2: an ACK carries a response or is Empty; anything else is ignored.
+        if (msg.code !== Code.EMPTY && !isResponseCode(msg.code)) return this.#ignore("bad_ack");
+        this.#touchEndpoint(ep);
+        if (!this.#rt.settle(ep, msg.messageId, "ack")) {
+          stats.drops.inc({ ...LABELS, reason: "stray_ack" });
+        }
+        return;
+      case CoapType.RST:
+        // RFC 7252 §4.2: a Reset MUST be Empty.
+        if (msg.code !== Code.EMPTY) return this.#ignore("bad_rst");
+        this.#touchEndpoint(ep);
+        if (!this.#rt.settle(ep, msg.messageId, "rst")) {
+          // RFC 7641 §3.6: a Reset in reply to a NON notification cancels the observation.
+          const key = `${ep}#${msg.messageId}`;
+          const obs = this.#nonNotifications.get(key);
+          this.#nonNotifications.delete(key);
+          if (obs) this.#cancelObservation(obs, "reset");
+        }
+        return;
+    }
+    // CON or NON.
+    if (msg.code === Code.EMPTY) {
+      // RFC 7252 §4.3: an Empty CON is a ping, answered with a Reset ("CoAP ping").
+      // An Empty NON is a format error: ignored (§4.3).
+      if (msg.type === CoapType.CON) {
+        this.#touchEndpoint(ep);
+        this.#sendMessage(emptyMessage(CoapType.RST, msg.messageId), addr);
+      } else this.#ignore("empty_non");
+      return;
+    }
+    if (isRequestCode(msg.code)) return this.#onRequest(msg, addr, ep);
+    // A response in a CON/NON (we sent no request) or a reserved class 1/6/7 code: no context to
+    // process it, RFC 7252 §4.2 (reject CON with Reset) and §4.3 (ignore NON).
+    if (msg.type === CoapType.CON) {
+      this.#sendMessage(emptyMessage(CoapType.RST, msg.messageId), addr);
+    }
+    this.#ignore(
+      codeClass(msg.code) === 0 || isResponseCode(msg.code)
+        ? "unexpected_response"
+        : "reserved_code",
+    );
+  }
+
+  #ignore(reason: string): void {
+    this.#core.stats.drops.inc({ protocol: "coap", reason });
+  }
+
+  #onRequest(msg: CoapMessage, addr: Deno.NetAddr, ep: string): void {
+    const con = msg.type === CoapType.CON;
+    // RFC 7252 §4.5: duplicate detection per endpoint over EXCHANGE_LIFETIME / NON_LIFETIME.
+    const seen = this.#exchanges.get(ep, msg.messageId);
+    if (seen) {
+      this.#core.stats.drops.inc({ protocol: "coap", reason: "duplicate" });
+      this.#touchEndpoint(ep);
+      if (!con) return; // §4.5: a duplicate NON is silently ignored
+      if (seen.reply) this.#send(seen.reply, addr); // §4.5: same ACK, response not re-processed
+      else seen.onDuplicate?.();
+      return;
+    }
+    const entry = this.#exchanges.add(
+      ep,
+      msg.messageId,
+      con ? this.#opts.exchangeLifetimeMs : this.#opts.nonLifetimeMs,
+    );
+    const x: Exchange = { endpoint: ep, addr, request: msg, entry, separate: false, done: false };
+    // RFC 7252 §5.4.1: an unrecognised critical option → 4.02 for CON, reject a NON.
+    const bad = firstBadCriticalOption(msg.options);
+    if (bad !== undefined) {
+      this.#core.stats.errors.inc({ protocol: "coap", code: "bad_option" });
+      if (!con) {
+        entry.processing = false;
+        this.#sendMessage(emptyMessage(CoapType.RST, msg.messageId), addr);
+        return;
+      }
+      return this.#finish(x, {
+        code: Code.BAD_OPTION,
+        payload: text.encode(`Unrecognized critical option ${bad}`),
+      });
+    }
+    const options = recognisedOptions(msg.options);
+    // RFC 7252 §5.7.2: this server is no proxy.
+    if (options.some((o) => o.number === Opt.PROXY_URI || o.number === Opt.PROXY_SCHEME)) {
+      return this.#finish(x, { code: Code.PROXYING_NOT_SUPPORTED });
+    }
+    const path: string[] = [];
+    const query: string[] = [];
+    let contentFormat: number | undefined;
+    let accept: number | undefined;
+    let observe: number | undefined;
+    let block1: Uint8Array | undefined;
+    let block2: Uint8Array | undefined;
+    let size1: number | undefined;
+    for (const o of options) {
+      switch (o.number) {
+        case Opt.URI_PATH:
+          path.push(decodeString(o.value));
+          break;
+        case Opt.URI_QUERY:
+          query.push(decodeString(o.value));
+          break;
+        case Opt.CONTENT_FORMAT:
+          contentFormat = decodeUint(o.value);
+          break;
+        case Opt.ACCEPT:
+          accept = decodeUint(o.value);
+          break;
+        case Opt.OBSERVE:
+          observe = decodeUint(o.value);
+          break;
+        case Opt.BLOCK1:
+          block1 = o.value;
+          break;
+        case Opt.BLOCK2:
+          block2 = o.value;
+          break;
+        case Opt.SIZE1:
+          size1 = decodeUint(o.value);
+          break;
+      }
+    }
+    // RFC 7252 §6.5: a single empty Uri-Path is the root path.
+    if (path.length === 1 && path[0] === "") path.length = 0;
+    const route = this.#route(path);
+    if (!route) return this.#finish(x, { code: Code.NOT_FOUND });
+    const { resource, params } = route;
+    if (resource.methods && !resource.methods.includes(msg.code)) {
+      return this.#finish(x, { code: Code.METHOD_NOT_ALLOWED }); // RFC 7252 §5.9.2.6
+    }
+    if (accept !== undefined && resource.produces && !resource.produces.includes(accept)) {
+      return this.#finish(x, { code: Code.NOT_ACCEPTABLE }); // RFC 7252 §5.10.4
+    }
+    const maxPayload = this.#opts.maxPayload;
+    const tooLarge = (): CoapResponse => ({
+      code: Code.REQUEST_ENTITY_TOO_LARGE, // RFC 7252 §5.9.2.9, RFC 7959 §4: Size1 says the limit
+      options: [{ number: Opt.SIZE1, value: encodeUint(maxPayload) }],
+    });
+    if (size1 !== undefined && size1 > maxPayload) return this.#finish(x, tooLarge());
+    let payload = msg.payload;
+    let block1Echo: CoapOption | undefined;
+    if (block1) {
+      const b = decodeBlock(block1);
+      // RFC 7959 §2.2: SZX 7 is reserved → 4.00.
+      if (!b) return this.#finish(x, { code: Code.BAD_REQUEST });
+      const target = `${ep}|${msg.code}|${path.join("/")}?${query.join("&")}`;
+      const r = this.#blocks.offer(target, b, payload);
+      switch (r.kind) {
+        case "continue": // RFC 7959 §2.3: 2.31 Continue echoes the Block1 option
+          return this.#finish(x, {
+            code: Code.CONTINUE,
+            options: [{ number: Opt.BLOCK1, value: encodeBlock(b) }],
+          });
+        case "incomplete": // RFC 7959 §2.9.2
+          return this.#finish(x, { code: Code.REQUEST_ENTITY_INCOMPLETE });
+        case "too_large":
+          return this.#finish(x, tooLarge());
+        case "busy":
+          return this.#finish(x, this.#unavailable("block_transfers"));
+        case "complete":
+          payload = r.body;
+          block1Echo = { number: Opt.BLOCK1, value: encodeBlock({ ...b, more: false }) };
+      }
+    } else if (payload.length > maxPayload) {
+      return this.#finish(x, tooLarge());
+    }
+    let b2: { num: number; szx: number } | undefined;
+    if (block2) {
+      const b = decodeBlock(block2);
+      if (!b) return this.#finish(x, { code: Code.BAD_REQUEST }); // RFC 7959 §2.2
+      b2 = { num: b.num, szx: Math.min(b.szx, szxFor(this.#opts.blockSize)) };
+    }
+    const req: CoapRequest = {
+      method: msg.code,
+      path,
+      query,
+      params,
+      payload,
+      options,
+      contentFormat,
+      accept,
+      observe,
+      confirmable: con,
+      endpoint: ep,
+      notification: false,
+      message: msg,
+    };
+    // RFC 7959 §2.4: later blocks of a body rendered earlier come from the cache, so the
+    // representation is consistent (and handlers with side effects run once).
+    const cacheKey = `${ep}|${path.join("/")}?${query.join("&")}`;
+    if (b2 && b2.num > 0 && msg.code === Code.GET) {
+      const cached = this.#block2.get(cacheKey);
+      if (cached && cached.expiresAt > this.#core.clock.now()) {
+        return this.#finish(x, {
+          code: Code.CONTENT,
+          payload: cached.payload,
+          contentFormat: cached.contentFormat,
+          etag: cached.etag,
+        }, { block2: b2 });
+      }
+    }
+    let result: ReturnType<CoapResource["handle"]>;
+    try {
+      result = resource.handle(req);
+    } catch (err) {
+      this.#log.error("resource failed", { path: path.join("/"), error: err });
+      this.#core.stats.errors.inc({ protocol: "coap", code: "handler_failed" });
+      return this.#finish(x, { code: Code.INTERNAL_SERVER_ERROR });
+    }
+    const complete = (res: CoapResponse | null) => {
+      const r = res ?? { code: Code.CONTENT };
+      const extra: FinishExtra = { block2: b2, block1: block1Echo, cacheKey };
+      if (msg.code === Code.GET && resource.observable && observe !== undefined) {
+        extra.observe = this.#observeRequest(x, req, resource, r, route.target);
+      }
+      this.#finish(x, r, extra);
+    };
+    if (!(result instanceof Promise)) return complete(result);
+    // Asynchronous handler: bounded; a CON gets an empty ACK if it takes long (RFC 7252 §5.2.2).
+    if (this.#inflight >= this.#opts.maxInflightRequests) {
+      return this.#finish(x, this.#unavailable("inflight_requests"));
+    }
+    this.#inflight++;
+    this.#pending.add(x);
+    if (con) {
+      const ackNow = () => {
+        if (x.done || x.separate) return;
+        x.separate = true;
+        if (x.timer !== undefined) this.#core.clock.clearTimeout(x.timer);
+        x.timer = undefined;
+        entry.reply = this.#sendMessage(emptyMessage(CoapType.ACK, msg.messageId), addr);
+        entry.processing = false;
+      };
+      entry.onDuplicate = ackNow; // the client is retransmitting: acknowledge at once
+      x.timer = this.#core.clock.setTimeout(ackNow, this.#opts.separateResponseAfterMs);
+    }
+    result.then(complete, (err) => {
+      this.#log.error("resource failed", { path: path.join("/"), error: err });
+      this.#core.stats.errors.inc({ protocol: "coap", code: "handler_failed" });
+      this.#finish(x, { code: Code.INTERNAL_SERVER_ERROR });
+    }).finally(() => {
+      this.#inflight--;
+      this.#pending.delete(x);
+      if (x.timer !== undefined) this.#core.clock.clearTimeout(x.timer);
+    });
+  }
+
+  #unavailable(reason: string): CoapResponse {
+    this.#core.stats.drops.inc({ protocol: "coap", reason });
+    return { code: Code.SERVICE_UNAVAILABLE, maxAge: this.#opts.retryAfterSec };
+  }
+
+  #route(path: string[]): (Route & { params: Record<string, string>; target: string }) | undefined {
+    for (const r of this.#routes) {
+      const params = r.matcher.match(path);
+      if (params) return { ...r, params, target: "/" + path.join("/") };
+    }
+    return undefined;
+  }
+
+  // ---- Observe (RFC 7641) ----------------------------------------------------------------------
+
+  /** Handles the Observe option of a GET; returns the sequence number to put in the response. */
+  #observeRequest(
+    x: Exchange,
+    req: CoapRequest,
+    resource: CoapResource,
+    res: CoapResponse,
+    target: string,
+  ): number | undefined {
+    const token = x.request.token;
+    const existing = this.#observers.get(x.endpoint, token);
+    if (req.observe === 1) { // RFC 7641 §3.6: deregistration
+      if (existing) this.#observers.remove(existing);
+      return undefined;
+    }
+    if (req.observe !== 0) return undefined;
+    // RFC 7641 §4.1: only a 2.xx response registers (or keeps) the observer.
+    if (codeClass(res.code) !== 2) {
+      if (existing) this.#observers.remove(existing);
+      return undefined;
+    }
+    const obs: Observation = {
+      endpoint: x.endpoint,
+      addr: x.addr,
+      token,
+      target,
+      resource,
+      request: { ...req, observe: undefined, payload: EMPTY },
+      confirmable: req.confirmable,
+      seq: existing ? existing.seq : 1,
+      lastConfirmableAt: this.#core.clock.now(),
+      dirty: false,
+    };
+    if (existing?.inFlight !== undefined) this.#rt.cancel(existing.endpoint, existing.inFlight);
+    // RFC 7641 §4.1: same endpoint and token replaces; a full list means no registration.
+    if (!this.#observers.add(obs)) {
+      this.#core.stats.drops.inc({ protocol: "coap", reason: "max_observers" });
+      return undefined;
+    }
+    obs.seq = (obs.seq + 1) & 0xffffff;
+    return obs.seq;
+  }
+
+  /** Sends a notification to every observer of `target` (a path like `/obs`). */
+  notify(target: string): void {
+    if (this.#closed) return;
+    for (const obs of this.#observers.of(target)) this.#notify(obs);
+  }
+
+  #notify(obs: Observation): void {
+    if (this.#closed) return;
+    // RFC 7641 §4.5.1: at most one Confirmable notification in flight per observer; the newest
+    // state goes out once it is settled.
+    if (obs.inFlight !== undefined) {
+      obs.dirty = true;
+      return;
+    }
+    obs.dirty = false;
+    let result: ReturnType<CoapResource["handle"]>;
+    try {
+      result = obs.resource.handle({ ...obs.request, notification: true });
+    } catch (err) {
+      this.#log.error("notification render failed", { target: obs.target, error: err });
+      return;
+    }
+    const send = (res: CoapResponse | null) => {
+      if (!res || this.#closed || !this.#observers.get(obs.endpoint, obs.token)) return;
+      this.#sendNotification(obs, res);
+    };
+    if (result instanceof Promise) result.then(send, () => {});
+    else send(result);
+  }
+
+  #sendNotification(obs: Observation, res: CoapResponse): void {
+    const now = this.#core.clock.now();
+    const final = codeClass(res.code) !== 2;
+    // RFC 7641 §4.5: Confirmable if the client registered with CON, and at least every 24 h.
+    const kind = obs.resource.notifications ?? "like-request";
+    const con = kind === "confirmable" || final ||
+      (kind === "like-request" && obs.confirmable) ||
+      now - obs.lastConfirmableAt >= this.#opts.observeConfirmableIntervalMs;
+    const mid = this.#nextMid();
+    const options: CoapOption[] = [];
+    if (!final) {
+      obs.seq = (obs.seq + 1) & 0xffffff; // RFC 7641 §4.4: increasing sequence numbers
+      options.push({ number: Opt.OBSERVE, value: encodeUint(obs.seq) });
+    } else {
+      // RFC 7641 §3.2: a non-2.xx notification ends the observation.
+      this.#observers.remove(obs);
+    }
+    const msg = this.#buildResponse(
+      con ? CoapType.CON : CoapType.NON,
+      mid,
+      obs.token,
+      res,
+      options,
+      {
+        block2: undefined,
+        cacheKey: `${obs.endpoint}|${obs.target.slice(1)}?${obs.request.query.join("&")}`,
+      },
+    );
+    const bytes = encodeMessage(msg);
+    this.#core.stats.messagesOut.inc(LABELS);
+    if (!con) {
+      this.#send(bytes, obs.addr);
+      const key = `${obs.endpoint}#${mid}`;
+      this.#nonNotifications.set(key, obs);
+      if (this.#nonNotifications.size > this.#opts.maxObservers * 4) {
+        const oldest = this.#nonNotifications.keys().next().value;
+        if (oldest !== undefined) this.#nonNotifications.delete(oldest);
+      }
+      res.onDelivered?.(false);
+      return;
+    }
+    obs.lastConfirmableAt = now;
+    obs.inFlight = mid;
+    this.#rt.send(obs.endpoint, mid, bytes, obs.addr).then((outcome) => {
+      obs.inFlight = undefined;
+      if (outcome === "ack") {
+        res.onDelivered?.(true);
+        if (obs.dirty) this.#notify(obs);
+        return;
+      }
+      res.onLost?.();
+      // RFC 7641 §4.5: a notification not acknowledged, or answered with Reset, ends the
+      // observation (the client is gone or no longer interested).
+      if (outcome === "rst" || outcome === "timeout") this.#cancelObservation(obs, outcome);
+    });
+  }
+
+  #cancelObservation(obs: Observation, why: string): void {
+    if (this.#observers.remove(obs)) {
+      this.#log.debug("observer removed", { endpoint: obs.endpoint, target: obs.target, why });
+    }
+  }
+
+  // ---- responses ---------------------------------------------------------------------------
+
+  #buildResponse(
+    type: CoapType,
+    mid: number,
+    token: Uint8Array,
+    res: CoapResponse,
+    extraOptions: CoapOption[],
+    extra: FinishExtra,
+  ): CoapMessage {
+    const options: CoapOption[] = [...extraOptions, ...res.options ?? []];
+    if (res.etag) options.push({ number: Opt.ETAG, value: res.etag });
+    for (const p of res.locationPath ?? []) {
+      options.push({ number: Opt.LOCATION_PATH, value: encodeString(p) });
+    }
+    for (const q of res.locationQuery ?? []) {
+      options.push({ number: Opt.LOCATION_QUERY, value: encodeString(q) });
+    }
+    if (res.contentFormat !== undefined) {
+      options.push({ number: Opt.CONTENT_FORMAT, value: encodeUint(res.contentFormat) });
+    }
+    if (res.maxAge !== undefined) {
+      options.push({ number: Opt.MAX_AGE, value: encodeUint(res.maxAge) });
+    }
+    if (extra.block1) options.push(extra.block1);
+    let payload = res.payload ?? EMPTY;
+    // RFC 7959 §2.4: slice large bodies into Block2 blocks (also unasked, when over blockSize).
+    const pref = szxFor(this.#opts.blockSize);
+    const szx = extra.block2 ? extra.block2.szx : pref;
+    const size = blockSize(szx);
+    if (extra.block2 || payload.length > size) {
+      const num = extra.block2?.num ?? 0;
+      const start = num * size;
+      if (start >= payload.length && num > 0) {
+        return {
+          type,
+          code: Code.BAD_REQUEST,
+          messageId: mid,
+          token,
+          options: [],
+          payload: text.encode("Block out of range"),
+        };
+      }
+      if (payload.length > size && extra.cacheKey && codeClass(res.code) === 2) {
+        this.#cacheBody(extra.cacheKey, res, payload);
+      }
+      const more = start + size < payload.length;
+      options.push({ number: Opt.BLOCK2, value: encodeBlock({ num, more, szx }) });
+      if (num === 0 && more) options.push({ number: Opt.SIZE2, value: encodeUint(payload.length) });
+      payload = payload.subarray(start, Math.min(payload.length, start + size));
+    }
+    options.sort((a, b) => a.number - b.number);
+    return { type, code: res.code, messageId: mid, token, options, payload };
+  }
+
+  #cacheBody(key: string, res: CoapResponse, payload: Uint8Array): void {
+    const now = this.#core.clock.now();
+    for (const [k, v] of this.#block2) { // time-ordered: drop the expired at the front
+      if (v.expiresAt > now && this.#block2.size < this.#opts.maxBlockTransfers) break;
+      this.#block2.delete(k);
+    }
+    this.#block2.delete(key);
+    this.#block2.set(key, {
+      payload,
+      contentFormat: res.contentFormat,
+      etag: res.etag,
+      expiresAt: now + this.#opts.blockTimeoutMs,
+    });
+  }
+
+  /** Sends the response of an exchange: piggybacked, separate (CON), or NON (RFC 7252 §5.2). */
+  #finish(x: Exchange, res: CoapResponse, extra: FinishExtra = {}): void {
+    if (x.done || this.#closed) return;
+    x.done = true;
+    const req = x.request;
+    const con = req.type === CoapType.CON;
+    const obsOpt: CoapOption[] = extra.observe !== undefined
+      ? [{ number: Opt.OBSERVE, value: encodeUint(extra.observe) }]
+      : [];
+    if (con && !x.separate) { // RFC 7252 §5.2.1: piggybacked in the ACK, same message ID
+      const msg = this.#buildResponse(CoapType.ACK, req.messageId, req.token, res, obsOpt, extra);
+      x.entry.reply = this.#sendMessage(msg, x.addr);
+      x.entry.processing = false;
+      return;
+    }
+    const mid = this.#nextMid();
+    if (!con) { // RFC 7252 §5.2.3: a NON request gets a NON response
+      x.entry.processing = false;
+      this.#sendMessage(
+        this.#buildResponse(CoapType.NON, mid, req.token, res, obsOpt, extra),
+        x.addr,
+      );
+      res.onDelivered?.(false);
+      return;
+    }
+    // RFC 7252 §5.2.2: separate response, Confirmable, retransmitted until acknowledged.
+    const bytes = encodeMessage(
+      this.#buildResponse(CoapType.CON, mid, req.token, res, obsOpt, extra),
+    );
+    this.#rt.send(x.endpoint, mid, bytes, x.addr).then((outcome: TransmitOutcome) => {
+      if (outcome === "ack") res.onDelivered?.(true);
+      else {
+        res.onLost?.();
+        if (extra.observe !== undefined) {
+          const obs = this.#observers.get(x.endpoint, req.token);
+          if (obs) this.#cancelObservation(obs, outcome);
+        }
+      }
+    });
+  }
+
+  // ---- /.well-known/core (RFC 6690) -------------------------------------------------------------
+
+  #wellKnown(resources: CoapResource[]): CoapResource {
+    const links: Link[] = [];
+    for (const r of resources) {
+      const listed = r.discoverable ?? !compilePath(r.path).variable;
+      if (!listed) continue;
+      const attributes = { ...r.attributes };
+      if (r.observable && attributes.obs === undefined) attributes.obs = true;
+      links.push({ href: r.path, attributes });
+    }
+    return {
+      path: "/.well-known/core",
+      methods: [Code.GET],
+      produces: [ContentFormat.LINK_FORMAT],
+      discoverable: false, // RFC 6690 §4: need not list itself
+      handle: (req) => ({
+        code: Code.CONTENT,
+        contentFormat: ContentFormat.LINK_FORMAT,
+        payload: text.encode(formatLinks(filterLinks(links, req.query[0]))),
+      }),
+    };
+  }
+
+  // ---- shutdown ----------------------------------------------------------------------------
+
+  /** Stops serving: cancels retransmissions, observers, transfers and pending handlers. Idempotent. */
+  async close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#abort.abort(new Error("CoAP server closed"));
+      try {
+        this.#conn?.close();
+      } catch { /* already closed */ }
+      this.#rt.close();
+      this.#blocks.close();
+      this.#observers.clear();
+      this.#exchanges.clear();
+      this.#block2.clear();
+      this.#nonNotifications.clear();
+      for (const x of this.#pending) {
+        if (x.timer !== undefined) this.#core.clock.clearTimeout(x.timer);
+        x.done = true;
+      }
+      this.#device?.close();
+      this.#log.info("closed");
+    }
+    await this.#loop;
+  }
+
+  /** Same as {@link close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+interface FinishExtra {
+  observe?: number;
+  block1?: CoapOption;
+  block2?: { num: number; szx: number };
+  cacheKey?: string;
+}
