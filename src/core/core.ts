@@ -44,6 +44,13 @@ export interface Subscriber {
 /** Processes every accepted message after fan-out, in per-device order (e.g. northbound). */
 export type Sink = (msg: Message) => void | Promise<void>;
 
+/**
+ * Runs before a message is accepted (e.g. the northbound spool's durable append). `publish`
+ * resolves, and the device is acknowledged, only after it resolves: acknowledged means durable.
+ * Calls for one device come one at a time, in order. Throwing refuses the message.
+ */
+export type AcceptHook = (msg: Message) => void | Promise<void>;
+
 /** Tunables of {@link Core}. */
 export interface CoreOptions {
   /** Time source. @default systemClock */
@@ -127,6 +134,7 @@ export class Core implements AsyncDisposable {
   /** One timer heap for every keepalive and idle deadline. */
   readonly deadlines: DeadlineQueue;
   #sinks: Sink[] = [];
+  #accept: AcceptHook | undefined;
   #idle = new Map<string, DeadlineEntry>();
   #closing = false;
   #coreLog: Logger;
@@ -214,6 +222,11 @@ export class Core implements AsyncDisposable {
     this.#sinks.push(sink);
   }
 
+  /** Sets the hook every message passes before it is accepted (one hook; `undefined` clears). */
+  setAcceptHook(hook: AcceptHook | undefined): void {
+    this.#accept = hook;
+  }
+
   /** Subscribes; returns the function that unsubscribes. */
   subscribe(filter: string, sub: Subscriber): () => void {
     this.router.add(filter, sub);
@@ -225,16 +238,41 @@ export class Core implements AsyncDisposable {
    * moment a device may be acknowledged.
    */
   async publish(msg: Message, signal?: AbortSignal): Promise<void> {
+    if (this.#accept) await this.#accept(msg);
     await this.pipeline.submit(msg, signal);
     this.stats.messagesIn.inc(protocolLabels(msg.protocol));
   }
 
-  /** Accepts a message only if there is room now (UDP/HTTP refuse instead of waiting). */
+  /**
+   * Accepts a message only if there is room now (UDP/HTTP refuse instead of waiting). Without an
+   * accept hook the answer is immediate; with one (a spool), use {@link publishIfRoom}.
+   */
   tryPublish(msg: Message): boolean {
+    if (this.#accept) {
+      throw new TypeError("Cannot tryPublish with an accept hook set: use publishIfRoom");
+    }
     const ok = this.pipeline.offer(msg);
     if (ok) this.stats.messagesIn.inc(protocolLabels(msg.protocol));
     else this.stats.drops.inc({ protocol: msg.protocol, reason: "overloaded" });
     return ok;
+  }
+
+  /**
+   * Accepts a message if the pipeline has room now, after the accept hook (durable append) ran;
+   * resolves false, accepting nothing, when it is full. For producers that must refuse rather
+   * than wait (UDP, HTTP). Resolves true only once the message is accepted.
+   */
+  async publishIfRoom(msg: Message): Promise<boolean> {
+    if (!this.pipeline.hasRoom) {
+      this.stats.drops.inc({ protocol: msg.protocol, reason: "overloaded" });
+      return false;
+    }
+    if (this.#accept) await this.#accept(msg);
+    // Room was checked before the hook ran; if it filled meanwhile, wait briefly (bounded by the
+    // number of concurrent producers) rather than lose a message already made durable.
+    await this.pipeline.submit(msg);
+    this.stats.messagesIn.inc(protocolLabels(msg.protocol));
+    return true;
   }
 
   /**
