@@ -22,6 +22,8 @@ export interface MqttHarness extends AsyncDisposable {
   logs: string[];
   /** MQTT.js clients opened through {@link MqttHarness.client}; ended on dispose. */
   client(options?: IClientOptions): Promise<MqttClient>;
+  /** An MQTT.js client whose handlers can be attached before it connects; ended on dispose. */
+  clientLater(options?: IClientOptions): MqttClient;
   /** Raw clients opened through {@link MqttHarness.raw}; closed on dispose. */
   raw(version?: ProtocolVersion): Promise<RawClient>;
 }
@@ -74,6 +76,11 @@ export async function startMqtt(
         6000,
         "MQTT.js connect",
       );
+      clients.push(c);
+      return c;
+    },
+    clientLater(o: IClientOptions = {}) {
+      const c = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...o });
       clients.push(c);
       return c;
     },

@@ -9,6 +9,7 @@
  */
 
 import type { IConnackPacket, IDisconnectPacket, IPublishPacket, Packet } from "mqtt-packet";
+import { Buffer } from "node:buffer";
 import { connSource } from "../../net/conn_source.ts";
 import { ConnWriter } from "../../net/conn_writer.ts";
 import type { CloseReason, Core, DeadlineEntry, Logger, SessionHandle } from "../../core/mod.ts";
@@ -39,6 +40,11 @@ export interface ConnectionContext {
 }
 
 const LABELS = { protocol: "mqtt" } as const;
+
+/** A Buffer view (no copy) of bytes, as mqtt-packet's encoder requires. */
+function asBuffer(b: Uint8Array): Buffer {
+  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+}
 let nextConnection = 0;
 
 /**
@@ -141,7 +147,7 @@ export class MqttConnection implements SessionHandle, SessionLink {
     const packet: IPublishPacket = {
       cmd: "publish",
       topic: msg.topic,
-      payload: msg.payload as IPublishPacket["payload"],
+      payload: asBuffer(msg.payload),
       qos: out.qos,
       retain: out.retain,
       dup,

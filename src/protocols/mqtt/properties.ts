@@ -8,6 +8,7 @@
 
 import type { IPublishPacket, UserProperties } from "mqtt-packet";
 import type { MessageProperties } from "../../core/mod.ts";
+import { Buffer } from "node:buffer";
 
 /** The PUBLISH (or will) properties that carry message metadata. */
 export type PublishProperties = NonNullable<IPublishPacket["properties"]>;
@@ -70,7 +71,10 @@ export function toPublishProperties(
   if (props.payloadFormat !== undefined) out.payloadFormatIndicator = props.payloadFormat === 1;
   if (props.responseTopic !== undefined) out.responseTopic = props.responseTopic;
   if (props.correlationData !== undefined) {
-    out.correlationData = props.correlationData as PublishProperties["correlationData"];
+    const c = props.correlationData;
+    out.correlationData = Buffer.isBuffer(c)
+      ? c
+      : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
   }
   if (props.expiresAt !== undefined) {
     out.messageExpiryInterval = Math.max(0, Math.floor((props.expiresAt - now) / 1000));

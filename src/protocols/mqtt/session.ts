@@ -70,6 +70,8 @@ export interface MqttSessionOptions {
   maxInflight: number;
   /** Called for every message dropped, with the reason (metric label). */
   onDrop?: (reason: string) => void;
+  /** Called when a delivery throws (logged by the server). */
+  onError?: (err: unknown) => void;
 }
 
 let nextSessionNumber = 0;
@@ -121,7 +123,18 @@ export class MqttSession {
     this.id = `mqtt-${++nextSessionNumber}`;
     this.#core = core;
     this.#opts = options;
-    this.subscriber = { id: this.id, deliver: (m) => this.deliver(m) };
+    this.subscriber = {
+      id: this.id,
+      deliver: (m) => {
+        try {
+          this.deliver(m);
+        } catch (err) {
+          // Never let one session's failure stop the core's fan-out to the others.
+          this.#opts.onDrop?.("delivery_failed");
+          this.#opts.onError?.(err);
+        }
+      },
+    };
   }
 
   /** True while a connection carries the session. */

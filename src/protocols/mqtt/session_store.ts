@@ -113,6 +113,7 @@ export class SessionStore {
           dropPolicy: this.#opts.queueDropPolicy,
           maxInflight: this.#opts.maxInflight,
           onDrop: (reason) => this.#core.stats.drops.inc({ protocol: "mqtt", reason }),
+          onError: (error) => this.#log.error("delivery failed", { clientId: c.clientId, error }),
         }),
       };
       this.#entries.set(c.clientId, e);

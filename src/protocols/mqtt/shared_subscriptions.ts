@@ -106,12 +106,17 @@ export class SharedSubscriptions {
           if (pick < 0) pick = group.cursor % members.length;
           group.cursor = pick + 1;
           const [member, o] = members[pick];
-          member.enqueue({
-            msg,
-            qos: Math.min(o.qos, msg.qos) as QoS,
-            retain: o.retainAsPublished && msg.retain,
-            subIds: o.identifier !== undefined ? [o.identifier] : undefined,
-          });
+          try {
+            member.enqueue({
+              msg,
+              qos: Math.min(o.qos, msg.qos) as QoS,
+              retain: o.retainAsPublished && msg.retain,
+              subIds: o.identifier !== undefined ? [o.identifier] : undefined,
+            });
+          } catch (err) {
+            // Never let one member's failure stop the core's fan-out.
+            this.#core.log.error("shared delivery failed", { group: s.group, error: err });
+          }
         },
       });
       this.#groups.set(key, g = group);
