@@ -395,7 +395,19 @@ export class MqttConnection implements SessionHandle, SessionLink {
     }
     // Backpressure: wait until the pipeline accepts the message before reading on.
     const abort = this.#abort ??= new AbortController();
-    await core.publish(d.msg, abort.signal);
+    try {
+      await core.publish(d.msg, abort.signal);
+    } catch (err) {
+      if (this.#closing) return;
+      // The core refused the message (accept hook failed, pipeline closed): never acknowledge it.
+      log.warn("publish not accepted by the core", { clientId: c.clientId, error: err });
+      core.stats.drops.inc({ protocol: "mqtt", reason: "refused_by_core" });
+      if (p.qos === 0) return;
+      if (this.#version !== 5) throw err; // 3.1.1 cannot refuse: close, the client resends
+      const rc = ReasonCode.ImplementationSpecificError;
+      this.#send({ cmd: p.qos === 1 ? "puback" : "pubrec", messageId: id, reasonCode: rc });
+      return;
+    }
     if (c.deviceId) core.registry.device(c.deviceId).messagesIn++;
     if (this.#closing) return;
     // Acknowledge only once accepted ([MQTT-4.3.2-2], [MQTT-4.3.3-2]).
