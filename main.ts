@@ -1,61 +1,148 @@
 /**
- * Ferry's command line: `ferry [flags]` starts the gateway (see `--help`).
+ * Ferry's command line.
+ *
+ * - `ferry [flags]`: run the gateway (see `--help`).
+ * - `ferry config check` / `ferry config schema`: validate the config, print its JSON Schema.
+ * - `ferry device add|rotate|remove|list`: manage the device registry file.
  *
  * @module
  */
 
 import {
+  deviceFilePath,
+  type FerryConfig,
   loadConfigFile,
   mergeOverrides,
   parseCliArgs,
   resolveConfig,
   USAGE,
 } from "./src/config/mod.ts";
-import { ConfigError } from "./src/config/schema.ts";
+import { configSchema } from "./src/config/config.ts";
+import { ConfigError, toJsonSchema } from "./src/config/schema.ts";
+import {
+  addDevice,
+  DeviceFileError,
+  readDeviceFile,
+  removeDevice,
+} from "./src/config/device_file.ts";
 import { Gateway } from "./src/gateway.ts";
 
-function fail(message: string): never {
-  console.error(`ferry: ${message}`);
-  Deno.exit(2);
+/** A command-line error: printed as `ferry: message`, exit code 2. */
+class UsageError extends Error {
+  override name = "UsageError";
 }
 
-/** Runs the CLI with `args`; resolves to the exit code. */
-export async function main(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseCliArgs(args);
-  } catch (err) {
-    fail((err as Error).message);
-  }
-  if (parsed.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  if (parsed.command.length) fail(`unknown command "${parsed.command.join(" ")}" (see --help)`);
-  let config;
-  try {
-    const raw = parsed.configFile ? await loadConfigFile(parsed.configFile) : {};
-    config = resolveConfig(mergeOverrides(raw, parsed.overrides));
-  } catch (err) {
-    if (err instanceof ConfigError || err instanceof SyntaxError) fail(err.message);
-    throw err;
-  }
+async function loadConfig(
+  configFile: string | undefined,
+  overrides: Record<string, unknown>,
+): Promise<FerryConfig> {
+  const raw = configFile ? await loadConfigFile(configFile) : {};
+  return resolveConfig(mergeOverrides(raw, overrides));
+}
+
+async function runGateway(config: FerryConfig): Promise<number> {
   const gateway = new Gateway(config);
   const stopped = Promise.withResolvers<void>();
   const stop = () => {
     gateway.stop().then(stopped.resolve, stopped.reject);
   };
+  const reload = () => {
+    gateway.reloadDevices();
+  };
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
+  Deno.addSignalListener("SIGHUP", reload);
   try {
     await gateway.start();
   } catch (err) {
-    fail(`cannot start: ${(err as Error).message}`);
+    throw new UsageError(`cannot start: ${(err as Error).message}`);
   }
   await stopped.promise;
   Deno.removeSignalListener("SIGINT", stop);
   Deno.removeSignalListener("SIGTERM", stop);
+  Deno.removeSignalListener("SIGHUP", reload);
   return 0;
+}
+
+async function deviceCommand(config: FerryConfig, words: string[]): Promise<number> {
+  const path = deviceFilePath(config);
+  const [verb, id, ...rest] = words;
+  if (rest.length) throw new UsageError(`unexpected arguments: ${rest.join(" ")}`);
+  switch (verb) {
+    case "add":
+    case "rotate": {
+      if (!id) throw new UsageError(`usage: ferry device ${verb} <id>`);
+      const token = await addDevice(path, id, { rotate: verb === "rotate" });
+      console.log(token);
+      console.error(
+        `ferry: device "${id}" ${
+          verb === "add" ? "added" : "rotated"
+        } in ${path}; the token above is shown once and stored only as a hash`,
+      );
+      return 0;
+    }
+    case "remove":
+      if (!id) throw new UsageError("usage: ferry device remove <id>");
+      await removeDevice(path, id);
+      console.error(`ferry: device "${id}" removed from ${path}`);
+      return 0;
+    case "list": {
+      const file = await readDeviceFile(path);
+      for (const d of file.devices) console.log(`${d.id}\t${d.updated}`);
+      return 0;
+    }
+    default:
+      throw new UsageError("usage: ferry device add|rotate|remove <id> | ferry device list");
+  }
+}
+
+/** Runs the CLI with `args`; resolves to the exit code. */
+export async function main(args: string[]): Promise<number> {
+  try {
+    const parsed = parseCliArgs(args);
+    if (parsed.help) {
+      console.log(USAGE);
+      return 0;
+    }
+    const [cmd, ...words] = parsed.command;
+    if (cmd === "config" && words[0] === "schema") {
+      console.log(JSON.stringify(
+        {
+          $schema: "https://json-schema.org/draft/2020-12/schema",
+          title: "Ferry configuration",
+          ...toJsonSchema(configSchema),
+        },
+        null,
+        2,
+      ));
+      return 0;
+    }
+    const config = await loadConfig(parsed.configFile, parsed.overrides);
+    switch (cmd) {
+      case undefined:
+        return await runGateway(config);
+      case "config":
+        if (words[0] !== "check" || words.length > 1) {
+          throw new UsageError("usage: ferry config check|schema");
+        }
+        await readDeviceFile(deviceFilePath(config));
+        console.log(`ferry: config ${parsed.configFile ?? "(embedded default)"} is valid`);
+        return 0;
+      case "device":
+        return await deviceCommand(config, words);
+      default:
+        throw new UsageError(`unknown command "${parsed.command.join(" ")}" (see --help)`);
+    }
+  } catch (err) {
+    if (
+      err instanceof UsageError || err instanceof ConfigError || err instanceof SyntaxError ||
+      err instanceof DeviceFileError
+    ) {
+      console.error(`ferry: ${err.message}`);
+      return 2;
+    }
+    throw err;
+  }
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

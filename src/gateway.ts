@@ -5,7 +5,8 @@
  * @module
  */
 
-import { anonymousAllowed, type FerryConfig, isLoopback } from "./config/config.ts";
+import { anonymousAllowed, deviceFilePath, type FerryConfig, isLoopback } from "./config/config.ts";
+import { type DeviceEntry, readDeviceFile } from "./config/device_file.ts";
 import { type Clock, systemClock } from "./core/clock.ts";
 import { Core } from "./core/core.ts";
 import { Logger } from "./core/logger.ts";
@@ -61,6 +62,9 @@ export class Gateway implements AsyncDisposable {
   #addresses: Partial<Record<ListenerName, ListenAddress>> = {};
   #stopping: Promise<void> | undefined;
   #ready = false;
+  #fileDevices: DeviceEntry[] = [];
+  #watcher: Deno.FsWatcher | undefined;
+  #watching: Promise<void> | undefined;
 
   /** Builds the core; call {@link start}. */
   constructor(config: FerryConfig, options: GatewayOptions = {}) {
@@ -82,18 +86,77 @@ export class Gateway implements AsyncDisposable {
     return this.#addresses;
   }
 
+  /**
+   * Re-reads the device registry file and applies it live: new devices can connect, removed or
+   * rotated ones are disconnected, anonymous access follows (`auto`: off once any device exists).
+   * A broken file is reported and the previous registry stays in force.
+   */
+  async reloadDevices(): Promise<boolean> {
+    const log = this.#log.child("gateway");
+    const path = deviceFilePath(this.config);
+    try {
+      this.#fileDevices = (await readDeviceFile(path)).devices;
+    } catch (err) {
+      log.error("device file not reloaded; keeping the previous registry", { error: err });
+      return false;
+    }
+    const fromConfig = new Set(this.config.auth.devices.map((d) => d.id));
+    const devices = [
+      ...this.config.auth.devices,
+      ...this.#fileDevices.filter((d) => !fromConfig.has(d.id)).map((d) => ({
+        id: d.id,
+        tokenHash: d.tokenHash,
+      })),
+    ];
+    const reg = this.core.registry;
+    const anonymous = anonymousAllowed(this.config, this.#fileDevices.length);
+    reg.setCredentials(devices, this.config.auth.services);
+    if (reg.anonymous !== anonymous) reg.setAnonymous(anonymous);
+    log.info("device registry loaded", { path, devices: devices.length, anonymous });
+    return true;
+  }
+
+  #watch(): void {
+    const path = deviceFilePath(this.config);
+    const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
+    const name = path.slice(path.lastIndexOf("/") + 1);
+    try {
+      Deno.mkdirSync(dir, { recursive: true });
+      this.#watcher = Deno.watchFs(dir, { recursive: false });
+    } catch (err) {
+      this.#log.child("gateway").warn("cannot watch the device file; reload with SIGHUP", {
+        error: err,
+      });
+      return;
+    }
+    const watcher = this.#watcher;
+    this.#watching = (async () => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      for await (const ev of watcher) {
+        if (!ev.paths.some((p) => p.endsWith(`/${name}`))) continue;
+        clearTimeout(timer); // debounce editors and atomic renames
+        timer = setTimeout(() => this.reloadDevices(), 100);
+      }
+      clearTimeout(timer);
+    })();
+  }
+
   /** Starts every enabled listener; resolves with their addresses. */
   async start(): Promise<Partial<Record<ListenerName, ListenAddress>>> {
     const c = this.config;
     const log = this.#log.child("gateway");
-    const anonymous = anonymousAllowed(c);
+    if (!await this.reloadDevices()) {
+      throw new Error(`device file ${deviceFilePath(c)} is unusable (see the log)`);
+    }
+    this.#watch();
+    const anonymous = this.core.registry.anonymous;
     log.info("starting", {
       host: c.host,
       anonymous,
-      devices: c.auth.devices.length,
+      devices: this.core.registry.credentialCount,
       services: c.auth.services.length,
     });
-    if (!isLoopback(c.host) && !anonymous && c.auth.devices.length === 0) {
+    if (!isLoopback(c.host) && !anonymous && this.core.registry.credentialCount === 0) {
       log.warn(
         "listening beyond loopback with no device credentials and anonymous access off: every device will be refused (configure auth.devices or set auth.anonymous to true)",
       );
@@ -145,6 +208,10 @@ export class Gateway implements AsyncDisposable {
       this.#ready = false;
       const log = this.#log.child("gateway");
       log.info("shutting down");
+      try {
+        this.#watcher?.close();
+      } catch { /* closed */ }
+      await this.#watching;
       await Promise.all(this.#listeners.map((l) => l.close()));
       await this.core.close();
       await this.#http?.close();

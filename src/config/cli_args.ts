@@ -38,6 +38,8 @@ export const FLAGS: Record<string, FlagSpec> = {
 /** Usage text. */
 export const USAGE = `Usage: ferry [--config FILE] [--host H] [--binary-port N] [--mqtt-port N]
              [--coap-port N] [--http-port N] [--data-dir DIR] [--log-level L] [--log-format F]
+       ferry config check|schema [--config FILE]
+       ferry device add|rotate|remove <id> | ferry device list   [--config FILE] [--data-dir DIR]
 
 Starts the Ferry IoT gateway. With no config file it runs on the embedded defaults:
 every listener on 127.0.0.1, anonymous devices allowed only on loopback.

@@ -105,6 +105,12 @@ export const configSchema: Field = {
             "Let devices in without credentials. `auto`: only when bound to loopback and no device is configured",
         },
         devices: { type: "array", items: credential, default: [], doc: "Device credentials" },
+        deviceFile: {
+          type: "string",
+          default: "",
+          doc:
+            "Registry file managed by `ferry device …` (default `{dataDir}/devices.json`); reloaded on change and on SIGHUP",
+        },
         services: {
           type: "array",
           items: service,
@@ -226,6 +232,7 @@ export interface FerryConfig {
   auth: {
     anonymous: "auto" | boolean;
     devices: CredentialConfig[];
+    deviceFile: string;
     services: Array<{
       name: string;
       token?: string;
@@ -292,10 +299,18 @@ export function isLoopback(host: string): boolean {
   return host === "localhost" || host === "::1" || host === "[::1]" || /^127\./.test(host);
 }
 
-/** Whether anonymous devices are let in under this config (resolves `auto`). */
-export function anonymousAllowed(c: FerryConfig): boolean {
+/**
+ * Whether anonymous devices are let in under this config (resolves `auto`): only on loopback and
+ * only while no device is known, from the config or from the registry file (`fileDevices`).
+ */
+export function anonymousAllowed(c: FerryConfig, fileDevices = 0): boolean {
   if (c.auth.anonymous !== "auto") return c.auth.anonymous;
-  return isLoopback(c.host) && c.auth.devices.length === 0;
+  return isLoopback(c.host) && c.auth.devices.length === 0 && fileDevices === 0;
+}
+
+/** Path of the device registry file. */
+export function deviceFilePath(c: FerryConfig): string {
+  return c.auth.deviceFile || `${c.dataDir.replace(/\/+$/, "")}/devices.json`;
 }
 
 /** Reads and validates a config file (JSON or JSONC). */

@@ -137,13 +137,25 @@ export class DeviceRegistry {
     return this.#anonymous;
   }
 
+  /** Turns anonymous access on or off (live); turning it off closes sessions of unknown devices. */
+  setAnonymous(on: boolean): void {
+    this.#anonymous = on;
+    if (!on) this.setCredentials([...this.#creds.values()], [...this.#services.values()]);
+  }
+
   /** Replaces credentials (live reload). Sessions of devices no longer known are closed. */
   setCredentials(devices: DeviceCredential[], services: ServiceAccount[] = []): void {
+    const old = this.#creds;
     this.#creds = new Map(devices.map((d) => [d.id, d]));
     this.#services = new Map(services.map((s) => [s.name, s]));
-    if (this.#anonymous) return;
     for (const rec of this.#devices.values()) {
-      if (rec.session && !this.#creds.has(rec.id)) {
+      if (!rec.session) continue;
+      const before = old.get(rec.id);
+      const now = this.#creds.get(rec.id);
+      if (now && before && (now.token !== before.token || now.tokenHash !== before.tokenHash)) {
+        // Rotated: the session authenticated with the old token and must come back with the new.
+        rec.session.close({ code: "removed", message: `credentials of ${rec.id} changed` });
+      } else if (!now && !this.#anonymous) {
         rec.session.close({ code: "removed", message: `device ${rec.id} was removed` });
       }
     }

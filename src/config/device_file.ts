@@ -1,0 +1,141 @@
+/**
+ * The device registry file, managed by `ferry device add|list|remove|rotate`: JSON with one entry
+ * per device holding only a salted token hash (the token is printed once, at creation or
+ * rotation, and never stored). Writes are atomic (temp file + rename), so a running gateway that
+ * reloads on change never reads half a file.
+ *
+ * @module
+ */
+
+import { hashToken, isTokenHash } from "../core/credentials.ts";
+import { isDeviceId } from "../core/topics.ts";
+
+/** One device in the file. */
+export interface DeviceEntry {
+  /** Device id. */
+  id: string;
+  /** `sha256:<salt>:<digest>`. */
+  tokenHash: string;
+  /** When it was added or last rotated (ISO 8601). */
+  updated: string;
+}
+
+/** The file's content. */
+export interface DeviceFile {
+  /** Format version. */
+  version: 1;
+  /** Devices, sorted by id. */
+  devices: DeviceEntry[];
+}
+
+/** A device file that cannot be used; the message says why and where. */
+export class DeviceFileError extends Error {
+  override name = "DeviceFileError";
+}
+
+/** Reads the file; a missing file is an empty registry. */
+export async function readDeviceFile(path: string): Promise<DeviceFile> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return { version: 1, devices: [] };
+    throw new DeviceFileError(`Cannot read device file ${path}: ${(err as Error).message}`);
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    throw new DeviceFileError(`Cannot parse device file ${path}: ${(err as Error).message}`);
+  }
+  const f = data as Partial<DeviceFile>;
+  if (f?.version !== 1 || !Array.isArray(f.devices)) {
+    throw new DeviceFileError(
+      `Cannot use device file ${path}: expected {"version":1,"devices":[…]}`,
+    );
+  }
+  f.devices.forEach((d, i) => {
+    if (!d || typeof d.id !== "string" || !isDeviceId(d.id)) {
+      throw new DeviceFileError(
+        `Cannot use device file ${path}: devices[${i}].id is not a device id`,
+      );
+    }
+    if (typeof d.tokenHash !== "string" || !isTokenHash(d.tokenHash)) {
+      throw new DeviceFileError(
+        `Cannot use device file ${path}: devices[${i}].tokenHash is malformed`,
+      );
+    }
+  });
+  return f as DeviceFile;
+}
+
+/** Writes the file atomically (mode 0600: it holds credential hashes). */
+export async function writeDeviceFile(path: string, file: DeviceFile): Promise<void> {
+  const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) : ".";
+  await Deno.mkdir(dir, { recursive: true });
+  const tmp = `${path}.tmp-${Deno.pid}`;
+  file.devices.sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+  await Deno.writeTextFile(tmp, JSON.stringify(file, null, 2) + "\n", { mode: 0o600 });
+  await Deno.rename(tmp, path);
+}
+
+/** A fresh random token: 32 bytes, base64url. */
+export function newToken(): string {
+  const b = crypto.getRandomValues(new Uint8Array(32));
+  return btoa(String.fromCharCode(...b)).replaceAll("+", "-").replaceAll("/", "_").replace(
+    /=+$/,
+    "",
+  );
+}
+
+/**
+ * Adds a device (or rotates its token with `rotate`); returns the new token.
+ *
+ * @example
+ * ```ts
+ * import { addDevice, readDeviceFile, removeDevice } from "./device_file.ts";
+ * const path = await Deno.makeTempFile();
+ * await Deno.remove(path);
+ * const token = await addDevice(path, "sensor-1");
+ * const f = await readDeviceFile(path);
+ * if (f.devices[0].id !== "sensor-1" || f.devices[0].tokenHash.includes(token)) throw new Error();
+ * await removeDevice(path, "sensor-1");
+ * await Deno.remove(path);
+ * ```
+ */
+export async function addDevice(
+  path: string,
+  id: string,
+  options: { rotate?: boolean } = {},
+): Promise<string> {
+  if (!isDeviceId(id)) {
+    throw new DeviceFileError(
+      `Cannot add device "${id}": ids are 1..64 characters of [A-Za-z0-9._:-]`,
+    );
+  }
+  const file = await readDeviceFile(path);
+  const existing = file.devices.find((d) => d.id === id);
+  if (existing && !options.rotate) {
+    throw new DeviceFileError(`Cannot add device "${id}": it exists (use rotate)`);
+  }
+  if (!existing && options.rotate) {
+    throw new DeviceFileError(`Cannot rotate device "${id}": no such device`);
+  }
+  const token = newToken();
+  const entry = { id, tokenHash: hashToken(token), updated: new Date().toISOString() };
+  if (existing) Object.assign(existing, entry);
+  else file.devices.push(entry);
+  await writeDeviceFile(path, file);
+  return token;
+}
+
+/** Removes a device; throws if it is not there. */
+export async function removeDevice(path: string, id: string): Promise<void> {
+  const file = await readDeviceFile(path);
+  const before = file.devices.length;
+  file.devices = file.devices.filter((d) => d.id !== id);
+  if (file.devices.length === before) {
+    throw new DeviceFileError(`Cannot remove device "${id}": no such device`);
+  }
+  await writeDeviceFile(path, file);
+}
