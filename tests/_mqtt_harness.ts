@@ -8,6 +8,7 @@
 
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import mqttPacket, { type Packet } from "mqtt-packet";
+import { Buffer } from "node:buffer";
 import { Core, type CoreOptions, Logger } from "../src/core/mod.ts";
 import { MqttServer, type MqttServerOptions } from "../src/protocols/mqtt/mod.ts";
 import { MqttFrameDecoder, type ProtocolVersion } from "../src/protocols/mqtt/codec.ts";
@@ -250,4 +251,87 @@ export async function run(
   }).output();
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** A small deterministic PRNG (mulberry32) so fuzz failures can be replayed from the seed. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Valid packets of every kind a client sends, encoded for `version` (fuzz seeds). */
+export function seedPackets(version: ProtocolVersion): Uint8Array[] {
+  const v5 = version === 5;
+  const props = v5 ? { properties: { userProperties: { k: "v" }, contentType: "t" } } : {};
+  const list: Packet[] = [
+    {
+      cmd: "connect",
+      protocolId: version === 3 ? "MQIsdp" : "MQTT",
+      protocolVersion: version,
+      clientId: "fuzz",
+      clean: true,
+      keepalive: 30,
+      username: "u",
+      password: Buffer.from("p"),
+      will: { topic: "w/t", payload: Buffer.from("bye"), qos: 1, retain: false },
+      ...(v5 ? { properties: { sessionExpiryInterval: 10, receiveMaximum: 5 } } : {}),
+    } as Packet,
+    {
+      cmd: "publish",
+      topic: "a/b",
+      payload: "hello",
+      qos: 1,
+      messageId: 3,
+      dup: false,
+      retain: true,
+      ...props,
+    } as Packet,
+    { cmd: "publish", topic: "a/b", payload: "", qos: 0, dup: false, retain: false },
+    {
+      cmd: "subscribe",
+      messageId: 4,
+      subscriptions: [{ topic: "a/+", qos: 1 }, { topic: "#", qos: 2 }],
+    } as Packet,
+    { cmd: "unsubscribe", messageId: 5, unsubscriptions: ["a/+"] } as Packet,
+    { cmd: "puback", messageId: 6 },
+    { cmd: "pubrec", messageId: 6 },
+    { cmd: "pubrel", messageId: 6 },
+    { cmd: "pubcomp", messageId: 6 },
+    { cmd: "pingreq" },
+    { cmd: "disconnect" },
+  ];
+  return list.map((p) => mqttPacket.generate(p, { protocolVersion: version }));
+}
+
+/** A random or mutated input for the decoder. */
+export function fuzzInput(rand: () => number, seeds: Uint8Array[]): Uint8Array {
+  const mode = rand();
+  if (mode < 0.25) {
+    const n = Math.floor(rand() * 64);
+    return Uint8Array.from({ length: n }, () => Math.floor(rand() * 256));
+  }
+  const base = seeds[Math.floor(rand() * seeds.length)];
+  const b = new Uint8Array(base);
+  if (mode < 0.7) { // flip bytes
+    const flips = 1 + Math.floor(rand() * 4);
+    for (let i = 0; i < flips && b.length; i++) {
+      b[Math.floor(rand() * b.length)] = Math.floor(rand() * 256);
+    }
+    return b;
+  }
+  if (mode < 0.85) return b.subarray(0, Math.floor(rand() * b.length)); // truncate
+  const extra = Uint8Array.from(
+    { length: Math.floor(rand() * 16) },
+    () => Math.floor(rand() * 256),
+  );
+  const out = new Uint8Array(b.length + extra.length); // append garbage
+  out.set(b);
+  out.set(extra, b.length);
+  return out;
 }

@@ -1,0 +1,165 @@
+import type { Packet } from "mqtt-packet";
+import {
+  MqttDecoder,
+  MqttFrameDecoder,
+  MqttMalformedError,
+  MqttProtocolError,
+} from "../src/protocols/mqtt/mod.ts";
+import { assert, assertEquals, assertThrows } from "./_assert.ts";
+import { fuzzInput, Inbox, prng, seedPackets, sleep, startMqtt } from "./_mqtt_harness.ts";
+
+function decodeAll(bytes: Uint8Array, version: 3 | 4 | 5): Packet[] {
+  const d = new MqttFrameDecoder();
+  const connect = seedPackets(version)[0];
+  d.push(connect); // teach the parser the protocol level, as a connection does
+  return d.push(bytes);
+}
+
+for (const v of [3, 4, 5] as const) {
+  Deno.test(`MqttFrameDecoder decodes every client packet kind of level ${v}, whole or byte by byte`, () => {
+    const seeds = seedPackets(v);
+    const whole = new MqttFrameDecoder();
+    const bytewise = new MqttFrameDecoder();
+    const a: Packet[] = [];
+    const b: Packet[] = [];
+    for (const s of seeds) {
+      a.push(...whole.push(s));
+      for (const x of s) b.push(...bytewise.push(new Uint8Array([x])));
+    }
+    assertEquals(a.map((p) => p.cmd), [
+      "connect",
+      "publish",
+      "publish",
+      "subscribe",
+      "unsubscribe",
+      "puback",
+      "pubrec",
+      "pubrel",
+      "pubcomp",
+      "pingreq",
+      "disconnect",
+    ]);
+    assertEquals(b.map((p) => p.cmd), a.map((p) => p.cmd));
+    const pub = a[1] as { topic: string; payload: Uint8Array; messageId: number; retain: boolean };
+    assertEquals([pub.topic, new TextDecoder().decode(pub.payload), pub.messageId, pub.retain], [
+      "a/b",
+      "hello",
+      3,
+      true,
+    ]);
+    if (v === 5) {
+      assertEquals((a[1] as { properties?: unknown }).properties, {
+        userProperties: { k: "v" },
+        contentType: "t",
+      });
+    }
+  });
+}
+
+Deno.test("MqttFrameDecoder rejects a packet above the size cap before buffering its body", () => {
+  const d = new MqttFrameDecoder({ maxPacketSize: 1024 });
+  // PUBLISH claiming 1,000,000 bytes: only the 4 header bytes are needed to refuse it
+  const err = assertThrows(
+    () => d.push(new Uint8Array([0x30, 0xc0, 0x84, 0x3d])),
+    MqttMalformedError,
+  );
+  assertEquals((err as MqttMalformedError).reasonCode, 0x95);
+});
+
+Deno.test("MqttFrameDecoder rejects a Remaining Length longer than four bytes", () => {
+  const d = new MqttFrameDecoder({ protocolVersion: 4 });
+  assertThrows(
+    () => d.push(new Uint8Array([0x30, 0xff, 0xff, 0xff, 0xff, 0x01])),
+    MqttMalformedError,
+  );
+});
+
+Deno.test("MqttFrameDecoder rejects a Remaining Length that is not minimally encoded", () => {
+  const d = new MqttFrameDecoder({ protocolVersion: 4 });
+  assertThrows(() => d.push(new Uint8Array([0xc0, 0x80, 0x00])), MqttMalformedError); // [MQTT-1.5.5-1]
+});
+
+Deno.test("MqttFrameDecoder rejects ill-formed UTF-8 and U+0000 in a topic but accepts an encoded U+FFFD", () => {
+  const pub = (topic: number[]) =>
+    new Uint8Array([0x30, 2 + topic.length, 0, topic.length, ...topic]);
+  assertThrows(() => decodeAll(pub([0x61, 0xc3]), 4), MqttMalformedError); // truncated sequence
+  assertThrows(() => decodeAll(pub([0x61, 0xed, 0xa0, 0x80]), 4), MqttMalformedError); // surrogate
+  assertThrows(() => decodeAll(pub([0x61, 0x00]), 4), MqttMalformedError); // [MQTT-1.5.4-2]
+  const ok = decodeAll(pub([0x61, 0xef, 0xbf, 0xbd]), 4);
+  assertEquals((ok[0] as { topic: string }).topic, "a\uFFFD");
+});
+
+Deno.test("MqttFrameDecoder rejects a v5 property that appears twice as a protocol error", () => {
+  // PUBLISH QoS 0 "t", properties: content type "a" twice
+  const bytes = new Uint8Array([0x30, 11, 0, 1, 0x74, 8, 0x03, 0, 1, 0x61, 0x03, 0, 1, 0x61]);
+  bytes[1] = bytes.length - 2;
+  assertThrows(() => decodeAll(bytes, 5), MqttProtocolError);
+});
+
+Deno.test("MqttFrameDecoder reports an unknown protocol level as 0x84", () => {
+  const d = new MqttFrameDecoder();
+  const err = assertThrows(
+    () => d.push(new Uint8Array([0x10, 13, 0, 4, 0x4d, 0x51, 0x54, 0x54, 9, 2, 0, 0, 0, 1, 0x78])),
+    MqttProtocolError,
+  );
+  assertEquals((err as MqttProtocolError).reasonCode, 0x84);
+});
+
+Deno.test("MqttDecoder stream errors when the input ends inside a packet", async () => {
+  const src = ReadableStream.from([new Uint8Array([0xc0])]);
+  const out = src.pipeThrough(new MqttDecoder({ protocolVersion: 4 }));
+  let failed = false;
+  try {
+    await Array.fromAsync(out);
+  } catch (e) {
+    failed = e instanceof MqttMalformedError;
+  }
+  assert(failed);
+});
+
+Deno.test("fuzz sample: 6,000 random and mutated inputs only ever raise MQTT decode errors", () => {
+  const rand = prng(0xf3ee);
+  const start = Date.now();
+  let packets = 0;
+  let errors = 0;
+  for (const v of [3, 4, 5] as const) {
+    const seeds = seedPackets(v);
+    for (let i = 0; i < 2000; i++) {
+      const d = new MqttFrameDecoder({ maxPacketSize: 4096 });
+      if (v !== 4) d.push(seeds[0]);
+      const input = fuzzInput(rand, seeds);
+      try {
+        packets += d.push(input).length;
+      } catch (e) {
+        if (!(e instanceof MqttMalformedError || e instanceof MqttProtocolError)) {
+          throw new Error(`unexpected ${e} for input ${Array.from(input)}`);
+        }
+        errors++;
+      }
+    }
+  }
+  assert(packets > 0 && errors > 0);
+  assert(Date.now() - start < 10_000, "fuzz sample too slow (possible hang)");
+});
+
+Deno.test("fuzz over sockets: garbage connections are closed and a live session is unaffected", async () => {
+  await using h = await startMqtt();
+  const good = await h.client({ protocolVersion: 5 });
+  const inbox = new Inbox(good);
+  await good.subscribeAsync("alive", { qos: 1 });
+  const rand = prng(42);
+  const seeds = seedPackets(5);
+  for (let round = 0; round < 5; round++) {
+    const raws = await Promise.all(Array.from({ length: 10 }, () => h.raw(5)));
+    await Promise.all(raws.map(async (r) => {
+      await r.send(seeds[0]);
+      for (let i = 0; i < 5; i++) await r.send(fuzzInput(rand, seeds));
+      r.close();
+    }));
+    await good.publishAsync("alive", String(round), { qos: 1 });
+  }
+  await inbox.waitFor(5);
+  for (let i = 0; i < 200 && h.server.connectionCount > 1; i++) await sleep(5);
+  assertEquals(h.server.connectionCount, 1);
+  assertEquals(inbox.messages.map((m) => m.payload), ["0", "1", "2", "3", "4"]);
+});
