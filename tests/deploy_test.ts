@@ -1,0 +1,75 @@
+import { assert, assertEquals } from "./_assert.ts";
+import { runMain } from "./_process.ts";
+import { MetricsRegistry } from "../src/core/metrics.ts";
+import { Core } from "../src/core/core.ts";
+import { silentLogger } from "../src/core/logger.ts";
+import { HttpServer } from "../src/http/server.ts";
+
+const root = new URL("../", import.meta.url).pathname;
+
+Deno.test("deploy/systemd/ferry.service passes systemd-analyze verify", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const stub = `${dir}/ferry`;
+    await Deno.writeTextFile(stub, "#!/bin/sh\nexit 0\n", { mode: 0o755 });
+    const unit = (await Deno.readTextFile(`${root}deploy/systemd/ferry.service`))
+      .replaceAll("/usr/local/bin/ferry", stub);
+    await Deno.writeTextFile(`${dir}/ferry.service`, unit);
+    const out = await new Deno.Command("systemd-analyze", {
+      args: ["verify", `${dir}/ferry.service`],
+      stderr: "piped",
+      stdout: "piped",
+    })
+      .output();
+    const text = new TextDecoder().decode(out.stderr) + new TextDecoder().decode(out.stdout);
+    assertEquals(out.code, 0, text);
+    assertEquals(text.trim(), "", "systemd-analyze printed warnings");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("The example Raspberry Pi config and the compose config pass 'ferry config check'", async () => {
+  for (const f of ["deploy/examples/raspberry-pi.jsonc", "deploy/docker/ferry.jsonc"]) {
+    const r = await runMain([
+      "config",
+      "check",
+      "--config",
+      `${root}${f}`,
+      "--data-dir",
+      "/nonexistent-ferry",
+    ]);
+    assertEquals(r.code, 0, `${f}: ${r.stderr}`);
+  }
+});
+
+Deno.test("deploy/ferry.schema.json is the schema the CLI prints (regenerate with 'ferry config schema')", async () => {
+  const r = await runMain(["config", "schema"]);
+  assertEquals(
+    JSON.parse(await Deno.readTextFile(`${root}deploy/ferry.schema.json`)),
+    JSON.parse(r.stdout),
+  );
+});
+
+Deno.test("Every metric the Grafana dashboard queries is one the gateway exports (or a documented northbound one)", async () => {
+  const core = new Core({ log: silentLogger, metrics: new MetricsRegistry() });
+  const http = new HttpServer(core, { hostname: "127.0.0.1", port: 0 });
+  const text = core.metrics.render();
+  await core.close();
+  await http.close();
+  const exported = new Set([...text.matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]));
+  const dash = JSON.parse(await Deno.readTextFile(`${root}deploy/grafana/ferry-dashboard.json`));
+  const exprs: string[] = dash.panels.flatMap((p: { targets: Array<{ expr: string }> }) =>
+    p.targets.map((t) => t.expr)
+  );
+  const used = new Set(
+    exprs.flatMap((e) => [...e.matchAll(/\b(ferry_[a-z_]+)\b/g)].map((m) => m[1])),
+  );
+  const northbound = [...used].filter((m) =>
+    m.startsWith("ferry_northbound_") || m.startsWith("ferry_spool_")
+  );
+  for (const m of used) {
+    if (northbound.includes(m)) continue;
+    assert(exported.has(m), `dashboard queries ${m}, which the gateway does not export`);
+  }
+});
