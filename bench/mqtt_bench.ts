@@ -1,0 +1,462 @@
+/**
+ * MQTT benchmark: the same load against Ferry's MQTT listener, Debian's mosquitto and aedes (npm)
+ * in one run, each server a fresh child process. Scenarios: RSS per idle connection, connections
+ * accepted per second, QoS 1 ingest, delivery to one subscriber (with the server's peak RSS), and
+ * QoS 1 fan-in and fan-out with p50/p99 latency. Prints figures and Ferry's ratios to each peer.
+ *
+ * Run alone: `deno run -A bench/mqtt_bench.ts [--quick]`; or import {@link run} from `bench/run.ts`.
+ *
+ * @module
+ */
+
+import mqttPacket, { type Packet } from "mqtt-packet";
+import { Buffer } from "node:buffer";
+import { MqttFrameDecoder } from "../src/protocols/mqtt/codec.ts";
+import { type ChildServer, percentile, progress, rssOf, sleep, spawnServer } from "./_util.ts";
+
+/** Load sizes. */
+export interface MqttBenchOptions {
+  /** Idle connections held open. */
+  idle: number;
+  /** Connections opened and closed for the accept rate. */
+  connRate: number;
+  /** QoS 1 messages published for ingest (over `publishers` connections). */
+  ingest: number;
+  /** Publisher connections. */
+  publishers: number;
+  /** Messages delivered to one subscriber. */
+  deliver: number;
+  /** Fan-in publishers (each sends `fanInPerPublisher` QoS 1 messages to one subscriber). */
+  fanInPublishers: number;
+  /** Messages per fan-in publisher. */
+  fanInPerPublisher: number;
+  /** Fan-out subscribers. */
+  fanOutSubscribers: number;
+  /** Messages published to all fan-out subscribers. */
+  fanOutMessages: number;
+  /** Peers to run. */
+  peers?: Peer[];
+}
+
+/** Servers compared. */
+export type Peer = "ferry" | "mosquitto" | "aedes";
+
+const HERE = new URL(".", import.meta.url).pathname;
+
+function findListening(line: string): number | undefined {
+  const m = /listening (\d+)/.exec(line) ?? /listen socket on port (\d+)/.exec(line);
+  return m ? Number(m[1]) : undefined;
+}
+
+async function freePort(): Promise<number> {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** Starts one peer server. */
+export async function startPeer(peer: Peer): Promise<ChildServer> {
+  if (peer === "ferry") {
+    return spawnServer(
+      Deno.execPath(),
+      ["run", "-A", "--v8-flags=--optimize-for-size", `${HERE}mqtt_ferry_server.ts`],
+      findListening,
+    );
+  }
+  if (peer === "aedes") {
+    return spawnServer(
+      Deno.execPath(),
+      ["run", "-A", `${HERE}mqtt_aedes_server.ts`],
+      findListening,
+    );
+  }
+  const dir = await Deno.makeTempDir();
+  const port = await freePort();
+  await Deno.writeTextFile(
+    `${dir}/m.conf`,
+    `listener ${port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 1000\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n`,
+  );
+  return spawnServer("mosquitto", ["-c", `${dir}/m.conf`], findListening);
+}
+
+const enc = (p: Packet, v = 4) => mqttPacket.generate(p, { protocolVersion: v });
+
+/** A minimal load-generating MQTT client over a raw socket. */
+class LoadConn {
+  conn: Deno.TcpConn;
+  #dec = new MqttFrameDecoder({ protocolVersion: 4 });
+  #buf = new Uint8Array(4096);
+  onPacket: (p: Packet) => void = () => {};
+  reading: Promise<void> | undefined;
+
+  private constructor(conn: Deno.TcpConn) {
+    this.conn = conn;
+  }
+
+  static async open(port: number, clientId: string, clean = true): Promise<LoadConn> {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    conn.setNoDelay(true);
+    const c = new LoadConn(conn);
+    await c.write(
+      enc({
+        cmd: "connect",
+        protocolId: "MQTT",
+        protocolVersion: 4,
+        clientId,
+        clean,
+        keepalive: 0,
+      }),
+    );
+    const ack = await c.readOne();
+    if (ack.cmd !== "connack" || (ack as { returnCode?: number }).returnCode !== 0) {
+      throw new Error(`connect refused: ${JSON.stringify(ack)}`);
+    }
+    return c;
+  }
+
+  async write(b: Uint8Array): Promise<void> {
+    let o = 0;
+    while (o < b.length) o += await this.conn.write(b.subarray(o));
+  }
+
+  async readOne(): Promise<Packet> {
+    for (;;) {
+      const n = await this.conn.read(this.#buf);
+      if (n === null) throw new Error("closed");
+      const ps = this.#dec.push(this.#buf.slice(0, n));
+      if (ps.length) return ps[0];
+    }
+  }
+
+  startReading(): void {
+    this.reading = (async () => {
+      try {
+        for (;;) {
+          const n = await this.conn.read(this.#buf);
+          if (n === null) return;
+          for (const p of this.#dec.push(this.#buf.subarray(0, n))) this.onPacket(p);
+        }
+      } catch { /* closed */ }
+    })();
+  }
+
+  close(): void {
+    try {
+      this.conn.close();
+    } catch { /* closed */ }
+  }
+}
+
+async function pool<T>(n: number, width: number, fn: (i: number) => Promise<T>): Promise<T[]> {
+  const out: T[] = new Array(n);
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(width, n) }, async () => {
+    while (next < n) {
+      const i = next++;
+      out[i] = await fn(i);
+    }
+  }));
+  return out;
+}
+
+async function subscribe(c: LoadConn, filter: string, qos: 0 | 1): Promise<void> {
+  await c.write(enc({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: filter, qos }] }));
+  const ack = await c.readOne();
+  if (ack.cmd !== "suback") throw new Error("no suback");
+}
+
+function stamp(size: number): Buffer {
+  const b = Buffer.alloc(size);
+  b.writeDoubleBE(performance.now(), 0);
+  return b;
+}
+
+async function idleScenario(port: number, pid: number, n: number) {
+  await sleep(300);
+  const before = rssOf(pid);
+  const conns = await pool(n, 100, (i) => LoadConn.open(port, `idle-${i}`));
+  await sleep(2000);
+  const after = rssOf(pid);
+  for (const c of conns) c.close();
+  return {
+    connections: n,
+    rssBefore: before,
+    rssAfter: after,
+    bytesPerConnection: Math.round((after - before) / n),
+  };
+}
+
+async function connRateScenario(port: number, n: number) {
+  const disc = enc({ cmd: "disconnect" });
+  const t0 = performance.now();
+  await pool(n, 50, async (i) => {
+    const c = await LoadConn.open(port, `rate-${i}`);
+    await c.write(disc);
+    c.close();
+  });
+  const s = (performance.now() - t0) / 1000;
+  return { connections: n, perSecond: Math.round(n / s) };
+}
+
+/** Publishes `count` QoS 1 messages on `c` with a window of `window` unacknowledged. */
+async function publishQos1(
+  c: LoadConn,
+  topic: string,
+  count: number,
+  window: number,
+  size = 64,
+): Promise<void> {
+  let sent = 0;
+  let acked = 0;
+  const done = Promise.withResolvers<void>();
+  let wake: (() => void) | undefined;
+  c.onPacket = (p) => {
+    if (p.cmd === "puback") {
+      acked++;
+      wake?.();
+      if (acked === count) done.resolve();
+    }
+  };
+  c.startReading();
+  while (sent < count) {
+    while (sent < count && sent - acked < window) {
+      const batch: Uint8Array[] = [];
+      while (sent < count && sent - acked < window && batch.length < 32) {
+        batch.push(
+          enc({
+            cmd: "publish",
+            topic,
+            payload: stamp(size),
+            qos: 1,
+            messageId: (sent % 65000) + 1,
+            dup: false,
+            retain: false,
+          }),
+        );
+        sent++;
+      }
+      await c.write(Buffer.concat(batch));
+    }
+    if (sent < count) await new Promise<void>((r) => wake = r);
+  }
+  await done.promise;
+}
+
+async function ingestScenario(port: number, o: MqttBenchOptions) {
+  const per = Math.ceil(o.ingest / o.publishers);
+  const pubs = await Promise.all(
+    Array.from({ length: o.publishers }, (_, i) => LoadConn.open(port, `pub-${i}`)),
+  );
+  const t0 = performance.now();
+  await Promise.all(pubs.map((c, i) => publishQos1(c, `devices/pub-${i}/telemetry`, per, 100)));
+  const s = (performance.now() - t0) / 1000;
+  for (const c of pubs) c.close();
+  return { messages: per * o.publishers, perSecond: Math.round((per * o.publishers) / s) };
+}
+
+async function deliverScenario(port: number, pid: number, o: MqttBenchOptions) {
+  const sub = await LoadConn.open(port, "deliver-sub");
+  await subscribe(sub, "deliver/#", 0);
+  let got = 0;
+  const all = Promise.withResolvers<void>();
+  sub.onPacket = (p) => {
+    if (p.cmd === "publish" && ++got === o.deliver) all.resolve();
+  };
+  sub.startReading();
+  const pubs = await Promise.all(
+    Array.from({ length: 4 }, (_, i) => LoadConn.open(port, `dpub-${i}`)),
+  );
+  let peak = rssOf(pid);
+  const sampler = setInterval(() => peak = Math.max(peak, rssOf(pid)), 100);
+  const t0 = performance.now();
+  await Promise.all(
+    pubs.map((c, i) => publishQos1(c, `deliver/${i}`, Math.ceil(o.deliver / 4), 100)),
+  );
+  const timeout = setTimeout(() => all.reject(new Error(`delivered ${got}/${o.deliver}`)), 30_000);
+  let ok = true;
+  await all.promise.catch(() => ok = false).finally(() => clearTimeout(timeout));
+  const s = (performance.now() - t0) / 1000;
+  clearInterval(sampler);
+  for (const c of [...pubs, sub]) c.close();
+  return {
+    messages: o.deliver,
+    received: got,
+    complete: ok,
+    perSecond: Math.round(got / s),
+    peakRss: peak,
+  };
+}
+
+async function fanInScenario(port: number, o: MqttBenchOptions) {
+  const sub = await LoadConn.open(port, "fanin-sub");
+  await subscribe(sub, "fanin/#", 1);
+  const total = o.fanInPublishers * o.fanInPerPublisher;
+  const lat: number[] = [];
+  const all = Promise.withResolvers<void>();
+  sub.onPacket = (p) => {
+    if (p.cmd !== "publish") return;
+    lat.push(performance.now() - (p.payload as Buffer).readDoubleBE(0));
+    sub.write(enc({ cmd: "puback", messageId: p.messageId })).catch(() => {});
+    if (lat.length === total) all.resolve();
+  };
+  sub.startReading();
+  const pubs = await pool(o.fanInPublishers, 50, (i) => LoadConn.open(port, `fpub-${i}`));
+  const t0 = performance.now();
+  await Promise.all(pubs.map((c, i) => publishQos1(c, `fanin/${i}`, o.fanInPerPublisher, 10)));
+  const timeout = setTimeout(
+    () => all.reject(new Error(`fan-in got ${lat.length}/${total}`)),
+    30_000,
+  );
+  let ok = true;
+  await all.promise.catch(() => ok = false).finally(() => clearTimeout(timeout));
+  const s = (performance.now() - t0) / 1000;
+  for (const c of [...pubs, sub]) c.close();
+  return {
+    messages: total,
+    received: lat.length,
+    complete: ok,
+    perSecond: Math.round(lat.length / s),
+    p50Ms: round(percentile(lat, 50)),
+    p99Ms: round(percentile(lat, 99)),
+  };
+}
+
+async function fanOutScenario(port: number, o: MqttBenchOptions) {
+  const subs = await pool(o.fanOutSubscribers, 100, (i) => LoadConn.open(port, `fsub-${i}`));
+  await pool(subs.length, 100, (i) => subscribe(subs[i], "fanout/x", 1));
+  const total = o.fanOutSubscribers * o.fanOutMessages;
+  const lat: number[] = [];
+  const all = Promise.withResolvers<void>();
+  for (const s of subs) {
+    s.onPacket = (p) => {
+      if (p.cmd !== "publish") return;
+      lat.push(performance.now() - (p.payload as Buffer).readDoubleBE(0));
+      s.write(enc({ cmd: "puback", messageId: p.messageId })).catch(() => {});
+      if (lat.length === total) all.resolve();
+    };
+    s.startReading();
+  }
+  const pub = await LoadConn.open(port, "fanout-pub");
+  const t0 = performance.now();
+  await publishQos1(pub, "fanout/x", o.fanOutMessages, 1);
+  const timeout = setTimeout(
+    () => all.reject(new Error(`fan-out got ${lat.length}/${total}`)),
+    60_000,
+  );
+  let ok = true;
+  await all.promise.catch(() => ok = false).finally(() => clearTimeout(timeout));
+  const s = (performance.now() - t0) / 1000;
+  for (const c of [...subs, pub]) c.close();
+  return {
+    deliveries: total,
+    received: lat.length,
+    complete: ok,
+    perSecond: Math.round(lat.length / s),
+    p50Ms: round(percentile(lat, 50)),
+    p99Ms: round(percentile(lat, 99)),
+  };
+}
+
+function round(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+type Figures = Record<string, Record<string, number | boolean>>;
+
+/** Runs every scenario against every peer; returns figures and Ferry's ratios. */
+export async function run(o: MqttBenchOptions): Promise<Record<string, unknown>> {
+  const peers = o.peers ?? ["ferry", "mosquitto", "aedes"];
+  const figures: Record<string, Figures> = {};
+  const scenarios: Array<
+    [string, (port: number, pid: number) => Promise<Record<string, number | boolean>>]
+  > = [
+    ["idle", (port, pid) => idleScenario(port, pid, o.idle)],
+    ["connRate", (port) => connRateScenario(port, o.connRate)],
+    ["ingestQos1", (port) => ingestScenario(port, o)],
+    ["deliverToOne", (port, pid) => deliverScenario(port, pid, o)],
+    ["fanInQos1", (port) => fanInScenario(port, o)],
+    ["fanOutQos1", (port) => fanOutScenario(port, o)],
+  ];
+  for (const [name, fn] of scenarios) {
+    figures[name] = {};
+    for (const peer of peers) {
+      progress(`mqtt ${name} on ${peer}`);
+      await using server = await startPeer(peer);
+      try {
+        figures[name][peer] = await fn(server.port, server.pid);
+      } catch (err) {
+        figures[name][peer] = { failed: true };
+        progress(`mqtt ${name} on ${peer} failed: ${err}`);
+      }
+    }
+  }
+  const ratio = (s: string, k: string, inverse = false) => {
+    const out: Record<string, number> = {};
+    const f = figures[s].ferry?.[k];
+    for (const p of peers) {
+      if (p === "ferry") continue;
+      const x = figures[s][p]?.[k];
+      if (typeof f === "number" && typeof x === "number" && f > 0 && x > 0) {
+        out[`ferry/${p}`] = round(inverse ? x / f : f / x);
+      }
+    }
+    return out;
+  };
+  return {
+    options: o,
+    figures,
+    ratios: {
+      "idle bytes per connection (peer/ferry, >1 = ferry smaller)": ratio(
+        "idle",
+        "bytesPerConnection",
+        true,
+      ),
+      "connections per second": ratio("connRate", "perSecond"),
+      "ingest QoS 1 msgs/s": ratio("ingestQos1", "perSecond"),
+      "delivery to one subscriber msgs/s": ratio("deliverToOne", "perSecond"),
+      "fan-in QoS 1 msgs/s": ratio("fanInQos1", "perSecond"),
+      "fan-out QoS 1 deliveries/s": ratio("fanOutQos1", "perSecond"),
+    },
+    goals: {
+      "idle <= 6 KB per connection": (figures.idle.ferry?.bytesPerConnection as number) <= 6144,
+      "ingest >= 1.5x mosquitto": (ratio("ingestQos1", "perSecond")["ferry/mosquitto"] ?? 0) >= 1.5,
+      "delivery >= 1.0x mosquitto":
+        (ratio("deliverToOne", "perSecond")["ferry/mosquitto"] ?? 0) >= 1.0,
+    },
+  };
+}
+
+if (import.meta.main) {
+  const quick = Deno.args.includes("--quick");
+  const only = Deno.args.indexOf("--peers");
+  const peers = only >= 0 ? Deno.args[only + 1].split(",") as Peer[] : undefined;
+  const result = await run(
+    quick
+      ? {
+        idle: 1000,
+        connRate: 500,
+        ingest: 20_000,
+        publishers: 4,
+        deliver: 20_000,
+        fanInPublishers: 20,
+        fanInPerPublisher: 50,
+        fanOutSubscribers: 100,
+        fanOutMessages: 10,
+        peers,
+      }
+      : {
+        idle: 15_000,
+        connRate: 5000,
+        ingest: 200_000,
+        publishers: 8,
+        deliver: 200_000,
+        fanInPublishers: 100,
+        fanInPerPublisher: 100,
+        fanOutSubscribers: 1000,
+        fanOutMessages: 20,
+        peers,
+      },
+  );
+  console.log(JSON.stringify(result, null, 2));
+}
