@@ -48,7 +48,7 @@ function findListening(line: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
@@ -72,7 +72,7 @@ export async function startPeer(peer: Peer): Promise<ChildServer> {
     );
   }
   const dir = await Deno.makeTempDir();
-  const port = await freePort();
+  const port = freePort();
   await Deno.writeTextFile(
     `${dir}/m.conf`,
     `listener ${port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 1000\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n`,
@@ -429,6 +429,7 @@ export async function run(o: MqttBenchOptions): Promise<Record<string, unknown>>
 
 if (import.meta.main) {
   const quick = Deno.args.includes("--quick");
+  const idleOnly = Deno.args.includes("--idle-only");
   const only = Deno.args.indexOf("--peers");
   const peers = only >= 0 ? Deno.args[only + 1].split(",") as Peer[] : undefined;
   const result = await run(
