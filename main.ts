@@ -40,8 +40,8 @@ async function loadConfig(
   return resolveConfig(mergeOverrides(raw, overrides));
 }
 
-async function runGateway(config: FerryConfig): Promise<number> {
-  const gateway = new Gateway(config);
+async function runGateway(config: FerryConfig, coapMode?: "plugtest"): Promise<number> {
+  const gateway = new Gateway(config, { coapMode });
   const stopped = Promise.withResolvers<void>();
   const stop = () => {
     gateway.stop().then(stopped.resolve, stopped.reject);
@@ -130,6 +130,16 @@ export async function main(args: string[]): Promise<number> {
         return 0;
       case "device":
         return await deviceCommand(config, words);
+      case "coap-plugtest":
+        // The ETSI CoAP plugtest resource set on Ferry's CoAP stack, and nothing else.
+        if (words.length) {
+          throw new UsageError("usage: ferry coap-plugtest [--host H] [--coap-port N]");
+        }
+        config.binary.enabled = false;
+        config.mqtt.enabled = false;
+        config.http.enabled = false;
+        config.coap.enabled = true;
+        return await runGateway(config, "plugtest");
       default:
         throw new UsageError(`unknown command "${parsed.command.join(" ")}" (see --help)`);
     }

@@ -12,6 +12,9 @@ import { Core } from "./core/core.ts";
 import { Logger } from "./core/logger.ts";
 import { HttpServer } from "./http/server.ts";
 import { BinaryServer } from "./protocols/binary/server.ts";
+import { CoapServer } from "./protocols/coap/server.ts";
+import { MqttServer } from "./protocols/mqtt/server.ts";
+import { Dashboard } from "./http/dashboard/dashboard.ts";
 import type { ListenAddress, Listener } from "./protocols/listener.ts";
 
 /** Options of {@link Gateway}. */
@@ -20,18 +23,26 @@ export interface GatewayOptions {
   log?: Logger;
   /** Time source. @default systemClock */
   clock?: Clock;
+  /** CoAP resource set: Ferry's device resources or the ETSI plugtest set. @default "ferry" */
+  coapMode?: "ferry" | "plugtest";
 }
 
 /** Names of the listeners, in start order. */
 export type ListenerName = "binary" | "mqtt" | "coap" | "http";
 
-type Factory = (core: Core, config: FerryConfig) => Listener | undefined;
+type Factory = (core: Core, config: FerryConfig, options: GatewayOptions) => Listener | undefined;
 
 /** How each listener is built from the config; `undefined` means not built yet. */
 const FACTORIES: Record<Exclude<ListenerName, "http">, Factory> = {
   binary: (core, c) => new BinaryServer(core, { ...c.binary, hostname: c.host }),
-  mqtt: () => undefined,
-  coap: () => undefined,
+  mqtt: (core, c) => {
+    const { enabled: _, ...o } = c.mqtt;
+    return new MqttServer(core, { ...o, hostname: c.host });
+  },
+  coap: (core, c, options) => {
+    const { enabled: _, ...o } = c.coap;
+    return new CoapServer(core, { ...o, hostname: c.host, mode: options.coapMode ?? "ferry" });
+  },
 };
 
 /**
@@ -57,8 +68,10 @@ export class Gateway implements AsyncDisposable {
   /** The validated configuration. */
   readonly config: FerryConfig;
   #log: Logger;
+  #options: GatewayOptions;
   #listeners: Listener[] = [];
   #http: HttpServer | undefined;
+  #dashboard: Dashboard | undefined;
   #addresses: Partial<Record<ListenerName, ListenAddress>> = {};
   #stopping: Promise<void> | undefined;
   #ready = false;
@@ -69,6 +82,7 @@ export class Gateway implements AsyncDisposable {
   /** Builds the core; call {@link start}. */
   constructor(config: FerryConfig, options: GatewayOptions = {}) {
     this.config = config;
+    this.#options = options;
     this.#log = options.log ?? new Logger({ level: config.log.level, format: config.log.format });
     this.core = new Core({
       clock: options.clock ?? systemClock,
@@ -167,7 +181,7 @@ export class Gateway implements AsyncDisposable {
           log.info(`${name} listener disabled by config`);
           continue;
         }
-        const l = FACTORIES[name](this.core, c);
+        const l = FACTORIES[name](this.core, c, this.#options);
         if (!l) {
           log.warn(
             `${name} listener is not built yet: --${name}-port ${
@@ -186,6 +200,14 @@ export class Gateway implements AsyncDisposable {
           port: c.http.port,
           ready: () => this.#ready,
         });
+        const requireLogin = c.auth.services.length > 0 || !isLoopback(c.host);
+        if (requireLogin && c.auth.services.length === 0) {
+          log.warn(
+            "dashboard needs a service account to log in (auth.services); none is configured",
+          );
+        }
+        const dashboard = this.#dashboard = new Dashboard(this.core, { requireLogin });
+        this.#http.route((req, url) => dashboard.handle(req, url));
         this.#addresses.http = await this.#http.listen();
         log.info("http listening", { ...this.#addresses.http });
       }
@@ -214,6 +236,7 @@ export class Gateway implements AsyncDisposable {
       await this.#watching;
       await Promise.all(this.#listeners.map((l) => l.close()));
       await this.core.close();
+      await this.#dashboard?.close();
       await this.#http?.close();
       log.info("stopped");
     })();

@@ -39,6 +39,7 @@ export const FLAGS: Record<string, FlagSpec> = {
 export const USAGE = `Usage: ferry [--config FILE] [--host H] [--binary-port N] [--mqtt-port N]
              [--coap-port N] [--http-port N] [--data-dir DIR] [--log-level L] [--log-format F]
        ferry config check|schema [--config FILE]
+       ferry coap-plugtest [--host H] [--coap-port N]   (ETSI CoAP plugtest resources only)
        ferry device add|rotate|remove <id> | ferry device list   [--config FILE] [--data-dir DIR]
 
 Starts the Ferry IoT gateway. With no config file it runs on the embedded defaults:

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { defaultCoapServerOptions } from "../protocols/coap/server.ts";
+import { defaultMqttServerOptions } from "../protocols/mqtt/options.ts";
 import { parseJsonc } from "./jsonc.ts";
 import { ConfigError, type Field, validate } from "./schema.ts";
 
@@ -62,6 +64,10 @@ const service: Field = {
     },
   },
 };
+
+function int(def: number, min: number, max: number, doc: string): Field {
+  return { type: "integer", min, max, default: def, doc };
+}
 
 /** The schema of the whole configuration file. */
 export const configSchema: Field = {
@@ -196,6 +202,89 @@ export const configSchema: Field = {
       fields: {
         enabled: { type: "boolean", default: true, doc: "Start the MQTT listener" },
         port: port(1883, "MQTT"),
+        connectTimeoutMs: int(
+          defaultMqttServerOptions.connectTimeoutMs,
+          1,
+          3_600_000,
+          "Time allowed for CONNECT",
+        ),
+        maxPacketSize: int(
+          defaultMqttServerOptions.maxPacketSize,
+          64,
+          268_435_455,
+          "Largest packet accepted, bytes",
+        ),
+        maxKeepAlive: int(
+          defaultMqttServerOptions.maxKeepAlive,
+          1,
+          65_535,
+          "Largest keepalive granted, seconds",
+        ),
+        receiveMaximum: int(
+          defaultMqttServerOptions.receiveMaximum,
+          1,
+          65_535,
+          "QoS 1/2 publishes a client may have unacknowledged (v5 Receive Maximum)",
+        ),
+        maxQueuedMessages: int(
+          defaultMqttServerOptions.maxQueuedMessages,
+          1,
+          10_000_000,
+          "Messages queued per session before the drop policy",
+        ),
+        queueDropPolicy: {
+          type: "enum",
+          values: ["oldest", "newest"],
+          default: defaultMqttServerOptions.queueDropPolicy,
+          doc: "Which message goes when a session queue is full",
+        },
+        maxInflight: int(
+          defaultMqttServerOptions.maxInflight,
+          1,
+          65_535,
+          "QoS 1/2 publishes sent before waiting for acknowledgements",
+        ),
+        maxTopicAlias: int(
+          defaultMqttServerOptions.maxTopicAlias,
+          0,
+          65_535,
+          "Topic aliases a v5 client may use",
+        ),
+        sessionExpiryMaxSec: int(
+          defaultMqttServerOptions.sessionExpiryMaxSec,
+          0,
+          4_294_967_295,
+          "Upper bound of a session's expiry, seconds",
+        ),
+        maxSessions: int(
+          defaultMqttServerOptions.maxSessions,
+          1,
+          10_000_000,
+          "Persistent sessions kept at most",
+        ),
+        maxPendingBytes: int(
+          defaultMqttServerOptions.maxPendingBytes,
+          1024,
+          1 << 30,
+          "Outbound bytes queued per connection before closing it",
+        ),
+        drainTimeoutMs: int(
+          defaultMqttServerOptions.drainTimeoutMs,
+          100,
+          600_000,
+          "Longest wait for a slow reader before closing it",
+        ),
+        allowMqtt31: {
+          type: "boolean",
+          default: defaultMqttServerOptions.allowMqtt31,
+          doc: "Accept MQTT 3.1 as well as 3.1.1 and 5.0",
+        },
+        maxClientIdLength: int(
+          defaultMqttServerOptions.maxClientIdLength,
+          23,
+          65_535,
+          "Longest client id accepted",
+        ),
       },
     },
     coap: {
@@ -204,6 +293,86 @@ export const configSchema: Field = {
       fields: {
         enabled: { type: "boolean", default: true, doc: "Start the CoAP listener" },
         port: port(5683, "CoAP"),
+        maxPayload: int(
+          defaultCoapServerOptions.maxPayload,
+          64,
+          16 * 1024 * 1024,
+          "Largest request body (after Block1 reassembly), bytes",
+        ),
+        blockSize: {
+          type: "enum",
+          values: [16, 32, 64, 128, 256, 512, 1024],
+          default: defaultCoapServerOptions.blockSize,
+          doc: "Block size for Block2 responses, bytes",
+        },
+        idleTimeoutMs: int(
+          defaultCoapServerOptions.idleTimeoutMs,
+          1000,
+          7 * 86_400_000,
+          "A CoAP device goes offline after this long without a request",
+        ),
+        ackTimeoutMs: int(
+          defaultCoapServerOptions.ackTimeoutMs,
+          100,
+          60_000,
+          "ACK_TIMEOUT (RFC 7252 §4.8)",
+        ),
+        ackRandomFactor: {
+          type: "number",
+          min: 1,
+          max: 4,
+          default: defaultCoapServerOptions.ackRandomFactor,
+          doc: "ACK_RANDOM_FACTOR",
+        },
+        maxRetransmit: int(defaultCoapServerOptions.maxRetransmit, 0, 20, "MAX_RETRANSMIT"),
+        exchangeLifetimeMs: int(
+          defaultCoapServerOptions.exchangeLifetimeMs,
+          1000,
+          3_600_000,
+          "EXCHANGE_LIFETIME: how long duplicates are recognised",
+        ),
+        separateResponseAfterMs: int(
+          defaultCoapServerOptions.separateResponseAfterMs,
+          0,
+          60_000,
+          "Send an empty ACK and a separate response when the answer takes longer",
+        ),
+        maxObservers: int(
+          defaultCoapServerOptions.maxObservers,
+          1,
+          1_000_000,
+          "Observe registrations kept at most",
+        ),
+        maxPendingCommands: int(
+          defaultCoapServerOptions.maxPendingCommands,
+          1,
+          10_000,
+          "Commands queued per sleepy device",
+        ),
+        commandTtlMs: int(
+          defaultCoapServerOptions.commandTtlMs,
+          1000,
+          30 * 86_400_000,
+          "How long an undelivered command waits",
+        ),
+        maxBlockTransfers: int(
+          defaultCoapServerOptions.maxBlockTransfers,
+          1,
+          100_000,
+          "Concurrent Block1 reassemblies",
+        ),
+        blockTimeoutMs: int(
+          defaultCoapServerOptions.blockTimeoutMs,
+          1000,
+          3_600_000,
+          "A Block1 transfer not finished in this time is dropped",
+        ),
+        retryAfterSec: int(
+          defaultCoapServerOptions.retryAfterSec,
+          1,
+          3600,
+          "Max-Age of a 5.03 when overloaded",
+        ),
       },
     },
     http: {
@@ -253,8 +422,42 @@ export interface FerryConfig {
     maxPendingBytes: number;
     maxConnections: number;
   };
-  mqtt: { enabled: boolean; port: number };
-  coap: { enabled: boolean; port: number };
+  mqtt: {
+    enabled: boolean;
+    port: number;
+    connectTimeoutMs: number;
+    maxPacketSize: number;
+    maxKeepAlive: number;
+    receiveMaximum: number;
+    maxQueuedMessages: number;
+    queueDropPolicy: "oldest" | "newest";
+    maxInflight: number;
+    maxTopicAlias: number;
+    sessionExpiryMaxSec: number;
+    maxSessions: number;
+    maxPendingBytes: number;
+    drainTimeoutMs: number;
+    allowMqtt31: boolean;
+    maxClientIdLength: number;
+  };
+  coap: {
+    enabled: boolean;
+    port: number;
+    maxPayload: number;
+    blockSize: number;
+    idleTimeoutMs: number;
+    ackTimeoutMs: number;
+    ackRandomFactor: number;
+    maxRetransmit: number;
+    exchangeLifetimeMs: number;
+    separateResponseAfterMs: number;
+    maxObservers: number;
+    maxPendingCommands: number;
+    commandTtlMs: number;
+    maxBlockTransfers: number;
+    blockTimeoutMs: number;
+    retryAfterSec: number;
+  };
   http: { enabled: boolean; port: number };
 }
 

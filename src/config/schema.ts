@@ -20,8 +20,8 @@ export type Field =
   | { type: "boolean"; default?: boolean; doc: string; optional?: boolean }
   | {
     type: "enum";
-    values: readonly (string | boolean)[];
-    default?: string | boolean;
+    values: readonly (string | number | boolean)[];
+    default?: string | number | boolean;
     doc: string;
     optional?: boolean;
   }

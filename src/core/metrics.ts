@@ -54,6 +54,12 @@ export class Counter implements Metric {
   get(labels?: Labels): number {
     return this.#values.get(labelKey(labels)) ?? 0;
   }
+  /** Sum over every label set. */
+  total(): number {
+    let t = 0;
+    for (const v of this.#values.values()) t += v;
+    return t;
+  }
   /** Renders exposition lines. */
   render(out: string[]): void {
     if (this.#values.size === 0) out.push(`${this.name} 0`);
@@ -92,6 +98,16 @@ export class Gauge implements Metric {
       return v.find(([l]) => labelKey(l) === k)?.[1] ?? 0;
     }
     return this.#values.get(labelKey(labels)) ?? 0;
+  }
+  /** Sum over every label set. */
+  total(): number {
+    if (this.#collect) {
+      const v = this.#collect();
+      return typeof v === "number" ? v : v.reduce((a, [, x]) => a + x, 0);
+    }
+    let t = 0;
+    for (const v of this.#values.values()) t += v;
+    return t;
   }
   /** Renders exposition lines. */
   render(out: string[]): void {
@@ -167,6 +183,11 @@ export class MetricsRegistry {
   /** Gets or creates a histogram. */
   histogram(name: string, help: string, buckets: number[]): Histogram {
     return this.#get(name, () => new Histogram(name, help, buckets)) as Histogram;
+  }
+
+  /** A registered metric by name (e.g. to read another component's gauge), if any. */
+  find(name: string): Counter | Gauge | Histogram | undefined {
+    return this.#metrics.get(name) as Counter | Gauge | Histogram | undefined;
   }
 
   #get(name: string, make: () => Metric): Metric {
