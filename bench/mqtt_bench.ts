@@ -34,8 +34,10 @@ export interface MqttBenchOptions {
   fanOutSubscribers: number;
   /** Messages published to all fan-out subscribers. */
   fanOutMessages: number;
-  /** Peers to run. */
+  /** Peers to run. @default all */
   peers?: Peer[];
+  /** Scenarios to run (idle, connRate, ingestQos1, deliverToOne, fanInQos1, fanOutQos1). @default all */
+  scenarios?: string[];
 }
 
 /** Servers compared. */
@@ -379,6 +381,7 @@ export async function run(o: MqttBenchOptions): Promise<Record<string, unknown>>
     ["fanOutQos1", (port) => fanOutScenario(port, o)],
   ];
   for (const [name, fn] of scenarios) {
+    if (o.scenarios && !o.scenarios.includes(name)) continue;
     figures[name] = {};
     for (const peer of peers) {
       progress(`mqtt ${name} on ${peer}`);
@@ -393,6 +396,7 @@ export async function run(o: MqttBenchOptions): Promise<Record<string, unknown>>
   }
   const ratio = (s: string, k: string, inverse = false) => {
     const out: Record<string, number> = {};
+    if (!figures[s]) return out;
     const f = figures[s].ferry?.[k];
     for (const p of peers) {
       if (p === "ferry") continue;
@@ -419,7 +423,7 @@ export async function run(o: MqttBenchOptions): Promise<Record<string, unknown>>
       "fan-out QoS 1 deliveries/s": ratio("fanOutQos1", "perSecond"),
     },
     goals: {
-      "idle <= 6 KB per connection": (figures.idle.ferry?.bytesPerConnection as number) <= 6144,
+      "idle <= 6 KB per connection": (figures.idle?.ferry?.bytesPerConnection as number) <= 6144,
       "ingest >= 1.5x mosquitto": (ratio("ingestQos1", "perSecond")["ferry/mosquitto"] ?? 0) >= 1.5,
       "delivery >= 1.0x mosquitto":
         (ratio("deliverToOne", "perSecond")["ferry/mosquitto"] ?? 0) >= 1.0,
@@ -429,7 +433,8 @@ export async function run(o: MqttBenchOptions): Promise<Record<string, unknown>>
 
 if (import.meta.main) {
   const quick = Deno.args.includes("--quick");
-  const idleOnly = Deno.args.includes("--idle-only");
+  const sc = Deno.args.indexOf("--scenarios");
+  const scenarios = sc >= 0 ? Deno.args[sc + 1].split(",") : undefined;
   const only = Deno.args.indexOf("--peers");
   const peers = only >= 0 ? Deno.args[only + 1].split(",") as Peer[] : undefined;
   const result = await run(
@@ -445,6 +450,7 @@ if (import.meta.main) {
         fanOutSubscribers: 100,
         fanOutMessages: 10,
         peers,
+        scenarios,
       }
       : {
         idle: 15_000,
@@ -457,6 +463,7 @@ if (import.meta.main) {
         fanOutSubscribers: 1000,
         fanOutMessages: 20,
         peers,
+        scenarios,
       },
   );
   console.log(JSON.stringify(result, null, 2));

@@ -34,6 +34,56 @@ const enum State {
 const SINGLE_ALLOWED = new Set(["userProperties", "subscriptionIdentifier"]);
 
 /**
+ * One mqtt-packet parser for every connection. Each call hands it exactly one complete frame and
+ * resets it first, so no state crosses frames or connections; this keeps an idle connection free
+ * of mqtt-packet's per-parser buffer-list stream (about 3 KB of heap each).
+ */
+interface SharedParser {
+  parser: ReturnType<typeof mqttPacket.parser> & {
+    settings: { protocolVersion?: number };
+    _resetState(): void;
+    _pos: number;
+  };
+  got: Packet | undefined;
+  err: Error | undefined;
+}
+
+let shared: SharedParser | undefined;
+
+function parseFrame(
+  frame: Uint8Array,
+  version: ProtocolVersion | undefined,
+): { packet?: Packet; error?: Error } {
+  if (!shared) {
+    const s: SharedParser = {
+      parser: mqttPacket.parser() as SharedParser["parser"],
+      got: undefined,
+      err: undefined,
+    };
+    s.parser.on("packet", (p: Packet) => s.got = p);
+    s.parser.on("error", (e: Error) => s.err = e);
+    shared = s;
+  }
+  const s = shared;
+  s.got = undefined;
+  s.err = undefined;
+  s.parser._resetState();
+  s.parser._pos = 0; // not reset by _resetState; a failed frame can leave it anywhere
+  s.parser.settings = version ? { protocolVersion: version } : {};
+  try {
+    s.parser.parse(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
+  } catch (err) {
+    s.err = err instanceof Error ? err : new Error(String(err));
+  }
+  const out = { packet: s.got, error: s.err };
+  s.got = undefined;
+  s.err = undefined;
+  s.parser._resetState(); // drop references to the frame
+  s.parser._pos = 0;
+  return out;
+}
+
+/**
  * A synchronous MQTT frame decoder: feed it chunks, get whole packets. Used by
  * {@link MqttDecoder}, and directly by the fuzz tests.
  *
@@ -48,7 +98,7 @@ const SINGLE_ALLOWED = new Set(["userProperties", "subscriptionIdentifier"]);
  */
 export class MqttFrameDecoder {
   #max: number;
-  #parser: ReturnType<typeof mqttPacket.parser>;
+  #version: ProtocolVersion | undefined;
   #state = State.Header;
   #header = 0;
   #len = 0;
@@ -57,17 +107,11 @@ export class MqttFrameDecoder {
   #frame: Uint8Array | undefined;
   #filled = 0;
   #offset = 0; // bytes of the input consumed before the current frame
-  #got: Packet | undefined;
-  #err: Error | undefined;
 
   /** Creates a decoder. */
   constructor(options: MqttDecoderOptions = {}) {
     this.#max = options.maxPacketSize ?? 268_435_455;
-    this.#parser = mqttPacket.parser(
-      options.protocolVersion ? { protocolVersion: options.protocolVersion } : undefined,
-    );
-    this.#parser.on("packet", (p: Packet) => this.#got = p);
-    this.#parser.on("error", (e: Error) => this.#err = e);
+    this.#version = options.protocolVersion;
   }
 
   /** Bytes held for a partial packet. */
@@ -154,15 +198,8 @@ export class MqttFrameDecoder {
 
   #decode(frame: Uint8Array): Packet {
     this.#state = State.Header;
-    this.#got = undefined;
-    this.#err = undefined;
     const cmdType = frame[0] >> 4;
-    try {
-      this.#parser.parse(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
-    } catch (err) {
-      this.#err = err instanceof Error ? err : new Error(String(err));
-    }
-    const err = this.#err as Error | undefined;
+    const { packet: p, error: err } = parseFrame(frame, this.#version);
     if (err) {
       if (cmdType === 1 && /protocol ?(version|id)/i.test(err.message)) {
         // [MQTT-3.1.2-2] unsupported protocol level or name: CONNACK 0x84 / return code 1.
@@ -172,8 +209,8 @@ export class MqttFrameDecoder {
       }
       throw this.#malformed(err.message);
     }
-    const p = this.#got as Packet | undefined;
     if (!p) throw this.#malformed("packet is truncated");
+    if (p.cmd === "connect") this.#version = p.protocolVersion as ProtocolVersion;
     const why = checkPacketStrings(p, frame);
     if (why) throw this.#malformed(why);
     const props = (p as { properties?: Record<string, unknown> }).properties;

@@ -1,6 +1,8 @@
 /**
- * One MQTT network connection: reads packets through the {@link MqttDecoder} (one packet at a time,
- * so a full pipeline stops socket reads), dispatches them to the packet handlers, writes through a
+ * One MQTT network connection: reads the socket with `conn.read` into a small adaptive buffer (as
+ * `src/net/conn_source.ts` does, but without a stream pipeline per connection: an idle connection
+ * then holds one 512-byte buffer and one pending read), decodes with the synchronous core of the
+ * MQTT decoder, handles one packet at a time (so a full pipeline stops socket reads), writes through a
  * bounded {@link ConnWriter}, watches keepalive via the core's supervisor, and carries a session.
  * On any malformed packet or protocol violation the connection is closed (v5: after a DISCONNECT
  * or CONNACK with the reason code, MQTT 5 §4.13); other sessions are not affected.
@@ -10,10 +12,9 @@
 
 import type { IConnackPacket, IDisconnectPacket, IPublishPacket, Packet } from "mqtt-packet";
 import { Buffer } from "node:buffer";
-import { connSource } from "../../net/conn_source.ts";
 import { ConnWriter } from "../../net/conn_writer.ts";
 import type { CloseReason, Core, DeadlineEntry, Logger, SessionHandle } from "../../core/mod.ts";
-import { encodePacket, MqttDecoder, type ProtocolVersion } from "./codec.ts";
+import { encodePacket, MqttFrameDecoder, type ProtocolVersion } from "./codec.ts";
 import { MqttMalformedError, MqttProtocolError } from "./errors.ts";
 import { type AcceptedConnect, evaluateConnect, type Will } from "./handle_connect.ts";
 import { evaluatePublish } from "./handle_publish.ts";
@@ -108,21 +109,36 @@ export class MqttConnection implements SessionHandle, SessionLink {
     // Connect timeout, then keepalive: one supervisor deadline.
     this.#deadline = core.supervise(this, options.connectTimeoutMs);
     const stats = core.stats;
-    const reader = connSource(this.#conn, {
-      minBuffer: options.readBufferMin,
-      maxBuffer: options.readBufferMax,
-      onBytes: (n) => stats.bytesIn.inc(LABELS, n),
-    }).pipeThrough(new MqttDecoder({ maxPacketSize: options.maxPacketSize })).getReader();
+    const dec = new MqttFrameDecoder({ maxPacketSize: options.maxPacketSize });
+    const min = options.readBufferMin;
+    const max = options.readBufferMax;
+    let size = min;
     try {
-      while (!this.#closing) {
-        const { value, done } = await reader.read();
-        if (done || this.#closing) break;
-        await this.#dispatch(value);
+      outer: while (!this.#closing) {
+        const buf = new Uint8Array(size);
+        let n: number | null;
+        try {
+          n = await this.#conn.read(buf);
+        } catch (err) {
+          if (
+            err instanceof Deno.errors.BadResource || err instanceof Deno.errors.ConnectionReset ||
+            err instanceof Deno.errors.Interrupted || err instanceof Deno.errors.BrokenPipe
+          ) break;
+          throw err;
+        }
+        if (n === null || this.#closing) break;
+        stats.bytesIn.inc(LABELS, n);
+        // Grow while reads fill the buffer; shrink when they come back small (cheap idle).
+        if (n === size && size < max) size = Math.min(max, size * 4);
+        else if (n < size / 8 && size > min) size = Math.max(min, size / 4);
+        for (const p of dec.push(n === buf.length ? buf : buf.subarray(0, n))) {
+          await this.#dispatch(p);
+          if (this.#closing) break outer;
+        }
       }
     } catch (err) {
       this.#fail(err);
     } finally {
-      reader.cancel().catch(() => {});
       await this.#cleanup();
     }
   }
