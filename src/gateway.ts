@@ -10,6 +10,7 @@ import { type DeviceEntry, readDeviceFile } from "./config/device_file.ts";
 import { type Clock, systemClock } from "./core/clock.ts";
 import { Core } from "./core/core.ts";
 import { Logger } from "./core/logger.ts";
+import { monitorEventLoop } from "./core/event_loop_monitor.ts";
 import { HttpServer } from "./http/server.ts";
 import { BinaryServer } from "./protocols/binary/server.ts";
 import { CoapServer } from "./protocols/coap/server.ts";
@@ -77,6 +78,7 @@ export class Gateway implements AsyncDisposable {
   #ready = false;
   #fileDevices: DeviceEntry[] = [];
   #watcher: Deno.FsWatcher | undefined;
+  #stopMonitor: (() => void) | undefined;
   #watching: Promise<void> | undefined;
 
   /** Builds the core; call {@link start}. */
@@ -163,6 +165,7 @@ export class Gateway implements AsyncDisposable {
       throw new Error(`device file ${deviceFilePath(c)} is unusable (see the log)`);
     }
     this.#watch();
+    this.#stopMonitor = monitorEventLoop(this.core.metrics);
     const anonymous = this.core.registry.anonymous;
     log.info("starting", {
       host: c.host,
@@ -234,6 +237,7 @@ export class Gateway implements AsyncDisposable {
         this.#watcher?.close();
       } catch { /* closed */ }
       await this.#watching;
+      this.#stopMonitor?.();
       await Promise.all(this.#listeners.map((l) => l.close()));
       await this.core.close();
       await this.#dashboard?.close();

@@ -26,6 +26,7 @@ Deno.test("Gateway starts with no config on loopback, logs the free ports it pic
       'ferry_messages_received_total{protocol="binary"} 1',
       "ferry_pipeline_queue_depth 0",
       "ferry_pipeline_handlers_in_use",
+      "ferry_event_loop_lag_seconds",
       'ferry_devices_online{protocol="binary"} 1',
       "# TYPE ferry_frames_received_total counter",
     ]
