@@ -8,6 +8,7 @@
  */
 
 import * as fbp from "./fbp_bench.ts";
+import * as footprint from "./footprint_bench.ts";
 import { progress } from "./_util.ts";
 
 const quick = Deno.args.includes("--quick");
@@ -30,6 +31,12 @@ if (!only || only === "fbp") {
     quick
       ? { idle: 1000, devices: 100, perDevice: 50 }
       : { idle: 15_000, devices: 1000, perDevice: 200 },
+  );
+}
+
+if (!only || only === "footprint") {
+  results.footprint = await footprint.run(
+    quick ? { runs: 1, devices: 100 } : { runs: 3, devices: 1000 },
   );
 }
 
