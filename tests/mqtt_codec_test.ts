@@ -163,3 +163,51 @@ Deno.test("fuzz over sockets: garbage connections are closed and a live session 
   assertEquals(h.server.connectionCount, 1);
   assertEquals(inbox.messages.map((m) => m.payload), ["0", "1", "2", "3", "4"]);
 });
+
+Deno.test("the hot-path PUBLISH and ack encoders produce the same bytes as mqtt-packet", async () => {
+  const { encodeAck, encodePublish } = await import("../src/protocols/mqtt/_fast_codec.ts");
+  const mqttPacket = (await import("mqtt-packet")).default;
+  const { Buffer } = await import("node:buffer");
+  for (const v of [4, 5] as const) {
+    for (const qos of [0, 1, 2] as const) {
+      for (const size of [0, 5, 200, 20_000]) {
+        const p = {
+          topic: "a/é/c",
+          payload: Buffer.alloc(size, 7),
+          qos,
+          retain: size % 2 === 0,
+          dup: qos > 0,
+          messageId: qos ? 513 : undefined,
+        };
+        const ref = mqttPacket.generate({ cmd: "publish", ...p }, { protocolVersion: v });
+        assertEquals(encodePublish(p, v === 5), new Uint8Array(ref), `v${v} qos${qos} ${size}`);
+      }
+    }
+  }
+  for (const cmd of ["puback", "pubrec", "pubrel", "pubcomp"] as const) {
+    const ref = mqttPacket.generate({ cmd, messageId: 700 }, { protocolVersion: 4 });
+    assertEquals(encodeAck(cmd, 700), new Uint8Array(ref));
+  }
+});
+
+Deno.test("the hot-path decoder agrees with mqtt-packet on PUBLISH and acks", () => {
+  for (const v of [4, 5] as const) {
+    const seeds = seedPackets(v);
+    const d = new MqttFrameDecoder();
+    d.push(seeds[0]);
+    const [pub] = d.push(seeds[v === 5 ? 2 : 1]) as Array<
+      { topic: string; qos: number; retain: boolean }
+    >;
+    assertEquals([pub.topic, pub.qos, pub.retain], ["a/b", v === 5 ? 0 : 1, v !== 5]);
+    const acks = d.push(new Uint8Array([0x40, 2, 1, 2, 0x62, 2, 0, 9, 0xc0, 0])) as Array<
+      { cmd: string; messageId?: number }
+    >;
+    assertEquals(acks.map((a) => [a.cmd, a.messageId]), [["puback", 258], ["pubrel", 9], [
+      "pingreq",
+      undefined,
+    ]]);
+  }
+  // PUBREL with flags 0 is malformed ([MQTT-3.6.1-1]), left to the general path which refuses it
+  const d = new MqttFrameDecoder({ protocolVersion: 4 });
+  assertThrows(() => d.push(new Uint8Array([0x60, 2, 0, 9])), MqttMalformedError);
+});

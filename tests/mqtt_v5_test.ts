@@ -327,7 +327,7 @@ Deno.test("more unreleased QoS 2 PUBLISHes than Receive Maximum get DISCONNECT 0
     });
   }
   const got = await r.waitClosed() as WithCode[];
-  assertEquals(got.map((p) => [p.cmd, p.reasonCode]), [["pubrec", 0], ["pubrec", 0], [
+  assertEquals(got.map((p) => [p.cmd, p.reasonCode ?? 0]), [["pubrec", 0], ["pubrec", 0], [
     "disconnect",
     0x93,
   ]]);

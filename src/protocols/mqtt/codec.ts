@@ -13,6 +13,7 @@ import { Buffer } from "node:buffer";
 import { MqttMalformedError, MqttProtocolError } from "./errors.ts";
 import { ReasonCode } from "./reason_codes.ts";
 import { checkPacketStrings } from "./utf8.ts";
+import { fastDecode } from "./_fast_codec.ts";
 
 /** MQTT protocol levels: 3 = 3.1, 4 = 3.1.1, 5 = 5.0. */
 export type ProtocolVersion = 3 | 4 | 5;
@@ -198,6 +199,16 @@ export class MqttFrameDecoder {
 
   #decode(frame: Uint8Array): Packet {
     this.#state = State.Header;
+    let fast: Packet | undefined;
+    try {
+      fast = fastDecode(frame, this.#version);
+    } catch (err) {
+      throw this.#malformed((err as Error).message);
+    }
+    if (fast) {
+      this.#offset += frame.length;
+      return fast;
+    }
     const cmdType = frame[0] >> 4;
     const { packet: p, error: err } = parseFrame(frame, this.#version);
     if (err) {

@@ -15,6 +15,7 @@ import { Buffer } from "node:buffer";
 import { ConnWriter } from "../../net/conn_writer.ts";
 import type { CloseReason, Core, DeadlineEntry, Logger, SessionHandle } from "../../core/mod.ts";
 import { encodePacket, MqttFrameDecoder, type ProtocolVersion } from "./codec.ts";
+import { encodeAck, encodePublish } from "./_fast_codec.ts";
 import { MqttMalformedError, MqttProtocolError } from "./errors.ts";
 import { type AcceptedConnect, evaluateConnect, type Will } from "./handle_connect.ts";
 import { evaluatePublish } from "./handle_publish.ts";
@@ -41,6 +42,7 @@ export interface ConnectionContext {
 }
 
 const LABELS = { protocol: "mqtt" } as const;
+const PINGRESP = new Uint8Array([0xd0, 0]);
 
 /** A Buffer view (no copy) of bytes, as mqtt-packet's encoder requires. */
 function asBuffer(b: Uint8Array): Buffer {
@@ -191,7 +193,9 @@ export class MqttConnection implements SessionHandle, SessionLink {
       }
       if (Object.keys(props).length) packet.properties = props;
     }
-    const bytes = encodePacket(packet, this.#version);
+    const bytes = packet.properties === undefined
+      ? encodePublish(packet as Parameters<typeof encodePublish>[0], this.#version === 5)
+      : encodePacket(packet, this.#version);
     if (bytes.length > (this.#accepted?.maximumPacketSize ?? Infinity)) {
       // [MQTT-3.1.2-24], [MQTT-3.1.2-25]: never send more than the client accepts.
       if (newAlias !== undefined) this.#aliasesOut!.delete(newAlias);
@@ -502,7 +506,19 @@ export class MqttConnection implements SessionHandle, SessionLink {
 
   #send(packet: Packet): void {
     if (this.#closing) return;
-    this.#write(encodePacket(packet, this.#version));
+    const p = packet as {
+      cmd: string;
+      messageId?: number;
+      reasonCode?: number;
+      properties?: unknown;
+    };
+    if (
+      (p.cmd === "puback" || p.cmd === "pubrec" || p.cmd === "pubrel" || p.cmd === "pubcomp") &&
+      !p.reasonCode && p.properties === undefined
+    ) {
+      this.#write(encodeAck(p.cmd, p.messageId!));
+    } else if (p.cmd === "pingresp") this.#write(PINGRESP);
+    else this.#write(encodePacket(packet, this.#version));
   }
 
   #write(bytes: Uint8Array): void {

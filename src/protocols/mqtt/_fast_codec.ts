@@ -1,0 +1,134 @@
+/**
+ * Hand-written encoders and decoders for the packets on the hot path (PUBLISH without properties,
+ * the four acknowledgements, PINGREQ/PINGRESP), with the same checks as the general path. Anything
+ * else (CONNECT, SUBSCRIBE, v5 properties, reason codes) goes through mqtt-packet.
+ *
+ * @module
+ */
+
+import type { Packet } from "mqtt-packet";
+import { Buffer } from "node:buffer";
+import { MqttMalformedError } from "./errors.ts";
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+const textEncoder = new TextEncoder();
+
+const ACK_CMDS = ["", "", "", "", "puback", "pubrec", "pubrel", "pubcomp"] as const;
+
+/**
+ * Decodes a hot-path frame, or returns `undefined` to fall back to mqtt-packet. Throws
+ * {@link MqttMalformedError} for a frame that breaks a rule checked here.
+ */
+export function fastDecode(frame: Uint8Array, version: number | undefined): Packet | undefined {
+  const h = frame[0];
+  const type = h >> 4;
+  // Remaining Length is already validated by the framer; find where the body starts.
+  let i = 1;
+  while (frame[i] & 0x80) i++;
+  i++;
+  const len = frame.length - i;
+  if (type === 3) {
+    if (version === undefined) return undefined;
+    const qos = (h >> 1) & 3;
+    if (qos === 3) throw new MqttMalformedError("Cannot decode PUBLISH: QoS 3 [MQTT-3.3.1-4]");
+    if (len < 2) throw new MqttMalformedError("Cannot decode PUBLISH: too short");
+    const tlen = (frame[i] << 8) | frame[i + 1];
+    let p = i + 2 + tlen;
+    if (p > frame.length) throw new MqttMalformedError("Cannot decode PUBLISH: topic overruns");
+    let topic: string;
+    try {
+      topic = utf8.decode(frame.subarray(i + 2, p));
+    } catch {
+      throw new MqttMalformedError("Cannot decode PUBLISH: topic is not UTF-8 [MQTT-1.5.4-1]");
+    }
+    if (topic.includes("\u0000")) {
+      throw new MqttMalformedError("Cannot decode PUBLISH: topic contains U+0000 [MQTT-1.5.4-2]");
+    }
+    let messageId: number | undefined;
+    if (qos > 0) {
+      if (p + 2 > frame.length) throw new MqttMalformedError("Cannot decode PUBLISH: no packet id");
+      messageId = (frame[p] << 8) | frame[p + 1];
+      p += 2;
+    }
+    if (version === 5) {
+      if (p >= frame.length) throw new MqttMalformedError("Cannot decode PUBLISH: no properties");
+      if (frame[p] !== 0) return undefined; // properties: general path
+      p++;
+    }
+    return {
+      cmd: "publish",
+      retain: (h & 1) === 1,
+      qos: qos as 0 | 1 | 2,
+      dup: (h & 8) === 8,
+      length: len,
+      topic,
+      payload: Buffer.from(frame.buffer, frame.byteOffset + p, frame.length - p),
+      messageId,
+    } as Packet;
+  }
+  if (type >= 4 && type <= 7) {
+    if (len !== 2) return undefined; // v5 reason code / properties, or malformed: general path
+    if ((h & 0xf) !== (type === 6 ? 2 : 0)) return undefined; // [MQTT-3.6.1-1] etc.: general path
+    return { cmd: ACK_CMDS[type], messageId: (frame[i] << 8) | frame[i + 1] } as Packet;
+  }
+  if (type === 12 && h === 0xc0 && len === 0) return { cmd: "pingreq" } as Packet;
+  return undefined;
+}
+
+/** Encodes PUBACK/PUBREC/PUBREL/PUBCOMP with success (no reason code, as v5 allows). */
+export function encodeAck(cmd: "puback" | "pubrec" | "pubrel" | "pubcomp", id: number): Uint8Array {
+  const h = cmd === "puback" ? 0x40 : cmd === "pubrec" ? 0x50 : cmd === "pubrel" ? 0x62 : 0x70;
+  return new Uint8Array([h, 2, id >> 8, id & 0xff]);
+}
+
+const topicCache = new Map<string, Uint8Array>();
+
+/** UTF-8 bytes of a topic, cached for hot topics (bounded). */
+function topicBytes(topic: string): Uint8Array {
+  let b = topicCache.get(topic);
+  if (!b) {
+    b = textEncoder.encode(topic);
+    if (topicCache.size >= 4096) topicCache.clear();
+    topicCache.set(topic, b);
+  }
+  return b;
+}
+
+/** Encodes a PUBLISH without properties (3.1/3.1.1, or v5 with an empty property list). */
+export function encodePublish(
+  p: {
+    topic: string;
+    payload: Uint8Array;
+    qos: number;
+    retain: boolean;
+    dup: boolean;
+    messageId?: number;
+  },
+  v5: boolean,
+): Uint8Array {
+  const t = topicBytes(p.topic);
+  const rl = 2 + t.length + (p.qos > 0 ? 2 : 0) + (v5 ? 1 : 0) + p.payload.length;
+  let lenBytes = 1;
+  for (let x = rl; x >= 128; x = Math.floor(x / 128)) lenBytes++;
+  const out = new Uint8Array(1 + lenBytes + rl);
+  out[0] = 0x30 | (p.dup ? 8 : 0) | (p.qos << 1) | (p.retain ? 1 : 0);
+  let o = 1;
+  let x = rl;
+  do {
+    let b = x % 128;
+    x = Math.floor(x / 128);
+    if (x > 0) b |= 0x80;
+    out[o++] = b;
+  } while (x > 0);
+  out[o++] = t.length >> 8;
+  out[o++] = t.length & 0xff;
+  out.set(t, o);
+  o += t.length;
+  if (p.qos > 0) {
+    out[o++] = p.messageId! >> 8;
+    out[o++] = p.messageId! & 0xff;
+  }
+  if (v5) out[o++] = 0;
+  out.set(p.payload, o);
+  return out;
+}
