@@ -94,6 +94,13 @@ export class Gateway implements AsyncDisposable {
       devices: config.auth.devices,
       services: config.auth.services,
       anonymous: anonymousAllowed(config),
+      admission: {
+        maxConnectionsPerAddress: config.limits.maxConnectionsPerAddress,
+        exemptLoopback: config.limits.exemptLoopback,
+        authFailuresPerMinute: config.limits.authFailuresPerMinute,
+      },
+      deviceRatePerSec: config.limits.deviceRatePerSec,
+      deviceBurst: config.limits.deviceBurst || undefined,
     });
   }
 

@@ -125,6 +125,43 @@ export const configSchema: Field = {
         },
       },
     },
+    limits: {
+      type: "object",
+      doc: "Limits shared by every listener",
+      fields: {
+        maxConnectionsPerAddress: int(
+          1024,
+          0,
+          1_000_000,
+          "Concurrent connections per source address (0 = no limit)",
+        ),
+        exemptLoopback: {
+          type: "boolean",
+          default: true,
+          doc: "Loopback addresses are exempt from maxConnectionsPerAddress",
+        },
+        authFailuresPerMinute: int(
+          20,
+          0,
+          1_000_000,
+          "Failed logins per source address per minute before it is throttled (0 = off)",
+        ),
+        deviceRatePerSec: {
+          type: "number",
+          min: 0,
+          max: 1_000_000,
+          default: 0,
+          doc: "Messages per second per device (token bucket; 0 = unlimited)",
+        },
+        deviceBurst: {
+          type: "number",
+          min: 0,
+          max: 10_000_000,
+          default: 0,
+          doc: "Bucket size per device (0 = 2 × deviceRatePerSec)",
+        },
+      },
+    },
     pipeline: {
       type: "object",
       doc: "Ingest pipeline",
@@ -409,6 +446,13 @@ export interface FerryConfig {
       publish: string[];
       subscribe: string[];
     }>;
+  };
+  limits: {
+    maxConnectionsPerAddress: number;
+    exemptLoopback: boolean;
+    authFailuresPerMinute: number;
+    deviceRatePerSec: number;
+    deviceBurst: number;
   };
   pipeline: { queueCapacity: number; concurrency: number };
   binary: {

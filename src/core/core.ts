@@ -8,7 +8,9 @@
  * @module
  */
 
+import { Admission, type AdmissionOptions } from "./admission.ts";
 import { type Clock, systemClock } from "./clock.ts";
+import { RateLimiter } from "./rate_limiter.ts";
 import { type DeadlineEntry, DeadlineQueue } from "./deadline_queue.ts";
 import { Logger } from "./logger.ts";
 import { createMessage, type Message, type Protocol } from "./message.ts";
@@ -71,6 +73,12 @@ export interface CoreOptions {
   anonymous?: boolean;
   /** Deadline resolution of the supervisor. @default 50 */
   timerResolutionMs?: number;
+  /** Per-address connection cap and failed-auth throttling. */
+  admission?: AdmissionOptions;
+  /** Per-device message rate (token bucket); 0 = unlimited. @default 0 */
+  deviceRatePerSec?: number;
+  /** Per-device burst. @default 2 × deviceRatePerSec */
+  deviceBurst?: number;
 }
 
 /** Metric handles shared by every adapter (labels: `protocol`, plus `reason`/`code`). */
@@ -133,6 +141,10 @@ export class Core implements AsyncDisposable {
   readonly pipeline: Pipeline;
   /** One timer heap for every keepalive and idle deadline. */
   readonly deadlines: DeadlineQueue;
+  /** Per-address connection caps and failed-auth throttling, for every listener. */
+  readonly admission: Admission;
+  /** Per-device message rate limits, for every protocol. */
+  readonly rates: RateLimiter;
   #sinks: Sink[] = [];
   #accept: AcceptHook | undefined;
   #idle = new Map<string, DeadlineEntry>();
@@ -146,6 +158,12 @@ export class Core implements AsyncDisposable {
     this.#coreLog = this.log.child("core");
     this.metrics = options.metrics ?? new MetricsRegistry();
     this.retained = new RetainedStore();
+    this.admission = new Admission({ now: () => this.clock.now(), ...options.admission });
+    this.rates = new RateLimiter({
+      ratePerSec: options.deviceRatePerSec,
+      burst: options.deviceBurst,
+      now: () => this.clock.now(),
+    });
     this.deadlines = new DeadlineQueue({
       clock: this.clock,
       resolutionMs: options.timerResolutionMs,

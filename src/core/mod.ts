@@ -6,6 +6,7 @@
  */
 
 export * from "./acl.ts";
+export * from "./admission.ts";
 export * from "./backoff.ts";
 export * from "./clock.ts";
 export * from "./core.ts";
@@ -15,6 +16,7 @@ export * from "./logger.ts";
 export * from "./message.ts";
 export * from "./metrics.ts";
 export * from "./pipeline.ts";
+export * from "./rate_limiter.ts";
 export * from "./registry.ts";
 export * from "./retained_store.ts";
 export * from "./semaphore.ts";

@@ -107,6 +107,13 @@ export class BinaryServer implements Listener {
         refuse(conn, `connection limit ${this.#opts.maxConnections} reached`);
         continue;
       }
+      const address = (conn.remoteAddr as Deno.NetAddr).hostname;
+      if (!this.#core.admission.admit(address)) {
+        stats.drops.inc({ protocol: "binary", reason: "address_limit" });
+        this.#log.warn("connection refused: per-address limit reached", { address });
+        refuse(conn, `too many connections from ${address}`);
+        continue;
+      }
       try {
         conn.setNoDelay(true);
       } catch { /* not fatal */ }
@@ -115,6 +122,7 @@ export class BinaryServer implements Listener {
       const session = new BinarySession(this.#core, conn, this.#opts, this.#log);
       this.#sessions.add(session);
       session.done.finally(() => {
+        this.#core.admission.release(address);
         this.#sessions.delete(session);
         stats.connections.inc(labels, -1);
       });

@@ -120,6 +120,7 @@ export class BinarySession implements SessionHandle, Subscriber {
   #pending: Map<number, string> | undefined; // command seq → name, made on the first command
   #done: Promise<void>;
   #remote: string;
+  #address: string;
 
   /** Starts serving `conn`. */
   constructor(core: Core, conn: Deno.Conn, options: BinarySessionOptions, log: Logger) {
@@ -128,6 +129,7 @@ export class BinarySession implements SessionHandle, Subscriber {
     this.#opts = options;
     this.#log = log;
     const addr = conn.remoteAddr as Deno.NetAddr;
+    this.#address = addr.hostname;
     this.#remote = `${addr.hostname}:${addr.port}`;
     const labels = LABELS;
     this.#writer = new ConnWriter(conn, {
@@ -289,8 +291,18 @@ export class BinarySession implements SessionHandle, Subscriber {
     if (this.#core.closing) {
       return this.#refuse(f, HelloStatus.UNAVAILABLE, "gateway is shutting down");
     }
+    const admission = this.#core.admission;
+    if (admission.authBlocked(this.#address)) {
+      this.#core.stats.drops.inc({ protocol: "binary", reason: "auth_throttled" });
+      return this.#refuse(
+        f,
+        HelloStatus.BAD_CREDENTIALS,
+        `too many failed logins from ${this.#address}`,
+      );
+    }
     const auth = this.#core.registry.authenticate(hello.id, hello.token);
     if (!auth.ok) {
+      if (auth.reason === "bad_credentials") admission.authFailed(this.#address);
       const status = auth.reason === "bad_id" ? HelloStatus.BAD_ID : HelloStatus.BAD_CREDENTIALS;
       return this.#refuse(f, status, `authentication failed for "${hello.id}": ${auth.reason}`);
     }
@@ -327,6 +339,13 @@ export class BinarySession implements SessionHandle, Subscriber {
       );
     }
     const id = this.#deviceId!;
+    const ackWanted = (f.flags & FLAG_ACK_REQUESTED) !== 0;
+    if (!this.#core.rates.allow(id)) {
+      this.#core.stats.drops.inc({ protocol: "binary", reason: "rate_limited" });
+      this.#log.debug("telemetry over the device's rate limit", { device: id, seq: f.seq });
+      if (ackWanted) this.#send(FrameType.ACK, f.seq, encodeAck(AckStatus.OVERLOADED));
+      return;
+    }
     const msg = createMessage({
       topic: telemetryTopic(id, body.channel || undefined),
       payload: body.data,
@@ -336,7 +355,6 @@ export class BinarySession implements SessionHandle, Subscriber {
       deviceId: id,
       origin: this.sessionId,
     });
-    const ackWanted = (f.flags & FLAG_ACK_REQUESTED) !== 0;
     try {
       await this.#core.publish(msg);
     } catch (err) {
