@@ -245,7 +245,7 @@ async function publishQos1(
   await done.promise;
 }
 
-async function ingestScenario(port: number, o: MqttBenchOptions) {
+export async function ingestScenario(port: number, o: MqttBenchOptions) {
   const per = Math.ceil(o.ingest / o.publishers);
   const pubs = await Promise.all(
     Array.from({ length: o.publishers }, (_, i) => LoadConn.open(port, `pub-${i}`)),
@@ -257,7 +257,7 @@ async function ingestScenario(port: number, o: MqttBenchOptions) {
   return { messages: per * o.publishers, perSecond: Math.round((per * o.publishers) / s) };
 }
 
-async function deliverScenario(port: number, pid: number, o: MqttBenchOptions) {
+export async function deliverScenario(port: number, pid: number, o: MqttBenchOptions) {
   const sub = await LoadConn.open(port, "deliver-sub");
   await subscribe(sub, "deliver/#", 0);
   let got = 0;

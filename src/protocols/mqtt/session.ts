@@ -8,13 +8,19 @@
  * @module
  */
 
-import {
-  type Core,
-  type Message,
-  type QoS,
-  type Subscriber,
-  topicMatches,
-} from "../../core/mod.ts";
+import type { Core, Message, QoS, Subscriber } from "../../core/mod.ts";
+
+/** MQTT filter matching on pre-split levels ([MQTT-4.7.2-1]: `$` topics skip first-level wildcards). */
+function levelsMatch(f: string[], t: string[], dollar: boolean): boolean {
+  if (dollar && (f[0] === "+" || f[0] === "#")) return false;
+  for (let i = 0; i < f.length; i++) {
+    const l = f[i];
+    if (l === "#") return true;
+    if (i >= t.length) return false;
+    if (l !== "+" && l !== t[i]) return false;
+  }
+  return f.length === t.length;
+}
 
 /** Subscription options (MQTT 5 §3.8.3.1; 3.1.1 uses only `qos`). */
 export interface SubscriptionOptions {
@@ -110,6 +116,7 @@ export class MqttSession {
   #core: Core;
   #opts: MqttSessionOptions;
   #unsub = new Map<string, () => void>();
+  #levels = new Map<string, string[]>();
   #queue: Outgoing[] = [];
   #inflight = new Map<number, InflightEntry>();
   #nextId = 1;
@@ -154,9 +161,13 @@ export class MqttSession {
 
   /** Adds or replaces a non-shared subscription; returns whether it already existed. */
   subscribe(filter: string, opts: SubscriptionOptions): boolean {
+    if (this.#destroyed) return false;
     const existed = this.subscriptions.has(filter);
     this.subscriptions.set(filter, opts);
-    if (!existed) this.#unsub.set(filter, this.#core.subscribe(filter, this.subscriber));
+    if (!existed) {
+      this.#levels.set(filter, filter.split("/"));
+      this.#unsub.set(filter, this.#core.subscribe(filter, this.subscriber));
+    }
     return existed;
   }
 
@@ -166,6 +177,7 @@ export class MqttSession {
     if (!off) return false;
     off();
     this.#unsub.delete(filter);
+    this.#levels.delete(filter);
     this.subscriptions.delete(filter);
     return true;
   }
@@ -180,8 +192,12 @@ export class MqttSession {
     let qos = -1;
     let retain = false;
     let subIds: number[] | undefined;
+    const single = this.subscriptions.size === 1;
+    const topic = single ? undefined : msg.topic.split("/");
+    const dollar = msg.topic.startsWith("$");
     for (const [filter, o] of this.subscriptions) {
-      if (!topicMatches(filter, msg.topic)) continue;
+      // The core only calls us for a matching filter: with one subscription, it is that one.
+      if (!single && !levelsMatch(this.#levels.get(filter)!, topic!, dollar)) continue;
       // [MQTT-3.8.3-3] no local: not to the session that published it.
       if (o.noLocal && msg.origin === this.id) continue;
       qos = Math.max(qos, Math.min(o.qos, msg.qos));
@@ -273,6 +289,7 @@ export class MqttSession {
     this.#destroyed = true;
     for (const off of this.#unsub.values()) off();
     this.#unsub.clear();
+    this.#levels.clear();
     this.subscriptions.clear();
     this.#queue = [];
     this.#inflight.clear();
