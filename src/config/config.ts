@@ -65,6 +65,16 @@ const service: Field = {
   },
 };
 
+const tlsFiles: Field = {
+  type: "object",
+  optional: true,
+  doc: "Serve TLS (PEM files, reloaded when they change)",
+  fields: {
+    certFile: { type: "string", doc: "PEM certificate chain" },
+    keyFile: { type: "string", doc: "PEM private key" },
+  },
+};
+
 function int(def: number, min: number, max: number, doc: string): Field {
   return { type: "integer", min, max, default: def, doc };
 }
@@ -231,6 +241,7 @@ export const configSchema: Field = {
           default: 50_000,
           doc: "Most concurrent FBP/1 connections",
         },
+        tls: tlsFiles,
       },
     },
     mqtt: {
@@ -465,6 +476,7 @@ export interface FerryConfig {
     drainTimeoutMs: number;
     maxPendingBytes: number;
     maxConnections: number;
+    tls?: { certFile: string; keyFile: string };
   };
   mqtt: {
     enabled: boolean;

@@ -39,6 +39,8 @@ export interface FbpConnectOptions {
   autoAck?: boolean;
   /** Milliseconds to wait for HELLO_ACK. @default 5000 */
   timeoutMs?: number;
+  /** Connect with TLS, trusting these PEM CA certificates. @default plain TCP */
+  caCerts?: string[];
 }
 
 /** A HELLO answered with a non-zero status. */
@@ -121,10 +123,10 @@ export class FbpClient implements AsyncDisposable {
 
   /** Connects and completes the HELLO handshake; throws {@link HelloRefusedError} on refusal. */
   static async connect(options: FbpConnectOptions): Promise<FbpClient> {
-    const conn = await Deno.connect({
-      hostname: options.hostname ?? "127.0.0.1",
-      port: options.port,
-    });
+    const hostname = options.hostname ?? "127.0.0.1";
+    const conn = options.caCerts
+      ? await Deno.connectTls({ hostname, port: options.port, caCerts: options.caCerts })
+      : await Deno.connect({ hostname, port: options.port });
     const c = new FbpClient(conn, { autoAck: options.autoAck });
     try {
       const status = await c.hello(options.id, options.token ?? "", options.keepAlive ?? 60, {

@@ -8,6 +8,7 @@
 import type { Core } from "../../core/core.ts";
 import type { Logger } from "../../core/logger.ts";
 import type { ListenAddress, Listener } from "../listener.ts";
+import { TcpListener, type TlsFiles } from "../../net/tcp_listener.ts";
 import { BinarySession, type BinarySessionOptions } from "./session.ts";
 import { encodeError, encodeFrame, ErrorCode, FrameType } from "./frame.ts";
 
@@ -19,6 +20,8 @@ export interface BinaryServerOptions extends BinarySessionOptions {
   port: number;
   /** Most concurrent connections; past it new ones get ERROR 9 and are closed. @default 50000 */
   maxConnections: number;
+  /** Serve TLS with these PEM files (reloaded when they change). @default plain TCP */
+  tls?: TlsFiles;
 }
 
 /** Defaults of every option. */
@@ -56,7 +59,7 @@ export class BinaryServer implements Listener {
   #core: Core;
   #opts: BinaryServerOptions;
   #log: Logger;
-  #listener: Deno.TcpListener | undefined;
+  #listener: TcpListener | undefined;
   #sessions = new Set<BinarySession>();
   #accepting: Promise<void> | undefined;
   #closed = false;
@@ -76,19 +79,26 @@ export class BinaryServer implements Listener {
   /** Binds and starts accepting. */
   listen(): Promise<ListenAddress> {
     if (this.#listener) throw new TypeError("Cannot listen: already listening");
-    this.#listener = Deno.listen({ hostname: this.#opts.hostname, port: this.#opts.port });
-    const addr = this.#listener.addr as Deno.NetAddr;
-    this.#accepting = this.#acceptLoop(this.#listener);
-    return Promise.resolve({ hostname: addr.hostname, port: addr.port });
+    const l = this.#listener = new TcpListener({
+      hostname: this.#opts.hostname,
+      port: this.#opts.port,
+      tls: this.#opts.tls,
+      onReload: () => this.#log.info("TLS certificate reloaded"),
+      onReloadError: (error) =>
+        this.#log.error("TLS certificate not reloaded; the previous one stays", { error }),
+    });
+    this.#accepting = this.#acceptLoop(l);
+    return Promise.resolve({ hostname: l.hostname, port: l.port });
   }
 
-  async #acceptLoop(listener: Deno.TcpListener): Promise<void> {
+  async #acceptLoop(listener: TcpListener): Promise<void> {
     const labels = { protocol: "binary" };
     const stats = this.#core.stats;
     for (;;) {
-      let conn: Deno.TcpConn;
+      let conn: Deno.Conn | null;
       try {
         conn = await listener.accept();
+        if (conn === null) return;
       } catch (err) {
         if (this.#closed) return;
         // EMFILE and friends: log, back off briefly, keep serving the others.
@@ -115,7 +125,7 @@ export class BinaryServer implements Listener {
         continue;
       }
       try {
-        conn.setNoDelay(true);
+        (conn as Deno.TcpConn).setNoDelay?.(true);
       } catch { /* not fatal */ }
       stats.connectionsAccepted.inc(labels);
       stats.connections.inc(labels);
@@ -133,14 +143,13 @@ export class BinaryServer implements Listener {
   async close(): Promise<void> {
     if (!this.#closed) {
       this.#closed = true;
-      try {
-        this.#listener?.close();
-      } catch { /* already closed */ }
+      this.#listener?.close();
       for (const s of this.#sessions) {
         s.close({ code: "shutting_down", message: "gateway is shutting down" });
       }
     }
     await this.#accepting;
+    await this.#listener?.closed();
     await Promise.all([...this.#sessions].map((s) => s.done));
   }
 
