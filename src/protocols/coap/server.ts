@@ -163,6 +163,7 @@ interface Exchange {
 }
 
 interface CachedBody {
+  code: number;
   payload: Uint8Array;
   contentFormat?: number;
   etag?: Uint8Array;
@@ -571,15 +572,19 @@ export class CoapServer implements Listener {
     // RFC 7959 §2.4: later blocks of a body rendered earlier come from the cache, so the
     // representation is consistent (and handlers with side effects run once).
     const cacheKey = `${ep}|${path.join("/")}?${query.join("&")}`;
-    if (b2 && b2.num > 0 && msg.code === Code.GET) {
+    if (b2 && b2.num > 0) {
       const cached = this.#block2.get(cacheKey);
       if (cached && cached.expiresAt > this.#core.clock.now()) {
         return this.#finish(x, {
-          code: Code.CONTENT,
+          code: cached.code,
           payload: cached.payload,
           contentFormat: cached.contentFormat,
           etag: cached.etag,
         }, { block2: b2 });
+      }
+      // A later block of a response to an unsafe method is not re-made by running it again.
+      if (msg.code !== Code.GET) {
+        return this.#finish(x, { code: Code.REQUEST_ENTITY_INCOMPLETE });
       }
     }
     let result: ReturnType<CoapResource["handle"]>;
@@ -841,6 +846,7 @@ export class CoapServer implements Listener {
     }
     this.#block2.delete(key);
     this.#block2.set(key, {
+      code: res.code,
       payload,
       contentFormat: res.contentFormat,
       etag: res.etag,

@@ -1,0 +1,260 @@
+/**
+ * Ferry's CoAP device resources: telemetry with credentials and ACL, presence, pending commands
+ * (GET and Observe), delivery acks, observer cleanup.
+ *
+ * @module
+ */
+
+import { FakeClock } from "../src/core/clock.ts";
+import { createMessage } from "../src/core/message.ts";
+import { CoapType, Code } from "../src/protocols/coap/message.ts";
+import { decodeString, decodeUint, encodeUint, Opt } from "../src/protocols/coap/options.ts";
+import { assert, assertEquals } from "./_assert.ts";
+import { opt, request, startCoap, TestPeer, textOf } from "./_coap_harness.ts";
+import { enc, waitFor } from "./_harness.ts";
+
+const post = (path: string, query: string[], payload = "x") =>
+  request({ code: Code.POST, path, query, payload });
+
+function command(id: string, name: string, payload: string) {
+  return createMessage({ topic: `devices/${id}/commands/${name}`, payload: enc(payload), qos: 1 });
+}
+
+const ack = (mid: number) => new Uint8Array([0x60, 0, mid >> 8, mid & 0xff]);
+const rst = (mid: number) => new Uint8Array([0x70, 0, mid >> 8, mid & 0xff]);
+const observeGet = (id: string, token: number[], type: CoapType = CoapType.CON, obs = 0) =>
+  request({
+    type,
+    path: `d/${id}/commands`,
+    query: [`token=t${id.slice(1)}`],
+    token: new Uint8Array(token),
+    options: [{ number: Opt.OBSERVE, value: encodeUint(obs) }],
+  });
+
+Deno.test("CoAP telemetry publishes to the device's channel topic", async () => {
+  await using h = await startCoap();
+  await using peer = new TestPeer(h.port);
+  const r = await peer.exchange(post("d/s1/telemetry/temp", ["token=t1"], "21"));
+  assertEquals(r.code, Code.CHANGED);
+  await waitFor(() => h.seen.some((m) => m.topic === "devices/s1/telemetry/temp"), "publication");
+});
+
+Deno.test("CoAP accepts the token as ?t= too", async () => {
+  await using h = await startCoap();
+  await using peer = new TestPeer(h.port);
+  assertEquals((await peer.exchange(post("d/s1/telemetry", ["t=t1"]))).code, Code.CHANGED);
+});
+
+Deno.test("CoAP answers 4.01 for a missing or wrong token and publishes nothing", async () => {
+  await using h = await startCoap();
+  await using peer = new TestPeer(h.port);
+  assertEquals((await peer.exchange(post("d/s1/telemetry", []))).code, Code.UNAUTHORIZED);
+  assertEquals((await peer.exchange(post("d/s1/telemetry", ["token=t2"]))).code, Code.UNAUTHORIZED);
+  assertEquals((await peer.exchange(post("d/zz/telemetry", ["token=x"]))).code, Code.UNAUTHORIZED);
+  await peer.quiet(50);
+  assertEquals(h.seen.filter((m) => m.topic.includes("telemetry")).length, 0);
+});
+
+Deno.test("CoAP answers 4.03 when a device publishes under another device's id", async () => {
+  await using h = await startCoap();
+  await using peer = new TestPeer(h.port);
+  const r = await peer.exchange(post("d/s2/telemetry", ["id=s1", "token=t1"]));
+  assertEquals(r.code, Code.FORBIDDEN);
+  const c = await peer.exchange(request({ path: "d/s2/commands", query: ["id=s1", "token=t1"] }));
+  assertEquals(c.code, Code.FORBIDDEN);
+});
+
+Deno.test("CoAP answers 4.04 for a bad device id or channel", async () => {
+  await using h = await startCoap();
+  await using peer = new TestPeer(h.port);
+  assertEquals(
+    (await peer.exchange(post("d/bad id/telemetry", ["token=t1"]))).code,
+    Code.NOT_FOUND,
+  );
+  assertEquals(
+    (await peer.exchange(post("d/s1/telemetry/UPPER", ["token=t1"]))).code,
+    Code.NOT_FOUND,
+  );
+});
+
+Deno.test("CoAP requests mark the device online; it goes offline after the idle time", async () => {
+  const clock = new FakeClock(0);
+  await using h = await startCoap({
+    clock,
+    server: { idleTimeoutMs: 60_000 },
+    core: { timerResolutionMs: 1 },
+  });
+  await using peer = new TestPeer(h.port);
+  await peer.exchange(post("d/s1/telemetry", ["token=t1"]));
+  assertEquals(h.core.registry.get("s1")?.state, "online");
+  clock.tick(50_000);
+  await peer.send(new Uint8Array([0x40, 0, 0, 77])); // a ping from the same endpoint refreshes
+  await peer.recv();
+  clock.tick(50_000);
+  assertEquals(h.core.registry.get("s1")?.state, "online");
+  clock.tick(10_001);
+  assertEquals(h.core.registry.get("s1")?.state, "offline");
+  await waitFor(
+    () =>
+      h.seen.some((m) =>
+        m.topic === "devices/s1/status" && new TextDecoder().decode(m.payload) === "offline"
+      ),
+    "offline status",
+  );
+});
+
+Deno.test("CoAP GET commands returns 2.05 with no payload when nothing is pending", async () => {
+  await using h = await startCoap();
+  await using peer = new TestPeer(h.port);
+  const r = await peer.exchange(request({ path: "d/s1/commands", query: ["token=t1"] }));
+  assertEquals([r.code, r.payload.length], [Code.CONTENT, 0]);
+});
+
+Deno.test("CoAP GET commands returns pending commands oldest first, with their names", async () => {
+  await using h = await startCoap();
+  await using peer = new TestPeer(h.port);
+  await peer.exchange(request({ path: "d/s1/commands", query: ["token=t1"] })); // device known
+  await h.core.publish(command("s1", "reboot", "now"));
+  await h.core.publish(command("s1", "led", "on"));
+  await waitFor(() => h.seen.filter((m) => m.topic.includes("commands")).length === 2, "commands");
+  const a = await peer.exchange(request({ path: "d/s1/commands", query: ["token=t1"] }));
+  const b = await peer.exchange(request({ path: "d/s1/commands", query: ["token=t1"] }));
+  const c = await peer.exchange(request({ path: "d/s1/commands", query: ["token=t1"] }));
+  assertEquals([textOf(a), decodeString(opt(a, Opt.FERRY_COMMAND)!)], ["now", "reboot"]);
+  assertEquals([textOf(b), decodeString(opt(b, Opt.FERRY_COMMAND)!)], ["on", "led"]);
+  assertEquals(c.payload.length, 0);
+  assert(opt(a, Opt.ETAG) !== undefined);
+});
+
+Deno.test("CoAP keeps at most maxPendingCommands per device, dropping the oldest", async () => {
+  await using h = await startCoap({ server: { maxPendingCommands: 2 } });
+  await using peer = new TestPeer(h.port);
+  for (const n of ["a", "b", "c"]) await h.core.publish(command("s1", n, n));
+  await waitFor(() => h.seen.filter((m) => m.topic.includes("commands")).length === 3, "commands");
+  const r = await peer.exchange(request({ path: "d/s1/commands", query: ["token=t1"] }));
+  assertEquals(textOf(r), "b");
+  assertEquals(h.core.stats.drops.get({ protocol: "coap", reason: "command_queue_full" }), 1);
+});
+
+Deno.test("CoAP Observe on commands: registration, CON notifications with rising sequence, ack topic", async () => {
+  await using h = await startCoap();
+  await using peer = new TestPeer(h.port);
+  const reg = await peer.exchange(observeGet("s1", [7, 7]));
+  assertEquals(reg.code, Code.CONTENT);
+  const seq0 = decodeUint(opt(reg, Opt.OBSERVE)!);
+  assertEquals(h.server.observerCount, 1);
+  await h.core.publish(command("s1", "reboot", "now"));
+  const n1 = await peer.recv();
+  assertEquals([n1.type, n1.code, textOf(n1)], [CoapType.CON, Code.CONTENT, "now"]);
+  assertEquals(n1.token, new Uint8Array([7, 7]));
+  const seq1 = decodeUint(opt(n1, Opt.OBSERVE)!);
+  assert(seq1 > seq0, `sequence ${seq1} > ${seq0}`);
+  await h.core.publish(command("s1", "led", "on")); // queued behind the unacknowledged one
+  await peer.quiet(80);
+  await peer.send(ack(n1.messageId));
+  await waitFor(() => h.seen.some((m) => m.topic === "devices/s1/acks/reboot"), "ack published");
+  const n2 = await peer.recv();
+  assertEquals(textOf(n2), "on");
+  assert(decodeUint(opt(n2, Opt.OBSERVE)!) > seq1);
+  await peer.send(ack(n2.messageId));
+  await waitFor(() => h.seen.some((m) => m.topic === "devices/s1/acks/led"), "second ack");
+});
+
+Deno.test("CoAP Observe registration delivers what was pending while the device slept", async () => {
+  await using h = await startCoap();
+  await using peer = new TestPeer(h.port);
+  for (const n of ["a", "b", "c"]) await h.core.publish(command("s1", n, n));
+  await waitFor(() => h.seen.filter((m) => m.topic.includes("commands")).length === 3, "commands");
+  const reg = await peer.exchange(observeGet("s1", [1]));
+  assertEquals(textOf(reg), "a");
+  const nb = await peer.recv();
+  assertEquals(textOf(nb), "b");
+  await peer.send(ack(nb.messageId));
+  const nc = await peer.recv();
+  assertEquals(textOf(nc), "c");
+  await peer.send(ack(nc.messageId));
+  await peer.quiet(80);
+});
+
+Deno.test("CoAP Observe with a NON registration sends NON notifications", async () => {
+  await using h = await startCoap();
+  await using peer = new TestPeer(h.port);
+  await peer.exchange(observeGet("s1", [3], CoapType.NON));
+  await h.core.publish(command("s1", "x", "1"));
+  const n = await peer.recv();
+  assertEquals([n.type, textOf(n)], [CoapType.NON, "1"]);
+});
+
+Deno.test("CoAP Observe deregisters on GET with Observe=1", async () => {
+  await using h = await startCoap();
+  await using peer = new TestPeer(h.port);
+  await peer.exchange(observeGet("s1", [4]));
+  assertEquals(h.server.observerCount, 1);
+  const r = await peer.exchange(observeGet("s1", [4], CoapType.CON, 1));
+  assertEquals(r.code, Code.CONTENT);
+  assertEquals(opt(r, Opt.OBSERVE), undefined);
+  assertEquals(h.server.observerCount, 0);
+});
+
+Deno.test("CoAP Observe deregisters when a notification is answered with RST", async () => {
+  await using h = await startCoap();
+  await using peer = new TestPeer(h.port);
+  await peer.exchange(observeGet("s1", [5]));
+  await h.core.publish(command("s1", "x", "1"));
+  const n = await peer.recv();
+  await peer.send(rst(n.messageId));
+  await waitFor(() => h.server.observerCount === 0, "observer removed");
+  // the command was not confirmed: still pending for a later GET
+  const g = await peer.exchange(request({ path: "d/s1/commands", query: ["token=t1"] }));
+  assertEquals(textOf(g), "1");
+});
+
+Deno.test("CoAP Observe removes an observer whose CON notification is never acknowledged", async () => {
+  const clock = new FakeClock(0);
+  await using h = await startCoap({ clock, server: { ackTimeoutMs: 1000, maxRetransmit: 2 } });
+  await using peer = new TestPeer(h.port);
+  await peer.exchange(observeGet("s1", [6]));
+  await h.core.publish(command("s1", "x", "1"));
+  await peer.recv();
+  clock.tick(1000);
+  await peer.recv();
+  clock.tick(2000);
+  await peer.recv();
+  clock.tick(4000);
+  await waitFor(() => h.server.observerCount === 0, "observer removed");
+});
+
+Deno.test("CoAP Observe re-registration with the same token replaces the entry", async () => {
+  await using h = await startCoap();
+  await using peer = new TestPeer(h.port);
+  await peer.exchange(observeGet("s1", [8]));
+  await peer.exchange(observeGet("s1", [8]));
+  assertEquals(h.server.observerCount, 1);
+});
+
+Deno.test("CoAP Observe beyond maxObservers answers without registering", async () => {
+  await using h = await startCoap({ server: { maxObservers: 1 } });
+  await using peer = new TestPeer(h.port);
+  await peer.exchange(observeGet("s1", [1]));
+  const r = await peer.exchange(observeGet("s2", [2]));
+  assertEquals([r.code, opt(r, Opt.OBSERVE)], [Code.CONTENT, undefined]);
+  assertEquals(h.server.observerCount, 1);
+});
+
+Deno.test("CoAP POST acks publishes the device's delivery acknowledgement", async () => {
+  await using h = await startCoap();
+  await using peer = new TestPeer(h.port);
+  const r = await peer.exchange(post("d/s1/acks/reboot", ["token=t1"], "done"));
+  assertEquals(r.code, Code.CHANGED);
+  await waitFor(() => h.seen.some((m) => m.topic === "devices/s1/acks/reboot"), "ack");
+});
+
+Deno.test("CoAP does not queue commands for a device that lives on another protocol", async () => {
+  await using h = await startCoap();
+  h.core.registry.touch("s2", "mqtt");
+  await h.core.publish(command("s2", "x", "1"));
+  await waitFor(() => h.seen.some((m) => m.topic === "devices/s2/commands/x"), "command");
+  await using peer = new TestPeer(h.port);
+  const g = await peer.exchange(request({ path: "d/s2/commands", query: ["token=t2"] }));
+  assertEquals(g.payload.length, 0);
+});
