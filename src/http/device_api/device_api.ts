@@ -1,0 +1,266 @@
+/**
+ * The HTTP device API: the fourth southbound protocol. One class owns the shared state (command
+ * queue fed by a core subscription, rate limiter, shutdown signal) and dispatches every request
+ * under `/api/v1/` to its handler (`handle_*.ts`); everything else is left to the next route.
+ *
+ * @module
+ */
+
+import type { Principal } from "../../core/acl.ts";
+import { type Core, protocolLabels } from "../../core/core.ts";
+import type { Logger } from "../../core/logger.ts";
+import type { Message } from "../../core/message.ts";
+import { CHANNEL_RE, COMMAND_NAME_RE, isDeviceId, parseTopic } from "../../core/topics.ts";
+import type { ApiContext } from "./_context.ts";
+import { authenticateRequest } from "./auth.ts";
+import { CommandQueue } from "./command_queue.ts";
+import { handleAck } from "./handle_ack.ts";
+import { handleLongPoll } from "./handle_commands.ts";
+import { handleStream } from "./handle_stream.ts";
+import { handleTelemetry } from "./handle_telemetry.ts";
+import { openApiDocument } from "./openapi.ts";
+import {
+  type DeviceApiOptions,
+  type ResolvedDeviceApiOptions,
+  resolveDeviceApiOptions,
+} from "./options.ts";
+import { problem, type ProblemInit, type ProblemSlug } from "./problem.ts";
+import { TokenBuckets } from "./token_bucket.ts";
+
+/** Path prefix of the API. */
+export const API_PREFIX = "/api/v1/";
+
+const WWW_AUTHENTICATE = 'Bearer realm="ferry", Basic realm="ferry"';
+
+/**
+ * Serves the device API on an {@link HttpServer} route.
+ *
+ * @example
+ * ```ts
+ * import { Core, silentLogger } from "../../core/mod.ts";
+ * import { HttpServer } from "../server.ts";
+ * import { DeviceApi } from "./device_api.ts";
+ * const core = new Core({ log: silentLogger, devices: [{ id: "d1", token: "t1" }] });
+ * const api = new DeviceApi(core, { maxBodyBytes: 1024 });
+ * const http = new HttpServer(core, { hostname: "127.0.0.1", port: 0 });
+ * http.route((req, url) => api.handle(req, url));
+ * const { port } = await http.listen();
+ * const res = await fetch(`http://127.0.0.1:${port}/api/v1/devices/d1/telemetry`, {
+ *   method: "POST",
+ *   headers: { authorization: "Bearer t1" },
+ *   body: "21.5",
+ * });
+ * const body = await res.json();
+ * await api.close();
+ * await http.close();
+ * await core.close();
+ * if (res.status !== 202 || body.accepted !== 1) throw new Error(`got ${res.status}`);
+ * ```
+ */
+export class DeviceApi implements AsyncDisposable {
+  #core: Core;
+  #opts: ResolvedDeviceApiOptions;
+  #log: Logger;
+  #commands: CommandQueue;
+  #closing = new AbortController();
+  #unsubscribe: () => void;
+  #ctx: ApiContext;
+  #errorLabels = new Map<ProblemSlug, Readonly<{ protocol: "http"; code: string }>>();
+  #openapi: string | undefined;
+
+  /**
+   * Creates the API and subscribes to `devices/+/commands/+`.
+   *
+   * @throws {RangeError} when an option is out of range.
+   */
+  constructor(core: Core, options: DeviceApiOptions = {}) {
+    this.#core = core;
+    this.#opts = resolveDeviceApiOptions(options);
+    this.#log = core.log.child("http-api");
+    const o = this.#opts;
+    this.#commands = new CommandQueue({
+      clock: core.clock,
+      maxPerDevice: o.maxPendingCommands,
+      ttlMs: o.commandTtlMs,
+      maxDevices: o.maxCommandDevices,
+      maxListenersPerDevice: o.maxWaitersPerDevice,
+      onDrop: (device, reason) => {
+        core.stats.drops.inc({ protocol: "http", reason: `command_${reason}` });
+        this.#log.debug("command dropped", { device, reason });
+      },
+    });
+    const limiter = o.ratePerSec > 0
+      ? new TokenBuckets({ ratePerSec: o.ratePerSec, burst: o.burst, now: () => core.clock.now() })
+      : undefined;
+    this.#unsubscribe = core.subscribe("devices/+/commands/+", {
+      id: "http-api",
+      deliver: (msg) => this.#deliver(msg),
+    });
+    const labels = protocolLabels("http") as Readonly<{ protocol: "http" }>;
+    this.#ctx = {
+      core,
+      opts: o,
+      log: this.#log,
+      commands: this.#commands,
+      limiter,
+      closing: this.#closing.signal,
+      labels,
+      fail: (slug, url, init) => this.#fail(slug, url, init),
+      authorize: (req, url, id) => this.#authorize(req, url, id),
+      seen: (id) => core.seen(id, "http", o.idleTimeoutMs),
+    };
+  }
+
+  /** The resolved options. */
+  get options(): Readonly<ResolvedDeviceApiOptions> {
+    return this.#opts;
+  }
+
+  /** Commands pending for a device (for tests and diagnostics). */
+  pendingCommands(deviceId: string): number {
+    return this.#commands.pending(deviceId).length;
+  }
+
+  /** Open long-polls and SSE streams of a device. */
+  waiters(deviceId: string): number {
+    return this.#commands.listeners(deviceId);
+  }
+
+  #deliver(msg: Message): void {
+    const t = parseTopic(msg.topic);
+    if (t.kind !== "command") return;
+    // A device on a session protocol (MQTT, FBP/1) or CoAP gets its commands there.
+    const rec = this.#core.registry.get(t.deviceId);
+    if (rec?.protocol && rec.protocol !== "http") return;
+    this.#commands.push(t.deviceId, t.name, msg);
+  }
+
+  #fail(slug: ProblemSlug, url: URL, init: ProblemInit = {}): Response {
+    let labels = this.#errorLabels.get(slug);
+    if (!labels) {
+      this.#errorLabels.set(slug, labels = Object.freeze({ protocol: "http", code: slug }));
+    }
+    this.#core.stats.errors.inc(labels);
+    return problem(slug, { instance: url.pathname, ...init });
+  }
+
+  #authorize(req: Request, url: URL, deviceId: string): Principal | Response {
+    const auth = authenticateRequest(
+      this.#core.registry,
+      deviceId,
+      req.headers.get("authorization"),
+    );
+    if (!auth.ok) {
+      if (auth.status === 403) return this.#fail("forbidden", url, { detail: auth.detail });
+      return this.#fail("unauthorized", url, {
+        detail: auth.detail,
+        headers: { "www-authenticate": WWW_AUTHENTICATE },
+      });
+    }
+    this.#ctx.seen(deviceId);
+    return auth.principal;
+  }
+
+  /**
+   * Answers a request under `/api/v1/`; `undefined` for any other path (the next route tries).
+   */
+  handle(req: Request, url: URL): Promise<Response> | undefined {
+    const path = url.pathname;
+    if (!path.startsWith(API_PREFIX)) return undefined;
+    this.#core.stats.framesIn.inc(this.#ctx.labels);
+    return this.#dispatch(req, url, path.slice(API_PREFIX.length).split("/"));
+  }
+
+  async #dispatch(req: Request, url: URL, seg: string[]): Promise<Response> {
+    const m = req.method;
+    if (seg.length === 1 && seg[0] === "openapi.json") {
+      if (m !== "GET" && m !== "HEAD") return this.#notAllowed(url, "GET, HEAD");
+      this.#openapi ??= JSON.stringify(openApiDocument(this.#opts), null, 2);
+      return new Response(m === "HEAD" ? null : this.#openapi, {
+        headers: { "content-type": "application/json", "cache-control": "max-age=60" },
+      });
+    }
+    if (seg[0] !== "devices" || seg.length < 3) return this.#notFound(url);
+    let parts: string[];
+    try {
+      parts = seg.map(decodeURIComponent);
+    } catch {
+      return this.#fail("bad-request", url, { detail: "Malformed percent-encoding in the path" });
+    }
+    const [, id, kind, a, b] = parts;
+    const route = kind === "telemetry" && parts.length <= 4
+      ? "telemetry"
+      : kind === "commands" && parts.length === 3
+      ? "commands"
+      : kind === "commands" && parts.length === 5 && b === "ack"
+      ? "ack"
+      : undefined;
+    if (!route) return this.#notFound(url);
+    const method = route === "commands" ? "GET" : "POST";
+    if (m !== method) return this.#notAllowed(url, method);
+    if (this.#closing.signal.aborted) {
+      return this.#fail("unavailable", url, {
+        detail: "The gateway is shutting down",
+        headers: { "retry-after": String(this.#opts.overloadRetryAfterSec) },
+      });
+    }
+    if (!isDeviceId(id)) {
+      return this.#fail("invalid-device-id", url, {
+        detail: "A device id is 1..64 of A-Z a-z 0-9 . _ : -",
+      });
+    }
+    const ctx = this.#ctx;
+    switch (route) {
+      case "telemetry":
+        if (a !== undefined && (a === "" || !CHANNEL_RE.test(a))) {
+          return this.#fail("invalid-channel", url, {
+            detail: "A channel is 1..64 of a-z 0-9 _ -",
+          });
+        }
+        return await handleTelemetry(ctx, req, url, id, a);
+      case "commands": {
+        const accept = req.headers.get("accept") ?? "";
+        return accept.includes("text/event-stream")
+          ? handleStream(ctx, req, url, id)
+          : await handleLongPoll(ctx, req, url, id);
+      }
+      case "ack":
+        if (!COMMAND_NAME_RE.test(a)) {
+          return this.#fail("invalid-command-name", url, {
+            detail: "A command name is 1..64 of A-Z a-z 0-9 . _ -",
+          });
+        }
+        return await handleAck(ctx, req, url, id, a);
+    }
+  }
+
+  #notFound(url: URL): Response {
+    return this.#fail("not-found", url, { detail: `No resource at ${url.pathname}` });
+  }
+
+  #notAllowed(url: URL, allow: string): Response {
+    return this.#fail("method-not-allowed", url, {
+      detail: `Use ${allow} on ${url.pathname}`,
+      headers: { allow },
+    });
+  }
+
+  /**
+   * Ends every long-poll (503) and SSE stream and refuses new requests, so the HTTP server's
+   * graceful shutdown does not wait on them; unsubscribes from commands. Call it before
+   * `HttpServer.close()`. Idempotent.
+   */
+  close(): Promise<void> {
+    if (!this.#closing.signal.aborted) {
+      this.#closing.abort();
+      this.#unsubscribe();
+      this.#commands.clear();
+    }
+    return Promise.resolve();
+  }
+
+  /** Same as {@link close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

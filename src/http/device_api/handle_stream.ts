@@ -1,0 +1,106 @@
+/**
+ * `GET /api/v1/devices/{id}/commands` with `Accept: text/event-stream`: a Server-Sent Events
+ * stream of commands (`event: command`, `id:` the command id, `data:` its JSON view). Pending
+ * commands newer than `Last-Event-ID` (or `?after=`) come first, then each new one as it
+ * arrives. Comment heartbeats every `sseHeartbeatMs` keep proxies from timing the stream out and
+ * keep the device online. A client that stops reading is cut off once a bounded backlog builds
+ * up; the API's `close()` ends every stream.
+ *
+ * @module
+ */
+
+import type { ApiContext } from "./_context.ts";
+import { intParam } from "./_params.ts";
+import type { PendingCommand } from "./command_queue.ts";
+import { commandView } from "./command_view.ts";
+import { encodeSseComment, encodeSseEvent } from "./sse.ts";
+
+/** Handles an SSE request for a device whose id the router validated. */
+export function handleStream(
+  ctx: ApiContext,
+  req: Request,
+  url: URL,
+  deviceId: string,
+): Response {
+  const principal = ctx.authorize(req, url, deviceId);
+  if (principal instanceof Response) return principal;
+  const after = intParam(req.headers.get("last-event-id")) ??
+    intParam(url.searchParams.get("after")) ?? 0;
+  if (Number.isNaN(after)) {
+    return ctx.fail("invalid-parameter", url, {
+      detail: "Last-Event-ID and after must be command ids (integers >= 0)",
+    });
+  }
+  if (ctx.closing.aborted) return ctx.fail("unavailable", url, { detail: "Shutting down" });
+  const { core, opts, commands } = ctx;
+  let controller!: ReadableStreamDefaultController<Uint8Array>;
+  let last = after;
+  let ended = false;
+  let heartbeat: number | undefined;
+  const backlogLimit = opts.maxPendingCommands * 2 + 2;
+
+  const end = (close: boolean) => {
+    if (ended) return;
+    ended = true;
+    stop?.();
+    if (heartbeat !== undefined) core.clock.clearTimeout(heartbeat);
+    ctx.closing.removeEventListener("abort", onClose);
+    if (close) {
+      try {
+        controller.close();
+      } catch { /* already closed or errored */ }
+    }
+  };
+  const push = (chunk: Uint8Array) => {
+    if (ended) return;
+    if ((controller.desiredSize ?? 0) < -backlogLimit) {
+      // The client does not read: drop it rather than buffer without bound.
+      core.stats.drops.inc({ protocol: "http", reason: "slow_consumer" });
+      ctx.log.warn("SSE client not reading: stream closed", { device: deviceId });
+      end(true);
+      return;
+    }
+    controller.enqueue(chunk);
+  };
+  const send = (cmd: PendingCommand) => {
+    if (cmd.seq <= last) return;
+    last = cmd.seq;
+    core.stats.messagesOut.inc(ctx.labels);
+    push(encodeSseEvent({ id: cmd.seq, event: "command", data: JSON.stringify(commandView(cmd)) }));
+  };
+  const beat = () => {
+    heartbeat = core.clock.setTimeout(() => {
+      ctx.seen(deviceId);
+      push(encodeSseComment("heartbeat"));
+      if (!ended) beat();
+    }, opts.sseHeartbeatMs);
+  };
+  const onClose = () => end(true);
+  const stop = commands.listen(deviceId, (cmd) => send(cmd));
+  if (!stop) {
+    return ctx.fail("too-many-waiters", url, {
+      detail: `Device ${deviceId} already has ${opts.maxWaitersPerDevice} open waits`,
+      headers: { "retry-after": "1" },
+      extensions: { limit: opts.maxWaitersPerDevice },
+    });
+  }
+  const stream = new ReadableStream<Uint8Array>({
+    start(c) {
+      controller = c;
+      c.enqueue(encodeSseComment(`commands of ${deviceId}`, 2000));
+      for (const cmd of commands.pending(deviceId, after)) send(cmd);
+      ctx.closing.addEventListener("abort", onClose, { once: true });
+      beat();
+    },
+    cancel() {
+      end(false);
+    },
+  });
+  return new Response(stream, {
+    headers: {
+      "content-type": "text/event-stream",
+      "cache-control": "no-store",
+      "x-accel-buffering": "no",
+    },
+  });
+}
