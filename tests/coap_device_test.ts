@@ -258,3 +258,51 @@ Deno.test("CoAP does not queue commands for a device that lives on another proto
   const g = await peer.exchange(request({ path: "d/s2/commands", query: ["token=t2"] }));
   assertEquals(g.payload.length, 0);
 });
+
+Deno.test("CoAP probes a silent NON observer with a CON after the interval and removes it when gone", async () => {
+  const clock = new FakeClock(0);
+  await using h = await startCoap({
+    clock,
+    server: { observeConfirmableIntervalMs: 8000, ackTimeoutMs: 1000, maxRetransmit: 1 },
+  });
+  await using peer = new TestPeer(h.port);
+  await peer.exchange(observeGet("s1", [9], CoapType.NON));
+  assertEquals(h.server.observerCount, 1);
+  clock.tick(8000); // sweep: a CON probe with the current (empty) state
+  const probe = await peer.recv();
+  assertEquals([probe.type, probe.code, probe.payload.length], [CoapType.CON, Code.CONTENT, 0]);
+  clock.tick(1000); // one retransmission, then give up
+  await peer.recv();
+  clock.tick(2000);
+  await waitFor(() => h.server.observerCount === 0, "observer removed");
+});
+
+Deno.test("CoAP keeps an observer that acknowledges the probe", async () => {
+  const clock = new FakeClock(0);
+  await using h = await startCoap({ clock, server: { observeConfirmableIntervalMs: 8000 } });
+  await using peer = new TestPeer(h.port);
+  await peer.exchange(observeGet("s1", [9], CoapType.NON));
+  clock.tick(8000);
+  const probe = await peer.recv();
+  await peer.send(ack(probe.messageId));
+  await waitFor(() => h.server.outstanding === 0, "probe acknowledged");
+  clock.tick(60_000);
+  assertEquals(h.server.observerCount, 1);
+});
+
+Deno.test("CoAP honours No-Response: a suppressed 2.04 leaves only the empty ACK", async () => {
+  await using h = await startCoap();
+  await using peer = new TestPeer(h.port);
+  const req = post("d/s1/telemetry", ["token=t1"]);
+  req.options.push({ number: Opt.NO_RESPONSE, value: encodeUint(2) });
+  req.options.sort((a, b) => a.number - b.number);
+  const r = await peer.exchange(req);
+  assertEquals([r.type, r.code], [CoapType.ACK, 0]);
+  await waitFor(() => h.seen.some((m) => m.topic === "devices/s1/telemetry"), "published");
+  const non = post("d/s1/telemetry", ["token=t1"]);
+  non.type = CoapType.NON;
+  non.options.push({ number: Opt.NO_RESPONSE, value: encodeUint(2) });
+  non.options.sort((a, b) => a.number - b.number);
+  await peer.send(non);
+  await peer.quiet(100);
+});

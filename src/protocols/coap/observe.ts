@@ -49,9 +49,8 @@ export function tokenKey(token: Uint8Array): string {
  * import { ObserverRegistry } from "./observe.ts";
  * const reg = new ObserverRegistry(1);
  * const obs = { endpoint: "e", token: new Uint8Array([1]), target: "/obs" } as never;
- * if (!reg.add(obs) || reg.size !== 1 || [...reg.of("/obs")].length !== 1) throw new Error();
- * reg.remove(obs);
- * if (reg.size !== 0) throw new Error();
+ * if (!reg.add(obs) || reg.of("/obs").length !== 1) throw new Error();
+ * if (!reg.remove(obs) || reg.all().length !== 0) throw new Error();
  * ```
  */
 export class ObserverRegistry {

@@ -219,6 +219,7 @@ export class CoapServer implements Listener {
   #inflight = 0;
   #mid = Math.floor(Math.random() * 0x10000);
   #device: DeviceResources | undefined;
+  #sweepTimer: number | undefined;
 
   /** Creates the server; call {@link listen} to start. */
   constructor(core: Core, options: Partial<CoapServerOptions> = {}) {
@@ -290,6 +291,7 @@ export class CoapServer implements Listener {
     });
     const addr = this.#conn.addr as Deno.NetAddr;
     this.#loop = this.#receiveLoop(this.#conn);
+    this.#armSweep();
     this.#log.info("listening", {
       hostname: addr.hostname,
       port: addr.port,
@@ -696,7 +698,7 @@ export class CoapServer implements Listener {
     for (const obs of this.#observers.of(target)) this.#notify(obs);
   }
 
-  #notify(obs: Observation): void {
+  #notify(obs: Observation, probe = false): void {
     if (this.#closed) return;
     // RFC 7641 §4.5.1: at most one Confirmable notification in flight per observer; the newest
     // state goes out once it is settled.
@@ -713,6 +715,8 @@ export class CoapServer implements Listener {
       return;
     }
     const send = (res: CoapResponse | null) => {
+      // A liveness probe of an unchanged resource re-sends its current (empty) state.
+      if (!res && probe) res = { code: Code.CONTENT };
       if (!res || this.#closed || !this.#observers.get(obs.endpoint, obs.token)) return;
       this.#sendNotification(obs, res);
     };
@@ -775,6 +779,29 @@ export class CoapServer implements Listener {
       // observation (the client is gone or no longer interested).
       if (outcome === "rst" || outcome === "timeout") this.#cancelObservation(obs, outcome);
     });
+  }
+
+  /**
+   * RFC 7641 §4.5: a server must learn when an observer is gone. Observers that have not confirmed
+   * a CON notification for `observeConfirmableIntervalMs` get one now (the current state, or an
+   * empty 2.05 for a resource with nothing new); if it is never acknowledged they are removed.
+   */
+  #armSweep(): void {
+    const clock = this.#core.clock;
+    const interval = this.#opts.observeConfirmableIntervalMs;
+    const period = Math.max(1000, Math.min(interval / 4, 3_600_000));
+    this.#sweepTimer = clock.setTimeout(() => {
+      this.#sweepTimer = undefined;
+      if (this.#closed) return;
+      const now = clock.now();
+      for (const obs of this.#observers.all()) {
+        if (obs.inFlight === undefined && now - obs.lastConfirmableAt >= interval) {
+          this.#notify(obs, true);
+        }
+      }
+      this.#armSweep();
+    }, period);
+    clock.unref?.(this.#sweepTimer);
   }
 
   #cancelObservation(obs: Observation, why: string): void {
@@ -860,6 +887,20 @@ export class CoapServer implements Listener {
     x.done = true;
     const req = x.request;
     const con = req.type === CoapType.CON;
+    // RFC 7967 §2.1: No-Response suppresses responses of the classes it names (2: 2.xx,
+    // 8: 4.xx, 16: 5.xx); a CON still gets its (empty) ACK, RFC 7967 §2.
+    const noResponse = req.options.find((o) => o.number === Opt.NO_RESPONSE);
+    if (noResponse && extra.observe === undefined) {
+      const mask = decodeUint(noResponse.value);
+      const bit = { 2: 2, 4: 8, 5: 16 }[codeClass(res.code)] ?? 0;
+      if (mask & bit) {
+        x.entry.processing = false;
+        if (con && !x.separate) {
+          x.entry.reply = this.#sendMessage(emptyMessage(CoapType.ACK, req.messageId), x.addr);
+        }
+        return;
+      }
+    }
     const obsOpt: CoapOption[] = extra.observe !== undefined
       ? [{ number: Opt.OBSERVE, value: encodeUint(extra.observe) }]
       : [];
@@ -929,6 +970,7 @@ export class CoapServer implements Listener {
       try {
         this.#conn?.close();
       } catch { /* already closed */ }
+      if (this.#sweepTimer !== undefined) this.#core.clock.clearTimeout(this.#sweepTimer);
       this.#rt.close();
       this.#blocks.close();
       this.#observers.clear();
