@@ -37,8 +37,17 @@ const decoder = new TextDecoder();
  * if (r.forDevice("a").map((m) => m.topic).join() !== "t/3,t/2") throw new Error();
  * ```
  */
+interface Entry {
+  topic: string;
+  deviceId?: string;
+  protocol: string;
+  ts: number;
+  size: number;
+  head: Uint8Array; // a copy of the first bytes, decoded only when viewed
+}
+
 export class RecentMessages {
-  #ring: MessagePreview[];
+  #ring: Entry[];
   #next = 0;
   #size = 0;
 
@@ -55,7 +64,7 @@ export class RecentMessages {
       protocol: msg.protocol,
       ts: msg.ts,
       size: msg.payload.length,
-      preview: decoder.decode(msg.payload.subarray(0, this.previewBytes)),
+      head: msg.payload.slice(0, this.previewBytes),
     };
     this.#next = (this.#next + 1) % this.capacity;
     this.#size = Math.min(this.#size + 1, this.capacity);
@@ -67,7 +76,10 @@ export class RecentMessages {
     const prefix = `devices/${id}/`;
     for (let i = 1; i <= this.#size && out.length < limit; i++) {
       const m = this.#ring[(this.#next - i + this.capacity) % this.capacity];
-      if (m.deviceId === id || m.topic.startsWith(prefix)) out.push(m);
+      if (m.deviceId === id || m.topic.startsWith(prefix)) {
+        const { head, ...rest } = m;
+        out.push({ ...rest, preview: decoder.decode(head) });
+      }
     }
     return out;
   }
