@@ -175,3 +175,50 @@ for (const v of ["mqttv311", "mqttv5"]) {
     ]);
   });
 }
+
+Deno.test("PUBREL for an unknown packet id still gets PUBCOMP (v5: reason 0x92)", async () => {
+  await using h = await startMqtt();
+  const r4 = await h.raw(4);
+  await r4.connect();
+  await r4.send({ cmd: "pubrel", messageId: 99 });
+  const c4 = await r4.next() as { cmd: string; messageId: number };
+  assertEquals([c4.cmd, c4.messageId], ["pubcomp", 99]);
+  const r5 = await h.raw(5);
+  await r5.connect();
+  await r5.send({ cmd: "pubrel", messageId: 98 });
+  const c5 = await r5.next() as { cmd: string; reasonCode?: number };
+  assertEquals([c5.cmd, c5.reasonCode], ["pubcomp", 0x92]);
+});
+
+Deno.test("a 3.1.1 PUBLISH the ACL refuses is acknowledged and dropped", async () => {
+  await using h = await startMqtt({
+    core: { anonymous: false, devices: [{ id: "d1", token: "t" }] },
+  });
+  const seen: string[] = [];
+  h.core.subscribe("#", { id: "probe", deliver: (m) => seen.push(m.topic) });
+  const r = await h.raw(4);
+  await r.connect({ clientId: "d1", username: "d1", password: "t" as never });
+  await r.send({
+    cmd: "publish",
+    topic: "elsewhere",
+    payload: "x",
+    qos: 1,
+    messageId: 4,
+    dup: false,
+    retain: false,
+  });
+  const ack = await r.next() as { cmd: string; messageId: number };
+  assertEquals([ack.cmd, ack.messageId], ["puback", 4]);
+  await sleep(20);
+  assertEquals(seen.filter((t) => t === "elsewhere"), []);
+  assertEquals(h.core.stats.drops.get({ protocol: "mqtt", reason: "not_authorized" }), 1);
+});
+
+Deno.test("a PUBLISH with a wildcard in its topic closes the connection", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send({ cmd: "publish", topic: "a/+", payload: "x", qos: 0, dup: false, retain: false });
+  const got = await r.waitClosed() as Array<{ cmd: string; reasonCode?: number }>;
+  assertEquals(got.map((p) => [p.cmd, p.reasonCode]), [["disconnect", 0x90]]); // [MQTT-3.3.2-2]
+});

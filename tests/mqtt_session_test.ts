@@ -215,3 +215,42 @@ Deno.test("a v5 session expires after its Session Expiry Interval", async () => 
   });
   assertEquals((ack as { sessionPresent: boolean }).sessionPresent, false);
 });
+
+Deno.test("the will is published when the keepalive expires", async () => {
+  const clock = new FakeClock(Date.now());
+  await using h = await startMqtt({ core: { clock } });
+  const seen: string[] = [];
+  h.core.subscribe("will/#", { id: "probe", deliver: (m) => seen.push(m.topic) });
+  const r = await h.raw(4);
+  await r.connect({
+    clientId: "kaw",
+    keepalive: 2,
+    will: { topic: "will/kaw", payload: "x" as never, qos: 0, retain: false },
+  });
+  await clock.tickAsync(3100);
+  await r.waitClosed();
+  await until(() => seen.length > 0, "will");
+  assertEquals(seen, ["will/kaw"]);
+});
+
+Deno.test("a v5 DISCONNECT that sets a session expiry after CONNECT said 0 is a protocol error", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect({ clientId: "se0" });
+  await r.send({ cmd: "disconnect", reasonCode: 0, properties: { sessionExpiryInterval: 30 } });
+  const got = await r.waitClosed() as Array<{ cmd: string; reasonCode?: number }>;
+  assertEquals(got.map((p) => [p.cmd, p.reasonCode]), [["disconnect", 0x82]]); // [MQTT-3.14.2-2]
+});
+
+Deno.test("past maxSessions a new client is refused with return code 3 (0x97 in v5)", async () => {
+  await using h = await startMqtt({ server: { maxSessions: 1 } });
+  const a = await h.raw(4);
+  await a.connect({ clientId: "only" });
+  const b = await h.raw(4);
+  assertEquals(((await b.connect({ clientId: "second" })) as { returnCode: number }).returnCode, 3);
+  const c = await h.raw(5);
+  assertEquals(
+    ((await c.connect({ clientId: "third" })) as { reasonCode: number }).reasonCode,
+    0x97,
+  );
+});

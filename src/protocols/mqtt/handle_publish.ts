@@ -94,9 +94,12 @@ export function evaluatePublish(packet: IPublishPacket, ctx: PublishContext): Pu
   if (props?.responseTopic !== undefined && validateTopic(props.responseTopic)) {
     throw new MqttProtocolError("Cannot accept PUBLISH: bad response topic [MQTT-3.3.2-14]");
   }
-  const payload = typeof packet.payload === "string"
+  let payload = typeof packet.payload === "string"
     ? new TextEncoder().encode(packet.payload)
     : packet.payload as Uint8Array;
+  // The payload is a view into the socket read buffer: copy it when it would pin a much larger
+  // buffer (a queued message must cost its own size, not the read buffer's).
+  if (payload.buffer.byteLength > payload.byteLength + 256) payload = new Uint8Array(payload);
   if (props?.payloadFormatIndicator && !isWellFormedUtf8(payload)) {
     return {
       accept: false,
