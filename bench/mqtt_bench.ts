@@ -497,40 +497,39 @@ export async function run(o: MqttBenchOptions): Promise<Record<string, unknown>>
   };
 }
 
+/** Load sizes for `--quick` (smoke) and full runs; `bench/run.ts` can pass these to {@link run}. */
+export const mqttBenchPresets: Readonly<Record<"quick" | "full", MqttBenchOptions>> = {
+  quick: {
+    idle: 1000,
+    connRate: 500,
+    ingest: 20_000,
+    publishers: 4,
+    deliver: 20_000,
+    fanInPublishers: 20,
+    fanInPerPublisher: 50,
+    fanOutSubscribers: 100,
+    fanOutMessages: 10,
+  },
+  full: {
+    idle: 15_000,
+    connRate: 5000,
+    ingest: 200_000,
+    publishers: 8,
+    deliver: 200_000,
+    fanInPublishers: 100,
+    fanInPerPublisher: 100,
+    fanOutSubscribers: 1000,
+    fanOutMessages: 20,
+  },
+};
+
 if (import.meta.main) {
   const quick = Deno.args.includes("--quick");
   const sc = Deno.args.indexOf("--scenarios");
   const scenarios = sc >= 0 ? Deno.args[sc + 1].split(",") : undefined;
   const only = Deno.args.indexOf("--peers");
   const peers = only >= 0 ? Deno.args[only + 1].split(",") as Peer[] : undefined;
-  const result = await run(
-    quick
-      ? {
-        idle: 1000,
-        connRate: 500,
-        ingest: 20_000,
-        publishers: 4,
-        deliver: 20_000,
-        fanInPublishers: 20,
-        fanInPerPublisher: 50,
-        fanOutSubscribers: 100,
-        fanOutMessages: 10,
-        peers,
-        scenarios,
-      }
-      : {
-        idle: 15_000,
-        connRate: 5000,
-        ingest: 200_000,
-        publishers: 8,
-        deliver: 200_000,
-        fanInPublishers: 100,
-        fanInPerPublisher: 100,
-        fanOutSubscribers: 1000,
-        fanOutMessages: 20,
-        peers,
-        scenarios,
-      },
-  );
+  const preset = mqttBenchPresets[quick ? "quick" : "full"];
+  const result = await run({ ...preset, peers, scenarios });
   console.log(JSON.stringify(result, null, 2));
 }

@@ -117,7 +117,8 @@ export class MqttFrameDecoder {
 
   /** Bytes held for a partial packet. */
   get buffered(): number {
-    return this.#frame ? this.#filled : this.#lenBytes + (this.#state === State.Header ? 0 : 1);
+    if (this.#state === State.Header) return 0;
+    return this.#state === State.Length ? 1 + this.#lenBytes : this.#filled;
   }
 
   /** Decodes every complete packet in `chunk` (plus what was buffered); throws on a bad one. */

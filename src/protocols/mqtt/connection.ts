@@ -39,6 +39,8 @@ export interface ConnectionContext {
   store: SessionStore;
   /** Shared subscription groups. */
   shared: SharedSubscriptions;
+  /** Called once when the connection has ended and its session was released. */
+  onClosed?: (c: MqttConnection) => void;
 }
 
 const LABELS = { protocol: "mqtt" } as const;
@@ -105,7 +107,7 @@ export class MqttConnection implements SessionHandle, SessionLink {
     return this.#accepted?.clientId;
   }
 
-  /** Reads and handles packets until the connection ends, then releases the session. */
+  /** Reads and handles packets until the connection ends, then releases the session. Never rejects. */
   async run(): Promise<void> {
     const { core, options } = this.#ctx;
     // Connect timeout, then keepalive: one supervisor deadline.
@@ -141,7 +143,12 @@ export class MqttConnection implements SessionHandle, SessionLink {
     } catch (err) {
       this.#fail(err);
     } finally {
-      await this.#cleanup();
+      try {
+        await this.#cleanup();
+      } catch (err) {
+        this.#ctx.log.error("connection cleanup failed", { peer: this.#peer, error: err });
+      }
+      this.#ctx.onClosed?.(this);
     }
   }
 
@@ -250,7 +257,7 @@ export class MqttConnection implements SessionHandle, SessionLink {
         return;
       case "pubrel": {
         // [MQTT-4.3.3-11]: PUBCOMP whether or not the id is known (v5: 0x92 when unknown).
-        const known = session.inboundQos2.delete(p.messageId!);
+        const known = session.releaseInbound(p.messageId!);
         this.#send(
           this.#version === 5 && !known
             ? {
@@ -334,7 +341,10 @@ export class MqttConnection implements SessionHandle, SessionLink {
     this.receiveMaximum = c.receiveMaximum;
     this.#connected = true;
     if (c.keepAlive > 0) this.#deadline?.touch(c.keepAlive * 1500); // [MQTT-3.1.2-22] 1.5x
-    else this.#deadline?.cancel();
+    else {
+      this.#deadline?.cancel();
+      this.#deadline = undefined;
+    }
     if (c.deviceId) core.registry.attach(c.deviceId, this);
     const connack: IConnackPacket = {
       cmd: "connack",
@@ -381,12 +391,12 @@ export class MqttConnection implements SessionHandle, SessionLink {
     const session = this.#session!;
     const c = this.#accepted!;
     const id = p.messageId;
-    if (p.qos === 2 && session.inboundQos2.has(id!)) {
+    if (p.qos === 2 && session.hasInbound(id!)) {
       // [MQTT-4.3.3-10] a resent QoS 2 PUBLISH is acknowledged again but not delivered again.
       this.#send({ cmd: "pubrec", messageId: id });
       return;
     }
-    if (p.qos === 2 && session.inboundQos2.size >= options.receiveMaximum) {
+    if (p.qos === 2 && session.inboundCount >= options.receiveMaximum) {
       // [MQTT-3.3.4-9] more unacknowledged QoS 2 than our Receive Maximum.
       throw new MqttProtocolError("Cannot accept PUBLISH: Receive Maximum exceeded", {
         reasonCode: ReasonCode.ReceiveMaximumExceeded,
@@ -408,7 +418,7 @@ export class MqttConnection implements SessionHandle, SessionLink {
       const rc = this.#version === 5 ? d.reasonCode : undefined;
       if (p.qos === 1) this.#send({ cmd: "puback", messageId: id, reasonCode: rc });
       if (p.qos === 2) {
-        if (this.#version !== 5) session.inboundQos2.add(id!);
+        if (this.#version !== 5) session.addInbound(id!);
         this.#send({ cmd: "pubrec", messageId: id, reasonCode: rc });
       }
       return;
@@ -433,7 +443,7 @@ export class MqttConnection implements SessionHandle, SessionLink {
     // Acknowledge only once accepted ([MQTT-4.3.2-2], [MQTT-4.3.3-2]).
     if (p.qos === 1) this.#send({ cmd: "puback", messageId: id });
     else if (p.qos === 2) {
-      session.inboundQos2.add(id!);
+      session.addInbound(id!);
       this.#send({ cmd: "pubrec", messageId: id });
     }
   }

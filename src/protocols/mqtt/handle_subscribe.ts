@@ -108,7 +108,7 @@ export function handleSubscribe(packet: ISubscribePacket, ctx: SubscribeContext)
     out.granted.push(qos);
     if (shared) {
       ctx.shared.join(shared, ctx.session, opts);
-      ctx.session.shared.set(s.topic, opts);
+      ctx.session.addShared(s.topic, opts);
       continue; // MQTT 5 §4.8.2: no retained messages for shared subscriptions
     }
     // [MQTT-3.8.4-3] an identical filter replaces the subscription.
@@ -151,7 +151,7 @@ export function handleUnsubscribe(packet: IUnsubscribePacket, ctx: SubscribeCont
     const shared = parseSharedFilter(f);
     if (typeof shared === "string") return ReasonCode.TopicFilterInvalid;
     if (shared) {
-      ctx.session.shared.delete(f);
+      ctx.session.removeShared(f);
       return ctx.shared.leave(shared, ctx.session)
         ? ReasonCode.Success
         : ReasonCode.NoSubscriptionExisted;

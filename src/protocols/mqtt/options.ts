@@ -35,7 +35,7 @@ export interface MqttServerOptions {
   maxPendingBytes?: number;
   /** Longest a write may wait on a slow socket before the connection is closed. @default 10000 */
   drainTimeoutMs?: number;
-  /** Initial socket read buffer of an idle connection, bytes. @default 512 */
+  /** Socket read buffer of an idle connection, bytes (grows while data streams in). @default 256 */
   readBufferMin?: number;
   /** Largest socket read buffer while data streams in, bytes. @default 16384 */
   readBufferMax?: number;
@@ -63,7 +63,7 @@ export const defaultMqttServerOptions: Readonly<Required<MqttServerOptions>> = O
   maxSessions: 100_000,
   maxPendingBytes: 1 << 20,
   drainTimeoutMs: 10_000,
-  readBufferMin: 512,
+  readBufferMin: 256,
   readBufferMax: 16_384,
   allowMqtt31: true,
   maxClientIdLength: 256,

@@ -77,7 +77,8 @@ export function toPublishProperties(
       : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
   }
   if (props.expiresAt !== undefined) {
-    out.messageExpiryInterval = Math.max(0, Math.floor((props.expiresAt - now) / 1000));
+    // Rounded up: a message that has not expired never says 0 seconds left.
+    out.messageExpiryInterval = Math.max(1, Math.ceil((props.expiresAt - now) / 1000));
   }
   if (props.userProperties?.length) {
     const up: UserProperties = {};

@@ -8,7 +8,9 @@
 
 import type { Core, Logger } from "../../core/mod.ts";
 import type { ListenAddress, Listener } from "../listener.ts";
-import { MqttConnection } from "./connection.ts";
+import { type ConnectionContext, MqttConnection } from "./connection.ts";
+
+const MQTT_LABELS = { protocol: "mqtt" } as const;
 import { type MqttServerOptions, resolveMqttServerOptions } from "./options.ts";
 import { SessionStore } from "./session_store.ts";
 import { SharedSubscriptions } from "./shared_subscriptions.ts";
@@ -39,6 +41,7 @@ export class MqttServer implements Listener {
   #store: SessionStore;
   #shared: SharedSubscriptions;
   #accepting: Promise<void> | undefined;
+  #ctx: ConnectionContext;
   #closing: Promise<void> | undefined;
 
   /** Creates the server; nothing is bound until {@link listen}. */
@@ -48,6 +51,18 @@ export class MqttServer implements Listener {
     this.#log = core.log.child("mqtt");
     this.#shared = new SharedSubscriptions(core);
     this.#store = new SessionStore(core, this.#shared, this.#options, this.#log);
+    // One context object shared by every connection (nothing per connection but the connection).
+    this.#ctx = {
+      core,
+      options: this.#options,
+      log: this.#log,
+      store: this.#store,
+      shared: this.#shared,
+      onClosed: (c) => {
+        this.#connections.delete(c);
+        core.stats.connections.inc(MQTT_LABELS, -1);
+      },
+    };
   }
 
   /** Resolved options. */
@@ -100,21 +115,10 @@ export class MqttServer implements Listener {
       try {
         conn.setNoDelay(true);
       } catch { /* not fatal */ }
-      stats.connectionsAccepted.inc({ protocol: "mqtt" });
-      stats.connections.inc({ protocol: "mqtt" });
-      const c = new MqttConnection({
-        core: this.#core,
-        options: this.#options,
-        log: this.#log,
-        store: this.#store,
-        shared: this.#shared,
-      }, conn);
-      const done = c.run().catch((err) => this.#log.error("connection failed", { error: err }))
-        .finally(() => {
-          this.#connections.delete(c);
-          stats.connections.inc({ protocol: "mqtt" }, -1);
-        });
-      this.#connections.set(c, done);
+      stats.connectionsAccepted.inc(MQTT_LABELS);
+      stats.connections.inc(MQTT_LABELS);
+      const c = new MqttConnection(this.#ctx, conn);
+      this.#connections.set(c, c.run());
     }
   }
 

@@ -82,6 +82,12 @@ export interface MqttSessionOptions {
 
 let nextSessionNumber = 0;
 
+interface Subscription {
+  opts: SubscriptionOptions;
+  levels: string[];
+  off: () => void;
+}
+
 /**
  * One client's session.
  *
@@ -103,20 +109,16 @@ export class MqttSession {
   readonly id: string;
   /** The client identifier. */
   readonly clientId: string;
-  /** Non-shared subscriptions by filter. */
-  readonly subscriptions: Map<string, SubscriptionOptions> = new Map();
-  /** Shared subscriptions (`$share/{group}/{filter}`) by full filter. */
-  readonly shared: Map<string, SubscriptionOptions> = new Map();
-  /** Packet ids of QoS 2 PUBLISHes received and not yet released (method B, MQTT 5 §4.3.3). */
-  readonly inboundQos2: Set<number> = new Set();
   /** Session Expiry Interval, seconds (0: the session ends with its connection). */
   expirySec = 0;
   /** The subscriber registered with the core for this session. */
   readonly subscriber: Subscriber;
   #core: Core;
   #opts: MqttSessionOptions;
-  #unsub = new Map<string, () => void>();
-  #levels = new Map<string, string[]>();
+  // Collections are created on first use: an idle session costs a few hundred bytes.
+  #subs: Map<string, Subscription> | undefined;
+  #shared: Map<string, SubscriptionOptions> | undefined;
+  #inbound: Set<number> | undefined; // QoS 2 ids received, not yet released (method B, §4.3.3)
   #queue: Outgoing[] = [];
   #inflight = new Map<number, InflightEntry>();
   #nextId = 1;
@@ -162,23 +164,63 @@ export class MqttSession {
   /** Adds or replaces a non-shared subscription; returns whether it already existed. */
   subscribe(filter: string, opts: SubscriptionOptions): boolean {
     if (this.#destroyed) return false;
-    const existed = this.subscriptions.has(filter);
-    this.subscriptions.set(filter, opts);
-    if (!existed) {
-      this.#levels.set(filter, filter.split("/"));
-      this.#unsub.set(filter, this.#core.subscribe(filter, this.subscriber));
+    const subs = this.#subs ??= new Map();
+    const sub = subs.get(filter);
+    if (sub) {
+      sub.opts = opts;
+      return true;
     }
-    return existed;
+    const off = this.#core.subscribe(filter, this.subscriber);
+    subs.set(filter, { opts, levels: filter.split("/"), off });
+    return false;
+  }
+
+  /** Number of non-shared subscriptions. */
+  get subscriptionCount(): number {
+    return this.#subs?.size ?? 0;
+  }
+
+  /** Records a shared subscription (the group membership lives in `SharedSubscriptions`). */
+  addShared(filter: string, opts: SubscriptionOptions): void {
+    (this.#shared ??= new Map()).set(filter, opts);
+  }
+
+  /** Forgets a shared subscription; returns whether it was recorded. */
+  removeShared(filter: string): boolean {
+    return this.#shared?.delete(filter) ?? false;
+  }
+
+  /** Full `$share/…` filters of the session. */
+  sharedFilters(): string[] {
+    return this.#shared ? [...this.#shared.keys()] : [];
+  }
+
+  /** True when a QoS 2 PUBLISH with this id was received and not yet released. */
+  hasInbound(packetId: number): boolean {
+    return this.#inbound?.has(packetId) ?? false;
+  }
+
+  /** Records a received QoS 2 packet id (until PUBREL). */
+  addInbound(packetId: number): void {
+    (this.#inbound ??= new Set()).add(packetId);
+  }
+
+  /** Releases a QoS 2 packet id (PUBREL); returns whether it was known. */
+  releaseInbound(packetId: number): boolean {
+    return this.#inbound?.delete(packetId) ?? false;
+  }
+
+  /** QoS 2 packet ids received and not yet released. */
+  get inboundCount(): number {
+    return this.#inbound?.size ?? 0;
   }
 
   /** Removes a non-shared subscription; returns whether it existed. */
   unsubscribe(filter: string): boolean {
-    const off = this.#unsub.get(filter);
-    if (!off) return false;
-    off();
-    this.#unsub.delete(filter);
-    this.#levels.delete(filter);
-    this.subscriptions.delete(filter);
+    const sub = this.#subs?.get(filter);
+    if (!sub) return false;
+    sub.off();
+    this.#subs!.delete(filter);
     return true;
   }
 
@@ -192,12 +234,14 @@ export class MqttSession {
     let qos = -1;
     let retain = false;
     let subIds: number[] | undefined;
-    const single = this.subscriptions.size === 1;
+    const subs = this.#subs;
+    if (!subs) return;
+    const single = subs.size === 1;
     const topic = single ? undefined : msg.topic.split("/");
     const dollar = msg.topic.startsWith("$");
-    for (const [filter, o] of this.subscriptions) {
+    for (const { opts: o, levels } of subs.values()) {
       // The core only calls us for a matching filter: with one subscription, it is that one.
-      if (!single && !levelsMatch(this.#levels.get(filter)!, topic!, dollar)) continue;
+      if (!single && !levelsMatch(levels, topic!, dollar)) continue;
       // [MQTT-3.8.3-3] no local: not to the session that published it.
       if (o.noLocal && msg.origin === this.id) continue;
       qos = Math.max(qos, Math.min(o.qos, msg.qos));
@@ -287,13 +331,12 @@ export class MqttSession {
   /** Removes every subscription and drops queued and in-flight messages. Idempotent. */
   destroy(): void {
     this.#destroyed = true;
-    for (const off of this.#unsub.values()) off();
-    this.#unsub.clear();
-    this.#levels.clear();
-    this.subscriptions.clear();
+    if (this.#subs) { for (const sub of this.#subs.values()) sub.off(); }
+    this.#subs = undefined;
+    this.#shared = undefined;
     this.#queue = [];
     this.#inflight.clear();
-    this.inboundQos2.clear();
+    this.#inbound = undefined;
     this.#link = undefined;
     this.#last = undefined;
   }

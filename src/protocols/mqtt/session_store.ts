@@ -183,7 +183,7 @@ export class SessionStore {
       this.#publishWill(e.will.will); // the session ends: a pending will goes out
       e.will = undefined;
     }
-    for (const f of e.session.shared.keys()) {
+    for (const f of e.session.sharedFilters()) {
       const p = parseSharedFilter(f);
       if (p && typeof p === "object") this.#shared.leave(p, e.session);
     }
