@@ -223,7 +223,7 @@ async function idleScenario(port: number, pid: number, n: number) {
   };
 }
 
-async function connRateScenario(port: number, n: number) {
+export async function connRateScenario(port: number, n: number) {
   const disc = enc({ cmd: "disconnect" });
   const t0 = performance.now();
   await pool(n, 50, async (i) => {

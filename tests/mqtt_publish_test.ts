@@ -222,3 +222,33 @@ Deno.test("a PUBLISH with a wildcard in its topic closes the connection", async 
   const got = await r.waitClosed() as Array<{ cmd: string; reasonCode?: number }>;
   assertEquals(got.map((p) => [p.cmd, p.reasonCode]), [["disconnect", 0x90]]); // [MQTT-3.3.2-2]
 });
+
+Deno.test("an unacknowledged PUBREL is resent on reconnect of a persistent session", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(4);
+  await r.connect({ clientId: "rel", clean: false });
+  await r.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "rel", qos: 2 }] });
+  await r.next();
+  const pub = await h.client({ protocolVersion: 4 });
+  await pub.publishAsync("rel", "x", { qos: 2 });
+  const p = await r.next() as IPublishPacket;
+  await r.send({ cmd: "pubrec", messageId: p.messageId });
+  assertEquals((await r.next()).cmd, "pubrel");
+  r.close(); // no PUBCOMP
+  for (let i = 0; i < 100 && h.server.connectionCount > 1; i++) await sleep(5);
+  const r2 = await h.raw(4);
+  await r2.connect({ clientId: "rel", clean: false });
+  const again = await r2.next() as { cmd: string; messageId: number };
+  assertEquals([again.cmd, again.messageId], ["pubrel", p.messageId]); // [MQTT-4.4.0-1]
+  await r2.send({ cmd: "pubcomp", messageId: p.messageId });
+});
+
+Deno.test("a v5 PUBLISH with an empty topic and no topic alias gets DISCONNECT 0x82", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  // PUBLISH QoS 0, topic "", no properties, payload "x"
+  await r.send(new Uint8Array([0x30, 4, 0, 0, 0, 0x78]));
+  const got = await r.waitClosed() as Array<{ cmd: string; reasonCode?: number }>;
+  assertEquals(got.map((p) => [p.cmd, p.reasonCode]), [["disconnect", 0x82]]);
+});

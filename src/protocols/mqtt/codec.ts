@@ -42,34 +42,49 @@ const SINGLE_ALLOWED = new Set(["userProperties", "subscriptionIdentifier"]);
 interface SharedParser {
   parser: ReturnType<typeof mqttPacket.parser> & {
     settings: { protocolVersion?: number };
-    _resetState(): void;
+    packet: unknown;
+    error: Error | null;
+    _list: { length: number; consume(n: number): void };
+    _stateCounter: number;
     _pos: number;
   };
+  newPacket: () => unknown;
   got: Packet | undefined;
   err: Error | undefined;
 }
 
 let shared: SharedParser | undefined;
 
+/**
+ * Puts the shared parser back to its initial state without `_resetState`, which allocates a new
+ * buffer-list stream each time; `_pos` is reset too (`_resetState` leaves it, and a failed frame
+ * can leave it anywhere: found by the fuzz test).
+ */
+function reset(s: SharedParser): void {
+  const p = s.parser;
+  if (p._list.length) p._list.consume(p._list.length);
+  p.packet = s.newPacket();
+  p.error = null;
+  p._stateCounter = 0;
+  p._pos = 0;
+}
+
 function parseFrame(
   frame: Uint8Array,
   version: ProtocolVersion | undefined,
 ): { packet?: Packet; error?: Error } {
   if (!shared) {
-    const s: SharedParser = {
-      parser: mqttPacket.parser() as SharedParser["parser"],
-      got: undefined,
-      err: undefined,
-    };
-    s.parser.on("packet", (p: Packet) => s.got = p);
-    s.parser.on("error", (e: Error) => s.err = e);
+    const parser = mqttPacket.parser() as SharedParser["parser"];
+    const Ctor = (parser.packet as { constructor: new () => unknown }).constructor;
+    const s: SharedParser = { parser, newPacket: () => new Ctor(), got: undefined, err: undefined };
+    parser.on("packet", (p: Packet) => s.got = p);
+    parser.on("error", (e: Error) => s.err = e);
     shared = s;
   }
   const s = shared;
   s.got = undefined;
   s.err = undefined;
-  s.parser._resetState();
-  s.parser._pos = 0; // not reset by _resetState; a failed frame can leave it anywhere
+  reset(s);
   s.parser.settings = version ? { protocolVersion: version } : {};
   try {
     s.parser.parse(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
@@ -79,8 +94,7 @@ function parseFrame(
   const out = { packet: s.got, error: s.err };
   s.got = undefined;
   s.err = undefined;
-  s.parser._resetState(); // drop references to the frame
-  s.parser._pos = 0;
+  reset(s); // drop references to the frame
   return out;
 }
 

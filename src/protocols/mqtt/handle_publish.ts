@@ -79,6 +79,10 @@ export function evaluatePublish(packet: IPublishPacket, ctx: PublishContext): Pu
       topic = known;
     } else ctx.aliases.set(alias, topic);
   }
+  if (topic === "") {
+    // [MQTT-4.7.3-1]; v5 §3.3.2.1: an empty topic without a topic alias is a Protocol Error.
+    throw new MqttProtocolError("Cannot accept PUBLISH: empty topic without a topic alias");
+  }
   const err = validateTopic(topic);
   if (err) {
     // [MQTT-3.3.2-2], [MQTT-4.7.3-1]
