@@ -59,6 +59,8 @@ async function waitAccepting(port: number, child: Deno.ChildProcess, timeoutMs =
 /** Starts mosquitto with `listener <free port> 127.0.0.1` and `allow_anonymous true`. */
 export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mosquitto> {
   const dir = await Deno.makeTempDir({ prefix: "ferry-mosq-" });
+  // Started as root, mosquitto drops to the `mosquitto` user: let it write its persistence file.
+  await Deno.chmod(dir, 0o777);
   const port = freePort();
   const conf = `${dir}/mosquitto.conf`;
   await Deno.writeTextFile(
@@ -68,8 +70,8 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
       "allow_anonymous true",
       `persistence ${options.persistence ? "true" : "false"}`,
       `persistence_location ${dir}/`,
-      "max_queued_messages 0",
-      "max_inflight_messages 0",
+      "max_queued_messages 1000000",
+      "max_inflight_messages 100",
       "log_dest none",
       ...(options.extra ?? []),
     ].join("\n") + "\n",
