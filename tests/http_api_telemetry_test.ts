@@ -228,6 +228,25 @@ Deno.test("HTTP telemetry whose body never finishes gets 408 and does not block 
   }
 });
 
+Deno.test("HTTP telemetry chunked body that stalls gets 408 and does not block shutdown", async () => {
+  const h = await startHttpApi({ api: { bodyTimeoutMs: 200 } });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: h.port });
+  try {
+    await conn.write(enc(
+      "POST /api/v1/devices/d1/telemetry HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t1\r\n" +
+        "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    ));
+    const text = await readRaw(conn, (t) => t.includes("request-timeout"));
+    assert(text.startsWith("HTTP/1.1 408"), text);
+    const t0 = Date.now();
+    await h[Symbol.asyncDispose]();
+    assert(Date.now() - t0 < 3000, `shutdown took ${Date.now() - t0} ms`);
+  } finally {
+    conn.close();
+    await h[Symbol.asyncDispose]();
+  }
+});
+
 Deno.test("HTTP telemetry JSON array batch publishes one message per element in order", async () => {
   await using h = await startHttpApi();
   const res = await h.fetch("/api/v1/devices/d1/telemetry/temp", {

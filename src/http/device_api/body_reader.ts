@@ -1,12 +1,14 @@
 /**
  * Reads a request body with a hard size cap (checked before anything is buffered past it) and
  * a deadline for the whole body, so a slow or never-finishing upload cannot hold memory or a
- * handler forever.
+ * handler forever. A body with a declared `Content-Length` within the cap is read in one native
+ * call (the runtime enforces the length); a chunked body is read chunk by chunk and cut off at
+ * the cap. Deadlines live on the core's shared deadline heap: no timer per request.
  *
  * @module
  */
 
-import type { Clock } from "../../core/clock.ts";
+import type { DeadlineQueue } from "../../core/deadline_queue.ts";
 
 /** Outcome of {@link readBody}. */
 export type BodyResult =
@@ -21,68 +23,89 @@ export interface ReadBodyOptions {
   maxBytes: number;
   /** Deadline of the whole body (ms). */
   timeoutMs: number;
-  /** Time source for the deadline. */
-  clock: Clock;
-  /** Aborts the read (gateway shutdown, client gone). */
+  /** Where the deadline is kept (the core's `deadlines`). */
+  deadlines: DeadlineQueue;
+  /** Aborts the read (gateway shutdown). */
   signal?: AbortSignal;
 }
 
+const EMPTY = new Uint8Array(0);
+
 /**
- * Reads `body` fully unless it exceeds `maxBytes`, misses the deadline, or `signal` aborts; in
- * those cases the stream is cancelled and what was read is dropped.
+ * Reads the body of `req` fully unless it exceeds `maxBytes`, misses the deadline, or `signal`
+ * aborts; in those cases reading stops and what was read is dropped.
  *
  * @example
  * ```ts
- * import { systemClock } from "../../core/clock.ts";
+ * import { DeadlineQueue } from "../../core/deadline_queue.ts";
  * import { readBody } from "./body_reader.ts";
- * const ok = await readBody(new Response("hello").body, { maxBytes: 8, timeoutMs: 1000, clock: systemClock });
+ * using deadlines = new DeadlineQueue();
+ * const post = (body: string) => new Request("http://x/", { method: "POST", body });
+ * const ok = await readBody(post("hello"), { maxBytes: 8, timeoutMs: 1000, deadlines });
  * if (!ok.ok || ok.bytes.length !== 5) throw new Error();
- * const big = await readBody(new Response("hello world").body, { maxBytes: 8, timeoutMs: 1000, clock: systemClock });
+ * const big = await readBody(post("hello world"), { maxBytes: 8, timeoutMs: 1000, deadlines });
  * if (big.ok || big.reason !== "too_large") throw new Error();
  * ```
  */
-export async function readBody(
-  body: ReadableStream<Uint8Array> | null,
-  options: ReadBodyOptions,
-): Promise<BodyResult> {
-  if (!body) return { ok: true, bytes: new Uint8Array(0) };
-  const { maxBytes, timeoutMs, clock, signal } = options;
-  const reader = body.getReader();
-  let stop: "timeout" | "aborted" | undefined;
-  const halt = (why: "timeout" | "aborted") => {
-    stop ??= why;
-    reader.cancel().catch(() => {});
-  };
-  const timer = clock.setTimeout(() => halt("timeout"), timeoutMs);
-  const onAbort = () => halt("aborted");
-  if (signal?.aborted) halt("aborted");
-  signal?.addEventListener("abort", onAbort, { once: true });
-  const chunks: Uint8Array[] = [];
-  let received = 0;
+export async function readBody(req: Request, options: ReadBodyOptions): Promise<BodyResult> {
+  if (!req.body) return { ok: true, bytes: EMPTY };
+  const { maxBytes, timeoutMs, deadlines, signal } = options;
+  if (signal?.aborted) return { ok: false, reason: "aborted", received: 0 };
+  const declared = req.headers.get("content-length");
+  const length = declared !== null && /^\d{1,15}$/.test(declared) ? Number(declared) : -1;
+  if (length > maxBytes) return { ok: false, reason: "too_large", received: 0 };
+  const stop = Promise.withResolvers<"timeout" | "aborted">();
+  let deadline;
   try {
-    for (;;) {
-      let r: ReadableStreamReadResult<Uint8Array>;
-      try {
-        r = await reader.read();
-      } catch {
-        // A client that resets mid-body: nothing more will come.
-        stop ??= "aborted";
-        break;
+    deadline = deadlines.add(timeoutMs, () => stop.resolve("timeout"));
+  } catch {
+    return { ok: false, reason: "aborted", received: 0 }; // the core is closed
+  }
+  const onAbort = () => stop.resolve("aborted");
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    if (length >= 0) {
+      // The runtime checks the length; `bytes()` cannot be cancelled, so a late body is left
+      // pending (its rejection handled) and dropped with the connection.
+      const all = req.bytes();
+      const r = await Promise.race([all, stop.promise]);
+      if (typeof r === "string") {
+        all.catch(() => {});
+        return { ok: false, reason: r, received: 0 };
       }
-      // Cancelling makes a pending read resolve `done`: `stop` tells it from a finished body.
-      if (r.done || stop) break;
-      received += r.value.byteLength;
-      if (received > maxBytes) {
-        reader.cancel().catch(() => {});
-        return { ok: false, reason: "too_large", received };
-      }
-      chunks.push(r.value);
+      return { ok: true, bytes: r };
     }
+    return await readChunks(req.body, maxBytes, stop.promise);
+  } catch {
+    return { ok: false, reason: "aborted", received: 0 }; // the client reset mid-body
   } finally {
-    clock.clearTimeout(timer);
+    deadline.cancel();
     signal?.removeEventListener("abort", onAbort);
   }
-  if (stop) return { ok: false, reason: stop, received };
+}
+
+async function readChunks(
+  body: ReadableStream<Uint8Array>,
+  maxBytes: number,
+  stop: Promise<"timeout" | "aborted">,
+): Promise<BodyResult> {
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let received = 0;
+  for (;;) {
+    const r = await Promise.race([reader.read(), stop]);
+    if (typeof r === "string") {
+      reader.cancel().catch(() => {});
+      return { ok: false, reason: r, received };
+    }
+    if (r.done) break;
+    received += r.value.byteLength;
+    if (received > maxBytes) {
+      reader.cancel().catch(() => {});
+      return { ok: false, reason: "too_large", received };
+    }
+    chunks.push(r.value);
+  }
   if (chunks.length === 1) return { ok: true, bytes: chunks[0] };
   const bytes = new Uint8Array(received);
   let o = 0;

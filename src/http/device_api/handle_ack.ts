@@ -35,10 +35,10 @@ export async function handleAck(
     return ctx.fail("forbidden", url, { detail: `Cannot publish to ${topic}` });
   }
   const limit = Math.min(MAX_ACK_BYTES, opts.maxBodyBytes);
-  const body = await readBody(req.body, {
+  const body = await readBody(req, {
     maxBytes: limit,
     timeoutMs: opts.bodyTimeoutMs,
-    clock: core.clock,
+    deadlines: core.deadlines,
     signal: ctx.closing,
   });
   if (!body.ok) {

@@ -76,10 +76,10 @@ export async function handleTelemetry(
       extensions: { limit: opts.maxBodyBytes },
     });
   }
-  const body = await readBody(req.body, {
+  const body = await readBody(req, {
     maxBytes: opts.maxBodyBytes,
     timeoutMs: opts.bodyTimeoutMs,
-    clock: core.clock,
+    deadlines: core.deadlines,
     signal: ctx.closing,
   });
   if (!body.ok) {
