@@ -182,3 +182,32 @@ Deno.test("an anonymous client whose client id is a device id gets presence", as
   await sleep(10);
   assertEquals(h.core.registry.get("anon-dev")?.state, "online");
 });
+
+Deno.test("a subscriber that stops reading is closed as a slow consumer instead of buffering", async () => {
+  await using h = await startMqtt({ server: { maxPendingBytes: 64 * 1024, drainTimeoutMs: 500 } });
+  const mqttPacket = (await import("mqtt-packet")).default;
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: h.port });
+  try {
+    const send = (p: object) => conn.write(mqttPacket.generate(p as never, { protocolVersion: 4 }));
+    await send({
+      cmd: "connect",
+      protocolId: "MQTT",
+      protocolVersion: 4,
+      clientId: "slow",
+      clean: true,
+      keepalive: 0,
+    });
+    await send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "flood", qos: 0 }] });
+    for (let i = 0; i < 100 && h.core.router.size === 0; i++) await sleep(5);
+    const payload = new Uint8Array(16 * 1024);
+    // never read: ~32 MB offered, far beyond socket buffers and maxPendingBytes
+    for (let i = 0; i < 2000 && h.server.connectionCount > 0; i++) {
+      await h.core.publish(createMessage({ topic: "flood", payload, protocol: "system" }));
+      if (i % 50 === 0) await sleep(1);
+    }
+    for (let i = 0; i < 400 && h.server.connectionCount > 0; i++) await sleep(5);
+    assertEquals(h.server.connectionCount, 0);
+  } finally {
+    conn.close();
+  }
+});
