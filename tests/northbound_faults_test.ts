@@ -1,3 +1,4 @@
+import { FakeClock } from "../src/core/clock.ts";
 import { AckStatus } from "../src/protocols/binary/frame.ts";
 import { FbpClient } from "../src/protocols/binary/client.ts";
 import { assert, assertEquals } from "./_assert.ts";
@@ -87,4 +88,96 @@ Deno.test("Bridge loses nothing and keeps per-device order while the upstream is
   assert(metrics.includes("ferry_northbound_reconnects_total 3"), "reconnects in /metrics");
   assert(metrics.includes('ferry_northbound_state{state="live"} 1'), "state in /metrics");
   await Promise.all(devices.map((d) => d.close()));
+});
+
+function dropped(h: { gw: { core: { metrics: { render(): string } } } }, reason: string): number {
+  const m = new RegExp(`^ferry_spool_dropped_total\\{reason="${reason}"\\} (\\d+)$`, "m")
+    .exec(h.gw.core.metrics.render());
+  return m ? Number(m[1]) : 0;
+}
+
+function telemetrySeqs(received: Received[], device: string): number[] {
+  return received.filter((r) => r.topic === `ferry/gw1/devices/${device}/telemetry`)
+    .map((r) => Number(r.text));
+}
+
+Deno.test("Spool full with refuse-new answers devices OVERLOADED, counts the refusals, forwards the rest", async () => {
+  // Room for about 20 telemetry messages of this size.
+  await using h = await startNorthboundHarness({
+    northbound: { spool: { maxBytes: 20 * 70, fullPolicy: "refuse-new" } },
+  });
+  await waitFor(() => h.nb.state === "live", "the upstream link");
+  await h.broker.stop();
+  await waitFor(() => h.nb.state !== "live", "link down");
+  const dev = await FbpClient.connect({ port: h.gw.port, id: "d1" });
+  const statuses: number[] = [];
+  for (let i = 0; i < 40; i++) {
+    statuses.push(await dev.telemetry(enc(`${i}`.padStart(20, "0")), { ack: true }));
+  }
+  const ok = statuses.filter((s) => s === AckStatus.OK).length;
+  assert(ok > 5 && ok < 40, `${ok} accepted`);
+  assertEquals(statuses, [
+    ...Array(ok).fill(AckStatus.OK),
+    ...Array(40 - ok).fill(AckStatus.OVERLOADED),
+  ]);
+  assertEquals(dropped(h, "refused"), 40 - ok);
+  await h.broker.start();
+  await waitFor(() => telemetrySeqs(h.sub.received, "d1").length === ok, `${ok} upstream`);
+  assertEquals(telemetrySeqs(h.sub.received, "d1"), Array.from({ length: ok }, (_, i) => i));
+  await dev.close();
+});
+
+Deno.test("Spool full with drop-oldest acknowledges every message, keeps the newest, counts the drops", async () => {
+  await using h = await startNorthboundHarness({
+    northbound: { spool: { maxBytes: 20 * 70, fullPolicy: "drop-oldest" } },
+  });
+  await waitFor(() => h.nb.state === "live", "the upstream link");
+  await h.broker.stop();
+  await waitFor(() => h.nb.state !== "live", "link down");
+  const dev = await FbpClient.connect({ port: h.gw.port, id: "d1" });
+  for (let i = 0; i < 40; i++) {
+    assertEquals(await dev.telemetry(enc(`${i}`.padStart(20, "0")), { ack: true }), AckStatus.OK);
+  }
+  const depth = h.nb.spool.depth;
+  const drops = dropped(h, "full");
+  assertEquals(drops + depth, 41, "40 telemetry + 1 presence message either kept or dropped");
+  await h.broker.start();
+  await waitFor(() => h.nb.spool.depth === 0, "the spool to drain");
+  await waitFor(() => telemetrySeqs(h.sub.received, "d1").at(-1) === 39, "the newest upstream");
+  const got = telemetrySeqs(h.sub.received, "d1");
+  assertEquals(got, Array.from({ length: got.length }, (_, i) => 40 - got.length + i), "a suffix");
+  assertEquals(got.length, depth);
+  await dev.close();
+});
+
+Deno.test("Messages older than the spool TTL are dropped, counted, and never sent upstream", async () => {
+  const clock = new FakeClock(Date.now());
+  await using h = await startNorthboundHarness({
+    core: { clock },
+    northbound: {
+      spool: { ttlSec: 30 },
+      housekeepingMs: 1000,
+      backoffBaseMs: 10,
+      backoffCapMs: 10,
+    },
+  });
+  await waitFor(() => h.nb.state === "live", "the upstream link");
+  await h.broker.stop();
+  await waitFor(() => h.nb.state !== "live", "link down");
+  const dev = await FbpClient.connect({ port: h.gw.port, id: "d1" });
+  for (let i = 0; i < 10; i++) assertEquals(await dev.telemetry(enc(`${i}`), { ack: true }), 0);
+  assertEquals(h.nb.spool.depth, 11); // and the presence message
+  await clock.tickAsync(31_000);
+  assertEquals(h.nb.spool.depth, 0);
+  assertEquals(dropped(h, "ttl"), 11);
+  await h.broker.start();
+  for (let i = 0; i < 200 && h.nb.state !== "live"; i++) {
+    await clock.tickAsync(10);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  assertEquals(h.nb.state, "live");
+  await dev.telemetry(enc("fresh"), { ack: true });
+  await waitFor(() => h.sub.received.some((r) => r.text === "fresh"), "a fresh message");
+  assertEquals(telemetrySeqs(h.sub.received, "d1").filter((n) => !Number.isNaN(n)), []);
+  await dev.close();
 });
