@@ -105,20 +105,33 @@ function splitArray(bytes: Uint8Array, maxBatch: number): BatchResult {
 }
 
 function splitNdjson(bytes: Uint8Array, maxBatch: number): BatchResult {
+  // One decode for the whole body; 0x0A never occurs inside a UTF-8 multi-byte sequence, so the
+  // k-th line of the text is the k-th line of the bytes, and payloads stay zero-copy views.
+  let text: string;
+  try {
+    text = decoder.decode(bytes);
+  } catch {
+    return { kind: "error", slug: "invalid-batch", detail: "Cannot parse NDJSON: not UTF-8" };
+  }
   const items: Uint8Array[] = [];
   let start = 0;
+  let from = 0;
   let lineNo = 0;
   while (start <= bytes.length) {
     let end = bytes.indexOf(0x0a, start);
     if (end < 0) end = bytes.length;
+    let to = text.indexOf("\n", from);
+    if (to < 0) to = text.length;
     lineNo++;
     let stop = end;
     if (stop > start && bytes[stop - 1] === 0x0d) stop--; // CRLF line ends
-    const line = bytes.subarray(start, stop);
+    const line = text.slice(from, to);
+    const view = bytes.subarray(start, stop);
     start = end + 1;
-    if (firstNonBlank(line) < 0) continue;
+    from = to + 1;
+    if (line.trim() === "") continue;
     try {
-      JSON.parse(decoder.decode(line));
+      JSON.parse(line);
     } catch (err) {
       return {
         kind: "error",
@@ -127,7 +140,7 @@ function splitNdjson(bytes: Uint8Array, maxBatch: number): BatchResult {
       };
     }
     if (items.length === maxBatch) return tooMany(maxBatch);
-    items.push(line);
+    items.push(view);
   }
   if (items.length === 0) {
     return { kind: "error", slug: "invalid-batch", detail: "Cannot accept an empty batch" };
