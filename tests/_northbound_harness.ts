@@ -35,7 +35,9 @@ export async function startNorthboundHarness(
     subscribeTo?: string;
   } = {},
 ): Promise<NorthboundHarness> {
-  const broker = await startMosquitto(options.broker);
+  // Persistence: the subscriber's session and queue survive a broker restart, so what the broker
+  // acknowledged to the bridge reaches the subscriber even if the bridge reconnects first.
+  const broker = await startMosquitto({ persistence: true, ...options.broker });
   const dir = await Deno.makeTempDir({ prefix: "ferry-nb-" });
   const sub = await subscribe(broker.url, options.subscribeTo ?? "ferry/gw1/devices/#");
   const gw = await startBinary({ core: options.core });
