@@ -211,12 +211,16 @@ export async function run(
   };
 }
 
+/** The run's options: 200 clients, 50-message batches, 5 s (or a smoke run with `quick`). */
+export function benchOptions(
+  quick: boolean,
+): { clients: number; batch: number; seconds: number; warmupSeconds: number } {
+  return quick
+    ? { clients: 50, batch: 50, seconds: 1, warmupSeconds: 0.3 }
+    : { clients: 200, batch: 50, seconds: 5, warmupSeconds: 1 };
+}
+
 if (import.meta.main) {
-  const quick = Deno.args.includes("--quick");
-  const res = await run(
-    quick
-      ? { clients: 50, batch: 50, seconds: 1, warmupSeconds: 0.3 }
-      : { clients: 200, batch: 50, seconds: 5, warmupSeconds: 1 },
-  );
+  const res = await run(benchOptions(Deno.args.includes("--quick")));
   console.log(JSON.stringify(res, null, 2));
 }

@@ -11,6 +11,7 @@ import { canPublish } from "../../core/acl.ts";
 import { createMessage } from "../../core/message.ts";
 import { ackTopic } from "../../core/topics.ts";
 import type { ApiContext } from "./_context.ts";
+import { abortingResponse } from "./_aborting_response.ts";
 import { readBody } from "./body_reader.ts";
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
@@ -49,10 +50,11 @@ export async function handleAck(
       });
     }
     if (body.reason === "timeout") {
-      return ctx.fail("request-timeout", url, {
+      return abortingResponse(ctx.fail("request-timeout", url, {
         detail: `Cannot accept ack: body not complete within ${opts.bodyTimeoutMs} ms`,
         extensions: { timeoutMs: opts.bodyTimeoutMs },
-      });
+        headers: { connection: "close" },
+      }));
     }
     return ctx.fail("unavailable", url, { detail: "The request was aborted" });
   }

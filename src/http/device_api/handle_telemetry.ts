@@ -12,35 +12,10 @@ import { createMessage, type Message } from "../../core/message.ts";
 import { telemetryTopic } from "../../core/topics.ts";
 import type { ApiContext } from "./_context.ts";
 import { mediaType, splitBatch } from "./batch.ts";
+import { abortingResponse } from "./_aborting_response.ts";
 import { readBody } from "./body_reader.ts";
 
 const TEXTUAL = /^(text\/|application\/(json|x-ndjson|ndjson|jsonl|xml)$|.*\+json$|.*\+xml$)/;
-
-/**
- * A response whose body fails after the problem is written, so the server drops the response
- * instead of waiting for the rest of a request body that is not coming (Deno.serve cannot close a
- * connection from a handler; an aborted response is the nearest thing, and it keeps shutdown
- * from waiting on the stalled upload).
- */
-function aborting(res: Response): Response {
-  const body = res.body!;
-  const reader = body.getReader();
-  let done = false;
-  const stream = new ReadableStream<Uint8Array>({
-    async pull(c) {
-      if (done) {
-        c.error(new Error("request body not received in time: response aborted"));
-        return;
-      }
-      const r = await reader.read();
-      if (r.done) {
-        done = true;
-        c.error(new Error("request body not received in time: response aborted"));
-      } else c.enqueue(r.value);
-    },
-  });
-  return new Response(stream, { status: res.status, headers: res.headers });
-}
 
 /** Handles a telemetry POST for a device whose id (and channel) the router validated. */
 export async function handleTelemetry(
@@ -92,7 +67,7 @@ export async function handleTelemetry(
         });
       case "timeout":
         ctx.log.warn("request body timed out", { device: deviceId, received: body.received });
-        return aborting(ctx.fail("request-timeout", url, {
+        return abortingResponse(ctx.fail("request-timeout", url, {
           detail: `Cannot accept body: not complete within ${opts.bodyTimeoutMs} ms`,
           extensions: { timeoutMs: opts.bodyTimeoutMs, received: body.received },
           headers: { connection: "close" },
