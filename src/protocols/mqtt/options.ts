@@ -47,7 +47,15 @@ export interface MqttServerOptions {
   assignedIdPrefix?: string;
 }
 
-/** The defaults of every {@link MqttServerOptions} key. */
+/**
+ * The defaults of every {@link MqttServerOptions} key.
+ *
+ * @example
+ * ```ts
+ * import { defaultMqttServerOptions } from "./options.ts";
+ * if (defaultMqttServerOptions.port !== 1883) throw new Error();
+ * ```
+ */
 export const defaultMqttServerOptions: Readonly<Required<MqttServerOptions>> = Object.freeze({
   hostname: "0.0.0.0",
   port: 1883,
@@ -70,7 +78,19 @@ export const defaultMqttServerOptions: Readonly<Required<MqttServerOptions>> = O
   assignedIdPrefix: "ferry-",
 });
 
-/** Fills unset keys with defaults and checks ranges (RangeError on a bad value). */
+/**
+ * Fills unset keys with defaults and checks ranges (RangeError on a bad value).
+ *
+ * @example
+ * ```ts
+ * import { resolveMqttServerOptions } from "./options.ts";
+ * const o = resolveMqttServerOptions({ port: 0, maxInflight: 8 });
+ * if (o.port !== 0 || o.maxInflight !== 8 || o.receiveMaximum !== 64) throw new Error();
+ * let threw = false;
+ * try { resolveMqttServerOptions({ receiveMaximum: 0 }); } catch (e) { threw = e instanceof RangeError; }
+ * if (!threw) throw new Error("0 accepted");
+ * ```
+ */
 export function resolveMqttServerOptions(
   options: MqttServerOptions = {},
 ): Required<MqttServerOptions> {

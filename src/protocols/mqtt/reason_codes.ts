@@ -7,7 +7,15 @@
 
 import type { CloseCode } from "../../core/mod.ts";
 
-/** MQTT 5 reason codes used by the server. */
+/**
+ * MQTT 5 reason codes used by the server.
+ *
+ * @example
+ * ```ts
+ * import { ReasonCode } from "./reason_codes.ts";
+ * if (ReasonCode.SessionTakenOver !== 0x8e) throw new Error();
+ * ```
+ */
 export const ReasonCode = {
   Success: 0x00,
   GrantedQoS1: 0x01,

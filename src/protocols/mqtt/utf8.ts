@@ -73,7 +73,17 @@ export function checkPacketStrings(packet: Packet, frame: Uint8Array): string | 
 
 const fatal = new TextDecoder("utf-8", { fatal: true });
 
-/** True when `bytes` are well-formed UTF-8 (payload format indicator 1, MQTT 5 §3.3.2.3.2). */
+/**
+ * True when `bytes` are well-formed UTF-8 (payload format indicator 1, MQTT 5 §3.3.2.3.2).
+ *
+ * @example
+ * ```ts
+ * import { isWellFormedUtf8 } from "./utf8.ts";
+ * if (!isWellFormedUtf8(new Uint8Array([0x68, 0xc3, 0xa9])) || isWellFormedUtf8(new Uint8Array([0xff]))) {
+ *   throw new Error();
+ * }
+ * ```
+ */
 export function isWellFormedUtf8(bytes: Uint8Array): boolean {
   try {
     fatal.decode(bytes);
