@@ -676,7 +676,14 @@ export class CoapServer implements Listener {
       token,
       target,
       resource,
-      request: { ...req, observe: undefined, payload: EMPTY },
+      // Kept lean (RFC 7641 §4.2 re-renders from path, query and Accept): no body, no options.
+      request: {
+        ...req,
+        observe: undefined,
+        payload: EMPTY,
+        options: [],
+        message: { ...req.message, options: [], payload: EMPTY },
+      },
       confirmable: req.confirmable,
       seq: existing ? existing.seq : 1,
       lastConfirmableAt: this.#core.clock.now(),
