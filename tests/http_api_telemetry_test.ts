@@ -477,3 +477,19 @@ Deno.test("HTTP telemetry counts requests, bytes and errors in /metrics", async 
   assert(/ferry_received_bytes_total\{protocol="http"\} 5/.test(text), "bytes");
   assert(text.includes('ferry_errors_total{code="unauthorized",protocol="http"} 1'), "errors");
 });
+
+Deno.test("HTTP telemetry the accept hook (spool) refuses is 503 unavailable, not 202", async () => {
+  await using h = await startHttpApi();
+  h.core.setAcceptHook((m) => {
+    if (m.topic.includes("telemetry")) throw new Error("disk full");
+  });
+  const res = await h.fetch("/api/v1/devices/d1/telemetry", {
+    method: "POST",
+    headers: bearer("t1"),
+    body: "x",
+  });
+  assertEquals(res.status, 503);
+  const p = await res.json();
+  assertEquals(p.type, P + "unavailable");
+  assert(p.detail.includes("disk full"), p.detail);
+});

@@ -53,7 +53,6 @@ export async function handleAck(
       return abortingResponse(ctx.fail("request-timeout", url, {
         detail: `Cannot accept ack: body not complete within ${opts.bodyTimeoutMs} ms`,
         extensions: { timeoutMs: opts.bodyTimeoutMs },
-        headers: { connection: "close" },
       }));
     }
     return ctx.fail("unavailable", url, { detail: "The request was aborted" });

@@ -69,8 +69,7 @@ export async function handleTelemetry(
         ctx.log.warn("request body timed out", { device: deviceId, received: body.received });
         return abortingResponse(ctx.fail("request-timeout", url, {
           detail: `Cannot accept body: not complete within ${opts.bodyTimeoutMs} ms`,
-          extensions: { timeoutMs: opts.bodyTimeoutMs, received: body.received },
-          headers: { connection: "close" },
+          extensions: { timeoutMs: opts.bodyTimeoutMs },
         }));
       case "aborted":
         return ctx.fail("unavailable", url, {
