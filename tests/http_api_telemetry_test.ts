@@ -166,6 +166,22 @@ Deno.test("HTTP telemetry over the declared size limit is 413 with the limit, un
   assertEquals(h.seen.filter((m) => m.topic.includes("telemetry")).length, 0);
 });
 
+Deno.test("HTTP telemetry of several MiB from curl (Expect: 100-continue) is refused 413 at once", async () => {
+  await using h = await startHttpApi({ api: { maxBodyBytes: 1000 } });
+  const t0 = Date.now();
+  const r = await curl([
+    "-H",
+    "Authorization: Bearer t1",
+    "--data-binary",
+    "@-",
+    `${h.base}/api/v1/devices/d1/telemetry`,
+  ], new Uint8Array(3 * 1024 * 1024));
+  assertEquals(r.code, 0);
+  assertEquals(r.status, 413);
+  assertEquals(JSON.parse(r.text).limit, 1000);
+  assert(Date.now() - t0 < 5000, "curl waited for the 100-continue timeout");
+});
+
 Deno.test("HTTP telemetry streamed without a length is cut off at the limit with 413", async () => {
   await using h = await startHttpApi({ api: { maxBodyBytes: 1000 } });
   let sent = 0;
