@@ -254,3 +254,14 @@ Deno.test("past maxSessions a new client is refused with return code 3 (0x97 in 
     0x97,
   );
 });
+
+Deno.test("MQTT.js v5 sees DISCONNECT 0x8E Session taken over when its client id connects again", async () => {
+  await using h = await startMqtt();
+  const first = await h.client({ protocolVersion: 5, clientId: "js-take" });
+  const seen = new Promise<number | undefined>((resolve) =>
+    first.on("disconnect", (p) => resolve(p.reasonCode))
+  );
+  await h.client({ protocolVersion: 5, clientId: "js-take" });
+  const { within } = await import("./_mqtt_harness.ts");
+  assertEquals(await within(seen, 3000, "DISCONNECT"), 0x8e);
+});
