@@ -15,6 +15,9 @@ import { mediaType, splitBatch } from "./batch.ts";
 import { abortingResponse } from "./_aborting_response.ts";
 import { readBody } from "./body_reader.ts";
 
+const ACCEPTED_ONE = '{"accepted":1}';
+const JSON_HEADERS: HeadersInit = [["content-type", "application/json"]];
+
 const TEXTUAL = /^(text\/|application\/(json|x-ndjson|ndjson|jsonl|xml)$|.*\+json$|.*\+xml$)/;
 
 /** Handles a telemetry POST for a device whose id (and channel) the router validated. */
@@ -140,9 +143,10 @@ export async function handleTelemetry(
   }
   const rec = core.registry.device(deviceId);
   rec.messagesIn += msgs.length;
-  return Response.json({ accepted: msgs.length }, {
+  // The hot path: a plain string body and one header are cheaper than Response.json.
+  return new Response(msgs.length === 1 ? ACCEPTED_ONE : `{"accepted":${msgs.length}}`, {
     status: 202,
-    headers: { "cache-control": "no-store" },
+    headers: JSON_HEADERS,
   });
 }
 
