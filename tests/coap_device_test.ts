@@ -306,3 +306,15 @@ Deno.test("CoAP honours No-Response: a suppressed 2.04 leaves only the empty ACK
   await peer.send(non);
   await peer.quiet(100);
 });
+
+Deno.test("CoAP ends an observation with a final 4.01 when the device's credentials are revoked", async () => {
+  await using h = await startCoap();
+  await using peer = new TestPeer(h.port);
+  await peer.exchange(observeGet("s1", [2]));
+  h.core.registry.setCredentials([{ id: "s2", token: "t2" }]);
+  await h.core.publish(command("s1", "x", "1"));
+  const n = await peer.recv();
+  assertEquals([n.type, n.code, opt(n, Opt.OBSERVE)], [CoapType.CON, Code.UNAUTHORIZED, undefined]);
+  await peer.send(ack(n.messageId));
+  assertEquals(h.server.observerCount, 0);
+});

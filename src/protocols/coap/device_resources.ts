@@ -99,13 +99,14 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
     return { ok: false, res: { code: Code.UNAUTHORIZED, payload: text.encode(msg) } };
   };
 
-  /** Checks `?token=` (or `?t=`) and `?id=`; refreshes presence. */
+  /** Checks `?token=` (or `?t=`) and `?id=`; refreshes presence unless re-checking for a notification. */
   function authenticate(req: CoapRequest, pathId: string): Auth {
     const token = queryParam(req.query, "token") ?? queryParam(req.query, "t");
     if (token === undefined) return unauthorized("Missing token query parameter");
     const who = queryParam(req.query, "id") ?? pathId;
     const r = core.registry.authenticate(who, token);
     if (!r.ok) return unauthorized("Bad credentials");
+    if (req.notification) return { ok: true, principal: r.principal, who };
     core.seen(who, "coap", options.idleTimeoutMs);
     host.bindEndpoint(req.endpoint, who);
     return { ok: true, principal: r.principal, who };
@@ -189,6 +190,10 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
   function commands(req: CoapRequest): CoapResponse | null {
     const { id } = req.params;
     if (req.notification) {
+      // Credentials are checked again: a device removed or re-keyed since it registered gets a
+      // final 4.01 notification, which ends the observation (RFC 7641 §3.2).
+      const auth = authenticate(req, id);
+      if (!auth.ok) return auth.res;
       // RFC 7641 §4.2: the new state is the oldest pending command; it stays queued until the
       // client acknowledges the Confirmable notification (then devices/{id}/acks/{name}).
       const head = queue.head(id);
