@@ -509,3 +509,18 @@ Deno.test("HTTP telemetry the accept hook (spool) refuses is 503 unavailable, no
   assertEquals(p.type, P + "unavailable");
   assert(p.detail.includes("disk full"), p.detail);
 });
+
+Deno.test("HTTP telemetry batch whose spool fails midway is 503 and says how many were accepted", async () => {
+  await using h = await startHttpApi();
+  let n = 0;
+  h.core.setAcceptHook((m) => {
+    if (m.topic.includes("telemetry") && ++n === 3) throw new Error("disk full");
+  });
+  const res = await h.fetch("/api/v1/devices/d1/telemetry", {
+    method: "POST",
+    headers: { ...bearer("t1"), "content-type": "application/json" },
+    body: "[1,2,3,4]",
+  });
+  assertEquals(res.status, 503);
+  assertEquals((await res.json()).accepted, 2);
+});

@@ -122,6 +122,7 @@ export async function handleTelemetry(
       });
     }
   }
+  let accepted = 0;
   try {
     if (msgs.length === 1) {
       if (!(await core.publishIfRoom(msgs[0]))) return overloaded(ctx, url);
@@ -132,13 +133,19 @@ export async function handleTelemetry(
         return overloaded(ctx, url);
       }
       // Room for all was checked: publish waits only if other producers raced in meanwhile.
-      for (const m of msgs) await core.publish(m, ctx.closing);
+      for (const m of msgs) {
+        await core.publish(m, ctx.closing);
+        accepted++;
+      }
     }
   } catch (err) {
-    ctx.log.warn("telemetry not accepted", { device: deviceId, error: err });
+    // Only a failing accept hook (spool) or shutdown gets here. Messages of a batch accepted
+    // before the failure cannot be taken back: say how many, so a retry is known to repeat them.
+    ctx.log.warn("telemetry not accepted", { device: deviceId, accepted, error: err });
     return ctx.fail("unavailable", url, {
       detail: `Cannot accept telemetry: ${(err as Error)?.message ?? String(err)}`,
       headers: { "retry-after": String(opts.overloadRetryAfterSec) },
+      extensions: { accepted },
     });
   }
   const rec = core.registry.device(deviceId);

@@ -271,6 +271,11 @@ export function openApiDocument(o: Readonly<ResolvedDeviceApiOptions>): Json {
             instance: { type: "string" },
             limit: { type: "integer", description: "The limit exceeded (413, 429 waiters)." },
             retryAfter: { type: "integer", description: "Seconds, as in Retry-After." },
+            timeoutMs: { type: "integer", description: "The body deadline missed (408)." },
+            accepted: {
+              type: "integer",
+              description: "Messages of a batch accepted before a spool failure (503).",
+            },
           },
         },
         Command: {
