@@ -892,6 +892,7 @@ export class CoapServer implements Listener {
   #finish(x: Exchange, res: CoapResponse, extra: FinishExtra = {}): void {
     if (x.done || this.#closed) return;
     x.done = true;
+    x.entry.onDuplicate = undefined; // the closure would keep the exchange for EXCHANGE_LIFETIME
     const req = x.request;
     const con = req.type === CoapType.CON;
     // RFC 7967 §2.1: No-Response suppresses responses of the classes it names (2: 2.xx,
