@@ -159,6 +159,7 @@ export class Bridge implements AsyncDisposable {
   #run: Promise<void> | undefined;
   #closing = false;
   #pumping = false;
+  #pumpQueued = false;
   #downChain: Promise<void> = Promise.resolve();
   #unlisten: () => void;
   #lastDelay = 0;
@@ -273,7 +274,7 @@ export class Bridge implements AsyncDisposable {
     );
     m.gauge("ferry_northbound_backoff_ms", "Last backoff delay chosen, ms", () => this.#lastDelay);
     this.#unlisten = spool.onCommit((added) => {
-      if (added > 0) this.#pump();
+      if (added > 0) this.#pumpSoon();
     });
   }
 
@@ -432,6 +433,16 @@ export class Bridge implements AsyncDisposable {
     throw new RangeError("Cannot publish upstream: no free packet id");
   }
 
+  /** Pumps once after the current burst (every PUBACK parsed from one socket read, say). */
+  #pumpSoon(): void {
+    if (this.#pumpQueued) return;
+    this.#pumpQueued = true;
+    queueMicrotask(() => {
+      this.#pumpQueued = false;
+      this.#pump();
+    });
+  }
+
   /** Sends spool rows while the window and (when replaying) the token bucket allow. */
   #pump(): void {
     // Not re-entrant: reading the spool commits pending acks, whose listener calls back here.
@@ -517,7 +528,7 @@ export class Bridge implements AsyncDisposable {
     this.#spool.ack(row);
     const depth = this.#spool.depth;
     if (depth > this.#maxDepthSinceCompact) this.#maxDepthSinceCompact = depth;
-    this.#pump();
+    this.#pumpSoon();
   }
 
   #onDownlink(

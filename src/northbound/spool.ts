@@ -103,6 +103,8 @@ export class SpoolClosedError extends Error {
 }
 
 const OVERHEAD = 32;
+const RECENT_MAX_ROWS = 65_536;
+const RECENT_MAX_BYTES = 32 * 1024 * 1024;
 const encoder = new TextEncoder();
 
 interface Pending {
@@ -164,6 +166,13 @@ export class Spool implements Disposable {
   #closed = false;
   #listeners = new Set<(added: number, ms: number) => void>();
   #setAside: string | undefined;
+  // Recently committed rows, in id order: every live row with id >= #memFrom is here, so the
+  // bridge reads a live stream without SQL. Bounded; dropped (and #memFrom raised) from the front.
+  #recent: Array<SpoolRecord & { size: number }> = [];
+  #recentHead = 0;
+  #recentBytes = 0;
+  #recentAcked = new Set<number>();
+  #memFrom = 0;
   /** Counters since open. */
   readonly stats = {
     appended: 0,
@@ -203,6 +212,10 @@ export class Spool implements Disposable {
       };
     this.#depth = row.n;
     this.#bytes = row.b;
+    const seq = db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'spool'").get() as
+      | { seq: number }
+      | undefined;
+    this.#memFrom = (seq?.seq ?? 0) + 1;
   }
 
   /**
@@ -364,6 +377,7 @@ export class Spool implements Disposable {
         if (r) {
           freed += r.size;
           removed++;
+          if (id >= this.#memFrom) this.#recentAcked.add(id);
         }
       }
       let added = 0;
@@ -401,6 +415,7 @@ export class Spool implements Disposable {
       try {
         this.#db.exec("ROLLBACK");
       } catch { /* no transaction left */ }
+      this.#forgetRecent();
       const e = new SpoolWriteError(`Cannot commit to spool ${this.path}: ${errMessage(err)}`, {
         cause: err,
       });
@@ -420,8 +435,86 @@ export class Spool implements Disposable {
       this.stats.droppedFull += droppedFull;
       this.#onDrop?.("full", droppedFull);
     }
-    for (let i = 0; i < batch.length; i++) batch[i].resolve(ids[i]);
+    if (droppedFull) {
+      this.#forgetRecent();
+      if (ids.length) this.#memFrom = Math.max(this.#memFrom, ids[ids.length - 1] + 1);
+    }
+    for (let i = 0; i < batch.length; i++) {
+      const p = batch[i];
+      if (!droppedFull) {
+        this.#recent.push({
+          id: ids[i],
+          topic: p.topic,
+          payload: p.payload,
+          qos: p.qos,
+          retain: p.retain,
+          deviceId: p.deviceId ?? undefined,
+          ts: p.ts,
+          expires: p.expires,
+          size: p.size,
+        });
+        this.#recentBytes += p.size;
+      }
+      p.resolve(ids[i]);
+    }
+    this.#trimRecent();
     for (const fn of this.#listeners) fn(batch.length, this.stats.lastCommitMs);
+  }
+
+  #forgetRecent(): void {
+    // Rows were deleted behind the cache's back (drop-oldest, TTL): read from SQL from now on.
+    const last = this.#recent.at(-1);
+    if (last && last.id >= this.#memFrom) this.#memFrom = last.id + 1;
+    this.#recent = [];
+    this.#recentHead = 0;
+    this.#recentBytes = 0;
+    this.#recentAcked.clear();
+  }
+
+  #trimRecent(): void {
+    const r = this.#recent;
+    // Acknowledged rows at the front leave first.
+    while (this.#recentHead < r.length && this.#recentAcked.has(r[this.#recentHead].id)) {
+      this.#recentAcked.delete(r[this.#recentHead].id);
+      this.#recentBytes -= r[this.#recentHead].size;
+      this.#recentHead++;
+    }
+    while (
+      this.#recentHead < r.length &&
+      (r.length - this.#recentHead > RECENT_MAX_ROWS || this.#recentBytes > RECENT_MAX_BYTES)
+    ) {
+      const x = r[this.#recentHead++];
+      this.#recentBytes -= x.size;
+      this.#recentAcked.delete(x.id);
+      this.#memFrom = x.id + 1;
+    }
+    if (this.#recentHead === r.length) {
+      this.#recent = [];
+      this.#recentHead = 0;
+    } else if (this.#recentHead > 4096 && this.#recentHead * 2 > r.length) {
+      this.#recent = r.slice(this.#recentHead);
+      this.#recentHead = 0;
+    }
+  }
+
+  #readRecent(afterId: number, limit: number, now: number): SpoolRecord[] | undefined {
+    if (afterId + 1 < this.#memFrom) return undefined;
+    const r = this.#recent;
+    let lo = this.#recentHead;
+    let hi = r.length;
+    while (lo < hi) { // first index with id > afterId
+      const mid = (lo + hi) >>> 1;
+      if (r[mid].id <= afterId) lo = mid + 1;
+      else hi = mid;
+    }
+    const out: SpoolRecord[] = [];
+    for (let i = lo; i < r.length && out.length < limit; i++) {
+      const x = r[i];
+      if (this.#recentAcked.has(x.id)) continue;
+      if (x.expires <= now) return undefined; // let the SQL path drop and count it
+      out.push(x);
+    }
+    return out;
   }
 
   /**
@@ -432,6 +525,8 @@ export class Spool implements Disposable {
     if (this.#closed) return [];
     if (this.#acked.length) this.flush();
     const now = this.#clock.now();
+    const mem = this.#readRecent(afterId, limit, now);
+    if (mem) return mem;
     const rows = this.#readAfter.all(afterId, limit) as Array<{
       id: number;
       topic: string;
@@ -486,6 +581,7 @@ export class Spool implements Disposable {
     this.#depth -= n;
     this.#bytes -= freed;
     if (n) {
+      this.#forgetRecent();
       this.stats.droppedTtl += n;
       this.#onDrop?.("ttl", n);
     }
