@@ -6,7 +6,7 @@
  */
 
 import { FakeClock } from "../src/core/clock.ts";
-import { decodeMessage } from "../src/protocols/coap/codec.ts";
+import { decodeMessage, encodeMessage } from "../src/protocols/coap/codec.ts";
 import { CoapType, Code, ContentFormat } from "../src/protocols/coap/message.ts";
 import { decodeUint, encodeString, Opt } from "../src/protocols/coap/options.ts";
 import type { CoapResponse } from "../src/protocols/coap/resource.ts";
@@ -353,4 +353,60 @@ Deno.test("CoAP counts every datagram in and out", async () => {
   assertEquals(h.core.stats.framesOut.get(labels), 1);
   assert(h.core.stats.bytesIn.get(labels) > 4);
   assertEquals(decodeMessage(peer.raw[0]).code, Code.CHANGED);
+});
+
+Deno.test("CoAP server survives 3,000 random and mutated datagrams and still answers a ping", async () => {
+  await using h = await startCoap({ server: { mode: "plugtest" } });
+  await using peer = new TestPeer(h.port);
+  let seed = 0x5eed;
+  const rnd = () => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed / 0x80000000;
+  };
+  const base = tele().options;
+  for (let i = 0; i < 3000; i++) {
+    let bytes: Uint8Array;
+    if (i % 3 === 0) {
+      bytes = new Uint8Array(Math.floor(rnd() * 64));
+      for (let j = 0; j < bytes.length; j++) bytes[j] = Math.floor(rnd() * 256);
+    } else {
+      const msg = request({
+        type: Math.floor(rnd() * 4) as 0 | 1 | 2 | 3,
+        code: Math.floor(rnd() * 256),
+        options: i % 2 ? base : [],
+        payload: "p",
+      });
+      bytes = encodeMessage(msg);
+      for (let k = 0; k < 2; k++) bytes[Math.floor(rnd() * bytes.length)] = Math.floor(rnd() * 256);
+    }
+    await peer.send(bytes);
+    if (i % 100 === 0) await new Promise((r) => setTimeout(r, 1));
+  }
+  await new Promise((r) => setTimeout(r, 100));
+  peer.inbox.length = 0;
+  await peer.send(new Uint8Array([0x40, 0, 0xfe, 0xed]));
+  const rst = await peer.recv((m) => m.messageId === 0xfeed);
+  assertEquals(rst.type, CoapType.RST);
+  assertEquals(h.core.stats.errors.get({ protocol: "coap", code: "internal" }), 0);
+});
+
+Deno.test("CoAP serves IPv6 clients on ::1", async () => {
+  let probe: Deno.DatagramConn;
+  try {
+    probe = Deno.listenDatagram({ transport: "udp", hostname: "::1", port: 0 });
+  } catch {
+    return; // no IPv6 loopback here
+  }
+  await using h = await startCoap({ server: { hostname: "::1" } });
+  try {
+    await probe.send(new Uint8Array([0x40, 0, 0, 9]), {
+      transport: "udp",
+      hostname: "::1",
+      port: h.port,
+    });
+    const [d] = await probe.receive();
+    assertEquals([d[0], d[3]], [0x70, 9]);
+  } finally {
+    probe.close();
+  }
 });
