@@ -41,7 +41,7 @@ export interface MqttBenchOptions {
 }
 
 /** Servers compared. */
-export type Peer = "ferry" | "mosquitto" | "aedes";
+export type Peer = "ferry" | "mosquitto" | "aedes" | "bare";
 
 const HERE = new URL(".", import.meta.url).pathname;
 
@@ -79,6 +79,13 @@ async function spawnPeer(peer: Peer): Promise<ChildServer> {
     return spawnServer(
       Deno.execPath(),
       ["run", "-A", "--v8-flags=--optimize-for-size", `${HERE}mqtt_ferry_server.ts`],
+      findListening,
+    );
+  }
+  if (peer === "bare") {
+    return spawnServer(
+      Deno.execPath(),
+      ["run", "-A", "--v8-flags=--optimize-for-size", `${HERE}mqtt_bare_server.ts`],
       findListening,
     );
   }
@@ -209,7 +216,11 @@ function stamp(size: number): Buffer {
 }
 
 async function idleScenario(port: number, pid: number, n: number) {
-  await sleep(300);
+  // Warm-up (every peer alike): code paths compiled and allocator pools created before the
+  // baseline, so the figure is the steady-state cost of one more idle connection.
+  const warm = await pool(200, 50, (i) => LoadConn.open(port, `warm-${i}`));
+  for (const c of warm) c.close();
+  await sleep(500);
   const before = rssOf(pid);
   const conns = await pool(n, 100, (i) => LoadConn.open(port, `idle-${i}`));
   await sleep(2000);
@@ -449,7 +460,9 @@ export async function run(o: MqttBenchOptions): Promise<Record<string, unknown>>
   for (const [name, fn] of scenarios) {
     if (o.scenarios && !o.scenarios.includes(name)) continue;
     figures[name] = {};
-    for (const peer of peers) {
+    // The bare-Deno floor only makes sense for idle connections.
+    const run = name === "idle" && !o.peers ? [...peers, "bare" as const] : peers;
+    for (const peer of run) {
       progress(`mqtt ${name} on ${peer}`);
       await using server = await startPeer(peer);
       try {
@@ -465,7 +478,7 @@ export async function run(o: MqttBenchOptions): Promise<Record<string, unknown>>
     if (!figures[s]) return out;
     const f = figures[s].ferry?.[k];
     for (const p of peers) {
-      if (p === "ferry") continue;
+      if (p === "ferry" || p === "bare") continue;
       const x = figures[s][p]?.[k];
       if (typeof f === "number" && typeof x === "number" && f > 0 && x > 0) {
         out[`ferry/${p}`] = round(inverse ? x / f : f / x);
@@ -490,6 +503,8 @@ export async function run(o: MqttBenchOptions): Promise<Record<string, unknown>>
     },
     goals: {
       "idle <= 6 KB per connection": (figures.idle?.ferry?.bytesPerConnection as number) <= 6144,
+      "idle bare-Deno floor (bytes per connection)": figures.idle?.bare?.bytesPerConnection ??
+        "not run",
       "ingest >= 1.5x mosquitto": (ratio("ingestQos1", "perSecond")["ferry/mosquitto"] ?? 0) >= 1.5,
       "delivery >= 1.0x mosquitto":
         (ratio("deliverToOne", "perSecond")["ferry/mosquitto"] ?? 0) >= 1.0,

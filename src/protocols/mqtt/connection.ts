@@ -39,6 +39,8 @@ export interface ConnectionContext {
   store: SessionStore;
   /** Shared subscription groups. */
   shared: SharedSubscriptions;
+  /** Counts bytes written (one function shared by every connection's writer). */
+  onBytesOut?: (n: number) => void;
   /** Called once when the connection has ended and its session was released. */
   onClosed?: (c: MqttConnection) => void;
 }
@@ -83,23 +85,30 @@ export class MqttConnection implements SessionHandle, SessionLink {
   #will: Will | undefined;
   #aliasesIn: Map<number, string> | undefined;
   #aliasesOut: Map<string, number> | undefined;
-  #peer: string;
 
   /** Wraps an accepted connection. */
   constructor(ctx: ConnectionContext, conn: Deno.Conn) {
     this.#ctx = ctx;
     this.#conn = conn;
     this.sessionId = `mqtt-conn-${++nextConnection}`;
-    const addr = conn.remoteAddr as Deno.NetAddr;
-    this.#peer = `${addr.hostname}:${addr.port}`;
     const stats = ctx.core.stats;
     this.#writer = new ConnWriter(conn, {
       maxPendingBytes: ctx.options.maxPendingBytes,
       drainTimeoutMs: ctx.options.drainTimeoutMs,
       clock: ctx.core.clock,
-      onBytes: (n) => stats.bytesOut.inc(LABELS, n),
+      onBytes: ctx.onBytesOut ?? ((n) => stats.bytesOut.inc(LABELS, n)),
       onStall: (reason) => this.close({ code: "slow_consumer", message: reason }),
     });
+  }
+
+  /** The peer's address, for logs (computed when needed: idle connections do not keep it). */
+  get #peer(): string {
+    try {
+      const a = this.#conn.remoteAddr as Deno.NetAddr;
+      return `${a.hostname}:${a.port}`;
+    } catch {
+      return "?";
+    }
   }
 
   /** Client id once connected. */

@@ -58,6 +58,7 @@ export class MqttServer implements Listener {
       log: this.#log,
       store: this.#store,
       shared: this.#shared,
+      onBytesOut: (n) => core.stats.bytesOut.inc(MQTT_LABELS, n),
       onClosed: (c) => {
         this.#connections.delete(c);
         core.stats.connections.inc(MQTT_LABELS, -1);

@@ -120,7 +120,7 @@ export class MqttSession {
   #shared: Map<string, SubscriptionOptions> | undefined;
   #inbound: Set<number> | undefined; // QoS 2 ids received, not yet released (method B, §4.3.3)
   #queue: Outgoing[] = [];
-  #inflight = new Map<number, InflightEntry>();
+  #inflight: Map<number, InflightEntry> | undefined;
   #nextId = 1;
   #link: SessionLink | undefined;
   #last: Message | undefined;
@@ -158,7 +158,7 @@ export class MqttSession {
 
   /** QoS 1/2 deliveries waiting for an acknowledgement. */
   get inflight(): number {
-    return this.#inflight.size;
+    return this.#inflight?.size ?? 0;
   }
 
   /** Adds or replaces a non-shared subscription; returns whether it already existed. */
@@ -279,10 +279,10 @@ export class MqttSession {
    */
   attach(link: SessionLink): void {
     this.#link = link;
-    for (const e of [...this.#inflight.values()]) {
+    for (const e of this.#inflight ? [...this.#inflight.values()] : []) {
       if (e.state === "pubrel") link.sendPubrel(e.packetId);
       else if (this.#expired(e) || !link.sendPublish(e, e.packetId, true)) {
-        this.#inflight.delete(e.packetId);
+        this.#inflight!.delete(e.packetId);
       }
     }
     this.#pump();
@@ -295,9 +295,9 @@ export class MqttSession {
 
   /** Handles PUBACK; returns false for an unknown packet id. */
   puback(packetId: number): boolean {
-    const e = this.#inflight.get(packetId);
+    const e = this.#inflight?.get(packetId);
     if (!e || e.qos !== 1) return false;
-    this.#inflight.delete(packetId);
+    this.#inflight!.delete(packetId);
     this.#pump();
     return true;
   }
@@ -307,10 +307,10 @@ export class MqttSession {
    * ([MQTT-4.3.3-4]); an error code ends the flow. Returns false for an unknown packet id.
    */
   pubrec(packetId: number, reasonCode = 0): boolean {
-    const e = this.#inflight.get(packetId);
+    const e = this.#inflight?.get(packetId);
     if (!e || e.qos !== 2) return false;
     if (reasonCode >= 0x80) {
-      this.#inflight.delete(packetId);
+      this.#inflight!.delete(packetId);
       this.#pump();
       return true;
     }
@@ -321,9 +321,9 @@ export class MqttSession {
 
   /** Handles PUBCOMP; returns false for an unknown packet id. */
   pubcomp(packetId: number): boolean {
-    const e = this.#inflight.get(packetId);
+    const e = this.#inflight?.get(packetId);
     if (!e || e.state !== "pubrel") return false;
-    this.#inflight.delete(packetId);
+    this.#inflight!.delete(packetId);
     this.#pump();
     return true;
   }
@@ -335,7 +335,7 @@ export class MqttSession {
     this.#subs = undefined;
     this.#shared = undefined;
     this.#queue = [];
-    this.#inflight.clear();
+    this.#inflight = undefined;
     this.#inbound = undefined;
     this.#link = undefined;
     this.#last = undefined;
@@ -349,7 +349,7 @@ export class MqttSession {
   #sendable(out: Outgoing): boolean {
     if (out.qos === 0) return true;
     const limit = Math.min(this.#opts.maxInflight, this.#link!.receiveMaximum);
-    return this.#inflight.size < limit;
+    return (this.#inflight?.size ?? 0) < limit;
   }
 
   #pump(): void {
@@ -370,9 +370,9 @@ export class MqttSession {
     }
     const packetId = this.#allocateId();
     const entry: InflightEntry = { ...out, packetId, state: "publish" };
-    this.#inflight.set(packetId, entry);
+    (this.#inflight ??= new Map()).set(packetId, entry);
     // [MQTT-3.1.2-25] a packet too large for the client is dropped as if delivered.
-    if (!this.#link!.sendPublish(entry, packetId, false)) this.#inflight.delete(packetId);
+    if (!this.#link!.sendPublish(entry, packetId, false)) this.#inflight!.delete(packetId);
   }
 
   #allocateId(): number {
@@ -380,7 +380,7 @@ export class MqttSession {
     for (;;) {
       const id = this.#nextId;
       this.#nextId = id === 65535 ? 1 : id + 1;
-      if (!this.#inflight.has(id)) return id;
+      if (!this.#inflight?.has(id)) return id;
     }
   }
 }

@@ -10,7 +10,7 @@
 import type { Core, Logger, SessionHandle, TimerHandle } from "../../core/mod.ts";
 import type { AcceptedConnect, Will } from "./handle_connect.ts";
 import type { MqttServerOptions } from "./options.ts";
-import { MqttSession } from "./session.ts";
+import { MqttSession, type MqttSessionOptions } from "./session.ts";
 import { parseSharedFilter, type SharedSubscriptions } from "./shared_subscriptions.ts";
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -54,6 +54,7 @@ export class SessionStore {
   #opts: Required<MqttServerOptions>;
   #log: Logger;
   #entries = new Map<string, Entry>();
+  #sessionOptions: MqttSessionOptions; // one object shared by every session
 
   /** Creates an empty store. */
   constructor(
@@ -66,6 +67,18 @@ export class SessionStore {
     this.#shared = shared;
     this.#opts = options;
     this.#log = log;
+    const labels = new Map<string, { protocol: "mqtt"; reason: string }>();
+    this.#sessionOptions = {
+      maxQueued: options.maxQueuedMessages,
+      dropPolicy: options.queueDropPolicy,
+      maxInflight: options.maxInflight,
+      onDrop: (reason) => {
+        let l = labels.get(reason);
+        if (!l) labels.set(reason, l = { protocol: "mqtt", reason });
+        core.stats.drops.inc(l);
+      },
+      onError: (error) => log.error("delivery failed", { error }),
+    };
   }
 
   /** Sessions held (connected or not). */
@@ -108,13 +121,7 @@ export class SessionStore {
         return { ok: false, message: `session limit ${this.#opts.maxSessions} reached` };
       }
       e = {
-        session: new MqttSession(c.clientId, this.#core, {
-          maxQueued: this.#opts.maxQueuedMessages,
-          dropPolicy: this.#opts.queueDropPolicy,
-          maxInflight: this.#opts.maxInflight,
-          onDrop: (reason) => this.#core.stats.drops.inc({ protocol: "mqtt", reason }),
-          onError: (error) => this.#log.error("delivery failed", { clientId: c.clientId, error }),
-        }),
+        session: new MqttSession(c.clientId, this.#core, this.#sessionOptions),
       };
       this.#entries.set(c.clientId, e);
     }
