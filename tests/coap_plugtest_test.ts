@@ -203,3 +203,53 @@ Deno.test("plugtest /obs-reset notifies observers when its state is reset", asyn
   const n = await peer.recv();
   assertEquals([n.type, textOf(n)], [CoapType.NON, "s2"]);
 });
+
+Deno.test("plugtest /obs: PUT updates observers, DELETE ends observations with 4.04", async () => {
+  await using h = await plugtest();
+  await using peer = new TestPeer(h.port);
+  await using writer = new TestPeer(h.port);
+  await peer.exchange(request({
+    type: CoapType.NON,
+    path: "obs",
+    options: [{ number: Opt.OBSERVE, value: encodeUint(0) }],
+  }));
+  const put = await writer.exchange(request({ code: Code.PUT, path: "obs", payload: "v1" }));
+  assertEquals(put.code, Code.CHANGED);
+  const n = await peer.recv();
+  assertEquals([n.code, textOf(n)], [Code.CONTENT, "v1"]);
+  const del = await writer.exchange(request({ code: Code.DELETE, path: "obs" }));
+  assertEquals(del.code, Code.DELETED);
+  const fin = await peer.recv();
+  assertEquals([fin.type, fin.code, opt(fin, Opt.OBSERVE)], [
+    CoapType.CON,
+    Code.NOT_FOUND,
+    undefined,
+  ]);
+  await peer.send(ack(fin.messageId));
+  await waitFor(() => h.server.observerCount === 0, "observations ended");
+  const again = await writer.exchange(request({ code: Code.PUT, path: "obs", payload: "v2" }));
+  assertEquals(again.code, Code.CREATED);
+});
+
+Deno.test("plugtest /obs: a content-format change the observer cannot accept ends it with 4.06", async () => {
+  await using h = await plugtest();
+  await using peer = new TestPeer(h.port);
+  await using writer = new TestPeer(h.port);
+  await peer.exchange(request({
+    path: "obs",
+    options: [{ number: Opt.OBSERVE, value: encodeUint(0) }, {
+      number: Opt.ACCEPT,
+      value: encodeUint(0),
+    }],
+  }));
+  await writer.exchange(request({
+    code: Code.PUT,
+    path: "obs",
+    payload: "<x/>",
+    options: [{ number: Opt.CONTENT_FORMAT, value: encodeUint(41) }],
+  }));
+  const fin = await peer.recv();
+  assertEquals([fin.code, opt(fin, Opt.OBSERVE)], [Code.NOT_ACCEPTABLE, undefined]);
+  await peer.send(ack(fin.messageId));
+  await waitFor(() => h.server.observerCount === 0, "observation ended");
+});

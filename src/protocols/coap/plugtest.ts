@@ -281,27 +281,53 @@ export function createPlugtestResources(host: ResourceHost): CoapResource[] {
     }),
   };
 
-  // Observable resources: a counter that changes every 5 s.
+  // Observable resources (TD_COAP_OBS_01..10): a counter that changes every 5 s; PUT sets a value
+  // (and content format) and notifies; DELETE ends every observation with a 4.04 notification.
   let tick = 0;
-  const obsBody = () => text.encode(`${new Date(clock.now()).toISOString()} #${tick}`);
-  const obs: CoapResource = {
-    path: "/obs",
-    methods: [Code.GET],
-    observable: true,
-    attributes: { rt: "observe", title: "Observable resource which changes every 5 seconds" },
-    handle: () => ({
-      code: Code.CONTENT,
-      contentFormat: ContentFormat.TEXT,
-      payload: obsBody(),
-      maxAge: 5,
-    }),
+  const observable = (path: string, title: string, notifications?: "non-confirmable") => {
+    let value: { payload: Uint8Array; format: number } | undefined;
+    let deleted = false;
+    const resource: CoapResource = {
+      path,
+      methods: [Code.GET, Code.PUT, Code.DELETE],
+      observable: true,
+      notifications,
+      attributes: { rt: "observe", title },
+      handle(req) {
+        if (req.method === Code.DELETE) {
+          deleted = true;
+          value = undefined;
+          queueMicrotask(() => host.notify(path));
+          return { code: Code.DELETED };
+        }
+        if (req.method === Code.PUT) {
+          const created = deleted;
+          deleted = false;
+          value = { payload: req.payload.slice(), format: req.contentFormat ?? ContentFormat.TEXT };
+          queueMicrotask(() => host.notify(path));
+          return { code: created ? Code.CREATED : Code.CHANGED };
+        }
+        if (deleted) return { code: Code.NOT_FOUND }; // RFC 7641 §3.2: ends observations
+        const format = value?.format ?? ContentFormat.TEXT;
+        // RFC 7641 §3.2 / RFC 7252 §5.10.4: a representation the observer cannot accept → 4.06.
+        if (req.accept !== undefined && req.accept !== format) return { code: Code.NOT_ACCEPTABLE };
+        return {
+          code: Code.CONTENT,
+          contentFormat: format,
+          payload: value?.payload ??
+            text.encode(`${new Date(clock.now()).toISOString()} #${tick}`),
+          maxAge: 5,
+        };
+      },
+    };
+    return resource;
   };
-  const obsNon: CoapResource = {
-    ...obs,
-    path: "/obs-non",
-    notifications: "non-confirmable",
-    attributes: { rt: "observe", title: "Observable resource which changes every 5 seconds (NON)" },
-  };
+  const obs = observable("/obs", "Observable resource which changes every 5 seconds");
+  const obsNon = observable(
+    "/obs-non",
+    "Observable resource which changes every 5 seconds (NON)",
+    "non-confirmable",
+  );
   // /obs-reset: observable; a PUT/POST resets it to its initial state and notifies observers.
   let resetBody = text.encode("initial state");
   const obsReset: CoapResource = {
