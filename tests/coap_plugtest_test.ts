@@ -253,3 +253,19 @@ Deno.test("plugtest /obs: a content-format change the observer cannot accept end
   await peer.send(ack(fin.messageId));
   await waitFor(() => h.server.observerCount === 0, "observation ended");
 });
+
+Deno.test("messages Ferry originates to one endpoint carry consecutive message IDs", async () => {
+  const clock = new FakeClock(0);
+  await using h = await plugtest(clock);
+  await using peer = new TestPeer(h.port);
+  await peer.exchange(request({
+    path: "obs-non",
+    options: [{ number: Opt.OBSERVE, value: encodeUint(0) }],
+  }));
+  const mids: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    clock.tick(5000);
+    mids.push((await peer.recv()).messageId);
+  }
+  assertEquals([(mids[1] - mids[0]) & 0xffff, (mids[2] - mids[1]) & 0xffff], [1, 1]);
+});

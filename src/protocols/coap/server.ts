@@ -217,7 +217,7 @@ export class CoapServer implements Listener {
   #endpointDevice = new Map<string, string>();
   #pending = new Set<Exchange>();
   #inflight = 0;
-  #mid = Math.floor(Math.random() * 0x10000);
+  #mids = new Map<string, number>();
   #device: DeviceResources | undefined;
   #sweepTimer: number | undefined;
 
@@ -341,9 +341,23 @@ export class CoapServer implements Listener {
     return bytes;
   }
 
-  #nextMid(): number {
-    this.#mid = (this.#mid + 1) & 0xffff;
-    return this.#mid;
+  /**
+   * A message ID for a message Ferry originates to `endpoint`. RFC 7252 §4.4: IDs must not be
+   * reused towards the same endpoint within EXCHANGE_LIFETIME, so each endpoint has its own
+   * counter (random start): a server-wide counter would wrap in seconds under load. The table is
+   * bounded like the deduplication table (least recently used endpoint forgotten first).
+   */
+  #nextMid(endpoint: string): number {
+    const m = this.#mids;
+    const prev = m.get(endpoint);
+    const mid = prev === undefined ? Math.floor(Math.random() * 0x10000) : (prev + 1) & 0xffff;
+    m.delete(endpoint);
+    if (m.size >= this.#opts.maxExchanges) {
+      const oldest = m.keys().next().value;
+      if (oldest !== undefined) m.delete(oldest);
+    }
+    m.set(endpoint, mid);
+    return mid;
   }
 
   #bindEndpoint(endpoint: string, deviceId: string): void {
@@ -739,7 +753,7 @@ export class CoapServer implements Listener {
     const con = kind === "confirmable" || final ||
       (kind === "like-request" && obs.confirmable) ||
       now - obs.lastConfirmableAt >= this.#opts.observeConfirmableIntervalMs;
-    const mid = this.#nextMid();
+    const mid = this.#nextMid(obs.endpoint);
     const options: CoapOption[] = [];
     if (!final) {
       obs.seq = (obs.seq + 1) & 0xffffff; // RFC 7641 §4.4: increasing sequence numbers
@@ -918,7 +932,7 @@ export class CoapServer implements Listener {
       x.entry.processing = false;
       return;
     }
-    const mid = this.#nextMid();
+    const mid = this.#nextMid(x.endpoint);
     if (!con) { // RFC 7252 §5.2.3: a NON request gets a NON response
       x.entry.processing = false;
       this.#sendMessage(
@@ -985,6 +999,7 @@ export class CoapServer implements Listener {
       this.#exchanges.clear();
       this.#block2.clear();
       this.#nonNotifications.clear();
+      this.#mids.clear();
       for (const x of this.#pending) {
         if (x.timer !== undefined) this.#core.clock.clearTimeout(x.timer);
         x.done = true;
