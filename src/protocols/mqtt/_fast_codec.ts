@@ -13,6 +13,38 @@ import { MqttMalformedError } from "./errors.ts";
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 const textEncoder = new TextEncoder();
 
+// Devices publish to the same few topics over and over: remember the last decoded topic.
+let lastTopicBytes = new Uint8Array(0);
+let lastTopic = "";
+
+function decodeTopic(bytes: Uint8Array): string {
+  const n = bytes.length;
+  if (n === lastTopicBytes.length && n > 0) {
+    let same = true;
+    for (let k = 0; k < n; k++) {
+      if (bytes[k] !== lastTopicBytes[k]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return lastTopic;
+  }
+  let topic: string;
+  try {
+    topic = utf8.decode(bytes);
+  } catch {
+    throw new MqttMalformedError("Cannot decode PUBLISH: topic is not UTF-8 [MQTT-1.5.4-1]");
+  }
+  if (topic.includes("\u0000")) {
+    throw new MqttMalformedError("Cannot decode PUBLISH: topic contains U+0000 [MQTT-1.5.4-2]");
+  }
+  if (n <= 256) {
+    lastTopicBytes = bytes.slice();
+    lastTopic = topic;
+  }
+  return topic;
+}
+
 const ACK_CMDS = ["", "", "", "", "puback", "pubrec", "pubrel", "pubcomp"] as const;
 
 /**
@@ -35,15 +67,7 @@ export function fastDecode(frame: Uint8Array, version: number | undefined): Pack
     const tlen = (frame[i] << 8) | frame[i + 1];
     let p = i + 2 + tlen;
     if (p > frame.length) throw new MqttMalformedError("Cannot decode PUBLISH: topic overruns");
-    let topic: string;
-    try {
-      topic = utf8.decode(frame.subarray(i + 2, p));
-    } catch {
-      throw new MqttMalformedError("Cannot decode PUBLISH: topic is not UTF-8 [MQTT-1.5.4-1]");
-    }
-    if (topic.includes("\u0000")) {
-      throw new MqttMalformedError("Cannot decode PUBLISH: topic contains U+0000 [MQTT-1.5.4-2]");
-    }
+    const topic = decodeTopic(frame.subarray(i + 2, p));
     let messageId: number | undefined;
     if (qos > 0) {
       if (p + 2 > frame.length) throw new MqttMalformedError("Cannot decode PUBLISH: no packet id");
@@ -77,8 +101,12 @@ export function fastDecode(frame: Uint8Array, version: number | undefined): Pack
 
 /** Encodes PUBACK/PUBREC/PUBREL/PUBCOMP with success (no reason code, as v5 allows). */
 export function encodeAck(cmd: "puback" | "pubrec" | "pubrel" | "pubcomp", id: number): Uint8Array {
-  const h = cmd === "puback" ? 0x40 : cmd === "pubrec" ? 0x50 : cmd === "pubrel" ? 0x62 : 0x70;
-  return new Uint8Array([h, 2, id >> 8, id & 0xff]);
+  const b = new Uint8Array(4); // (not from an array literal: that is the slow path)
+  b[0] = cmd === "puback" ? 0x40 : cmd === "pubrec" ? 0x50 : cmd === "pubrel" ? 0x62 : 0x70;
+  b[1] = 2;
+  b[2] = id >> 8;
+  b[3] = id & 0xff;
+  return b;
 }
 
 const topicCache = new Map<string, Uint8Array>();

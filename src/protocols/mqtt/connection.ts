@@ -18,7 +18,7 @@ import { encodePacket, MqttFrameDecoder, type ProtocolVersion } from "./codec.ts
 import { encodeAck, encodePublish } from "./_fast_codec.ts";
 import { MqttMalformedError, MqttProtocolError } from "./errors.ts";
 import { type AcceptedConnect, evaluateConnect, type Will } from "./handle_connect.ts";
-import { evaluatePublish } from "./handle_publish.ts";
+import { evaluatePublish, type PublishContext } from "./handle_publish.ts";
 import { handleSubscribe, handleUnsubscribe, type SubscribeContext } from "./handle_subscribe.ts";
 import type { MqttServerOptions } from "./options.ts";
 import { toPublishProperties } from "./properties.ts";
@@ -83,7 +83,7 @@ export class MqttConnection implements SessionHandle, SessionLink {
   #deadline: DeadlineEntry | undefined;
   #abort: AbortController | undefined;
   #will: Will | undefined;
-  #aliasesIn: Map<number, string> | undefined;
+  #publishContext: PublishContext | undefined; // made on the first PUBLISH, then reused
   #aliasesOut: Map<string, number> | undefined;
 
   /** Wraps an accepted connection. */
@@ -411,15 +411,17 @@ export class MqttConnection implements SessionHandle, SessionLink {
         reasonCode: ReasonCode.ReceiveMaximumExceeded,
       });
     }
-    const d = evaluatePublish(p, {
+    const ctx = this.#publishContext ??= {
       version: this.#version,
       principal: c.principal,
       deviceId: c.deviceId,
       origin: session.id,
-      aliases: this.#aliasesIn ??= new Map(),
+      aliases: new Map(),
       maxTopicAlias: options.maxTopicAlias,
-      now: core.clock.now(),
-    });
+      now: 0,
+    };
+    ctx.now = core.clock.now();
+    const d = evaluatePublish(p, ctx);
     if (!d.accept) {
       log.info("publish refused", { clientId: c.clientId, topic: p.topic, why: d.message });
       core.stats.drops.inc({ protocol: "mqtt", reason: "not_authorized" });

@@ -7,7 +7,7 @@
  */
 
 import type { IPublishPacket } from "mqtt-packet";
-import { canPublish, createMessage, type Message, type Principal } from "../../core/mod.ts";
+import { canPublish, type Message, type Principal } from "../../core/mod.ts";
 import { validateTopic } from "../../core/mod.ts";
 import type { ProtocolVersion } from "./codec.ts";
 import { MqttMalformedError, MqttProtocolError } from "./errors.ts";
@@ -118,18 +118,19 @@ export function evaluatePublish(packet: IPublishPacket, ctx: PublishContext): Pu
       message: `publishing to ${topic} is not allowed`,
     };
   }
-  return {
-    accept: true,
-    msg: createMessage({
-      topic,
-      payload,
-      qos,
-      retain: packet.retain,
-      ts: ctx.now,
-      protocol: "mqtt",
-      deviceId: ctx.deviceId,
-      origin: ctx.origin,
-      properties: toMessageProperties(props, ctx.now),
-    }),
+  const msg: Message = {
+    topic,
+    payload,
+    qos,
+    retain: packet.retain,
+    ts: ctx.now,
+    protocol: "mqtt",
+    deviceId: ctx.deviceId,
+    origin: ctx.origin,
   };
+  if (props) {
+    const mp = toMessageProperties(props, ctx.now);
+    if (mp) msg.properties = mp;
+  }
+  return { accept: true, msg };
 }
