@@ -145,7 +145,8 @@ export class MqttConnection implements SessionHandle, SessionLink {
         if (n === size && size < max) size = Math.min(max, size * 4);
         else if (n < size / 8 && size > min) size = Math.max(min, size / 4);
         for (const p of dec.push(n === buf.length ? buf : buf.subarray(0, n))) {
-          await this.#dispatch(p);
+          const pending = this.#dispatch(p); // a promise only while the core takes a PUBLISH
+          if (pending) await pending;
           if (this.#closing) break outer;
         }
       }
@@ -230,7 +231,7 @@ export class MqttConnection implements SessionHandle, SessionLink {
 
   // ---- dispatch ----
 
-  async #dispatch(p: Packet): Promise<void> {
+  #dispatch(p: Packet): Promise<void> | undefined {
     this.#deadline?.touch();
     this.#ctx.core.stats.framesIn.inc(LABELS);
     if (!this.#connected) {
@@ -238,12 +239,13 @@ export class MqttConnection implements SessionHandle, SessionLink {
       if (p.cmd !== "connect") {
         throw new MqttProtocolError(`Cannot accept ${p.cmd}: the first packet must be CONNECT`);
       }
-      return this.#onConnect(p);
+      this.#onConnect(p);
+      return;
     }
     const session = this.#session!;
     switch (p.cmd) {
       case "publish":
-        return await this.#onPublish(p);
+        return this.#onPublish(p);
       case "puback":
         session.puback(p.messageId!);
         return;
@@ -304,7 +306,8 @@ export class MqttConnection implements SessionHandle, SessionLink {
         this.#send({ cmd: "pingresp" });
         return;
       case "disconnect":
-        return this.#onDisconnect(p);
+        this.#onDisconnect(p);
+        return;
       case "connect":
         // [MQTT-3.1.0-2] a second CONNECT is a protocol violation.
         throw new MqttProtocolError("Cannot accept CONNECT: the client is already connected");
