@@ -16,6 +16,7 @@ import { BinaryServer } from "./protocols/binary/server.ts";
 import { CoapServer } from "./protocols/coap/server.ts";
 import { MqttServer } from "./protocols/mqtt/server.ts";
 import { Dashboard } from "./http/dashboard/dashboard.ts";
+import { DeviceApi } from "./http/device_api/mod.ts";
 import type { ListenAddress, Listener } from "./protocols/listener.ts";
 
 /** Options of {@link Gateway}. */
@@ -73,6 +74,7 @@ export class Gateway implements AsyncDisposable {
   #listeners: Listener[] = [];
   #http: HttpServer | undefined;
   #dashboard: Dashboard | undefined;
+  #deviceApi: DeviceApi | undefined;
   #addresses: Partial<Record<ListenerName, ListenAddress>> = {};
   #stopping: Promise<void> | undefined;
   #ready = false;
@@ -208,8 +210,18 @@ export class Gateway implements AsyncDisposable {
         this.#http = new HttpServer(this.core, {
           hostname: c.host,
           port: c.http.port,
+          tls: c.http.tls,
           ready: () => this.#ready,
         });
+        if (c.http.deviceApi.enabled) {
+          const { enabled: _, ...o } = c.http.deviceApi;
+          const api = this.#deviceApi = new DeviceApi(this.core, {
+            ...o,
+            ratePerSec: c.limits.deviceRatePerSec,
+            burst: c.limits.deviceBurst,
+          });
+          this.#http.route((req, url) => api.handle(req, url));
+        }
         const requireLogin = c.auth.services.length > 0 || !isLoopback(c.host);
         if (requireLogin && c.auth.services.length === 0) {
           log.warn(
@@ -248,6 +260,7 @@ export class Gateway implements AsyncDisposable {
       await Promise.all(this.#listeners.map((l) => l.close()));
       await this.core.close();
       await this.#dashboard?.close();
+      await this.#deviceApi?.close();
       await this.#http?.close();
       log.info("stopped");
     })();

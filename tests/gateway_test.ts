@@ -127,3 +127,42 @@ Deno.test("Gateway --help prints usage and exits 0", async () => {
   assertEquals(r.code, 0);
   assert(r.stdout.includes("--binary-port"));
 });
+
+Deno.test("Gateway serves the HTTP device API: telemetry POST is 202 and reaches an FBP/1 subscriber's namespace", async () => {
+  await using gw = await startGateway(PORTS);
+  const base = `http://127.0.0.1:${gw.addresses.http.port}`;
+  const doc = await fetch(`${base}/api/v1/openapi.json`);
+  assertEquals(doc.status, 200);
+  assert((await doc.json()).openapi.startsWith("3.1"));
+  const r = await fetch(`${base}/api/v1/devices/http-1/telemetry/temp`, {
+    method: "POST",
+    headers: { authorization: "Bearer any", "content-type": "application/json" },
+    body: JSON.stringify({ c: 20 }),
+  });
+  assertEquals(r.status, 202, await r.text());
+  const metrics = await (await fetch(`${base}/metrics`)).text();
+  assert(metrics.includes('ferry_messages_received_total{protocol="http"} 1'), metrics);
+});
+
+Deno.test("Gateway serves HTTPS on the HTTP listener when http.tls is configured", async () => {
+  const { makePki } = await import("./_tls.ts");
+  const dir = await Deno.makeTempDir();
+  try {
+    const pki = await makePki(dir);
+    await Deno.writeTextFile(
+      `${dir}/c.json`,
+      JSON.stringify({
+        http: { tls: { certFile: pki.certFile, keyFile: pki.keyFile } },
+        dataDir: dir,
+      }),
+    );
+    await using gw = await startGateway(["--config", `${dir}/c.json`, ...PORTS]);
+    const client = Deno.createHttpClient({ caCerts: [pki.caPem] });
+    const r = await fetch(`https://127.0.0.1:${gw.addresses.http.port}/healthz`, { client });
+    assertEquals(r.status, 200);
+    await r.body?.cancel();
+    client.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

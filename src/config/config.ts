@@ -8,6 +8,7 @@
 
 import { defaultCoapServerOptions } from "../protocols/coap/server.ts";
 import { defaultMqttServerOptions } from "../protocols/mqtt/options.ts";
+import { defaultDeviceApiOptions } from "../http/device_api/options.ts";
 import { parseJsonc } from "./jsonc.ts";
 import { ConfigError, type Field, validate } from "./schema.ts";
 
@@ -425,10 +426,90 @@ export const configSchema: Field = {
     },
     http: {
       type: "object",
-      doc: "HTTP listener: /healthz, /readyz, /metrics",
+      doc: "HTTP listener: /healthz, /readyz, /metrics, the dashboard and the device API",
       fields: {
         enabled: { type: "boolean", default: true, doc: "Start the HTTP listener" },
         port: port(8080, "HTTP"),
+        tls: { ...tlsFiles, doc: "Serve HTTPS (PEM files, read at start-up)" } as Field,
+        deviceApi: {
+          type: "object",
+          doc: "HTTP device API under /api/v1 (docs/http-api.md)",
+          fields: {
+            enabled: { type: "boolean", default: true, doc: "Serve the device API" },
+            maxBodyBytes: int(
+              defaultDeviceApiOptions.maxBodyBytes,
+              1,
+              64 * 1024 * 1024,
+              "Largest request body, bytes (413 past it)",
+            ),
+            maxBatch: int(
+              defaultDeviceApiOptions.maxBatch,
+              1,
+              100_000,
+              "Most messages in one batch request",
+            ),
+            bodyTimeoutMs: int(
+              defaultDeviceApiOptions.bodyTimeoutMs,
+              100,
+              600_000,
+              "A body not finished in this time gets 408",
+            ),
+            longPollMaxMs: int(
+              defaultDeviceApiOptions.longPollMaxMs,
+              100,
+              3_600_000,
+              "Longest long-poll a client may ask for",
+            ),
+            longPollDefaultMs: int(
+              defaultDeviceApiOptions.longPollDefaultMs,
+              100,
+              3_600_000,
+              "Long-poll wait without ?timeout=",
+            ),
+            sseHeartbeatMs: int(
+              defaultDeviceApiOptions.sseHeartbeatMs,
+              100,
+              3_600_000,
+              "SSE heartbeat interval",
+            ),
+            idleTimeoutMs: int(
+              defaultDeviceApiOptions.idleTimeoutMs,
+              1000,
+              7 * 86_400_000,
+              "An HTTP device goes offline after this long without a request",
+            ),
+            maxPendingCommands: int(
+              defaultDeviceApiOptions.maxPendingCommands,
+              1,
+              100_000,
+              "Commands kept per device until acknowledged",
+            ),
+            commandTtlMs: int(
+              defaultDeviceApiOptions.commandTtlMs,
+              1000,
+              30 * 86_400_000,
+              "How long a command stays pending",
+            ),
+            maxCommandDevices: int(
+              defaultDeviceApiOptions.maxCommandDevices,
+              1,
+              1_000_000,
+              "Devices with pending commands at once",
+            ),
+            maxWaitersPerDevice: int(
+              defaultDeviceApiOptions.maxWaitersPerDevice,
+              1,
+              1000,
+              "Open long-polls plus SSE streams per device",
+            ),
+            overloadRetryAfterSec: int(
+              defaultDeviceApiOptions.overloadRetryAfterSec,
+              1,
+              3600,
+              "Retry-After when the pipeline is full",
+            ),
+          },
+        },
       },
     },
   },
@@ -514,7 +595,26 @@ export interface FerryConfig {
     blockTimeoutMs: number;
     retryAfterSec: number;
   };
-  http: { enabled: boolean; port: number };
+  http: {
+    enabled: boolean;
+    port: number;
+    tls?: { certFile: string; keyFile: string };
+    deviceApi: {
+      enabled: boolean;
+      maxBodyBytes: number;
+      maxBatch: number;
+      bodyTimeoutMs: number;
+      longPollMaxMs: number;
+      longPollDefaultMs: number;
+      sseHeartbeatMs: number;
+      idleTimeoutMs: number;
+      maxPendingCommands: number;
+      commandTtlMs: number;
+      maxCommandDevices: number;
+      maxWaitersPerDevice: number;
+      overloadRetryAfterSec: number;
+    };
+  };
 }
 
 /**

@@ -17,6 +17,8 @@ export interface HttpServerOptions {
   port: number;
   /** Whether the gateway is ready (all listeners up, not shutting down). */
   ready?: () => boolean;
+  /** Serve HTTPS with these PEM files (read at start; restart to change them). */
+  tls?: { certFile: string; keyFile: string };
 }
 
 /** A route handler; returns `undefined` to let the next route try. */
@@ -86,9 +88,13 @@ export class HttpServer implements Listener {
   listen(): Promise<ListenAddress> {
     return new Promise((resolve, reject) => {
       try {
+        const tls = this.#opts.tls;
         this.#server = Deno.serve({
           hostname: this.#opts.hostname,
           port: this.#opts.port,
+          ...(tls
+            ? { cert: Deno.readTextFileSync(tls.certFile), key: Deno.readTextFileSync(tls.keyFile) }
+            : {}),
           onListen: (addr) => resolve({ hostname: addr.hostname, port: addr.port }),
           onError: (err) => {
             this.#core.log.child("http").error("request failed", { error: err });
