@@ -174,3 +174,17 @@ Deno.test("/.well-known/core in ferry mode lists the device API entry", async ()
   const r = await peer.exchange(request({ path: ".well-known/core" }));
   assert(textOf(r).startsWith('</d>;rt="ferry.devices"'), textOf(r));
 });
+
+Deno.test("Block1 uploads with bad credentials are refused at the first block (4.01), nothing buffered", async () => {
+  await using h = await startCoap({ server: { maxBlockTransfers: 1 } });
+  await using peer = new TestPeer(h.port);
+  const bad = block1(0, true, 0, bytes(16, 1));
+  bad.options = bad.options.map((o) =>
+    o.number === Opt.URI_QUERY
+      ? { number: Opt.URI_QUERY, value: new TextEncoder().encode("token=no") }
+      : o
+  );
+  assertEquals((await peer.exchange(bad)).code, Code.UNAUTHORIZED);
+  // the single transfer slot is still free for a real device
+  assertEquals((await peer.exchange(block1(0, true, 0, bytes(16, 1), [5]))).code, Code.CONTINUE);
+});

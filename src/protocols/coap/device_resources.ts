@@ -138,18 +138,29 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
     return { code: Code.CHANGED };
   }
 
-  function telemetry(req: CoapRequest): CoapResponse {
+  /** Checks path, credentials and ACL of a telemetry request; the topic when allowed. */
+  function checkTelemetry(req: CoapRequest): { topic: string } | { res: CoapResponse } {
     const { id, channel } = req.params;
     if (!isDeviceId(id) || (channel !== undefined && (!channel || !CHANNEL_RE.test(channel)))) {
-      return { code: Code.NOT_FOUND };
+      return { res: { code: Code.NOT_FOUND } };
     }
     const auth = authenticate(req, id);
-    if (!auth.ok) return auth.res;
+    if (!auth.ok) return { res: auth.res };
     const topic = telemetryTopic(id, channel);
     if (auth.who !== id || !canPublish(auth.principal, topic)) {
-      return forbidden(`Not allowed to publish for device ${id}`);
+      return { res: forbidden(`Not allowed to publish for device ${id}`) };
     }
-    return publish(req, id, topic);
+    return { topic };
+  }
+
+  function telemetry(req: CoapRequest): CoapResponse {
+    const c = checkTelemetry(req);
+    return "res" in c ? c.res : publish(req, req.params.id, c.topic);
+  }
+
+  function telemetryPreflight(req: CoapRequest): CoapResponse | undefined {
+    const c = checkTelemetry(req);
+    return "res" in c ? c.res : undefined;
   }
 
   function publishAck(deviceId: string, name: string, payload: Uint8Array): void {
@@ -267,8 +278,18 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
         payload: text.encode(description),
       }),
     },
-    { path: "/d/{id}/telemetry", methods: [Code.POST], handle: telemetry },
-    { path: "/d/{id}/telemetry/{channel}", methods: [Code.POST], handle: telemetry },
+    {
+      path: "/d/{id}/telemetry",
+      methods: [Code.POST],
+      preflight: telemetryPreflight,
+      handle: telemetry,
+    },
+    {
+      path: "/d/{id}/telemetry/{channel}",
+      methods: [Code.POST],
+      preflight: telemetryPreflight,
+      handle: telemetry,
+    },
     { path: "/d/{id}/commands", methods: [Code.GET], observable: true, handle: commands },
     { path: "/d/{id}/acks/{name}", methods: [Code.POST], handle: acks },
   ];

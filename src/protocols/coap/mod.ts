@@ -16,6 +16,7 @@ export * from "./message.ts";
 export * from "./observe.ts";
 export * from "./options.ts";
 export * from "./plugtest.ts";
+export * from "./plugtest_server.ts";
 export * from "./resource.ts";
 export * from "./retransmitter.ts";
 export * from "./server.ts";

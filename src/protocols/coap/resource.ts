@@ -93,6 +93,11 @@ export interface CoapResource {
   methods?: number[];
   /** Content-Formats the resource can produce (checked against Accept, 4.06). @default any */
   produces?: number[];
+  /**
+   * Checked before a Block1 upload is buffered (on its first block): a response here (4.01,
+   * 4.03, ...) refuses the transfer, so unauthenticated clients cannot fill reassembly buffers.
+   */
+  preflight?(req: CoapRequest): CoapResponse | undefined;
   /** Makes the response. Returning `null` on a notification re-render suppresses it. */
   handle(req: CoapRequest): CoapResponse | null | Promise<CoapResponse | null>;
 }

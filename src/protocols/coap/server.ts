@@ -539,10 +539,29 @@ export class CoapServer implements Listener {
     if (size1 !== undefined && size1 > maxPayload) return this.#finish(x, tooLarge());
     let payload = msg.payload;
     let block1Echo: CoapOption | undefined;
+    const req: CoapRequest = {
+      method: msg.code,
+      path,
+      query,
+      params,
+      payload,
+      options,
+      contentFormat,
+      accept,
+      observe,
+      confirmable: con,
+      endpoint: ep,
+      notification: false,
+      message: msg,
+    };
     if (block1) {
       const b = decodeBlock(block1);
       // RFC 7959 §2.2: SZX 7 is reserved → 4.00.
       if (!b) return this.#finish(x, { code: Code.BAD_REQUEST });
+      if (b.num === 0 && resource.preflight) {
+        const refused = resource.preflight(req);
+        if (refused) return this.#finish(x, refused);
+      }
       const target = `${ep}|${msg.code}|${path.join("/")}?${query.join("&")}`;
       const r = this.#blocks.offer(target, b, payload);
       switch (r.kind) {
@@ -570,21 +589,7 @@ export class CoapServer implements Listener {
       if (!b) return this.#finish(x, { code: Code.BAD_REQUEST }); // RFC 7959 §2.2
       b2 = { num: b.num, szx: Math.min(b.szx, szxFor(this.#opts.blockSize)) };
     }
-    const req: CoapRequest = {
-      method: msg.code,
-      path,
-      query,
-      params,
-      payload,
-      options,
-      contentFormat,
-      accept,
-      observe,
-      confirmable: con,
-      endpoint: ep,
-      notification: false,
-      message: msg,
-    };
+    req.payload = payload;
     // RFC 7959 §2.4: later blocks of a body rendered earlier come from the cache, so the
     // representation is consistent (and handlers with side effects run once).
     const cacheKey = `${ep}|${path.join("/")}?${query.join("&")}`;
