@@ -9,6 +9,7 @@
 
 import * as fbp from "./fbp_bench.ts";
 import * as footprint from "./footprint_bench.ts";
+import * as http from "./http_bench.ts";
 import { progress } from "./_util.ts";
 
 const quick = Deno.args.includes("--quick");
@@ -32,6 +33,10 @@ if (!only || only === "fbp") {
       ? { idle: 1000, devices: 100, perDevice: 50 }
       : { idle: 15_000, devices: 1000, perDevice: 200 },
   );
+}
+
+if (!only || only === "http") {
+  results.http = await http.run(http.benchOptions(quick));
 }
 
 if (!only || only === "footprint") {
