@@ -265,3 +265,18 @@ Deno.test("MQTT.js v5 sees DISCONNECT 0x8E Session taken over when its client id
   const { within } = await import("./_mqtt_harness.ts");
   assertEquals(await within(seen, 3000, "DISCONNECT"), 0x8e);
 });
+
+Deno.test("a v5 DISCONNECT with an error reason code publishes the will", async () => {
+  await using h = await startMqtt();
+  const seen: string[] = [];
+  h.core.subscribe("will/#", { id: "probe", deliver: (m) => seen.push(m.topic) });
+  const r = await h.raw(5);
+  await r.connect({
+    clientId: "w80",
+    will: { topic: "will/w80", payload: "x" as never, qos: 0, retain: false },
+  });
+  await r.send({ cmd: "disconnect", reasonCode: 0x80 });
+  await r.waitClosed();
+  await until(() => seen.length > 0, "will");
+  assertEquals(seen, ["will/w80"]);
+});

@@ -474,10 +474,9 @@ export class MqttConnection implements SessionHandle, SessionLink {
         this.#session!.expirySec = Math.min(exp, this.#ctx.options.sessionExpiryMaxSec);
       }
     }
-    // [MQTT-3.14.4-3] a normal DISCONNECT discards the will; v5 0x04 keeps it.
-    if (!(this.#version === 5 && p.reasonCode === ReasonCode.DisconnectWithWill)) {
-      this.#will = undefined;
-    }
+    // [MQTT-3.14.4-3] DISCONNECT with 0x00 (or any 3.1.1 DISCONNECT) discards the will; v5 0x04
+    // and error codes keep it, and it is published as for an abnormal close.
+    if (this.#version !== 5 || (p.reasonCode ?? 0) === ReasonCode.Success) this.#will = undefined;
     this.#normalDisconnect = true;
     this.#shutdown();
   }
