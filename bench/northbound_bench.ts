@@ -33,6 +33,7 @@ interface Stats {
   commits: number;
   appended: number;
   state: string;
+  maxLagMs: number;
 }
 
 function freePort(): number {
@@ -97,7 +98,7 @@ async function startGateway(dir: string, options: Record<string, unknown>) {
     stderr: "inherit",
   }).spawn();
   const ready = Promise.withResolvers<number>();
-  const g = { port: 0, latest: undefined as Stats | undefined, child };
+  const g = { port: 0, latest: undefined as Stats | undefined, child, maxLagMs: 0 };
   const reading = (async () => {
     let buf = "";
     for await (const s of child.stdout.pipeThrough(new TextDecoderStream())) {
@@ -107,7 +108,10 @@ async function startGateway(dir: string, options: Record<string, unknown>) {
         const o = JSON.parse(buf.slice(0, i));
         buf = buf.slice(i + 1);
         if (o.port) ready.resolve(o.port);
-        else g.latest = o;
+        else {
+          g.latest = o;
+          g.maxLagMs = Math.max(g.maxLagMs, o.maxLagMs);
+        }
       }
     }
   })();
@@ -116,6 +120,12 @@ async function startGateway(dir: string, options: Record<string, unknown>) {
     ...g,
     get latest() {
       return g.latest;
+    },
+    /** Worst event-loop lag of the gateway since the last call. */
+    takeMaxLag(): number {
+      const m = g.maxLagMs;
+      g.maxLagMs = 0;
+      return m;
     },
     async waitStats(cond: (s: Stats) => boolean, timeoutMs: number): Promise<Stats> {
       const deadline = Date.now() + timeoutMs;
@@ -173,29 +183,45 @@ async function device(
   let acked = 0;
   const t0 = performance.now();
   let timer: ReturnType<typeof setTimeout> | undefined;
+  // One writer at a time: the read loop and the pacing timer both call pump, and concurrent
+  // partial writes would interleave frames.
+  let writing = false;
+  let again = false;
   const pump = async () => {
-    const frames: Uint8Array[] = [];
-    const allowed = o.ratePerSec
-      ? Math.floor((performance.now() - t0) * o.ratePerSec / 1000)
-      : Infinity;
-    while (
-      sent < o.count && sent - acked < o.window && sent < allowed && Date.now() < o.until
-    ) {
-      const s = seq++;
-      sentAt.set(s, performance.now());
-      frames.push(
-        encodeFrame({ type: FrameType.TELEMETRY, flags: FLAG_ACK_REQUESTED, seq: s, payload }),
-      );
-      sent++;
+    if (writing) {
+      again = true;
+      return;
     }
-    if (frames.length) {
-      const all = new Uint8Array(frames.reduce((a, b) => a + b.length, 0));
-      let off = 0;
-      for (const f of frames) {
-        all.set(f, off);
-        off += f.length;
-      }
-      await writeAll(conn, all);
+    writing = true;
+    try {
+      do {
+        again = false;
+        const frames: Uint8Array[] = [];
+        const allowed = o.ratePerSec
+          ? Math.floor((performance.now() - t0) * o.ratePerSec / 1000)
+          : Infinity;
+        while (
+          sent < o.count && sent - acked < o.window && sent < allowed && Date.now() < o.until
+        ) {
+          const s = seq++;
+          sentAt.set(s, performance.now());
+          frames.push(
+            encodeFrame({ type: FrameType.TELEMETRY, flags: FLAG_ACK_REQUESTED, seq: s, payload }),
+          );
+          sent++;
+        }
+        if (frames.length) {
+          const all = new Uint8Array(frames.reduce((a, b) => a + b.length, 0));
+          let off = 0;
+          for (const f of frames) {
+            all.set(f, off);
+            off += f.length;
+          }
+          await writeAll(conn, all);
+        }
+      } while (again);
+    } finally {
+      writing = false;
     }
     if (o.ratePerSec && sent < o.count && Date.now() < o.until && timer === undefined) {
       timer = setTimeout(() => {
@@ -308,6 +334,7 @@ export async function run(
       };
       progress(`  ${JSON.stringify(results.sustained)}`);
       // 2. Latency at half the sustained rate.
+      (results.sustained as Record<string, unknown>).gatewayMaxEventLoopLagMs = gw.takeMaxLag();
       const half = Math.round(Math.min(r.ackedPerSecond, upstreamPerSecond) / 2);
       progress(`northbound: latency at ${half} msg/s`);
       const l = await load(gw.port, {
@@ -317,7 +344,7 @@ export async function run(
         ratePerSec: half,
         warmupMs: 1000,
       });
-      results.halfLoad = { targetPerSecond: half, ...l };
+      results.halfLoad = { targetPerSecond: half, ...l, gatewayMaxEventLoopLagMs: gw.takeMaxLag() };
       progress(`  ${JSON.stringify(results.halfLoad)}`);
       await gw.stop();
       await broker.stop();

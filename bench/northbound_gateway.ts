@@ -24,6 +24,14 @@ const nb = await startNorthbound(core, JSON.parse(arg("options")), arg("data"));
 const server = new BinaryServer(core, { port: 0 });
 const { port } = await server.listen();
 const out = (o: unknown) => console.log(JSON.stringify(o));
+// Event-loop lag: how late a 5 ms timer fires, worst since the last stats line.
+let maxLagMs = 0;
+let expected = performance.now() + 5;
+setInterval(() => {
+  const now = performance.now();
+  maxLagMs = Math.max(maxLagMs, now - expected);
+  expected = now + 5;
+}, 5);
 out({ port });
 setInterval(() =>
   out({
@@ -36,7 +44,8 @@ setInterval(() =>
     commits: nb.spool.stats.commits,
     appended: nb.spool.stats.appended,
     state: nb.state,
-  }), 250);
+    maxLagMs: Math.round(maxLagMs),
+  }) ?? (maxLagMs = 0), 250);
 Deno.addSignalListener("SIGTERM", async () => {
   await server.close();
   await core.close();
