@@ -13,14 +13,18 @@ const MOSQUITTO = "/usr/sbin/mosquitto";
 export interface MosquittoOptions {
   /** Keep sessions and queued messages across restarts (saved on a graceful stop). @default false */
   persistence?: boolean;
-  /** Extra configuration lines. */
+  /** Extra configuration lines (after the main listener: more listeners, say). */
   extra?: string[];
+  /** Lines before everything else (`per_listener_settings true`, say). */
+  prelude?: string[];
 }
 
 /** A running (or stopped) broker. */
 export interface Mosquitto extends AsyncDisposable {
   /** Listening port (the same across restarts). */
   readonly port: number;
+  /** The broker's directory (config, persistence). */
+  readonly dir: string;
   /** `mqtt://127.0.0.1:port`. */
   readonly url: string;
   /** True while the process runs. */
@@ -66,6 +70,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
   await Deno.writeTextFile(
     conf,
     [
+      ...(options.prelude ?? []),
       `listener ${port} 127.0.0.1`,
       "allow_anonymous true",
       `persistence ${options.persistence ? "true" : "false"}`,
@@ -99,6 +104,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
   await start();
   return {
     port,
+    dir,
     url: `mqtt://127.0.0.1:${port}`,
     get running() {
       return child !== undefined;
