@@ -251,3 +251,35 @@ Deno.test("Bridge resets its backoff once a connection stayed up for stableAfter
   await nb.close();
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("Bridge drops and counts a message an MQTT 5 upstream refuses, and keeps forwarding the rest", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ferry-acl-" });
+  await Deno.chmod(dir, 0o755);
+  await Deno.writeTextFile(
+    `${dir}/acl`,
+    "topic readwrite ferry/gw1/devices/ok/#\ntopic readwrite ferry/gw1/status\ntopic read ferry/gw1/devices/+/commands/#\npattern read #\n",
+  );
+  await Deno.chmod(`${dir}/acl`, 0o644);
+  try {
+    await using h = await startNorthboundHarness({
+      broker: { extra: [`acl_file ${dir}/acl`] },
+      northbound: { protocolVersion: 5 },
+    });
+    await waitFor(() => h.nb.state === "live", "the upstream link");
+    const no = await FbpClient.connect({ port: h.gw.port, id: "no" });
+    const ok = await FbpClient.connect({ port: h.gw.port, id: "ok" });
+    assertEquals(await no.telemetry(enc("denied"), { ack: true }), 0); // durable locally
+    assertEquals(await ok.telemetry(enc("allowed"), { ack: true }), 0);
+    await waitFor(() => h.sub.received.some((r) => r.text === "allowed"), "the allowed message");
+    await waitFor(() => h.nb.spool.depth === 0, "the spool to empty");
+    assert(h.nb.bridge.stats.rejected >= 1, `rejected ${h.nb.bridge.stats.rejected}`);
+    assert(
+      /ferry_northbound_rejected_total\{reason="135"\} [1-9]/.test(h.gw.core.metrics.render()),
+    );
+    assert(!h.sub.received.some((r) => r.text === "denied"));
+    await no.close();
+    await ok.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -99,3 +99,17 @@ Deno.test("A gateway killed with SIGKILL mid-stream loses none of the messages i
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("The upstream learns from the gateway's will that a killed gateway is offline", async () => {
+  await using broker = await startMosquitto();
+  await using sub = await subscribe(broker.url, "ferry/gw1/status");
+  const dir = await Deno.makeTempDir({ prefix: "ferry-nb-will-" });
+  try {
+    const gw = await startGatewayProcess(dir, broker.url);
+    await waitFor(() => sub.received.at(-1)?.text === "online", "online");
+    await gw.kill9();
+    await waitFor(() => sub.received.at(-1)?.text === "offline", "the will");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
