@@ -400,7 +400,7 @@ async function fanInScenario(port: number, o: MqttBenchOptions) {
   };
 }
 
-async function fanOutScenario(port: number, o: MqttBenchOptions) {
+export async function fanOutScenario(port: number, o: MqttBenchOptions) {
   const subs = await pool(o.fanOutSubscribers, 100, (i) => LoadConn.open(port, `fsub-${i}`));
   await pool(subs.length, 100, (i) => subscribe(subs[i], "fanout/x", 1));
   const total = o.fanOutSubscribers * o.fanOutMessages;
