@@ -283,3 +283,12 @@ Deno.test("Bridge drops and counts a message an MQTT 5 upstream refuses, and kee
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("Bridge says offline upstream when it closes gracefully, and close is idempotent", async () => {
+  await using h = await startNorthboundHarness({ subscribeTo: "ferry/gw1/status" });
+  await waitFor(() => h.sub.received.at(-1)?.text === "online", "online");
+  await h.nb.close();
+  await h.nb.close();
+  assertEquals(h.nb.state, "closed");
+  await waitFor(() => h.sub.received.at(-1)?.text === "offline", "offline");
+});

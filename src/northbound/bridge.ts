@@ -617,7 +617,17 @@ export class Bridge implements AsyncDisposable {
       this.#clock.clearTimeout(this.#sleep.timer);
       this.#sleep.wake();
     }
-    await this.#client?.close();
+    const client = this.#client;
+    if (client && !client.isClosed && this.#o.statusTopic) {
+      // A graceful DISCONNECT suppresses the will: say "offline" ourselves.
+      client.publish({
+        topic: this.#o.statusTopic,
+        payload: new TextEncoder().encode("offline"),
+        qos: 0,
+        retain: true,
+      });
+    }
+    await client?.close();
     await this.#run;
     await this.#downChain;
     this.#setState("closed");

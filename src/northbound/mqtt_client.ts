@@ -155,6 +155,8 @@ export class MqttClient implements AsyncDisposable {
   #out: Uint8Array[] = [];
   #outBytes = 0;
   #writing = false;
+  #drained: Promise<void> = Promise.resolve();
+  #markDrained: () => void = () => {};
   #closed = false;
   #error: Error | undefined;
   #reading: Promise<void> = Promise.resolve();
@@ -321,6 +323,7 @@ export class MqttClient implements AsyncDisposable {
     this.#lastOut = this.#clock.now();
     if (!this.#writing) {
       this.#writing = true;
+      this.#drained = new Promise((r) => this.#markDrained = r);
       queueMicrotask(() => this.#flush());
     }
   }
@@ -340,6 +343,7 @@ export class MqttClient implements AsyncDisposable {
       this.#fail(new Error(`Upstream write failed: ${(err as Error).message}`));
     } finally {
       this.#writing = false;
+      this.#markDrained();
     }
   }
 
@@ -435,10 +439,18 @@ export class MqttClient implements AsyncDisposable {
   }
 
   /**
-   * Sends DISCONNECT (when `graceful`, the link is up and nothing else is being written), closes
-   * the socket and waits for the reader to stop. Idempotent.
+   * When `graceful` and the link is up: lets queued packets go out (at most `drainMs`), then
+   * sends DISCONNECT. Closes the socket and waits for the reader to stop. Idempotent.
    */
-  async close(graceful = true): Promise<void> {
+  async close(graceful = true, drainMs = 1000): Promise<void> {
+    if (!this.#closed && graceful && this.#writing) {
+      let timer: TimerHandle | undefined;
+      await Promise.race([
+        this.#drained,
+        new Promise<void>((r) => timer = this.#clock.setTimeout(r, drainMs)),
+      ]);
+      this.#clock.clearTimeout(timer!);
+    }
     if (!this.#closed && graceful && !this.#writing) {
       try {
         await this.#conn.write(
