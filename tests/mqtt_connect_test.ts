@@ -173,3 +173,16 @@ Deno.test("mosquitto_pub connects with 3.1.1, 3.1 and 5", async () => {
     assertEquals(r.code, 0, `${v}: ${r.stderr}`);
   }
 });
+
+Deno.test("connections past maxConnections are closed at once; existing ones are unaffected", async () => {
+  await using h = await startMqtt({ server: { maxConnections: 2 } });
+  const a = await h.raw(4);
+  await a.connect({ clientId: "a" });
+  const b = await h.raw(4);
+  await b.connect({ clientId: "b" });
+  const c = await h.raw(4);
+  await c.waitClosed();
+  await a.send({ cmd: "pingreq" });
+  assertEquals((await a.next()).cmd, "pingresp");
+  assertEquals(h.core.stats.drops.get({ protocol: "mqtt", reason: "connection_limit" }), 1);
+});

@@ -29,6 +29,8 @@ export interface MqttServerOptions {
   maxTopicAlias?: number;
   /** Upper bound of a session's expiry, seconds (also used for 3.1.1 persistent sessions). @default 604800 */
   sessionExpiryMaxSec?: number;
+  /** Open connections at most; past it new TCP connections are closed at once. @default 50000 */
+  maxConnections?: number;
   /** Persistent sessions kept at most; past it a new persistent session is refused. @default 100000 */
   maxSessions?: number;
   /** Bytes queued on a socket before the subscriber counts as a slow consumer. @default 1048576 */
@@ -68,6 +70,7 @@ export const defaultMqttServerOptions: Readonly<Required<MqttServerOptions>> = O
   maxInflight: 32,
   maxTopicAlias: 64,
   sessionExpiryMaxSec: 604_800,
+  maxConnections: 50_000,
   maxSessions: 100_000,
   maxPendingBytes: 1 << 20,
   drainTimeoutMs: 10_000,
@@ -115,6 +118,7 @@ export function resolveMqttServerOptions(
   int("maxInflight", 1, 65535);
   int("maxTopicAlias", 0, 65535);
   int("sessionExpiryMaxSec", 0, 0xffffffff);
+  int("maxConnections", 1, 10_000_000);
   int("maxSessions", 1, 100_000_000);
   int("maxPendingBytes", 1024, 1 << 30);
   int("drainTimeoutMs", 1, 3_600_000);

@@ -113,6 +113,17 @@ export class MqttServer implements Listener {
         conn.close();
         continue;
       }
+      if (this.#connections.size >= this.#options.maxConnections) {
+        // Refuse before reading anything: a flood of connections must not exhaust memory or fds.
+        stats.drops.inc({ protocol: "mqtt", reason: "connection_limit" });
+        this.#log.warn("connection refused: limit reached", {
+          limit: this.#options.maxConnections,
+        });
+        try {
+          conn.close();
+        } catch { /* closed */ }
+        continue;
+      }
       try {
         conn.setNoDelay(true);
       } catch { /* not fatal */ }
