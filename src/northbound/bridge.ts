@@ -159,6 +159,7 @@ export class Bridge implements AsyncDisposable {
   #run: Promise<void> | undefined;
   #closing = false;
   #pumping = false;
+  #resend = new Set<number>();
   #pumpQueued = false;
   #downChain: Promise<void> = Promise.resolve();
   #unlisten: () => void;
@@ -365,6 +366,8 @@ export class Bridge implements AsyncDisposable {
       this.#pidByRow.clear();
       this.#rowByPid.clear();
     }
+    // Rows in flight when the link dropped are resent first, with their packet ids.
+    this.#resend = new Set(this.#pidByRow.keys());
     this.#cursor = 0;
     client.onPuback = (pid, reason) => this.#onPuback(pid, reason);
     client.onPublish = (m) => this.#onDownlink(client, m);
@@ -462,8 +465,8 @@ export class Bridge implements AsyncDisposable {
     for (let round = 0; round < 64; round++) {
       let want = this.#o.inflight - this.#rowByPid.size;
       // After a reconnect the in-flight rows are resent first: they are at the head.
-      if (want <= 0 && this.#cursor !== 0) return;
-      if (want <= 0) want = this.#pidByRow.size;
+      if (want <= 0 && this.#resend.size === 0) return;
+      if (want <= 0) want = this.#resend.size;
       if (this.#state === "replaying" && !this.#bucket.unlimited) {
         const tokens = this.#bucket.available();
         if (tokens <= 0) {
@@ -497,7 +500,9 @@ export class Bridge implements AsyncDisposable {
           messageId: pid,
         });
         this.#cursor = row.id;
+        if (dup) this.#resend.delete(row.id);
       }
+      if (this.#resend.size) this.#releaseGone(rows.length < want);
       if (rows.length < want) {
         if (this.#state === "replaying" && this.#spool.pendingCount === 0) {
           this.#setState("live", { url: this.#o.displayUrl });
@@ -512,11 +517,26 @@ export class Bridge implements AsyncDisposable {
     }, 0);
   }
 
+  /**
+   * Frees the packet ids of in-flight rows that were not met again while resending (dropped by
+   * the full policy or TTL meanwhile): rows come in id order, so one the cursor passed is gone.
+   */
+  #releaseGone(caughtUp: boolean): void {
+    for (const row of this.#resend) {
+      if (!caughtUp && row > this.#cursor) continue;
+      this.#resend.delete(row);
+      const pid = this.#pidByRow.get(row);
+      this.#pidByRow.delete(row);
+      if (pid !== undefined) this.#rowByPid.delete(pid);
+    }
+  }
+
   #onPuback(pid: number, reason: number): void {
     const row = this.#rowByPid.get(pid);
     if (row === undefined) return; // stale (from before a reset session)
     this.#rowByPid.delete(pid);
     this.#pidByRow.delete(row);
+    this.#resend.delete(row);
     if (reason >= 0x80) {
       this.stats.rejected++;
       this.#m.rejected.inc({ reason: String(reason) });
