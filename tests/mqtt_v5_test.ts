@@ -350,3 +350,40 @@ Deno.test("a payload that is not UTF-8 despite Payload Format Indicator 1 gets P
   const ack = await r.next() as WithCode;
   assertEquals([ack.cmd, ack.reasonCode], ["puback", 0x99]);
 });
+
+Deno.test("mosquitto_pub v5 properties reach mosquitto_sub unchanged", async () => {
+  const { run, within } = await import("./_mqtt_harness.ts");
+  await using h = await startMqtt();
+  const port = String(h.port);
+  const child = new Deno.Command("mosquitto_sub", {
+    args: ["-p", port, "-V", "mqttv5", "-t", "pp/#", "-C", "1", "-F", "%t %p %P %C", "-W", "5"],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const output = child.output();
+  for (let i = 0; i < 200 && h.core.router.size === 0; i++) await sleep(5);
+  const pub = await run("mosquitto_pub", [
+    "-p",
+    port,
+    "-V",
+    "mqttv5",
+    "-t",
+    "pp/x",
+    "-m",
+    "hello",
+    "-q",
+    "1",
+    "-D",
+    "publish",
+    "user-property",
+    "k",
+    "v",
+    "-D",
+    "publish",
+    "content-type",
+    "text/plain",
+  ]);
+  assertEquals(pub.code, 0, pub.stderr);
+  const out = await within(output, 6000, "mosquitto_sub");
+  assertEquals(new TextDecoder().decode(out.stdout).trim(), "pp/x hello k:v text/plain");
+});
