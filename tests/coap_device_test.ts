@@ -318,3 +318,14 @@ Deno.test("CoAP ends an observation with a final 4.01 when the device's credenti
   await peer.send(ack(n.messageId));
   assertEquals(h.server.observerCount, 0);
 });
+
+Deno.test("CoAP close() ends every observation with a NON 5.03 carrying Max-Age", async () => {
+  const h = await startCoap({ server: { retryAfterSec: 30 } });
+  await using peer = new TestPeer(h.port);
+  await peer.exchange(observeGet("s1", [0x42]));
+  await h.server.close();
+  const n = await peer.recv();
+  assertEquals([n.type, n.code, n.token[0]], [CoapType.NON, Code.SERVICE_UNAVAILABLE, 0x42]);
+  assertEquals([decodeUint(opt(n, Opt.MAX_AGE)!), opt(n, Opt.OBSERVE)], [30, undefined]);
+  await h.core.close();
+});

@@ -994,6 +994,7 @@ export class CoapServer implements Listener {
     if (!this.#closed) {
       this.#closed = true;
       this.#abort.abort(new Error("CoAP server closed"));
+      await this.#farewell();
       try {
         this.#conn?.close();
       } catch { /* already closed */ }
@@ -1013,6 +1014,38 @@ export class CoapServer implements Listener {
       this.#log.info("closed");
     }
     await this.#loop;
+  }
+
+  /**
+   * Tells every observer the gateway is going away: a final NON 5.03 Service Unavailable with
+   * Max-Age `retryAfterSec` and no Observe option, which ends the observation (RFC 7641 §3.2) and
+   * says when to register again (RFC 7252 §5.9.3.4). Best effort: NON, not retransmitted; the wait
+   * for the socket is bounded.
+   */
+  async #farewell(): Promise<void> {
+    const conn = this.#conn;
+    if (!conn) return;
+    const sends: Promise<unknown>[] = [];
+    for (const obs of this.#observers.all()) {
+      const bytes = encodeMessage({
+        type: CoapType.NON,
+        code: Code.SERVICE_UNAVAILABLE,
+        messageId: this.#nextMid(obs.endpoint),
+        token: obs.token,
+        options: [{ number: Opt.MAX_AGE, value: encodeUint(this.#opts.retryAfterSec) }],
+        payload: EMPTY,
+      });
+      this.#core.stats.framesOut.inc(LABELS);
+      this.#core.stats.bytesOut.inc(LABELS, bytes.length);
+      sends.push(conn.send(bytes, obs.addr).catch(() => {}));
+    }
+    if (sends.length === 0) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all(sends),
+      new Promise<void>((r) => timer = setTimeout(r, 1000)),
+    ]);
+    clearTimeout(timer);
   }
 
   /** Same as {@link close}. */
