@@ -329,3 +329,12 @@ Deno.test("CoAP close() ends every observation with a NON 5.03 carrying Max-Age"
   assertEquals([decodeUint(opt(n, Opt.MAX_AGE)!), opt(n, Opt.OBSERVE)], [30, undefined]);
   await h.core.close();
 });
+
+Deno.test("CoAP answers 5.03 once the core is closing, without failing", async () => {
+  await using h = await startCoap();
+  await using peer = new TestPeer(h.port);
+  await h.core.close();
+  const r = await peer.exchange(post("d/s1/telemetry", ["token=t1"]));
+  assertEquals(r.code, Code.SERVICE_UNAVAILABLE);
+  assertEquals(h.core.stats.errors.get({ protocol: "coap", code: "handler_failed" }), 0);
+});

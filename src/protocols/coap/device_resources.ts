@@ -107,7 +107,7 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
     const r = core.registry.authenticate(who, token);
     if (!r.ok) return unauthorized("Bad credentials");
     if (req.notification) return { ok: true, principal: r.principal, who };
-    core.seen(who, "coap", options.idleTimeoutMs);
+    if (!core.closing) core.seen(who, "coap", options.idleTimeoutMs);
     host.bindEndpoint(req.endpoint, who);
     return { ok: true, principal: r.principal, who };
   }

@@ -373,7 +373,9 @@ export class CoapServer implements Listener {
 
   #touchEndpoint(endpoint: string): void {
     const id = this.#endpointDevice.get(endpoint);
-    if (id !== undefined) this.#core.seen(id, "coap", this.#opts.idleTimeoutMs);
+    if (id !== undefined && !this.#core.closing) {
+      this.#core.seen(id, "coap", this.#opts.idleTimeoutMs);
+    }
   }
 
   // ---- message layer (RFC 7252 §4) -------------------------------------------------------------
