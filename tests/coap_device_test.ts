@@ -338,3 +338,26 @@ Deno.test("CoAP answers 5.03 once the core is closing, without failing", async (
   assertEquals(r.code, Code.SERVICE_UNAVAILABLE);
   assertEquals(h.core.stats.errors.get({ protocol: "coap", code: "handler_failed" }), 0);
 });
+
+Deno.test("CoAP commands with Accept: application/json come as a JSON envelope with the name", async () => {
+  await using h = await startCoap();
+  await using peer = new TestPeer(h.port);
+  await h.core.publish(command("s1", "reboot", "now"));
+  await h.core.publish(createMessage({
+    topic: "devices/s1/commands/blob",
+    payload: new Uint8Array([0xff, 0x00]),
+  }));
+  await waitFor(() => h.seen.filter((m) => m.topic.includes("commands")).length === 2, "commands");
+  const get = () =>
+    peer.exchange(request({
+      path: "d/s1/commands",
+      query: ["token=t1"],
+      options: [{ number: Opt.ACCEPT, value: encodeUint(50) }],
+    }));
+  const a = await get();
+  assertEquals(decodeUint(opt(a, Opt.CONTENT_FORMAT)!), 50);
+  const ja = JSON.parse(textOf(a));
+  assertEquals([ja.name, ja.payload], ["reboot", "now"]);
+  const jb = JSON.parse(textOf(await get()));
+  assertEquals([jb.name, jb.payload, jb.encoding], ["blob", "/wA=", "base64"]);
+});

@@ -42,6 +42,13 @@ export interface DeviceResources {
 }
 
 const text = new TextEncoder();
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+function base64(bytes: Uint8Array): string {
+  let s = "";
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s);
+}
 
 /** Content-Format numbers ⇄ MIME types carried in `Message.properties.contentType`. */
 const FORMATS: Array<[number, string]> = [
@@ -175,19 +182,43 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
     if (!core.tryPublish(msg)) host.log.warn("ack dropped: pipeline full", { device: deviceId });
   }
 
-  function commandResponse(cmd: PendingCommand): CoapResponse {
-    const fmt = formatOf(cmd.msg.properties?.contentType);
-    const options = [{ number: Opt.FERRY_COMMAND, value: encodeString(cmd.name) }];
+  /**
+   * The representation of a command: its payload as published (name in option 65000), or with
+   * `Accept: 50` a JSON envelope `{"name","seq","payload"}` (UTF-8 text, or base64 with
+   * `"encoding":"base64"` when the payload is not valid UTF-8) for clients that cannot read options.
+   */
+  function commandResponse(cmd: PendingCommand, accept: number | undefined): CoapResponse {
     const exp = cmd.msg.properties?.expiresAt;
-    return {
+    const base = {
       code: Code.CONTENT,
-      payload: cmd.msg.payload,
-      contentFormat: fmt,
       etag: encodeUint(cmd.seq).length ? encodeUint(cmd.seq) : new Uint8Array([0]),
       maxAge: exp !== undefined
         ? Math.max(0, Math.ceil((exp - core.clock.now()) / 1000))
         : undefined,
-      options,
+      options: [{ number: Opt.FERRY_COMMAND, value: encodeString(cmd.name) }],
+    };
+    if (accept === ContentFormat.JSON) {
+      let body: Record<string, unknown>;
+      try {
+        body = { name: cmd.name, seq: cmd.seq, payload: strictUtf8.decode(cmd.msg.payload) };
+      } catch {
+        body = {
+          name: cmd.name,
+          seq: cmd.seq,
+          payload: base64(cmd.msg.payload),
+          encoding: "base64",
+        };
+      }
+      return {
+        ...base,
+        contentFormat: ContentFormat.JSON,
+        payload: text.encode(JSON.stringify(body)),
+      };
+    }
+    return {
+      ...base,
+      payload: cmd.msg.payload,
+      contentFormat: formatOf(cmd.msg.properties?.contentType),
     };
   }
 
@@ -210,7 +241,7 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
       const head = queue.head(id);
       if (!head) return null;
       return {
-        ...commandResponse(head),
+        ...commandResponse(head, req.accept),
         onDelivered: (confirmed) => {
           if (!queue.remove(id, head.seq)) return;
           delivered(id);
@@ -233,7 +264,7 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
     // retransmitted request, so it is not lost when only the ACK was.
     queue.remove(id, head.seq);
     delivered(id);
-    return commandResponse(head);
+    return commandResponse(head, req.accept);
   }
 
   function acks(req: CoapRequest): CoapResponse {
