@@ -186,3 +186,24 @@ Deno.test("connections past maxConnections are closed at once; existing ones are
   assertEquals((await a.next()).cmd, "pingresp");
   assertEquals(h.core.stats.drops.get({ protocol: "mqtt", reason: "connection_limit" }), 1);
 });
+
+Deno.test("a first packet above maxConnectPacketSize closes the connection before it is buffered", async () => {
+  await using h = await startMqtt({ server: { maxConnectPacketSize: 1024 } });
+  const r = await h.raw(4);
+  // CONNECT header claiming 100,000 bytes
+  await r.send(new Uint8Array([0x10, 0xa0, 0x8d, 0x06]));
+  assertEquals((await r.waitClosed()).length, 0);
+  // after CONNECT the general maxPacketSize applies
+  const ok = await h.raw(4);
+  await ok.connect();
+  await ok.send({
+    cmd: "publish",
+    topic: "big",
+    payload: "x".repeat(5000),
+    qos: 1,
+    messageId: 1,
+    dup: false,
+    retain: false,
+  });
+  assertEquals((await ok.next()).cmd, "puback");
+});

@@ -129,6 +129,15 @@ export class MqttFrameDecoder {
     this.#version = options.protocolVersion;
   }
 
+  /** Largest whole packet accepted, bytes (may be raised after CONNECT). */
+  get maxPacketSize(): number {
+    return this.#max;
+  }
+
+  set maxPacketSize(n: number) {
+    this.#max = n;
+  }
+
   /** Bytes held for a partial packet. */
   get buffered(): number {
     if (this.#state === State.Header) return 0;

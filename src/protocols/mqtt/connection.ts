@@ -122,7 +122,10 @@ export class MqttConnection implements SessionHandle, SessionLink {
     // Connect timeout, then keepalive: one supervisor deadline.
     this.#deadline = core.supervise(this, options.connectTimeoutMs);
     const stats = core.stats;
-    const dec = new MqttFrameDecoder({ maxPacketSize: options.maxPacketSize });
+    // Until CONNECT is accepted, a smaller cap: an unauthenticated peer cannot make us buffer much.
+    const dec = new MqttFrameDecoder({
+      maxPacketSize: Math.min(options.maxConnectPacketSize, options.maxPacketSize),
+    });
     const min = options.readBufferMin;
     const max = options.readBufferMax;
     let size = min;
@@ -147,6 +150,9 @@ export class MqttConnection implements SessionHandle, SessionLink {
         for (const p of dec.push(n === buf.length ? buf : buf.subarray(0, n))) {
           const pending = this.#dispatch(p); // a promise only while the core takes a PUBLISH
           if (pending) await pending;
+          else if (this.#connected && dec.maxPacketSize !== options.maxPacketSize) {
+            dec.maxPacketSize = options.maxPacketSize;
+          }
           if (this.#closing) break outer;
         }
       }

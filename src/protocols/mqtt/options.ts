@@ -15,6 +15,8 @@ export interface MqttServerOptions {
   connectTimeoutMs?: number;
   /** Largest packet accepted (whole packet, bytes); larger ones close the connection. @default 268435455 */
   maxPacketSize?: number;
+  /** Largest first packet (CONNECT) from a client not yet authenticated, bytes. @default 262144 */
+  maxConnectPacketSize?: number;
   /** Largest keepalive granted, seconds; v5 clients asking more get Server Keep Alive. @default 65535 */
   maxKeepAlive?: number;
   /** QoS 1/2 PUBLISHes a client may have unacknowledged towards us (v5 Receive Maximum). @default 64 */
@@ -63,6 +65,7 @@ export const defaultMqttServerOptions: Readonly<Required<MqttServerOptions>> = O
   port: 1883,
   connectTimeoutMs: 10_000,
   maxPacketSize: 268_435_455,
+  maxConnectPacketSize: 262_144,
   maxKeepAlive: 65_535,
   receiveMaximum: 64,
   maxQueuedMessages: 1000,
@@ -112,6 +115,7 @@ export function resolveMqttServerOptions(
   int("port", 0, 65535);
   int("connectTimeoutMs", 1, 3_600_000);
   int("maxPacketSize", 64, 268_435_455);
+  int("maxConnectPacketSize", 64, 268_435_455);
   int("maxKeepAlive", 0, 65535);
   int("receiveMaximum", 1, 65535);
   int("maxQueuedMessages", 0, 10_000_000);
