@@ -269,3 +269,39 @@ Deno.test("messages Ferry originates to one endpoint carry consecutive message I
   }
   assertEquals([(mids[1] - mids[0]) & 0xffff, (mids[2] - mids[1]) & 0xffff], [1, 1]);
 });
+
+Deno.test("plugtest /separate answers a NON request later with a NON response (no empty ACK)", async () => {
+  const clock = new FakeClock(0);
+  await using h = await plugtest(clock, { separateResponseAfterMs: 1000 });
+  await using peer = new TestPeer(h.port);
+  const req = request({ type: CoapType.NON, path: "separate" });
+  await peer.send(req);
+  await waitFor(() => h.core.stats.framesIn.get({ protocol: "coap" }) === 1, "request in");
+  clock.tick(1000);
+  await peer.quiet(50);
+  clock.tick(1000);
+  const res = await peer.recv();
+  assertEquals([res.type, res.code], [CoapType.NON, Code.CONTENT]);
+  assertEquals(res.token, req.token);
+});
+
+Deno.test("a large notification goes out block-wise: first block with Block2 and Observe", async () => {
+  await using h = await plugtest();
+  await using peer = new TestPeer(h.port);
+  await using writer = new TestPeer(h.port);
+  await peer.exchange(request({
+    type: CoapType.NON,
+    path: "obs",
+    options: [{ number: Opt.OBSERVE, value: encodeUint(0) }],
+  }));
+  await writer.exchange(request({
+    code: Code.PUT,
+    path: "obs",
+    payload: "x".repeat(1500),
+    options: [{ number: Opt.BLOCK1, value: encodeUint(0x06) }],
+  }));
+  const n = await peer.recv();
+  assert(opt(n, Opt.OBSERVE) !== undefined);
+  assertEquals(decodeUint(opt(n, Opt.BLOCK2)!) & 0x0f, 0x0e); // NUM 0, M=1, SZX 6
+  assertEquals(n.payload.length, 1024);
+});
