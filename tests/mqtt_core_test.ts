@@ -211,3 +211,15 @@ Deno.test("a subscriber that stops reading is closed as a slow consumer instead 
     conn.close();
   }
 });
+
+Deno.test("with anonymousPresence off an anonymous client gets no presence, a device still does", async () => {
+  await using h = await startMqtt({
+    core: { devices: [{ id: "dev9", token: "t" }] },
+    server: { anonymousPresence: false },
+  });
+  await h.client({ protocolVersion: 4, clientId: "anon9" });
+  await h.client({ protocolVersion: 4, clientId: "dev9", username: "dev9", password: "t" });
+  await sleep(10);
+  assertEquals(h.core.registry.get("anon9")?.state, undefined);
+  assertEquals(h.core.registry.get("dev9")?.state, "online");
+});

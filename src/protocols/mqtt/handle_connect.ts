@@ -172,9 +172,11 @@ export function evaluateConnect(
   } else {
     return refuse(ReasonCode.NotAuthorized, "anonymous clients are not allowed");
   }
+  // Presence: device principals always; anonymous clients whose client id is a device id only
+  // when `anonymousPresence` is on (a test broker for generic MQTT suites may want it off).
   const deviceId = principal.kind === "device"
     ? principal.id
-    : principal.kind === "anonymous"
+    : principal.kind === "anonymous" && options.anonymousPresence
     ? principal.id
     : undefined;
 

@@ -43,6 +43,12 @@ export interface MqttServerOptions {
   readBufferMin?: number;
   /** Largest socket read buffer while data streams in, bytes. @default 16384 */
   readBufferMax?: number;
+  /**
+   * Track presence (`devices/{id}/status`, registry) for anonymous clients whose client id is a
+   * valid device id. Turn off when generic MQTT test suites subscribe to `#` and expect only their
+   * own messages. @default true
+   */
+  anonymousPresence?: boolean;
   /** Accept MQTT 3.1 (`MQIsdp`, level 3) as well as 3.1.1 and 5.0. @default true */
   allowMqtt31?: boolean;
   /** Longest client id accepted, characters. @default 256 */
@@ -79,6 +85,7 @@ export const defaultMqttServerOptions: Readonly<Required<MqttServerOptions>> = O
   drainTimeoutMs: 10_000,
   readBufferMin: 256,
   readBufferMax: 16_384,
+  anonymousPresence: true,
   allowMqtt31: true,
   maxClientIdLength: 256,
   assignedIdPrefix: "ferry-",
