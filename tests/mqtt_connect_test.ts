@@ -207,3 +207,19 @@ Deno.test("a first packet above maxConnectPacketSize closes the connection befor
   });
   assertEquals((await ok.next()).cmd, "puback");
 });
+
+Deno.test("in anonymous mode a user name that is no device id connects as anonymous; a device with a bad token does not", async () => {
+  await using h = await startMqtt({
+    core: { anonymous: true, devices: [{ id: "s1", token: "good" }] },
+  });
+  const a = await h.raw(4);
+  const ack = await a.connect({
+    clientId: "tool",
+    username: "someone@example",
+    password: "x" as never,
+  });
+  assertEquals((ack as { returnCode: number }).returnCode, 0);
+  const b = await h.raw(4);
+  const bad = await b.connect({ clientId: "s1", username: "s1", password: "wrong" as never });
+  assertEquals((bad as { returnCode: number }).returnCode, 4);
+});

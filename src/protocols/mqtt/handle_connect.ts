@@ -164,8 +164,12 @@ export function evaluateConnect(
     if (dev.ok) principal = dev.principal;
     else {
       const svc = core.registry.authenticateService(packet.username, password);
-      if (!svc.ok) return refuse(ReasonCode.BadUserNameOrPassword, "bad user name or password");
-      principal = svc.principal;
+      if (svc.ok) principal = svc.principal;
+      else if (dev.reason === "bad_id" && core.registry.anonymous) {
+        // Anonymous mode, and the user name is no device id: treat it like a client without
+        // credentials (as mosquitto's allow_anonymous does), which grants nothing more.
+        principal = { kind: "anonymous", id: isDeviceId(clientId) ? clientId : undefined };
+      } else return refuse(ReasonCode.BadUserNameOrPassword, "bad user name or password");
     }
   } else if (core.registry.anonymous) {
     principal = { kind: "anonymous", id: isDeviceId(clientId) ? clientId : undefined };
