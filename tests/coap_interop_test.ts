@@ -248,3 +248,49 @@ Deno.test("a CoAP POST reaches an MQTT subscriber and an MQTT command reaches a 
     "ack via MQTT",
   );
 });
+
+Deno.test("coap-client two-way block-wise POST to plugtest /large-post (Block1 up, Block2 down)", async () => {
+  await using h = await startCoap({ server: { mode: "plugtest" } });
+  const body = Array.from({ length: 3000 }, (_, i) => "abcdefghij"[i % 10]).join("");
+  const r = await runCoapClient([
+    "-B",
+    "5",
+    "-b",
+    "128",
+    "-m",
+    "post",
+    "-e",
+    body,
+    `${base(h.port)}/large-post`,
+  ]);
+  assertEquals(r.code, 0, r.stderr);
+  assertEquals(r.stdout.trim(), body.toUpperCase());
+});
+
+Deno.test("coap-client block-wise PUT to plugtest /large-update, read back whole", async () => {
+  await using h = await startCoap({ server: { mode: "plugtest" } });
+  const body = "0123456789abcdef".repeat(150);
+  const put = await runCoapClient([
+    "-B",
+    "5",
+    "-b",
+    "256",
+    "-m",
+    "put",
+    "-e",
+    body,
+    `${base(h.port)}/large-update`,
+  ]);
+  assertEquals(put.code, 0, put.stderr);
+  const get = await runCoapClient(["-B", "5", `${base(h.port)}/large-update`]);
+  assertEquals(get.stdout.trim(), body);
+});
+
+Deno.test("coap-client gets its separate response from plugtest /separate", async () => {
+  await using h = await startCoap({
+    server: { mode: "plugtest", separateResponseAfterMs: 100 },
+  });
+  const r = await runCoapClient(["-B", "8", `${base(h.port)}/separate`]);
+  assertEquals(r.code, 0, r.stderr);
+  assert(r.stdout.includes("Type: 0 (CON)"), r.stdout);
+});
