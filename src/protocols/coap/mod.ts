@@ -21,3 +21,4 @@ export * from "./resource.ts";
 export * from "./retransmitter.ts";
 export * from "./server.ts";
 export * from "./transmission.ts";
+export * from "./well_known.ts";

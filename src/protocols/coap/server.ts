@@ -17,19 +17,18 @@ import { Block1Assembler, blockSize, decodeBlock, encodeBlock, szxFor } from "./
 import { CoapSyntaxError, decodeMessage, encodeMessage } from "./codec.ts";
 import { createDeviceResources, type DeviceResources } from "./device_resources.ts";
 import { ExchangeCache, type ExchangeEntry } from "./exchange_cache.ts";
-import { filterLinks, formatLinks, type Link } from "./link_format.ts";
 import {
   type CoapMessage,
   type CoapOption,
   CoapType,
   Code,
   codeClass,
-  ContentFormat,
   emptyMessage,
   isRequestCode,
   isResponseCode,
 } from "./message.ts";
 import { type Observation, ObserverRegistry } from "./observe.ts";
+import { createWellKnownResource } from "./well_known.ts";
 import {
   decodeString,
   decodeUint,
@@ -265,7 +264,7 @@ export class CoapServer implements Listener {
       resources.push(...this.#device.resources);
     }
     resources.push(...o.resources ?? []);
-    resources.push(this.#wellKnown(resources));
+    resources.push(createWellKnownResource(resources));
     this.#routes = resources.map((resource) => ({ resource, matcher: compilePath(resource.path) }))
       .sort((a, b) => b.matcher.literals - a.matcher.literals);
   }
@@ -963,30 +962,6 @@ export class CoapServer implements Listener {
         }
       }
     });
-  }
-
-  // ---- /.well-known/core (RFC 6690) -------------------------------------------------------------
-
-  #wellKnown(resources: CoapResource[]): CoapResource {
-    const links: Link[] = [];
-    for (const r of resources) {
-      const listed = r.discoverable ?? !compilePath(r.path).variable;
-      if (!listed) continue;
-      const attributes = { ...r.attributes };
-      if (r.observable && attributes.obs === undefined) attributes.obs = true;
-      links.push({ href: r.path, attributes });
-    }
-    return {
-      path: "/.well-known/core",
-      methods: [Code.GET],
-      produces: [ContentFormat.LINK_FORMAT],
-      discoverable: false, // RFC 6690 §4: need not list itself
-      handle: (req) => ({
-        code: Code.CONTENT,
-        contentFormat: ContentFormat.LINK_FORMAT,
-        payload: text.encode(formatLinks(filterLinks(links, req.query[0]))),
-      }),
-    };
   }
 
   // ---- shutdown ----------------------------------------------------------------------------
