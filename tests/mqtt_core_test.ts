@@ -223,3 +223,49 @@ Deno.test("with anonymousPresence off an anonymous client gets no presence, a de
   assertEquals(h.core.registry.get("anon9")?.state, undefined);
   assertEquals(h.core.registry.get("dev9")?.state, "online");
 });
+
+Deno.test("with an accept hook, a PUBLISH is acknowledged only after the hook; a refusal is never acknowledged", async () => {
+  await using h = await startMqtt();
+  const hooked: string[] = [];
+  h.core.setAcceptHook((m) => {
+    if (m.topic === "hook/bad") throw new Error("spool full");
+    if (m.topic.startsWith("hook/")) hooked.push(m.topic);
+  });
+  const r5 = await h.raw(5);
+  await r5.connect();
+  await r5.send({
+    cmd: "publish",
+    topic: "hook/ok",
+    payload: "x",
+    qos: 1,
+    messageId: 1,
+    dup: false,
+    retain: false,
+  });
+  const ok = await r5.next() as { cmd: string; reasonCode?: number };
+  assertEquals([ok.cmd, ok.reasonCode ?? 0], ["puback", 0]);
+  assertEquals(hooked, ["hook/ok"]);
+  await r5.send({
+    cmd: "publish",
+    topic: "hook/bad",
+    payload: "x",
+    qos: 1,
+    messageId: 2,
+    dup: false,
+    retain: false,
+  });
+  const bad = await r5.next() as { cmd: string; reasonCode?: number };
+  assertEquals([bad.cmd, bad.reasonCode], ["puback", 0x83]);
+  const r4 = await h.raw(4);
+  await r4.connect();
+  await r4.send({
+    cmd: "publish",
+    topic: "hook/bad",
+    payload: "x",
+    qos: 1,
+    messageId: 3,
+    dup: false,
+    retain: false,
+  });
+  assertEquals((await r4.waitClosed()).length, 0); // 3.1.1: closed unacknowledged, the client resends
+});

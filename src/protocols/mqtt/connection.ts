@@ -13,7 +13,14 @@
 import type { IConnackPacket, IDisconnectPacket, IPublishPacket, Packet } from "mqtt-packet";
 import { Buffer } from "node:buffer";
 import { ConnWriter } from "../../net/conn_writer.ts";
-import type { CloseReason, Core, DeadlineEntry, Logger, SessionHandle } from "../../core/mod.ts";
+import type {
+  CloseReason,
+  Core,
+  DeadlineEntry,
+  Logger,
+  Message,
+  SessionHandle,
+} from "../../core/mod.ts";
 import { encodePacket, MqttFrameDecoder, type ProtocolVersion } from "./codec.ts";
 import { encodeAck, encodePublish } from "./_fast_codec.ts";
 import { MqttMalformedError, MqttProtocolError } from "./errors.ts";
@@ -39,6 +46,11 @@ export interface ConnectionContext {
   store: SessionStore;
   /** Shared subscription groups. */
   shared: SharedSubscriptions;
+  /**
+   * Whether PUBLISHes may be accepted with the synchronous `core.tryPublish` when the pipeline has
+   * room; set to false once the core refuses it (an accept hook is set). Shared, mutable.
+   */
+  tryPublish?: boolean;
   /** Counts bytes written (one function shared by every connection's writer). */
   onBytesOut?: (n: number) => void;
   /** Called once when the connection has ended and its session was released. */
@@ -404,7 +416,7 @@ export class MqttConnection implements SessionHandle, SessionLink {
     this.#shutdown();
   }
 
-  async #onPublish(p: IPublishPacket): Promise<void> {
+  #onPublish(p: IPublishPacket): Promise<void> | undefined {
     const { core, options, log } = this.#ctx;
     const session = this.#session!;
     const c = this.#accepted!;
@@ -443,28 +455,57 @@ export class MqttConnection implements SessionHandle, SessionLink {
       }
       return;
     }
-    // Backpressure: wait until the pipeline accepts the message before reading on.
+    // Fast path: the pipeline has room and no accept hook is set, so the message is accepted
+    // synchronously (the same acceptance as `publish`, without promises per message).
+    if (this.#ctx.tryPublish !== false && core.pipeline.hasRoom) {
+      let ok = false;
+      try {
+        ok = core.tryPublish(d.msg);
+      } catch (err) {
+        if (!(err instanceof TypeError)) throw err;
+        this.#ctx.tryPublish = false; // an accept hook is set: always wait for `publish`
+      }
+      if (ok) {
+        this.#acknowledge(p, c.deviceId);
+        return;
+      }
+    }
+    return this.#publishAndAcknowledge(p, d.msg);
+  }
+
+  /** Backpressure: waits until the pipeline accepts the message, then acknowledges it. */
+  async #publishAndAcknowledge(p: IPublishPacket, msg: Message): Promise<void> {
+    const { core, log } = this.#ctx;
     const abort = this.#abort ??= new AbortController();
     try {
-      await core.publish(d.msg, abort.signal);
+      await core.publish(msg, abort.signal);
     } catch (err) {
       if (this.#closing) return;
       // The core refused the message (accept hook failed, pipeline closed): never acknowledge it.
-      log.warn("publish not accepted by the core", { clientId: c.clientId, error: err });
+      log.warn("publish not accepted by the core", { clientId: this.clientId, error: err });
       core.stats.drops.inc({ protocol: "mqtt", reason: "refused_by_core" });
       if (p.qos === 0) return;
       if (this.#version !== 5) throw err; // 3.1.1 cannot refuse: close, the client resends
       const rc = ReasonCode.ImplementationSpecificError;
-      this.#send({ cmd: p.qos === 1 ? "puback" : "pubrec", messageId: id, reasonCode: rc });
+      this.#send({
+        cmd: p.qos === 1 ? "puback" : "pubrec",
+        messageId: p.messageId,
+        reasonCode: rc,
+      });
       return;
     }
-    if (c.deviceId) core.registry.device(c.deviceId).messagesIn++;
+    this.#acknowledge(p, this.#accepted?.deviceId);
+  }
+
+  /** Acknowledges an accepted PUBLISH ([MQTT-4.3.2-2], [MQTT-4.3.3-2]: only once accepted). */
+  #acknowledge(p: IPublishPacket, deviceId: string | undefined): void {
+    const core = this.#ctx.core;
+    if (deviceId) core.registry.device(deviceId).messagesIn++;
     if (this.#closing) return;
-    // Acknowledge only once accepted ([MQTT-4.3.2-2], [MQTT-4.3.3-2]).
-    if (p.qos === 1) this.#send({ cmd: "puback", messageId: id });
+    if (p.qos === 1) this.#send({ cmd: "puback", messageId: p.messageId });
     else if (p.qos === 2) {
-      session.addInbound(id!);
-      this.#send({ cmd: "pubrec", messageId: id });
+      this.#session!.addInbound(p.messageId!);
+      this.#send({ cmd: "pubrec", messageId: p.messageId });
     }
   }
 
