@@ -78,6 +78,8 @@ export interface CoapServerOptions {
   separateResponseAfterMs: number;
   /** Requests being handled asynchronously at once; more get 5.03. @default 1024 */
   maxInflightRequests: number;
+  /** Datagrams handed to the socket and not yet sent; past it new ones are dropped. @default 4096 */
+  maxPendingSends: number;
   /** Max-Age (s) of a 5.03 Service Unavailable (when to retry), RFC 7252 §5.9.3.4. @default 2 */
   retryAfterSec: number;
   /** Observers registered at once (RFC 7641); past it GET+Observe is served without registering. @default 10000 */
@@ -116,6 +118,7 @@ export const defaultCoapServerOptions: CoapServerOptions = {
   maxExchanges: 100_000,
   separateResponseAfterMs: 1000,
   maxInflightRequests: 1024,
+  maxPendingSends: 4096,
   retryAfterSec: 2,
   maxObservers: 10_000,
   observeConfirmableIntervalMs: 86_400_000,
@@ -171,6 +174,7 @@ interface CachedBody {
 
 const EMPTY = new Uint8Array(0);
 const LABELS = { protocol: "coap" };
+const SEND_BACKLOG = { protocol: "coap", reason: "send_backlog" };
 const text = new TextEncoder();
 
 /** `host:port` key of an endpoint (IPv6 hosts bracketed). */
@@ -219,6 +223,7 @@ export class CoapServer implements Listener {
   #mids = new Map<string, number>();
   #device: DeviceResources | undefined;
   #sweepTimer: number | undefined;
+  #sending = 0;
 
   /** Creates the server; call {@link listen} to start. */
   constructor(core: Core, options: Partial<CoapServerOptions> = {}) {
@@ -325,13 +330,20 @@ export class CoapServer implements Listener {
   #send(bytes: Uint8Array, addr: Deno.NetAddr): void {
     const conn = this.#conn;
     if (!conn || this.#closed) return;
+    // Bounded: datagrams the socket has not taken yet are capped; past it one is dropped (a CON
+    // is retransmitted later, a lost ACK makes the client retransmit its request).
+    if (this.#sending >= this.#opts.maxPendingSends) {
+      this.#core.stats.drops.inc(SEND_BACKLOG);
+      return;
+    }
+    this.#sending++;
     this.#core.stats.framesOut.inc(LABELS);
     this.#core.stats.bytesOut.inc(LABELS, bytes.length);
     conn.send(bytes, addr).catch((err) => {
       if (this.#closed) return;
       this.#core.stats.errors.inc({ protocol: "coap", code: "send_failed" });
       this.#log.debug("send failed", { error: err });
-    });
+    }).finally(() => this.#sending--);
   }
 
   #sendMessage(msg: CoapMessage, addr: Deno.NetAddr): Uint8Array {
