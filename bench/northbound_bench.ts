@@ -183,6 +183,7 @@ async function device(
   let acked = 0;
   const t0 = performance.now();
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let helloAcked = false;
   // One writer at a time: the read loop and the pacing timer both call pump, and concurrent
   // partial writes would interleave frames.
   let writing = false;
@@ -223,7 +224,15 @@ async function device(
     } finally {
       writing = false;
     }
-    if (o.ratePerSec && sent < o.count && Date.now() < o.until && timer === undefined) {
+    const over = sent >= o.count || Date.now() >= o.until;
+    if (over && acked >= sent && helloAcked) {
+      // Nothing in flight and nothing more to send: end the read loop below.
+      try {
+        conn.close();
+      } catch { /* closed */ }
+      return;
+    }
+    if (o.ratePerSec && !over && timer === undefined) {
       timer = setTimeout(() => {
         timer = undefined;
         pump();
@@ -231,10 +240,14 @@ async function device(
     }
   };
   await pump();
-  let helloAcked = false;
   for (;;) {
     if (helloAcked && acked >= sent && (sent >= o.count || Date.now() >= o.until)) break;
-    const n = await conn.read(buf);
+    let n: number | null;
+    try {
+      n = await conn.read(buf);
+    } catch {
+      break; // closed by pump
+    }
     if (n === null) break;
     for (const f of parser.push(buf.subarray(0, n))) {
       if (f.type === FrameType.HELLO_ACK) helloAcked = true;
@@ -248,7 +261,9 @@ async function device(
     await pump();
   }
   clearTimeout(timer);
-  conn.close();
+  try {
+    conn.close();
+  } catch { /* closed by pump */ }
   return acked;
 }
 
