@@ -13,6 +13,7 @@ export * from "./device_resources.ts";
 export * from "./exchange_cache.ts";
 export * from "./link_format.ts";
 export * from "./message.ts";
+export * from "./notifier.ts";
 export * from "./observe.ts";
 export * from "./options.ts";
 export * from "./plugtest.ts";

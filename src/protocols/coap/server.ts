@@ -27,6 +27,7 @@ import {
   isRequestCode,
   isResponseCode,
 } from "./message.ts";
+import { Notifier } from "./notifier.ts";
 import { type Observation, ObserverRegistry } from "./observe.ts";
 import { createWellKnownResource } from "./well_known.ts";
 import {
@@ -216,13 +217,12 @@ export class CoapServer implements Listener {
   #observers: ObserverRegistry;
   #blocks: Block1Assembler;
   #block2 = new Map<string, CachedBody>();
-  #nonNotifications = new Map<string, Observation>();
   #endpointDevice = new Map<string, string>();
   #pending = new Set<Exchange>();
   #inflight = 0;
   #mids = new Map<string, number>();
   #device: DeviceResources | undefined;
-  #sweepTimer: number | undefined;
+  #notifier: Notifier;
   #sending = 0;
 
   /** Creates the server; call {@link listen} to start. */
@@ -247,6 +247,20 @@ export class CoapServer implements Listener {
       send: (bytes, addr) => this.#send(bytes, addr),
     });
     this.#observers = new ObserverRegistry(o.maxObservers);
+    this.#notifier = new Notifier({
+      clock,
+      log: this.#log,
+      observers: this.#observers,
+      retransmitter: this.#rt,
+      confirmableIntervalMs: o.observeConfirmableIntervalMs,
+      maxTrackedNon: o.maxObservers * 4,
+      closed: () => this.#closed,
+      nextMid: (ep) => this.#nextMid(ep),
+      build: (type, mid, token, res, options, cacheKey) =>
+        this.#buildResponse(type, mid, token, res, options, { cacheKey }),
+      send: (bytes, addr) => this.#send(bytes, addr),
+      counted: () => this.#core.stats.messagesOut.inc(LABELS),
+    });
     this.#blocks = new Block1Assembler({
       clock,
       maxBodySize: o.maxPayload,
@@ -295,7 +309,7 @@ export class CoapServer implements Listener {
     });
     const addr = this.#conn.addr as Deno.NetAddr;
     this.#loop = this.#receiveLoop(this.#conn);
-    this.#armSweep();
+    this.#notifier.startSweep();
     this.#log.info("listening", {
       hostname: addr.hostname,
       port: addr.port,
@@ -426,10 +440,7 @@ export class CoapServer implements Listener {
         this.#touchEndpoint(ep);
         if (!this.#rt.settle(ep, msg.messageId, "rst")) {
           // RFC 7641 §3.6: a Reset in reply to a NON notification cancels the observation.
-          const key = `${ep}#${msg.messageId}`;
-          const obs = this.#nonNotifications.get(key);
-          this.#nonNotifications.delete(key);
-          if (obs) this.#cancelObservation(obs, "reset");
+          this.#notifier.reset(ep, msg.messageId);
         }
         return;
     }
@@ -733,120 +744,7 @@ export class CoapServer implements Listener {
 
   /** Sends a notification to every observer of `target` (a path like `/obs`). */
   notify(target: string): void {
-    if (this.#closed) return;
-    for (const obs of this.#observers.of(target)) this.#notify(obs);
-  }
-
-  #notify(obs: Observation, probe = false): void {
-    if (this.#closed) return;
-    // RFC 7641 §4.5.1: at most one Confirmable notification in flight per observer; the newest
-    // state goes out once it is settled.
-    if (obs.inFlight !== undefined) {
-      obs.dirty = true;
-      return;
-    }
-    obs.dirty = false;
-    let result: ReturnType<CoapResource["handle"]>;
-    try {
-      result = obs.resource.handle({ ...obs.request, notification: true });
-    } catch (err) {
-      this.#log.error("notification render failed", { target: obs.target, error: err });
-      return;
-    }
-    const send = (res: CoapResponse | null) => {
-      // A liveness probe of an unchanged resource re-sends its current (empty) state.
-      if (!res && probe) res = { code: Code.CONTENT };
-      if (!res || this.#closed || !this.#observers.get(obs.endpoint, obs.token)) return;
-      this.#sendNotification(obs, res);
-    };
-    if (result instanceof Promise) result.then(send, () => {});
-    else send(result);
-  }
-
-  #sendNotification(obs: Observation, res: CoapResponse): void {
-    const now = this.#core.clock.now();
-    const final = codeClass(res.code) !== 2;
-    // RFC 7641 §4.5: Confirmable if the client registered with CON, and at least every 24 h.
-    const kind = obs.resource.notifications ?? "like-request";
-    const con = kind === "confirmable" || final ||
-      (kind === "like-request" && obs.confirmable) ||
-      now - obs.lastConfirmableAt >= this.#opts.observeConfirmableIntervalMs;
-    const mid = this.#nextMid(obs.endpoint);
-    const options: CoapOption[] = [];
-    if (!final) {
-      obs.seq = (obs.seq + 1) & 0xffffff; // RFC 7641 §4.4: increasing sequence numbers
-      options.push({ number: Opt.OBSERVE, value: encodeUint(obs.seq) });
-    } else {
-      // RFC 7641 §3.2: a non-2.xx notification ends the observation.
-      this.#observers.remove(obs);
-    }
-    const msg = this.#buildResponse(
-      con ? CoapType.CON : CoapType.NON,
-      mid,
-      obs.token,
-      res,
-      options,
-      {
-        block2: undefined,
-        cacheKey: `${obs.endpoint}|${obs.target.slice(1)}?${obs.request.query.join("&")}`,
-      },
-    );
-    const bytes = encodeMessage(msg);
-    this.#core.stats.messagesOut.inc(LABELS);
-    if (!con) {
-      this.#send(bytes, obs.addr);
-      const key = `${obs.endpoint}#${mid}`;
-      this.#nonNotifications.set(key, obs);
-      if (this.#nonNotifications.size > this.#opts.maxObservers * 4) {
-        const oldest = this.#nonNotifications.keys().next().value;
-        if (oldest !== undefined) this.#nonNotifications.delete(oldest);
-      }
-      res.onDelivered?.(false);
-      return;
-    }
-    obs.lastConfirmableAt = now;
-    obs.inFlight = mid;
-    this.#rt.send(obs.endpoint, mid, bytes, obs.addr).then((outcome) => {
-      obs.inFlight = undefined;
-      if (outcome === "ack") {
-        res.onDelivered?.(true);
-        if (obs.dirty) this.#notify(obs);
-        return;
-      }
-      res.onLost?.();
-      // RFC 7641 §4.5: a notification not acknowledged, or answered with Reset, ends the
-      // observation (the client is gone or no longer interested).
-      if (outcome === "rst" || outcome === "timeout") this.#cancelObservation(obs, outcome);
-    });
-  }
-
-  /**
-   * RFC 7641 §4.5: a server must learn when an observer is gone. Observers that have not confirmed
-   * a CON notification for `observeConfirmableIntervalMs` get one now (the current state, or an
-   * empty 2.05 for a resource with nothing new); if it is never acknowledged they are removed.
-   */
-  #armSweep(): void {
-    const clock = this.#core.clock;
-    const interval = this.#opts.observeConfirmableIntervalMs;
-    const period = Math.max(1000, Math.min(interval / 4, 3_600_000));
-    this.#sweepTimer = clock.setTimeout(() => {
-      this.#sweepTimer = undefined;
-      if (this.#closed) return;
-      const now = clock.now();
-      for (const obs of this.#observers.all()) {
-        if (obs.inFlight === undefined && now - obs.lastConfirmableAt >= interval) {
-          this.#notify(obs, true);
-        }
-      }
-      this.#armSweep();
-    }, period);
-    clock.unref?.(this.#sweepTimer);
-  }
-
-  #cancelObservation(obs: Observation, why: string): void {
-    if (this.#observers.remove(obs)) {
-      this.#log.debug("observer removed", { endpoint: obs.endpoint, target: obs.target, why });
-    }
+    this.#notifier.notify(target);
   }
 
   // ---- responses ---------------------------------------------------------------------------
@@ -970,7 +868,7 @@ export class CoapServer implements Listener {
         res.onLost?.();
         if (extra.observe !== undefined) {
           const obs = this.#observers.get(x.endpoint, req.token);
-          if (obs) this.#cancelObservation(obs, outcome);
+          if (obs) this.#notifier.cancel(obs, outcome);
         }
       }
     });
@@ -987,13 +885,12 @@ export class CoapServer implements Listener {
       try {
         this.#conn?.close();
       } catch { /* already closed */ }
-      if (this.#sweepTimer !== undefined) this.#core.clock.clearTimeout(this.#sweepTimer);
+      this.#notifier.close();
       this.#rt.close();
       this.#blocks.close();
       this.#observers.clear();
       this.#exchanges.clear();
       this.#block2.clear();
-      this.#nonNotifications.clear();
       this.#mids.clear();
       for (const x of this.#pending) {
         if (x.timer !== undefined) this.#core.clock.clearTimeout(x.timer);
