@@ -361,3 +361,32 @@ Deno.test("CoAP commands with Accept: application/json come as a JSON envelope w
   const jb = JSON.parse(textOf(await get()));
   assertEquals([jb.name, jb.payload, jb.encoding], ["blob", "/wA=", "base64"]);
 });
+
+Deno.test("CoAP answers 4.29 with Max-Age once a device exceeds the shared per-device rate", async () => {
+  const clock = new FakeClock(0);
+  await using h = await startCoap({ clock, core: { deviceRatePerSec: 1, deviceBurst: 2 } });
+  await using peer = new TestPeer(h.port);
+  const codes = [];
+  for (let i = 0; i < 3; i++) {
+    codes.push((await peer.exchange(post("d/s1/telemetry", ["token=t1"]))).code);
+  }
+  assertEquals(codes, [Code.CHANGED, Code.CHANGED, Code.TOO_MANY_REQUESTS]);
+  const r = await peer.exchange(post("d/s1/telemetry", ["token=t1"]));
+  assertEquals(decodeUint(opt(r, Opt.MAX_AGE)!), 1);
+  clock.tick(1000);
+  assertEquals((await peer.exchange(post("d/s1/telemetry", ["token=t1"]))).code, Code.CHANGED);
+  assertEquals(h.core.stats.drops.get({ protocol: "coap", reason: "rate_limited" }), 2);
+});
+
+Deno.test("CoAP throttles an address after repeated bad tokens (4.29), even with the right one", async () => {
+  await using h = await startCoap({ core: { admission: { authFailuresPerMinute: 3 } } });
+  await using peer = new TestPeer(h.port);
+  for (let i = 0; i < 3; i++) {
+    assertEquals(
+      (await peer.exchange(post("d/s1/telemetry", ["token=bad"]))).code,
+      Code.UNAUTHORIZED,
+    );
+  }
+  const r = await peer.exchange(post("d/s1/telemetry", ["token=t1"]));
+  assertEquals([r.code, decodeUint(opt(r, Opt.MAX_AGE)!)], [Code.TOO_MANY_REQUESTS, 60]);
+});

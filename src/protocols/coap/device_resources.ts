@@ -106,13 +106,30 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
     return { ok: false, res: { code: Code.UNAUTHORIZED, payload: text.encode(msg) } };
   };
 
-  /** Checks `?token=` (or `?t=`) and `?id=`; refreshes presence unless re-checking for a notification. */
+  /**
+   * Checks `?token=` (or `?t=`) and `?id=`; refreshes presence unless re-checking for a
+   * notification. An address with too many failed attempts (the core's admission control, shared
+   * with every protocol) gets 4.29 Too Many Requests with Max-Age (RFC 8516) without a check.
+   */
   function authenticate(req: CoapRequest, pathId: string): Auth {
+    const admission = core.admission;
+    if (!req.notification && admission.authBlocked(req.remoteAddress)) {
+      stats.drops.inc({ protocol: "coap", reason: "auth_throttled" });
+      return { ok: false, res: { code: Code.TOO_MANY_REQUESTS, maxAge: 60 } };
+    }
     const token = queryParam(req.query, "token") ?? queryParam(req.query, "t");
-    if (token === undefined) return unauthorized("Missing token query parameter");
+    if (token === undefined) {
+      if (!req.notification) admission.authFailed(req.remoteAddress);
+      return unauthorized("Missing token query parameter");
+    }
     const who = queryParam(req.query, "id") ?? pathId;
     const r = core.registry.authenticate(who, token);
-    if (!r.ok) return unauthorized("Bad credentials");
+    if (!r.ok) {
+      if (!req.notification && r.reason === "bad_credentials") {
+        admission.authFailed(req.remoteAddress);
+      }
+      return unauthorized("Bad credentials");
+    }
     if (req.notification) return { ok: true, principal: r.principal, who };
     if (!core.closing) core.seen(who, "coap", options.idleTimeoutMs);
     host.bindEndpoint(req.endpoint, who);
@@ -125,6 +142,14 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
   };
 
   function publish(req: CoapRequest, deviceId: string, topic: string): CoapResponse {
+    // The per-device rate shared by every protocol: RFC 8516 4.29 with Max-Age to retry.
+    if (!core.rates.allow(deviceId)) {
+      stats.drops.inc({ protocol: "coap", reason: "rate_limited" });
+      return {
+        code: Code.TOO_MANY_REQUESTS,
+        maxAge: Math.max(1, core.rates.retryAfterSec(deviceId)),
+      };
+    }
     const msg = createMessage({
       topic,
       payload: req.payload,

@@ -24,7 +24,7 @@ export function code(cls: number, detail: number): number {
   return (cls << 5) | detail;
 }
 
-/** Codes used by Ferry, RFC 7252 §12.1, RFC 7959 §2.9 (2.31, 4.08). */
+/** Codes used by Ferry, RFC 7252 §12.1, RFC 7959 §2.9 (2.31, 4.08), RFC 8516 (4.29). */
 export const Code = {
   EMPTY: 0,
   GET: code(0, 1),
@@ -48,6 +48,8 @@ export const Code = {
   PRECONDITION_FAILED: code(4, 12),
   REQUEST_ENTITY_TOO_LARGE: code(4, 13),
   UNSUPPORTED_CONTENT_FORMAT: code(4, 15),
+  /** RFC 8516: Too Many Requests, with Max-Age saying when to retry. */
+  TOO_MANY_REQUESTS: code(4, 29),
   INTERNAL_SERVER_ERROR: code(5, 0),
   NOT_IMPLEMENTED: code(5, 1),
   SERVICE_UNAVAILABLE: code(5, 3),

@@ -33,6 +33,8 @@ export interface CoapRequest {
   confirmable: boolean;
   /** `host:port` of the client, the key of its endpoint state. */
   endpoint: string;
+  /** The client's IP address (for per-address limits). */
+  remoteAddress: string;
   /** True when the server re-renders the resource for an Observe notification (RFC 7641 §4.2). */
   notification: boolean;
   /** The message as decoded (for resources that look at raw options). */

@@ -575,6 +575,7 @@ export class CoapServer implements Listener {
       observe,
       confirmable: con,
       endpoint: ep,
+      remoteAddress: addr.hostname,
       notification: false,
       message: msg,
     };
