@@ -45,6 +45,7 @@ export interface CoapSyntaxErrorOptions {
 
 /** A datagram that is not a well-formed CoAP message, with the byte offset of the problem. */
 export class CoapSyntaxError extends SyntaxError {
+  /** Error name. */
   override name = "CoapSyntaxError";
   /** Machine-readable reason. */
   readonly reason: CoapSyntaxReason;
