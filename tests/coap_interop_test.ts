@@ -294,3 +294,20 @@ Deno.test("coap-client gets its separate response from plugtest /separate", asyn
   assertEquals(r.code, 0, r.stderr);
   assert(r.stdout.includes("Type: 0 (CON)"), r.stdout);
 });
+
+Deno.test("coap-client -N observe gets NON notifications of commands", async () => {
+  await using h = await startCoap();
+  const child = new Deno.Command(CLIENT, {
+    args: ["-B", "10", "-N", "-s", "2", `${base(h.port)}/d/s1/commands?token=t1`],
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(15_000),
+  }).spawn();
+  const out = child.output();
+  await waitFor(() => h.server.observerCount === 1, "registration", 5000);
+  await h.core.publish(cmd("s1", "led", "off"));
+  const r = await out;
+  assertEquals(dec(r.stdout).trim(), "off");
+  // NON notifications carry no confirmation: no ack topic, the command is handed over at sending
+  assertEquals(h.seen.some((m) => m.topic === "devices/s1/acks/led"), false);
+});
