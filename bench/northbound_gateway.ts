@@ -26,6 +26,8 @@ const { port } = await server.listen();
 const out = (o: unknown) => console.log(JSON.stringify(o));
 // Event-loop lag: how late a 5 ms timer fires, worst since the last stats line.
 let maxLagMs = 0;
+let maxCommitMs = 0;
+nb.spool.onCommit((_added, ms) => maxCommitMs = Math.max(maxCommitMs, ms));
 let expected = performance.now() + 5;
 setInterval(() => {
   const now = performance.now();
@@ -45,7 +47,8 @@ setInterval(() =>
     appended: nb.spool.stats.appended,
     state: nb.state,
     maxLagMs: Math.round(maxLagMs),
-  }) ?? (maxLagMs = 0), 250);
+    maxCommitMs: Math.round(maxCommitMs),
+  }) ?? (maxLagMs = maxCommitMs = 0), 250);
 Deno.addSignalListener("SIGTERM", async () => {
   await server.close();
   await core.close();

@@ -69,7 +69,7 @@ export interface BridgeOptions {
   stableAfterMs: number;
   /** Interval of TTL expiry and file compaction, ms. */
   housekeepingMs: number;
-  /** Compact once the spool drained and the file exceeds this many bytes. */
+  /** Compact once the spool drained and its free pages exceed this many bytes. */
   compactAboveBytes: number;
   /** Time source. */
   clock: Clock;
@@ -611,7 +611,9 @@ export class Bridge implements AsyncDisposable {
     if (expired) this.#log.warn("spool messages expired (TTL)", { dropped: expired });
     const depth = this.#spool.depth;
     if (depth > this.#maxDepthSinceCompact) this.#maxDepthSinceCompact = depth;
-    if (depth === 0 && this.#spool.fileBytes() > this.#o.compactAboveBytes) {
+    // Only when a drained backlog left free pages worth giving back: compacting (a TRUNCATE
+    // checkpoint) under steady traffic would stall the event loop for nothing.
+    if (depth === 0 && this.#spool.freeBytes() > this.#o.compactAboveBytes) {
       const before = this.#spool.fileBytes();
       if (this.#spool.compact()) {
         this.#log.info("spool compacted after drain", {

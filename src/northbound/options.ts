@@ -70,7 +70,7 @@ export interface NorthboundOptions {
   connectTimeoutMs?: number;
   /** TTL expiry and compaction interval, ms. @default 5000 */
   housekeepingMs?: number;
-  /** Compact a drained spool whose file exceeds this many bytes. @default 8388608 */
+  /** Compact a drained spool whose free pages exceed this many bytes. @default 8388608 */
   compactAboveBytes?: number;
   /** Publish retained `online`/`offline` (will) on `{prefix}/status`. @default true */
   presence?: boolean;

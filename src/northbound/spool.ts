@@ -282,6 +282,14 @@ export class Spool implements Disposable {
     return n;
   }
 
+  /** Bytes of free pages inside the file (what {@link compact} would give back). */
+  freeBytes(): number {
+    if (this.#closed) return 0;
+    const f = this.#db.prepare("PRAGMA freelist_count").get() as { freelist_count: number };
+    const p = this.#db.prepare("PRAGMA page_size").get() as { page_size: number };
+    return f.freelist_count * p.page_size;
+  }
+
   /**
    * Calls `fn(added, ms)` after every commit (rows added, time the transaction took); returns the
    * function that stops it.
@@ -656,6 +664,8 @@ function openChecked(path: string, options: SpoolOptions): DatabaseSync {
     const mode = db.prepare("PRAGMA journal_mode = WAL").get() as { journal_mode: string };
     if (mode.journal_mode !== "wal") throw new Error(`journal_mode is ${mode.journal_mode}`);
     db.exec(`PRAGMA synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
+    // After a checkpoint the WAL is cut back to 8 MiB instead of keeping its high-water size.
+    db.exec("PRAGMA journal_size_limit = 8388608");
     const check = db.prepare("PRAGMA quick_check").all() as Array<{ quick_check: string }>;
     if (check.length !== 1 || check[0].quick_check !== "ok") {
       throw new Error(`integrity check failed: ${check.map((r) => r.quick_check).join("; ")}`);
