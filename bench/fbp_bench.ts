@@ -35,7 +35,19 @@ export async function startFerry(extraConfig: Record<string, unknown> = {}): Pro
   );
   return spawnServer(
     Deno.execPath(),
-    ["run", "-A", "--unstable-net", "--v8-flags=--optimize-for-size", MAIN, "--config", cfg, "--binary-port", "0", "--log-level", "info"],
+    [
+      "run",
+      "-A",
+      "--unstable-net",
+      "--v8-flags=--optimize-for-size",
+      MAIN,
+      "--config",
+      cfg,
+      "--binary-port",
+      "0",
+      "--log-level",
+      "info",
+    ],
     (line) => {
       try {
         const o = JSON.parse(line);
