@@ -390,3 +390,46 @@ Deno.test("CoAP throttles an address after repeated bad tokens (4.29), even with
   const r = await peer.exchange(post("d/s1/telemetry", ["token=t1"]));
   assertEquals([r.code, decodeUint(opt(r, Opt.MAX_AGE)!)], [Code.TOO_MANY_REQUESTS, 60]);
 });
+
+Deno.test("CoAP acknowledges a CON only once the spool (accept hook) stored it; slow → separate 2.04", async () => {
+  const clock = new FakeClock(0);
+  await using h = await startCoap({
+    clock,
+    core: { timerResolutionMs: 1 },
+    server: { separateResponseAfterMs: 500 },
+  });
+  const stored: string[] = [];
+  h.core.setAcceptHook((m) =>
+    m.topic.includes("telemetry")
+      ? new Promise<void>((r) =>
+        clock.setTimeout(() => {
+          stored.push(new TextDecoder().decode(m.payload));
+          r();
+        }, 800)
+      )
+      : undefined
+  );
+  await using peer = new TestPeer(h.port);
+  const req = post("d/s1/telemetry", ["token=t1"], "durable");
+  await peer.send(req);
+  await waitFor(() => h.core.stats.framesIn.get({ protocol: "coap" }) === 1, "request in");
+  clock.tick(500);
+  const empty = await peer.recv();
+  assertEquals([empty.type, empty.code], [CoapType.ACK, 0]);
+  assertEquals(stored, []);
+  clock.tick(300);
+  const res = await peer.recv();
+  assertEquals([res.type, res.code], [CoapType.CON, Code.CHANGED]);
+  assertEquals(stored, ["durable"]);
+  await peer.send(ack(res.messageId));
+});
+
+Deno.test("CoAP answers 5.03 when the spool (accept hook) refuses the message", async () => {
+  await using h = await startCoap();
+  h.core.setAcceptHook((m) => {
+    if (m.topic.includes("telemetry")) throw new Error("disk full");
+  });
+  await using peer = new TestPeer(h.port);
+  const r = await peer.exchange(post("d/s1/telemetry", ["token=t1"]));
+  assertEquals(r.code, Code.SERVICE_UNAVAILABLE);
+});

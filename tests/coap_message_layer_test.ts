@@ -62,15 +62,14 @@ Deno.test("CoAP replays the cached ACK to a duplicate CON and publishes it only 
   await using h = await startCoap();
   await using peer = new TestPeer(h.port);
   const req = tele();
+  const first = await peer.exchange(req);
   await peer.send(req);
   await peer.send(req);
-  await peer.send(req);
-  const a = await peer.recv();
   const b = await peer.recv();
   const c = await peer.recv();
   assertEquals(peer.raw[0], peer.raw[1]);
   assertEquals(peer.raw[1], peer.raw[2]);
-  assertEquals([a.messageId, b.messageId, c.messageId], [
+  assertEquals([first.messageId, b.messageId, c.messageId], [
     req.messageId,
     req.messageId,
     req.messageId,
@@ -78,6 +77,24 @@ Deno.test("CoAP replays the cached ACK to a duplicate CON and publishes it only 
   await new Promise((r) => setTimeout(r, 100));
   assertEquals(h.seen.filter((m) => m.topic === "devices/s1/telemetry").length, 1);
   assertEquals(h.core.stats.drops.get({ protocol: "coap", reason: "duplicate" }), 2);
+});
+
+Deno.test("CoAP answers copies of a CON that arrive while it is processed once, publishing once", async () => {
+  await using h = await startCoap();
+  await using peer = new TestPeer(h.port);
+  const req = tele();
+  await peer.send(req);
+  await peer.send(req);
+  await peer.send(req);
+  const a = await peer.recv();
+  assertEquals([a.type, a.code, a.messageId], [CoapType.ACK, Code.CHANGED, req.messageId]);
+  await new Promise((r) => setTimeout(r, 100));
+  assertEquals(h.seen.filter((m) => m.topic === "devices/s1/telemetry").length, 1);
+  // a later retransmission gets the cached ACK
+  await peer.send(req);
+  await peer.recv();
+  assertEquals(peer.raw.length, 2);
+  assertEquals(peer.raw[1], peer.raw[0]);
 });
 
 Deno.test("CoAP ignores a duplicate NON and publishes it only once", async () => {
@@ -309,6 +326,7 @@ Deno.test("CoAP gives up a separate response after MAX_RETRANSMIT retransmission
   const log: string[] = [];
   await using h = await startCoap({
     clock,
+    core: { timerResolutionMs: 1 },
     server: {
       separateResponseAfterMs: 10,
       ackTimeoutMs: 1000,
@@ -339,6 +357,7 @@ Deno.test("CoAP stops retransmitting a separate response when the client answers
   const log: string[] = [];
   await using h = await startCoap({
     clock,
+    core: { timerResolutionMs: 1 },
     server: { separateResponseAfterMs: 10, resources: [slowResource(clock, 20, log)] },
   });
   await using peer = new TestPeer(h.port);

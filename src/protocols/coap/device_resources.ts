@@ -141,7 +141,16 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
     return { code: Code.FORBIDDEN, payload: text.encode(msg) };
   };
 
-  function publish(req: CoapRequest, deviceId: string, topic: string): CoapResponse {
+  /**
+   * Publishes a device's message. The answer comes once the core accepted it and, when a spool is
+   * configured (the core's accept hook), once it is stored: for a CON that is when the 2.04 goes
+   * out (as a separate response if it takes longer than `separateResponseAfterMs`).
+   */
+  async function publish(
+    req: CoapRequest,
+    deviceId: string,
+    topic: string,
+  ): Promise<CoapResponse> {
     // The per-device rate shared by every protocol: RFC 8516 4.29 with Max-Age to retry.
     if (!core.rates.allow(deviceId)) {
       stats.drops.inc({ protocol: "coap", reason: "rate_limited" });
@@ -163,9 +172,14 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
         : undefined,
     });
     // UDP cannot be paused: refuse when the pipeline is full (the core counts the drop).
-    if (!core.tryPublish(msg)) {
-      return { code: Code.SERVICE_UNAVAILABLE, maxAge: options.retryAfterSec };
+    let accepted: boolean;
+    try {
+      accepted = !core.closing && await core.publishIfRoom(msg);
+    } catch (err) { // the accept hook (spool) refused it
+      host.log.warn("message refused by the accept hook", { device: deviceId, error: err });
+      accepted = false;
     }
+    if (!accepted) return { code: Code.SERVICE_UNAVAILABLE, maxAge: options.retryAfterSec };
     core.registry.device(deviceId).messagesIn++;
     return { code: Code.CHANGED };
   }
@@ -185,7 +199,7 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
     return { topic };
   }
 
-  function telemetry(req: CoapRequest): CoapResponse {
+  function telemetry(req: CoapRequest): CoapResponse | Promise<CoapResponse> {
     const c = checkTelemetry(req);
     return "res" in c ? c.res : publish(req, req.params.id, c.topic);
   }
@@ -204,7 +218,11 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
       protocol: "coap",
       deviceId,
     });
-    if (!core.tryPublish(msg)) host.log.warn("ack dropped: pipeline full", { device: deviceId });
+    if (core.closing) return;
+    core.publishIfRoom(msg).then(
+      (ok) => ok || host.log.warn("delivery ack dropped: pipeline full", { device: deviceId }),
+      (err) => host.log.warn("delivery ack refused", { device: deviceId, error: err }),
+    );
   }
 
   /**
@@ -292,7 +310,7 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
     return commandResponse(head, req.accept);
   }
 
-  function acks(req: CoapRequest): CoapResponse {
+  function acks(req: CoapRequest): CoapResponse | Promise<CoapResponse> {
     const { id, name } = req.params;
     if (!isDeviceId(id) || !COMMAND_NAME_RE.test(name)) return { code: Code.NOT_FOUND };
     const auth = authenticate(req, id);

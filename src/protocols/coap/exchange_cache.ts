@@ -17,8 +17,6 @@ export interface ExchangeEntry {
   reply?: Uint8Array;
   /** True while the request is being processed and no reply was sent yet. */
   processing: boolean;
-  /** Called when a duplicate arrives while processing (to send an empty ACK at once). */
-  onDuplicate?: () => void;
 }
 
 /** Tunables of {@link ExchangeCache}. */

@@ -11,6 +11,7 @@
  */
 
 import type { Core } from "../../core/core.ts";
+import type { DeadlineEntry } from "../../core/deadline_queue.ts";
 import type { Logger } from "../../core/logger.ts";
 import type { ListenAddress, Listener } from "../listener.ts";
 import { Block1Assembler, blockSize, decodeBlock, encodeBlock, szxFor } from "./block.ts";
@@ -162,7 +163,8 @@ interface Exchange {
   separate: boolean;
   /** The response went out. */
   done: boolean;
-  timer?: number;
+  /** Deadline of the empty ACK (on the core's shared timer heap, no timer per request). */
+  ackDeadline?: DeadlineEntry;
 }
 
 interface CachedBody {
@@ -479,8 +481,9 @@ export class CoapServer implements Listener {
       this.#core.stats.drops.inc({ protocol: "coap", reason: "duplicate" });
       this.#touchEndpoint(ep);
       if (!con) return; // §4.5: a duplicate NON is silently ignored
-      if (seen.reply) this.#send(seen.reply, addr); // §4.5: same ACK, response not re-processed
-      else seen.onDuplicate?.();
+      // §4.5: the same ACK, the request not processed again; while it is still being processed
+      // (no ACK yet) the duplicate is dropped: the answer or the empty ACK follows (§5.2.2).
+      if (seen.reply) this.#send(seen.reply, addr);
       return;
     }
     const entry = this.#exchanges.add(
@@ -660,13 +663,16 @@ export class CoapServer implements Listener {
       const ackNow = () => {
         if (x.done || x.separate) return;
         x.separate = true;
-        if (x.timer !== undefined) this.#core.clock.clearTimeout(x.timer);
-        x.timer = undefined;
+        x.ackDeadline?.cancel();
         entry.reply = this.#sendMessage(emptyMessage(CoapType.ACK, msg.messageId), addr);
         entry.processing = false;
       };
-      entry.onDuplicate = ackNow; // the client is retransmitting: acknowledge at once
-      x.timer = this.#core.clock.setTimeout(ackNow, this.#opts.separateResponseAfterMs);
+      // A duplicate arriving meanwhile is not acknowledged at once: the answer is usually
+      // microseconds away (and then piggybacked); past the deadline the empty ACK goes out and is
+      // what duplicates get (RFC 7252 §4.5, §5.2.2).
+      if (!this.#core.closing) {
+        x.ackDeadline = this.#core.deadlines.add(this.#opts.separateResponseAfterMs, ackNow);
+      }
     }
     result.then(complete, (err) => {
       this.#log.error("resource failed", { path: path.join("/"), error: err });
@@ -675,7 +681,7 @@ export class CoapServer implements Listener {
     }).finally(() => {
       this.#inflight--;
       this.#pending.delete(x);
-      if (x.timer !== undefined) this.#core.clock.clearTimeout(x.timer);
+      x.ackDeadline?.cancel();
     });
   }
 
@@ -823,7 +829,6 @@ export class CoapServer implements Listener {
   #finish(x: Exchange, res: CoapResponse, extra: FinishExtra = {}): void {
     if (x.done || this.#closed) return;
     x.done = true;
-    x.entry.onDuplicate = undefined; // the closure would keep the exchange for EXCHANGE_LIFETIME
     const req = x.request;
     const con = req.type === CoapType.CON;
     // RFC 7967 §2.1: No-Response suppresses responses of the classes it names (2: 2.xx,
@@ -894,7 +899,7 @@ export class CoapServer implements Listener {
       this.#block2.clear();
       this.#mids.clear();
       for (const x of this.#pending) {
-        if (x.timer !== undefined) this.#core.clock.clearTimeout(x.timer);
+        x.ackDeadline?.cancel();
         x.done = true;
       }
       this.#device?.close();
