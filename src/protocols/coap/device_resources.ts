@@ -144,13 +144,15 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
   /**
    * Publishes a device's message. The answer comes once the core accepted it and, when a spool is
    * configured (the core's accept hook), once it is stored: for a CON that is when the 2.04 goes
-   * out (as a separate response if it takes longer than `separateResponseAfterMs`).
+   * out (as a separate response if it takes longer than `separateResponseAfterMs`). Without a
+   * hook the answer is immediate (`tryPublish`, piggybacked); the core exposes the hook only by
+   * `tryPublish` refusing with a `TypeError`, which switches to `publishIfRoom`.
    */
-  async function publish(
+  function publish(
     req: CoapRequest,
     deviceId: string,
     topic: string,
-  ): Promise<CoapResponse> {
+  ): CoapResponse | Promise<CoapResponse> {
     // The per-device rate shared by every protocol: RFC 8516 4.29 with Max-Age to retry.
     if (!core.rates.allow(deviceId)) {
       stats.drops.inc({ protocol: "coap", reason: "rate_limited" });
@@ -171,17 +173,34 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
         ? { contentType: mimeOf(req.contentFormat) }
         : undefined,
     });
+    if (core.closing) return unavailable();
     // UDP cannot be paused: refuse when the pipeline is full (the core counts the drop).
-    let accepted: boolean;
+    let ok: boolean;
     try {
-      accepted = !core.closing && await core.publishIfRoom(msg);
+      ok = core.tryPublish(msg);
+    } catch (err) {
+      if (!(err instanceof TypeError)) throw err;
+      return publishDurably(msg, deviceId);
+    }
+    return ok ? accepted(deviceId) : unavailable();
+  }
+
+  async function publishDurably(msg: Message, deviceId: string): Promise<CoapResponse> {
+    try {
+      return (await core.publishIfRoom(msg)) ? accepted(deviceId) : unavailable();
     } catch (err) { // the accept hook (spool) refused it
       host.log.warn("message refused by the accept hook", { device: deviceId, error: err });
-      accepted = false;
+      return unavailable();
     }
-    if (!accepted) return { code: Code.SERVICE_UNAVAILABLE, maxAge: options.retryAfterSec };
+  }
+
+  function accepted(deviceId: string): CoapResponse {
     core.registry.device(deviceId).messagesIn++;
     return { code: Code.CHANGED };
+  }
+
+  function unavailable(): CoapResponse {
+    return { code: Code.SERVICE_UNAVAILABLE, maxAge: options.retryAfterSec };
   }
 
   /** Checks path, credentials and ACL of a telemetry request; the topic when allowed. */
