@@ -10,6 +10,7 @@
 import * as fbp from "./fbp_bench.ts";
 import * as footprint from "./footprint_bench.ts";
 import * as http from "./http_bench.ts";
+import * as mqtt from "./mqtt_bench.ts";
 import { progress } from "./_util.ts";
 
 const quick = Deno.args.includes("--quick");
@@ -33,6 +34,10 @@ if (!only || only === "fbp") {
       ? { idle: 1000, devices: 100, perDevice: 50 }
       : { idle: 15_000, devices: 1000, perDevice: 200 },
   );
+}
+
+if (!only || only === "mqtt") {
+  results.mqtt = await mqtt.run(mqtt.mqttBenchPresets[quick ? "quick" : "full"]);
 }
 
 if (!only || only === "http") {

@@ -251,6 +251,30 @@ export const configSchema: Field = {
       fields: {
         enabled: { type: "boolean", default: true, doc: "Start the MQTT listener" },
         port: port(1883, "MQTT"),
+        tls: tlsFiles,
+        maxConnections: int(
+          defaultMqttServerOptions.maxConnections,
+          1,
+          10_000_000,
+          "Most concurrent MQTT connections",
+        ),
+        maxConnectPacketSize: int(
+          defaultMqttServerOptions.maxConnectPacketSize,
+          64,
+          268_435_455,
+          "Largest packet before CONNECT is accepted, bytes",
+        ),
+        anonymousPresence: {
+          type: "boolean",
+          default: defaultMqttServerOptions.anonymousPresence,
+          doc:
+            "Presence (devices/{id}/status) for anonymous clients whose client id is a device id",
+        },
+        assignedIdPrefix: {
+          type: "string",
+          default: defaultMqttServerOptions.assignedIdPrefix,
+          doc: "Prefix of client ids assigned to clients that send an empty one",
+        },
         connectTimeoutMs: int(
           defaultMqttServerOptions.connectTimeoutMs,
           1,
@@ -562,6 +586,11 @@ export interface FerryConfig {
   mqtt: {
     enabled: boolean;
     port: number;
+    tls?: { certFile: string; keyFile: string };
+    maxConnections: number;
+    maxConnectPacketSize: number;
+    anonymousPresence: boolean;
+    assignedIdPrefix: string;
     connectTimeoutMs: number;
     maxPacketSize: number;
     maxKeepAlive: number;

@@ -240,6 +240,11 @@ export class Core implements AsyncDisposable {
     this.#sinks.push(sink);
   }
 
+  /** True when an accept hook (a durable spool) must run before messages are accepted. */
+  get hasAcceptHook(): boolean {
+    return this.#accept !== undefined;
+  }
+
   /** Sets the hook every message passes before it is accepted (one hook; `undefined` clears). */
   setAcceptHook(hook: AcceptHook | undefined): void {
     this.#accept = hook;

@@ -348,7 +348,21 @@ export class MqttConnection implements SessionHandle, SessionLink {
     const { core, options, store, log } = this.#ctx;
     const v = p.protocolVersion;
     if (v === 3 || v === 4 || v === 5) this.#version = v;
-    const c = evaluateConnect(p, core, options);
+    const address = (this.#conn.remoteAddr as Deno.NetAddr).hostname;
+    const c = core.admission.authBlocked(address)
+      ? {
+        ok: false as const,
+        reasonCode: ReasonCode.NotAuthorized,
+        message: `too many failed logins from ${address}`,
+      }
+      : evaluateConnect(p, core, options);
+    if (
+      !c.ok &&
+      (c.reasonCode === ReasonCode.BadUserNameOrPassword ||
+        c.reasonCode === ReasonCode.NotAuthorized)
+    ) {
+      core.admission.authFailed(address);
+    }
     if (!c.ok) {
       log.info("connection refused", {
         peer: this.#peer,
@@ -442,6 +456,20 @@ export class MqttConnection implements SessionHandle, SessionLink {
       now: 0,
     };
     ctx.now = core.clock.now();
+    if (c.deviceId && !core.rates.allow(c.deviceId)) {
+      core.stats.drops.inc({ protocol: "mqtt", reason: "rate_limited" });
+      log.debug("publish over the device's rate limit", { clientId: c.clientId });
+      if (p.qos === 0) return;
+      if (this.#version !== 5) {
+        throw new MqttProtocolError("Cannot accept PUBLISH: the device's message rate is exceeded");
+      }
+      this.#send({
+        cmd: p.qos === 1 ? "puback" : "pubrec",
+        messageId: id,
+        reasonCode: ReasonCode.QuotaExceeded,
+      });
+      return;
+    }
     const d = evaluatePublish(p, ctx);
     if (!d.accept) {
       log.info("publish refused", { clientId: c.clientId, topic: p.topic, why: d.message });
@@ -457,15 +485,8 @@ export class MqttConnection implements SessionHandle, SessionLink {
     }
     // Fast path: the pipeline has room and no accept hook is set, so the message is accepted
     // synchronously (the same acceptance as `publish`, without promises per message).
-    if (this.#ctx.tryPublish !== false && core.pipeline.hasRoom) {
-      let ok = false;
-      try {
-        ok = core.tryPublish(d.msg);
-      } catch (err) {
-        if (!(err instanceof TypeError)) throw err;
-        this.#ctx.tryPublish = false; // an accept hook is set: always wait for `publish`
-      }
-      if (ok) {
+    if (this.#ctx.tryPublish !== false && !core.hasAcceptHook && core.pipeline.hasRoom) {
+      if (core.tryPublish(d.msg)) {
         this.#acknowledge(p, c.deviceId);
         return;
       }

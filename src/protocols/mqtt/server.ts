@@ -8,6 +8,7 @@
 
 import type { Core, Logger } from "../../core/mod.ts";
 import type { ListenAddress, Listener } from "../listener.ts";
+import { TcpListener, type TlsFiles } from "../../net/tcp_listener.ts";
 import { type ConnectionContext, MqttConnection } from "./connection.ts";
 
 const MQTT_LABELS = { protocol: "mqtt" } as const;
@@ -36,7 +37,9 @@ export class MqttServer implements Listener {
   #core: Core;
   #options: Required<MqttServerOptions>;
   #log: Logger;
-  #listener: Deno.TcpListener | undefined;
+  #listener: TcpListener | undefined;
+  #tls: TlsFiles | undefined;
+  #addresses = new Map<MqttConnection, string>();
   #connections = new Map<MqttConnection, Promise<void>>();
   #store: SessionStore;
   #shared: SharedSubscriptions;
@@ -45,7 +48,10 @@ export class MqttServer implements Listener {
   #closing: Promise<void> | undefined;
 
   /** Creates the server; nothing is bound until {@link listen}. */
-  constructor(core: Core, options: MqttServerOptions = {}) {
+  constructor(core: Core, options: MqttServerOptions & { tls?: TlsFiles } = {}) {
+    const { tls, ...rest } = options;
+    this.#tls = tls;
+    options = rest;
     this.#core = core;
     this.#options = resolveMqttServerOptions(options);
     this.#log = core.log.child("mqtt");
@@ -60,6 +66,9 @@ export class MqttServer implements Listener {
       shared: this.#shared,
       onBytesOut: (n) => core.stats.bytesOut.inc(MQTT_LABELS, n),
       onClosed: (c) => {
+        const address = this.#addresses.get(c);
+        if (address !== undefined) core.admission.release(address);
+        this.#addresses.delete(c);
         this.#connections.delete(c);
         core.stats.connections.inc(MQTT_LABELS, -1);
       },
@@ -85,24 +94,27 @@ export class MqttServer implements Listener {
   listen(): Promise<ListenAddress> {
     if (this.#listener) throw new TypeError("Cannot listen: the MQTT server is already listening");
     if (this.#closing) throw new TypeError("Cannot listen: the MQTT server is closed");
-    const l = Deno.listen({
+    const l = new TcpListener({
       hostname: this.#options.hostname,
       port: this.#options.port,
-      transport: "tcp",
+      tls: this.#tls,
+      onReload: () => this.#log.info("TLS certificate reloaded"),
+      onReloadError: (error) =>
+        this.#log.error("TLS certificate not reloaded; the previous one stays", { error }),
     });
     this.#listener = l;
     this.#accepting = this.#acceptLoop(l);
-    const addr = l.addr as Deno.NetAddr;
-    this.#log.info("listening", { hostname: addr.hostname, port: addr.port });
-    return Promise.resolve({ hostname: addr.hostname, port: addr.port });
+    this.#log.info("listening", { hostname: l.hostname, port: l.port, tls: l.tls });
+    return Promise.resolve({ hostname: l.hostname, port: l.port });
   }
 
-  async #acceptLoop(l: Deno.TcpListener): Promise<void> {
+  async #acceptLoop(l: TcpListener): Promise<void> {
     const stats = this.#core.stats;
     for (;;) {
-      let conn: Deno.TcpConn;
+      let conn: Deno.Conn | null;
       try {
         conn = await l.accept();
+        if (conn === null) return;
       } catch (err) {
         if (this.#closing) return;
         if (err instanceof Deno.errors.BadResource) return;
@@ -124,12 +136,22 @@ export class MqttServer implements Listener {
         } catch { /* closed */ }
         continue;
       }
+      const address = (conn.remoteAddr as Deno.NetAddr).hostname;
+      if (!this.#core.admission.admit(address)) {
+        stats.drops.inc({ protocol: "mqtt", reason: "address_limit" });
+        this.#log.warn("connection refused: per-address limit reached", { address });
+        try {
+          conn.close();
+        } catch { /* closed */ }
+        continue;
+      }
       try {
-        conn.setNoDelay(true);
+        (conn as Deno.TcpConn).setNoDelay?.(true);
       } catch { /* not fatal */ }
       stats.connectionsAccepted.inc(MQTT_LABELS);
       stats.connections.inc(MQTT_LABELS);
       const c = new MqttConnection(this.#ctx, conn);
+      this.#addresses.set(c, address);
       this.#connections.set(c, c.run());
     }
   }
@@ -140,10 +162,9 @@ export class MqttServer implements Listener {
    */
   close(): Promise<void> {
     return this.#closing ??= (async () => {
-      try {
-        this.#listener?.close();
-      } catch { /* already closed */ }
+      this.#listener?.close();
       await this.#accepting;
+      await this.#listener?.closed();
       for (const c of this.#connections.keys()) {
         c.close({ code: "shutting_down", message: "the gateway is shutting down" });
       }
