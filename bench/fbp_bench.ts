@@ -115,7 +115,8 @@ export async function idleRss(
     conns.push(...part);
     if ((i / batch) % 12 === 0) progress(`  ${conns.length}/${n} connections`);
   }
-  await sleep(2000);
+  // Let every connection's HELLO burst go idle (2 s) so what is measured is idle connections.
+  await sleep(5000);
   const after = rssOf(server.pid);
   for (const c of [...conns, ...warm]) {
     try {
