@@ -9,6 +9,7 @@
 
 import * as fbp from "./fbp_bench.ts";
 import * as footprint from "./footprint_bench.ts";
+import * as coap from "./coap_bench.ts";
 import * as http from "./http_bench.ts";
 import * as mqtt from "./mqtt_bench.ts";
 import { progress } from "./_util.ts";
@@ -38,6 +39,14 @@ if (!only || only === "fbp") {
 
 if (!only || only === "mqtt") {
   results.mqtt = await mqtt.run(mqtt.mqttBenchPresets[quick ? "quick" : "full"]);
+}
+
+if (!only || only === "coap") {
+  results.coap = await coap.run(
+    quick
+      ? { devices: 100, seconds: 2, observers: 500 }
+      : { devices: 1000, seconds: 8, observers: 5000 },
+  );
 }
 
 if (!only || only === "http") {

@@ -446,6 +446,42 @@ export const configSchema: Field = {
           3600,
           "Max-Age of a 5.03 when overloaded",
         ),
+        nonLifetimeMs: int(
+          defaultCoapServerOptions.nonLifetimeMs,
+          1000,
+          3_600_000,
+          "NON_LIFETIME: how long NON duplicates are recognised",
+        ),
+        maxExchanges: int(
+          defaultCoapServerOptions.maxExchanges,
+          1,
+          10_000_000,
+          "Exchanges remembered for duplicate detection at most",
+        ),
+        maxInflightRequests: int(
+          defaultCoapServerOptions.maxInflightRequests,
+          1,
+          1_000_000,
+          "Requests being processed at once; more get 5.03",
+        ),
+        maxPendingSends: int(
+          defaultCoapServerOptions.maxPendingSends,
+          1,
+          1_000_000,
+          "Datagrams queued on the socket before new ones are dropped",
+        ),
+        observeConfirmableIntervalMs: int(
+          defaultCoapServerOptions.observeConfirmableIntervalMs,
+          1000,
+          7 * 86_400_000,
+          "A CON notification at least this often (RFC 7641 §4.5)",
+        ),
+        maxCommandDevices: int(
+          defaultCoapServerOptions.maxCommandDevices,
+          1,
+          10_000_000,
+          "Devices with pending commands at once",
+        ),
       },
     },
     http: {
@@ -623,6 +659,12 @@ export interface FerryConfig {
     maxBlockTransfers: number;
     blockTimeoutMs: number;
     retryAfterSec: number;
+    nonLifetimeMs: number;
+    maxExchanges: number;
+    maxInflightRequests: number;
+    maxPendingSends: number;
+    observeConfirmableIntervalMs: number;
+    maxCommandDevices: number;
   };
   http: {
     enabled: boolean;

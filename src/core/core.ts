@@ -319,6 +319,7 @@ export class Core implements AsyncDisposable {
 
   /** Marks a sessionless device seen; it goes offline after `idleMs` without another call. */
   seen(deviceId: string, protocol: Protocol, idleMs: number): void {
+    if (this.#closing) return; // shutting down: presence no longer changes
     this.registry.touch(deviceId, protocol);
     const e = this.#idle.get(deviceId);
     if (e?.active) return e.touch(idleMs);

@@ -145,8 +145,8 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
    * Publishes a device's message. The answer comes once the core accepted it and, when a spool is
    * configured (the core's accept hook), once it is stored: for a CON that is when the 2.04 goes
    * out (as a separate response if it takes longer than `separateResponseAfterMs`). Without a
-   * hook the answer is immediate (`tryPublish`, piggybacked); the core exposes the hook only by
-   * `tryPublish` refusing with a `TypeError`, which switches to `publishIfRoom`.
+   * hook the answer is immediate (`tryPublish`, piggybacked); with one (`core.hasAcceptHook`),
+   * `publishIfRoom` waits for the durable append.
    */
   function publish(
     req: CoapRequest,
@@ -175,14 +175,8 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
     });
     if (core.closing) return unavailable();
     // UDP cannot be paused: refuse when the pipeline is full (the core counts the drop).
-    let ok: boolean;
-    try {
-      ok = core.tryPublish(msg);
-    } catch (err) {
-      if (!(err instanceof TypeError)) throw err;
-      return publishDurably(msg, deviceId);
-    }
-    return ok ? accepted(deviceId) : unavailable();
+    if (core.hasAcceptHook) return publishDurably(msg, deviceId);
+    return core.tryPublish(msg) ? accepted(deviceId) : unavailable();
   }
 
   async function publishDurably(msg: Message, deviceId: string): Promise<CoapResponse> {
