@@ -94,7 +94,16 @@ async function startBroker(dir: string, port: number) {
 /** The gateway child; `latest` holds its newest stats line. */
 async function startGateway(dir: string, options: Record<string, unknown>) {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", GATEWAY, "--data", dir, "--options", JSON.stringify(options)],
+    args: [
+      "run",
+      "-A",
+      ...(Deno.env.get("NB_GATEWAY_FLAGS")?.split(" ").filter(Boolean) ?? []),
+      GATEWAY,
+      "--data",
+      dir,
+      "--options",
+      JSON.stringify(options),
+    ],
     stdout: "piped",
     stderr: "inherit",
   }).spawn();

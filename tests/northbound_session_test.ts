@@ -29,6 +29,7 @@ function scriptedBroker() {
   const seen: Seen[] = [];
   const conns: Deno.Conn[] = [];
   let ack = false;
+  let refuse = false;
   let n = 0;
   const serve = async (conn: Deno.Conn, id: number) => {
     const parser = mqttPacket.parser({ protocolVersion: 4 });
@@ -62,6 +63,10 @@ function scriptedBroker() {
   const accepting = (async () => {
     try {
       for await (const conn of listener) {
+        if (refuse) {
+          conn.close();
+          continue;
+        }
         conns.push(conn);
         serving.push(serve(conn, ++n));
       }
@@ -72,6 +77,10 @@ function scriptedBroker() {
     seen,
     set acking(v: boolean) {
       ack = v;
+    },
+    /** While true, new connections are closed at once (the upstream is down). */
+    set refusing(v: boolean) {
+      refuse = v;
     },
     /** Drops every client connection (the link fails). */
     dropClients() {
@@ -119,13 +128,19 @@ Deno.test("After a resumed session the bridge resends in-flight messages first w
     for (let i = 0; i < 6; i++) await publish(i); // 4 go out unacknowledged, 2 wait
     await waitFor(() => broker.seen.length === 4, "a full window");
     assertEquals(nb.bridge.inflight, 4);
+    broker.refusing = true;
     broker.dropClients();
-    await waitFor(() => nb.state === "backing_off" || nb.state === "connecting", "link down");
+    await waitFor(() => nb.bridge.stats.disconnects === 1, "link down");
     // Two more: drop-oldest removes rows 0 and 1, which were in flight.
     for (let i = 6; i < 8; i++) await publish(i);
     assertEquals(nb.spool.depth, 6);
     broker.acking = true;
-    await waitFor(() => nb.spool.depth === 0, "the spool to drain after the reconnect");
+    broker.refusing = false;
+    await waitFor(() => nb.spool.depth === 0, "the spool to drain after the reconnect").catch(
+      (e) => {
+        throw new Error(`${e.message}: ${JSON.stringify(broker.seen)} depth ${nb.spool.depth}`);
+      },
+    );
     const second = broker.seen.filter((s) => s.conn === 2);
     assertEquals(second.map((s) => s.text), ["02", "03", "04", "05", "06", "07"]);
     const first = new Map(

@@ -185,3 +185,18 @@ Deno.test("Spool reads the same rows from its in-memory tail as from the file", 
     t.close();
   });
 });
+
+Deno.test("Spool hides an acknowledged row at once and deletes it without a commit of its own", async () => {
+  await withDir(async (dir) => {
+    using s = Spool.open(`${dir}/s.db`);
+    const [a, b] = await Promise.all([s.append(msg("d", "a")), s.append(msg("d", "b"))]);
+    const commits = s.stats.commits;
+    s.ack(a);
+    assertEquals(s.read(0, 10).map((r) => r.id), [b], "not read again");
+    assertEquals(s.depth, 2, "deletion not committed yet");
+    await s.append(msg("d", "c")); // the deletion rides along with this commit
+    assertEquals(s.stats.commits, commits + 1);
+    assertEquals(s.depth, 2);
+    assertEquals(s.read(0, 10).map((r) => dec(r.payload)), ["b", "c"]);
+  });
+});

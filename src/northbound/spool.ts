@@ -104,6 +104,7 @@ export class SpoolClosedError extends Error {
 
 const OVERHEAD = 32;
 const RECENT_MAX_ROWS = 65_536;
+const ACK_FLUSH_MS = 20;
 const RECENT_MAX_BYTES = 32 * 1024 * 1024;
 const encoder = new TextEncoder();
 
@@ -161,6 +162,8 @@ export class Spool implements Disposable {
   #pendingBytes = 0;
   #acked: number[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerIsLazy = false;
+  #sync: "FULL" | "NORMAL";
   #depth = 0;
   #bytes = 0;
   #closed = false;
@@ -192,6 +195,7 @@ export class Spool implements Disposable {
     this.#ttlMs = (options.ttlSec ?? 604_800) * 1000;
     this.#policy = options.fullPolicy ?? "drop-oldest";
     this.#onDrop = options.onDrop;
+    this.#sync = options.synchronous === "normal" ? "NORMAL" : "FULL";
     if (!(this.#maxBytes > 0)) throw new RangeError("Cannot open spool: maxBytes must be > 0");
     if (!(this.#ttlMs > 0)) throw new RangeError("Cannot open spool: ttlSec must be > 0");
     if (this.#policy !== "drop-oldest" && this.#policy !== "refuse-new") {
@@ -349,15 +353,33 @@ export class Spool implements Disposable {
   ack(id: number): void {
     if (this.#closed) return;
     this.#acked.push(id);
-    this.#schedule();
+    // The in-memory tail skips it at once; the row itself goes with the next commit.
+    if (id >= this.#memFrom) this.#recentAcked.add(id);
+    if (this.#pending.length === 0) this.#scheduleAcks();
   }
 
   #schedule(): void {
     // The next macrotask: appends from every socket read in this turn share one transaction.
+    if (this.#timer !== undefined && this.#timerIsLazy) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    this.#timerIsLazy = false;
     this.#timer ??= setTimeout(() => {
       this.#timer = undefined;
       this.flush();
     }, 0);
+  }
+
+  #scheduleAcks(): void {
+    // Deletions need no fsync of their own (losing one only means a duplicate after a crash):
+    // they ride along with the next append commit, or go after ACK_FLUSH_MS on their own.
+    if (this.#timer !== undefined) return;
+    this.#timerIsLazy = true;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.flush();
+    }, ACK_FLUSH_MS);
   }
 
   /** Commits pending appends and acknowledgements now (normally done by the group commit). */
@@ -366,6 +388,7 @@ export class Spool implements Disposable {
       clearTimeout(this.#timer);
       this.#timer = undefined;
     }
+    this.#timerIsLazy = false;
     if (this.#closed || (this.#pending.length === 0 && this.#acked.length === 0)) return;
     const batch = this.#pending;
     const acked = this.#acked;
@@ -378,7 +401,11 @@ export class Spool implements Disposable {
     let droppedFull = 0;
     let freedFull = 0;
     const t0 = performance.now();
+    // An ack-only transaction needs no fsync: a later FULL commit's fsync covers its WAL frames,
+    // and losing it in a power cut only means those rows are sent again.
+    const ackOnly = batch.length === 0 && this.#sync === "FULL";
     try {
+      if (ackOnly) this.#db.exec("PRAGMA synchronous = NORMAL");
       this.#db.exec("BEGIN IMMEDIATE");
       for (const id of acked) {
         const r = this.#delete.get(id) as { size: number } | undefined;
@@ -419,10 +446,12 @@ export class Spool implements Disposable {
         }
       }
       this.#db.exec("COMMIT");
+      if (ackOnly) this.#db.exec("PRAGMA synchronous = FULL");
     } catch (err) {
       try {
         this.#db.exec("ROLLBACK");
       } catch { /* no transaction left */ }
+      if (ackOnly) this.#db.exec("PRAGMA synchronous = FULL");
       this.#forgetRecent();
       const e = new SpoolWriteError(`Cannot commit to spool ${this.path}: ${errMessage(err)}`, {
         cause: err,
@@ -526,15 +555,15 @@ export class Spool implements Disposable {
   }
 
   /**
-   * Up to `limit` stored messages with an id above `afterId`, oldest first. Expired ones met on
-   * the way are deleted and counted (reason `ttl`). Pending acknowledgements are committed first.
+   * Up to `limit` stored messages with an id above `afterId`, oldest first, never one already
+   * acknowledged. Expired ones met on the way are deleted and counted (reason `ttl`).
    */
   read(afterId: number, limit: number): SpoolRecord[] {
     if (this.#closed) return [];
-    if (this.#acked.length) this.flush();
     const now = this.#clock.now();
     const mem = this.#readRecent(afterId, limit, now);
     if (mem) return mem;
+    if (this.#acked.length) this.flush(); // SQL must not see acknowledged rows again
     const rows = this.#readAfter.all(afterId, limit) as Array<{
       id: number;
       topic: string;
