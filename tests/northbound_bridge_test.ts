@@ -33,10 +33,7 @@ Deno.test("Bridge forwards acknowledged FBP/1 telemetry upstream under the gatew
   await dev.close();
 });
 
-// The CoAP observer's delivery ack is not checked here: src/protocols/coap/device_resources.ts
-// publishes acks (and CON telemetry) with core.tryPublish, which throws once the spool's accept
-// hook is set; it must use publishIfRoom. The notification is answered with RST until then.
-Deno.test("A command published upstream reaches an FBP/1 device, an MQTT device and a CoAP observer; FBP/1 and MQTT acks go back upstream", async () => {
+Deno.test("A command published upstream reaches an FBP/1 device, an MQTT device and a CoAP observer, and their acks go back upstream", async () => {
   await using h = await startNorthboundHarness();
   const mqttServer = new MqttServer(h.gw.core, { hostname: "127.0.0.1", port: 0 });
   const coapServer = new CoapServer(h.gw.core, { port: 0 });
@@ -76,8 +73,8 @@ Deno.test("A command published upstream reaches an FBP/1 device, an MQTT device 
   assertEquals([cmd?.name, dec(cmd!.data)], ["reboot", "now-f1"]);
   const note = await coap.recv();
   assertEquals(textOf(note), "now-c1");
-  await coap.send(new Uint8Array([0x70, 0, note.messageId >> 8, note.messageId & 0xff])); // RST
-  for (const id of ["f1", "m1"]) {
+  await coap.send(new Uint8Array([0x60, 0, note.messageId >> 8, note.messageId & 0xff])); // ACK
+  for (const id of ["f1", "m1", "c1"]) {
     await waitFor(
       () => h.sub.received.some((r) => r.topic === `ferry/gw1/devices/${id}/acks/reboot`),
       `the ack of ${id} upstream`,
