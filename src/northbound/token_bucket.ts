@@ -69,7 +69,7 @@ export class TokenBucket {
   available(): number {
     if (this.#rate === 0) return Infinity;
     this.#refill();
-    return Math.floor(this.#tokens);
+    return Math.max(0, Math.floor(this.#tokens));
   }
 
   /** Spends `n` tokens (may go negative: the debt is paid before more are available). */
