@@ -12,6 +12,7 @@ import * as footprint from "./footprint_bench.ts";
 import * as coap from "./coap_bench.ts";
 import * as http from "./http_bench.ts";
 import * as mqtt from "./mqtt_bench.ts";
+import * as northbound from "./northbound_bench.ts";
 import { progress } from "./_util.ts";
 
 const quick = Deno.args.includes("--quick");
@@ -51,6 +52,14 @@ if (!only || only === "coap") {
 
 if (!only || only === "http") {
   results.http = await http.run(http.benchOptions(quick));
+}
+
+if (!only || only === "northbound") {
+  results.northbound = await northbound.run(
+    quick
+      ? { devices: 50, seconds: 4, backlog: 100_000 }
+      : { devices: 100, seconds: 10, backlog: 1_000_000 },
+  );
 }
 
 if (!only || only === "footprint") {

@@ -17,6 +17,7 @@ import { CoapServer } from "./protocols/coap/server.ts";
 import { MqttServer } from "./protocols/mqtt/server.ts";
 import { Dashboard } from "./http/dashboard/dashboard.ts";
 import { DeviceApi } from "./http/device_api/mod.ts";
+import { type Northbound, startNorthbound } from "./northbound/mod.ts";
 import type { ListenAddress, Listener } from "./protocols/listener.ts";
 
 /** Options of {@link Gateway}. */
@@ -75,6 +76,7 @@ export class Gateway implements AsyncDisposable {
   #http: HttpServer | undefined;
   #dashboard: Dashboard | undefined;
   #deviceApi: DeviceApi | undefined;
+  #northbound: Northbound | undefined;
   #addresses: Partial<Record<ListenerName, ListenAddress>> = {};
   #stopping: Promise<void> | undefined;
   #ready = false;
@@ -188,6 +190,17 @@ export class Gateway implements AsyncDisposable {
       );
     }
     try {
+      if (c.northbound) {
+        // Before any listener: every message a device gets acknowledged must go through the spool.
+        const gatewayId = c.northbound.gatewayId ||
+          Deno.hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64);
+        this.#northbound = await startNorthbound(
+          this.core,
+          { ...c.northbound, gatewayId },
+          c.dataDir,
+        );
+        log.info("northbound bridge started", { gatewayId });
+      }
       for (const name of ["binary", "mqtt", "coap"] as const) {
         if (!c[name].enabled) {
           log.info(`${name} listener disabled by config`);
@@ -258,7 +271,8 @@ export class Gateway implements AsyncDisposable {
       await this.#watching;
       this.#stopMonitor?.();
       await Promise.all(this.#listeners.map((l) => l.close()));
-      await this.core.close();
+      await this.core.close(); // the drain may still append to the spool
+      await this.#northbound?.close();
       await this.#dashboard?.close();
       await this.#deviceApi?.close();
       await this.#http?.close();

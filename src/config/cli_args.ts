@@ -33,11 +33,14 @@ export const FLAGS: Record<string, FlagSpec> = {
   "--data-dir": { key: "dataDir", kind: "string" },
   "--log-level": { key: "log.level", kind: "level" },
   "--log-format": { key: "log.format", kind: "format" },
+  "--upstream": { key: "northbound.url", kind: "string" },
+  "--gateway-id": { key: "northbound.gatewayId", kind: "string" },
 };
 
 /** Usage text. */
 export const USAGE = `Usage: ferry [--config FILE] [--host H] [--binary-port N] [--mqtt-port N]
              [--coap-port N] [--http-port N] [--data-dir DIR] [--log-level L] [--log-format F]
+             [--upstream mqtt[s]://HOST:PORT] [--gateway-id ID]
        ferry config check|schema [--config FILE]
        ferry coap-plugtest [--host H] [--coap-port N]   (ETSI CoAP plugtest resources only)
        ferry device add|rotate|remove <id> | ferry device list   [--config FILE] [--data-dir DIR]
@@ -54,6 +57,8 @@ every listener on 127.0.0.1, anonymous devices allowed only on loopback.
   --data-dir DIR     directory for durable state (default ./data)
   --log-level L      debug | info | warn | error (default info)
   --log-format F     json | pretty (default json)
+  --upstream URL     bridge to an upstream broker: mqtt://host:port or mqtts://host:port
+  --gateway-id ID    this gateway's id upstream (default: the host name)
   --help             this text
 `;
 

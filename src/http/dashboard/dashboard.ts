@@ -244,9 +244,9 @@ export class Dashboard {
       upstream: upstreamConnected === undefined
         ? undefined
         : { state: upstreamConnected ? "connected" : "disconnected" },
-      spool: gauge("ferry_spool_messages") === undefined
+      spool: gauge("ferry_spool_depth") === undefined
         ? undefined
-        : { messages: gauge("ferry_spool_messages"), bytes: gauge("ferry_spool_bytes") },
+        : { messages: gauge("ferry_spool_depth"), bytes: gauge("ferry_spool_bytes") },
     };
   }
 
