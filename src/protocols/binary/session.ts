@@ -175,18 +175,16 @@ export class BinarySession implements SessionHandle, Subscriber {
       onError: (e) => sink.out?.enqueue(e),
     });
     try {
+      // The handshake is read directly into the same parser: a device that says HELLO and then
+      // stays quiet (the common case for tens of thousands of idle sensors) never allocates a
+      // stream pipeline, whose garbage would otherwise inflate the heap of a connection storm.
+      if (!await this.#handshake(parser, sink)) return;
       // Each burst of traffic flows socket → codec TransformStream → this loop; between bursts
       // only a small read is pending (cheap idle connections).
       await serveBursts(this.#conn, () => frameEvents(parser, sink), async (frames) => {
         for await (const ev of frames) {
           if (this.#closed) break;
-          this.#core.stats.framesIn.inc(labels);
-          if (ev instanceof FrameSyntaxError) {
-            this.#frameError(ev);
-            continue;
-          }
-          this.#keepalive?.touch();
-          await this.#onFrame(ev);
+          await this.#onEvent(ev);
         }
       }, {
         canIdle: () => parser.buffered === 0,
@@ -199,6 +197,47 @@ export class BinarySession implements SessionHandle, Subscriber {
     } finally {
       await this.#shutdown();
     }
+  }
+
+  /** One decoded frame or in-band decoding error, in stream order. */
+  #onEvent(ev: FrameEvent): Promise<void> | void {
+    this.#core.stats.framesIn.inc(LABELS);
+    if (ev instanceof FrameSyntaxError) return this.#frameError(ev);
+    this.#keepalive?.touch();
+    return this.#onFrame(ev);
+  }
+
+  /**
+   * Reads until the session is authenticated (or ends), handling every frame of those reads in
+   * order. Returns false when the connection ended.
+   */
+  async #handshake(parser: FrameParser, sink: ErrorSink): Promise<boolean> {
+    const buf = new Uint8Array(512);
+    while (this.#deviceId === undefined && !this.#closed) {
+      let n: number | null;
+      try {
+        n = await this.#conn.read(buf);
+      } catch {
+        return false;
+      }
+      if (n === null) return false;
+      this.#core.stats.bytesIn.inc(LABELS, n);
+      const events: FrameEvent[] = [];
+      const collect = { enqueue: (e: FrameEvent) => events.push(e) };
+      sink.out = collect as unknown as TransformStreamDefaultController<FrameEvent>;
+      try {
+        parser.parse(buf.subarray(0, n), (f) => events.push(f));
+      } catch (err) {
+        if (!(err instanceof FrameSyntaxError)) throw err;
+        events.push(err);
+      }
+      sink.out = undefined;
+      for (const ev of events) {
+        if (this.#closed) return false;
+        await this.#onEvent(ev);
+      }
+    }
+    return !this.#closed;
   }
 
   #frameError(err: FrameSyntaxError): void {
