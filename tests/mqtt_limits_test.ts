@@ -105,3 +105,27 @@ Deno.test("MQTT over TLS: MQTT.js with the CA connects and publishes; the listen
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("MQTT: subscriptions past maxSubscriptions are refused (v5 SUBACK 0x97, 3.1.1 0x80); re-subscribing an existing filter still works", async () => {
+  await using h = await startMqtt({ server: { maxSubscriptions: 2 } });
+  const c5 = await h.client({ clientId: "s5", protocolVersion: 5 });
+  // MQTT.js rejects a v5 SUBSCRIBE with any failure code; the SUBACK is on the error.
+  let granted: number[] = [];
+  try {
+    await c5.subscribeAsync(["a/1", "a/2", "a/3"], { qos: 1 });
+  } catch (err) {
+    granted = (err as { packet: { granted: number[] } }).packet.granted;
+  }
+  assertEquals(granted, [1, 1, 0x97]);
+  const again = await c5.subscribeAsync("a/1", { qos: 0 });
+  assertEquals(again.map((x) => x.qos), [0]);
+  const c4 = await h.client({ clientId: "s4", protocolVersion: 4 });
+  let g4: number[] = [];
+  try {
+    await c4.subscribeAsync(["b/1", "b/2", "b/3"], { qos: 1 });
+  } catch (err) {
+    g4 = (err as { packet: { granted: number[] } }).packet.granted;
+  }
+  assertEquals(g4, [1, 1, 128]);
+  assertEquals(h.core.stats.drops.get({ protocol: "mqtt", reason: "subscription_refused" }), 2);
+});

@@ -419,6 +419,12 @@ export const configSchema: Field = {
           default: defaultMqttServerOptions.assignedIdPrefix,
           doc: "Prefix of client ids assigned to clients that send an empty one",
         },
+        maxSubscriptions: int(
+          defaultMqttServerOptions.maxSubscriptions,
+          1,
+          10_000_000,
+          "Subscriptions one session may hold (more get SUBACK 0x97)",
+        ),
         connectTimeoutMs: int(
           defaultMqttServerOptions.connectTimeoutMs,
           1,
@@ -772,6 +778,7 @@ export interface FerryConfig {
     maxConnectPacketSize: number;
     anonymousPresence: boolean;
     assignedIdPrefix: string;
+    maxSubscriptions: number;
     connectTimeoutMs: number;
     maxPacketSize: number;
     maxKeepAlive: number;

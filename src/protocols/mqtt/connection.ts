@@ -301,6 +301,10 @@ export class MqttConnection implements SessionHandle, SessionLink {
       case "subscribe": {
         const r = handleSubscribe(p, this.#subscribeContext());
         if (r.refused.length) {
+          this.#ctx.core.stats.drops.inc(
+            { protocol: "mqtt", reason: "subscription_refused" },
+            r.refused.length,
+          );
           this.#ctx.log.info("subscription refused", {
             clientId: this.clientId,
             refused: r.refused,
@@ -341,6 +345,7 @@ export class MqttConnection implements SessionHandle, SessionLink {
       session: this.#session!,
       shared: this.#ctx.shared,
       core: this.#ctx.core,
+      maxSubscriptions: this.#ctx.options.maxSubscriptions,
     };
   }
 

@@ -32,6 +32,8 @@ export interface SubscribeContext {
   shared: SharedSubscriptions;
   /** The core (retained store, clock). */
   core: Core;
+  /** Non-shared subscriptions a session may hold; more are refused (v5 0x97). @default unlimited */
+  maxSubscriptions?: number;
 }
 
 /** Result of a SUBSCRIBE. */
@@ -95,6 +97,14 @@ export function handleSubscribe(packet: ISubscribePacket, ctx: SubscribeContext)
     }
     if (!canSubscribe(ctx.principal, filter)) {
       fail(ReasonCode.NotAuthorized, `${s.topic}: not allowed`);
+      continue;
+    }
+    const max = ctx.maxSubscriptions;
+    if (
+      !shared && max !== undefined && ctx.session.subscriptionCount >= max &&
+      !ctx.session.hasSubscription(filter)
+    ) {
+      fail(ReasonCode.QuotaExceeded, `${s.topic}: the session already holds ${max} subscriptions`);
       continue;
     }
     const qos = Math.min(s.qos, 2) as QoS;

@@ -53,6 +53,8 @@ export interface MqttServerOptions {
   allowMqtt31?: boolean;
   /** Longest client id accepted, characters. @default 256 */
   maxClientIdLength?: number;
+  /** Subscriptions one session may hold; more are refused (SUBACK 0x97 / 0x80). @default 1000 */
+  maxSubscriptions?: number;
   /** Prefix of the ids assigned to clients that connect with an empty one. @default "ferry-" */
   assignedIdPrefix?: string;
 }
@@ -88,6 +90,7 @@ export const defaultMqttServerOptions: Readonly<Required<MqttServerOptions>> = O
   anonymousPresence: true,
   allowMqtt31: true,
   maxClientIdLength: 256,
+  maxSubscriptions: 1000,
   assignedIdPrefix: "ferry-",
 });
 
@@ -136,6 +139,7 @@ export function resolveMqttServerOptions(
   int("readBufferMin", 16, 1 << 20);
   int("readBufferMax", 16, 1 << 24);
   int("maxClientIdLength", 23, 65535);
+  int("maxSubscriptions", 1, 10_000_000);
   if (o.queueDropPolicy !== "oldest" && o.queueDropPolicy !== "newest") {
     throw new RangeError(`Cannot use MQTT option queueDropPolicy: ${o.queueDropPolicy}`);
   }

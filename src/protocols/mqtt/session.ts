@@ -175,6 +175,11 @@ export class MqttSession {
     return false;
   }
 
+  /** True when the session has a non-shared subscription to `filter`. */
+  hasSubscription(filter: string): boolean {
+    return this.#subs?.has(filter) ?? false;
+  }
+
   /** Number of non-shared subscriptions. */
   get subscriptionCount(): number {
     return this.#subs?.size ?? 0;
