@@ -233,7 +233,7 @@ export class Gateway implements AsyncDisposable {
             ratePerSec: c.limits.deviceRatePerSec,
             burst: c.limits.deviceBurst,
           });
-          this.#http.route((req, url) => api.handle(req, url));
+          this.#http.route((req, url, info) => api.handle(req, url, info));
         }
         const requireLogin = c.auth.services.length > 0 || !isLoopback(c.host);
         if (requireLogin && c.auth.services.length === 0) {

@@ -166,3 +166,36 @@ Deno.test("Gateway serves HTTPS on the HTTP listener when http.tls is configured
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("Gateway HTTP device API throttles repeated failed logins per address (429 login-throttled), even with the right token", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(
+      `${dir}/c.json`,
+      JSON.stringify({
+        auth: { devices: [{ id: "h1", token: "right" }] },
+        limits: { authFailuresPerMinute: 3 },
+        dataDir: dir,
+      }),
+    );
+    await using gw = await startGateway(["--config", `${dir}/c.json`, ...PORTS]);
+    const post = async (token: string) => {
+      const r = await fetch(
+        `http://127.0.0.1:${gw.addresses.http.port}/api/v1/devices/h1/telemetry`,
+        {
+          method: "POST",
+          headers: { authorization: `Bearer ${token}` },
+          body: "1",
+        },
+      );
+      const body = await r.json();
+      return [r.status, body.type as string] as const;
+    };
+    for (let i = 0; i < 3; i++) assertEquals((await post("wrong"))[0], 401);
+    const [status, type] = await post("right");
+    assertEquals(status, 429);
+    assert(type.endsWith("/login-throttled"), type);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -22,7 +22,11 @@ export interface HttpServerOptions {
 }
 
 /** A route handler; returns `undefined` to let the next route try. */
-export type Route = (req: Request, url: URL) => Response | Promise<Response> | undefined;
+export type Route = (
+  req: Request,
+  url: URL,
+  info: Deno.ServeHandlerInfo,
+) => Response | Promise<Response> | undefined;
 
 /**
  * Serves health and metrics.
@@ -100,17 +104,17 @@ export class HttpServer implements Listener {
             this.#core.log.child("http").error("request failed", { error: err });
             return new Response("internal error\n", { status: 500 });
           },
-        }, (req) => this.#handle(req));
+        }, (req, info) => this.#handle(req, info));
       } catch (err) {
         reject(err);
       }
     });
   }
 
-  async #handle(req: Request): Promise<Response> {
+  async #handle(req: Request, info: Deno.ServeHandlerInfo): Promise<Response> {
     const url = new URL(req.url);
     for (const r of this.#routes) {
-      const res = await r(req, url);
+      const res = await r(req, url, info);
       if (res) return res;
     }
     switch (url.pathname) {

@@ -58,6 +58,7 @@ const WWW_AUTHENTICATE = 'Bearer realm="ferry", Basic realm="ferry"';
  * ```
  */
 export class DeviceApi implements AsyncDisposable {
+  #addresses = new WeakMap<Request, string>();
   #core: Core;
   #opts: ResolvedDeviceApiOptions;
   #log: Logger;
@@ -145,11 +146,22 @@ export class DeviceApi implements AsyncDisposable {
   }
 
   #authorize(req: Request, url: URL, deviceId: string): Principal | Response {
+    // Failed logins are throttled per source address, like every other listener.
+    const address = this.#addresses.get(req);
+    const admission = this.#core.admission;
+    if (address !== undefined && admission.authBlocked(address)) {
+      this.#core.stats.drops.inc({ protocol: "http", reason: "auth_throttled" });
+      return this.#fail("login-throttled", url, {
+        detail: `too many failed logins from ${address}`,
+        headers: { "retry-after": "60" },
+      });
+    }
     const auth = authenticateRequest(
       this.#core.registry,
       deviceId,
       req.headers.get("authorization"),
     );
+    if (!auth.ok && auth.status === 401 && address !== undefined) admission.authFailed(address);
     if (!auth.ok) {
       if (auth.status === 403) return this.#fail("forbidden", url, { detail: auth.detail });
       return this.#fail("unauthorized", url, {
@@ -164,9 +176,10 @@ export class DeviceApi implements AsyncDisposable {
   /**
    * Answers a request under `/api/v1/`; `undefined` for any other path (the next route tries).
    */
-  handle(req: Request, url: URL): Promise<Response> | undefined {
+  handle(req: Request, url: URL, info?: { remoteAddr: Deno.Addr }): Promise<Response> | undefined {
     const path = url.pathname;
     if (!path.startsWith(API_PREFIX)) return undefined;
+    if (info && "hostname" in info.remoteAddr) this.#addresses.set(req, info.remoteAddr.hostname);
     this.#core.stats.framesIn.inc(this.#ctx.labels);
     return this.#dispatch(req, url, path.slice(API_PREFIX.length).split("/"));
   }

@@ -318,7 +318,7 @@ export function openApiDocument(o: Readonly<ResolvedDeviceApiOptions>): Json {
         ),
         TooManyRequests: problemResponse(
           "Device rate limit, full pipeline, or too many open waits.",
-          ["rate-limited", "overloaded", "too-many-waiters"],
+          ["rate-limited", "overloaded", "too-many-waiters", "login-throttled"],
           RETRY_AFTER,
         ),
         Unavailable: problemResponse("Shutting down.", ["unavailable"], RETRY_AFTER),

@@ -28,6 +28,7 @@ export const PROBLEMS = {
   "rate-limited": { status: 429, title: "Device rate limit exceeded" },
   "overloaded": { status: 429, title: "Gateway pipeline is full" },
   "too-many-waiters": { status: 429, title: "Too many open long-polls or streams for the device" },
+  "login-throttled": { status: 429, title: "Too many failed logins from this address" },
   "unavailable": { status: 503, title: "Gateway is shutting down or cannot accept messages" },
 } as const satisfies Record<string, { status: number; title: string }>;
 
