@@ -129,3 +129,25 @@ Deno.test("MQTT: subscriptions past maxSubscriptions are refused (v5 SUBACK 0x97
   assertEquals(g4, [1, 1, 128]);
   assertEquals(h.core.stats.drops.get({ protocol: "mqtt", reason: "subscription_refused" }), 2);
 });
+
+Deno.test("MQTT 5: a message the full spool refuses gets PUBACK 0x97 (quota exceeded) and is not published", async () => {
+  const { SpoolFullError } = await import("../src/northbound/spool.ts");
+  await using h = await startMqtt();
+  let refuse = true;
+  h.core.setAcceptHook(() => {
+    if (refuse) throw new SpoolFullError("Cannot accept message: the spool is full (refuse-new)");
+  });
+  const seen: string[] = [];
+  h.core.subscribe("devices/+/telemetry", { id: "obs", deliver: (m) => seen.push(m.topic) });
+  const c = await h.client({ clientId: "d9", protocolVersion: 5 });
+  let code = 0;
+  try {
+    await c.publishAsync("devices/d9/telemetry", "x", { qos: 1 });
+  } catch (err) {
+    code = (err as { code?: number }).code ?? -1;
+  }
+  assertEquals(code, 0x97);
+  refuse = false;
+  await c.publishAsync("devices/d9/telemetry", "y", { qos: 1 });
+  assertEquals(seen, ["devices/d9/telemetry"]);
+});

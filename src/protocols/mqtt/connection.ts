@@ -512,7 +512,10 @@ export class MqttConnection implements SessionHandle, SessionLink {
       core.stats.drops.inc({ protocol: "mqtt", reason: "refused_by_core" });
       if (p.qos === 0) return;
       if (this.#version !== 5) throw err; // 3.1.1 cannot refuse: close, the client resends
-      const rc = ReasonCode.ImplementationSpecificError;
+      // A full spool (refuse-new policy) is a quota; anything else is our own failure.
+      const rc = (err as Error)?.name === "SpoolFullError"
+        ? ReasonCode.QuotaExceeded
+        : ReasonCode.ImplementationSpecificError;
       this.#send({
         cmd: p.qos === 1 ? "puback" : "pubrec",
         messageId: p.messageId,
