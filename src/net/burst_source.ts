@@ -13,7 +13,11 @@
  * @module
  */
 
-import type { ByteReader } from "./conn_source.ts";
+/** Anything with a `read(buf)` like `Deno.Conn`. */
+export interface ByteReader {
+  /** Reads into `p`; resolves to the count read or `null` at end of stream. */
+  read(p: Uint8Array): Promise<number | null>;
+}
 
 /** Tunables of {@link serveBursts}. */
 export interface BurstOptions {

@@ -1,7 +1,7 @@
 /**
- * One MQTT network connection: reads the socket with `conn.read` into a small adaptive buffer (as
- * `src/net/conn_source.ts` does, but without a stream pipeline per connection: an idle connection
- * then holds one 512-byte buffer and one pending read), decodes with the synchronous core of the
+ * One MQTT network connection: reads the socket with `conn.read` into a small adaptive buffer
+ * (without a stream pipeline per connection, unlike FBP/1's `src/net/burst_source.ts`: an idle
+ * connection then holds one 512-byte buffer and one pending read), decodes with the synchronous core of the
  * MQTT decoder, handles one packet at a time (so a full pipeline stops socket reads), writes through a
  * bounded {@link ConnWriter}, watches keepalive via the core's supervisor, and carries a session.
  * On any malformed packet or protocol violation the connection is closed (v5: after a DISCONNECT
