@@ -161,13 +161,10 @@ export class Pipeline implements AsyncDisposable {
   }
 
   #wakeOne(): void {
-    // Called by the stream when it has room: let the longest-waiting producer in.
-    while (this.#waiters.length && (this.#controller.desiredSize ?? 0) > 0) {
-      const w = this.#waiters.shift()!;
-      w.resolve();
-      // The woken producer enqueues synchronously after its await; one per room slot is enough
-      // since the stream calls pull again once that enqueue leaves room.
-      break;
+    // Called when the queue has room: let the longest-waiting producer in. One at a time: it
+    // enqueues right after its await, and the stream asks again while room is left.
+    if (this.#waiters.length && (this.#controller.desiredSize ?? 0) > 0) {
+      this.#waiters.shift()!.resolve();
     }
   }
 
