@@ -98,6 +98,7 @@ export class Gateway implements AsyncDisposable {
       devices: config.auth.devices,
       services: config.auth.services,
       anonymous: anonymousAllowed(config),
+      deviceAcl: config.auth.deviceAcl,
       admission: {
         maxConnectionsPerAddress: config.limits.maxConnectionsPerAddress,
         exemptLoopback: config.limits.exemptLoopback,

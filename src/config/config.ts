@@ -135,6 +135,26 @@ export const configSchema: Field = {
           default: [],
           doc: "Service accounts with topic ACLs",
         },
+        deviceAcl: {
+          type: "object",
+          optional: true,
+          doc:
+            "ACL rules for devices with credentials, {id} standing for the device id; absent = publish under devices/{id}/ (not commands, status), subscribe inside it",
+          fields: {
+            publish: {
+              type: "array",
+              items: { type: "string", doc: "filter" },
+              default: [],
+              doc: "Filters a device may publish to",
+            },
+            subscribe: {
+              type: "array",
+              items: { type: "string", doc: "filter" },
+              default: [],
+              doc: "Filters a device may subscribe to",
+            },
+          },
+        },
       },
     },
     limits: {
@@ -741,6 +761,7 @@ export interface FerryConfig {
     anonymous: "auto" | boolean;
     devices: CredentialConfig[];
     deviceFile: string;
+    deviceAcl?: { publish: string[]; subscribe: string[] };
     services: Array<{
       name: string;
       token?: string;

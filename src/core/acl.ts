@@ -1,8 +1,9 @@
 /**
- * Who may publish and subscribe where. A device may publish only under `devices/{its id}/` (not to
- * its own commands or status, which the gateway owns) and subscribe only inside its own subtree;
- * a service account gets the filters its config lists (`{id}` is not substituted for services);
- * the anonymous principal exists only when the configuration allows it.
+ * Who may publish and subscribe where. By default a device may publish only under
+ * `devices/{its id}/` (not to its own commands or status, which the gateway owns) and subscribe only
+ * inside its own subtree. Configured device rules (`auth.deviceAcl`, with `{id}` substituted) replace
+ * that default. A service account gets the filters its config lists; the anonymous principal
+ * exists only when the configuration allows it.
  *
  * @module
  */
@@ -11,7 +12,14 @@ import { topicMatches } from "./topic_router.ts";
 
 /** An authenticated party. */
 export type Principal =
-  | { kind: "device"; id: string }
+  | {
+    kind: "device";
+    id: string;
+    /** Filters it may publish to ({id} already substituted); default rules when absent. */
+    publish?: string[];
+    /** Filters it may subscribe to ({id} already substituted); default rules when absent. */
+    subscribe?: string[];
+  }
   | { kind: "service"; name: string; publish: string[]; subscribe: string[] }
   | { kind: "anonymous"; id?: string };
 
@@ -46,6 +54,7 @@ export function canPublish(p: Principal, topic: string): boolean {
     case "service":
       return p.publish.some((f) => topicMatches(f, topic));
     case "device": {
+      if (p.publish) return p.publish.some((f) => topicMatches(f, topic));
       const prefix = `devices/${p.id}/`;
       if (!topic.startsWith(prefix)) return false;
       const rest = topic.slice(prefix.length);
@@ -62,6 +71,36 @@ export function canSubscribe(p: Principal, filter: string): boolean {
     case "service":
       return p.subscribe.some((f) => filterCovers(f, filter));
     case "device":
+      if (p.subscribe) return p.subscribe.some((f) => filterCovers(f, filter));
       return filterCovers(`devices/${p.id}/#`, filter);
   }
+}
+
+/** Device ACL rules from the configuration; `{id}` stands for the device's id. */
+export interface DeviceAclRules {
+  /** Filters a device may publish to. */
+  publish: string[];
+  /** Filters a device may subscribe to. */
+  subscribe: string[];
+}
+
+/**
+ * The device principal for `id` under `rules` (or the built-in default rules without them).
+ *
+ * @example
+ * ```ts
+ * import { canPublish, devicePrincipal } from "./acl.ts";
+ * const p = devicePrincipal("d1", { publish: ["devices/{id}/telemetry/#"], subscribe: [] });
+ * if (!canPublish(p, "devices/d1/telemetry/x") || canPublish(p, "devices/d1/acks/x")) throw new Error();
+ * ```
+ */
+export function devicePrincipal(id: string, rules?: DeviceAclRules): Principal {
+  if (!rules) return { kind: "device", id };
+  const sub = (f: string) => f.replaceAll("{id}", id);
+  return {
+    kind: "device",
+    id,
+    publish: rules.publish.map(sub),
+    subscribe: rules.subscribe.map(sub),
+  };
 }

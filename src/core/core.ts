@@ -8,6 +8,7 @@
  * @module
  */
 
+import type { DeviceAclRules } from "./acl.ts";
 import { Admission, type AdmissionOptions } from "./admission.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import { RateLimiter } from "./rate_limiter.ts";
@@ -71,6 +72,8 @@ export interface CoreOptions {
   services?: ServiceAccount[];
   /** Let unknown devices in. @default false */
   anonymous?: boolean;
+  /** ACL rules for devices with credentials (`{id}` substituted); built-in rules when absent. */
+  deviceAcl?: DeviceAclRules;
   /** Deadline resolution of the supervisor. @default 50 */
   timerResolutionMs?: number;
   /** Per-address connection cap and failed-auth throttling. */
@@ -172,6 +175,7 @@ export class Core implements AsyncDisposable {
       devices: options.devices,
       services: options.services,
       anonymous: options.anonymous,
+      deviceAcl: options.deviceAcl,
       now: () => this.clock.now(),
       onPresence: (id, state, protocol) => this.#presence(id, state, protocol),
     });

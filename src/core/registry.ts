@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Principal } from "./acl.ts";
+import { type DeviceAclRules, devicePrincipal, type Principal } from "./acl.ts";
 import { secretEquals, verifyToken } from "./credentials.ts";
 import type { Protocol } from "./message.ts";
 import { isDeviceId } from "./topics.ts";
@@ -94,6 +94,8 @@ export interface RegistryOptions {
   services?: ServiceAccount[];
   /** Accept unknown ids with any token. @default false */
   anonymous?: boolean;
+  /** ACL rules for devices (`{id}` substituted); the built-in default rules when absent. */
+  deviceAcl?: DeviceAclRules;
   /** Called on every presence change. */
   onPresence?: (id: string, state: "online" | "offline", protocol?: Protocol) => void;
   /** Time source. @default Date.now */
@@ -121,12 +123,14 @@ export class DeviceRegistry {
   #creds = new Map<string, DeviceCredential>();
   #services = new Map<string, ServiceAccount>();
   #anonymous: boolean;
+  #deviceAcl: DeviceAclRules | undefined;
   #onPresence?: RegistryOptions["onPresence"];
   #now: () => number;
 
   /** Creates a registry. */
   constructor(options: RegistryOptions = {}) {
     this.#anonymous = options.anonymous ?? false;
+    this.#deviceAcl = options.deviceAcl;
     this.#onPresence = options.onPresence;
     this.#now = options.now ?? Date.now;
     this.setCredentials(options.devices ?? [], options.services ?? []);
@@ -172,7 +176,7 @@ export class DeviceRegistry {
     const cred = this.#creds.get(id);
     if (cred) {
       return checkSecret(token, cred)
-        ? { ok: true, principal: { kind: "device", id } }
+        ? { ok: true, principal: devicePrincipal(id, this.#deviceAcl) }
         : { ok: false, reason: "bad_credentials" };
     }
     if (this.#anonymous) return { ok: true, principal: { kind: "anonymous", id } };

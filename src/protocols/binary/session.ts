@@ -6,6 +6,7 @@
  * @module
  */
 
+import { canPublish, type Principal } from "../../core/acl.ts";
 import type { Core, Subscriber } from "../../core/core.ts";
 import type { DeadlineEntry } from "../../core/deadline_queue.ts";
 import type { Logger } from "../../core/logger.ts";
@@ -112,6 +113,7 @@ export class BinarySession implements SessionHandle, Subscriber {
   #log: Logger;
   #writer: ConnWriter;
   #deviceId: string | undefined;
+  #principal: Principal | undefined;
   #keepalive: DeadlineEntry | undefined;
   #helloTimer: DeadlineEntry | undefined;
   #unsubscribe: (() => void) | undefined;
@@ -352,6 +354,7 @@ export class BinarySession implements SessionHandle, Subscriber {
     this.#helloTimer?.cancel();
     this.#helloTimer = undefined;
     this.#deviceId = hello.id;
+    this.#principal = auth.principal;
     this.#send(FrameType.HELLO_ACK, f.seq, encodeHelloAck({ status: HelloStatus.OK, keepAlive }));
     this.#unsubscribe = this.#core.subscribe(commandFilter(hello.id), this);
     this.#core.registry.attach(hello.id, this);
@@ -385,8 +388,15 @@ export class BinarySession implements SessionHandle, Subscriber {
       if (ackWanted) this.#send(FrameType.ACK, f.seq, encodeAck(AckStatus.OVERLOADED));
       return;
     }
+    const topic = telemetryTopic(id, body.channel || undefined);
+    if (!canPublish(this.#principal!, topic)) {
+      this.#core.stats.drops.inc({ protocol: "binary", reason: "not_authorized" });
+      this.#log.info("telemetry refused by the ACL", { device: id, topic });
+      if (ackWanted) this.#send(FrameType.ACK, f.seq, encodeAck(AckStatus.NOT_AUTHORIZED));
+      return;
+    }
     const msg = createMessage({
-      topic: telemetryTopic(id, body.channel || undefined),
+      topic,
       payload: body.data,
       qos: f.flags & FLAG_ACK_REQUESTED ? 1 : 0,
       ts: this.#core.clock.now(),
@@ -425,8 +435,14 @@ export class BinarySession implements SessionHandle, Subscriber {
     }
     this.#pending!.delete(f.seq);
     const id = this.#deviceId!;
+    const topic = ackTopic(id, name);
+    if (!canPublish(this.#principal!, topic)) {
+      this.#core.stats.drops.inc({ protocol: "binary", reason: "not_authorized" });
+      this.#log.info("command ack refused by the ACL", { device: id, topic });
+      return;
+    }
     const ack = createMessage({
-      topic: ackTopic(id, name),
+      topic,
       payload: encoder.encode(JSON.stringify({ seq: f.seq, status })),
       qos: 1,
       ts: this.#core.clock.now(),
