@@ -354,12 +354,17 @@ export class Core implements AsyncDisposable {
     this.publish(msg).catch(() => this.retained.set(msg));
   }
 
-  async #handle(msg: Message): Promise<void> {
+  #handle(msg: Message): void | Promise<void> {
     if (msg.retain) this.retained.set(msg);
     const exp = msg.properties?.expiresAt;
     if (exp === undefined || exp > this.clock.now()) {
       this.router.forEachMatch(msg.topic, (s) => s.deliver(msg));
     }
+    // Synchronous unless a sink is async: the pipeline then skips its promise chain.
+    if (this.#sinks.length) return this.#runSinks(msg);
+  }
+
+  async #runSinks(msg: Message): Promise<void> {
     for (const sink of this.#sinks) await sink(msg);
   }
 

@@ -171,7 +171,7 @@ export class Pipeline implements AsyncDisposable {
   async #drain(): Promise<void> {
     const reader = this.#stream.getReader();
     for (;;) {
-      const permit = await this.#pool.acquire();
+      const permit = this.#pool.tryAcquire() ?? await this.#pool.acquire();
       const { value, done } = await reader.read();
       if (done) {
         permit.release();
@@ -179,7 +179,30 @@ export class Pipeline implements AsyncDisposable {
       }
       const key = this.#keyOf(value);
       const prev = this.#tails.get(key);
-      const task: Promise<void> = (prev ? prev.then(() => this.#run(value)) : this.#run(value))
+      let started: Promise<void>;
+      if (prev) started = prev.then(() => this.#run(value));
+      else {
+        // Nothing of this key in flight: run the handler now. A handler that finishes
+        // synchronously (no async sink) costs no promise chain at all.
+        let result: void | Promise<void> = undefined;
+        let threw = false;
+        try {
+          result = this.#handler(value);
+        } catch (err) {
+          threw = true;
+          this.#fail(err, value);
+        }
+        if (!(result instanceof Promise)) {
+          if (!threw) this.#handled++;
+          permit.release();
+          if (this.#waiters.length) this.#wakeOne();
+          continue;
+        }
+        started = result.then(() => {
+          this.#handled++;
+        }, (err) => this.#fail(err, value));
+      }
+      const task: Promise<void> = started
         .finally(() => {
           permit.release();
           if (this.#tails.get(key) === task) this.#tails.delete(key);
@@ -198,9 +221,13 @@ export class Pipeline implements AsyncDisposable {
       await this.#handler(msg);
       this.#handled++;
     } catch (err) {
-      this.#failed++;
-      this.#onError?.(err, msg);
+      this.#fail(err, msg);
     }
+  }
+
+  #fail(err: unknown, msg: Message): void {
+    this.#failed++;
+    this.#onError?.(err, msg);
   }
 
   /**
