@@ -27,6 +27,10 @@ import { RetainedStore } from "./retained_store.ts";
 import { TopicRouter } from "./topic_router.ts";
 import { statusTopic } from "./topics.ts";
 
+/** Presence payloads, shared by every device's retained status (payloads are read-only). */
+const ONLINE = new TextEncoder().encode("online");
+const OFFLINE = new TextEncoder().encode("offline");
+
 const LABELS_BY_PROTOCOL = new Map<Protocol, Readonly<{ protocol: Protocol }>>();
 
 /** The shared, frozen `{ protocol }` label set of a protocol (metric keys are cached per object). */
@@ -340,7 +344,7 @@ export class Core implements AsyncDisposable {
     this.#coreLog.info(`device ${state}`, { device: id, protocol });
     const msg = createMessage({
       topic: statusTopic(id),
-      payload: new TextEncoder().encode(state),
+      payload: state === "online" ? ONLINE : OFFLINE, // shared: one buffer for every device
       qos: 1,
       retain: true,
       ts: this.clock.now(),

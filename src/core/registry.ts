@@ -197,13 +197,16 @@ export class DeviceRegistry {
   device(id: string): DeviceRecord {
     let rec = this.#devices.get(id);
     if (!rec) {
+      // Every field from the start: one object shape, fields kept in-object (tens of thousands).
       rec = {
         id,
+        protocol: undefined,
         state: "offline",
         lastSeen: 0,
         messagesIn: 0,
         messagesOut: 0,
         errors: 0,
+        session: undefined,
       };
       this.#devices.set(id, rec);
     }
