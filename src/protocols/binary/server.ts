@@ -9,7 +9,8 @@ import type { Core } from "../../core/core.ts";
 import type { Logger } from "../../core/logger.ts";
 import type { ListenAddress, Listener } from "../listener.ts";
 import { TcpListener, type TlsFiles } from "../../net/tcp_listener.ts";
-import { BinarySession, type BinarySessionOptions } from "./session.ts";
+import { BinarySession, type BinarySessionHost, type BinarySessionOptions } from "./session.ts";
+import { parseTopic } from "../../core/topics.ts";
 import { encodeError, encodeFrame, ErrorCode, FrameType } from "./frame.ts";
 
 /** Tunables of {@link BinaryServer} (the `binary` config section). */
@@ -63,12 +64,25 @@ export class BinaryServer implements Listener {
   #sessions = new Set<BinarySession>();
   #accepting: Promise<void> | undefined;
   #closed = false;
+  /** Live sessions by device id, for command delivery. */
+  #byDevice = new Map<string, BinarySession>();
+  #unsubscribe: (() => void) | undefined;
+  #host: BinarySessionHost;
 
   /** Creates the server; call {@link listen} to start. */
   constructor(core: Core, options: Partial<BinaryServerOptions> = {}) {
     this.#core = core;
     this.#opts = { ...defaultBinaryServerOptions, ...options };
     this.#log = core.log.child("binary");
+    this.#host = {
+      log: this.#log,
+      attachCommands: (id, session) => {
+        this.#byDevice.set(id, session);
+        return () => {
+          if (this.#byDevice.get(id) === session) this.#byDevice.delete(id);
+        };
+      },
+    };
   }
 
   /** Connections open now. */
@@ -79,6 +93,14 @@ export class BinaryServer implements Listener {
   /** Binds and starts accepting. */
   listen(): Promise<ListenAddress> {
     if (this.#listener) throw new TypeError("Cannot listen: already listening");
+    // One subscription for every device's commands, dispatched by id: no trie nodes per device.
+    this.#unsubscribe = this.#core.subscribe("devices/+/commands/+", {
+      id: "binary-server",
+      deliver: (msg) => {
+        const t = parseTopic(msg.topic);
+        if (t.kind === "command") this.#byDevice.get(t.deviceId)?.deliver(msg);
+      },
+    });
     const l = this.#listener = new TcpListener({
       hostname: this.#opts.hostname,
       port: this.#opts.port,
@@ -129,7 +151,7 @@ export class BinaryServer implements Listener {
       } catch { /* not fatal */ }
       stats.connectionsAccepted.inc(labels);
       stats.connections.inc(labels);
-      const session = new BinarySession(this.#core, conn, this.#opts, this.#log);
+      const session = new BinarySession(this.#core, conn, this.#opts, this.#host);
       this.#sessions.add(session);
       session.done.finally(() => {
         this.#core.admission.release(address);
@@ -151,6 +173,7 @@ export class BinaryServer implements Listener {
     await this.#accepting;
     await this.#listener?.closed();
     await Promise.all([...this.#sessions].map((s) => s.done));
+    this.#unsubscribe?.();
   }
 
   /** Same as {@link close}. */

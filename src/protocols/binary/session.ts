@@ -12,7 +12,7 @@ import type { DeadlineEntry } from "../../core/deadline_queue.ts";
 import type { Logger } from "../../core/logger.ts";
 import { createMessage, type Message } from "../../core/message.ts";
 import type { CloseReason, SessionHandle } from "../../core/registry.ts";
-import { ackTopic, commandFilter, parseTopic, telemetryTopic } from "../../core/topics.ts";
+import { ackTopic, parseTopic, telemetryTopic } from "../../core/topics.ts";
 import { serveBursts } from "../../net/burst_source.ts";
 import { ConnWriter } from "../../net/conn_writer.ts";
 import { FrameParser } from "./codec.ts";
@@ -51,6 +51,17 @@ export interface BinarySessionOptions {
   maxPendingBytes: number;
 }
 
+/** What a session needs from its server. */
+export interface BinarySessionHost {
+  /** Component logger. */
+  log: Logger;
+  /**
+   * Routes `devices/{id}/commands/+` to `session` (one subscription per server, not one per
+   * device); returns the function that detaches it.
+   */
+  attachCommands(id: string, session: BinarySession): () => void;
+}
+
 /** Commands sent and not yet acknowledged, per session. */
 const MAX_PENDING_COMMANDS = 1024;
 
@@ -65,6 +76,9 @@ const CLOSE_CODES: Record<CloseReason["code"], number> = {
 
 /** Label sets used on every frame: the same objects each time (metric keys are cached). */
 const LABELS = Object.freeze({ protocol: "binary" });
+
+/** Read buffer of a quiet connection (a HELLO is ~40 bytes; bursts grow it up to 16 KiB). */
+const IDLE_READ_BUFFER = 256;
 
 let nextSessionId = 1;
 const decoder = new TextDecoder();
@@ -117,6 +131,7 @@ export class BinarySession implements SessionHandle, Subscriber {
   #keepalive: DeadlineEntry | undefined;
   #helloTimer: DeadlineEntry | undefined;
   #unsubscribe: (() => void) | undefined;
+  #host: BinarySessionHost;
   #closed = false;
   #nextSeq = 1;
   #pending: Map<number, string> | undefined; // command seq → name, made on the first command
@@ -125,7 +140,9 @@ export class BinarySession implements SessionHandle, Subscriber {
   #address: string;
 
   /** Starts serving `conn`. */
-  constructor(core: Core, conn: Deno.Conn, options: BinarySessionOptions, log: Logger) {
+  constructor(core: Core, conn: Deno.Conn, options: BinarySessionOptions, host: BinarySessionHost) {
+    const log = host.log;
+    this.#host = host;
     this.#core = core;
     this.#conn = conn;
     this.#opts = options;
@@ -190,6 +207,7 @@ export class BinarySession implements SessionHandle, Subscriber {
         }
       }, {
         canIdle: () => parser.buffered === 0,
+        minBuffer: IDLE_READ_BUFFER,
         onBytes: (n) => this.#core.stats.bytesIn.inc(labels, n),
       });
     } catch (err) {
@@ -214,7 +232,7 @@ export class BinarySession implements SessionHandle, Subscriber {
    * order. Returns false when the connection ended.
    */
   async #handshake(parser: FrameParser, sink: ErrorSink): Promise<boolean> {
-    const buf = new Uint8Array(512);
+    const buf = new Uint8Array(IDLE_READ_BUFFER);
     while (this.#deviceId === undefined && !this.#closed) {
       let n: number | null;
       try {
@@ -356,7 +374,7 @@ export class BinarySession implements SessionHandle, Subscriber {
     this.#deviceId = hello.id;
     this.#principal = auth.principal;
     this.#send(FrameType.HELLO_ACK, f.seq, encodeHelloAck({ status: HelloStatus.OK, keepAlive }));
-    this.#unsubscribe = this.#core.subscribe(commandFilter(hello.id), this);
+    this.#unsubscribe = this.#host.attachCommands(hello.id, this);
     this.#core.registry.attach(hello.id, this);
     this.#keepalive = this.#core.supervise(this, keepAlive * 1500);
     this.#log.info("device connected", { device: hello.id, remote: this.#remote, keepAlive });
