@@ -30,7 +30,7 @@ export async function startGateway(
   env: Record<string, string> = {},
 ): Promise<GatewayProcess> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args],
+    args: ["run", "-A", "--unstable-net", "--v8-flags=--optimize-for-size", MAIN, ...args],
     stdout: "piped",
     stderr: "piped",
     env,
@@ -109,7 +109,7 @@ export async function runMain(
   args: string[],
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args],
+    args: ["run", "-A", "--unstable-net", "--v8-flags=--optimize-for-size", MAIN, ...args],
     stdout: "piped",
     stderr: "piped",
   }).output();

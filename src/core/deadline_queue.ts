@@ -21,12 +21,43 @@ export interface DeadlineEntry {
   readonly active: boolean;
 }
 
-interface Node {
+/** Queue operations a node calls back into (module-private: symbol-keyed). */
+const REFILE = Symbol("refile");
+const REMOVE = Symbol("remove");
+
+/**
+ * A heap node, and the entry handed to the caller: one object per deadline, no closures (tens of
+ * thousands of sessions each hold one).
+ */
+class Node implements DeadlineEntry {
   key: number; // deadline the heap position was filed under (<= deadline)
   deadline: number;
   timeoutMs: number;
-  index: number; // heap index, -1 when out of the heap
+  index = -1; // heap index, -1 when out of the heap
   onExpire: () => void;
+  queue: DeadlineQueue;
+
+  constructor(queue: DeadlineQueue, deadline: number, timeoutMs: number, onExpire: () => void) {
+    this.queue = queue;
+    this.key = deadline;
+    this.deadline = deadline;
+    this.timeoutMs = timeoutMs;
+    this.onExpire = onExpire;
+  }
+
+  touch(ms?: number): void {
+    if (this.index < 0) return;
+    if (ms !== undefined) this.timeoutMs = ms;
+    this.queue[REFILE](this);
+  }
+
+  cancel(): void {
+    if (this.index >= 0) this.queue[REMOVE](this);
+  }
+
+  get active(): boolean {
+    return this.index >= 0;
+  }
 }
 
 /** Tunables of {@link DeadlineQueue}. */
@@ -81,33 +112,26 @@ export class DeadlineQueue implements Disposable {
     if (this.#closed) throw new TypeError("Cannot add deadline: queue is closed");
     if (!(timeoutMs >= 0)) throw new RangeError(`Cannot add deadline: bad timeout ${timeoutMs}`);
     const deadline = this.#clock.now() + timeoutMs;
-    const node: Node = { key: deadline, deadline, timeoutMs, index: -1, onExpire };
+    const node = new Node(this, deadline, timeoutMs, onExpire);
     this.#push(node);
     this.#arm();
-    const touch = (ms?: number) => {
-      if (node.index < 0) return;
-      if (ms !== undefined) node.timeoutMs = ms;
-      node.deadline = this.#clock.now() + node.timeoutMs;
-      if (node.deadline < node.key) { // moved earlier: re-file now
-        this.#remove(node);
-        node.key = node.deadline;
-        this.#push(node);
-        this.#arm();
-      }
-    };
-    const cancel = () => {
-      if (node.index >= 0) this.#remove(node);
-    };
-    return {
-      touch,
-      cancel,
-      get deadline() {
-        return node.deadline;
-      },
-      get active() {
-        return node.index >= 0;
-      },
-    };
+    return node;
+  }
+
+  /** Moves a touched node's deadline; re-files it now only if it moved earlier (else lazily). */
+  [REFILE](node: Node): void {
+    node.deadline = this.#clock.now() + node.timeoutMs;
+    if (node.deadline < node.key) {
+      this.#remove(node);
+      node.key = node.deadline;
+      this.#push(node);
+      this.#arm();
+    }
+  }
+
+  /** Takes a cancelled node out of the heap. */
+  [REMOVE](node: Node): void {
+    this.#remove(node);
   }
 
   /** Cancels every entry and the timer. Idempotent. */

@@ -3,6 +3,11 @@
  * re-bound on the same port with the new key pair (open connections keep the old one). Used by
  * every TCP protocol.
  *
+ * The new listener is bound (SO_REUSEPORT) before the old one closes, so a reload refuses no
+ * connection; but one the kernel queues on the old socket in the instant it is released is reset
+ * (Linux migrates such requests only with the `tcp_migrate_req` sysctl), and the client retries.
+ * Deno cannot swap the key pair of a live listener.
+ *
  * Deno's `Deno.listenTls` cannot request client certificates, so mutual TLS is not available; say
  * so in the docs rather than pretend.
  *

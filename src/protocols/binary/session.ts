@@ -136,8 +136,6 @@ export class BinarySession implements SessionHandle, Subscriber {
   #nextSeq = 1;
   #pending: Map<number, string> | undefined; // command seq → name, made on the first command
   #done: Promise<void>;
-  #remote: string;
-  #address: string;
 
   /** Starts serving `conn`. */
   constructor(core: Core, conn: Deno.Conn, options: BinarySessionOptions, host: BinarySessionHost) {
@@ -147,9 +145,6 @@ export class BinarySession implements SessionHandle, Subscriber {
     this.#conn = conn;
     this.#opts = options;
     this.#log = log;
-    const addr = conn.remoteAddr as Deno.NetAddr;
-    this.#address = addr.hostname;
-    this.#remote = `${addr.hostname}:${addr.port}`;
     const labels = LABELS;
     this.#writer = new ConnWriter(conn, {
       maxPendingBytes: options.maxPendingBytes,
@@ -169,6 +164,25 @@ export class BinarySession implements SessionHandle, Subscriber {
       }
     });
     this.#done = this.#run();
+  }
+
+  /** The peer's address (computed when needed: idle connections do not keep strings for it). */
+  get #addressText(): string {
+    try {
+      return (this.#conn.remoteAddr as Deno.NetAddr).hostname;
+    } catch {
+      return "?";
+    }
+  }
+
+  /** The peer's address and port, for logs. */
+  get #remoteText(): string {
+    try {
+      const a = this.#conn.remoteAddr as Deno.NetAddr;
+      return `${a.hostname}:${a.port}`;
+    } catch {
+      return "?";
+    }
   }
 
   /** The authenticated device, once HELLO succeeded. */
@@ -212,7 +226,7 @@ export class BinarySession implements SessionHandle, Subscriber {
       });
     } catch (err) {
       if (!this.#closed) {
-        this.#log.debug("connection read failed", { remote: this.#remote, error: err });
+        this.#log.debug("connection read failed", { remote: this.#remoteText, error: err });
       }
     } finally {
       await this.#shutdown();
@@ -263,7 +277,7 @@ export class BinarySession implements SessionHandle, Subscriber {
   #frameError(err: FrameSyntaxError): void {
     this.#core.stats.errors.inc({ protocol: "binary", code: String(err.code) });
     this.#log.info("bad frame", {
-      remote: this.#remote,
+      remote: this.#remoteText,
       device: this.#deviceId,
       code: err.code,
       offset: err.offset,
@@ -302,7 +316,7 @@ export class BinarySession implements SessionHandle, Subscriber {
       case FrameType.PONG:
         return;
       case FrameType.BYE:
-        this.#log.info("device said BYE", { device: this.#deviceId, remote: this.#remote });
+        this.#log.info("device said BYE", { device: this.#deviceId, remote: this.#remoteText });
         this.#send(FrameType.BYE, f.seq, encodeBye(0));
         return this.#shutdown();
       case FrameType.HELLO:
@@ -325,7 +339,7 @@ export class BinarySession implements SessionHandle, Subscriber {
     this.#core.stats.errors.inc({ protocol: "binary", code: String(code) });
     this.#log.info("frame rejected", {
       device: this.#deviceId,
-      remote: this.#remote,
+      remote: this.#remoteText,
       code,
       reason,
     });
@@ -351,17 +365,17 @@ export class BinarySession implements SessionHandle, Subscriber {
       return this.#refuse(f, HelloStatus.UNAVAILABLE, "gateway is shutting down");
     }
     const admission = this.#core.admission;
-    if (admission.authBlocked(this.#address)) {
+    if (admission.authBlocked(this.#addressText)) {
       this.#core.stats.drops.inc({ protocol: "binary", reason: "auth_throttled" });
       return this.#refuse(
         f,
         HelloStatus.BAD_CREDENTIALS,
-        `too many failed logins from ${this.#address}`,
+        `too many failed logins from ${this.#addressText}`,
       );
     }
     const auth = this.#core.registry.authenticate(hello.id, hello.token);
     if (!auth.ok) {
-      if (auth.reason === "bad_credentials") admission.authFailed(this.#address);
+      if (auth.reason === "bad_credentials") admission.authFailed(this.#addressText);
       const status = auth.reason === "bad_id" ? HelloStatus.BAD_ID : HelloStatus.BAD_CREDENTIALS;
       return this.#refuse(f, status, `authentication failed for "${hello.id}": ${auth.reason}`);
     }
@@ -377,12 +391,12 @@ export class BinarySession implements SessionHandle, Subscriber {
     this.#unsubscribe = this.#host.attachCommands(hello.id, this);
     this.#core.registry.attach(hello.id, this);
     this.#keepalive = this.#core.supervise(this, keepAlive * 1500);
-    this.#log.info("device connected", { device: hello.id, remote: this.#remote, keepAlive });
+    this.#log.info("device connected", { device: hello.id, remote: this.#remoteText, keepAlive });
   }
 
   #refuse(f: Frame, status: number, reason: string): void {
     this.#core.stats.errors.inc({ protocol: "binary", code: `hello_${status}` });
-    this.#log.info("HELLO refused", { remote: this.#remote, status, reason });
+    this.#log.info("HELLO refused", { remote: this.#remoteText, status, reason });
     this.#send(FrameType.HELLO_ACK, f.seq, encodeHelloAck({ status, keepAlive: 0 }));
     this.#shutdown();
   }
@@ -522,7 +536,7 @@ export class BinarySession implements SessionHandle, Subscriber {
     const code = CLOSE_CODES[reason.code];
     this.#log.info("closing session", {
       device: this.#deviceId,
-      remote: this.#remote,
+      remote: this.#remoteText,
       reason: reason.code,
       detail: reason.message,
     });
