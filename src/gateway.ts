@@ -229,11 +229,7 @@ export class Gateway implements AsyncDisposable {
         });
         if (c.http.deviceApi.enabled) {
           const { enabled: _, ...o } = c.http.deviceApi;
-          const api = this.#deviceApi = new DeviceApi(this.core, {
-            ...o,
-            ratePerSec: c.limits.deviceRatePerSec,
-            burst: c.limits.deviceBurst,
-          });
+          const api = this.#deviceApi = new DeviceApi(this.core, o);
           this.#http.route((req, url, info) => api.handle(req, url, info));
         }
         const requireLogin = c.auth.services.length > 0 || !isLoopback(c.host);

@@ -422,7 +422,7 @@ Deno.test("HTTP telemetry batch larger than the pipeline's headroom is refused w
 
 Deno.test("HTTP telemetry over the device's rate limit is 429 rate-limited until tokens refill", async () => {
   const clock = new FakeClock(1_000_000);
-  await using h = await startHttpApi({ clock, api: { ratePerSec: 2, burst: 2 } });
+  await using h = await startHttpApi({ clock, core: { deviceRatePerSec: 2, deviceBurst: 2 } });
   const post = (id: string, token: string) =>
     h.fetch(`/api/v1/devices/${id}/telemetry`, {
       method: "POST",

@@ -13,7 +13,7 @@ import { createMessage } from "../src/core/message.ts";
 import { splitBatch } from "../src/http/device_api/batch.ts";
 import { CommandQueue } from "../src/http/device_api/command_queue.ts";
 import { DeviceApi, resolveDeviceApiOptions } from "../src/http/device_api/mod.ts";
-import { TokenBuckets } from "../src/http/device_api/token_bucket.ts";
+import { RateLimiter } from "../src/core/rate_limiter.ts";
 import { assert, assertEquals, assertThrows } from "./_assert.ts";
 import { dec, enc } from "./_harness.ts";
 
@@ -62,23 +62,25 @@ Deno.test("splitBatch never throws on random or mutated input", () => {
   }
 });
 
-Deno.test("TokenBuckets refill at the rate, cap at the burst, and charge a big batch the burst", () => {
+Deno.test("The core rate limiter refills at the rate, caps at the burst, and charges a big HTTP batch the burst", () => {
   let now = 0;
-  const b = new TokenBuckets({ ratePerSec: 10, burst: 5, now: () => now });
+  const b = new RateLimiter({ ratePerSec: 10, burst: 5, now: () => now });
   assert(b.take("d", 5).ok);
+  assert(!b.hasToken("d"));
   const r = b.take("d", 1);
   assert(!r.ok && r.retryAfterSec === 1);
   now += 100;
+  assert(b.hasToken("d"));
   assert(b.take("d", 1).ok);
   now += 10_000;
   assert(b.take("d", 50).ok, "a batch larger than the burst passes from a full bucket");
   assert(!b.take("d", 1).ok);
-  assertThrows(() => new TokenBuckets({ ratePerSec: 0, burst: 1, now: () => 0 }), RangeError);
+  assert(new RateLimiter({ ratePerSec: 0 }).take("d", 1_000_000).ok, "0 means unlimited");
 });
 
-Deno.test("TokenBuckets forget full buckets when the device count passes the bound", () => {
+Deno.test("The core rate limiter forgets full buckets when the device count passes the bound", () => {
   let now = 0;
-  const b = new TokenBuckets({ ratePerSec: 1000, burst: 1, now: () => now, maxDevices: 10 });
+  const b = new RateLimiter({ ratePerSec: 1000, burst: 1, now: () => now, maxKeys: 10 });
   for (let i = 0; i < 10; i++) b.take(`d${i}`, 1);
   now += 1000;
   b.take("late", 1);

@@ -50,6 +50,16 @@ export class RateLimiter {
     return this.#rate > 0;
   }
 
+  /** Sustained rate, messages per second (0 = unlimited). */
+  get ratePerSec(): number {
+    return this.#rate;
+  }
+
+  /** Buckets held (full ones are dropped first when `maxKeys` is reached). */
+  get size(): number {
+    return this.#buckets.size;
+  }
+
   /** Seconds until one token is available for `key` (for Retry-After / Max-Age). */
   retryAfterSec(key: string): number {
     const b = this.#buckets.get(key);
@@ -60,6 +70,36 @@ export class RateLimiter {
   /** Takes `n` tokens for `key`; false (taking none) when the bucket is short. */
   allow(key: string, n = 1): boolean {
     if (this.#rate <= 0) return true;
+    const b = this.#refill(key);
+    if (b.tokens < n) return false;
+    b.tokens -= n;
+    return true;
+  }
+
+  /** True when `key` has at least one token (a cheap check before reading a request body). */
+  hasToken(key: string): boolean {
+    if (this.#rate <= 0) return true;
+    const b = this.#buckets.get(key);
+    if (!b) return true;
+    return Math.min(this.#burst, b.tokens + ((this.#now() - b.at) / 1000) * this.#rate) >= 1;
+  }
+
+  /**
+   * Charges a batch of `n` messages, at most a full bucket (a batch larger than the burst passes
+   * from a full bucket and empties it); otherwise says how long (s) until it would pass.
+   */
+  take(key: string, n: number): { ok: true } | { ok: false; retryAfterSec: number } {
+    if (this.#rate <= 0) return { ok: true };
+    const b = this.#refill(key);
+    const cost = Math.min(n, this.#burst);
+    if (b.tokens < cost) {
+      return { ok: false, retryAfterSec: Math.max(1, Math.ceil((cost - b.tokens) / this.#rate)) };
+    }
+    b.tokens -= cost;
+    return { ok: true };
+  }
+
+  #refill(key: string): { tokens: number; at: number } {
     const now = this.#now();
     let b = this.#buckets.get(key);
     if (!b) {
@@ -69,9 +109,7 @@ export class RateLimiter {
       b.tokens = Math.min(this.#burst, b.tokens + ((now - b.at) / 1000) * this.#rate);
       b.at = now;
     }
-    if (b.tokens < n) return false;
-    b.tokens -= n;
-    return true;
+    return b;
   }
 
   #evict(now: number): void {

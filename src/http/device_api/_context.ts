@@ -12,7 +12,7 @@ import type { Logger } from "../../core/logger.ts";
 import type { CommandQueue } from "./command_queue.ts";
 import type { ResolvedDeviceApiOptions } from "./options.ts";
 import type { ProblemInit, ProblemSlug } from "./problem.ts";
-import type { TokenBuckets } from "./token_bucket.ts";
+import type { RateLimiter } from "../../core/rate_limiter.ts";
 
 /** Shared state and helpers of the handlers. */
 export interface ApiContext {
@@ -24,8 +24,8 @@ export interface ApiContext {
   readonly log: Logger;
   /** Pending commands and their listeners. */
   readonly commands: CommandQueue;
-  /** Per-device rate limit, when configured. */
-  readonly limiter: TokenBuckets | undefined;
+  /** The core's per-device rate limit, when configured (shared with every protocol). */
+  readonly limiter: RateLimiter | undefined;
   /** Aborted when the API closes: waits and body reads end at once. */
   readonly closing: AbortSignal;
   /** The shared `{ protocol: "http" }` metric labels. */

@@ -25,7 +25,6 @@ import {
   resolveDeviceApiOptions,
 } from "./options.ts";
 import { problem, type ProblemInit, type ProblemSlug } from "./problem.ts";
-import { TokenBuckets } from "./token_bucket.ts";
 
 /** Path prefix of the API. */
 export const API_PREFIX = "/api/v1/";
@@ -90,9 +89,8 @@ export class DeviceApi implements AsyncDisposable {
         this.#log.debug("command dropped", { device, reason });
       },
     });
-    const limiter = o.ratePerSec > 0
-      ? new TokenBuckets({ ratePerSec: o.ratePerSec, burst: o.burst, now: () => core.clock.now() })
-      : undefined;
+    // The per-device rate every protocol shares (`limits.deviceRatePerSec`): one bucket per device.
+    const limiter = core.rates.enabled ? core.rates : undefined;
     this.#unsubscribe = core.subscribe("devices/+/commands/+", {
       id: "http-api",
       deliver: (msg) => this.#deliver(msg),

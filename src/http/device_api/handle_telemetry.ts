@@ -40,7 +40,7 @@ export async function handleTelemetry(
     const retry = ctx.limiter.take(deviceId, 1);
     const after = retry.ok ? 1 : retry.retryAfterSec;
     return ctx.fail("rate-limited", url, {
-      detail: `Device ${deviceId} exceeds ${opts.ratePerSec} messages/s`,
+      detail: `Device ${deviceId} exceeds ${ctx.limiter.ratePerSec} messages/s`,
       headers: { "retry-after": String(after) },
       extensions: { retryAfter: after },
     });
@@ -116,7 +116,7 @@ export async function handleTelemetry(
     if (!t.ok) {
       core.stats.drops.inc({ protocol: "http", reason: "rate_limited" }, msgs.length);
       return ctx.fail("rate-limited", url, {
-        detail: `Device ${deviceId} exceeds ${opts.ratePerSec} messages/s`,
+        detail: `Device ${deviceId} exceeds ${ctx.limiter.ratePerSec} messages/s`,
         headers: { "retry-after": String(t.retryAfterSec) },
         extensions: { retryAfter: t.retryAfterSec },
       });

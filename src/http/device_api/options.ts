@@ -32,10 +32,6 @@ export interface DeviceApiOptions {
   maxCommandDevices?: number;
   /** Open long-polls plus SSE streams per device; more get 429. @default 4 */
   maxWaitersPerDevice?: number;
-  /** Sustained messages per second per device; 0 disables the limit. @default 0 */
-  ratePerSec?: number;
-  /** Token bucket size per device (messages); 0 means `max(1, ratePerSec)`. @default 0 */
-  burst?: number;
   /** `Retry-After` (s) sent when the pipeline is full. @default 1 */
   overloadRetryAfterSec?: number;
 }
@@ -56,8 +52,6 @@ export const defaultDeviceApiOptions: Readonly<ResolvedDeviceApiOptions> = Objec
   commandTtlMs: 300_000,
   maxCommandDevices: 10_000,
   maxWaitersPerDevice: 4,
-  ratePerSec: 0,
-  burst: 0,
   overloadRetryAfterSec: 1,
 });
 
@@ -82,8 +76,8 @@ const MIN_ONE = new Set<keyof DeviceApiOptions>([
  * @example
  * ```ts
  * import { resolveDeviceApiOptions } from "./options.ts";
- * const o = resolveDeviceApiOptions({ ratePerSec: 5 });
- * if (o.burst !== 5 || o.maxBatch !== 1000) throw new Error();
+ * const o = resolveDeviceApiOptions({ maxBatch: 50 });
+ * if (o.maxBatch !== 50 || o.maxBodyBytes !== 262144) throw new Error();
  * let threw = false;
  * try { resolveDeviceApiOptions({ maxBodyBytes: 0 }); } catch { threw = true; }
  * if (!threw) throw new Error("accepted a zero body limit");
@@ -105,6 +99,5 @@ export function resolveDeviceApiOptions(options: DeviceApiOptions = {}): Resolve
     o[k] = v;
   }
   if (o.longPollDefaultMs > o.longPollMaxMs) o.longPollDefaultMs = o.longPollMaxMs;
-  if (o.burst === 0) o.burst = Math.max(1, o.ratePerSec);
   return o;
 }
