@@ -127,6 +127,7 @@ export interface BridgeStats {
  *   inflight: 10, replayRatePerSec: 0, backoffBaseMs: 100, backoffCapMs: 1000,
  *   stableAfterMs: 1000, housekeepingMs: 1000, compactAboveBytes: 1 << 20, clock,
  *   log: silentLogger, connect: () => Promise.reject(new Error("refused")),
+ *   random: () => 0.5, // a fixed jitter: the retry is 50 ms away, not possibly 0
  * });
  * bridge.start();
  * await clock.tickAsync(0);
