@@ -95,3 +95,47 @@ Deno.test("Pipeline.submit can be aborted while waiting", async () => {
   await p.close();
   assertEquals(p.stats.handled, 2);
 });
+
+Deno.test("Pipeline runs a message at once when nothing is queued, and never ahead of its key", async () => {
+  // A synchronous handler runs inside offer() when the queue is empty.
+  const direct: number[] = [];
+  const p1 = new Pipeline((m) => {
+    direct.push(m.payload[0]);
+  }, { capacity: 4, concurrency: 2 });
+  assert(p1.offer(msg("a", 1)));
+  assertEquals(direct, [1]);
+  await p1.close();
+
+  // Mixed: device a's first message is async and slow, so its later messages (offered while it
+  // runs) must queue behind it, while other devices go straight through.
+  const seen: string[] = [];
+  let release!: () => void;
+  const gate = new Promise<void>((r) => release = r);
+  const p = new Pipeline(async (m) => {
+    if (m.deviceId === "a" && m.payload[0] === 0) await gate;
+    seen.push(`${m.deviceId}${m.payload[0]}`);
+  }, { capacity: 16, concurrency: 4 });
+  assert(p.offer(msg("a", 0)));
+  assert(p.offer(msg("a", 1)));
+  assert(p.offer(msg("b", 0)));
+  assert(p.offer(msg("a", 2)));
+  await new Promise((r) => setTimeout(r, 5));
+  assert(!seen.some((s) => s.startsWith("a")), `a ran ahead of its first message: ${seen}`);
+  release();
+  await p.close();
+  assertEquals(seen.filter((s) => s.startsWith("a")), ["a0", "a1", "a2"]);
+  assertEquals(p.stats.handled, 4);
+});
+
+Deno.test("Pipeline: a handler that publishes again queues the new message instead of nesting", async () => {
+  const order: string[] = [];
+  let p!: Pipeline;
+  p = new Pipeline((m) => {
+    order.push(`start ${m.topic}`);
+    if (m.topic === "first") p.offer(createMessage({ topic: "second", payload: new Uint8Array() }));
+    order.push(`end ${m.topic}`);
+  }, { capacity: 4, concurrency: 4 });
+  p.offer(createMessage({ topic: "first", payload: new Uint8Array() }));
+  await p.close();
+  assertEquals(order, ["start first", "end first", "start second", "end second"]);
+});

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { Semaphore } from "./semaphore.ts";
+import { type Permit, Semaphore } from "./semaphore.ts";
 import type { Message } from "./message.ts";
 
 /** Tunables of {@link Pipeline}. */
@@ -65,6 +65,8 @@ export class Pipeline implements AsyncDisposable {
   #active = new Set<Promise<void>>();
   #handled = 0;
   #failed = 0;
+  #queued = 0; // enqueued and not yet taken by the drain loop
+  #direct = false; // a handler is running in a producer's call
 
   /** Starts draining into `handler`. */
   constructor(handler: MessageHandler, options: PipelineOptions = {}) {
@@ -127,8 +129,13 @@ export class Pipeline implements AsyncDisposable {
    */
   offer(msg: Message): boolean {
     if (!this.hasRoom) return false;
-    this.#controller.enqueue(msg);
+    if (!this.#runNow(msg)) this.#enqueue(msg);
     return true;
+  }
+
+  #enqueue(msg: Message): void {
+    this.#queued++;
+    this.#controller.enqueue(msg);
   }
 
   /**
@@ -156,8 +163,10 @@ export class Pipeline implements AsyncDisposable {
         signal?.addEventListener("abort", onAbort, { once: true });
         this.#waiters.push(w);
       });
+      this.#enqueue(msg); // let in by #wakeOne: the queue's turn, never ahead of it
+      return;
     }
-    this.#controller.enqueue(msg);
+    if (!this.#runNow(msg)) this.#enqueue(msg);
   }
 
   #wakeOne(): void {
@@ -177,43 +186,71 @@ export class Pipeline implements AsyncDisposable {
         permit.release();
         break;
       }
-      const key = this.#keyOf(value);
-      const prev = this.#tails.get(key);
-      let started: Promise<void>;
-      if (prev) started = prev.then(() => this.#run(value));
-      else {
-        // Nothing of this key in flight: run the handler now. A handler that finishes
-        // synchronously (no async sink) costs no promise chain at all.
-        let result: void | Promise<void> = undefined;
-        let threw = false;
-        try {
-          result = this.#handler(value);
-        } catch (err) {
-          threw = true;
-          this.#fail(err, value);
-        }
-        if (!(result instanceof Promise)) {
-          if (!threw) this.#handled++;
-          permit.release();
-          if (this.#waiters.length) this.#wakeOne();
-          continue;
-        }
-        started = result.then(() => {
-          this.#handled++;
-        }, (err) => this.#fail(err, value));
-      }
-      const task: Promise<void> = started
-        .finally(() => {
-          permit.release();
-          if (this.#tails.get(key) === task) this.#tails.delete(key);
-          this.#active.delete(task);
-        });
-      this.#tails.set(key, task);
-      this.#active.add(task);
+      this.#queued--;
+      this.#dispatch(value, permit);
       // Room freed by the read: let a waiting producer in even if the stream does not call pull.
       if (this.#waiters.length) this.#wakeOne();
     }
     reader.releaseLock();
+  }
+
+  /**
+   * Runs `msg` at once, bypassing the queue, when that cannot reorder anything: nothing is queued,
+   * nothing of its key is in flight, a handler slot is free and no producer waits. Returns false
+   * (nothing done) otherwise. The handler then runs in the producer's call, so a producer is paced
+   * by the handlers' cost exactly as it would be by a full queue.
+   */
+  #runNow(msg: Message): boolean {
+    if (this.#queued !== 0 || this.#direct || this.#waiters.length !== 0) return false;
+    const permit = this.#pool.tryAcquire();
+    if (!permit) return false;
+    if (this.#tails.size !== 0 && this.#tails.has(this.#keyOf(msg))) {
+      permit.release();
+      return false;
+    }
+    this.#direct = true; // a handler that publishes again queues instead of nesting
+    try {
+      this.#dispatch(msg, permit);
+    } finally {
+      this.#direct = false;
+    }
+    return true;
+  }
+
+  /** Starts the handler for `msg` holding `permit`, after any message of its key in flight. */
+  #dispatch(value: Message, permit: Permit): void {
+    const key = this.#keyOf(value);
+    const prev = this.#tails.get(key);
+    let started: Promise<void>;
+    if (prev) started = prev.then(() => this.#run(value));
+    else {
+      // Nothing of this key in flight: run the handler now. A handler that finishes
+      // synchronously (no async sink) costs no promise chain at all.
+      let result: void | Promise<void> = undefined;
+      let threw = false;
+      try {
+        result = this.#handler(value);
+      } catch (err) {
+        threw = true;
+        this.#fail(err, value);
+      }
+      if (!(result instanceof Promise)) {
+        if (!threw) this.#handled++;
+        permit.release();
+        return;
+      }
+      started = result.then(() => {
+        this.#handled++;
+      }, (err) => this.#fail(err, value));
+    }
+    const task: Promise<void> = started
+      .finally(() => {
+        permit.release();
+        if (this.#tails.get(key) === task) this.#tails.delete(key);
+        this.#active.delete(task);
+      });
+    this.#tails.set(key, task);
+    this.#active.add(task);
   }
 
   async #run(msg: Message): Promise<void> {
