@@ -65,3 +65,16 @@ Deno.test("topicMatches agrees with the router on random topics", () => {
     assertEquals(r.match(topic).sort(), expected, topic);
   }
 });
+
+Deno.test("TopicRouter's match cache follows subscription changes", () => {
+  const r = new TopicRouter<string>();
+  assertEquals(r.match("devices/a/telemetry"), []); // a cached miss
+  r.add("devices/+/telemetry", "t");
+  assertEquals(r.match("devices/a/telemetry"), ["t"]); // the add cleared it
+  r.add("devices/a/#", "a");
+  assertEquals(r.match("devices/a/telemetry").sort(), ["a", "t"]);
+  r.remove("devices/+/telemetry", "t");
+  assertEquals(r.match("devices/a/telemetry"), ["a"]);
+  for (let i = 0; i < 5000; i++) r.match(`devices/a/x${i}`); // past the cache bound
+  assertEquals(r.match("devices/a/telemetry"), ["a"]);
+});

@@ -66,6 +66,10 @@ export function topicMatches(filter: string, topic: string): boolean {
   return f.length === t.length;
 }
 
+const NONE: readonly never[] = Object.freeze([]);
+/** Topics whose matches are cached. */
+const MATCH_CACHE_SIZE = 4096;
+
 /**
  * Maps topic filters to values and finds every value whose filter matches a topic.
  *
@@ -82,6 +86,9 @@ export function topicMatches(filter: string, topic: string): boolean {
 export class TopicRouter<T> {
   #root: TrieNode<T> = node();
   #size = 0;
+  // Matches of recent topics: devices publish to the same few topics again and again. Any change
+  // of the subscriptions clears it; bounded by clearing when full.
+  #cache = new Map<string, readonly T[]>();
 
   /** Number of (filter, value) pairs. */
   get size(): number {
@@ -103,6 +110,7 @@ export class TopicRouter<T> {
     if (!n.values.has(value)) {
       n.values.add(value);
       this.#size++;
+      if (this.#cache.size) this.#cache.clear();
     }
   }
 
@@ -118,6 +126,7 @@ export class TopicRouter<T> {
     if (!n.values?.delete(value)) return false;
     if (n.values.size === 0) n.values = undefined;
     this.#size--;
+    if (this.#cache.size) this.#cache.clear();
     for (let i = path.length - 1; i >= 0; i--) { // prune empty branches
       const [parent, level] = path[i];
       const child = parent.children!.get(level)!;
@@ -135,8 +144,23 @@ export class TopicRouter<T> {
     return out;
   }
 
-  /** Calls `fn` for every value whose filter matches `topic`, without allocating an array. */
+  /**
+   * Calls `fn` for every value whose filter matches `topic`. The matches of a topic are computed
+   * once and cached until the subscriptions change, so a hot topic costs one map lookup.
+   */
   forEachMatch(topic: string, fn: (value: T) => void): void {
+    let hits = this.#cache.get(topic);
+    if (hits === undefined) {
+      const found: T[] = [];
+      this.#walk(topic, (v) => found.push(v));
+      hits = found.length ? found : NONE as readonly T[];
+      if (this.#cache.size >= MATCH_CACHE_SIZE) this.#cache.clear();
+      this.#cache.set(topic, hits);
+    }
+    for (let i = 0; i < hits.length; i++) fn(hits[i]);
+  }
+
+  #walk(topic: string, fn: (value: T) => void): void {
     const levels = topic.split("/");
     const dollar = topic.startsWith("$");
     const walk = (n: TrieNode<T>, i: number) => {
