@@ -1,4 +1,6 @@
 import type { IPublishPacket } from "mqtt-packet";
+import mqttPacket from "mqtt-packet";
+import { Buffer } from "node:buffer";
 import { assert, assertEquals } from "./_assert.ts";
 import { Inbox, run, sleep, startMqtt, within } from "./_mqtt_harness.ts";
 
@@ -251,4 +253,50 @@ Deno.test("a v5 PUBLISH with an empty topic and no topic alias gets DISCONNECT 0
   await r.send(new Uint8Array([0x30, 4, 0, 0, 0, 0x78]));
   const got = await r.waitClosed() as Array<{ cmd: string; reasonCode?: number }>;
   assertEquals(got.map((p) => [p.cmd, p.reasonCode]), [["disconnect", 0x82]]);
+});
+
+Deno.test("a retained message and a message queued for an offline session own their payload bytes (they do not pin the socket read they arrived in)", async () => {
+  await using h = await startMqtt();
+  // A persistent QoS 1 subscriber, then offline: its messages are queued.
+  const sub = await h.raw(4);
+  await sub.connect({ clientId: "keeper", clean: false });
+  await sub.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "pin/#", qos: 1 }] });
+  assertEquals((await sub.next()).cmd, "suback");
+  await sub.send({ cmd: "disconnect" });
+  await sub.waitClosed();
+
+  const pub = await h.raw(4);
+  await pub.connect();
+  // One write of 200 publishes: the server reads them in one large read.
+  const frames = Array.from({ length: 200 }, (_, i) =>
+    mqttPacket.generate({
+      cmd: "publish",
+      topic: i === 100 ? "kept/retained" : "pin/other", // the retained one has no subscriber
+      payload: Buffer.alloc(64, i),
+      qos: 1,
+      messageId: i + 1,
+      retain: i === 100,
+      dup: false,
+    }));
+  await pub.send(Buffer.concat(frames));
+  for (let i = 0; i < 200; i++) assertEquals((await pub.next()).cmd, "puback");
+
+  const kept = h.core.retained.get("kept/retained");
+  assert(kept, "retained message not stored");
+  assertEquals(kept.payload, new Uint8Array(64).fill(100));
+  assert(kept.payload.buffer.byteLength < 1024, `pins ${kept.payload.buffer.byteLength} bytes`);
+
+  // The queued messages come back intact on resume.
+  const again = await h.raw(4);
+  const ack = await again.connect({ clientId: "keeper", clean: false }) as {
+    sessionPresent?: boolean;
+  };
+  assert(ack.sessionPresent);
+  for (let i = 0; i < 200; i++) {
+    if (i === 100) continue; // (the retained one went to no subscriber)
+    const p = await again.next() as IPublishPacket;
+    assertEquals(p.cmd, "publish");
+    assertEquals([...(p.payload as Uint8Array)], new Array(64).fill(i));
+    await again.send({ cmd: "puback", messageId: p.messageId });
+  }
 });

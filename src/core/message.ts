@@ -69,3 +69,33 @@ export function createMessage(
     ...init,
   };
 }
+
+/**
+ * `bytes` as a buffer of its own: a small view into a much larger buffer (adapters decode
+ * payloads as views into their socket reads, without copying) is copied, so that keeping it
+ * costs its own size rather than pinning the whole read.
+ *
+ * @example
+ * ```ts
+ * import { ownBytes } from "./message.ts";
+ * const read = new Uint8Array(16384);
+ * const payload = read.subarray(10, 74);
+ * if (ownBytes(payload).buffer.byteLength !== 64) throw new Error("still pins the read");
+ * ```
+ */
+export function ownBytes(bytes: Uint8Array): Uint8Array {
+  if (bytes.buffer.byteLength <= bytes.byteLength + 256) return bytes;
+  const copy = new Uint8Array(bytes.byteLength); // (`new Uint8Array(view)` is far slower)
+  copy.set(bytes);
+  return copy;
+}
+
+/**
+ * Makes `msg` own its payload ({@link ownBytes}), in place, before it is kept beyond its
+ * delivery: retained, queued for an offline or slow device, in flight awaiting an ack.
+ */
+export function ownPayload(msg: Message): Message {
+  const p = msg.payload;
+  if (p.buffer.byteLength > p.byteLength + 256) msg.payload = ownBytes(p);
+  return msg;
+}

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Message } from "./message.ts";
+import { type Message, ownPayload } from "./message.ts";
 import { topicMatches } from "./topic_router.ts";
 
 /** Tunables of {@link RetainedStore}. */
@@ -49,7 +49,7 @@ export class RetainedStore {
       return true;
     }
     if (!this.#byTopic.has(msg.topic) && this.#byTopic.size >= this.#max) return false;
-    this.#byTopic.set(msg.topic, msg);
+    this.#byTopic.set(msg.topic, ownPayload(msg));
     return true;
   }
 

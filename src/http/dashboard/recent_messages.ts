@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Message } from "../../core/message.ts";
+import { type Message, ownBytes } from "../../core/message.ts";
 
 /** A message as the dashboard shows it. */
 export interface MessagePreview {
@@ -64,7 +64,7 @@ export class RecentMessages {
       protocol: msg.protocol,
       ts: msg.ts,
       size: msg.payload.length,
-      head: msg.payload.slice(0, this.previewBytes),
+      head: ownBytes(msg.payload.subarray(0, this.previewBytes)), // (Buffer#slice is a view)
     };
     this.#next = (this.#next + 1) % this.capacity;
     this.#size = Math.min(this.#size + 1, this.capacity);

@@ -9,7 +9,7 @@
  */
 
 import type { Clock } from "../../core/clock.ts";
-import type { Message } from "../../core/message.ts";
+import { type Message, ownPayload } from "../../core/message.ts";
 
 /** One pending command. */
 export interface PendingCommand {
@@ -108,7 +108,7 @@ export class CommandQueue {
     const cmd: PendingCommand = {
       seq: ++this.#seq,
       name,
-      msg,
+      msg: ownPayload(msg),
       expiresAt: exp !== undefined && exp < ttlAt ? exp : ttlAt,
     };
     q.push(cmd);

@@ -7,7 +7,7 @@
  */
 
 import type { Clock } from "../../core/clock.ts";
-import type { Message } from "../../core/message.ts";
+import { type Message, ownPayload } from "../../core/message.ts";
 
 /** One queued command. */
 export interface PendingCommand {
@@ -88,7 +88,7 @@ export class CommandQueue {
     q.push({
       seq: ++this.#seq,
       name,
-      msg,
+      msg: ownPayload(msg),
       expiresAt: exp !== undefined && exp < ttlAt ? exp : ttlAt,
     });
     return true;

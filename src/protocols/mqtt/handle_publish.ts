@@ -31,6 +31,8 @@ export interface PublishContext {
   maxTopicAlias: number;
   /** Clock ms. */
   now: number;
+  /** The last topic that passed validation and the publish ACL (devices repeat their topics). */
+  lastAllowed?: string;
 }
 
 /** Accept into the core, or refuse with a reason code (PUBACK/PUBREC in v5). */
@@ -83,7 +85,8 @@ export function evaluatePublish(packet: IPublishPacket, ctx: PublishContext): Pu
     // [MQTT-4.7.3-1]; v5 §3.3.2.1: an empty topic without a topic alias is a Protocol Error.
     throw new MqttProtocolError("Cannot accept PUBLISH: empty topic without a topic alias");
   }
-  const err = validateTopic(topic);
+  const known = topic === ctx.lastAllowed;
+  const err = known ? undefined : validateTopic(topic);
   if (err) {
     // [MQTT-3.3.2-2], [MQTT-4.7.3-1]
     throw new MqttProtocolError(`Cannot accept PUBLISH: ${err}`, {
@@ -98,12 +101,11 @@ export function evaluatePublish(packet: IPublishPacket, ctx: PublishContext): Pu
   if (props?.responseTopic !== undefined && validateTopic(props.responseTopic)) {
     throw new MqttProtocolError("Cannot accept PUBLISH: bad response topic [MQTT-3.3.2-14]");
   }
-  let payload = typeof packet.payload === "string"
+  const payload = typeof packet.payload === "string"
     ? new TextEncoder().encode(packet.payload)
     : packet.payload as Uint8Array;
-  // The payload is a view into the socket read buffer: copy it when it would pin a much larger
-  // buffer (a queued message must cost its own size, not the read buffer's).
-  if (payload.buffer.byteLength > payload.byteLength + 256) payload = new Uint8Array(payload);
+  // The payload stays a view into the socket read: whatever keeps a message beyond its delivery
+  // (retained store, session queues, command queues) copies it then (`ownPayload`).
   if (props?.payloadFormatIndicator && !isWellFormedUtf8(payload)) {
     return {
       accept: false,
@@ -111,12 +113,15 @@ export function evaluatePublish(packet: IPublishPacket, ctx: PublishContext): Pu
       message: "payload is not UTF-8 although the payload format indicator says so",
     };
   }
-  if (!canPublish(ctx.principal, topic)) {
-    return {
-      accept: false,
-      reasonCode: ReasonCode.NotAuthorized,
-      message: `publishing to ${topic} is not allowed`,
-    };
+  if (!known) {
+    if (!canPublish(ctx.principal, topic)) {
+      return {
+        accept: false,
+        reasonCode: ReasonCode.NotAuthorized,
+        message: `publishing to ${topic} is not allowed`,
+      };
+    }
+    ctx.lastAllowed = topic;
   }
   const msg: Message = {
     topic,

@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { Core, Message, QoS, Subscriber } from "../../core/mod.ts";
+import { type Core, type Message, ownPayload, type QoS, type Subscriber } from "../../core/mod.ts";
 
 /** MQTT filter matching on pre-split levels ([MQTT-4.7.2-1]: `$` topics skip first-level wildcards). */
 function levelsMatch(f: string[], t: string[], dollar: boolean): boolean {
@@ -274,6 +274,7 @@ export class MqttSession {
       if (this.#opts.dropPolicy === "newest" || this.#opts.maxQueued === 0) return;
       this.#queue.shift();
     }
+    ownPayload(out.msg); // kept until sent: not a view pinning a socket read
     this.#queue.push(out);
     this.#pump();
   }
@@ -374,6 +375,7 @@ export class MqttSession {
       return;
     }
     const packetId = this.#allocateId();
+    ownPayload(out.msg); // kept until acknowledged
     const entry: InflightEntry = { ...out, packetId, state: "publish" };
     (this.#inflight ??= new Map()).set(packetId, entry);
     // [MQTT-3.1.2-25] a packet too large for the client is dropped as if delivered.
