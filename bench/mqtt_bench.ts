@@ -30,6 +30,14 @@ export interface MqttBenchOptions {
   fanInPublishers: number;
   /** Messages per fan-in publisher. */
   fanInPerPublisher: number;
+  /** QoS 0 publishers (the issue's table: 100). */
+  qos0Publishers: number;
+  /** QoS 0 messages published for ingest with no subscriber. */
+  qos0Messages: number;
+  /** QoS 0 messages published for delivery to one `#` subscriber. */
+  qos0Deliver: number;
+  /** Connections held at once (the issue: 19,000 without error). */
+  hold: number;
   /** Fan-out subscribers. */
   fanOutSubscribers: number;
   /** Messages published to all fan-out subscribers. */
@@ -331,6 +339,114 @@ export async function ingestScenario(port: number, o: MqttBenchOptions) {
   return { messages: per * o.publishers, perSecond: Math.round((per * o.publishers) / s) };
 }
 
+/**
+ * Publishes `count` QoS 0 messages as fast as the socket takes them, in writes of 64 packets, then
+ * a PINGREQ; resolves on the PINGRESP. A broker answers packets of one connection in order, so the
+ * PINGRESP means every PUBLISH before it was processed.
+ */
+async function publishQos0(c: LoadConn, topic: string, count: number, size = 64): Promise<void> {
+  const pong = Promise.withResolvers<void>();
+  c.onPacket = (p) => {
+    if (p.cmd === "pingresp") pong.resolve();
+  };
+  c.startReading();
+  const one = enc({
+    cmd: "publish",
+    topic,
+    payload: stamp(size),
+    qos: 0,
+    dup: false,
+    retain: false,
+  });
+  const batch = Buffer.concat(Array.from({ length: 64 }, () => one));
+  for (let sent = 0; sent < count; sent += 64) {
+    const n = Math.min(64, count - sent);
+    await c.write(n === 64 ? batch : batch.subarray(0, n * one.length));
+  }
+  await c.write(enc({ cmd: "pingreq" }));
+  await pong.promise;
+}
+
+/** QoS 0 ingest as the issue defines it: 100 publishers, 64-byte payloads, no subscriber. */
+export async function ingestQos0Scenario(port: number, o: MqttBenchOptions) {
+  const n = o.qos0Publishers;
+  const per = Math.ceil(o.qos0Messages / n);
+  const pubs = await pool(n, 50, (i) => LoadConn.open(port, `q0pub-${i}`));
+  const t0 = performance.now();
+  await Promise.all(pubs.map((c, i) => publishQos0(c, `devices/q0pub-${i}/telemetry`, per)));
+  const s = (performance.now() - t0) / 1000;
+  for (const c of pubs) c.close();
+  return { messages: per * n, perSecond: Math.round((per * n) / s) };
+}
+
+/**
+ * The same QoS 0 load delivered to one subscriber of `#`: messages/s the subscriber received
+ * (until all arrived, or 3 s without progress) and the share lost, with the server's peak RSS.
+ */
+export async function deliverQos0Scenario(port: number, pid: number, o: MqttBenchOptions) {
+  const n = o.qos0Publishers;
+  const per = Math.ceil(o.qos0Deliver / n);
+  const total = per * n;
+  const sub = await LoadConn.open(port, "q0-sub");
+  await subscribe(sub, "#", 0);
+  let got = 0;
+  let last = performance.now();
+  const all = Promise.withResolvers<void>();
+  sub.onPacket = (p) => {
+    if (p.cmd !== "publish" || !p.topic.startsWith("q0d/")) return;
+    last = performance.now();
+    if (++got === total) all.resolve();
+  };
+  sub.startReading();
+  const pubs = await pool(n, 50, (i) => LoadConn.open(port, `q0dpub-${i}`));
+  let peak = rssOf(pid);
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, rssOf(pid));
+    if (performance.now() - last > 3000) all.resolve();
+  }, 100);
+  const t0 = performance.now();
+  last = t0;
+  await Promise.all(pubs.map((c, i) => publishQos0(c, `q0d/${i}`, per)));
+  last = Math.max(last, performance.now());
+  await all.promise;
+  const s = ((got === total ? last : performance.now() - 3000) - t0) / 1000;
+  clearInterval(sampler);
+  for (const c of [...pubs, sub]) c.close();
+  return {
+    messages: total,
+    received: got,
+    lostPercent: round((100 * (total - got)) / total),
+    perSecond: Math.round(got / Math.max(s, 0.001)),
+    peakRss: peak,
+  };
+}
+
+/** Holds `n` connections open at once and reports how many the server accepted (CONNACK 0). */
+async function holdScenario(port: number, pid: number, n: number) {
+  let refused = 0;
+  const conns = await pool(n, 100, async (i) => {
+    try {
+      return await LoadConn.open(port, `hold-${i}`);
+    } catch {
+      refused++;
+      return undefined;
+    }
+  });
+  await sleep(1000);
+  // Every held connection still answers a PINGREQ.
+  let alive = 0;
+  await pool(conns.length, 200, async (i) => {
+    const c = conns[i];
+    if (!c) return;
+    await c.write(enc({ cmd: "pingreq" }));
+    const p = await Promise.race([c.readOne(), sleep(10_000).then(() => undefined)]);
+    if (p?.cmd === "pingresp") alive++;
+  });
+  const rss = rssOf(pid);
+  for (const c of conns) c?.close();
+  return { connections: n, refused, alive, ok: alive === n, rss };
+}
+
 export async function deliverScenario(port: number, pid: number, o: MqttBenchOptions) {
   const sub = await LoadConn.open(port, "deliver-sub");
   await subscribe(sub, "deliver/#", 0);
@@ -452,6 +568,9 @@ export async function run(o: MqttBenchOptions): Promise<Record<string, unknown>>
   > = [
     ["idle", (port, pid) => idleScenario(port, pid, o.idle)],
     ["connRate", (port) => connRateScenario(port, o.connRate)],
+    ["hold", (port, pid) => holdScenario(port, pid, o.hold)],
+    ["ingestQos0", (port) => ingestQos0Scenario(port, o)],
+    ["deliverQos0", (port, pid) => deliverQos0Scenario(port, pid, o)],
     ["ingestQos1", (port) => ingestScenario(port, o)],
     ["deliverToOne", (port, pid) => deliverScenario(port, pid, o)],
     ["fanInQos1", (port) => fanInScenario(port, o)],
@@ -496,6 +615,8 @@ export async function run(o: MqttBenchOptions): Promise<Record<string, unknown>>
         true,
       ),
       "connections per second": ratio("connRate", "perSecond"),
+      "ingest QoS 0 msgs/s (100 publishers)": ratio("ingestQos0", "perSecond"),
+      "delivery QoS 0 to one # subscriber msgs/s": ratio("deliverQos0", "perSecond"),
       "ingest QoS 1 msgs/s": ratio("ingestQos1", "perSecond"),
       "delivery to one subscriber msgs/s": ratio("deliverToOne", "perSecond"),
       "fan-in QoS 1 msgs/s": ratio("fanInQos1", "perSecond"),
@@ -505,7 +626,13 @@ export async function run(o: MqttBenchOptions): Promise<Record<string, unknown>>
       "idle <= 6 KB per connection": (figures.idle?.ferry?.bytesPerConnection as number) <= 6144,
       "idle bare-Deno floor (bytes per connection)": figures.idle?.bare?.bytesPerConnection ??
         "not run",
-      "ingest >= 1.5x mosquitto": (ratio("ingestQos1", "perSecond")["ferry/mosquitto"] ?? 0) >= 1.5,
+      "19,000 connections held": figures.hold?.ferry?.ok ?? "not run",
+      "ingest (QoS 0, 100 publishers) >= 1.5x mosquitto":
+        (ratio("ingestQos0", "perSecond")["ferry/mosquitto"] ?? 0) >= 1.5,
+      "ingest QoS 1 >= 1.5x mosquitto":
+        (ratio("ingestQos1", "perSecond")["ferry/mosquitto"] ?? 0) >= 1.5,
+      "delivery QoS 0 >= 1.0x mosquitto":
+        (ratio("deliverQos0", "perSecond")["ferry/mosquitto"] ?? 0) >= 1.0,
       "delivery >= 1.0x mosquitto":
         (ratio("deliverToOne", "perSecond")["ferry/mosquitto"] ?? 0) >= 1.0,
     },
@@ -522,6 +649,10 @@ export const mqttBenchPresets: Readonly<Record<"quick" | "full", MqttBenchOption
     deliver: 20_000,
     fanInPublishers: 20,
     fanInPerPublisher: 50,
+    qos0Publishers: 100,
+    qos0Messages: 50_000,
+    qos0Deliver: 50_000,
+    hold: 1000,
     fanOutSubscribers: 100,
     fanOutMessages: 10,
   },
@@ -533,6 +664,10 @@ export const mqttBenchPresets: Readonly<Record<"quick" | "full", MqttBenchOption
     deliver: 200_000,
     fanInPublishers: 100,
     fanInPerPublisher: 100,
+    qos0Publishers: 100,
+    qos0Messages: 1_000_000,
+    qos0Deliver: 500_000,
+    hold: 19_000,
     fanOutSubscribers: 1000,
     fanOutMessages: 20,
   },
