@@ -26,11 +26,30 @@ export interface ConnWriterOptions {
   drainTimeoutMs?: number;
   /** Called once when the peer is too slow or the socket fails. */
   onStall?: (reason: string) => void;
+  /**
+   * Pending bytes above which the peer counts as behind: `onHigh` is called once, then `onLow`
+   * once it has drained to `lowWaterBytes` (backpressure to whatever feeds this writer).
+   * @default Infinity
+   */
+  highWaterBytes?: number;
+  /** See `highWaterBytes`. @default highWaterBytes / 4 */
+  lowWaterBytes?: number;
+  /** Called when pending bytes pass `highWaterBytes`. */
+  onHigh?: () => void;
+  /** Called when pending bytes are back to `lowWaterBytes`, or the writer failed, after `onHigh`. */
+  onLow?: () => void;
   /** Called with the byte count of each completed write. */
   onBytes?: (n: number) => void;
   /** Time source for the drain timeout. @default systemClock */
   clock?: Clock;
 }
+
+/** Size of the chunks small frames are reserved in. */
+const CHUNK = 16_384;
+/** Size of the first chunk after the writer was idle. */
+const CHUNK_FIRST = 256;
+/** Larger frames get their own buffer. */
+const RESERVE_MAX = 1024;
 
 /** Writers with a write in flight, checked by one watchdog timer. */
 const busy = new Set<ConnWriter>();
@@ -86,6 +105,16 @@ export class ConnWriter {
   #clock: Clock;
   #writeStarted = 0;
   #idle: Array<() => void> | undefined;
+  #highWater: number;
+  #lowWater: number;
+  #high = false;
+  #onHigh?: () => void;
+  #onLow?: () => void;
+  // Small frames are encoded straight into a shared chunk (see `reserve`): bytes [#tailSent,
+  // #tailUsed) are queued and not yet taken by a flush.
+  #tail: Uint8Array | undefined;
+  #tailUsed = 0;
+  #tailSent = 0;
 
   /** Creates a writer for `conn`. */
   constructor(conn: ByteWriter, options: ConnWriterOptions = {}) {
@@ -95,6 +124,15 @@ export class ConnWriter {
     this.#onStall = options.onStall;
     this.#onBytes = options.onBytes;
     this.#clock = options.clock ?? systemClock;
+    this.#highWater = options.highWaterBytes ?? Infinity;
+    this.#lowWater = options.lowWaterBytes ?? this.#highWater / 4;
+    this.#onHigh = options.onHigh;
+    this.#onLow = options.onLow;
+  }
+
+  /** True between `onHigh` and `onLow`. */
+  get behind(): boolean {
+    return this.#high;
   }
 
   /** Bytes queued and not yet written. */
@@ -110,17 +148,56 @@ export class ConnWriter {
   /** Queues `bytes`; returns false when the writer has failed (peer gone or too slow). */
   write(bytes: Uint8Array): boolean {
     if (this.#failed) return false;
+    if (this.#tailUsed > this.#tailSent) { // keep order with reserved bytes
+      this.#queue.push(this.#tail!.subarray(this.#tailSent, this.#tailUsed));
+      this.#tailSent = this.#tailUsed;
+    }
     this.#queue.push(bytes);
-    this.#pending += bytes.length;
+    this.#added(bytes.length);
+    return !this.#failed;
+  }
+
+  #added(n: number): void {
+    this.#pending += n;
     if (this.#pending > this.#max) {
       this.#fail(`peer is not reading: ${this.#pending} bytes pending exceed ${this.#max}`);
-      return false;
+      return;
+    }
+    if (!this.#high && this.#pending > this.#highWater) {
+      this.#high = true;
+      this.#onHigh?.();
     }
     if (!this.#active) {
       this.#active = true;
       setImmediate(() => this.#loop());
     }
-    return true;
+  }
+
+  /**
+   * Queues `n` bytes for the caller to fill at once (before any `await`), in a chunk shared with
+   * the frames around it: no allocation and no copy per small frame. Returns `undefined` when the
+   * writer has failed.
+   */
+  reserve(n: number): Uint8Array | undefined {
+    if (n > RESERVE_MAX) {
+      const b = new Uint8Array(n);
+      return this.write(b) ? b : undefined;
+    }
+    if (this.#failed) return undefined;
+    let tail = this.#tail;
+    if (!tail || tail.length - this.#tailUsed < n) {
+      if (tail && this.#tailUsed > this.#tailSent) {
+        this.#queue.push(tail.subarray(this.#tailSent, this.#tailUsed));
+      }
+      // Chunks start small (an ack or two) and grow while frames keep coming.
+      const size = tail ? Math.min(CHUNK, tail.length * 4) : CHUNK_FIRST;
+      this.#tail = tail = new Uint8Array(Math.max(size, n));
+      this.#tailUsed = this.#tailSent = 0;
+    }
+    const view = tail.subarray(this.#tailUsed, this.#tailUsed + n);
+    this.#tailUsed += n;
+    this.#added(n);
+    return this.#failed ? undefined : view;
   }
 
   /** Resolves when everything queued so far is written (or the writer failed). */
@@ -140,10 +217,19 @@ export class ConnWriter {
     if (this.#failed) return;
     this.#failed = true;
     this.#queue = [];
+    this.#tail = undefined;
+    this.#tailUsed = this.#tailSent = 0;
     this.#pending = 0;
     unwatch(this);
     this.#wakeIdle();
+    this.#lowAgain();
     this.#onStall?.(reason);
+  }
+
+  #lowAgain(): void {
+    if (!this.#high) return;
+    this.#high = false;
+    this.#onLow?.();
   }
 
   #wakeIdle(): void {
@@ -153,7 +239,12 @@ export class ConnWriter {
   }
 
   async #loop(): Promise<void> {
-    while (this.#queue.length && !this.#failed) {
+    for (;;) {
+      if (this.#tailUsed > this.#tailSent) {
+        this.#queue.push(this.#tail!.subarray(this.#tailSent, this.#tailUsed));
+        this.#tailSent = this.#tailUsed;
+      }
+      if (!this.#queue.length || this.#failed) break;
       const chunks = this.#queue;
       this.#queue = [];
       let buf: Uint8Array;
@@ -176,12 +267,16 @@ export class ConnWriter {
         if (this.#failed) break;
         this.#pending -= buf.length;
         this.#onBytes?.(buf.length);
+        if (this.#high && this.#pending <= this.#lowWater) this.#lowAgain();
       } catch (err) {
         this.#fail(err instanceof Error ? err.message : String(err));
       }
     }
     unwatch(this);
     this.#active = false;
+    // Everything is written: an idle connection keeps no chunk.
+    this.#tail = undefined;
+    this.#tailUsed = this.#tailSent = 0;
     this.#wakeIdle();
   }
 }

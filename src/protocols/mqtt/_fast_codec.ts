@@ -122,7 +122,13 @@ function topicBytes(topic: string): Uint8Array {
   return b;
 }
 
-/** Encodes a PUBLISH without properties (3.1/3.1.1, or v5 with an empty property list). */
+const allocate = (n: number): Uint8Array => new Uint8Array(n);
+
+/**
+ * Encodes a PUBLISH without properties (3.1/3.1.1, or v5 with an empty property list) into the
+ * bytes `alloc` gives for its size (a new buffer by default; a connection writer's reserved space
+ * on the hot path), or returns `undefined`, writing nothing, when `alloc` refuses the size.
+ */
 export function encodePublish(
   p: {
     topic: string;
@@ -133,12 +139,37 @@ export function encodePublish(
     messageId?: number;
   },
   v5: boolean,
-): Uint8Array {
+): Uint8Array;
+export function encodePublish(
+  p: {
+    topic: string;
+    payload: Uint8Array;
+    qos: number;
+    retain: boolean;
+    dup: boolean;
+    messageId?: number;
+  },
+  v5: boolean,
+  alloc: (n: number) => Uint8Array | undefined,
+): Uint8Array | undefined;
+export function encodePublish(
+  p: {
+    topic: string;
+    payload: Uint8Array;
+    qos: number;
+    retain: boolean;
+    dup: boolean;
+    messageId?: number;
+  },
+  v5: boolean,
+  alloc: (n: number) => Uint8Array | undefined = allocate,
+): Uint8Array | undefined {
   const t = topicBytes(p.topic);
   const rl = 2 + t.length + (p.qos > 0 ? 2 : 0) + (v5 ? 1 : 0) + p.payload.length;
   let lenBytes = 1;
   for (let x = rl; x >= 128; x = Math.floor(x / 128)) lenBytes++;
-  const out = new Uint8Array(1 + lenBytes + rl);
+  const out = alloc(1 + lenBytes + rl);
+  if (out === undefined) return undefined;
   out[0] = 0x30 | (p.dup ? 8 : 0) | (p.qos << 1) | (p.retain ? 1 : 0);
   let o = 1;
   let x = rl;

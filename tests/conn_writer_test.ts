@@ -1,0 +1,77 @@
+import { assert, assertEquals } from "./_assert.ts";
+import { ConnWriter } from "../src/net/conn_writer.ts";
+
+/** A socket stand-in that takes at most `step` bytes per write, after a macrotask. */
+function sink(step = Infinity) {
+  const got: number[] = [];
+  return {
+    got,
+    write(p: Uint8Array): Promise<number> {
+      const n = Math.min(step, p.length);
+      got.push(...p.subarray(0, n));
+      return new Promise((r) => setTimeout(() => r(n), 0));
+    },
+  };
+}
+
+Deno.test("ConnWriter keeps order across written and reserved frames, partial writes included", async () => {
+  const s = sink(64);
+  const w = new ConnWriter(s);
+  const expect: number[] = [];
+  let v = 0;
+  for (let round = 0; round < 3; round++) {
+    for (let i = 0; i < 200; i++) {
+      const n = 1 + (i % 9);
+      if (i % 3 === 0) {
+        const b = new Uint8Array(n).map(() => v++ & 0xff);
+        w.write(b);
+        expect.push(...b);
+      } else {
+        const r = w.reserve(n)!;
+        for (let k = 0; k < n; k++) {
+          r[k] = v++ & 0xff;
+          expect.push(r[k]);
+        }
+      }
+    }
+    await w.flushed();
+  }
+  const big = w.reserve(5000)!; // larger than a chunk: a buffer of its own
+  big.fill(9);
+  expect.push(...big);
+  await w.flushed();
+  assertEquals(s.got, expect);
+  assertEquals(w.pendingBytes, 0);
+});
+
+Deno.test("ConnWriter signals high water once and low water once drained", async () => {
+  const events: string[] = [];
+  const w = new ConnWriter(sink(100), {
+    highWaterBytes: 1000,
+    lowWaterBytes: 200,
+    onHigh: () => events.push("high"),
+    onLow: () => events.push(`low at ${w.pendingBytes}`),
+  });
+  for (let i = 0; i < 30; i++) w.reserve(50)!.fill(1);
+  assertEquals(events, ["high"]);
+  assert(w.behind);
+  await w.flushed();
+  assertEquals(events.length, 2);
+  assert(/^low at (\d+)$/.test(events[1]) && Number(events[1].slice(7)) <= 200, events[1]);
+  assert(!w.behind);
+});
+
+Deno.test("ConnWriter refuses reservations after failing, and a failure counts as low water", () => {
+  const events: string[] = [];
+  const w = new ConnWriter(sink(), {
+    maxPendingBytes: 100,
+    highWaterBytes: 50,
+    onHigh: () => events.push("high"),
+    onLow: () => events.push("low"),
+    onStall: () => events.push("stall"),
+  });
+  w.reserve(60);
+  assertEquals(w.reserve(60), undefined);
+  assertEquals(events, ["high", "low", "stall"]);
+  assert(w.failed);
+});
