@@ -16,6 +16,7 @@ import { type DeadlineEntry, DeadlineQueue } from "./deadline_queue.ts";
 import { Logger } from "./logger.ts";
 import { createMessage, type Message, type Protocol } from "./message.ts";
 import { type Counter, type Gauge, MetricsRegistry } from "./metrics.ts";
+import { FlowGate } from "./flow_gate.ts";
 import { Pipeline } from "./pipeline.ts";
 import {
   type DeviceCredential,
@@ -86,6 +87,11 @@ export interface CoreOptions {
   deviceRatePerSec?: number;
   /** Per-device burst. @default 2 × deviceRatePerSec */
   deviceBurst?: number;
+  /**
+   * Longest a slow subscriber may hold back delivery (and so, through the full pipeline, the
+   * publishers) before it is let go to its own slow-consumer policy, ms. @default 1000
+   */
+  subscriberHoldMs?: number;
 }
 
 /** Metric handles shared by every adapter (labels: `protocol`, plus `reason`/`code`). */
@@ -146,6 +152,8 @@ export class Core implements AsyncDisposable {
   readonly router: TopicRouter<Subscriber> = new TopicRouter();
   /** The ingest pipeline. */
   readonly pipeline: Pipeline;
+  /** Backpressure from slow subscribers to publishers. */
+  readonly flow: FlowGate;
   /** One timer heap for every keepalive and idle deadline. */
   readonly deadlines: DeadlineQueue;
   /** Per-address connection caps and failed-auth throttling, for every listener. */
@@ -182,6 +190,16 @@ export class Core implements AsyncDisposable {
       deviceAcl: options.deviceAcl,
       now: () => this.clock.now(),
       onPresence: (id, state, protocol) => this.#presence(id, state, protocol),
+    });
+    this.flow = new FlowGate({
+      clock: this.clock,
+      maxHoldMs: options.subscriberHoldMs ?? 1000,
+      onEvict: () => {
+        this.stats.drops.inc({ protocol: "system", reason: "subscriber_hold_expired" });
+        this.#coreLog.warn("a slow subscriber held delivery too long: no longer waiting for it", {
+          holdMs: options.subscriberHoldMs ?? 1000,
+        });
+      },
     });
     this.pipeline = new Pipeline((m) => this.#handle(m), {
       capacity: options.queueCapacity,
@@ -235,6 +253,11 @@ export class Core implements AsyncDisposable {
       () => [...this.registry.onlineByProtocol()].map(([p, n]) => [{ protocol: p }, n]),
     );
     m.gauge("ferry_subscriptions", "Active subscriptions", () => this.router.size);
+    m.gauge(
+      "ferry_flow_held_by",
+      "Subscribers holding delivery back until their send buffer drains",
+      () => this.flow.holders,
+    );
     m.gauge("ferry_retained_messages", "Retained topics", () => this.retained.size);
   }
 
@@ -359,6 +382,13 @@ export class Core implements AsyncDisposable {
   }
 
   #handle(msg: Message): void | Promise<void> {
+    // A subscriber is behind: deliver once it caught up (bounded), holding this handler's slot
+    // meanwhile, so the queue fills and producers stop reading.
+    if (!this.flow.open) return this.flow.wait().then(() => this.#deliver(msg));
+    return this.#deliver(msg);
+  }
+
+  #deliver(msg: Message): void | Promise<void> {
     if (msg.retain) this.retained.set(msg);
     const exp = msg.properties?.expiresAt;
     if (exp === undefined || exp > this.clock.now()) {
@@ -375,6 +405,7 @@ export class Core implements AsyncDisposable {
   /** Drains the pipeline and stops the supervisor. Idempotent. */
   async close(): Promise<void> {
     this.#closing = true;
+    this.flow.close(); // shutting down: deliver what is queued without waiting for anyone
     await this.pipeline.close();
     this.deadlines.close();
   }

@@ -22,3 +22,4 @@ export * from "./retained_store.ts";
 export * from "./semaphore.ts";
 export * from "./topic_router.ts";
 export * from "./topics.ts";
+export * from "./flow_gate.ts";

@@ -59,6 +59,16 @@ export interface ConnectionContext {
 
 const LABELS = { protocol: "mqtt" } as const;
 const PINGRESP = new Uint8Array([0xd0, 0]);
+const NO_BYTES: Uint8Array = new Uint8Array(0);
+/** Fields of the PUBLISH being encoded on the hot path (one object, reused: encoding is sync). */
+const PUBLISH_FIELDS = {
+  topic: "",
+  payload: NO_BYTES,
+  qos: 0,
+  retain: false,
+  dup: false,
+  messageId: undefined as number | undefined,
+};
 
 /** A Buffer view (no copy) of bytes, as mqtt-packet's encoder requires. */
 function asBuffer(b: Uint8Array): Buffer {
@@ -97,6 +107,19 @@ export class MqttConnection implements SessionHandle, SessionLink {
   #will: Will | undefined;
   #publishContext: PublishContext | undefined; // made on the first PUBLISH, then reused
   #aliasesOut: Map<string, number> | undefined;
+  #reserve: ((n: number) => Uint8Array | undefined) | undefined; // made on the first PUBLISH out
+  #tooLarge = false;
+  #reserveOut(n: number): Uint8Array | undefined {
+    // [MQTT-3.1.2-24], [MQTT-3.1.2-25]: never send more than the client accepts.
+    if (n > (this.#accepted?.maximumPacketSize ?? Infinity)) {
+      this.#tooLarge = true;
+      return undefined;
+    }
+    return this.#writer.reserve(n);
+  }
+  get #sheddingBytes(): number {
+    return this.#ctx.options.maxPendingBytes / 2;
+  }
 
   /** Wraps an accepted connection. */
   constructor(ctx: ConnectionContext, conn: Deno.Conn) {
@@ -110,6 +133,11 @@ export class MqttConnection implements SessionHandle, SessionLink {
       clock: ctx.core.clock,
       onBytes: ctx.onBytesOut ?? ((n) => stats.bytesOut.inc(LABELS, n)),
       onStall: (reason) => this.close({ code: "slow_consumer", message: reason }),
+      // Behind by a quarter of the limit: hold delivery (and so the publishers) until drained.
+      highWaterBytes: ctx.options.maxPendingBytes / 4,
+      lowWaterBytes: ctx.options.maxPendingBytes / 8, // (resume while the socket still has work)
+      onHigh: () => ctx.core.flow.hold(this),
+      onLow: () => ctx.core.flow.release(this),
     });
   }
 
@@ -196,7 +224,41 @@ export class MqttConnection implements SessionHandle, SessionLink {
   sendPublish(out: Outgoing, packetId: number | undefined, dup: boolean): boolean {
     if (this.#closing) return true;
     const { core } = this.#ctx;
+    if (out.qos === 0 && this.#writer.behind && this.#writer.pendingBytes > this.#sheddingBytes) {
+      // Still behind after the core stopped waiting for us: QoS 0 may be dropped (MQTT 5 §4.3.1),
+      // which keeps a slow subscriber connected with bounded memory.
+      core.stats.drops.inc({ protocol: "mqtt", reason: "slow_subscriber" });
+      return true;
+    }
     const msg = out.msg;
+    if (
+      msg.properties === undefined && out.subIds === undefined &&
+      (this.#version !== 5 || !this.#accepted?.topicAliasMaximum)
+    ) {
+      // Hot path, nothing but the fixed fields: encoded straight into the writer's chunk.
+      const f = PUBLISH_FIELDS;
+      f.topic = msg.topic;
+      f.payload = msg.payload;
+      f.qos = out.qos;
+      f.retain = out.retain;
+      f.dup = dup;
+      f.messageId = packetId;
+      this.#tooLarge = false;
+      const done = encodePublish(
+        f,
+        this.#version === 5,
+        this.#reserve ??= this.#reserveOut.bind(this),
+      );
+      f.payload = NO_BYTES;
+      if (done) {
+        core.stats.framesOut.inc(LABELS);
+        core.stats.messagesOut.inc(LABELS);
+        return true;
+      }
+      if (!this.#tooLarge) return true; // the writer failed: the connection is closing
+      core.stats.drops.inc({ protocol: "mqtt", reason: "too_large_for_client" });
+      return false;
+    }
     const packet: IPublishPacket = {
       cmd: "publish",
       topic: msg.topic,
@@ -640,6 +702,7 @@ export class MqttConnection implements SessionHandle, SessionLink {
     const { core, store, log } = this.#ctx;
     this.#deadline?.cancel();
     this.#shutdown();
+    core.flow.release(this); // sends are ignored from now on: nothing to wait for
     await this.#writer.flushed();
     try {
       this.#conn.close();
