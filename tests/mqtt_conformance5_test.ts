@@ -1,0 +1,187 @@
+/**
+ * Black-box checks of the MQTT 5.0 server against normative statements of the OASIS MQTT 5.0
+ * specification, one clause per test, over real sockets. Packets no client library would send are
+ * built by hand (`rawPacket`) so that the server, not the library, is what is tested.
+ *
+ * @module
+ */
+
+import type { Packet } from "mqtt-packet";
+import { FakeClock } from "../src/core/mod.ts";
+import { assertEquals } from "./_assert.ts";
+import { Inbox, mqttString, rawPacket, startMqtt, until } from "./_mqtt_harness.ts";
+
+/** [cmd, reason code] of each packet, to compare what the server sent. */
+function codes(packets: Packet[]): Array<[string, number | undefined]> {
+  return packets.map((p) => [p.cmd, (p as { reasonCode?: number }).reasonCode]);
+}
+
+// ---- CONNECT ----
+
+Deno.test("[MQTT-3.2.2-21] a keepalive above the server's maximum is answered with Server Keep Alive", async () => {
+  await using h = await startMqtt({ server: { maxKeepAlive: 30 } });
+  const r = await h.raw(5);
+  const ack = await r.connect({ clientId: "ska", keepalive: 600 }) as {
+    properties?: { serverKeepAlive?: number };
+  };
+  assertEquals(ack.properties?.serverKeepAlive, 30);
+});
+
+// ---- SUBSCRIBE / UNSUBSCRIBE ----
+
+Deno.test("[MQTT-3.8.3-5] SUBSCRIBE with reserved option bits set gets DISCONNECT 0x81", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send(rawPacket(0x82, [0, 1, 0, ...mqttString("a"), 0x41]));
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x81]]);
+});
+
+Deno.test("[MQTT-3.8.3-4] No Local on a shared subscription gets DISCONNECT 0x82", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send({
+    cmd: "subscribe",
+    messageId: 1,
+    subscriptions: [{ topic: "$share/g/nl", qos: 1, nl: true, rap: false, rh: 0 }],
+  });
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x82]]);
+});
+
+Deno.test("[MQTT-3.8.2-1] Subscription Identifier 0 gets DISCONNECT 0x82", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  // SUBSCRIBE id 1, properties: Subscription Identifier (0x0B) = 0; filter "a" QoS 0
+  await r.send(rawPacket(0x82, [0, 1, 2, 0x0b, 0, ...mqttString("a"), 0]));
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x82]]);
+});
+
+Deno.test("[MQTT-4.8.2-1] [MQTT-4.8.2-2] malformed shared subscription filters get SUBACK 0x8F", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send({
+    cmd: "subscribe",
+    messageId: 3,
+    subscriptions: [
+      { topic: "$share/g", qos: 1, nl: false, rap: false, rh: 0 },
+      { topic: "$share//a", qos: 1, nl: false, rap: false, rh: 0 },
+      { topic: "$share/g+/a", qos: 1, nl: false, rap: false, rh: 0 },
+      { topic: "$share/g/a", qos: 1, nl: false, rap: false, rh: 0 },
+    ],
+  });
+  const ack = await r.next() as { cmd: string; granted: number[] };
+  assertEquals([ack.cmd, ack.granted], ["suback", [0x8f, 0x8f, 0x8f, 1]]);
+});
+
+Deno.test("[MQTT-4.8.2] a shared subscription gets no retained messages on subscribe", async () => {
+  await using h = await startMqtt();
+  const pub = await h.client({ protocolVersion: 5 });
+  await pub.publishAsync("shr/a", "kept", { qos: 1, retain: true });
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send({
+    cmd: "subscribe",
+    messageId: 1,
+    subscriptions: [{ topic: "$share/g/shr/#", qos: 1, nl: false, rap: false, rh: 0 }],
+  });
+  assertEquals((await r.next()).cmd, "suback");
+  await pub.publishAsync("shr/a", "live", { qos: 0 });
+  const live = await r.next() as { cmd: string; payload: Uint8Array };
+  assertEquals([live.cmd, new TextDecoder().decode(live.payload)], ["publish", "live"]);
+});
+
+// ---- PUBLISH ----
+
+Deno.test("[MQTT-3.3.2-8] Topic Alias 0 gets DISCONNECT 0x94", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send({
+    cmd: "publish",
+    topic: "ta",
+    payload: "x" as never,
+    qos: 0,
+    dup: false,
+    retain: false,
+    properties: { topicAlias: 0 },
+  });
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x94]]);
+});
+
+Deno.test("[MQTT-3.3.1-4] PUBLISH with both QoS bits set gets DISCONNECT 0x81", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send(rawPacket(0x36, [...mqttString("a"), 0, 1, 0]));
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x81]]);
+});
+
+Deno.test("[MQTT-3.3.2-2] a wildcard in a PUBLISH topic gets DISCONNECT 0x90", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send(rawPacket(0x30, [...mqttString("a/+"), 0, 0x78]));
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x90]]);
+});
+
+Deno.test("[MQTT-3.3.4-6] a Subscription Identifier in a client's PUBLISH gets DISCONNECT 0x82", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send(rawPacket(0x30, [...mqttString("a"), 2, 0x0b, 1, 0x78]));
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x82]]);
+});
+
+// ---- AUTH, DISCONNECT, will ----
+
+Deno.test("[MQTT-4.12.0-1] AUTH without an Authentication Method in CONNECT gets DISCONNECT 0x82", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send(Uint8Array.from([0xf0, 2, 0x18, 0])); // AUTH, Continue authentication
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x82]]);
+});
+
+Deno.test("[MQTT-3.14.2-2] DISCONNECT setting Session Expiry after CONNECT said 0 publishes the will", async () => {
+  await using h = await startMqtt();
+  const sub = await h.client({ protocolVersion: 5 });
+  const inbox = new Inbox(sub);
+  await sub.subscribeAsync("se/will", { qos: 1 });
+  const r = await h.raw(5);
+  await r.connect({
+    clientId: "se0",
+    will: { topic: "se/will", payload: "w" as never, qos: 1, retain: false },
+  });
+  await r.send({ cmd: "disconnect", reasonCode: 0, properties: { sessionExpiryInterval: 30 } });
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x82]]);
+  await inbox.waitFor(1);
+});
+
+Deno.test("[MQTT-3.1.3-9] a will whose delay outlasts the session is published when the session expires", async () => {
+  const clock = new FakeClock(Date.now());
+  await using h = await startMqtt({ core: { clock } });
+  const seen: string[] = [];
+  h.core.subscribe("wl/#", { id: "probe", deliver: (m) => seen.push(m.topic) });
+  const r = await h.raw(5);
+  await r.connect({
+    clientId: "wl",
+    properties: { sessionExpiryInterval: 3 },
+    will: {
+      topic: "wl/will",
+      payload: "w" as never,
+      qos: 0,
+      retain: false,
+      properties: { willDelayInterval: 60 },
+    },
+  });
+  r.close();
+  await until(() => h.server.connectionCount === 0, "disconnect");
+  await clock.tickAsync(2_900);
+  assertEquals(seen, []);
+  await clock.tickAsync(200);
+  await until(() => seen.length > 0, "will");
+  assertEquals(seen, ["wl/will"]);
+});
