@@ -185,3 +185,19 @@ Deno.test("[MQTT-3.1.3-9] a will whose delay outlasts the session is published w
   await until(() => seen.length > 0, "will");
   assertEquals(seen, ["wl/will"]);
 });
+
+Deno.test("[MQTT-3.8.3-2] SUBSCRIBE without any topic filter gets DISCONNECT 0x82", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send(rawPacket(0x82, [0, 1, 0])); // packet id 1, no properties, no payload
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x82]]);
+});
+
+Deno.test("[MQTT-3.10.3-2] UNSUBSCRIBE without any topic filter gets DISCONNECT 0x82", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send(rawPacket(0xa2, [0, 1, 0]));
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x82]]);
+});

@@ -222,3 +222,19 @@ Deno.test("[MQTT-3.14.1-1] DISCONNECT with a reserved flag set closes the connec
   await inbox.waitFor(1);
   await until(() => h.server.connectionCount === 1, "raw connection released");
 });
+
+Deno.test("[MQTT-3.8.3-3] SUBSCRIBE without any topic filter closes the connection", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(4);
+  await r.connect();
+  await r.send(rawPacket(0x82, [0, 1]));
+  assertEquals(await r.waitClosed(), []);
+});
+
+Deno.test("[MQTT-3.10.3-2] UNSUBSCRIBE without any topic filter closes the connection", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(4);
+  await r.connect();
+  await r.send(rawPacket(0xa2, [0, 1]));
+  assertEquals(await r.waitClosed(), []);
+});
