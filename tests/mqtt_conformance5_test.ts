@@ -201,3 +201,11 @@ Deno.test("[MQTT-3.10.3-2] UNSUBSCRIBE without any topic filter gets DISCONNECT 
   await r.send(rawPacket(0xa2, [0, 1, 0]));
   assertEquals(codes(await r.waitClosed()), [["disconnect", 0x82]]);
 });
+
+Deno.test("[MQTT-3.1.2-1] a v5 CONNECT with an unknown protocol name is closed without a CONNACK", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  // CONNECT "hj" level 5, clean start, keepalive 0, no properties, client id "x"
+  await r.send(rawPacket(0x10, [...mqttString("hj"), 5, 2, 0, 0, 0, ...mqttString("x")]));
+  assertEquals(await r.waitClosed(), []);
+});

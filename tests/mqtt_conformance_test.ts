@@ -238,3 +238,10 @@ Deno.test("[MQTT-3.10.3-2] UNSUBSCRIBE without any topic filter closes the conne
   await r.send(rawPacket(0xa2, [0, 1]));
   assertEquals(await r.waitClosed(), []);
 });
+
+Deno.test("[MQTT-3.1.2-1] a CONNECT with an unknown protocol name is closed without a CONNACK", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(4);
+  await r.send(connectBytes(0x02, "pn", { name: "hj" }));
+  assertEquals(await r.waitClosed(), []);
+});

@@ -236,8 +236,9 @@ export class MqttFrameDecoder {
     const cmdType = frame[0] >> 4;
     const { packet: p, error: err } = parseFrame(frame, this.#version);
     if (err) {
-      if (cmdType === 1 && /protocol ?(version|id)/i.test(err.message)) {
-        // [MQTT-3.1.2-2] unsupported protocol level or name: CONNACK 0x84 / return code 1.
+      // An unknown protocol name is malformed: closed without CONNACK ([MQTT-3.1.2-1] MAY).
+      if (cmdType === 1 && /protocol ?version/i.test(err.message)) {
+        // [MQTT-3.1.2-2] unsupported protocol level: CONNACK 0x84 / return code 1.
         throw new MqttProtocolError(`Cannot accept CONNECT: ${err.message}`, {
           reasonCode: ReasonCode.UnsupportedProtocolVersion,
         });
