@@ -209,3 +209,11 @@ Deno.test("[MQTT-3.1.2-1] a v5 CONNECT with an unknown protocol name is closed w
   await r.send(rawPacket(0x10, [...mqttString("hj"), 5, 2, 0, 0, 0, ...mqttString("x")]));
   assertEquals(await r.waitClosed(), []);
 });
+
+Deno.test("[MQTT-3.8.3-5] SUBSCRIBE with Retain Handling 3 is closed with DISCONNECT 0x82", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send(rawPacket(0x82, [0, 1, 0, ...mqttString("a"), 0x31]));
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x82]]);
+});

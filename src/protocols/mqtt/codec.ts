@@ -243,6 +243,10 @@ export class MqttFrameDecoder {
           reasonCode: ReasonCode.UnsupportedProtocolVersion,
         });
       }
+      if (cmdType === 8 && /retain handling/i.test(err.message)) {
+        // MQTT 5 §3.8.3.1: Retain Handling 3 is a Protocol Error, not a malformed packet.
+        throw new MqttProtocolError(`Cannot accept SUBSCRIBE: ${err.message}`);
+      }
       throw this.#malformed(err.message);
     }
     if (!p) throw this.#malformed("packet is truncated");
