@@ -8,7 +8,7 @@
 
 import type { Packet } from "mqtt-packet";
 import { FakeClock } from "../src/core/mod.ts";
-import { assertEquals } from "./_assert.ts";
+import { assert, assertEquals } from "./_assert.ts";
 import { Inbox, mqttString, rawPacket, startMqtt, until } from "./_mqtt_harness.ts";
 
 /** [cmd, reason code] of each packet, to compare what the server sent. */
@@ -216,4 +216,26 @@ Deno.test("[MQTT-3.8.3-5] SUBSCRIBE with Retain Handling 3 is closed with DISCON
   await r.connect();
   await r.send(rawPacket(0x82, [0, 1, 0, ...mqttString("a"), 0x31]));
   assertEquals(codes(await r.waitClosed()), [["disconnect", 0x82]]);
+});
+
+Deno.test("[MQTT-3.1.4-3] [MQTT-3.2.2-2] Clean Start 0 taking over a session with expiry 0 gets session present 0", async () => {
+  await using h = await startMqtt();
+  const first = await h.raw(5);
+  await first.connect({ clientId: "to5", clean: true });
+  await first.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "t5/#", qos: 1 }] });
+  assertEquals((await first.next()).cmd, "suback");
+  const second = await h.raw(5);
+  const ack = await second.connect({
+    clientId: "to5",
+    clean: false,
+    properties: { sessionExpiryInterval: 60 },
+  }) as { sessionPresent: boolean; reasonCode: number };
+  assertEquals([ack.reasonCode, ack.sessionPresent], [0, false]);
+  assertEquals(codes(await first.waitClosed()), [["disconnect", 0x8e]]);
+  await second.send({ cmd: "subscribe", messageId: 2, subscriptions: [{ topic: "mark", qos: 1 }] });
+  assertEquals((await second.next()).cmd, "suback");
+  const pub = await h.client({ protocolVersion: 5 });
+  await pub.publishAsync("t5/x", "x", { qos: 1 });
+  await pub.publishAsync("mark", "m", { qos: 1 }); // delivered after t5/x, were it subscribed
+  assertEquals((await second.next() as { topic?: string }).topic, "mark");
 });

@@ -245,3 +245,24 @@ Deno.test("[MQTT-3.1.2-1] a CONNECT with an unknown protocol name is closed with
   await r.send(connectBytes(0x02, "pn", { name: "hj" }));
   assertEquals(await r.waitClosed(), []);
 });
+
+Deno.test("[MQTT-3.1.4-2] [MQTT-3.2.2-2] a clean=0 CONNECT that takes over a clean session gets session present 0 and none of its subscriptions", async () => {
+  await using h = await startMqtt();
+  const first = await h.raw(4);
+  await first.connect({ clientId: "to-clean", clean: true });
+  await first.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "tc/#", qos: 1 }] });
+  assertEquals((await first.next()).cmd, "suback");
+  const second = await h.raw(4);
+  const ack = await second.connect({ clientId: "to-clean", clean: false }) as {
+    sessionPresent: boolean;
+  };
+  // The first connection's session ended with it (clean session), so nothing was resumed.
+  assertEquals(ack.sessionPresent, false);
+  await first.waitClosed();
+  await second.send({ cmd: "subscribe", messageId: 2, subscriptions: [{ topic: "mark", qos: 1 }] });
+  assertEquals((await second.next()).cmd, "suback");
+  const pub = await h.client({ protocolVersion: 4 });
+  await pub.publishAsync("tc/x", "x", { qos: 1 });
+  await pub.publishAsync("mark", "m", { qos: 1 }); // delivered after tc/x, were it subscribed
+  assertEquals((await second.next() as { topic?: string }).topic, "mark");
+});

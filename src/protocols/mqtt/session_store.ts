@@ -114,7 +114,10 @@ export class SessionStore {
       }
     }
     let present = false;
-    if (e && !c.cleanStart) present = true;
+    // [MQTT-3.1.2-6] / MQTT 5 §3.1.2.11.2: a live session with expiry 0 ends with its connection,
+    // so a takeover cannot resume it (session present 0, nothing kept).
+    const ending = e?.owner !== undefined && e.owner !== owner && e.session.expirySec === 0;
+    if (e && !c.cleanStart && !ending) present = true;
     else {
       if (e) this.#discard(c.clientId, e);
       if (this.#entries.size >= this.#opts.maxSessions) {
