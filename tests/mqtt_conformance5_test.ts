@@ -239,3 +239,28 @@ Deno.test("[MQTT-3.1.4-3] [MQTT-3.2.2-2] Clean Start 0 taking over a session wit
   await pub.publishAsync("mark", "m", { qos: 1 }); // delivered after t5/x, were it subscribed
   assertEquals((await second.next() as { topic?: string }).topic, "mark");
 });
+
+Deno.test("[MQTT-3.1.3-9] a delayed will is published at once when a Clean Start connection takes the session over", async () => {
+  await using h = await startMqtt();
+  const sub = await h.client({ protocolVersion: 5 });
+  const inbox = new Inbox(sub);
+  await sub.subscribeAsync("wt/will", { qos: 1 });
+  const first = await h.raw(5);
+  await first.connect({
+    clientId: "wt",
+    clean: false,
+    properties: { sessionExpiryInterval: 600 },
+    will: {
+      topic: "wt/will",
+      payload: "w" as never,
+      qos: 1,
+      retain: false,
+      properties: { willDelayInterval: 600 },
+    },
+  });
+  const second = await h.raw(5);
+  await second.connect({ clientId: "wt", clean: true });
+  await first.waitClosed();
+  await inbox.waitFor(1); // the session ended, so its will could not wait for its delay
+  assert(!second.closed);
+});
