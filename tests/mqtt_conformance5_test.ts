@@ -264,3 +264,14 @@ Deno.test("[MQTT-3.1.3-9] a delayed will is published at once when a Clean Start
   await inbox.waitFor(1); // the session ended, so its will could not wait for its delay
   assert(!second.closed);
 });
+
+Deno.test("[MQTT-3.1.3-8] an empty client id with Clean Start 0 gets CONNACK 0x85", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  // CONNECT "MQTT" level 5, Clean Start 0, keepalive 0, Session Expiry 60, client id ""
+  // (mqtt-packet refuses to encode it)
+  await r.send(rawPacket(0x10, [...mqttString("MQTT"), 5, 0, 0, 0, 5, 0x11, 0, 0, 0, 60, 0, 0]));
+  const got = await r.waitClosed();
+  assertEquals(codes(got), [["connack", 0x85]]);
+  assertEquals((got[0] as { sessionPresent: boolean }).sessionPresent, false);
+});
