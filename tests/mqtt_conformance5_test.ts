@@ -7,6 +7,7 @@
  */
 
 import type { Packet } from "mqtt-packet";
+import { Buffer } from "node:buffer";
 import { FakeClock } from "../src/core/mod.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { Inbox, mqttString, rawPacket, startMqtt, until } from "./_mqtt_harness.ts";
@@ -274,4 +275,92 @@ Deno.test("[MQTT-3.1.3-8] an empty client id with Clean Start 0 gets CONNACK 0x8
   const got = await r.waitClosed();
   assertEquals(codes(got), [["connack", 0x85]]);
   assertEquals((got[0] as { sessionPresent: boolean }).sessionPresent, false);
+});
+
+Deno.test("[MQTT-2.2.2] a property not valid for PUBLISH (Session Expiry Interval) gets DISCONNECT 0x81", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  // PUBLISH QoS 0 "a", properties: Session Expiry Interval (0x11) = 1, payload "x"
+  await r.send(rawPacket(0x30, [...mqttString("a"), 5, 0x11, 0, 0, 0, 1, 0x78]));
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x81]]);
+});
+
+Deno.test("[MQTT-2.2.2] a property not valid for SUBSCRIBE (Topic Alias) gets DISCONNECT 0x81", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send(rawPacket(0x82, [0, 1, 3, 0x23, 0, 1, ...mqttString("a"), 0]));
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x81]]);
+});
+
+Deno.test("[MQTT-2.2.2] a CONNECT with a property not valid for it (Topic Alias) is refused", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  // CONNECT "MQTT" 5, clean start, keepalive 0, properties: Topic Alias (0x23) = 1, client id "x"
+  await r.send(
+    rawPacket(0x10, [...mqttString("MQTT"), 5, 2, 0, 0, 3, 0x23, 0, 1, ...mqttString("x")]),
+  );
+  const got = await r.waitClosed();
+  assert(
+    got.every((p) => p.cmd === "connack" && (p as { reasonCode: number }).reasonCode === 0x81),
+  );
+});
+
+Deno.test("[MQTT-2.2.2] a will property not valid for a will (Topic Alias) is refused", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  // CONNECT "MQTT" 5, will flag + clean start, no properties, client id "x",
+  // will properties: Topic Alias (0x23) = 1, will topic "w", will payload "p"
+  await r.send(
+    rawPacket(0x10, [
+      ...mqttString("MQTT"),
+      5,
+      0x06,
+      0,
+      0,
+      0,
+      ...mqttString("x"),
+      3,
+      0x23,
+      0,
+      1,
+      ...mqttString("w"),
+      ...mqttString("p"),
+    ]),
+  );
+  const got = await r.waitClosed();
+  assert(
+    got.every((p) => p.cmd === "connack" && (p as { reasonCode: number }).reasonCode === 0x81),
+  );
+});
+
+Deno.test("[MQTT-2.2.2] every property valid for PUBLISH is accepted and forwarded", async () => {
+  await using h = await startMqtt();
+  const sub = await h.client({ protocolVersion: 5 });
+  const inbox = new Inbox(sub);
+  await sub.subscribeAsync("pp/a", { qos: 1 });
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send({
+    cmd: "publish",
+    topic: "pp/a",
+    payload: Buffer.from("x"),
+    qos: 1,
+    messageId: 1,
+    dup: false,
+    retain: false,
+    properties: {
+      payloadFormatIndicator: true,
+      messageExpiryInterval: 60,
+      contentType: "text/plain",
+      responseTopic: "pp/reply",
+      correlationData: Buffer.from("c"),
+      userProperties: { k: "v" },
+      topicAlias: 1,
+    },
+  });
+  assertEquals((await r.next()).cmd, "puback");
+  await inbox.waitFor(1);
+  assertEquals(inbox.messages[0].packet.properties?.contentType, "text/plain");
 });

@@ -14,6 +14,7 @@ import { MqttMalformedError, MqttProtocolError } from "./errors.ts";
 import { ReasonCode } from "./reason_codes.ts";
 import { checkPacketStrings } from "./utf8.ts";
 import { fastDecode } from "./_fast_codec.ts";
+import { misplacedProperty } from "./properties.ts";
 
 /** MQTT protocol levels: 3 = 3.1, 4 = 3.1.1, 5 = 5.0. */
 export type ProtocolVersion = 3 | 4 | 5;
@@ -253,6 +254,8 @@ export class MqttFrameDecoder {
     if (p.cmd === "connect") this.#version = p.protocolVersion as ProtocolVersion;
     const why = checkPacketStrings(p, frame);
     if (why) throw this.#malformed(why);
+    const misplaced = misplacedProperty(p);
+    if (misplaced) throw this.#malformed(`property ${misplaced} is not valid in ${p.cmd}`);
     const props = (p as { properties?: Record<string, unknown> }).properties;
     if (props) {
       for (const [k, v] of Object.entries(props)) {
