@@ -266,3 +266,23 @@ Deno.test("[MQTT-3.1.4-2] [MQTT-3.2.2-2] a clean=0 CONNECT that takes over a cle
   await pub.publishAsync("mark", "m", { qos: 1 }); // delivered after tc/x, were it subscribed
   assertEquals((await second.next() as { topic?: string }).topic, "mark");
 });
+
+Deno.test("[MQTT-1.5.3-3] a leading U+FEFF in a topic name is kept, not stripped", async () => {
+  await using h = await startMqtt();
+  const sub = await h.raw(4);
+  await sub.connect();
+  await sub.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "bom/#", qos: 0 }] });
+  assertEquals((await sub.next()).cmd, "suback");
+  const pub = await h.raw(4);
+  await pub.connect();
+  const bom = [0xef, 0xbb, 0xbf];
+  await pub.send(
+    rawPacket(0x30, [
+      ...mqttString(Uint8Array.from([...bom, ...new TextEncoder().encode("bom/a")])),
+      0x31,
+    ]),
+  );
+  await pub.send(rawPacket(0x30, [...mqttString("bom/b"), 0x32]));
+  // Only bom/b matches bom/#: "\uFEFFbom/a" is a different topic.
+  assertEquals((await sub.next() as { topic?: string }).topic, "bom/b");
+});

@@ -10,7 +10,8 @@ import type { Packet } from "mqtt-packet";
 import { Buffer } from "node:buffer";
 import { MqttMalformedError } from "./errors.ts";
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of the string and must not be stripped ([MQTT-1.5.3-3]).
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const textEncoder = new TextEncoder();
 
 // Devices publish to the same few topics over and over: remember the last decoded topic.
