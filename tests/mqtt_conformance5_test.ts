@@ -364,3 +364,39 @@ Deno.test("[MQTT-2.2.2] every property valid for PUBLISH is accepted and forward
   await inbox.waitFor(1);
   assertEquals(inbox.messages[0].packet.properties?.contentType, "text/plain");
 });
+
+Deno.test("[MQTT-4.4.0-1] [MQTT-3.3.2-5] an in-flight QoS 1 message is resent on reconnect even after its expiry passed", async () => {
+  const clock = new FakeClock(Date.now());
+  await using h = await startMqtt({ core: { clock } });
+  const persistent = { clientId: "ei", clean: false, properties: { sessionExpiryInterval: 60 } };
+  const sub = await h.raw(5);
+  await sub.connect(persistent);
+  await sub.send({
+    cmd: "subscribe",
+    messageId: 1,
+    subscriptions: [{ topic: "ei/#", qos: 1, nl: false, rap: false, rh: 0 }],
+  });
+  assertEquals((await sub.next()).cmd, "suback");
+  const pub = await h.raw(5);
+  await pub.connect();
+  await pub.send({
+    cmd: "publish",
+    topic: "ei/a",
+    payload: Buffer.from("x"),
+    qos: 1,
+    messageId: 1,
+    dup: false,
+    retain: false,
+    properties: { messageExpiryInterval: 2 },
+  });
+  const first = await sub.next() as { cmd: string; messageId: number };
+  assertEquals(first.cmd, "publish");
+  sub.close(); // no PUBACK
+  await until(() => h.server.connectionCount === 1, "subscriber gone");
+  await clock.tickAsync(5_000);
+  const again = await h.raw(5);
+  const ack = await again.connect(persistent) as { sessionPresent: boolean };
+  assertEquals(ack.sessionPresent, true);
+  const resent = await again.next() as { cmd: string; messageId: number; dup: boolean };
+  assertEquals([resent.cmd, resent.messageId, resent.dup], ["publish", first.messageId, true]);
+});
