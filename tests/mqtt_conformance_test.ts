@@ -286,3 +286,11 @@ Deno.test("[MQTT-1.5.3-3] a leading U+FEFF in a topic name is kept, not stripped
   // Only bom/b matches bom/#: "\uFEFFbom/a" is a different topic.
   assertEquals((await sub.next() as { topic?: string }).topic, "bom/b");
 });
+
+Deno.test("§3.4.1 a PUBACK with a remaining length other than 2 is malformed and closes the connection", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(4);
+  await r.connect();
+  await r.send(Uint8Array.from([0x40, 3, 0, 1, 0]));
+  assertEquals(await r.waitClosed(), []);
+});
