@@ -77,7 +77,7 @@ Deno.test("[MQTT-4.8.2-1] [MQTT-4.8.2-2] malformed shared subscription filters g
   assertEquals([ack.cmd, ack.granted], ["suback", [0x8f, 0x8f, 0x8f, 1]]);
 });
 
-Deno.test("[MQTT-4.8.2] a shared subscription gets no retained messages on subscribe", async () => {
+Deno.test("§4.8.2 a shared subscription gets no retained messages on subscribe", async () => {
   await using h = await startMqtt();
   const pub = await h.client({ protocolVersion: 5 });
   await pub.publishAsync("shr/a", "kept", { qos: 1, retain: true });
@@ -277,7 +277,7 @@ Deno.test("[MQTT-3.1.3-8] an empty client id with Clean Start 0 gets CONNACK 0x8
   assertEquals((got[0] as { sessionPresent: boolean }).sessionPresent, false);
 });
 
-Deno.test("[MQTT-2.2.2] a property not valid for PUBLISH (Session Expiry Interval) gets DISCONNECT 0x81", async () => {
+Deno.test("§2.2.2.2 a property not valid for PUBLISH (Session Expiry Interval) gets DISCONNECT 0x81", async () => {
   await using h = await startMqtt();
   const r = await h.raw(5);
   await r.connect();
@@ -286,7 +286,7 @@ Deno.test("[MQTT-2.2.2] a property not valid for PUBLISH (Session Expiry Interva
   assertEquals(codes(await r.waitClosed()), [["disconnect", 0x81]]);
 });
 
-Deno.test("[MQTT-2.2.2] a property not valid for SUBSCRIBE (Topic Alias) gets DISCONNECT 0x81", async () => {
+Deno.test("§2.2.2.2 a property not valid for SUBSCRIBE (Topic Alias) gets DISCONNECT 0x81", async () => {
   await using h = await startMqtt();
   const r = await h.raw(5);
   await r.connect();
@@ -294,7 +294,7 @@ Deno.test("[MQTT-2.2.2] a property not valid for SUBSCRIBE (Topic Alias) gets DI
   assertEquals(codes(await r.waitClosed()), [["disconnect", 0x81]]);
 });
 
-Deno.test("[MQTT-2.2.2] a CONNECT with a property not valid for it (Topic Alias) is refused", async () => {
+Deno.test("§2.2.2.2 a CONNECT with a property not valid for it (Topic Alias) is refused", async () => {
   await using h = await startMqtt();
   const r = await h.raw(5);
   // CONNECT "MQTT" 5, clean start, keepalive 0, properties: Topic Alias (0x23) = 1, client id "x"
@@ -307,7 +307,7 @@ Deno.test("[MQTT-2.2.2] a CONNECT with a property not valid for it (Topic Alias)
   );
 });
 
-Deno.test("[MQTT-2.2.2] a will property not valid for a will (Topic Alias) is refused", async () => {
+Deno.test("§2.2.2.2 a will property not valid for a will (Topic Alias) is refused", async () => {
   await using h = await startMqtt();
   const r = await h.raw(5);
   // CONNECT "MQTT" 5, will flag + clean start, no properties, client id "x",
@@ -335,7 +335,7 @@ Deno.test("[MQTT-2.2.2] a will property not valid for a will (Topic Alias) is re
   );
 });
 
-Deno.test("[MQTT-2.2.2] every property valid for PUBLISH is accepted and forwarded", async () => {
+Deno.test("§2.2.2.2 every property valid for PUBLISH is accepted and forwarded", async () => {
   await using h = await startMqtt();
   const sub = await h.client({ protocolVersion: 5 });
   const inbox = new Inbox(sub);
