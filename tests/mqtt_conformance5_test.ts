@@ -400,3 +400,25 @@ Deno.test("[MQTT-4.4.0-1] [MQTT-3.3.2-5] an in-flight QoS 1 message is resent on
   const resent = await again.next() as { cmd: string; messageId: number; dup: boolean };
   assertEquals([resent.cmd, resent.messageId, resent.dup], ["publish", first.messageId, true]);
 });
+
+Deno.test("[MQTT-3.2.2-19] a refusing CONNACK leaves out the Reason String when it would exceed the client's Maximum Packet Size", async () => {
+  await using h = await startMqtt({ core: { anonymous: false } });
+  const small = await h.raw(5);
+  await small.send({
+    cmd: "connect",
+    protocolId: "MQTT",
+    protocolVersion: 5,
+    clientId: "mps",
+    clean: true,
+    keepalive: 0,
+    properties: { maximumPacketSize: 16 },
+  });
+  const got = await small.waitClosed();
+  assertEquals(codes(got), [["connack", 0x87]]);
+  assertEquals((got[0] as { properties?: unknown }).properties, undefined);
+  const big = await h.raw(5); // without the limit, the reason string is there
+  const ack = await big.connect({ clientId: "mps2" }) as {
+    properties?: { reasonString?: string };
+  };
+  assert(ack.properties?.reasonString);
+});
