@@ -335,3 +335,34 @@ export function fuzzInput(rand: () => number, seeds: Uint8Array[]): Uint8Array {
   out.set(extra, b.length);
   return out;
 }
+
+/** An MQTT UTF-8 string field: two length bytes, then the UTF-8 bytes (or `raw` bytes as given). */
+export function mqttString(s: string | Uint8Array): number[] {
+  const b = typeof s === "string" ? new TextEncoder().encode(s) : s;
+  return [b.length >> 8, b.length & 0xff, ...b];
+}
+
+/**
+ * A hand-built packet: the first byte (type and flags), a Remaining Length computed from `body`,
+ * then `body`. For packets no client library would encode (bad flags, missing payloads).
+ */
+export function rawPacket(first: number, body: number[]): Uint8Array {
+  const len: number[] = [];
+  let x = body.length;
+  do {
+    let b = x % 128;
+    x = Math.floor(x / 128);
+    if (x > 0) b |= 0x80;
+    len.push(b);
+  } while (x > 0);
+  return Uint8Array.from([first, ...len, ...body]);
+}
+
+/** Polls `cond` every 5 ms until it holds; fails after `ms`. */
+export async function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await sleep(5);
+  }
+}

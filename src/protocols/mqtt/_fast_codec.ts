@@ -10,7 +10,8 @@ import type { Packet } from "mqtt-packet";
 import { Buffer } from "node:buffer";
 import { MqttMalformedError } from "./errors.ts";
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of the string and must not be stripped ([MQTT-1.5.3-3]).
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const textEncoder = new TextEncoder();
 
 // Devices publish to the same few topics over and over: remember the last decoded topic.
@@ -91,7 +92,13 @@ export function fastDecode(frame: Uint8Array, version: number | undefined): Pack
     } as Packet;
   }
   if (type >= 4 && type <= 7) {
-    if (len !== 2) return undefined; // v5 reason code / properties, or malformed: general path
+    if (len !== 2) {
+      // 3.1/3.1.1 acknowledgements are exactly a packet id (MQTT 3.1.1 §3.4.1 .. §3.7.1).
+      if (version === 3 || version === 4) {
+        throw new MqttMalformedError(`Cannot decode ${ACK_CMDS[type]}: remaining length ${len}`);
+      }
+      return undefined; // v5 reason code / properties, or malformed: general path
+    }
     if ((h & 0xf) !== (type === 6 ? 2 : 0)) return undefined; // [MQTT-3.6.1-1] etc.: general path
     return { cmd: ACK_CMDS[type], messageId: (frame[i] << 8) | frame[i + 1] } as Packet;
   }

@@ -14,6 +14,7 @@ import { MqttMalformedError, MqttProtocolError } from "./errors.ts";
 import { ReasonCode } from "./reason_codes.ts";
 import { checkPacketStrings } from "./utf8.ts";
 import { fastDecode } from "./_fast_codec.ts";
+import { misplacedProperty } from "./properties.ts";
 
 /** MQTT protocol levels: 3 = 3.1, 4 = 3.1.1, 5 = 5.0. */
 export type ProtocolVersion = 3 | 4 | 5;
@@ -236,11 +237,16 @@ export class MqttFrameDecoder {
     const cmdType = frame[0] >> 4;
     const { packet: p, error: err } = parseFrame(frame, this.#version);
     if (err) {
-      if (cmdType === 1 && /protocol ?(version|id)/i.test(err.message)) {
-        // [MQTT-3.1.2-2] unsupported protocol level or name: CONNACK 0x84 / return code 1.
+      // An unknown protocol name is malformed: closed without CONNACK ([MQTT-3.1.2-1] MAY).
+      if (cmdType === 1 && /protocol ?version/i.test(err.message)) {
+        // [MQTT-3.1.2-2] unsupported protocol level: CONNACK 0x84 / return code 1.
         throw new MqttProtocolError(`Cannot accept CONNECT: ${err.message}`, {
           reasonCode: ReasonCode.UnsupportedProtocolVersion,
         });
+      }
+      if (cmdType === 8 && /retain handling/i.test(err.message)) {
+        // MQTT 5 §3.8.3.1: Retain Handling 3 is a Protocol Error, not a malformed packet.
+        throw new MqttProtocolError(`Cannot accept SUBSCRIBE: ${err.message}`);
       }
       throw this.#malformed(err.message);
     }
@@ -248,6 +254,8 @@ export class MqttFrameDecoder {
     if (p.cmd === "connect") this.#version = p.protocolVersion as ProtocolVersion;
     const why = checkPacketStrings(p, frame);
     if (why) throw this.#malformed(why);
+    const misplaced = misplacedProperty(p);
+    if (misplaced) throw this.#malformed(`property ${misplaced} is not valid in ${p.cmd}`);
     const props = (p as { properties?: Record<string, unknown> }).properties;
     if (props) {
       for (const [k, v] of Object.entries(props)) {

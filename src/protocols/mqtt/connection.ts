@@ -438,12 +438,12 @@ export class MqttConnection implements SessionHandle, SessionLink {
         why: c.message,
       });
       core.stats.errors.inc({ protocol: "mqtt", code: "connect_refused" });
-      this.#refuse(c.reasonCode, c.message);
+      this.#refuse(c.reasonCode, c.message, p.properties?.maximumPacketSize);
       return;
     }
     const opened = store.open(c, this);
     if (!opened.ok) {
-      this.#refuse(ReasonCode.QuotaExceeded, opened.message);
+      this.#refuse(ReasonCode.QuotaExceeded, opened.message, c.maximumPacketSize);
       return;
     }
     this.#accepted = c;
@@ -486,12 +486,14 @@ export class MqttConnection implements SessionHandle, SessionLink {
     opened.session.attach(this);
   }
 
-  #refuse(reasonCode: number, message: string): void {
+  #refuse(reasonCode: number, message: string, maxPacketSize = Infinity): void {
     // [MQTT-3.2.2-4] session present 0 on a refusal; [MQTT-3.2.2-5] then close.
     const connack: IConnackPacket = { cmd: "connack", sessionPresent: false };
     if (this.#version === 5) {
       connack.reasonCode = reasonCode;
       connack.properties = { reasonString: message.slice(0, 200) };
+      // [MQTT-3.2.2-19] no Reason String that would exceed the client's Maximum Packet Size.
+      if (encodePacket(connack, 5).length > maxPacketSize) delete connack.properties;
     } else connack.returnCode = connackReturnCode(reasonCode);
     this.#send(connack);
     this.#shutdown();

@@ -147,7 +147,9 @@ export function evaluateConnect(
   let clientId = packet.clientId ?? "";
   let assigned = false;
   if (clientId.length === 0) {
-    if (version === 3 || (version === 4 && !packet.clean)) {
+    // [MQTT-3.1.3-8] (3.1.1); in v5 refusing it is allowed ([MQTT-3.1.3-8] MAY, 0x85) and a session
+    // nobody can name again is of no use, so Clean Start 0 is refused the same way.
+    if (version === 3 || !packet.clean) {
       return refuse(ReasonCode.ClientIdentifierNotValid, "empty client id needs a clean session");
     }
     clientId = assignClientId(options.assignedIdPrefix);

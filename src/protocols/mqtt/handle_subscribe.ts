@@ -74,6 +74,10 @@ export function handleSubscribe(packet: ISubscribePacket, ctx: SubscribeContext)
   if (!packet.messageId) {
     throw new MqttProtocolError("Cannot accept SUBSCRIBE: packet id 0 [MQTT-2.2.1-3]");
   }
+  if (packet.subscriptions.length === 0) {
+    // [MQTT-3.8.3-3] (3.1.1), [MQTT-3.8.3-2] (5.0): at least one topic filter.
+    throw new MqttProtocolError("Cannot accept SUBSCRIBE: no topic filter");
+  }
   const out: SubscribeResult = { granted: [], retained: [], refused: [] };
   const fail = (code: number, why: string) => {
     out.granted.push(v5 ? code : 0x80); // [MQTT-3.9.3-2] 3.1.1 has one failure code
@@ -156,6 +160,10 @@ export function handleSubscribe(packet: ISubscribePacket, ctx: SubscribeContext)
 export function handleUnsubscribe(packet: IUnsubscribePacket, ctx: SubscribeContext): number[] {
   if (!packet.messageId) {
     throw new MqttProtocolError("Cannot accept UNSUBSCRIBE: packet id 0 [MQTT-2.2.1-3]");
+  }
+  if (packet.unsubscriptions.length === 0) {
+    // [MQTT-3.10.3-2]: at least one topic filter.
+    throw new MqttProtocolError("Cannot accept UNSUBSCRIBE: no topic filter");
   }
   return packet.unsubscriptions.map((f) => {
     const shared = parseSharedFilter(f);

@@ -92,3 +92,85 @@ export function toPublishProperties(
   }
   return out;
 }
+
+const REPLY = ["reasonString", "userProperties"];
+const MESSAGE = [
+  "payloadFormatIndicator",
+  "messageExpiryInterval",
+  "contentType",
+  "responseTopic",
+  "correlationData",
+  "userProperties",
+];
+
+/** The properties each packet type may carry (MQTT 5 §2.2.2.2, table 2-4). */
+const ALLOWED: Record<string, ReadonlySet<string>> = {
+  connect: new Set([
+    "sessionExpiryInterval",
+    "authenticationMethod",
+    "authenticationData",
+    "requestProblemInformation",
+    "requestResponseInformation",
+    "receiveMaximum",
+    "topicAliasMaximum",
+    "userProperties",
+    "maximumPacketSize",
+  ]),
+  will: new Set([...MESSAGE, "willDelayInterval"]),
+  connack: new Set([
+    "sessionExpiryInterval",
+    "assignedClientIdentifier",
+    "serverKeepAlive",
+    "authenticationMethod",
+    "authenticationData",
+    "responseInformation",
+    "serverReference",
+    "reasonString",
+    "receiveMaximum",
+    "topicAliasMaximum",
+    "maximumQoS",
+    "retainAvailable",
+    "userProperties",
+    "maximumPacketSize",
+    "wildcardSubscriptionAvailable",
+    "subscriptionIdentifiersAvailable",
+    "sharedSubscriptionAvailable",
+  ]),
+  publish: new Set([...MESSAGE, "topicAlias", "subscriptionIdentifier"]),
+  puback: new Set(REPLY),
+  pubrec: new Set(REPLY),
+  pubrel: new Set(REPLY),
+  pubcomp: new Set(REPLY),
+  subscribe: new Set(["subscriptionIdentifier", "userProperties"]),
+  suback: new Set(REPLY),
+  unsubscribe: new Set(["userProperties"]),
+  unsuback: new Set(REPLY),
+  disconnect: new Set(["sessionExpiryInterval", "serverReference", ...REPLY]),
+  auth: new Set(["authenticationMethod", "authenticationData", ...REPLY]),
+};
+
+/**
+ * Names a property that is not valid for the packet's type (or its will), or returns `undefined`.
+ * Such a packet is malformed (MQTT 5 §2.2.2.2).
+ *
+ * @example
+ * ```ts
+ * import { misplacedProperty } from "./properties.ts";
+ * const ok = { cmd: "publish", properties: { topicAlias: 1 } };
+ * const bad = { cmd: "publish", properties: { sessionExpiryInterval: 1 } };
+ * if (misplacedProperty(ok as never) || misplacedProperty(bad as never) !== "sessionExpiryInterval") {
+ *   throw new Error();
+ * }
+ * ```
+ */
+export function misplacedProperty(
+  packet: { cmd: string; properties?: object; will?: { properties?: object } },
+): string | undefined {
+  const check = (props: object | undefined, allowed: ReadonlySet<string> | undefined) => {
+    if (!props || !allowed) return undefined;
+    for (const k of Object.keys(props)) if (!allowed.has(k)) return k;
+    return undefined;
+  };
+  return check(packet.properties, ALLOWED[packet.cmd]) ??
+    (packet.cmd === "connect" ? check(packet.will?.properties, ALLOWED.will) : undefined);
+}

@@ -287,9 +287,9 @@ export class MqttSession {
     this.#link = link;
     for (const e of this.#inflight ? [...this.#inflight.values()] : []) {
       if (e.state === "pubrel") link.sendPubrel(e.packetId);
-      else if (this.#expired(e) || !link.sendPublish(e, e.packetId, true)) {
-        this.#inflight!.delete(e.packetId);
-      }
+      // Sent once already, so resent even if it has expired since ([MQTT-3.3.2-5] drops only
+      // messages whose onward delivery has not started).
+      else if (!link.sendPublish(e, e.packetId, true)) this.#inflight!.delete(e.packetId);
     }
     this.#pump();
   }

@@ -54,6 +54,7 @@ export class SessionStore {
   #opts: Required<MqttServerOptions>;
   #log: Logger;
   #entries = new Map<string, Entry>();
+  #takenOver = new WeakMap<SessionHandle, boolean>(); // closed by a takeover → session resumed?
   #sessionOptions: MqttSessionOptions; // one object shared by every session
 
   /** Creates an empty store. */
@@ -100,6 +101,8 @@ export class SessionStore {
     if (e?.owner && e.owner !== owner) {
       // [MQTT-3.1.4-3] takeover: the existing connection is closed (v5: DISCONNECT 0x8E).
       e.owner.close({ code: "taken_over", message: "another connection used the client id" });
+      // Whether its session lives on decides when its will goes out (see release).
+      this.#takenOver.set(e.owner, !c.cleanStart && e.session.expirySec !== 0);
     }
     if (e) {
       if (e.expiry !== undefined) this.#core.clock.clearTimeout(e.expiry);
@@ -114,7 +117,10 @@ export class SessionStore {
       }
     }
     let present = false;
-    if (e && !c.cleanStart) present = true;
+    // [MQTT-3.1.2-6] / MQTT 5 §3.1.2.11.2: a live session with expiry 0 ends with its connection,
+    // so a takeover cannot resume it (session present 0, nothing kept).
+    const ending = e?.owner !== undefined && e.owner !== owner && e.session.expirySec === 0;
+    if (e && !c.cleanStart && !ending) present = true;
     else {
       if (e) this.#discard(c.clientId, e);
       if (this.#entries.size >= this.#opts.maxSessions) {
@@ -138,8 +144,11 @@ export class SessionStore {
     const id = clientId;
     const e = this.#entries.get(id);
     if (!e || e.owner !== owner) {
-      // Taken over: the new connection resumed the session; only an immediate will goes out.
-      if (will && will.delaySec === 0) this.#publishWill(will);
+      // Taken over. Resumed by the new connection: only an immediate will goes out. Ended (clean
+      // start, or expiry 0): the will goes out now, whatever its delay (MQTT 5 §3.1.3.2.2).
+      const resumed = this.#takenOver.get(owner) ?? true;
+      this.#takenOver.delete(owner);
+      if (will && (will.delaySec === 0 || !resumed)) this.#publishWill(will);
       return;
     }
     e.owner = undefined;

@@ -1,0 +1,424 @@
+/**
+ * Black-box checks of the MQTT 5.0 server against normative statements of the OASIS MQTT 5.0
+ * specification, one clause per test, over real sockets. Packets no client library would send are
+ * built by hand (`rawPacket`) so that the server, not the library, is what is tested.
+ *
+ * @module
+ */
+
+import type { Packet } from "mqtt-packet";
+import { Buffer } from "node:buffer";
+import { FakeClock } from "../src/core/mod.ts";
+import { assert, assertEquals } from "./_assert.ts";
+import { Inbox, mqttString, rawPacket, startMqtt, until } from "./_mqtt_harness.ts";
+
+/** [cmd, reason code] of each packet, to compare what the server sent. */
+function codes(packets: Packet[]): Array<[string, number | undefined]> {
+  return packets.map((p) => [p.cmd, (p as { reasonCode?: number }).reasonCode]);
+}
+
+// ---- CONNECT ----
+
+Deno.test("[MQTT-3.2.2-21] a keepalive above the server's maximum is answered with Server Keep Alive", async () => {
+  await using h = await startMqtt({ server: { maxKeepAlive: 30 } });
+  const r = await h.raw(5);
+  const ack = await r.connect({ clientId: "ska", keepalive: 600 }) as {
+    properties?: { serverKeepAlive?: number };
+  };
+  assertEquals(ack.properties?.serverKeepAlive, 30);
+});
+
+// ---- SUBSCRIBE / UNSUBSCRIBE ----
+
+Deno.test("[MQTT-3.8.3-5] SUBSCRIBE with reserved option bits set gets DISCONNECT 0x81", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send(rawPacket(0x82, [0, 1, 0, ...mqttString("a"), 0x41]));
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x81]]);
+});
+
+Deno.test("[MQTT-3.8.3-4] No Local on a shared subscription gets DISCONNECT 0x82", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send({
+    cmd: "subscribe",
+    messageId: 1,
+    subscriptions: [{ topic: "$share/g/nl", qos: 1, nl: true, rap: false, rh: 0 }],
+  });
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x82]]);
+});
+
+Deno.test("[MQTT-3.8.2-1] Subscription Identifier 0 gets DISCONNECT 0x82", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  // SUBSCRIBE id 1, properties: Subscription Identifier (0x0B) = 0; filter "a" QoS 0
+  await r.send(rawPacket(0x82, [0, 1, 2, 0x0b, 0, ...mqttString("a"), 0]));
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x82]]);
+});
+
+Deno.test("[MQTT-4.8.2-1] [MQTT-4.8.2-2] malformed shared subscription filters get SUBACK 0x8F", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send({
+    cmd: "subscribe",
+    messageId: 3,
+    subscriptions: [
+      { topic: "$share/g", qos: 1, nl: false, rap: false, rh: 0 },
+      { topic: "$share//a", qos: 1, nl: false, rap: false, rh: 0 },
+      { topic: "$share/g+/a", qos: 1, nl: false, rap: false, rh: 0 },
+      { topic: "$share/g/a", qos: 1, nl: false, rap: false, rh: 0 },
+    ],
+  });
+  const ack = await r.next() as { cmd: string; granted: number[] };
+  assertEquals([ack.cmd, ack.granted], ["suback", [0x8f, 0x8f, 0x8f, 1]]);
+});
+
+Deno.test("§4.8.2 a shared subscription gets no retained messages on subscribe", async () => {
+  await using h = await startMqtt();
+  const pub = await h.client({ protocolVersion: 5 });
+  await pub.publishAsync("shr/a", "kept", { qos: 1, retain: true });
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send({
+    cmd: "subscribe",
+    messageId: 1,
+    subscriptions: [{ topic: "$share/g/shr/#", qos: 1, nl: false, rap: false, rh: 0 }],
+  });
+  assertEquals((await r.next()).cmd, "suback");
+  await pub.publishAsync("shr/a", "live", { qos: 0 });
+  const live = await r.next() as { cmd: string; payload: Uint8Array };
+  assertEquals([live.cmd, new TextDecoder().decode(live.payload)], ["publish", "live"]);
+});
+
+// ---- PUBLISH ----
+
+Deno.test("[MQTT-3.3.2-8] Topic Alias 0 gets DISCONNECT 0x94", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send({
+    cmd: "publish",
+    topic: "ta",
+    payload: "x" as never,
+    qos: 0,
+    dup: false,
+    retain: false,
+    properties: { topicAlias: 0 },
+  });
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x94]]);
+});
+
+Deno.test("[MQTT-3.3.1-4] PUBLISH with both QoS bits set gets DISCONNECT 0x81", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send(rawPacket(0x36, [...mqttString("a"), 0, 1, 0]));
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x81]]);
+});
+
+Deno.test("[MQTT-3.3.2-2] a wildcard in a PUBLISH topic gets DISCONNECT 0x90", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send(rawPacket(0x30, [...mqttString("a/+"), 0, 0x78]));
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x90]]);
+});
+
+Deno.test("[MQTT-3.3.4-6] a Subscription Identifier in a client's PUBLISH gets DISCONNECT 0x82", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send(rawPacket(0x30, [...mqttString("a"), 2, 0x0b, 1, 0x78]));
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x82]]);
+});
+
+// ---- AUTH, DISCONNECT, will ----
+
+Deno.test("[MQTT-4.12.0-1] AUTH without an Authentication Method in CONNECT gets DISCONNECT 0x82", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send(Uint8Array.from([0xf0, 2, 0x18, 0])); // AUTH, Continue authentication
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x82]]);
+});
+
+Deno.test("[MQTT-3.14.2-2] DISCONNECT setting Session Expiry after CONNECT said 0 publishes the will", async () => {
+  await using h = await startMqtt();
+  const sub = await h.client({ protocolVersion: 5 });
+  const inbox = new Inbox(sub);
+  await sub.subscribeAsync("se/will", { qos: 1 });
+  const r = await h.raw(5);
+  await r.connect({
+    clientId: "se0",
+    will: { topic: "se/will", payload: "w" as never, qos: 1, retain: false },
+  });
+  await r.send({ cmd: "disconnect", reasonCode: 0, properties: { sessionExpiryInterval: 30 } });
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x82]]);
+  await inbox.waitFor(1);
+});
+
+Deno.test("[MQTT-3.1.3-9] a will whose delay outlasts the session is published when the session expires", async () => {
+  const clock = new FakeClock(Date.now());
+  await using h = await startMqtt({ core: { clock } });
+  const seen: string[] = [];
+  h.core.subscribe("wl/#", { id: "probe", deliver: (m) => seen.push(m.topic) });
+  const r = await h.raw(5);
+  await r.connect({
+    clientId: "wl",
+    properties: { sessionExpiryInterval: 3 },
+    will: {
+      topic: "wl/will",
+      payload: "w" as never,
+      qos: 0,
+      retain: false,
+      properties: { willDelayInterval: 60 },
+    },
+  });
+  r.close();
+  await until(() => h.server.connectionCount === 0, "disconnect");
+  await clock.tickAsync(2_900);
+  assertEquals(seen, []);
+  await clock.tickAsync(200);
+  await until(() => seen.length > 0, "will");
+  assertEquals(seen, ["wl/will"]);
+});
+
+Deno.test("[MQTT-3.8.3-2] SUBSCRIBE without any topic filter gets DISCONNECT 0x82", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send(rawPacket(0x82, [0, 1, 0])); // packet id 1, no properties, no payload
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x82]]);
+});
+
+Deno.test("[MQTT-3.10.3-2] UNSUBSCRIBE without any topic filter gets DISCONNECT 0x82", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send(rawPacket(0xa2, [0, 1, 0]));
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x82]]);
+});
+
+Deno.test("[MQTT-3.1.2-1] a v5 CONNECT with an unknown protocol name is closed without a CONNACK", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  // CONNECT "hj" level 5, clean start, keepalive 0, no properties, client id "x"
+  await r.send(rawPacket(0x10, [...mqttString("hj"), 5, 2, 0, 0, 0, ...mqttString("x")]));
+  assertEquals(await r.waitClosed(), []);
+});
+
+Deno.test("[MQTT-3.8.3-5] SUBSCRIBE with Retain Handling 3 is closed with DISCONNECT 0x82", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send(rawPacket(0x82, [0, 1, 0, ...mqttString("a"), 0x31]));
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x82]]);
+});
+
+Deno.test("[MQTT-3.1.4-3] [MQTT-3.2.2-2] Clean Start 0 taking over a session with expiry 0 gets session present 0", async () => {
+  await using h = await startMqtt();
+  const first = await h.raw(5);
+  await first.connect({ clientId: "to5", clean: true });
+  await first.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "t5/#", qos: 1 }] });
+  assertEquals((await first.next()).cmd, "suback");
+  const second = await h.raw(5);
+  const ack = await second.connect({
+    clientId: "to5",
+    clean: false,
+    properties: { sessionExpiryInterval: 60 },
+  }) as { sessionPresent: boolean; reasonCode: number };
+  assertEquals([ack.reasonCode, ack.sessionPresent], [0, false]);
+  assertEquals(codes(await first.waitClosed()), [["disconnect", 0x8e]]);
+  await second.send({ cmd: "subscribe", messageId: 2, subscriptions: [{ topic: "mark", qos: 1 }] });
+  assertEquals((await second.next()).cmd, "suback");
+  const pub = await h.client({ protocolVersion: 5 });
+  await pub.publishAsync("t5/x", "x", { qos: 1 });
+  await pub.publishAsync("mark", "m", { qos: 1 }); // delivered after t5/x, were it subscribed
+  assertEquals((await second.next() as { topic?: string }).topic, "mark");
+});
+
+Deno.test("[MQTT-3.1.3-9] a delayed will is published at once when a Clean Start connection takes the session over", async () => {
+  await using h = await startMqtt();
+  const sub = await h.client({ protocolVersion: 5 });
+  const inbox = new Inbox(sub);
+  await sub.subscribeAsync("wt/will", { qos: 1 });
+  const first = await h.raw(5);
+  await first.connect({
+    clientId: "wt",
+    clean: false,
+    properties: { sessionExpiryInterval: 600 },
+    will: {
+      topic: "wt/will",
+      payload: "w" as never,
+      qos: 1,
+      retain: false,
+      properties: { willDelayInterval: 600 },
+    },
+  });
+  const second = await h.raw(5);
+  await second.connect({ clientId: "wt", clean: true });
+  await first.waitClosed();
+  await inbox.waitFor(1); // the session ended, so its will could not wait for its delay
+  assert(!second.closed);
+});
+
+Deno.test("[MQTT-3.1.3-8] an empty client id with Clean Start 0 gets CONNACK 0x85", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  // CONNECT "MQTT" level 5, Clean Start 0, keepalive 0, Session Expiry 60, client id ""
+  // (mqtt-packet refuses to encode it)
+  await r.send(rawPacket(0x10, [...mqttString("MQTT"), 5, 0, 0, 0, 5, 0x11, 0, 0, 0, 60, 0, 0]));
+  const got = await r.waitClosed();
+  assertEquals(codes(got), [["connack", 0x85]]);
+  assertEquals((got[0] as { sessionPresent: boolean }).sessionPresent, false);
+});
+
+Deno.test("§2.2.2.2 a property not valid for PUBLISH (Session Expiry Interval) gets DISCONNECT 0x81", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  // PUBLISH QoS 0 "a", properties: Session Expiry Interval (0x11) = 1, payload "x"
+  await r.send(rawPacket(0x30, [...mqttString("a"), 5, 0x11, 0, 0, 0, 1, 0x78]));
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x81]]);
+});
+
+Deno.test("§2.2.2.2 a property not valid for SUBSCRIBE (Topic Alias) gets DISCONNECT 0x81", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send(rawPacket(0x82, [0, 1, 3, 0x23, 0, 1, ...mqttString("a"), 0]));
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x81]]);
+});
+
+Deno.test("§2.2.2.2 a CONNECT with a property not valid for it (Topic Alias) is refused", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  // CONNECT "MQTT" 5, clean start, keepalive 0, properties: Topic Alias (0x23) = 1, client id "x"
+  await r.send(
+    rawPacket(0x10, [...mqttString("MQTT"), 5, 2, 0, 0, 3, 0x23, 0, 1, ...mqttString("x")]),
+  );
+  const got = await r.waitClosed();
+  assert(
+    got.every((p) => p.cmd === "connack" && (p as { reasonCode: number }).reasonCode === 0x81),
+  );
+});
+
+Deno.test("§2.2.2.2 a will property not valid for a will (Topic Alias) is refused", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  // CONNECT "MQTT" 5, will flag + clean start, no properties, client id "x",
+  // will properties: Topic Alias (0x23) = 1, will topic "w", will payload "p"
+  await r.send(
+    rawPacket(0x10, [
+      ...mqttString("MQTT"),
+      5,
+      0x06,
+      0,
+      0,
+      0,
+      ...mqttString("x"),
+      3,
+      0x23,
+      0,
+      1,
+      ...mqttString("w"),
+      ...mqttString("p"),
+    ]),
+  );
+  const got = await r.waitClosed();
+  assert(
+    got.every((p) => p.cmd === "connack" && (p as { reasonCode: number }).reasonCode === 0x81),
+  );
+});
+
+Deno.test("§2.2.2.2 every property valid for PUBLISH is accepted and forwarded", async () => {
+  await using h = await startMqtt();
+  const sub = await h.client({ protocolVersion: 5 });
+  const inbox = new Inbox(sub);
+  await sub.subscribeAsync("pp/a", { qos: 1 });
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send({
+    cmd: "publish",
+    topic: "pp/a",
+    payload: Buffer.from("x"),
+    qos: 1,
+    messageId: 1,
+    dup: false,
+    retain: false,
+    properties: {
+      payloadFormatIndicator: true,
+      messageExpiryInterval: 60,
+      contentType: "text/plain",
+      responseTopic: "pp/reply",
+      correlationData: Buffer.from("c"),
+      userProperties: { k: "v" },
+      topicAlias: 1,
+    },
+  });
+  assertEquals((await r.next()).cmd, "puback");
+  await inbox.waitFor(1);
+  assertEquals(inbox.messages[0].packet.properties?.contentType, "text/plain");
+});
+
+Deno.test("[MQTT-4.4.0-1] [MQTT-3.3.2-5] an in-flight QoS 1 message is resent on reconnect even after its expiry passed", async () => {
+  const clock = new FakeClock(Date.now());
+  await using h = await startMqtt({ core: { clock } });
+  const persistent = { clientId: "ei", clean: false, properties: { sessionExpiryInterval: 60 } };
+  const sub = await h.raw(5);
+  await sub.connect(persistent);
+  await sub.send({
+    cmd: "subscribe",
+    messageId: 1,
+    subscriptions: [{ topic: "ei/#", qos: 1, nl: false, rap: false, rh: 0 }],
+  });
+  assertEquals((await sub.next()).cmd, "suback");
+  const pub = await h.raw(5);
+  await pub.connect();
+  await pub.send({
+    cmd: "publish",
+    topic: "ei/a",
+    payload: Buffer.from("x"),
+    qos: 1,
+    messageId: 1,
+    dup: false,
+    retain: false,
+    properties: { messageExpiryInterval: 2 },
+  });
+  const first = await sub.next() as { cmd: string; messageId: number };
+  assertEquals(first.cmd, "publish");
+  sub.close(); // no PUBACK
+  await until(() => h.server.connectionCount === 1, "subscriber gone");
+  await clock.tickAsync(5_000);
+  const again = await h.raw(5);
+  const ack = await again.connect(persistent) as { sessionPresent: boolean };
+  assertEquals(ack.sessionPresent, true);
+  const resent = await again.next() as { cmd: string; messageId: number; dup: boolean };
+  assertEquals([resent.cmd, resent.messageId, resent.dup], ["publish", first.messageId, true]);
+});
+
+Deno.test("[MQTT-3.2.2-19] a refusing CONNACK leaves out the Reason String when it would exceed the client's Maximum Packet Size", async () => {
+  await using h = await startMqtt({ core: { anonymous: false } });
+  const small = await h.raw(5);
+  await small.send({
+    cmd: "connect",
+    protocolId: "MQTT",
+    protocolVersion: 5,
+    clientId: "mps",
+    clean: true,
+    keepalive: 0,
+    properties: { maximumPacketSize: 16 },
+  });
+  const got = await small.waitClosed();
+  assertEquals(codes(got), [["connack", 0x87]]);
+  assertEquals((got[0] as { properties?: unknown }).properties, undefined);
+  const big = await h.raw(5); // without the limit, the reason string is there
+  const ack = await big.connect({ clientId: "mps2" }) as {
+    properties?: { reasonString?: string };
+  };
+  assert(ack.properties?.reasonString);
+});
