@@ -129,8 +129,7 @@ Deno.test("Pipeline runs a message at once when nothing is queued, and never ahe
 
 Deno.test("Pipeline: a handler that publishes again queues the new message instead of nesting", async () => {
   const order: string[] = [];
-  let p!: Pipeline;
-  p = new Pipeline((m) => {
+  const p: Pipeline = new Pipeline((m) => {
     order.push(`start ${m.topic}`);
     if (m.topic === "first") p.offer(createMessage({ topic: "second", payload: new Uint8Array() }));
     order.push(`end ${m.topic}`);

@@ -19,13 +19,13 @@ export interface ByteWriter {
 }
 
 /** Tunables of {@link ConnWriter}. */
-export interface ConnWriterOptions {
+export interface ConnWriterOptions<O = undefined> {
   /** Bytes queued before the peer counts as a slow reader. @default 1048576 */
   maxPendingBytes?: number;
   /** Longest one write may wait on the socket. @default 10000 */
   drainTimeoutMs?: number;
   /** Called once when the peer is too slow or the socket fails. */
-  onStall?: (reason: string) => void;
+  onStall?: (reason: string, owner: O) => void;
   /**
    * Pending bytes above which the peer counts as behind: `onHigh` is called once, then `onLow`
    * once it has drained to `lowWaterBytes` (backpressure to whatever feeds this writer).
@@ -35,9 +35,9 @@ export interface ConnWriterOptions {
   /** See `highWaterBytes`. @default highWaterBytes / 4 */
   lowWaterBytes?: number;
   /** Called when pending bytes pass `highWaterBytes`. */
-  onHigh?: () => void;
+  onHigh?: (owner: O) => void;
   /** Called when pending bytes are back to `lowWaterBytes`, or the writer failed, after `onHigh`. */
-  onLow?: () => void;
+  onLow?: (owner: O) => void;
   /** Called with the byte count of each completed write. */
   onBytes?: (n: number) => void;
   /** Time source for the drain timeout. @default systemClock */
@@ -52,12 +52,12 @@ const CHUNK_FIRST = 256;
 const RESERVE_MAX = 1024;
 
 /** Writers with a write in flight, checked by one watchdog timer. */
-const busy = new Set<ConnWriter>();
+const busy = new Set<{ checkStall(): void }>();
 let watchdog: ReturnType<typeof setInterval> | undefined;
 /** How often the watchdog looks at writes in flight, ms. */
 const WATCHDOG_MS = 250;
 
-function watch(w: ConnWriter): void {
+function watch(w: { checkStall(): void }): void {
   busy.add(w);
   if (watchdog === undefined) {
     watchdog = setInterval(() => {
@@ -71,7 +71,7 @@ function watch(w: ConnWriter): void {
   }
 }
 
-function unwatch(w: ConnWriter): void {
+function unwatch(w: { checkStall(): void }): void {
   busy.delete(w);
   if (busy.size === 0 && watchdog !== undefined) {
     clearInterval(watchdog);
@@ -92,42 +92,41 @@ function unwatch(w: ConnWriter): void {
  * if (out.join() !== "1,2") throw new Error();
  * ```
  */
-export class ConnWriter {
+export class ConnWriter<O = undefined> {
+  // Per-connection state only: the options object is kept by reference, so a server can give
+  // every connection the same one (callbacks then tell connections apart by `owner`).
   #conn: ByteWriter;
-  #queue: Uint8Array[] = [];
+  #opts: ConnWriterOptions<O>;
+  #owner: O;
+  #queue: Uint8Array[] | undefined;
   #pending = 0;
   #active = false; // a flush is scheduled or running
   #failed = false;
-  #max: number;
-  #drainMs: number;
-  #onStall?: (reason: string) => void;
-  #onBytes?: (n: number) => void;
-  #clock: Clock;
+  #high = false;
   #writeStarted = 0;
   #idle: Array<() => void> | undefined;
-  #highWater: number;
-  #lowWater: number;
-  #high = false;
-  #onHigh?: () => void;
-  #onLow?: () => void;
   // Small frames are encoded straight into a shared chunk (see `reserve`): bytes [#tailSent,
   // #tailUsed) are queued and not yet taken by a flush.
   #tail: Uint8Array | undefined;
   #tailUsed = 0;
   #tailSent = 0;
 
-  /** Creates a writer for `conn`. */
-  constructor(conn: ByteWriter, options: ConnWriterOptions = {}) {
+  /**
+   * Creates a writer for `conn`. `owner` is passed to the callbacks of `options`, so one options
+   * object can serve every connection of a server.
+   */
+  constructor(conn: ByteWriter, options: ConnWriterOptions<O> = {}, owner?: O) {
     this.#conn = conn;
-    this.#max = options.maxPendingBytes ?? 1 << 20;
-    this.#drainMs = options.drainTimeoutMs ?? 10_000;
-    this.#onStall = options.onStall;
-    this.#onBytes = options.onBytes;
-    this.#clock = options.clock ?? systemClock;
-    this.#highWater = options.highWaterBytes ?? Infinity;
-    this.#lowWater = options.lowWaterBytes ?? this.#highWater / 4;
-    this.#onHigh = options.onHigh;
-    this.#onLow = options.onLow;
+    this.#opts = options;
+    this.#owner = owner as O;
+  }
+
+  get #max(): number {
+    return this.#opts.maxPendingBytes ?? 1 << 20;
+  }
+
+  get #clock(): Clock {
+    return this.#opts.clock ?? systemClock;
   }
 
   /** True between `onHigh` and `onLow`. */
@@ -148,11 +147,12 @@ export class ConnWriter {
   /** Queues `bytes`; returns false when the writer has failed (peer gone or too slow). */
   write(bytes: Uint8Array): boolean {
     if (this.#failed) return false;
+    const queue = this.#queue ??= [];
     if (this.#tailUsed > this.#tailSent) { // keep order with reserved bytes
-      this.#queue.push(this.#tail!.subarray(this.#tailSent, this.#tailUsed));
+      queue.push(this.#tail!.subarray(this.#tailSent, this.#tailUsed));
       this.#tailSent = this.#tailUsed;
     }
-    this.#queue.push(bytes);
+    queue.push(bytes);
     this.#added(bytes.length);
     return !this.#failed;
   }
@@ -163,9 +163,9 @@ export class ConnWriter {
       this.#fail(`peer is not reading: ${this.#pending} bytes pending exceed ${this.#max}`);
       return;
     }
-    if (!this.#high && this.#pending > this.#highWater) {
+    if (!this.#high && this.#pending > (this.#opts.highWaterBytes ?? Infinity)) {
       this.#high = true;
-      this.#onHigh?.();
+      this.#opts.onHigh?.(this.#owner);
     }
     if (!this.#active) {
       this.#active = true;
@@ -187,7 +187,7 @@ export class ConnWriter {
     let tail = this.#tail;
     if (!tail || tail.length - this.#tailUsed < n) {
       if (tail && this.#tailUsed > this.#tailSent) {
-        this.#queue.push(tail.subarray(this.#tailSent, this.#tailUsed));
+        (this.#queue ??= []).push(tail.subarray(this.#tailSent, this.#tailUsed));
       }
       // Chunks start small (an ack or two) and grow while frames keep coming.
       const size = tail ? Math.min(CHUNK, tail.length * 4) : CHUNK_FIRST;
@@ -208,28 +208,33 @@ export class ConnWriter {
 
   /** Fails the writer if its current write has waited longer than the drain timeout (watchdog). */
   checkStall(): void {
-    if (this.#clock.now() - this.#writeStarted > this.#drainMs) {
-      this.#fail(`write did not drain within ${this.#drainMs} ms`);
+    const drainMs = this.#opts.drainTimeoutMs ?? 10_000;
+    if (this.#clock.now() - this.#writeStarted > drainMs) {
+      this.#fail(`write did not drain within ${drainMs} ms`);
     }
   }
 
   #fail(reason: string): void {
     if (this.#failed) return;
     this.#failed = true;
-    this.#queue = [];
+    this.#queue = undefined;
     this.#tail = undefined;
     this.#tailUsed = this.#tailSent = 0;
     this.#pending = 0;
     unwatch(this);
     this.#wakeIdle();
     this.#lowAgain();
-    this.#onStall?.(reason);
+    this.#opts.onStall?.(reason, this.#owner);
+  }
+
+  get #lowWater(): number {
+    return this.#opts.lowWaterBytes ?? (this.#opts.highWaterBytes ?? Infinity) / 4;
   }
 
   #lowAgain(): void {
     if (!this.#high) return;
     this.#high = false;
-    this.#onLow?.();
+    this.#opts.onLow?.(this.#owner);
   }
 
   #wakeIdle(): void {
@@ -241,12 +246,12 @@ export class ConnWriter {
   async #loop(): Promise<void> {
     for (;;) {
       if (this.#tailUsed > this.#tailSent) {
-        this.#queue.push(this.#tail!.subarray(this.#tailSent, this.#tailUsed));
+        (this.#queue ??= []).push(this.#tail!.subarray(this.#tailSent, this.#tailUsed));
         this.#tailSent = this.#tailUsed;
       }
-      if (!this.#queue.length || this.#failed) break;
       const chunks = this.#queue;
-      this.#queue = [];
+      if (!chunks?.length || this.#failed) break;
+      this.#queue = undefined;
       let buf: Uint8Array;
       if (chunks.length === 1) buf = chunks[0];
       else {
@@ -266,7 +271,7 @@ export class ConnWriter {
         while (off < buf.length && !this.#failed) off += await this.#conn.write(buf.subarray(off));
         if (this.#failed) break;
         this.#pending -= buf.length;
-        this.#onBytes?.(buf.length);
+        this.#opts.onBytes?.(buf.length);
         if (this.#high && this.#pending <= this.#lowWater) this.#lowAgain();
       } catch (err) {
         this.#fail(err instanceof Error ? err.message : String(err));

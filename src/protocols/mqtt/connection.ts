@@ -1,8 +1,8 @@
 /**
  * One MQTT network connection: reads the socket with `conn.read` into a small adaptive buffer
  * (without a stream pipeline per connection, unlike FBP/1's `src/net/burst_source.ts`: an idle
- * connection then holds one 512-byte buffer and one pending read), decodes with the synchronous core of the
- * MQTT decoder, handles one packet at a time (so a full pipeline stops socket reads), writes through a
+ * connection then holds one 64-byte buffer and one pending read, and no decoder unless a packet
+ * is split across reads), decodes with the synchronous core of the MQTT decoder, handles one packet at a time (so a full pipeline stops socket reads), writes through a
  * bounded {@link ConnWriter}, watches keepalive via the core's supervisor, and carries a session.
  * On any malformed packet or protocol violation the connection is closed (v5: after a DISCONNECT
  * or CONNACK with the reason code, MQTT 5 §4.13); other sessions are not affected.
@@ -12,7 +12,7 @@
 
 import type { IConnackPacket, IDisconnectPacket, IPublishPacket, Packet } from "mqtt-packet";
 import { Buffer } from "node:buffer";
-import { ConnWriter } from "../../net/conn_writer.ts";
+import { ConnWriter, type ConnWriterOptions } from "../../net/conn_writer.ts";
 import type {
   CloseReason,
   Core,
@@ -55,6 +55,26 @@ export interface ConnectionContext {
   onBytesOut?: (n: number) => void;
   /** Called once when the connection has ended and its session was released. */
   onClosed?: (c: MqttConnection) => void;
+  /** Options of every connection's writer (made by the first connection). */
+  writerOptions?: ConnWriterOptions<MqttConnection>;
+}
+
+/** The writer options shared by the connections of a server (callbacks get the connection). */
+function writerOptions(ctx: ConnectionContext): ConnWriterOptions<MqttConnection> {
+  const { core, options } = ctx;
+  const stats = core.stats;
+  return {
+    maxPendingBytes: options.maxPendingBytes,
+    drainTimeoutMs: options.drainTimeoutMs,
+    clock: core.clock,
+    onBytes: ctx.onBytesOut ?? ((n) => stats.bytesOut.inc(LABELS, n)),
+    onStall: (reason, c) => c.close({ code: "slow_consumer", message: reason }),
+    // Behind by a quarter of the limit: hold delivery (and so the publishers) until drained.
+    highWaterBytes: options.maxPendingBytes / 4,
+    lowWaterBytes: options.maxPendingBytes / 8, // (resume while the socket still has work)
+    onHigh: (c) => core.flow.hold(c),
+    onLow: (c) => core.flow.release(c),
+  };
 }
 
 const LABELS = { protocol: "mqtt" } as const;
@@ -76,6 +96,12 @@ function asBuffer(b: Uint8Array): Buffer {
 }
 let nextConnection = 0;
 
+/** True for the errors of a read from a socket that closed or was reset. */
+function isClosedError(err: unknown): boolean {
+  return err instanceof Deno.errors.BadResource || err instanceof Deno.errors.ConnectionReset ||
+    err instanceof Deno.errors.Interrupted || err instanceof Deno.errors.BrokenPipe;
+}
+
 /**
  * Serves one accepted TCP connection until it closes.
  *
@@ -94,7 +120,7 @@ export class MqttConnection implements SessionHandle, SessionLink {
   receiveMaximum = 65535;
   #ctx: ConnectionContext;
   #conn: Deno.Conn;
-  #writer: ConnWriter;
+  #writer: ConnWriter<MqttConnection>;
   #version: ProtocolVersion = 4;
   #connected = false;
   #closing = false;
@@ -107,6 +133,10 @@ export class MqttConnection implements SessionHandle, SessionLink {
   #will: Will | undefined;
   #publishContext: PublishContext | undefined; // made on the first PUBLISH, then reused
   #aliasesOut: Map<string, number> | undefined;
+  #dec: MqttFrameDecoder | undefined;
+  #size = 0; // next read's buffer size
+  #packets: Packet[] | undefined; // decoded from the current read, dispatched up to #next
+  #next = 0;
   #reserve: ((n: number) => Uint8Array | undefined) | undefined; // made on the first PUBLISH out
   #tooLarge = false;
   #reserveOut(n: number): Uint8Array | undefined {
@@ -126,19 +156,11 @@ export class MqttConnection implements SessionHandle, SessionLink {
     this.#ctx = ctx;
     this.#conn = conn;
     this.sessionId = `mqtt-conn-${++nextConnection}`;
-    const stats = ctx.core.stats;
-    this.#writer = new ConnWriter(conn, {
-      maxPendingBytes: ctx.options.maxPendingBytes,
-      drainTimeoutMs: ctx.options.drainTimeoutMs,
-      clock: ctx.core.clock,
-      onBytes: ctx.onBytesOut ?? ((n) => stats.bytesOut.inc(LABELS, n)),
-      onStall: (reason) => this.close({ code: "slow_consumer", message: reason }),
-      // Behind by a quarter of the limit: hold delivery (and so the publishers) until drained.
-      highWaterBytes: ctx.options.maxPendingBytes / 4,
-      lowWaterBytes: ctx.options.maxPendingBytes / 8, // (resume while the socket still has work)
-      onHigh: () => ctx.core.flow.hold(this),
-      onLow: () => ctx.core.flow.release(this),
-    });
+    this.#writer = new ConnWriter<MqttConnection>(
+      conn,
+      ctx.writerOptions ??= writerOptions(ctx),
+      this,
+    );
   }
 
   /** The peer's address, for logs (computed when needed: idle connections do not keep it). */
@@ -151,6 +173,15 @@ export class MqttConnection implements SessionHandle, SessionLink {
     }
   }
 
+  /** The peer's host address (as admitted by the per-address limit). */
+  get address(): string {
+    try {
+      return (this.#conn.remoteAddr as Deno.NetAddr).hostname;
+    } catch {
+      return "?";
+    }
+  }
+
   /** Client id once connected. */
   get clientId(): string | undefined {
     return this.#accepted?.clientId;
@@ -158,42 +189,23 @@ export class MqttConnection implements SessionHandle, SessionLink {
 
   /** Reads and handles packets until the connection ends, then releases the session. Never rejects. */
   async run(): Promise<void> {
-    const { core, options } = this.#ctx;
-    // Connect timeout, then keepalive: one supervisor deadline.
-    this.#deadline = core.supervise(this, options.connectTimeoutMs);
-    const stats = core.stats;
-    // Until CONNECT is accepted, a smaller cap: an unauthenticated peer cannot make us buffer much.
-    const dec = new MqttFrameDecoder({
-      maxPacketSize: Math.min(options.maxConnectPacketSize, options.maxPacketSize),
-    });
-    const min = options.readBufferMin;
-    const max = options.readBufferMax;
-    let size = min;
+    // Few locals on purpose: an idle connection's suspended frame keeps every register of this
+    // function, so decoding and dispatch live in synchronous methods with their state in fields.
     try {
-      outer: while (!this.#closing) {
-        const buf = new Uint8Array(size);
-        let n: number | null;
+      this.#start();
+      while (!this.#closing) {
+        const buf = new Uint8Array(this.#size);
+        let n: number | null = null;
         try {
           n = await this.#conn.read(buf);
         } catch (err) {
-          if (
-            err instanceof Deno.errors.BadResource || err instanceof Deno.errors.ConnectionReset ||
-            err instanceof Deno.errors.Interrupted || err instanceof Deno.errors.BrokenPipe
-          ) break;
-          throw err;
+          if (!isClosedError(err)) throw err;
         }
         if (n === null || this.#closing) break;
-        stats.bytesIn.inc(LABELS, n);
-        // Grow while reads fill the buffer; shrink when they come back small (cheap idle).
-        if (n === size && size < max) size = Math.min(max, size * 4);
-        else if (n < size / 8 && size > min) size = Math.max(min, size / 4);
-        for (const p of dec.push(n === buf.length ? buf : buf.subarray(0, n))) {
-          const pending = this.#dispatch(p); // a promise only while the core takes a PUBLISH
-          if (pending) await pending;
-          else if (this.#connected && dec.maxPacketSize !== options.maxPacketSize) {
-            dec.maxPacketSize = options.maxPacketSize;
-          }
-          if (this.#closing) break outer;
+        let pending = this.#onRead(buf, n); // a promise only while the core takes a PUBLISH
+        while (pending) {
+          await pending;
+          pending = this.#dispatchRest();
         }
       }
     } catch (err) {
@@ -206,6 +218,52 @@ export class MqttConnection implements SessionHandle, SessionLink {
       }
       this.#ctx.onClosed?.(this);
     }
+  }
+
+  #start(): void {
+    const { core, options } = this.#ctx;
+    // Connect timeout, then keepalive: one supervisor deadline.
+    this.#deadline = core.supervise(this, options.connectTimeoutMs);
+    this.#size = options.readBufferMin;
+  }
+
+  /** Decodes one read and dispatches its packets; returns a promise when one must be awaited. */
+  #onRead(buf: Uint8Array, n: number): Promise<void> | undefined {
+    const { core, options } = this.#ctx;
+    core.stats.bytesIn.inc(LABELS, n);
+    // Grow while reads fill the buffer; shrink when they come back small (cheap idle).
+    const size = this.#size;
+    if (n === size && size < options.readBufferMax) {
+      this.#size = Math.min(options.readBufferMax, size * 4);
+    } else if (n < size / 8 && size > options.readBufferMin) {
+      this.#size = Math.max(options.readBufferMin, size / 4);
+    }
+    const dec = this.#dec ??= new MqttFrameDecoder({
+      protocolVersion: this.#connected ? this.#version : undefined,
+      // Until CONNECT is accepted, a smaller cap: an unauthenticated peer cannot make us buffer much.
+      maxPacketSize: this.#connected
+        ? options.maxPacketSize
+        : Math.min(options.maxConnectPacketSize, options.maxPacketSize),
+    });
+    this.#packets = dec.push(n === buf.length ? buf : buf.subarray(0, n));
+    // Nothing left over: an idle connection keeps no decoder (a new one starts the next read).
+    if (dec.buffered === 0) this.#dec = undefined;
+    this.#next = 0;
+    return this.#dispatchRest();
+  }
+
+  /** Dispatches the packets of the current read from `#next` on, until one returns a promise. */
+  #dispatchRest(): Promise<void> | undefined {
+    const packets = this.#packets!;
+    while (this.#next < packets.length && !this.#closing) {
+      const pending = this.#dispatch(packets[this.#next++]);
+      if (pending) return pending;
+      const max = this.#ctx.options.maxPacketSize;
+      const dec = this.#dec;
+      if (this.#connected && dec && dec.maxPacketSize !== max) dec.maxPacketSize = max;
+    }
+    this.#packets = undefined;
+    return undefined;
   }
 
   /** Closes the connection, telling a v5 client why (DISCONNECT, MQTT 5 §3.14). Idempotent. */

@@ -39,7 +39,7 @@ export interface MqttServerOptions {
   maxPendingBytes?: number;
   /** Longest a write may wait on a slow socket before the connection is closed. @default 10000 */
   drainTimeoutMs?: number;
-  /** Socket read buffer of an idle connection, bytes (grows while data streams in). @default 256 */
+  /** Socket read buffer of an idle connection, bytes (grows while data streams in). @default 64 */
   readBufferMin?: number;
   /** Largest socket read buffer while data streams in, bytes. @default 16384 */
   readBufferMax?: number;
@@ -85,7 +85,7 @@ export const defaultMqttServerOptions: Readonly<Required<MqttServerOptions>> = O
   maxSessions: 100_000,
   maxPendingBytes: 1 << 20,
   drainTimeoutMs: 10_000,
-  readBufferMin: 256,
+  readBufferMin: 64,
   readBufferMax: 16_384,
   anonymousPresence: true,
   allowMqtt31: true,

@@ -39,8 +39,8 @@ export class MqttServer implements Listener {
   #log: Logger;
   #listener: TcpListener | undefined;
   #tls: TlsFiles | undefined;
-  #addresses = new Map<MqttConnection, string>();
-  #connections = new Map<MqttConnection, Promise<void>>();
+  #connections = new Set<MqttConnection>();
+  #allClosed: PromiseWithResolvers<void> | undefined; // while closing
   #store: SessionStore;
   #shared: SharedSubscriptions;
   #accepting: Promise<void> | undefined;
@@ -66,11 +66,10 @@ export class MqttServer implements Listener {
       shared: this.#shared,
       onBytesOut: (n) => core.stats.bytesOut.inc(MQTT_LABELS, n),
       onClosed: (c) => {
-        const address = this.#addresses.get(c);
-        if (address !== undefined) core.admission.release(address);
-        this.#addresses.delete(c);
-        this.#connections.delete(c);
+        if (!this.#connections.delete(c)) return;
+        core.admission.release(c.address);
         core.stats.connections.inc(MQTT_LABELS, -1);
+        if (this.#connections.size === 0) this.#allClosed?.resolve();
       },
     };
   }
@@ -151,8 +150,8 @@ export class MqttServer implements Listener {
       stats.connectionsAccepted.inc(MQTT_LABELS);
       stats.connections.inc(MQTT_LABELS);
       const c = new MqttConnection(this.#ctx, conn);
-      this.#addresses.set(c, address);
-      this.#connections.set(c, c.run());
+      this.#connections.add(c);
+      c.run(); // never rejects; ends with onClosed
     }
   }
 
@@ -165,10 +164,12 @@ export class MqttServer implements Listener {
       this.#listener?.close();
       await this.#accepting;
       await this.#listener?.closed();
-      for (const c of this.#connections.keys()) {
+      this.#allClosed = Promise.withResolvers();
+      if (this.#connections.size === 0) this.#allClosed.resolve();
+      for (const c of this.#connections) {
         c.close({ code: "shutting_down", message: "the gateway is shutting down" });
       }
-      await Promise.all(this.#connections.values());
+      await this.#allClosed.promise;
       this.#store.close();
       this.#log.info("closed");
     })();

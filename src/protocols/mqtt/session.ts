@@ -104,22 +104,20 @@ interface Subscription {
  * s.destroy();
  * ```
  */
-export class MqttSession {
+export class MqttSession implements Subscriber {
   /** Identifier used as subscriber id and message origin (no-local). */
   readonly id: string;
   /** The client identifier. */
   readonly clientId: string;
   /** Session Expiry Interval, seconds (0: the session ends with its connection). */
   expirySec = 0;
-  /** The subscriber registered with the core for this session. */
-  readonly subscriber: Subscriber;
   #core: Core;
   #opts: MqttSessionOptions;
   // Collections are created on first use: an idle session costs a few hundred bytes.
   #subs: Map<string, Subscription> | undefined;
   #shared: Map<string, SubscriptionOptions> | undefined;
   #inbound: Set<number> | undefined; // QoS 2 ids received, not yet released (method B, §4.3.3)
-  #queue: Outgoing[] = [];
+  #queue: Outgoing[] | undefined;
   #inflight: Map<number, InflightEntry> | undefined;
   #nextId = 1;
   #link: SessionLink | undefined;
@@ -132,18 +130,11 @@ export class MqttSession {
     this.id = `mqtt-${++nextSessionNumber}`;
     this.#core = core;
     this.#opts = options;
-    this.subscriber = {
-      id: this.id,
-      deliver: (m) => {
-        try {
-          this.deliver(m);
-        } catch (err) {
-          // Never let one session's failure stop the core's fan-out to the others.
-          this.#opts.onDrop?.("delivery_failed");
-          this.#opts.onError?.(err);
-        }
-      },
-    };
+  }
+
+  /** The subscriber registered with the core for this session: the session itself. */
+  get subscriber(): Subscriber {
+    return this;
   }
 
   /** True while a connection carries the session. */
@@ -153,7 +144,7 @@ export class MqttSession {
 
   /** Messages waiting to be sent. */
   get queued(): number {
-    return this.#queue.length;
+    return this.#queue?.length ?? 0;
   }
 
   /** QoS 1/2 deliveries waiting for an acknowledgement. */
@@ -234,6 +225,16 @@ export class MqttSession {
    * granted QoS, carrying every matching subscription identifier ([MQTT-3.3.4-2], [MQTT-3.3.4-3]).
    */
   deliver(msg: Message): void {
+    try {
+      this.#deliver(msg);
+    } catch (err) {
+      // Never let one session's failure stop the core's fan-out to the others.
+      this.#opts.onDrop?.("delivery_failed");
+      this.#opts.onError?.(err);
+    }
+  }
+
+  #deliver(msg: Message): void {
     if (msg === this.#last || this.#destroyed) return; // one core call per matching filter
     this.#last = msg;
     let qos = -1;
@@ -265,17 +266,18 @@ export class MqttSession {
       this.#opts.onDrop?.("offline_qos0"); // QoS 0 is not queued for offline clients
       return;
     }
-    if (this.#link && this.#queue.length === 0 && this.#sendable(out)) {
+    if (this.#link && !this.#queue?.length && this.#sendable(out)) {
       this.#send(out);
       return;
     }
-    if (this.#queue.length >= this.#opts.maxQueued) {
+    const queue = this.#queue ??= [];
+    if (queue.length >= this.#opts.maxQueued) {
       this.#opts.onDrop?.("queue_full");
       if (this.#opts.dropPolicy === "newest" || this.#opts.maxQueued === 0) return;
-      this.#queue.shift();
+      queue.shift();
     }
     ownPayload(out.msg); // kept until sent: not a view pinning a socket read
-    this.#queue.push(out);
+    queue.push(out);
     this.#pump();
   }
 
@@ -340,7 +342,7 @@ export class MqttSession {
     if (this.#subs) { for (const sub of this.#subs.values()) sub.off(); }
     this.#subs = undefined;
     this.#shared = undefined;
-    this.#queue = [];
+    this.#queue = undefined;
     this.#inflight = undefined;
     this.#inbound = undefined;
     this.#link = undefined;
@@ -359,9 +361,12 @@ export class MqttSession {
   }
 
   #pump(): void {
-    while (this.#link && this.#queue.length && this.#sendable(this.#queue[0])) {
-      this.#send(this.#queue.shift()!);
+    const queue = this.#queue;
+    if (!queue) return;
+    while (this.#link && queue.length && this.#sendable(queue[0])) {
+      this.#send(queue.shift()!);
     }
+    if (queue.length === 0 && this.#queue === queue) this.#queue = undefined;
   }
 
   #send(out: Outgoing): void {
