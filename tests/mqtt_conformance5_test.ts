@@ -422,3 +422,58 @@ Deno.test("[MQTT-3.2.2-19] a refusing CONNACK leaves out the Reason String when 
   };
   assert(ack.properties?.reasonString);
 });
+
+Deno.test("[MQTT-3.3.4-9] in-flight messages resent on reconnect respect the new CONNECT's Receive Maximum", async () => {
+  await using h = await startMqtt();
+  const persistent = { clientId: "rmr", clean: false, properties: { sessionExpiryInterval: 60 } };
+  const sub = await h.raw(5);
+  await sub.connect(persistent);
+  await sub.send({
+    cmd: "subscribe",
+    messageId: 1,
+    subscriptions: [{ topic: "rmr/#", qos: 1, nl: false, rap: false, rh: 0 }],
+  });
+  assertEquals((await sub.next()).cmd, "suback");
+  const pub = await h.raw(5);
+  await pub.connect();
+  for (let i = 1; i <= 3; i++) {
+    await pub.send({
+      cmd: "publish",
+      topic: "rmr/a",
+      payload: Buffer.from(`m${i}`),
+      qos: 1,
+      messageId: i,
+      dup: false,
+      retain: false,
+    });
+    assertEquals((await pub.next()).cmd, "puback");
+  }
+  const first = [];
+  for (let i = 0; i < 3; i++) first.push(await sub.next() as { messageId: number });
+  sub.close(); // none acknowledged
+  await until(() => h.server.connectionCount === 1, "subscriber gone");
+  const again = await h.raw(5);
+  const ack = await again.connect({
+    ...persistent,
+    properties: { ...persistent.properties, receiveMaximum: 1 },
+  });
+  assertEquals((ack as { sessionPresent: boolean }).sessionPresent, true);
+  type Pub = { cmd: string; messageId: number; dup: boolean; payload: Uint8Array };
+  const seen: Array<[string, number, boolean, string]> = [];
+  for (let i = 0; i < 3; i++) {
+    const p = await again.next() as Pub;
+    seen.push([p.cmd, p.messageId, p.dup, new TextDecoder().decode(p.payload)]);
+    // Only one unacknowledged PUBLISH at a time: nothing more arrives before the PUBACK.
+    await again.send({ cmd: "pingreq" }); // the PINGRESP comes after anything already sent
+
+    assertEquals((await again.next()).cmd, "pingresp");
+    assertEquals(again.pending.length, 0);
+    await again.send({ cmd: "puback", messageId: p.messageId });
+  }
+  assertEquals(
+    seen,
+    first.map((f, i) =>
+      ["publish", f.messageId, true, `m${i + 1}`] as [string, number, boolean, string]
+    ),
+  );
+});
