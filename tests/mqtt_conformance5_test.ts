@@ -146,6 +146,21 @@ Deno.test("[MQTT-4.12.0-1] AUTH without an Authentication Method in CONNECT gets
   assertEquals(codes(await r.waitClosed()), [["disconnect", 0x82]]);
 });
 
+Deno.test("[MQTT-4.12.0-1] a CONNECT with an unsupported Authentication Method gets CONNACK 0x8C and is closed", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.send({
+    cmd: "connect",
+    protocolId: "MQTT",
+    protocolVersion: 5,
+    clientId: "am",
+    clean: true,
+    keepalive: 0,
+    properties: { authenticationMethod: "SCRAM-SHA-1", authenticationData: Buffer.from("x") },
+  });
+  assertEquals(codes(await r.waitClosed()), [["connack", 0x8c]]);
+});
+
 Deno.test("[MQTT-3.14.2-2] DISCONNECT setting Session Expiry after CONNECT said 0 publishes the will", async () => {
   await using h = await startMqtt();
   const sub = await h.client({ protocolVersion: 5 });
