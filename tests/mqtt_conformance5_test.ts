@@ -146,6 +146,21 @@ Deno.test("[MQTT-4.12.0-1] AUTH without an Authentication Method in CONNECT gets
   assertEquals(codes(await r.waitClosed()), [["disconnect", 0x82]]);
 });
 
+Deno.test("[MQTT-4.12.0-1] a CONNECT with an unsupported Authentication Method gets CONNACK 0x8C and is closed", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.send({
+    cmd: "connect",
+    protocolId: "MQTT",
+    protocolVersion: 5,
+    clientId: "am",
+    clean: true,
+    keepalive: 0,
+    properties: { authenticationMethod: "SCRAM-SHA-1", authenticationData: Buffer.from("x") },
+  });
+  assertEquals(codes(await r.waitClosed()), [["connack", 0x8c]]);
+});
+
 Deno.test("[MQTT-3.14.2-2] DISCONNECT setting Session Expiry after CONNECT said 0 publishes the will", async () => {
   await using h = await startMqtt();
   const sub = await h.client({ protocolVersion: 5 });
@@ -421,4 +436,177 @@ Deno.test("[MQTT-3.2.2-19] a refusing CONNACK leaves out the Reason String when 
     properties?: { reasonString?: string };
   };
   assert(ack.properties?.reasonString);
+});
+
+Deno.test("[MQTT-3.3.4-9] in-flight messages resent on reconnect respect the new CONNECT's Receive Maximum", async () => {
+  await using h = await startMqtt();
+  const persistent = { clientId: "rmr", clean: false, properties: { sessionExpiryInterval: 60 } };
+  const sub = await h.raw(5);
+  await sub.connect(persistent);
+  await sub.send({
+    cmd: "subscribe",
+    messageId: 1,
+    subscriptions: [{ topic: "rmr/#", qos: 1, nl: false, rap: false, rh: 0 }],
+  });
+  assertEquals((await sub.next()).cmd, "suback");
+  const pub = await h.raw(5);
+  await pub.connect();
+  for (let i = 1; i <= 3; i++) {
+    await pub.send({
+      cmd: "publish",
+      topic: "rmr/a",
+      payload: Buffer.from(`m${i}`),
+      qos: 1,
+      messageId: i,
+      dup: false,
+      retain: false,
+    });
+    assertEquals((await pub.next()).cmd, "puback");
+  }
+  const first = [];
+  for (let i = 0; i < 3; i++) first.push(await sub.next() as { messageId: number });
+  sub.close(); // none acknowledged
+  await until(() => h.server.connectionCount === 1, "subscriber gone");
+  const again = await h.raw(5);
+  const ack = await again.connect({
+    ...persistent,
+    properties: { ...persistent.properties, receiveMaximum: 1 },
+  });
+  assertEquals((ack as { sessionPresent: boolean }).sessionPresent, true);
+  type Pub = { cmd: string; messageId: number; dup: boolean; payload: Uint8Array };
+  const seen: Array<[string, number, boolean, string]> = [];
+  for (let i = 0; i < 3; i++) {
+    const p = await again.next() as Pub;
+    seen.push([p.cmd, p.messageId, p.dup, new TextDecoder().decode(p.payload)]);
+    // Only one unacknowledged PUBLISH at a time: nothing more arrives before the PUBACK.
+    await again.send({ cmd: "pingreq" }); // the PINGRESP comes after anything already sent
+
+    assertEquals((await again.next()).cmd, "pingresp");
+    assertEquals(again.pending.length, 0);
+    await again.send({ cmd: "puback", messageId: p.messageId });
+  }
+  assertEquals(
+    seen,
+    first.map((f, i) =>
+      ["publish", f.messageId, true, `m${i + 1}`] as [string, number, boolean, string]
+    ),
+  );
+});
+
+// ---- property values and repeats that mqtt-packet hides ----
+
+/** A v5 CONNECT of client "x" (clean start, keepalive 0) with these property bytes. */
+function connectWith(props: number[]): Uint8Array {
+  return rawPacket(0x10, [
+    ...mqttString("MQTT"),
+    5,
+    2,
+    0,
+    0,
+    props.length,
+    ...props,
+    ...mqttString("x"),
+  ]);
+}
+
+/** Sends `frame` as the first packet and returns what the server sent before closing. */
+async function refusedConnect(frame: Uint8Array): Promise<Array<[string, number | undefined]>> {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.send(frame);
+  return codes(await r.waitClosed());
+}
+
+for (
+  const [name, props, code] of [
+    ["Receive Maximum 0", [0x21, 0, 0], 0x82],
+    ["Maximum Packet Size 0", [0x27, 0, 0, 0, 0], 0x82],
+  ] as Array<[string, number[], number]>
+) {
+  Deno.test(`§3.1.2.11 a CONNECT with ${name} gets CONNACK 0x82 and is closed`, async () => {
+    assertEquals(await refusedConnect(connectWith(props)), [["connack", code]]);
+  });
+}
+
+for (
+  const [name, props] of [
+    ["Request Problem Information 2", [0x17, 2]],
+    ["Request Response Information 2", [0x19, 2]],
+    ["Session Expiry Interval 0 twice", [0x11, 0, 0, 0, 0, 0x11, 0, 0, 0, 0]],
+    ["Request Problem Information 0 twice", [0x17, 0, 0x17, 0]],
+    ["Receive Maximum 0, then 5", [0x21, 0, 0, 0x21, 0, 5]],
+  ] as Array<[string, number[]]>
+) {
+  Deno.test(`§3.1.2.11 a CONNECT with ${name} is a Protocol Error and is closed`, async () => {
+    const got = await refusedConnect(connectWith(props));
+    // [MQTT-3.1.4-1] closed; a CONNACK, if any, carries an error code (MQTT 5 §3.1.4).
+    assert(got.every(([cmd, rc]) => cmd === "connack" && rc! >= 0x80), JSON.stringify(got));
+  });
+}
+
+Deno.test("§3.1.3.2 a will with Payload Format Indicator 2 is a Protocol Error and is closed", async () => {
+  // CONNECT, will flag + clean start, client id "x", will properties: PFI 2, topic "w", payload "p"
+  const got = await refusedConnect(
+    rawPacket(0x10, [
+      ...mqttString("MQTT"),
+      5,
+      0x06,
+      0,
+      0,
+      0,
+      ...mqttString("x"),
+      2,
+      0x01,
+      2,
+      ...mqttString("w"),
+      ...mqttString("p"),
+    ]),
+  );
+  assert(got.every(([cmd, rc]) => cmd === "connack" && rc! >= 0x80), JSON.stringify(got));
+});
+
+for (
+  const [name, frame] of [
+    // PUBLISH QoS 0 "a", properties: Payload Format Indicator 2
+    [
+      "PUBLISH with Payload Format Indicator 2",
+      rawPacket(0x30, [...mqttString("a"), 2, 0x01, 2, 0x78]),
+    ],
+    // PUBLISH QoS 1 "a" id 1, properties: Message Expiry Interval twice
+    [
+      "PUBLISH with Message Expiry Interval twice",
+      rawPacket(0x32, [...mqttString("a"), 0, 1, 10, 0x02, 0, 0, 0, 0, 0x02, 0, 0, 0, 9, 0x78]),
+    ],
+    // SUBSCRIBE id 1, properties: Subscription Identifier 1 twice; filter "a" QoS 0
+    [
+      "SUBSCRIBE with Subscription Identifier twice",
+      rawPacket(0x82, [0, 1, 4, 0x0b, 1, 0x0b, 2, ...mqttString("a"), 0]),
+    ],
+    // PUBACK id 9, reason 0, properties: Reason String "" twice
+    ["PUBACK with Reason String twice", rawPacket(0x40, [0, 9, 0, 6, 0x1f, 0, 0, 0x1f, 0, 0])],
+    // DISCONNECT 0x00, properties: Session Expiry Interval 0 twice
+    [
+      "DISCONNECT with Session Expiry Interval twice",
+      rawPacket(0xe0, [0, 10, 0x11, 0, 0, 0, 0, 0x11, 0, 0, 0, 0]),
+    ],
+  ] as Array<[string, Uint8Array]>
+) {
+  Deno.test(`§2.2.2.2 ${name} gets DISCONNECT 0x82`, async () => {
+    await using h = await startMqtt();
+    const r = await h.raw(5);
+    await r.connect({ properties: { sessionExpiryInterval: 0 } });
+    await r.send(frame);
+    assertEquals(codes(await r.waitClosed()), [["disconnect", 0x82]]);
+  });
+}
+
+Deno.test("§2.2.2.2 User Property may appear more than once (SUBSCRIBE, UNSUBSCRIBE)", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  const up = [0x26, ...mqttString("k"), ...mqttString("v")];
+  await r.send(rawPacket(0x82, [0, 1, up.length * 2, ...up, ...up, ...mqttString("a"), 0]));
+  assertEquals(codes([await r.next()]), [["suback", undefined]]);
+  await r.send(rawPacket(0xa2, [0, 2, up.length * 2, ...up, ...up, ...mqttString("a")]));
+  assertEquals((await r.next()).cmd, "unsuback");
 });

@@ -47,6 +47,36 @@ Deno.test("[MQTT-3.1.2-11] will QoS set without the will flag closes the connect
   assertEquals(await r.waitClosed(), []);
 });
 
+Deno.test("[MQTT-3.1.4-1] a will topic with a wildcard closes the connection without CONNACK", async () => {
+  await using h = await startMqtt();
+  for (const topic of ["w/#", "w/+/x", ""]) {
+    const r = await h.raw(4);
+    // CONNECT "MQTT" 4, will flag + clean session, keepalive 0, id "wt", will topic, payload "x"
+    await r.send(
+      rawPacket(0x10, [
+        ...mqttString("MQTT"),
+        4,
+        0x06,
+        0,
+        0,
+        ...mqttString("wt"),
+        ...mqttString(topic),
+        ...mqttString("x"),
+      ]),
+    );
+    assertEquals(await r.waitClosed(), [], topic);
+  }
+});
+
+Deno.test("MQTT 5 §3.1.3.3 a will topic with a wildcard gets CONNACK 0x90", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  const ack = await r.connect({
+    will: { topic: "w/#", payload: "x", qos: 0, retain: false },
+  });
+  assertEquals([ack.cmd, (ack as { reasonCode?: number }).reasonCode], ["connack", 0x90]);
+});
+
 Deno.test("[MQTT-3.1.2-15] will retain set without the will flag closes the connection", async () => {
   await using h = await startMqtt();
   const r = await h.raw(4);

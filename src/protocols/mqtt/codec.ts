@@ -15,6 +15,7 @@ import { ReasonCode } from "./reason_codes.ts";
 import { checkPacketStrings } from "./utf8.ts";
 import { fastDecode } from "./_fast_codec.ts";
 import { misplacedProperty } from "./properties.ts";
+import { propertyProblem } from "./_property_scan.ts";
 
 /** MQTT protocol levels: 3 = 3.1, 4 = 3.1.1, 5 = 5.0. */
 export type ProtocolVersion = 3 | 4 | 5;
@@ -264,6 +265,11 @@ export class MqttFrameDecoder {
           throw new MqttProtocolError(`Cannot accept ${p.cmd}: property ${k} appears twice`);
         }
       }
+    }
+    if (this.#version === 5) {
+      // What mqtt-packet hides: 0/1 flags read as booleans, a repeat of a 0 or false value.
+      const problem = propertyProblem(frame);
+      if (problem) throw new MqttProtocolError(`Cannot accept ${p.cmd}: ${problem}`);
     }
     this.#offset += frame.length;
     return p;

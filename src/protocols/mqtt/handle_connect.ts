@@ -191,6 +191,11 @@ export function evaluateConnect(
   if (packet.will) {
     const w = packet.will;
     const err = validateTopic(w.topic);
+    if (err && version < 5) {
+      // 3.1.1 has no return code for it: a CONNECT that does not conform is closed without
+      // CONNACK ([MQTT-3.1.4-1], a will topic is a topic name: [MQTT-4.7.1-1], [MQTT-4.7.3-1]).
+      throw new MqttMalformedError(`Cannot accept CONNECT: will topic: ${err}`);
+    }
     if (err) return refuse(ReasonCode.TopicNameInvalid, `will topic: ${err}`);
     if (!canPublish(principal, w.topic)) {
       return refuse(ReasonCode.NotAuthorized, `will topic ${w.topic} is not allowed`);

@@ -54,6 +54,8 @@ export interface InflightEntry extends Outgoing {
   packetId: number;
   /** `publish` until PUBACK/PUBREC, `pubrel` until PUBCOMP. */
   state: "publish" | "pubrel";
+  /** Not resent yet on this connection: its Receive Maximum had no room ([MQTT-3.3.4-9]). */
+  held?: boolean;
 }
 
 /** What a session needs of the connection that currently carries it. */
@@ -120,6 +122,7 @@ export class MqttSession implements Subscriber {
   #queue: Outgoing[] | undefined;
   #inflight: Map<number, InflightEntry> | undefined;
   #nextId = 1;
+  #held = 0; // in-flight entries waiting for room to be resent on the current connection
   #link: SessionLink | undefined;
   #last: Message | undefined;
   #destroyed = false;
@@ -284,14 +287,27 @@ export class MqttSession implements Subscriber {
   /**
    * Binds the session to a connection: in-flight messages are sent again in their original order,
    * PUBLISH with DUP set and PUBREL as PUBREL ([MQTT-4.4.0-1], [MQTT-3.3.1-1]), then the queue.
+   * At most the new connection's Receive Maximum of them are unacknowledged at once
+   * ([MQTT-3.3.4-9], MQTT 5 §4.9: the send quota starts afresh); the rest follow as acks come in.
    */
   attach(link: SessionLink): void {
     this.#link = link;
+    this.#held = 0;
+    const limit = this.#limit();
+    let unacked = 0;
     for (const e of this.#inflight ? [...this.#inflight.values()] : []) {
-      if (e.state === "pubrel") link.sendPubrel(e.packetId);
-      // Sent once already, so resent even if it has expired since ([MQTT-3.3.2-5] drops only
-      // messages whose onward delivery has not started).
-      else if (!link.sendPublish(e, e.packetId, true)) this.#inflight!.delete(e.packetId);
+      e.held = false;
+      if (e.state === "pubrel") {
+        link.sendPubrel(e.packetId);
+        unacked++; // still unacknowledged until PUBCOMP
+      } else if (unacked >= limit) {
+        e.held = true;
+        this.#held++;
+      } else if (link.sendPublish(e, e.packetId, true)) {
+        // Sent once already, so resent even if it has expired since ([MQTT-3.3.2-5] drops only
+        // messages whose onward delivery has not started).
+        unacked++;
+      } else this.#inflight!.delete(e.packetId);
     }
     this.#pump();
   }
@@ -305,6 +321,7 @@ export class MqttSession implements Subscriber {
   puback(packetId: number): boolean {
     const e = this.#inflight?.get(packetId);
     if (!e || e.qos !== 1) return false;
+    this.#unhold(e);
     this.#inflight!.delete(packetId);
     this.#pump();
     return true;
@@ -317,6 +334,7 @@ export class MqttSession implements Subscriber {
   pubrec(packetId: number, reasonCode = 0): boolean {
     const e = this.#inflight?.get(packetId);
     if (!e || e.qos !== 2) return false;
+    this.#unhold(e);
     if (reasonCode >= 0x80) {
       this.#inflight!.delete(packetId);
       this.#pump();
@@ -344,6 +362,7 @@ export class MqttSession implements Subscriber {
     this.#shared = undefined;
     this.#queue = undefined;
     this.#inflight = undefined;
+    this.#held = 0;
     this.#inbound = undefined;
     this.#link = undefined;
     this.#last = undefined;
@@ -354,13 +373,36 @@ export class MqttSession implements Subscriber {
     return exp !== undefined && exp <= this.#core.clock.now();
   }
 
+  #limit(): number {
+    return Math.min(this.#opts.maxInflight, this.#link!.receiveMaximum);
+  }
+
+  /** True while fewer than the limit are unacknowledged on the current connection. */
+  #room(): boolean {
+    return (this.#inflight?.size ?? 0) - this.#held < this.#limit();
+  }
+
+  #unhold(e: InflightEntry): void {
+    if (e.held) {
+      e.held = false;
+      this.#held--;
+    }
+  }
+
   #sendable(out: Outgoing): boolean {
     if (out.qos === 0) return true;
-    const limit = Math.min(this.#opts.maxInflight, this.#link!.receiveMaximum);
-    return (this.#inflight?.size ?? 0) < limit;
+    return this.#held === 0 && this.#room(); // held resends go first (order, [MQTT-4.6.0-6])
   }
 
   #pump(): void {
+    if (this.#held > 0 && this.#link) {
+      for (const e of this.#inflight!.values()) {
+        if (this.#held === 0 || !this.#room()) break;
+        if (!e.held) continue;
+        this.#unhold(e);
+        if (!this.#link.sendPublish(e, e.packetId, true)) this.#inflight!.delete(e.packetId);
+      }
+    }
     const queue = this.#queue;
     if (!queue) return;
     while (this.#link && queue.length && this.#sendable(queue[0])) {
