@@ -96,6 +96,29 @@ function asBuffer(b: Uint8Array): Buffer {
 }
 let nextConnection = 0;
 
+/**
+ * What a connection keeps of its accepted CONNECT: a class with fixed fields, so an idle
+ * connection holds a few words instead of the whole decision object.
+ */
+class Client {
+  readonly clientId: string;
+  readonly principal: AcceptedConnect["principal"];
+  readonly deviceId: string | undefined;
+  readonly sessionExpirySec: number;
+  readonly maximumPacketSize: number;
+  readonly topicAliasMaximum: number;
+  readonly problemInformation: boolean;
+  constructor(c: AcceptedConnect) {
+    this.clientId = c.clientId;
+    this.principal = c.principal;
+    this.deviceId = c.deviceId;
+    this.sessionExpirySec = c.sessionExpirySec;
+    this.maximumPacketSize = c.maximumPacketSize;
+    this.topicAliasMaximum = c.topicAliasMaximum;
+    this.problemInformation = c.problemInformation;
+  }
+}
+
 /** True for the errors of a read from a socket that closed or was reset. */
 function isClosedError(err: unknown): boolean {
   return err instanceof Deno.errors.BadResource || err instanceof Deno.errors.ConnectionReset ||
@@ -113,9 +136,13 @@ function isClosedError(err: unknown): boolean {
  */
 export class MqttConnection implements SessionHandle, SessionLink {
   /** Unique id of this connection. */
-  readonly sessionId: string;
+  get sessionId(): string {
+    return `mqtt-conn-${this.#number}`; // made when asked (logs): idle connections keep a number
+  }
   /** Always `mqtt`. */
-  readonly protocol = "mqtt" as const;
+  get protocol(): "mqtt" {
+    return "mqtt";
+  }
   /** Client Receive Maximum (v5), for the session's inflight window. */
   receiveMaximum = 65535;
   #ctx: ConnectionContext;
@@ -126,7 +153,7 @@ export class MqttConnection implements SessionHandle, SessionLink {
   #closing = false;
   #normalDisconnect = false;
   #closeReason: CloseReason | undefined;
-  #accepted: AcceptedConnect | undefined;
+  #accepted: Client | undefined;
   #session: MqttSession | undefined;
   #deadline: DeadlineEntry | undefined;
   #abort: AbortController | undefined;
@@ -137,8 +164,12 @@ export class MqttConnection implements SessionHandle, SessionLink {
   #size = 0; // next read's buffer size
   #packets: Packet[] | undefined; // decoded from the current read, dispatched up to #next
   #next = 0;
-  #reserve: ((n: number) => Uint8Array | undefined) | undefined; // made on the first PUBLISH out
+  #number: number;
   #tooLarge = false;
+  /** The connection whose PUBLISH is being encoded (encoding is synchronous). */
+  static #encoding: MqttConnection | undefined;
+  /** Reserves the encoded PUBLISH's bytes in the writer of {@link MqttConnection.#encoding}. */
+  static #reserve = (n: number): Uint8Array | undefined => MqttConnection.#encoding!.#reserveOut(n);
   #reserveOut(n: number): Uint8Array | undefined {
     // [MQTT-3.1.2-24], [MQTT-3.1.2-25]: never send more than the client accepts.
     if (n > (this.#accepted?.maximumPacketSize ?? Infinity)) {
@@ -155,7 +186,7 @@ export class MqttConnection implements SessionHandle, SessionLink {
   constructor(ctx: ConnectionContext, conn: Deno.Conn) {
     this.#ctx = ctx;
     this.#conn = conn;
-    this.sessionId = `mqtt-conn-${++nextConnection}`;
+    this.#number = ++nextConnection;
     this.#writer = new ConnWriter<MqttConnection>(
       conn,
       ctx.writerOptions ??= writerOptions(ctx),
@@ -302,11 +333,9 @@ export class MqttConnection implements SessionHandle, SessionLink {
       f.dup = dup;
       f.messageId = packetId;
       this.#tooLarge = false;
-      const done = encodePublish(
-        f,
-        this.#version === 5,
-        this.#reserve ??= this.#reserveOut.bind(this),
-      );
+      MqttConnection.#encoding = this;
+      const done = encodePublish(f, this.#version === 5, MqttConnection.#reserve);
+      MqttConnection.#encoding = undefined;
       f.payload = NO_BYTES;
       if (done) {
         core.stats.framesOut.inc(LABELS);
@@ -504,7 +533,7 @@ export class MqttConnection implements SessionHandle, SessionLink {
       this.#refuse(ReasonCode.QuotaExceeded, opened.message, c.maximumPacketSize);
       return;
     }
-    this.#accepted = c;
+    this.#accepted = new Client(c);
     this.#session = opened.session;
     this.#will = c.will;
     this.receiveMaximum = c.receiveMaximum;
@@ -578,7 +607,6 @@ export class MqttConnection implements SessionHandle, SessionLink {
       principal: c.principal,
       deviceId: c.deviceId,
       origin: session.id,
-      aliases: new Map(),
       maxTopicAlias: options.maxTopicAlias,
       now: 0,
     };

@@ -25,8 +25,8 @@ export interface PublishContext {
   deviceId?: string;
   /** Session id (message origin, for no-local). */
   origin: string;
-  /** Incoming topic aliases of this connection (MQTT 5 §3.3.2.3.4). */
-  aliases: Map<number, string>;
+  /** Incoming topic aliases of this connection (MQTT 5 §3.3.2.3.4), made on first use. */
+  aliases?: Map<number, string>;
   /** Topic Alias Maximum we announced. */
   maxTopicAlias: number;
   /** Clock ms. */
@@ -74,12 +74,12 @@ export function evaluatePublish(packet: IPublishPacket, ctx: PublishContext): Pu
       });
     }
     if (topic === "") {
-      const known = ctx.aliases.get(alias);
+      const known = ctx.aliases?.get(alias);
       if (known === undefined) {
         throw new MqttProtocolError(`Cannot accept PUBLISH: topic alias ${alias} is not set`);
       }
       topic = known;
-    } else ctx.aliases.set(alias, topic);
+    } else (ctx.aliases ??= new Map()).set(alias, topic);
   }
   if (topic === "") {
     // [MQTT-4.7.3-1]; v5 §3.3.2.1: an empty topic without a topic alias is a Protocol Error.
