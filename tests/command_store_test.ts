@@ -3,6 +3,7 @@
  * protocol behaviour over real sockets is in `command_delivery_test.ts`).
  */
 
+import { resolveConfig } from "../src/config/config.ts";
 import { FakeClock } from "../src/core/clock.ts";
 import { CommandStore, type CommandStoreOptions } from "../src/core/command_store.ts";
 import { Core } from "../src/core/core.ts";
@@ -119,4 +120,19 @@ Deno.test("The core's store subscribes once while opened and forgets everything 
   } finally {
     await core.close();
   }
+});
+
+Deno.test("Config: the old per-protocol queue keys still load and set the store's limits", () => {
+  assertEquals(resolveConfig({}).commands, {
+    maxPerDevice: 32,
+    ttlMs: 86_400_000,
+    maxDevices: 10_000,
+  });
+  const old = resolveConfig({
+    coap: { maxPendingCommands: 50, commandTtlMs: 60_000 },
+    http: { deviceApi: { maxPendingCommands: 8, commandTtlMs: 5000 } },
+  });
+  assertEquals(old.commands, { maxPerDevice: 50, ttlMs: 60_000, maxDevices: 10_000 });
+  const both = resolveConfig({ commands: { maxPerDevice: 3 }, coap: { maxPendingCommands: 50 } });
+  assertEquals(both.commands.maxPerDevice, 3, "the store's own key wins");
 });
