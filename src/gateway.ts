@@ -43,7 +43,9 @@ const FACTORIES: Record<Exclude<ListenerName, "http">, Factory> = {
     return new MqttServer(core, { ...o, hostname: c.host });
   },
   coap: (core, c, options) => {
-    const { enabled: _, ...o } = c.coap;
+    // The old command-queue keys configure the core's store (resolveConfig), not the server.
+    const { enabled: _, maxPendingCommands: _m, commandTtlMs: _t, maxCommandDevices: _d, ...o } =
+      c.coap;
     return new CoapServer(core, { ...o, hostname: c.host, mode: options.coapMode ?? "ferry" });
   },
 };
@@ -106,6 +108,7 @@ export class Gateway implements AsyncDisposable {
       },
       deviceRatePerSec: config.limits.deviceRatePerSec,
       deviceBurst: config.limits.deviceBurst || undefined,
+      commands: config.commands,
     });
   }
 
@@ -228,7 +231,13 @@ export class Gateway implements AsyncDisposable {
           ready: () => this.#ready,
         });
         if (c.http.deviceApi.enabled) {
-          const { enabled: _, ...o } = c.http.deviceApi;
+          const {
+            enabled: _,
+            maxPendingCommands: _m,
+            commandTtlMs: _t,
+            maxCommandDevices: _d,
+            ...o
+          } = c.http.deviceApi;
           const api = this.#deviceApi = new DeviceApi(this.core, o);
           this.#http.route((req, url, info) => api.handle(req, url, info));
         }

@@ -126,14 +126,14 @@ Deno.test("CoAP GET commands returns pending commands oldest first, with their n
   assert(opt(a, Opt.ETAG) !== undefined);
 });
 
-Deno.test("CoAP keeps at most maxPendingCommands per device, dropping the oldest", async () => {
-  await using h = await startCoap({ server: { maxPendingCommands: 2 } });
+Deno.test("CoAP reads from the core's store, which keeps at most maxPerDevice per device, dropping the oldest", async () => {
+  await using h = await startCoap({ core: { commands: { maxPerDevice: 2 } } });
   await using peer = new TestPeer(h.port);
   for (const n of ["a", "b", "c"]) await h.core.publish(command("s1", n, n));
   await waitFor(() => h.seen.filter((m) => m.topic.includes("commands")).length === 3, "commands");
   const r = await peer.exchange(request({ path: "d/s1/commands", query: ["token=t1"] }));
   assertEquals(textOf(r), "b");
-  assertEquals(h.core.stats.drops.get({ protocol: "coap", reason: "command_queue_full" }), 1);
+  assertEquals(h.core.stats.drops.get({ protocol: "system", reason: "command_queue_full" }), 1);
 });
 
 Deno.test("CoAP Observe on commands: registration, CON notifications with rising sequence, ack topic", async () => {

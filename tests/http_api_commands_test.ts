@@ -129,7 +129,7 @@ Deno.test("HTTP ack with a body that is not a JSON object is 400", async () => {
 });
 
 Deno.test("HTTP pending commands are bounded per device, oldest dropped", async () => {
-  await using h = await startHttpApi({ api: { maxPendingCommands: 3 } });
+  await using h = await startHttpApi({ core: { commands: { maxPerDevice: 3 } } });
   for (let i = 0; i < 5; i++) await command(h, "d1", `c${i}`, String(i));
   assertEquals(h.api.pendingCommands("d1"), 3);
   const { commands } = await (await h.fetch("/api/v1/devices/d1/commands?timeout=0", {
@@ -138,9 +138,9 @@ Deno.test("HTTP pending commands are bounded per device, oldest dropped", async 
   assertEquals(commands.map((c: { name: string }) => c.name), ["c2", "c3", "c4"]);
 });
 
-Deno.test("HTTP pending commands expire after commandTtlMs", async () => {
+Deno.test("HTTP pending commands expire after the store's ttlMs", async () => {
   const clock = new FakeClock(1_000_000);
-  await using h = await startHttpApi({ clock, api: { commandTtlMs: 1000 } });
+  await using h = await startHttpApi({ clock, core: { commands: { ttlMs: 1000 } } });
   await command(h, "d1", "reboot", "x");
   assertEquals(h.api.pendingCommands("d1"), 1);
   clock.tick(1000);

@@ -6,12 +6,10 @@
  * @module
  */
 
-import { FakeClock } from "../src/core/clock.ts";
 import { Core } from "../src/core/core.ts";
 import { silentLogger } from "../src/core/logger.ts";
 import { createMessage } from "../src/core/message.ts";
 import { splitBatch } from "../src/http/device_api/batch.ts";
-import { CommandQueue } from "../src/http/device_api/command_queue.ts";
 import { DeviceApi, resolveDeviceApiOptions } from "../src/http/device_api/mod.ts";
 import { RateLimiter } from "../src/core/rate_limiter.ts";
 import { assert, assertEquals, assertThrows } from "./_assert.ts";
@@ -87,40 +85,13 @@ Deno.test("The core rate limiter forgets full buckets when the device count pass
   assertEquals(b.size, 1);
 });
 
-Deno.test("CommandQueue bounds devices, drops the oldest, expires, and acks by name or id", () => {
-  const clock = new FakeClock();
-  const drops: string[] = [];
-  const q = new CommandQueue({
-    clock,
-    maxPerDevice: 2,
-    ttlMs: 1000,
-    maxDevices: 1,
-    maxListenersPerDevice: 1,
-    onDrop: (_, r) => drops.push(r),
-  });
-  const msg = (n: string) => createMessage({ topic: `devices/a/commands/${n}`, payload: enc(n) });
-  q.push("a", "x", msg("x"));
-  q.push("a", "y", msg("y"));
-  q.push("a", "x", msg("x"));
-  assertEquals(q.pending("a").map((c) => c.name), ["y", "x"]);
-  assertEquals(q.push("b", "x", msg("x")), undefined);
-  assertEquals(drops, ["queue_full", "too_many_devices"]);
-  const [y, x] = q.pending("a");
-  assertEquals(q.ack("a", "x", y.seq), undefined, "id of another command");
-  assertEquals(q.ack("a", "x")?.seq, x.seq);
-  clock.tick(1000);
-  assertEquals(q.pending("a"), []);
-  assertEquals(drops.at(-1), "expired");
-  assert(q.push("b", "x", msg("x")), "room again after expiry");
-  const stop = q.listen("b", () => {});
-  assertEquals(q.listen("b", () => {}), undefined, "listener limit");
-  stop?.();
-  assertEquals(q.listeners("b"), 0);
-});
-
 Deno.test("An SSE client that does not read is cut off after a bounded backlog", async () => {
-  const core = new Core({ log: silentLogger, devices: [{ id: "d1", token: "t1" }] });
-  const api = new DeviceApi(core, { maxPendingCommands: 2, sseHeartbeatMs: 60_000 });
+  const core = new Core({
+    log: silentLogger,
+    devices: [{ id: "d1", token: "t1" }],
+    commands: { maxPerDevice: 2 },
+  });
+  const api = new DeviceApi(core, { sseHeartbeatMs: 60_000 });
   try {
     const url = new URL("http://gw/api/v1/devices/d1/commands");
     const res = await api.handle(

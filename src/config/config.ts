@@ -9,6 +9,7 @@
 import { defaultCoapServerOptions } from "../protocols/coap/server.ts";
 import { defaultMqttServerOptions } from "../protocols/mqtt/options.ts";
 import { defaultDeviceApiOptions } from "../http/device_api/options.ts";
+import { defaultCommandStoreLimits as cmdDefaults } from "../core/command_store.ts";
 import { defaultNorthboundOptions as nb, type NorthboundOptions } from "../northbound/options.ts";
 import { parseJsonc } from "./jsonc.ts";
 import { ConfigError, type Field, validate } from "./schema.ts";
@@ -80,6 +81,24 @@ const tlsFiles: Field = {
 function int(def: number, min: number, max: number, doc: string): Field {
   return { type: "integer", min, max, default: def, doc };
 }
+
+/** A key of the old per-protocol command queues, kept so existing files still load. */
+function legacy(key: keyof CommandsConfig, min: number, max: number, was: string): Field {
+  return {
+    type: "integer",
+    min,
+    max,
+    optional: true,
+    doc: `Deprecated (${was}): sets commands.${key} when that is absent (the largest given wins)`,
+  };
+}
+
+/** The store keys and the old per-protocol keys that map onto them. */
+const COMMAND_KEYS = [
+  ["maxPerDevice", "maxPendingCommands"],
+  ["ttlMs", "commandTtlMs"],
+  ["maxDevices", "maxCommandDevices"],
+] as const;
 
 /** The schema of the whole configuration file. */
 export const configSchema: Field = {
@@ -351,6 +370,30 @@ export const configSchema: Field = {
         concurrency: { type: "integer", min: 1, max: 1024, default: 16, doc: "Handler pool size" },
       },
     },
+    commands: {
+      type: "object",
+      doc: "The one store of pending commands for devices on FBP/1, CoAP and HTTP",
+      fields: {
+        maxPerDevice: int(
+          cmdDefaults.maxPerDevice,
+          1,
+          100_000,
+          "Commands kept per device until delivered (oldest dropped)",
+        ),
+        ttlMs: int(
+          cmdDefaults.ttlMs,
+          1000,
+          30 * 86_400_000,
+          "How long an undelivered command waits (a message's own earlier expiry wins)",
+        ),
+        maxDevices: int(
+          cmdDefaults.maxDevices,
+          1,
+          10_000_000,
+          "Devices with pending commands at once",
+        ),
+      },
+    },
     binary: {
       type: "object",
       doc: "FBP/1 binary protocol over TCP",
@@ -586,18 +629,8 @@ export const configSchema: Field = {
           1_000_000,
           "Observe registrations kept at most",
         ),
-        maxPendingCommands: int(
-          defaultCoapServerOptions.maxPendingCommands,
-          1,
-          10_000,
-          "Commands queued per sleepy device",
-        ),
-        commandTtlMs: int(
-          defaultCoapServerOptions.commandTtlMs,
-          1000,
-          30 * 86_400_000,
-          "How long an undelivered command waits",
-        ),
+        maxPendingCommands: legacy("maxPerDevice", 1, 10_000, "was 16 per CoAP device"),
+        commandTtlMs: legacy("ttlMs", 1000, 30 * 86_400_000, "was 86400000 for CoAP"),
         maxBlockTransfers: int(
           defaultCoapServerOptions.maxBlockTransfers,
           1,
@@ -646,12 +679,7 @@ export const configSchema: Field = {
           7 * 86_400_000,
           "A CON notification at least this often (RFC 7641 §4.5)",
         ),
-        maxCommandDevices: int(
-          defaultCoapServerOptions.maxCommandDevices,
-          1,
-          10_000_000,
-          "Devices with pending commands at once",
-        ),
+        maxCommandDevices: legacy("maxDevices", 1, 10_000_000, "was 10000 for CoAP"),
       },
     },
     http: {
@@ -708,24 +736,9 @@ export const configSchema: Field = {
               7 * 86_400_000,
               "An HTTP device goes offline after this long without a request",
             ),
-            maxPendingCommands: int(
-              defaultDeviceApiOptions.maxPendingCommands,
-              1,
-              100_000,
-              "Commands kept per device until acknowledged",
-            ),
-            commandTtlMs: int(
-              defaultDeviceApiOptions.commandTtlMs,
-              1000,
-              30 * 86_400_000,
-              "How long a command stays pending",
-            ),
-            maxCommandDevices: int(
-              defaultDeviceApiOptions.maxCommandDevices,
-              1,
-              1_000_000,
-              "Devices with pending commands at once",
-            ),
+            maxPendingCommands: legacy("maxPerDevice", 1, 100_000, "was 32 per HTTP device"),
+            commandTtlMs: legacy("ttlMs", 1000, 30 * 86_400_000, "was 300000 for HTTP"),
+            maxCommandDevices: legacy("maxDevices", 1, 1_000_000, "was 10000 for HTTP"),
             maxWaitersPerDevice: int(
               defaultDeviceApiOptions.maxWaitersPerDevice,
               1,
@@ -750,6 +763,13 @@ export interface CredentialConfig {
   id: string;
   token?: string;
   tokenHash?: string;
+}
+
+/** The `commands` section: limits of the core's pending-command store. */
+export interface CommandsConfig {
+  maxPerDevice: number;
+  ttlMs: number;
+  maxDevices: number;
 }
 
 /** The validated configuration. */
@@ -778,6 +798,7 @@ export interface FerryConfig {
     deviceBurst: number;
   };
   pipeline: { queueCapacity: number; concurrency: number };
+  commands: CommandsConfig;
   northbound?: NorthboundOptions;
   binary: {
     enabled: boolean;
@@ -827,8 +848,8 @@ export interface FerryConfig {
     exchangeLifetimeMs: number;
     separateResponseAfterMs: number;
     maxObservers: number;
-    maxPendingCommands: number;
-    commandTtlMs: number;
+    maxPendingCommands?: number;
+    commandTtlMs?: number;
     maxBlockTransfers: number;
     blockTimeoutMs: number;
     retryAfterSec: number;
@@ -837,7 +858,7 @@ export interface FerryConfig {
     maxInflightRequests: number;
     maxPendingSends: number;
     observeConfirmableIntervalMs: number;
-    maxCommandDevices: number;
+    maxCommandDevices?: number;
   };
   http: {
     enabled: boolean;
@@ -852,9 +873,9 @@ export interface FerryConfig {
       longPollDefaultMs: number;
       sseHeartbeatMs: number;
       idleTimeoutMs: number;
-      maxPendingCommands: number;
-      commandTtlMs: number;
-      maxCommandDevices: number;
+      maxPendingCommands?: number;
+      commandTtlMs?: number;
+      maxCommandDevices?: number;
       maxWaitersPerDevice: number;
       overloadRetryAfterSec: number;
     };
@@ -888,6 +909,13 @@ export function resolveConfig(raw: unknown): FerryConfig {
     if (ids.has(d.id)) throw new ConfigError(`auth.devices[${i}].id`, `duplicate id "${d.id}"`);
     ids.add(d.id);
   });
+  // The old per-protocol queue keys still apply when the store's own key is absent.
+  const given = (raw as { commands?: Record<string, unknown> } | null)?.commands ?? {};
+  for (const [key, old] of COMMAND_KEYS) {
+    if (given[key] !== undefined) continue;
+    const values = [c.coap[old], c.http.deviceApi[old]].filter((v) => v !== undefined);
+    if (values.length > 0) c.commands[key] = Math.max(...values);
+  }
   if (c.binary.defaultKeepAliveSec > c.binary.maxKeepAliveSec) {
     throw new ConfigError(
       "binary.defaultKeepAliveSec",

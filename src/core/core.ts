@@ -11,6 +11,11 @@
 import type { DeviceAclRules } from "./acl.ts";
 import { Admission, type AdmissionOptions } from "./admission.ts";
 import { type Clock, systemClock } from "./clock.ts";
+import {
+  CommandStore,
+  type CommandStoreLimits,
+  defaultCommandStoreLimits,
+} from "./command_store.ts";
 import { RateLimiter } from "./rate_limiter.ts";
 import { type DeadlineEntry, DeadlineQueue } from "./deadline_queue.ts";
 import { Logger } from "./logger.ts";
@@ -92,6 +97,8 @@ export interface CoreOptions {
    * publishers) before it is let go to its own slow-consumer policy, ms. @default 1000
    */
   subscriberHoldMs?: number;
+  /** Limits of the pending-command store ({@link Core.commands}). */
+  commands?: Partial<CommandStoreLimits>;
 }
 
 /** Metric handles shared by every adapter (labels: `protocol`, plus `reason`/`code`). */
@@ -160,6 +167,11 @@ export class Core implements AsyncDisposable {
   readonly admission: Admission;
   /** Per-device message rate limits, for every protocol. */
   readonly rates: RateLimiter;
+  /**
+   * Pending commands of devices that do not subscribe themselves, delivered once on whichever
+   * protocol the device uses. Adapters that deliver commands hold it open (`commands.open()`).
+   */
+  readonly commands: CommandStore;
   #sinks: Sink[] = [];
   #accept: AcceptHook | undefined;
   #idle = new Map<string, DeadlineEntry>();
@@ -207,6 +219,17 @@ export class Core implements AsyncDisposable {
       onError: (err, msg) => {
         this.stats.errors.inc({ protocol: msg.protocol, code: "handler_failed" });
         this.#coreLog.error("message handler failed", { topic: msg.topic, error: err });
+      },
+    });
+    this.commands = new CommandStore({
+      ...defaultCommandStoreLimits,
+      ...options.commands,
+      clock: this.clock,
+      subscribe: (filter, sub) => this.subscribe(filter, sub),
+      protocolOf: (id) => this.registry.get(id)?.protocol,
+      onDrop: (device, reason) => {
+        this.stats.drops.inc({ protocol: "system", reason: `command_${reason}` });
+        this.#coreLog.debug("command dropped", { device, reason });
       },
     });
     const m = this.metrics;
@@ -259,6 +282,7 @@ export class Core implements AsyncDisposable {
       () => this.flow.holders,
     );
     m.gauge("ferry_retained_messages", "Retained topics", () => this.retained.size);
+    m.gauge("ferry_pending_commands", "Commands kept for devices", () => this.commands.size);
   }
 
   /** True once `close()` started. */

@@ -9,6 +9,7 @@ export * from "./acl.ts";
 export * from "./admission.ts";
 export * from "./backoff.ts";
 export * from "./clock.ts";
+export * from "./command_store.ts";
 export * from "./core.ts";
 export * from "./credentials.ts";
 export * from "./deadline_queue.ts";

@@ -1,6 +1,6 @@
 /**
  * What every request handler of the device API shares: the core, the resolved options, the
- * command queue, the rate limiter, the shutdown signal, and the two steps every handler starts
+ * core's command store, the rate limiter, the shutdown signal, and the two steps every handler starts
  * with (answer a problem, authorize the device). Private to the folder.
  *
  * @module
@@ -9,7 +9,7 @@
 import type { Principal } from "../../core/acl.ts";
 import type { Core } from "../../core/core.ts";
 import type { Logger } from "../../core/logger.ts";
-import type { CommandQueue } from "./command_queue.ts";
+import type { CommandListener, CommandStore } from "../../core/command_store.ts";
 import type { ResolvedDeviceApiOptions } from "./options.ts";
 import type { ProblemInit, ProblemSlug } from "./problem.ts";
 import type { RateLimiter } from "../../core/rate_limiter.ts";
@@ -22,8 +22,13 @@ export interface ApiContext {
   readonly opts: ResolvedDeviceApiOptions;
   /** `http-api` logger. */
   readonly log: Logger;
-  /** Pending commands and their listeners. */
-  readonly commands: CommandQueue;
+  /** The core's pending commands (shared with every protocol). */
+  readonly commands: CommandStore;
+  /**
+   * Listens for a device's commands as one of its waiters (long-poll or SSE stream); returns the
+   * remover, or `undefined` when the device already has `maxWaitersPerDevice`.
+   */
+  listen(deviceId: string, fn: CommandListener): (() => void) | undefined;
   /** The core's per-device rate limit, when configured (shared with every protocol). */
   readonly limiter: RateLimiter | undefined;
   /** Aborted when the API closes: waits and body reads end at once. */

@@ -6,7 +6,7 @@
  */
 
 import { encodeBase64 } from "./_base64.ts";
-import type { PendingCommand } from "./command_queue.ts";
+import type { PendingCommand } from "../../core/command_store.ts";
 
 /** JSON form of a command. */
 export interface CommandView {
@@ -36,7 +36,7 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
  * import { createMessage } from "../../core/message.ts";
  * import { commandView } from "./command_view.ts";
  * const msg = createMessage({ topic: "devices/d/commands/x", payload: new Uint8Array([0xff]), ts: 5 });
- * const v = commandView({ seq: 3, name: "x", msg, expiresAt: 10 });
+ * const v = commandView({ seq: 3, deviceId: "d", name: "x", msg, expiresAt: 10, claimedBy: undefined });
  * if (v.encoding !== "base64" || v.payload !== "/w==" || v.id !== 3) throw new Error();
  * ```
  */

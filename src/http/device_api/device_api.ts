@@ -1,6 +1,6 @@
 /**
- * The HTTP device API: the fourth southbound protocol. One class owns the shared state (command
- * queue fed by a core subscription, rate limiter, shutdown signal) and dispatches every request
+ * The HTTP device API: the fourth southbound protocol. One class owns the shared state (its use
+ * of the core's command store, the waiters per device, rate limiter, shutdown signal) and dispatches every request
  * under `/api/v1/` to its handler (`handle_*.ts`); everything else is left to the next route.
  *
  * @module
@@ -9,11 +9,10 @@
 import type { Principal } from "../../core/acl.ts";
 import { type Core, protocolLabels } from "../../core/core.ts";
 import type { Logger } from "../../core/logger.ts";
-import type { Message } from "../../core/message.ts";
-import { CHANNEL_RE, COMMAND_NAME_RE, isDeviceId, parseTopic } from "../../core/topics.ts";
+import type { CommandListener } from "../../core/command_store.ts";
+import { CHANNEL_RE, COMMAND_NAME_RE, isDeviceId } from "../../core/topics.ts";
 import type { ApiContext } from "./_context.ts";
 import { authenticateRequest } from "./auth.ts";
-import { CommandQueue } from "./command_queue.ts";
 import { handleAck } from "./handle_ack.ts";
 import { handleLongPoll } from "./handle_commands.ts";
 import { handleStream } from "./handle_stream.ts";
@@ -61,15 +60,15 @@ export class DeviceApi implements AsyncDisposable {
   #core: Core;
   #opts: ResolvedDeviceApiOptions;
   #log: Logger;
-  #commands: CommandQueue;
+  #waiters = new Map<string, number>();
   #closing = new AbortController();
-  #unsubscribe: () => void;
+  #releaseCommands: () => void;
   #ctx: ApiContext;
   #errorLabels = new Map<ProblemSlug, Readonly<{ protocol: "http"; code: string }>>();
   #openapi: string | undefined;
 
   /**
-   * Creates the API and subscribes to `devices/+/commands/+`.
+   * Creates the API; it takes commands from the core's store (`core.commands`).
    *
    * @throws {RangeError} when an option is out of range.
    */
@@ -78,29 +77,16 @@ export class DeviceApi implements AsyncDisposable {
     this.#opts = resolveDeviceApiOptions(options);
     this.#log = core.log.child("http-api");
     const o = this.#opts;
-    this.#commands = new CommandQueue({
-      clock: core.clock,
-      maxPerDevice: o.maxPendingCommands,
-      ttlMs: o.commandTtlMs,
-      maxDevices: o.maxCommandDevices,
-      maxListenersPerDevice: o.maxWaitersPerDevice,
-      onDrop: (device, reason) => {
-        core.stats.drops.inc({ protocol: "http", reason: `command_${reason}` });
-        this.#log.debug("command dropped", { device, reason });
-      },
-    });
     // The per-device rate every protocol shares (`limits.deviceRatePerSec`): one bucket per device.
     const limiter = core.rates.enabled ? core.rates : undefined;
-    this.#unsubscribe = core.subscribe("devices/+/commands/+", {
-      id: "http-api",
-      deliver: (msg) => this.#deliver(msg),
-    });
+    this.#releaseCommands = core.commands.open();
     const labels = protocolLabels("http") as Readonly<{ protocol: "http" }>;
     this.#ctx = {
       core,
       opts: o,
       log: this.#log,
-      commands: this.#commands,
+      commands: core.commands,
+      listen: (id, fn) => this.#listen(id, fn),
       limiter,
       closing: this.#closing.signal,
       labels,
@@ -115,23 +101,30 @@ export class DeviceApi implements AsyncDisposable {
     return this.#opts;
   }
 
-  /** Commands pending for a device (for tests and diagnostics). */
+  /** Commands pending for a device in the core's store (for tests and diagnostics). */
   pendingCommands(deviceId: string): number {
-    return this.#commands.pending(deviceId).length;
+    return this.#core.commands.count(deviceId);
   }
 
   /** Open long-polls and SSE streams of a device. */
   waiters(deviceId: string): number {
-    return this.#commands.listeners(deviceId);
+    return this.#waiters.get(deviceId) ?? 0;
   }
 
-  #deliver(msg: Message): void {
-    const t = parseTopic(msg.topic);
-    if (t.kind !== "command") return;
-    // A device on a session protocol (MQTT, FBP/1) or CoAP gets its commands there.
-    const rec = this.#core.registry.get(t.deviceId);
-    if (rec?.protocol && rec.protocol !== "http") return;
-    this.#commands.push(t.deviceId, t.name, msg);
+  #listen(deviceId: string, fn: CommandListener): (() => void) | undefined {
+    const n = this.#waiters.get(deviceId) ?? 0;
+    if (n >= this.#opts.maxWaitersPerDevice) return undefined;
+    this.#waiters.set(deviceId, n + 1);
+    const stop = this.#core.commands.listen(deviceId, fn);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      stop();
+      const left = (this.#waiters.get(deviceId) ?? 1) - 1;
+      if (left > 0) this.#waiters.set(deviceId, left);
+      else this.#waiters.delete(deviceId);
+    };
   }
 
   #fail(slug: ProblemSlug, url: URL, init: ProblemInit = {}): Response {
@@ -186,7 +179,11 @@ export class DeviceApi implements AsyncDisposable {
     const m = req.method;
     if (seg.length === 1 && seg[0] === "openapi.json") {
       if (m !== "GET" && m !== "HEAD") return this.#notAllowed(url, "GET, HEAD");
-      this.#openapi ??= JSON.stringify(openApiDocument(this.#opts), null, 2);
+      this.#openapi ??= JSON.stringify(
+        openApiDocument(this.#opts, this.#core.commands.limits),
+        null,
+        2,
+      );
       return new Response(m === "HEAD" ? null : this.#openapi, {
         headers: { "content-type": "application/json", "cache-control": "max-age=60" },
       });
@@ -258,14 +255,13 @@ export class DeviceApi implements AsyncDisposable {
 
   /**
    * Ends every long-poll (503) and SSE stream and refuses new requests, so the HTTP server's
-   * graceful shutdown does not wait on them; unsubscribes from commands. Call it before
+   * graceful shutdown does not wait on them; gives the core's command store back. Call it before
    * `HttpServer.close()`. Idempotent.
    */
   close(): Promise<void> {
     if (!this.#closing.signal.aborted) {
       this.#closing.abort();
-      this.#unsubscribe();
-      this.#commands.clear();
+      this.#releaseCommands();
     }
     return Promise.resolve();
   }

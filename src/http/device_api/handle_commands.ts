@@ -1,9 +1,10 @@
 /**
  * `GET /api/v1/devices/{id}/commands`: long-poll for pending commands. Answers at once when
  * commands newer than `?after=` are pending, else waits up to `?timeout=` seconds (capped by
- * `longPollMaxMs`) for one: 200 with `{ commands: [...] }`, or 204 when none came. Commands stay
- * pending until acknowledged (or expired), so a client that lost a response gets them again;
- * `after` (the last command id seen) skips those already received. A request that asks for
+ * `longPollMaxMs`) for one: 200 with `{ commands: [...] }`, or 204 when none came. Commands come
+ * from the core's store and are claimed for HTTP when answered: no other protocol hands them out,
+ * and they stay pending until acknowledged (or expired), so a client that lost a response gets
+ * them again; `after` (the last command id seen) skips those already received. A request that asks for
  * `Accept: text/event-stream` is served as an SSE stream instead (see `handle_stream.ts`).
  *
  * @module
@@ -11,7 +12,7 @@
 
 import type { ApiContext } from "./_context.ts";
 import { intParam, secondsParam } from "./_params.ts";
-import type { PendingCommand } from "./command_queue.ts";
+import type { PendingCommand } from "../../core/command_store.ts";
 import { commandView } from "./command_view.ts";
 
 /** Handles a long-poll for a device whose id the router validated. */
@@ -31,12 +32,14 @@ export async function handleLongPoll(
     });
   }
   const waitMs = Math.min(asked ?? ctx.opts.longPollDefaultMs, ctx.opts.longPollMaxMs);
-  const now = ctx.commands.pending(deviceId, after);
+  const query = { after, via: "http" } as const;
+  const now = ctx.commands.pending(deviceId, query);
   if (now.length > 0 || waitMs === 0) return answer(ctx, now);
   if (ctx.closing.aborted) return ctx.fail("unavailable", url, { detail: "Shutting down" });
 
-  const woke = Promise.withResolvers<"command" | "timeout" | "closed" | "gone">();
-  const stop = ctx.commands.listen(deviceId, () => woke.resolve("command"));
+  type Why = "command" | "timeout" | "closed" | "gone";
+  let woke = Promise.withResolvers<Why>();
+  const stop = ctx.listen(deviceId, () => woke.resolve("command"));
   if (!stop) {
     return ctx.fail("too-many-waiters", url, {
       detail: `Device ${deviceId} already has ${ctx.opts.maxWaitersPerDevice} open waits`,
@@ -50,9 +53,17 @@ export async function handleLongPoll(
   const onGone = () => woke.resolve("gone");
   ctx.closing.addEventListener("abort", onClose, { once: true });
   req.signal.addEventListener("abort", onGone, { once: true });
-  let why: "command" | "timeout" | "closed" | "gone";
+  let why: Why;
+  let cmds: PendingCommand[] = [];
   try {
-    why = await woke.promise;
+    for (;;) {
+      why = await woke.promise;
+      if (why !== "command") break;
+      // Another protocol may have taken it meanwhile: then keep waiting.
+      cmds = ctx.commands.pending(deviceId, query);
+      if (cmds.length > 0) break;
+      woke = Promise.withResolvers<Why>();
+    }
   } finally {
     stop();
     clock.clearTimeout(timer);
@@ -66,10 +77,11 @@ export async function handleLongPoll(
     });
   }
   ctx.seen(deviceId);
-  return answer(ctx, ctx.commands.pending(deviceId, after));
+  return answer(ctx, why === "command" ? cmds : ctx.commands.pending(deviceId, query));
 }
 
-function answer(ctx: ApiContext, cmds: PendingCommand[]): Response {
+function answer(ctx: ApiContext, pending: PendingCommand[]): Response {
+  const cmds = pending.filter((c) => ctx.commands.claim(c, "http"));
   if (cmds.length === 0) {
     return new Response(null, { status: 204, headers: { "cache-control": "no-store" } });
   }

@@ -2,7 +2,7 @@
  * `GET /api/v1/devices/{id}/commands` with `Accept: text/event-stream`: a Server-Sent Events
  * stream of commands (`event: command`, `id:` the command id, `data:` its JSON view). Pending
  * commands newer than `Last-Event-ID` (or `?after=`) come first, then each new one as it
- * arrives. Comment heartbeats every `sseHeartbeatMs` keep proxies from timing the stream out and
+ * arrives; each is claimed for HTTP as it is sent (no other protocol hands it out). Comment heartbeats every `sseHeartbeatMs` keep proxies from timing the stream out and
  * keep the device online. A client that stops reading is cut off once a bounded backlog builds
  * up; the API's `close()` ends every stream.
  *
@@ -11,7 +11,7 @@
 
 import type { ApiContext } from "./_context.ts";
 import { intParam } from "./_params.ts";
-import type { PendingCommand } from "./command_queue.ts";
+import type { PendingCommand } from "../../core/command_store.ts";
 import { commandView } from "./command_view.ts";
 import { encodeSseComment, encodeSseEvent } from "./sse.ts";
 
@@ -37,7 +37,7 @@ export function handleStream(
   let last = after;
   let ended = false;
   let heartbeat: number | undefined;
-  const backlogLimit = opts.maxPendingCommands * 2 + 2;
+  const backlogLimit = commands.limits.maxPerDevice * 2 + 2;
 
   const end = (close: boolean) => {
     if (ended) return;
@@ -63,7 +63,7 @@ export function handleStream(
     controller.enqueue(chunk);
   };
   const send = (cmd: PendingCommand) => {
-    if (cmd.seq <= last) return;
+    if (ended || cmd.seq <= last || !commands.claim(cmd, "http")) return;
     last = cmd.seq;
     core.stats.messagesOut.inc(ctx.labels);
     push(encodeSseEvent({ id: cmd.seq, event: "command", data: JSON.stringify(commandView(cmd)) }));
@@ -76,7 +76,7 @@ export function handleStream(
     }, opts.sseHeartbeatMs);
   };
   const onClose = () => end(true);
-  const stop = commands.listen(deviceId, (cmd) => send(cmd));
+  const stop = ctx.listen(deviceId, (cmd) => send(cmd));
   if (!stop) {
     return ctx.fail("too-many-waiters", url, {
       detail: `Device ${deviceId} already has ${opts.maxWaitersPerDevice} open waits`,
@@ -88,7 +88,7 @@ export function handleStream(
     start(c) {
       controller = c;
       c.enqueue(encodeSseComment(`commands of ${deviceId}`, 2000));
-      for (const cmd of commands.pending(deviceId, after)) send(cmd);
+      for (const cmd of commands.pending(deviceId, { after, via: "http" })) send(cmd);
       ctx.closing.addEventListener("abort", onClose, { once: true });
       beat();
     },

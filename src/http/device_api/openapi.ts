@@ -5,6 +5,7 @@
  * @module
  */
 
+import { type CommandStoreLimits, defaultCommandStoreLimits } from "../../core/command_store.ts";
 import { PROBLEMS, type ProblemSlug, problemType } from "./problem.ts";
 import type { ResolvedDeviceApiOptions } from "./options.ts";
 
@@ -47,7 +48,10 @@ const RETRY_AFTER = {
  * if (doc.openapi !== "3.1.0" || !doc.paths["/api/v1/devices/{id}/telemetry"]) throw new Error();
  * ```
  */
-export function openApiDocument(o: Readonly<ResolvedDeviceApiOptions>): Json {
+export function openApiDocument(
+  o: Readonly<ResolvedDeviceApiOptions>,
+  commands: Readonly<CommandStoreLimits> = defaultCommandStoreLimits,
+): Json {
   const id = {
     name: "id",
     in: "path",
@@ -151,7 +155,8 @@ export function openApiDocument(o: Readonly<ResolvedDeviceApiOptions>): Json {
           operationId: "getCommands",
           summary: "Long-poll (or stream with SSE) pending commands",
           description: "Commands stay pending until acknowledged or expired " +
-            `(${o.commandTtlMs} ms; at most ${o.maxPendingCommands} per device, oldest dropped). ` +
+            `(${commands.ttlMs} ms; at most ${commands.maxPerDevice} per device, oldest dropped); ` +
+            "a command another protocol handed to the device is not listed. " +
             "With `Accept: text/event-stream` the answer is an SSE stream: `event: command`, " +
             "`id:` the command id, `data:` the command JSON; it resumes after `Last-Event-ID`. " +
             `At most ${o.maxWaitersPerDevice} long-polls and streams per device at once.`,

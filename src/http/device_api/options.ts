@@ -24,12 +24,6 @@ export interface DeviceApiOptions {
   sseHeartbeatMs?: number;
   /** An HTTP device goes offline after this long without a request (ms). @default 120000 */
   idleTimeoutMs?: number;
-  /** Commands kept per device until acknowledged; the oldest is dropped past it. @default 32 */
-  maxPendingCommands?: number;
-  /** Time a command stays pending unacknowledged (ms). @default 300000 */
-  commandTtlMs?: number;
-  /** Devices with pending commands at once; commands for further devices are dropped. @default 10000 */
-  maxCommandDevices?: number;
   /** Open long-polls plus SSE streams per device; more get 429. @default 4 */
   maxWaitersPerDevice?: number;
   /** `Retry-After` (s) sent when the pipeline is full. @default 1 */
@@ -48,9 +42,6 @@ export const defaultDeviceApiOptions: Readonly<ResolvedDeviceApiOptions> = Objec
   longPollDefaultMs: 30_000,
   sseHeartbeatMs: 15_000,
   idleTimeoutMs: 120_000,
-  maxPendingCommands: 32,
-  commandTtlMs: 300_000,
-  maxCommandDevices: 10_000,
   maxWaitersPerDevice: 4,
   overloadRetryAfterSec: 1,
 });
@@ -62,9 +53,6 @@ const MIN_ONE = new Set<keyof DeviceApiOptions>([
   "longPollMaxMs",
   "sseHeartbeatMs",
   "idleTimeoutMs",
-  "maxPendingCommands",
-  "commandTtlMs",
-  "maxCommandDevices",
   "maxWaitersPerDevice",
   "overloadRetryAfterSec",
 ]);

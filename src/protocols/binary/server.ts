@@ -10,7 +10,6 @@ import type { Logger } from "../../core/logger.ts";
 import type { ListenAddress, Listener } from "../listener.ts";
 import { TcpListener, type TlsFiles } from "../../net/tcp_listener.ts";
 import { BinarySession, type BinarySessionHost, type BinarySessionOptions } from "./session.ts";
-import { parseTopic } from "../../core/topics.ts";
 import { encodeError, encodeFrame, ErrorCode, FrameType } from "./frame.ts";
 
 /** Tunables of {@link BinaryServer} (the `binary` config section). */
@@ -66,7 +65,8 @@ export class BinaryServer implements Listener {
   #closed = false;
   /** Live sessions by device id, for command delivery. */
   #byDevice = new Map<string, BinarySession>();
-  #unsubscribe: (() => void) | undefined;
+  #releaseCommands: (() => void) | undefined;
+  #stopWatching: (() => void) | undefined;
   #host: BinarySessionHost;
 
   /** Creates the server; call {@link listen} to start. */
@@ -93,14 +93,11 @@ export class BinaryServer implements Listener {
   /** Binds and starts accepting. */
   listen(): Promise<ListenAddress> {
     if (this.#listener) throw new TypeError("Cannot listen: already listening");
-    // One subscription for every device's commands, dispatched by id: no trie nodes per device.
-    this.#unsubscribe = this.#core.subscribe("devices/+/commands/+", {
-      id: "binary-server",
-      deliver: (msg) => {
-        const t = parseTopic(msg.topic);
-        if (t.kind === "command") this.#byDevice.get(t.deviceId)?.deliver(msg);
-      },
-    });
+    // Commands come from the core's store (one subscription for every device), dispatched by id:
+    // a connected device gets each at once; one that is offline gets them on its next HELLO.
+    const commands = this.#core.commands;
+    this.#releaseCommands = commands.open();
+    this.#stopWatching = commands.watch((cmd) => this.#byDevice.get(cmd.deviceId)?.offer(cmd));
     const l = this.#listener = new TcpListener({
       hostname: this.#opts.hostname,
       port: this.#opts.port,
@@ -173,7 +170,8 @@ export class BinaryServer implements Listener {
     await this.#accepting;
     await this.#listener?.closed();
     await Promise.all([...this.#sessions].map((s) => s.done));
-    this.#unsubscribe?.();
+    this.#stopWatching?.();
+    this.#releaseCommands?.();
   }
 
   /** Same as {@link close}. */

@@ -7,12 +7,13 @@
  */
 
 import { canPublish, type Principal } from "../../core/acl.ts";
-import type { Core, Subscriber } from "../../core/core.ts";
+import type { PendingCommand } from "../../core/command_store.ts";
+import type { Core } from "../../core/core.ts";
 import type { DeadlineEntry } from "../../core/deadline_queue.ts";
 import type { Logger } from "../../core/logger.ts";
-import { createMessage, type Message } from "../../core/message.ts";
+import { createMessage } from "../../core/message.ts";
 import type { CloseReason, SessionHandle } from "../../core/registry.ts";
-import { ackTopic, parseTopic, telemetryTopic } from "../../core/topics.ts";
+import { ackTopic, telemetryTopic } from "../../core/topics.ts";
 import { serveBursts } from "../../net/burst_source.ts";
 import { ConnWriter } from "../../net/conn_writer.ts";
 import { FrameParser } from "./codec.ts";
@@ -56,8 +57,8 @@ export interface BinarySessionHost {
   /** Component logger. */
   log: Logger;
   /**
-   * Routes `devices/{id}/commands/+` to `session` (one subscription per server, not one per
-   * device); returns the function that detaches it.
+   * Routes the device's commands from the core's store to `session` (one watcher per server, not
+   * one per device); returns the function that detaches it.
    */
   attachCommands(id: string, session: BinarySession): () => void;
 }
@@ -116,7 +117,7 @@ function frameEvents(
 }
 
 /** One device connection speaking FBP/1. */
-export class BinarySession implements SessionHandle, Subscriber {
+export class BinarySession implements SessionHandle {
   /** Unique id of the connection. */
   readonly sessionId: string = `fbp-${nextSessionId++}`;
   /** Always `binary`. */
@@ -392,6 +393,10 @@ export class BinarySession implements SessionHandle, Subscriber {
     this.#core.registry.attach(hello.id, this);
     this.#keepalive = this.#core.supervise(this, keepAlive * 1500);
     this.#log.info("device connected", { device: hello.id, remote: this.#remoteText, keepAlive });
+    // Commands kept while the device was offline go out now, oldest first [FBP-6-3].
+    for (const cmd of this.#core.commands.pending(hello.id, { via: "binary" })) {
+      if (!this.offer(cmd)) break;
+    }
   }
 
   #refuse(f: Frame, status: number, reason: string): void {
@@ -485,45 +490,57 @@ export class BinarySession implements SessionHandle, Subscriber {
     this.#core.publish(ack).catch(() => {});
   }
 
-  /** Sends a command published on `devices/{id}/commands/{name}` (Subscriber). */
-  deliver(msg: Message): void {
-    if (this.#closed) return;
-    const t = parseTopic(msg.topic);
-    if (t.kind !== "command") return;
+  /**
+   * Sends a pending command from the core's store as a COMMAND frame. FBP/1 has no retransmission
+   * of commands: once the frame is queued on the live connection the command leaves the store (the
+   * device's ACK, when asked for, is published on `devices/{id}/acks/{name}`). Returns false when
+   * the session cannot take it (closed, or claimed elsewhere); the command then stays pending.
+   */
+  offer(cmd: PendingCommand): boolean {
+    if (this.#closed || this.#deviceId === undefined) return false;
+    const store = this.#core.commands;
+    if (!store.claim(cmd, "binary")) return false;
     const seq = this.#nextSeq;
-    this.#nextSeq = (this.#nextSeq + 1) >>> 0 || 1;
-    const flags = msg.qos > 0 ? FLAG_ACK_REQUESTED : 0;
+    const flags = cmd.msg.qos > 0 ? FLAG_ACK_REQUESTED : 0;
     let body;
     try {
-      body = encodeCommand({ name: t.name, data: msg.payload });
+      body = encodeCommand({ name: cmd.name, data: cmd.msg.payload });
     } catch (err) {
+      store.remove(cmd.deviceId, cmd.seq);
       this.#log.warn("command not sendable over FBP/1", { device: this.#deviceId, error: err });
-      return;
+      return true;
     }
     if (body.length > this.#opts.maxPayload) {
+      store.remove(cmd.deviceId, cmd.seq);
       this.#core.stats.drops.inc({ protocol: "binary", reason: "too_large" });
       this.#log.warn("command too large for the device", {
         device: this.#deviceId,
         bytes: body.length,
       });
-      return;
+      return true;
     }
+    if (!this.#send(FrameType.COMMAND, seq, body, flags)) {
+      store.release(cmd, "binary"); // not written: it waits for the next connection
+      return false;
+    }
+    this.#nextSeq = (this.#nextSeq + 1) >>> 0 || 1;
+    store.remove(cmd.deviceId, cmd.seq);
     if (flags) {
       this.#pending ??= new Map();
-      this.#pending.set(seq, t.name);
+      this.#pending.set(seq, cmd.name);
       if (this.#pending.size > MAX_PENDING_COMMANDS) {
         this.#pending.delete(this.#pending.keys().next().value!);
       }
     }
-    this.#send(FrameType.COMMAND, seq, body, flags);
     this.#core.stats.messagesOut.inc(LABELS);
-    this.#core.registry.device(this.#deviceId!).messagesOut++;
+    this.#core.registry.device(this.#deviceId).messagesOut++;
+    return true;
   }
 
-  #send(type: number, seq: number, payload: Uint8Array, flags = 0): void {
-    if (this.#writer.write(encodeFrame({ type, flags, seq, payload }))) {
-      this.#core.stats.framesOut.inc(LABELS);
-    }
+  #send(type: number, seq: number, payload: Uint8Array, flags = 0): boolean {
+    if (!this.#writer.write(encodeFrame({ type, flags, seq, payload }))) return false;
+    this.#core.stats.framesOut.inc(LABELS);
+    return true;
   }
 
   #error(code: number, seq: number, reason: string): void {

@@ -16,16 +16,15 @@
  */
 
 import { canPublish, type Principal } from "../../core/acl.ts";
+import type { PendingCommand } from "../../core/command_store.ts";
 import { createMessage, type Message } from "../../core/message.ts";
 import {
   ackTopic,
   CHANNEL_RE,
   COMMAND_NAME_RE,
   isDeviceId,
-  parseTopic,
   telemetryTopic,
 } from "../../core/topics.ts";
-import { CommandQueue, type PendingCommand } from "./command_queue.ts";
 import { Code, ContentFormat } from "./message.ts";
 import { encodeString, encodeUint, Opt } from "./options.ts";
 import { type CoapRequest, type CoapResource, type CoapResponse, queryParam } from "./resource.ts";
@@ -35,9 +34,7 @@ import type { ResourceHost } from "./server.ts";
 export interface DeviceResources {
   /** The resources to serve. */
   resources: CoapResource[];
-  /** Pending commands per device. */
-  queue: CommandQueue;
-  /** Unsubscribes from the core. */
+  /** Gives the core's command store back. */
   close(): void;
 }
 
@@ -93,13 +90,7 @@ type Auth = { ok: true; principal: Principal; who: string } | { ok: false; res: 
 export function createDeviceResources(host: ResourceHost): DeviceResources {
   const { core, options } = host;
   const stats = core.stats;
-  const queue = new CommandQueue({
-    clock: core.clock,
-    maxPerDevice: options.maxPendingCommands,
-    ttlMs: options.commandTtlMs,
-    maxDevices: options.maxCommandDevices,
-    onDrop: (_id, reason) => stats.drops.inc({ protocol: "coap", reason: `command_${reason}` }),
-  });
+  const store = core.commands;
 
   const unauthorized = (msg: string): Auth => {
     stats.errors.inc({ protocol: "coap", code: "unauthorized" });
@@ -292,33 +283,35 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
       // final 4.01 notification, which ends the observation (RFC 7641 §3.2).
       const auth = authenticate(req, id);
       if (!auth.ok) return auth.res;
-      // RFC 7641 §4.2: the new state is the oldest pending command; it stays queued until the
-      // client acknowledges the Confirmable notification (then devices/{id}/acks/{name}).
-      const head = queue.head(id);
-      if (!head) return null;
+      // RFC 7641 §4.2: the new state is the oldest pending command. It is claimed for CoAP (no
+      // other protocol hands it out meanwhile) and stays pending until the client acknowledges
+      // the Confirmable notification (then devices/{id}/acks/{name}); a lost one is released.
+      const head = store.next(id, "coap");
+      if (!head || !store.claim(head, "coap")) return null;
       return {
         ...commandResponse(head, req.accept),
         onDelivered: (confirmed) => {
-          if (!queue.remove(id, head.seq)) return;
+          if (!store.remove(id, head.seq)) return;
           delivered(id);
           if (confirmed) publishAck(id, head.name, new Uint8Array());
-          if (queue.count(id) > 0) host.notify(commandsTarget(id));
+          if (store.next(id, "coap")) host.notify(commandsTarget(id));
         },
+        onLost: () => store.release(head, "coap"),
       };
     }
     if (!isDeviceId(id)) return { code: Code.NOT_FOUND };
     const auth = authenticate(req, id);
     if (!auth.ok) return auth.res;
     if (auth.who !== id) return forbidden(`Not allowed to read commands of device ${id}`);
-    const head = queue.head(id);
+    const head = store.next(id, "coap");
     // After a registration, the rest of the queue follows as notifications.
-    if (req.observe === 0 && queue.count(id) > 1) {
+    if (req.observe === 0 && store.pending(id, { via: "coap" }).length > 1) {
       queueMicrotask(() => host.notify(commandsTarget(id)));
     }
     if (!head) return { code: Code.CONTENT };
     // A direct read hands the command over: deduplication replays this response to a
     // retransmitted request, so it is not lost when only the ACK was.
-    queue.remove(id, head.seq);
+    store.remove(id, head.seq);
     delivered(id);
     return commandResponse(head, req.accept);
   }
@@ -335,17 +328,9 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
     return publish(req, id, topic);
   }
 
-  const unsubscribe = core.subscribe("devices/+/commands/+", {
-    id: "coap:commands",
-    deliver(m: Message) {
-      const t = parseTopic(m.topic);
-      if (t.kind !== "command") return;
-      // Queue for devices that talk CoAP or have not been seen on another protocol.
-      const rec = core.registry.get(t.deviceId);
-      if (rec?.protocol && rec.protocol !== "coap") return;
-      if (queue.push(t.deviceId, t.name, m)) host.notify(commandsTarget(t.deviceId));
-    },
-  });
+  // Commands come from the core's store; an observer of the device hears of each new one.
+  const release = store.open();
+  const stopWatching = store.watch((cmd) => host.notify(commandsTarget(cmd.deviceId)));
 
   const description = [
     "Ferry CoAP device API (token in ?token=):",
@@ -380,5 +365,5 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
     { path: "/d/{id}/commands", methods: [Code.GET], observable: true, handle: commands },
     { path: "/d/{id}/acks/{name}", methods: [Code.POST], handle: acks },
   ];
-  return { resources, queue, close: () => (unsubscribe(), queue.clear()) };
+  return { resources, close: () => (stopWatching(), release()) };
 }

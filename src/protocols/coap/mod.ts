@@ -8,7 +8,6 @@
 
 export * from "./block.ts";
 export * from "./codec.ts";
-export * from "./command_queue.ts";
 export * from "./device_resources.ts";
 export * from "./exchange_cache.ts";
 export * from "./link_format.ts";

@@ -88,12 +88,6 @@ export interface CoapServerOptions {
   maxObservers: number;
   /** Longest run of NON notifications before one is sent CON, RFC 7641 §4.5. @default 86400000 */
   observeConfirmableIntervalMs: number;
-  /** Pending commands kept per device (oldest dropped). @default 16 */
-  maxPendingCommands: number;
-  /** Time to live of a pending command. @default 86400000 */
-  commandTtlMs: number;
-  /** Devices with pending commands at once. @default 10000 */
-  maxCommandDevices: number;
   /** Block1 uploads being reassembled at once; more get 5.03. @default 256 */
   maxBlockTransfers: number;
   /** A Block1 upload or cached Block2 body idle this long is dropped. @default 60000 */
@@ -124,9 +118,6 @@ export const defaultCoapServerOptions: CoapServerOptions = {
   retryAfterSec: 2,
   maxObservers: 10_000,
   observeConfirmableIntervalMs: 86_400_000,
-  maxPendingCommands: 16,
-  commandTtlMs: 86_400_000,
-  maxCommandDevices: 10_000,
   maxBlockTransfers: 256,
   blockTimeoutMs: 60_000,
 };
