@@ -73,7 +73,7 @@ async function writeAll(conn: Deno.Conn, b: Uint8Array): Promise<void> {
 }
 
 /** Connects and completes HELLO; returns the open connection (its read side idle). */
-async function idleDevice(port: number, id: string): Promise<Deno.Conn> {
+export async function idleDevice(port: number, id: string): Promise<Deno.Conn> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   await writeAll(
     conn,

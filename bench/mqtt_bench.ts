@@ -419,7 +419,14 @@ async function publishQos0(c: LoadConn, topic: string, count: number, size = 64)
     await c.write(n === 64 ? batch : batch.subarray(0, n * one.length));
   }
   await c.write(enc({ cmd: "pingreq" }));
-  await pong.promise;
+  // Bounded: a server that lost the PINGREQ or stalls fails the scenario instead of hanging.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    pong.promise,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error("no PINGRESP within 60 s")), 60_000);
+    }),
+  ]).finally(() => clearTimeout(timer));
 }
 
 /** QoS 0 ingest as the issue defines it: 100 publishers, 64-byte payloads, no subscriber. */
@@ -639,6 +646,7 @@ export async function run(o: MqttBenchOptions): Promise<Record<string, unknown>>
       await using server = await startPeer(peer);
       try {
         figures[name][peer] = await fn(server.port, server.pid);
+        progress(`  ${JSON.stringify(figures[name][peer])}`);
       } catch (err) {
         figures[name][peer] = { failed: true };
         progress(`mqtt ${name} on ${peer} failed: ${err}`);
