@@ -358,19 +358,20 @@ export class Core implements AsyncDisposable {
    * with `keepalive_timeout`. Callers pass 1.5x the keepalive.
    */
   supervise(session: SessionHandle, timeoutMs: number): DeadlineEntry {
-    return this.deadlines.add(timeoutMs, () => {
-      this.stats.reaped.inc({ protocol: session.protocol });
-      this.#coreLog.info("keepalive expired", {
-        session: session.sessionId,
-        protocol: session.protocol,
-        timeoutMs,
-      });
-      session.close({
-        code: "keepalive_timeout",
-        message: `no frame for ${timeoutMs} ms`,
-      });
-    });
+    // One callback for every session (the entry carries the session): no closure per session.
+    return this.deadlines.add(timeoutMs, this.#reap, session);
   }
+
+  #reap = (session: SessionHandle, entry: DeadlineEntry): void => {
+    const timeoutMs = entry.timeoutMs;
+    this.stats.reaped.inc({ protocol: session.protocol });
+    this.#coreLog.info("keepalive expired", {
+      session: session.sessionId,
+      protocol: session.protocol,
+      timeoutMs,
+    });
+    session.close({ code: "keepalive_timeout", message: `no frame for ${timeoutMs} ms` });
+  };
 
   /** Marks a sessionless device seen; it goes offline after `idleMs` without another call. */
   seen(deviceId: string, protocol: Protocol, idleMs: number): void {
@@ -378,14 +379,13 @@ export class Core implements AsyncDisposable {
     this.registry.touch(deviceId, protocol);
     const e = this.#idle.get(deviceId);
     if (e?.active) return e.touch(idleMs);
-    this.#idle.set(
-      deviceId,
-      this.deadlines.add(idleMs, () => {
-        this.#idle.delete(deviceId);
-        this.registry.markIdle(deviceId);
-      }),
-    );
+    this.#idle.set(deviceId, this.deadlines.add(idleMs, this.#idleExpired, deviceId));
   }
+
+  #idleExpired = (deviceId: string): void => {
+    this.#idle.delete(deviceId);
+    this.registry.markIdle(deviceId);
+  };
 
   #presence(id: string, state: "online" | "offline", protocol?: Protocol): void {
     this.#coreLog.info(`device ${state}`, { device: id, protocol });

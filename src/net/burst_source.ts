@@ -19,18 +19,36 @@ export interface ByteReader {
   read(p: Uint8Array): Promise<number | null>;
 }
 
-/** Tunables of {@link serveBursts}. */
+/**
+ * The consuming side of a connection (typically the session object itself: methods, not closures,
+ * so an idle connection holds nothing but its one pending read).
+ */
+export interface BurstConsumer<T> {
+  /** A fresh codec for a burst (its state may live in the consumer, across bursts). */
+  codec(): TransformStream<Uint8Array, T>;
+  /** Consumes one burst's decoded values to the end. */
+  consume(values: ReadableStream<T>): Promise<void>;
+  /** Whether the burst may end now (no partial frame buffered). */
+  canIdle(): boolean;
+  /** Called with the byte count of each read. */
+  onBytes?(n: number): void;
+  /**
+   * Runs once before the first burst, reading `conn` itself (a handshake without streams);
+   * resolving false ends the connection.
+   */
+  start?(): Promise<boolean>;
+  /** Called once when reading has ended, with the error that ended it, if any. */
+  end?(error?: unknown): void | Promise<void>;
+}
+
+/** Tunables of {@link serveBursts} (one object may serve every connection). */
 export interface BurstOptions {
   /** A burst ends after this long without data. @default 2000 */
   idleMs?: number;
-  /** Whether the consumer may be torn down now (no partial frame buffered). @default always */
-  canIdle?: () => boolean;
-  /** Read buffer while idle, bytes. @default 512 */
+  /** Read buffer while idle, bytes. @default 64 */
   minBuffer?: number;
   /** Largest read buffer during a burst, bytes. @default 16384 */
   maxBuffer?: number;
-  /** Called with the byte count of each read. */
-  onBytes?: (n: number) => void;
 }
 
 function isClosedError(err: unknown): boolean {
@@ -39,13 +57,20 @@ function isClosedError(err: unknown): boolean {
     err instanceof Deno.errors.NotConnected;
 }
 
+/** A read in flight: its buffer and the promise of its byte count. */
+interface Read {
+  buf: Uint8Array;
+  n: Promise<number | null>;
+}
+
 /**
- * Reads `conn` until it ends. Each burst of traffic gets a fresh codec from `codec()`; the bytes
- * read are written into its writable side (waiting on the writer's ready signal: a consumer that
- * does not read stops socket reads), and `onBurst` consumes its readable side to the end. The
- * codec's state (a partial frame) may live in an object shared by the codecs of one connection;
- * a burst ends only when `canIdle()` says nothing is buffered there. Resolves when the connection
- * has ended; rejects only on unexpected read errors.
+ * Reads `conn` until it ends. Each burst of traffic gets a fresh codec from `consumer.codec()`;
+ * the bytes read are written into its writable side (waiting on the writer's ready signal: a
+ * consumer that does not read stops socket reads), and `consumer.consume` takes its readable side
+ * to the end. A burst ends after `idleMs` without data when `consumer.canIdle()`. Between bursts
+ * this function's small frame and one read are all a connection holds. `consumer.start` runs
+ * first and `consumer.end` last; resolves once `end` has. Without an `end`, an unexpected read
+ * error rejects.
  *
  * @example
  * ```ts
@@ -56,96 +81,120 @@ function isClosedError(err: unknown): boolean {
  *   p.set(d); return Promise.resolve(d.length);
  * } };
  * const seen: number[] = [];
- * await serveBursts(conn, () => new TransformStream<Uint8Array, Uint8Array>(), async (s) => {
- *   for await (const c of s) seen.push(...c);
+ * await serveBursts(conn, {
+ *   codec: () => new TransformStream<Uint8Array, Uint8Array>(),
+ *   consume: async (s) => { for await (const c of s) seen.push(...c); },
+ *   canIdle: () => true,
  * });
  * if (seen.join() !== "1,2,3") throw new Error(seen.join());
  * ```
  */
 export async function serveBursts<T>(
   conn: ByteReader,
-  codec: () => TransformStream<Uint8Array, T>,
-  onBurst: (frames: ReadableStream<T>) => Promise<void>,
+  consumer: BurstConsumer<T>,
   options: BurstOptions = {},
 ): Promise<void> {
-  const idleMs = options.idleMs ?? 2000;
-  const min = options.minBuffer ?? 512;
-  const max = options.maxBuffer ?? 16384;
-  const canIdle = options.canIdle ?? (() => true);
-  let size = min;
-  /** A read that outlived its burst: its result starts the next one. */
-  let pending: Promise<Uint8Array | null> | undefined;
-
-  const read = (): Promise<Uint8Array | null> => {
-    const buf = new Uint8Array(size);
-    return conn.read(buf).then((n) => {
-      if (n === null) return null;
-      options.onBytes?.(n);
-      if (n === size && size < max) size = Math.min(max, size * 4);
-      else if (n < size / 8 && size > min) size = Math.max(min, size / 4);
-      return n === buf.length ? buf : buf.slice(0, n);
-    }, (err) => {
-      if (isClosedError(err)) return null;
-      throw err;
-    });
-  };
-
-  for (;;) {
-    const first = await (pending ?? read());
-    pending = undefined;
-    if (first === null) return;
-    const { readable, writable } = codec();
-    const writer = writable.getWriter();
-    const consumed = onBurst(readable);
-    let ended = false;
-    let cancelled = false;
-    writer.closed.catch(() => cancelled = true); // the consumer cancelled: stop reading
-    // One idle timer per burst, re-armed from the time of the last data (not a timer per read).
-    let lastData = Date.now();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let idleFired: (() => void) | undefined;
-    const arm = (ms: number) => {
-      timer = setTimeout(() => {
-        const quiet = Date.now() - lastData;
-        if (quiet < idleMs) arm(idleMs - quiet);
-        else if (idleFired) idleFired();
-        else arm(idleMs); // busy (e.g. waiting on backpressure): look again later
-      }, ms);
-    };
-    arm(idleMs);
-    try {
-      let chunk: Uint8Array | null = first;
-      while (chunk) {
-        await writer.ready;
-        if (cancelled) break;
-        writer.write(chunk).catch(() => cancelled = true);
-        const next = read();
-        chunk = null;
-        for (;;) {
-          const idle = new Promise<"idle">((r) => idleFired = () => r("idle"));
-          const got = await Promise.race([next, idle]);
-          idleFired = undefined;
-          if (got !== "idle") {
-            lastData = Date.now();
-            if (got === null) ended = true;
-            else chunk = got;
-            break;
-          }
-          if (cancelled) break;
-          if (canIdle()) { // nothing buffered: end the burst, keep the read for the next one
-            pending = next;
-            break;
-          }
-          lastData = Date.now();
-          arm(idleMs); // a partial frame is buffered: keep waiting in this burst
-        }
+  let error: unknown;
+  try {
+    if (consumer.start && !await consumer.start()) return;
+    let read: Read | null = null; // a read that outlived its burst: its bytes start the next one
+    for (;;) {
+      const buf: Uint8Array = read ? read.buf : new Uint8Array(options.minBuffer ?? 64);
+      let n: number | null;
+      try {
+        n = await (read ? read.n : conn.read(buf));
+      } catch (err) {
+        if (isClosedError(err)) return;
+        throw err;
       }
-    } finally {
-      clearTimeout(timer);
-      if (!cancelled) await writer.close().catch(() => {});
-      await consumed;
+      if (n === null) return;
+      consumer.onBytes?.(n);
+      read = await burst(conn, consumer, options, n === buf.length ? buf : buf.slice(0, n));
+      if (read === null) return;
     }
-    if (ended || cancelled) return;
-    size = min; // idle: shrink the pending read's buffer
+  } catch (err) {
+    if (!consumer.end) throw err;
+    error = err;
+  } finally {
+    await consumer.end?.(error);
   }
+}
+
+/**
+ * Serves one burst starting with `first`; returns the read still in flight when the burst went
+ * idle, or null when the connection ended or the consumer stopped.
+ */
+async function burst<T>(
+  conn: ByteReader,
+  consumer: BurstConsumer<T>,
+  options: BurstOptions,
+  first: Uint8Array,
+): Promise<Read | null> {
+  const idleMs = options.idleMs ?? 2000;
+  const min = options.minBuffer ?? 64;
+  const max = options.maxBuffer ?? 16384;
+  let size = first.length < min ? min : Math.min(max, first.length * 4); // data is coming: grow
+  const { readable, writable } = consumer.codec();
+  const writer = writable.getWriter();
+  const consumed = consumer.consume(readable);
+  let cancelled = false;
+  writer.closed.catch(() => cancelled = true); // the consumer cancelled: stop reading
+  // One idle timer per burst, re-armed from the time of the last data (not a timer per read).
+  let lastData = Date.now();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let idleFired: (() => void) | undefined;
+  const arm = (ms: number) => {
+    timer = setTimeout(() => {
+      const quiet = Date.now() - lastData;
+      if (quiet < idleMs) arm(idleMs - quiet);
+      else if (idleFired) idleFired();
+      else arm(idleMs); // busy (e.g. waiting on backpressure): look again later
+    }, ms);
+  };
+  arm(idleMs);
+  let rest: Read | null = null;
+  try {
+    let chunk: Uint8Array | null = first;
+    while (chunk) {
+      await writer.ready;
+      if (cancelled) break;
+      writer.write(chunk).catch(() => cancelled = true);
+      const buf = new Uint8Array(size);
+      const next: Read = { buf, n: conn.read(buf) };
+      chunk = null;
+      for (;;) {
+        const idle = new Promise<"idle">((r) => idleFired = () => r("idle"));
+        let got: number | null | "idle";
+        try {
+          got = await Promise.race([next.n, idle]);
+        } catch (err) {
+          if (!isClosedError(err)) throw err;
+          got = null;
+        }
+        idleFired = undefined;
+        if (got !== "idle") {
+          lastData = Date.now();
+          if (got === null) break; // ended
+          consumer.onBytes?.(got);
+          // Grow while reads fill the buffer; shrink when they come back small.
+          if (got === size && size < max) size = Math.min(max, size * 4);
+          else if (got < size / 8 && size > min) size = Math.max(min, size / 4);
+          chunk = got === buf.length ? buf : buf.slice(0, got);
+          break;
+        }
+        if (cancelled) break;
+        if (consumer.canIdle()) { // nothing buffered: end the burst, keep the read for the next
+          rest = next;
+          break;
+        }
+        lastData = Date.now();
+        arm(idleMs); // a partial frame is buffered: keep waiting in this burst
+      }
+    }
+  } finally {
+    clearTimeout(timer);
+    if (!cancelled) await writer.close().catch(() => {});
+    await consumed;
+  }
+  return cancelled ? null : rest;
 }

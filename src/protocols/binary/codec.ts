@@ -112,12 +112,13 @@ const BODY = 1;
 export class FrameParser {
   #maxPayload: number;
   #onError: ((err: FrameSyntaxError) => void) | undefined;
+  #callOnError: ((err: FrameSyntaxError) => void) | undefined; // given to the current parse()
 
   #state: typeof HEADER | typeof BODY = HEADER;
   /** Header scratch for a header split across chunks. */
-  #header: Uint8Array;
+  #header: Uint8Array | undefined; // scratch for a header split across chunks (made when needed)
   /** Trailer scratch for a CRC split across chunks. */
-  #trailer: Uint8Array;
+  #trailer: Uint8Array | undefined;
   /** Bytes of the current state's unit collected so far (header, or payload + trailer). */
   #have = 0;
   #length = 0;
@@ -140,10 +141,16 @@ export class FrameParser {
     }
     this.#maxPayload = maxPayload;
     this.#onError = options.onError;
-    // One small buffer for header and trailer scratch: an idle connection holds little.
-    const scratch = new Uint8Array(HEADER_SIZE + TRAILER_SIZE);
-    this.#header = scratch.subarray(0, HEADER_SIZE);
-    this.#trailer = scratch.subarray(HEADER_SIZE);
+  }
+
+  /** Header and trailer scratch, made for a frame split across chunks and dropped after it. */
+  #scratch(): Uint8Array {
+    if (!this.#header) {
+      const scratch = new Uint8Array(HEADER_SIZE + TRAILER_SIZE);
+      this.#header = scratch.subarray(0, HEADER_SIZE);
+      this.#trailer = scratch.subarray(HEADER_SIZE);
+    }
+    return this.#header;
   }
 
   /** Stream bytes consumed so far (including those of a partial frame). */
@@ -177,9 +184,24 @@ export class FrameParser {
    *
    * Emitted payloads never alias `chunk`: each frame owns an exact-size payload buffer.
    *
+   * `onError`, when given, takes this call's CRC errors instead of the constructor's `onError`.
+   *
    * @throws {FrameSyntaxError} On bad magic (code 1) or a too-large frame (code 2), both fatal.
    */
-  parse(chunk: Uint8Array, onFrame: (frame: Frame) => void): void {
+  parse(
+    chunk: Uint8Array,
+    onFrame: (frame: Frame) => void,
+    onError?: (err: FrameSyntaxError) => void,
+  ): void {
+    this.#callOnError = onError;
+    try {
+      this.#parse(chunk, onFrame);
+    } finally {
+      this.#callOnError = undefined;
+    }
+  }
+
+  #parse(chunk: Uint8Array, onFrame: (frame: Frame) => void): void {
     if (this.#failed) throw this.#failed;
     const end = chunk.length;
     let pos = 0;
@@ -215,17 +237,18 @@ export class FrameParser {
         if (this.#have === 0) this.#frameStart = this.#offset;
         const before = this.#have;
         const n = Math.min(HEADER_SIZE - before, end - pos);
-        this.#header.set(chunk.subarray(pos, pos + n), before);
+        const header = this.#scratch();
+        header.set(chunk.subarray(pos, pos + n), before);
         this.#have += n;
         this.#offset += n;
         pos += n;
-        if (before < 4) this.#checkMagic(this.#header, 0, before, Math.min(this.#have, 4));
-        if (before < 8 && this.#have >= 8) this.#checkLength(readU32(this.#header, 4));
+        if (before < 4) this.#checkMagic(header, 0, before, Math.min(this.#have, 4));
+        if (before < 8 && this.#have >= 8) this.#checkLength(readU32(header, 4));
         if (this.#have < HEADER_SIZE) break;
-        this.#length = readU32(this.#header, 4);
-        this.#type = this.#header[8];
-        this.#flags = this.#header[9];
-        this.#seq = readU32(this.#header, 10);
+        this.#length = readU32(header, 4);
+        this.#type = header[8];
+        this.#flags = header[9];
+        this.#seq = readU32(header, 10);
         this.#payload = new Uint8Array(this.#length);
         this.#have = 0;
         this.#state = BODY;
@@ -242,17 +265,19 @@ export class FrameParser {
         }
         const got = this.#have - length;
         const n = Math.min(TRAILER_SIZE - got, end - pos);
-        this.#trailer.set(chunk.subarray(pos, pos + n), got);
+        this.#trailer!.set(chunk.subarray(pos, pos + n), got);
         this.#have += n;
         this.#offset += n;
         pos += n;
         if (got + n < TRAILER_SIZE) break;
         const payload = this.#payload;
-        const crc = crc32(payload, crc32(this.#header));
+        const crc = crc32(payload, crc32(this.#header!));
+        const expected = readU32(this.#trailer!, 0);
         this.#state = HEADER;
         this.#have = 0;
         this.#payload = EMPTY;
-        this.#finish(crc, readU32(this.#trailer, 0), () => payload, onFrame);
+        this.#header = this.#trailer = undefined; // an idle connection keeps no scratch
+        this.#finish(crc, expected, () => payload, onFrame);
       }
     }
   }
@@ -301,7 +326,7 @@ export class FrameParser {
           seq: this.#seq,
         },
       );
-      this.#onError?.(err);
+      (this.#callOnError ?? this.#onError)?.(err);
       return;
     }
     onFrame({ type: this.#type, flags: this.#flags, seq: this.#seq, payload: payload() });

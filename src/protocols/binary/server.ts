@@ -9,7 +9,15 @@ import type { Core } from "../../core/core.ts";
 import type { Logger } from "../../core/logger.ts";
 import type { ListenAddress, Listener } from "../listener.ts";
 import { TcpListener, type TlsFiles } from "../../net/tcp_listener.ts";
-import { BinarySession, type BinarySessionHost, type BinarySessionOptions } from "./session.ts";
+import {
+  BinarySession,
+  type BinarySessionHost,
+  type BinarySessionOptions,
+  IDLE_READ_BUFFER,
+} from "./session.ts";
+
+/** Label set of every byte count (the same object each time: its metric key is cached). */
+const LABELS = Object.freeze({ protocol: "binary" });
 import { encodeError, encodeFrame, ErrorCode, FrameType } from "./frame.ts";
 
 /** Tunables of {@link BinaryServer} (the `binary` config section). */
@@ -61,6 +69,7 @@ export class BinaryServer implements Listener {
   #log: Logger;
   #listener: TcpListener | undefined;
   #sessions = new Set<BinarySession>();
+  #allClosed: PromiseWithResolvers<void> | undefined; // while closing
   #accepting: Promise<void> | undefined;
   #closed = false;
   /** Live sessions by device id, for command delivery. */
@@ -74,13 +83,31 @@ export class BinaryServer implements Listener {
     this.#core = core;
     this.#opts = { ...defaultBinaryServerOptions, ...options };
     this.#log = core.log.child("binary");
+    const stats = core.stats;
+    const o = this.#opts;
+    // One host object for every session: callbacks that get the session, no closures per session.
     this.#host = {
       log: this.#log,
-      attachCommands: (id, session) => {
-        this.#byDevice.set(id, session);
-        return () => {
-          if (this.#byDevice.get(id) === session) this.#byDevice.delete(id);
-        };
+      attachCommands: (id, session) => this.#byDevice.set(id, session),
+      detachCommands: (id, session) => {
+        if (this.#byDevice.get(id) === session) this.#byDevice.delete(id);
+      },
+      writerOptions: {
+        maxPendingBytes: o.maxPendingBytes,
+        drainTimeoutMs: o.drainTimeoutMs,
+        clock: core.clock,
+        onBytes: (n) => stats.bytesOut.inc(LABELS, n),
+        onStall: (reason, session) => {
+          stats.errors.inc({ protocol: "binary", code: "slow_consumer" });
+          session.close({ code: "slow_consumer", message: reason });
+        },
+      },
+      burstOptions: { minBuffer: IDLE_READ_BUFFER },
+      onClosed: (session) => {
+        if (!this.#sessions.delete(session)) return;
+        core.admission.release(session.address);
+        stats.connections.inc(LABELS, -1);
+        if (this.#sessions.size === 0) this.#allClosed?.resolve();
       },
     };
   }
@@ -150,11 +177,6 @@ export class BinaryServer implements Listener {
       stats.connections.inc(labels);
       const session = new BinarySession(this.#core, conn, this.#opts, this.#host);
       this.#sessions.add(session);
-      session.done.finally(() => {
-        this.#core.admission.release(address);
-        this.#sessions.delete(session);
-        stats.connections.inc(labels, -1);
-      });
     }
   }
 
@@ -169,7 +191,10 @@ export class BinaryServer implements Listener {
     }
     await this.#accepting;
     await this.#listener?.closed();
-    await Promise.all([...this.#sessions].map((s) => s.done));
+    if (this.#sessions.size) {
+      this.#allClosed ??= Promise.withResolvers();
+      await this.#allClosed.promise;
+    }
     this.#stopWatching?.();
     this.#releaseCommands?.();
   }

@@ -14,8 +14,8 @@ import type { Logger } from "../../core/logger.ts";
 import { createMessage } from "../../core/message.ts";
 import type { CloseReason, SessionHandle } from "../../core/registry.ts";
 import { ackTopic, telemetryTopic } from "../../core/topics.ts";
-import { serveBursts } from "../../net/burst_source.ts";
-import { ConnWriter } from "../../net/conn_writer.ts";
+import { type BurstConsumer, type BurstOptions, serveBursts } from "../../net/burst_source.ts";
+import { ConnWriter, type ConnWriterOptions } from "../../net/conn_writer.ts";
 import { FrameParser } from "./codec.ts";
 import {
   AckStatus,
@@ -58,9 +58,17 @@ export interface BinarySessionHost {
   log: Logger;
   /**
    * Routes the device's commands from the core's store to `session` (one watcher per server, not
-   * one per device); returns the function that detaches it.
+   * one per device).
    */
-  attachCommands(id: string, session: BinarySession): () => void;
+  attachCommands(id: string, session: BinarySession): void;
+  /** Stops routing the device's commands to `session` (if it is still the routed one). */
+  detachCommands(id: string, session: BinarySession): void;
+  /** Options of every session's writer (callbacks get the session). */
+  writerOptions: ConnWriterOptions<BinarySession>;
+  /** Options of every session's burst reader. */
+  burstOptions: BurstOptions;
+  /** Called once when a session has ended and released everything. */
+  onClosed(session: BinarySession): void;
 }
 
 /** Commands sent and not yet acknowledged, per session. */
@@ -79,7 +87,7 @@ const CLOSE_CODES: Record<CloseReason["code"], number> = {
 const LABELS = Object.freeze({ protocol: "binary" });
 
 /** Read buffer of a quiet connection (a HELLO is ~40 bytes; bursts grow it up to 16 KiB). */
-const IDLE_READ_BUFFER = 256;
+export const IDLE_READ_BUFFER = 64;
 
 let nextSessionId = 1;
 const decoder = new TextDecoder();
@@ -88,25 +96,17 @@ const encoder = new TextEncoder();
 /** A decoded frame or an in-band decoding error (kept in stream order). */
 type FrameEvent = Frame | FrameSyntaxError;
 
-/** Where the parser's non-fatal errors go: the controller of the current burst's codec stream. */
-interface ErrorSink {
-  out?: TransformStreamDefaultController<FrameEvent>;
-}
-
 /**
  * Splits bytes into frames. Decoding errors travel in-band, in stream order: frames before a bad
  * CRC or a fatal error are handled (and ACKed) before the ERROR for it goes out, and a fatal error
  * ends the stream after it.
  */
-function frameEvents(
-  parser: FrameParser,
-  sink: ErrorSink,
-): TransformStream<Uint8Array, FrameEvent> {
+function frameEvents(parser: FrameParser): TransformStream<Uint8Array, FrameEvent> {
   return new TransformStream<Uint8Array, FrameEvent>({
     transform(chunk, controller) {
-      sink.out = controller;
+      const out = (e: FrameEvent) => controller.enqueue(e);
       try {
-        parser.parse(chunk, (f) => controller.enqueue(f));
+        parser.parse(chunk, out, out);
       } catch (err) {
         if (!(err instanceof FrameSyntaxError)) throw err;
         controller.enqueue(err);
@@ -117,26 +117,31 @@ function frameEvents(
 }
 
 /** One device connection speaking FBP/1. */
-export class BinarySession implements SessionHandle {
-  /** Unique id of the connection. */
-  readonly sessionId: string = `fbp-${nextSessionId++}`;
+export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent> {
+  #number = nextSessionId++;
+  /** Unique id of the connection (made when asked: idle sessions keep a number). */
+  get sessionId(): string {
+    return `fbp-${this.#number}`;
+  }
   /** Always `binary`. */
-  readonly protocol = "binary" as const;
+  get protocol(): "binary" {
+    return "binary";
+  }
+  #parser: FrameParser | undefined;
   #core: Core;
   #conn: Deno.Conn;
   #opts: BinarySessionOptions;
   #log: Logger;
-  #writer: ConnWriter;
+  #writer: ConnWriter<BinarySession>;
   #deviceId: string | undefined;
   #principal: Principal | undefined;
   #keepalive: DeadlineEntry | undefined;
   #helloTimer: DeadlineEntry | undefined;
-  #unsubscribe: (() => void) | undefined;
+  #commandsAttached = false;
   #host: BinarySessionHost;
   #closed = false;
   #nextSeq = 1;
   #pending: Map<number, string> | undefined; // command seq → name, made on the first command
-  #done: Promise<void>;
 
   /** Starts serving `conn`. */
   constructor(core: Core, conn: Deno.Conn, options: BinarySessionOptions, host: BinarySessionHost) {
@@ -146,26 +151,26 @@ export class BinarySession implements SessionHandle {
     this.#conn = conn;
     this.#opts = options;
     this.#log = log;
-    const labels = LABELS;
-    this.#writer = new ConnWriter(conn, {
-      maxPendingBytes: options.maxPendingBytes,
-      drainTimeoutMs: options.drainTimeoutMs,
-      clock: core.clock,
-      onBytes: (n) => core.stats.bytesOut.inc(labels, n),
-      onStall: (reason) => {
-        core.stats.errors.inc({ protocol: "binary", code: "slow_consumer" });
-        this.close({ code: "slow_consumer", message: reason });
-      },
-    });
-    this.#helloTimer = core.deadlines.add(options.helloTimeoutMs, () => {
-      this.#helloTimer = undefined;
-      if (this.#deviceId === undefined) {
-        this.#error(ErrorCode.HELLO_TIMEOUT, 0, `no HELLO within ${options.helloTimeoutMs} ms`);
-        this.#shutdown();
-      }
-    });
-    this.#done = this.#run();
+    this.#writer = new ConnWriter<BinarySession>(conn, host.writerOptions, this);
+    this.#helloTimer = core.deadlines.add(
+      options.helloTimeoutMs,
+      BinarySession.#helloExpired,
+      this,
+    );
+    this.#parser = new FrameParser({ maxPayload: options.maxPayload });
+    // Each burst of traffic flows socket → codec TransformStream → consume(); between bursts
+    // only a small read is pending (cheap idle connections). Never rejects; ends with end().
+    serveBursts(conn, this, host.burstOptions);
   }
+
+  /** HELLO timer expiry (one callback for every session: no closure each). */
+  static #helloExpired = (s: BinarySession): void => {
+    s.#helloTimer = undefined;
+    if (s.#deviceId === undefined) {
+      s.#error(ErrorCode.HELLO_TIMEOUT, 0, `no HELLO within ${s.#opts.helloTimeoutMs} ms`);
+      s.#shutdown();
+    }
+  };
 
   /** The peer's address (computed when needed: idle connections do not keep strings for it). */
   get #addressText(): string {
@@ -174,6 +179,11 @@ export class BinarySession implements SessionHandle {
     } catch {
       return "?";
     }
+  }
+
+  /** The peer's host address (as admitted by the per-address limit). */
+  get address(): string {
+    return this.#addressText;
   }
 
   /** The peer's address and port, for logs. */
@@ -191,47 +201,55 @@ export class BinarySession implements SessionHandle {
     return this.#deviceId;
   }
 
-  /** Resolves when the connection has ended and everything is released. */
-  get done(): Promise<void> {
-    return this.#done;
-  }
-
   /** Subscriber id (for no-local). */
   get id(): string {
     return this.sessionId;
   }
 
-  async #run(): Promise<void> {
-    const labels = LABELS;
-    const sink: ErrorSink = {};
-    const parser = new FrameParser({
-      maxPayload: this.#opts.maxPayload,
-      onError: (e) => sink.out?.enqueue(e),
-    });
-    try {
-      // The handshake is read directly into the same parser: a device that says HELLO and then
-      // stays quiet (the common case for tens of thousands of idle sensors) never allocates a
-      // stream pipeline, whose garbage would otherwise inflate the heap of a connection storm.
-      if (!await this.#handshake(parser, sink)) return;
-      // Each burst of traffic flows socket → codec TransformStream → this loop; between bursts
-      // only a small read is pending (cheap idle connections).
-      await serveBursts(this.#conn, () => frameEvents(parser, sink), async (frames) => {
-        for await (const ev of frames) {
-          if (this.#closed) break;
-          await this.#onEvent(ev);
-        }
-      }, {
-        canIdle: () => parser.buffered === 0,
-        minBuffer: IDLE_READ_BUFFER,
-        onBytes: (n) => this.#core.stats.bytesIn.inc(labels, n),
-      });
-    } catch (err) {
-      if (!this.#closed) {
-        this.#log.debug("connection read failed", { remote: this.#remoteText, error: err });
-      }
-    } finally {
-      await this.#shutdown();
+  // ---- BurstConsumer: the connection's life, read by `serveBursts` (one async frame) ----
+
+  /**
+   * The handshake, read directly into the parser: a device that says HELLO and then stays quiet
+   * (the common case for tens of thousands of idle sensors) never allocates a stream pipeline.
+   * Resolves false when the connection ended before it.
+   */
+  start(): Promise<boolean> {
+    return this.#handshake();
+  }
+
+  /** Reading has ended: shut down and tell the server. */
+  async end(error?: unknown): Promise<void> {
+    if (error !== undefined && !this.#closed) {
+      this.#log.debug("connection read failed", { remote: this.#remoteText, error });
     }
+    try {
+      await this.#shutdown();
+    } finally {
+      this.#host.onClosed(this);
+    }
+  }
+
+  /** A codec stream for a burst, over the session's parser (a partial frame spans bursts). */
+  codec(): TransformStream<Uint8Array, FrameEvent> {
+    return frameEvents(this.#parser!);
+  }
+
+  /** Handles a burst's frames and errors in order; a full pipeline stops reading. */
+  async consume(frames: ReadableStream<FrameEvent>): Promise<void> {
+    for await (const ev of frames) {
+      if (this.#closed) break;
+      await this.#onEvent(ev);
+    }
+  }
+
+  /** True when no partial frame is buffered. */
+  canIdle(): boolean {
+    return this.#parser!.buffered === 0;
+  }
+
+  /** Counts bytes read. */
+  onBytes(n: number): void {
+    this.#core.stats.bytesIn.inc(LABELS, n);
   }
 
   /** One decoded frame or in-band decoding error, in stream order. */
@@ -246,7 +264,8 @@ export class BinarySession implements SessionHandle {
    * Reads until the session is authenticated (or ends), handling every frame of those reads in
    * order. Returns false when the connection ended.
    */
-  async #handshake(parser: FrameParser, sink: ErrorSink): Promise<boolean> {
+  async #handshake(): Promise<boolean> {
+    const parser = this.#parser!;
     const buf = new Uint8Array(IDLE_READ_BUFFER);
     while (this.#deviceId === undefined && !this.#closed) {
       let n: number | null;
@@ -258,15 +277,13 @@ export class BinarySession implements SessionHandle {
       if (n === null) return false;
       this.#core.stats.bytesIn.inc(LABELS, n);
       const events: FrameEvent[] = [];
-      const collect = { enqueue: (e: FrameEvent) => events.push(e) };
-      sink.out = collect as unknown as TransformStreamDefaultController<FrameEvent>;
+      const collect = (e: FrameEvent) => events.push(e);
       try {
-        parser.parse(buf.subarray(0, n), (f) => events.push(f));
+        parser.parse(buf.subarray(0, n), collect, collect);
       } catch (err) {
         if (!(err instanceof FrameSyntaxError)) throw err;
         events.push(err);
       }
-      sink.out = undefined;
       for (const ev of events) {
         if (this.#closed) return false;
         await this.#onEvent(ev);
@@ -389,7 +406,8 @@ export class BinarySession implements SessionHandle {
     this.#deviceId = hello.id;
     this.#principal = auth.principal;
     this.#send(FrameType.HELLO_ACK, f.seq, encodeHelloAck({ status: HelloStatus.OK, keepAlive }));
-    this.#unsubscribe = this.#host.attachCommands(hello.id, this);
+    this.#host.attachCommands(hello.id, this);
+    this.#commandsAttached = true;
     this.#core.registry.attach(hello.id, this);
     this.#keepalive = this.#core.supervise(this, keepAlive * 1500);
     this.#log.info("device connected", { device: hello.id, remote: this.#remoteText, keepAlive });
@@ -567,7 +585,7 @@ export class BinarySession implements SessionHandle {
       this.#closed = true;
       this.#helloTimer?.cancel();
       this.#keepalive?.cancel();
-      this.#unsubscribe?.();
+      if (this.#commandsAttached) this.#host.detachCommands(this.#deviceId!, this);
       if (this.#deviceId !== undefined) this.#core.registry.detach(this.#deviceId, this);
       // Let queued frames (the ERROR saying why) reach the peer, bounded by the drain timeout.
       await this.#writer.flushed();
