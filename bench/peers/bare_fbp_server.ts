@@ -1,6 +1,7 @@
 /**
  * The floor for FBP/1 on Deno: a server with no core, no streams and no routing. Each connection
- * is a `conn.read` loop on a 1 KiB buffer feeding the FBP/1 parser; HELLO and ACK-requested
+ * is a `conn.read` loop on a 64-byte buffer (16 KiB while reads come back full) feeding the FBP/1
+ * parser; HELLO and ACK-requested
  * TELEMETRY are answered. The benchmark runs it beside Ferry to report ratios.
  *
  * @module
@@ -20,13 +21,18 @@ console.log(`listening ${(listener.addr as Deno.NetAddr).port}`);
 
 async function serve(conn: Deno.Conn): Promise<void> {
   const parser = new FrameParser();
-  const buf = new Uint8Array(1024);
+  // 64 bytes while quiet (as Ferry), 16 KiB while reads come back full.
+  const small = new Uint8Array(64);
+  let big: Uint8Array<ArrayBuffer> | undefined;
+  let buf = small;
   try {
     for (;;) {
       const n = await conn.read(buf);
       if (n === null) break;
+      const frames = parser.push(buf.subarray(0, n)); // (payloads are copies)
+      buf = n === buf.length ? (big ??= new Uint8Array(16384)) : small;
       const out: Uint8Array[] = [];
-      for (const f of parser.push(buf.subarray(0, n))) {
+      for (const f of frames) {
         if (f.type === FrameType.HELLO) {
           out.push(
             encodeFrame({

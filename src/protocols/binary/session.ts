@@ -11,7 +11,7 @@ import type { PendingCommand } from "../../core/command_store.ts";
 import type { Core } from "../../core/core.ts";
 import type { DeadlineEntry } from "../../core/deadline_queue.ts";
 import type { Logger } from "../../core/logger.ts";
-import { createMessage } from "../../core/message.ts";
+import { createMessage, type Message } from "../../core/message.ts";
 import type { CloseReason, SessionHandle } from "../../core/registry.ts";
 import { ackTopic, telemetryTopic } from "../../core/topics.ts";
 import { type BurstConsumer, type BurstOptions, serveBursts } from "../../net/burst_source.ts";
@@ -97,27 +97,32 @@ const encoder = new TextEncoder();
 type FrameEvent = Frame | FrameSyntaxError;
 
 /**
- * Splits bytes into frames. Decoding errors travel in-band, in stream order: frames before a bad
- * CRC or a fatal error are handled (and ACKed) before the ERROR for it goes out, and a fatal error
- * ends the stream after it.
+ * Splits bytes into frames, one array of them per chunk read (one stream step per read, not per
+ * frame). Decoding errors travel in-band, in stream order: frames before a bad CRC or a fatal
+ * error are handled (and ACKed) before the ERROR for it goes out, and a fatal error ends the
+ * stream after it.
  */
-function frameEvents(parser: FrameParser): TransformStream<Uint8Array, FrameEvent> {
-  return new TransformStream<Uint8Array, FrameEvent>({
+function frameEvents(parser: FrameParser): TransformStream<Uint8Array, FrameEvent[]> {
+  return new TransformStream<Uint8Array, FrameEvent[]>({
     transform(chunk, controller) {
-      const out = (e: FrameEvent) => controller.enqueue(e);
+      const events: FrameEvent[] = [];
+      const out = (e: FrameEvent) => events.push(e);
       try {
         parser.parse(chunk, out, out);
       } catch (err) {
         if (!(err instanceof FrameSyntaxError)) throw err;
-        controller.enqueue(err);
+        events.push(err);
+        controller.enqueue(events);
         controller.terminate();
+        return;
       }
+      if (events.length) controller.enqueue(events);
     },
   });
 }
 
 /** One device connection speaking FBP/1. */
-export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent> {
+export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]> {
   #number = nextSessionId++;
   /** Unique id of the connection (made when asked: idle sessions keep a number). */
   get sessionId(): string {
@@ -230,15 +235,18 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent> {
   }
 
   /** A codec stream for a burst, over the session's parser (a partial frame spans bursts). */
-  codec(): TransformStream<Uint8Array, FrameEvent> {
+  codec(): TransformStream<Uint8Array, FrameEvent[]> {
     return frameEvents(this.#parser!);
   }
 
   /** Handles a burst's frames and errors in order; a full pipeline stops reading. */
-  async consume(frames: ReadableStream<FrameEvent>): Promise<void> {
-    for await (const ev of frames) {
-      if (this.#closed) break;
-      await this.#onEvent(ev);
+  async consume(frames: ReadableStream<FrameEvent[]>): Promise<void> {
+    for await (const events of frames) {
+      for (const ev of events) {
+        if (this.#closed) return;
+        const pending = this.#onEvent(ev); // a promise only while the core is full
+        if (pending) await pending;
+      }
     }
   }
 
@@ -424,7 +432,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent> {
     this.#shutdown();
   }
 
-  async #telemetry(f: Frame): Promise<void> {
+  #telemetry(f: Frame): Promise<void> | void {
     let body;
     try {
       body = decodeTelemetry(f.payload);
@@ -459,17 +467,32 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent> {
       deviceId: id,
       origin: this.sessionId,
     });
+    const core = this.#core;
+    // Accepted at once when the pipeline has room and nothing (a spool) must run first: no
+    // promise per frame; otherwise wait for room, which stops this connection's reads.
+    if (!core.hasAcceptHook && core.pipeline.hasRoom && core.tryPublish(msg)) {
+      return this.#accepted(id, f.seq, ackWanted);
+    }
+    return this.#publishAndAck(msg, f.seq, ackWanted);
+  }
+
+  async #publishAndAck(msg: Message, seq: number, ackWanted: boolean): Promise<void> {
     try {
       await this.#core.publish(msg);
     } catch (err) {
       if (this.#closed) return;
-      this.#log.warn("telemetry not accepted", { device: id, error: err });
+      this.#log.warn("telemetry not accepted", { device: msg.deviceId, error: err });
       this.#core.stats.drops.inc({ protocol: "binary", reason: "overloaded" });
-      if (ackWanted) this.#send(FrameType.ACK, f.seq, encodeAck(AckStatus.OVERLOADED));
+      if (ackWanted) this.#send(FrameType.ACK, seq, encodeAck(AckStatus.OVERLOADED));
       return;
     }
+    this.#accepted(msg.deviceId!, seq, ackWanted);
+  }
+
+  /** Telemetry accepted by the core (acknowledged means accepted, durable with a spool). */
+  #accepted(id: string, seq: number, ackWanted: boolean): void {
     this.#core.registry.device(id).messagesIn++;
-    if (ackWanted) this.#send(FrameType.ACK, f.seq, encodeAck(AckStatus.OK));
+    if (ackWanted) this.#send(FrameType.ACK, seq, encodeAck(AckStatus.OK));
   }
 
   #ack(f: Frame): void {
