@@ -108,6 +108,7 @@ export class Gateway implements AsyncDisposable {
       },
       deviceRatePerSec: config.limits.deviceRatePerSec,
       deviceBurst: config.limits.deviceBurst || undefined,
+      subscriberHoldMs: config.limits.subscriberHoldMs,
       commands: config.commands,
     });
   }

@@ -211,6 +211,12 @@ export const configSchema: Field = {
           default: 0,
           doc: "Bucket size per device (0 = 2 × deviceRatePerSec)",
         },
+        subscriberHoldMs: int(
+          1000,
+          0,
+          600_000,
+          "Longest a subscriber whose send buffer is full may hold delivery (and so publishers) back",
+        ),
       },
     },
     northbound: {
@@ -796,6 +802,7 @@ export interface FerryConfig {
     authFailuresPerMinute: number;
     deviceRatePerSec: number;
     deviceBurst: number;
+    subscriberHoldMs: number;
   };
   pipeline: { queueCapacity: number; concurrency: number };
   commands: CommandsConfig;
