@@ -131,43 +131,38 @@ function topicBytes(topic: string): Uint8Array {
 
 const allocate = (n: number): Uint8Array => new Uint8Array(n);
 
+/** The fixed fields of a PUBLISH without properties. */
+export interface PublishFields {
+  /** Topic name. */
+  topic: string;
+  /** Payload bytes. */
+  payload: Uint8Array;
+  /** QoS 0..2. */
+  qos: number;
+  /** RETAIN flag. */
+  retain: boolean;
+  /** DUP flag. */
+  dup: boolean;
+  /** Packet identifier (QoS 1/2). */
+  messageId?: number;
+}
+
 /**
  * Encodes a PUBLISH without properties (3.1/3.1.1, or v5 with an empty property list) into the
  * bytes `alloc` gives for its size (a new buffer by default; a connection writer's reserved space
  * on the hot path), or returns `undefined`, writing nothing, when `alloc` refuses the size.
  */
 export function encodePublish(
-  p: {
-    topic: string;
-    payload: Uint8Array;
-    qos: number;
-    retain: boolean;
-    dup: boolean;
-    messageId?: number;
-  },
+  p: PublishFields,
   v5: boolean,
 ): Uint8Array;
 export function encodePublish(
-  p: {
-    topic: string;
-    payload: Uint8Array;
-    qos: number;
-    retain: boolean;
-    dup: boolean;
-    messageId?: number;
-  },
+  p: PublishFields,
   v5: boolean,
   alloc: (n: number) => Uint8Array | undefined,
 ): Uint8Array | undefined;
 export function encodePublish(
-  p: {
-    topic: string;
-    payload: Uint8Array;
-    qos: number;
-    retain: boolean;
-    dup: boolean;
-    messageId?: number;
-  },
+  p: PublishFields,
   v5: boolean,
   alloc: (n: number) => Uint8Array | undefined = allocate,
 ): Uint8Array | undefined {
