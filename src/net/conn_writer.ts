@@ -51,6 +51,22 @@ const CHUNK_FIRST = 256;
 /** Larger frames get their own buffer. */
 const RESERVE_MAX = 1024;
 
+const FLUSH = Symbol("flush");
+
+/** Writers with frames queued this turn: flushed together by one macrotask, not one each. */
+let toFlush: Array<{ [FLUSH](): void }> = [];
+
+function scheduleFlush(w: { [FLUSH](): void }): void {
+  if (toFlush.length === 0) setImmediate(flushAll);
+  toFlush.push(w);
+}
+
+function flushAll(): void {
+  const list = toFlush;
+  toFlush = [];
+  for (const w of list) w[FLUSH]();
+}
+
 /** Writers with a write in flight, checked by one watchdog timer. */
 const busy = new Set<{ checkStall(): void }>();
 let watchdog: ReturnType<typeof setInterval> | undefined;
@@ -169,8 +185,13 @@ export class ConnWriter<O = undefined> {
     }
     if (!this.#active) {
       this.#active = true;
-      setImmediate(() => this.#loop());
+      scheduleFlush(this);
     }
+  }
+
+  /** Starts the flush loop (called once per scheduled flush, after the turn). */
+  [FLUSH](): void {
+    this.#loop();
   }
 
   /**
