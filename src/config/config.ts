@@ -588,8 +588,7 @@ export const configSchema: Field = {
             enabled: {
               type: "boolean",
               default: true,
-              doc:
-                "Keep persistent sessions (subscriptions, queued and in-flight QoS 1/2 messages) and retained messages across restarts",
+              doc: "Keep persistent sessions and retained messages across restarts",
             },
             file: {
               type: "string",
