@@ -146,6 +146,19 @@ Deno.test("MQTT presence: a device online when the gateway died is restored as o
       await using gw = await start(dir);
       const { client } = await collect(mqttPort(gw), "dev-presence", { clean: true });
       await gw.waitForLine((l) => l.msg === "device online" && l.device === "dev-presence");
+      const seen = await run("mosquitto_sub", [
+        "-p",
+        `${mqttPort(gw)}`,
+        "-t",
+        "devices/dev-presence/status",
+        "-C",
+        "1",
+        "-W",
+        "3",
+      ], 5000);
+      assertEquals(seen.stdout.trim(), "online");
+      // Presence acknowledges nobody: give its group commit a moment before the crash.
+      await new Promise((r) => setTimeout(r, 200));
       await stop(gw, "SIGKILL"); // still connected: its status was `online`
       client.end(true);
     }
