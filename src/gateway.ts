@@ -19,6 +19,9 @@ import { Dashboard } from "./http/dashboard/dashboard.ts";
 import { DeviceApi } from "./http/device_api/mod.ts";
 import { type Northbound, startNorthbound } from "./northbound/mod.ts";
 import type { ListenAddress, Listener } from "./protocols/listener.ts";
+import { SessionPersistence } from "./protocols/mqtt/session_persistence.ts";
+import { RetainedTable } from "./persistence/retained_table.ts";
+import { StateDb } from "./persistence/state_db.ts";
 
 /** Options of {@link Gateway}. */
 export interface GatewayOptions {
@@ -33,14 +36,18 @@ export interface GatewayOptions {
 /** Names of the listeners, in start order. */
 export type ListenerName = "binary" | "mqtt" | "coap" | "http";
 
-type Factory = (core: Core, config: FerryConfig, options: GatewayOptions) => Listener | undefined;
+type Factory = (
+  core: Core,
+  config: FerryConfig,
+  options: GatewayOptions & { sessions?: SessionPersistence },
+) => Listener | undefined;
 
 /** How each listener is built from the config; `undefined` means not built yet. */
 const FACTORIES: Record<Exclude<ListenerName, "http">, Factory> = {
   binary: (core, c) => new BinaryServer(core, { ...c.binary, hostname: c.host }),
-  mqtt: (core, c) => {
-    const { enabled: _, ...o } = c.mqtt;
-    return new MqttServer(core, { ...o, hostname: c.host });
+  mqtt: (core, c, options) => {
+    const { enabled: _, persistence: _p, ...o } = c.mqtt;
+    return new MqttServer(core, { ...o, hostname: c.host, persistence: options.sessions });
   },
   coap: (core, c, options) => {
     // The old command-queue keys configure the core's store (resolveConfig), not the server.
@@ -79,6 +86,8 @@ export class Gateway implements AsyncDisposable {
   #dashboard: Dashboard | undefined;
   #deviceApi: DeviceApi | undefined;
   #northbound: Northbound | undefined;
+  #state: StateDb | undefined;
+  #sessions: SessionPersistence | undefined;
   #addresses: Partial<Record<ListenerName, ListenAddress>> = {};
   #stopping: Promise<void> | undefined;
   #ready = false;
@@ -206,12 +215,13 @@ export class Gateway implements AsyncDisposable {
         );
         log.info("northbound bridge started", { gatewayId });
       }
+      if (c.mqtt.enabled && c.mqtt.persistence.enabled) this.#openState();
       for (const name of ["binary", "mqtt", "coap"] as const) {
         if (!c[name].enabled) {
           log.info(`${name} listener disabled by config`);
           continue;
         }
-        const l = FACTORIES[name](this.core, c, this.#options);
+        const l = FACTORIES[name](this.core, c, { ...this.#options, sessions: this.#sessions });
         if (!l) {
           log.warn(
             `${name} listener is not built yet: --${name}-port ${
@@ -264,6 +274,32 @@ export class Gateway implements AsyncDisposable {
   }
 
   /**
+   * Opens the state file (persistent MQTT sessions, retained messages) and loads the retained
+   * messages, before any listener accepts; the MQTT listener restores the sessions. A corrupt or
+   * unreadable file is set aside (logged as an error) and the gateway starts with an empty one.
+   */
+  #openState(): void {
+    const c = this.config;
+    const log = this.#log.child("state");
+    const file = c.mqtt.persistence.file;
+    Deno.mkdirSync(c.dataDir, { recursive: true });
+    const path = file.startsWith("/") ? file : `${c.dataDir.replace(/\/+$/, "")}/${file}`;
+    const db = this.#state = StateDb.openOrSetAside(path, {
+      synchronous: c.mqtt.persistence.synchronous,
+      onWriteError: (error) => log.error("state not written", { file: path, error }),
+    });
+    if (db.setAside) {
+      log.error("state file was corrupt or unreadable: set aside, starting with empty state", {
+        file: path,
+        setAside: db.setAside,
+      });
+    }
+    const retained = this.core.persistRetained(new RetainedTable(db));
+    this.#sessions = new SessionPersistence(db);
+    log.info("state file opened", { file: path, retained });
+  }
+
+  /**
    * Graceful shutdown: listeners stop accepting and tell their devices (FBP/1 ERROR 9, MQTT 5
    * DISCONNECT 0x8B), the pipeline drains, then the HTTP listener stops. Idempotent.
    */
@@ -279,6 +315,7 @@ export class Gateway implements AsyncDisposable {
       this.#stopMonitor?.();
       await Promise.all(this.#listeners.map((l) => l.close()));
       await this.core.close(); // the drain may still append to the spool
+      this.#state?.close(); // after the drain: it may still queue for offline sessions
       await this.#northbound?.close();
       await this.#dashboard?.close();
       await this.#deviceApi?.close();

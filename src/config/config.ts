@@ -111,7 +111,11 @@ export const configSchema: Field = {
       default: "127.0.0.1",
       doc: "Address every listener binds (loopback by default; see auth.anonymous)",
     },
-    dataDir: { type: "string", default: "./data", doc: "Directory for durable state (spool)" },
+    dataDir: {
+      type: "string",
+      default: "./data",
+      doc: "Directory for durable state (spool, MQTT state)",
+    },
     log: {
       type: "object",
       doc: "Logging",
@@ -577,6 +581,28 @@ export const configSchema: Field = {
           65_535,
           "Longest client id accepted",
         ),
+        persistence: {
+          type: "object",
+          doc: "Durable persistent sessions and retained messages (docs/mqtt.md)",
+          fields: {
+            enabled: {
+              type: "boolean",
+              default: true,
+              doc: "Keep persistent sessions and retained messages across restarts",
+            },
+            file: {
+              type: "string",
+              default: "mqtt-state.db",
+              doc: "State file, relative to dataDir",
+            },
+            synchronous: {
+              type: "enum",
+              values: ["full", "normal"],
+              default: "full",
+              doc: "SQLite synchronous: full survives power loss, normal only crashes",
+            },
+          },
+        },
       },
     },
     coap: {
@@ -842,6 +868,7 @@ export interface FerryConfig {
     drainTimeoutMs: number;
     allowMqtt31: boolean;
     maxClientIdLength: number;
+    persistence: { enabled: boolean; file: string; synchronous: "full" | "normal" };
   };
   coap: {
     enabled: boolean;

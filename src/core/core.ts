@@ -29,9 +29,9 @@ import {
   type ServiceAccount,
   type SessionHandle,
 } from "./registry.ts";
-import { RetainedStore } from "./retained_store.ts";
+import { type RetainedPersistence, RetainedStore } from "./retained_store.ts";
 import { TopicRouter } from "./topic_router.ts";
-import { statusTopic } from "./topics.ts";
+import { parseTopic, statusTopic } from "./topics.ts";
 
 /** Presence payloads, shared by every device's retained status (payloads are read-only). */
 const ONLINE = new TextEncoder().encode("online");
@@ -303,6 +303,36 @@ export class Core implements AsyncDisposable {
   /** Sets the hook every message passes before it is accepted (one hook; `undefined` clears). */
   setAcceptHook(hook: AcceptHook | undefined): void {
     this.#accept = hook;
+  }
+
+  /**
+   * Makes retained messages durable: loads what `persistence` kept and reports every change to it
+   * (call before any listener accepts). Presence is special: every device is offline after a
+   * restart, so a status is always kept as `offline` (a device going online writes nothing once
+   * its `offline` is on disk) and a stale `online` found on disk is loaded as `offline`. Returns
+   * the number of retained messages loaded.
+   */
+  persistRetained(persistence: RetainedPersistence): number {
+    const offlineOnDisk = new Set<string>();
+    const isStatus = (topic: string) => parseTopic(topic).kind === "status";
+    return this.retained.persist({
+      load: () =>
+        persistence.load().map((m) => {
+          if (!isStatus(m.topic)) return m;
+          offlineOnDisk.add(m.topic);
+          return { ...m, payload: OFFLINE };
+        }),
+      set: (msg) => {
+        if (!isStatus(msg.topic)) return persistence.set(msg);
+        if (offlineOnDisk.has(msg.topic)) return;
+        offlineOnDisk.add(msg.topic);
+        persistence.set({ ...msg, payload: OFFLINE });
+      },
+      delete: (topic) => {
+        offlineOnDisk.delete(topic);
+        persistence.delete(topic);
+      },
+    }, this.clock.now());
   }
 
   /** Subscribes; returns the function that unsubscribes. */

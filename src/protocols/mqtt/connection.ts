@@ -57,6 +57,11 @@ export interface ConnectionContext {
   onClosed?: (c: MqttConnection) => void;
   /** Options of every connection's writer (made by the first connection). */
   writerOptions?: ConnWriterOptions<MqttConnection>;
+  /**
+   * The state file, when sessions are persistent: a QoS 1/2 PUBLISH is acknowledged only once the
+   * writes it caused (queued for offline persistent sessions, retained) are committed.
+   */
+  durable?: { readonly pending: boolean; flushed(): Promise<void> };
 }
 
 /** The writer options shared by the connections of a server (callbacks get the connection). */
@@ -642,6 +647,11 @@ export class MqttConnection implements SessionHandle, SessionLink {
     // synchronously (the same acceptance as `publish`, without promises per message).
     if (this.#ctx.tryPublish !== false && !core.hasAcceptHook && core.pipeline.hasRoom) {
       if (core.tryPublish(d.msg)) {
+        const durable = this.#ctx.durable;
+        if (p.qos !== 0 && durable?.pending) {
+          // Acknowledged means durable: wait for the commit of what this message caused.
+          return durable.flushed().then(() => this.#acknowledge(p, c.deviceId));
+        }
         this.#acknowledge(p, c.deviceId);
         return;
       }
@@ -673,6 +683,8 @@ export class MqttConnection implements SessionHandle, SessionLink {
       });
       return;
     }
+    const durable = this.#ctx.durable;
+    if (p.qos !== 0 && durable?.pending) await durable.flushed();
     this.#acknowledge(p, this.#accepted?.deviceId);
   }
 

@@ -14,6 +14,7 @@ import { type ConnectionContext, MqttConnection } from "./connection.ts";
 const MQTT_LABELS = { protocol: "mqtt" } as const;
 import { type MqttServerOptions, resolveMqttServerOptions } from "./options.ts";
 import { SessionStore } from "./session_store.ts";
+import type { SessionPersistence } from "./session_persistence.ts";
 import { SharedSubscriptions } from "./shared_subscriptions.ts";
 
 /**
@@ -46,11 +47,20 @@ export class MqttServer implements Listener {
   #accepting: Promise<void> | undefined;
   #ctx: ConnectionContext;
   #closing: Promise<void> | undefined;
+  #persistence: SessionPersistence | undefined;
 
-  /** Creates the server; nothing is bound until {@link listen}. */
-  constructor(core: Core, options: MqttServerOptions & { tls?: TlsFiles } = {}) {
-    const { tls, ...rest } = options;
+  /**
+   * Creates the server; nothing is bound until {@link listen}. With `persistence`, sessions that
+   * outlive their connection are journaled to the state file and restored by {@link listen}
+   * before it accepts; the caller owns the state file and closes it after the core.
+   */
+  constructor(
+    core: Core,
+    options: MqttServerOptions & { tls?: TlsFiles; persistence?: SessionPersistence } = {},
+  ) {
+    const { tls, persistence, ...rest } = options;
     this.#tls = tls;
+    this.#persistence = persistence;
     options = rest;
     this.#core = core;
     this.#options = resolveMqttServerOptions(options);
@@ -64,6 +74,7 @@ export class MqttServer implements Listener {
       log: this.#log,
       store: this.#store,
       shared: this.#shared,
+      durable: persistence?.db,
       onBytesOut: (n) => core.stats.bytesOut.inc(MQTT_LABELS, n),
       onClosed: (c) => {
         if (!this.#connections.delete(c)) return;
@@ -93,6 +104,11 @@ export class MqttServer implements Listener {
   listen(): Promise<ListenAddress> {
     if (this.#listener) throw new TypeError("Cannot listen: the MQTT server is already listening");
     if (this.#closing) throw new TypeError("Cannot listen: the MQTT server is closed");
+    if (this.#persistence) {
+      // Before the first connection: a reconnecting client must find its session.
+      const r = this.#store.persist(this.#persistence);
+      this.#log.info("sessions restored", { file: this.#persistence.db.path, ...r });
+    }
     const l = new TcpListener({
       hostname: this.#options.hostname,
       port: this.#options.port,

@@ -3,7 +3,9 @@
  * persistent session (MQTT 5 §4.1): subscriptions, the queue of messages waiting to be sent, QoS 1
  * and 2 messages in flight towards the client, and the packet ids of QoS 2 messages received and
  * not yet released. Delivery keeps order per session ([MQTT-4.6.0-6]); the queue is bounded and
- * applies a drop policy.
+ * applies a drop policy. A session that outlives its connection may have a {@link SessionJournal}
+ * (the state file, `session_persistence.ts`) told of every change; a clean session has none and
+ * pays nothing for it.
  *
  * @module
  */
@@ -46,6 +48,10 @@ export interface Outgoing {
   retain: boolean;
   /** Subscription identifiers of the matching subscriptions. */
   subIds?: number[];
+  /** Journal order of a QoS 1/2 delivery of a journaled session. */
+  seq?: number;
+  /** The journal's pending write for this delivery, if any. */
+  op?: unknown;
 }
 
 /** A QoS 1/2 delivery waiting for the client's acknowledgement. */
@@ -66,6 +72,39 @@ export interface SessionLink {
   sendPubrel(packetId: number): void;
   /** Most QoS 1/2 deliveries the client accepts unacknowledged (v5 Receive Maximum). */
   readonly receiveMaximum: number;
+}
+
+/**
+ * Where a persistent session records its changes, so that it can be restored after a restart.
+ * Only QoS 1/2 deliveries are recorded.
+ */
+export interface SessionJournal {
+  /** A delivery joined the queue, or went straight in flight (then `out` is an {@link InflightEntry}). */
+  added(s: MqttSession, out: Outgoing): void;
+  /** A queued delivery was sent: it is in flight as `e`. */
+  sent(s: MqttSession, e: InflightEntry): void;
+  /** PUBREC received: `e` waits for PUBCOMP. */
+  released(s: MqttSession, e: InflightEntry): void;
+  /** A delivery was completed or dropped. */
+  removed(s: MqttSession, out: Outgoing): void;
+  /** Subscriptions or received QoS 2 packet ids changed. */
+  changed(s: MqttSession): void;
+}
+
+/** Everything of a session that is kept across restarts (see {@link MqttSession.snapshot}). */
+export interface SessionState {
+  /** Non-shared subscriptions. */
+  subscriptions: Array<[string, SubscriptionOptions]>;
+  /** Shared subscriptions (full `$share/…` filters). */
+  shared: Array<[string, SubscriptionOptions]>;
+  /** QoS 2 packet ids received, not yet released. */
+  inbound: number[];
+  /** Next packet id to try. */
+  nextId: number;
+  /** Queued deliveries, in order. */
+  queue: Outgoing[];
+  /** In-flight deliveries, in the order they were sent. */
+  inflight: InflightEntry[];
 }
 
 /** Tunables of {@link MqttSession}. */
@@ -126,6 +165,9 @@ export class MqttSession implements Subscriber {
   #link: SessionLink | undefined;
   #last: Message | undefined;
   #destroyed = false;
+  #journal: SessionJournal | undefined;
+  /** Last journal sequence number used (journaled sessions only). */
+  seq = 0;
 
   /** Creates an empty session. */
   constructor(clientId: string, core: Core, options: MqttSessionOptions) {
@@ -133,6 +175,40 @@ export class MqttSession implements Subscriber {
     this.id = `mqtt-${++nextSessionNumber}`;
     this.#core = core;
     this.#opts = options;
+  }
+
+  /** The journal told of every change (persistent sessions with a state file only). */
+  get journal(): SessionJournal | undefined {
+    return this.#journal;
+  }
+
+  set journal(j: SessionJournal | undefined) {
+    this.#journal = j;
+  }
+
+  /** The state kept across restarts (without the queue and in-flight window unless `messages`). */
+  snapshot(messages = true): SessionState {
+    return {
+      subscriptions: this.#subs ? [...this.#subs].map(([f, s]) => [f, s.opts]) : [],
+      shared: this.#shared ? [...this.#shared] : [],
+      inbound: this.#inbound ? [...this.#inbound] : [],
+      nextId: this.#nextId,
+      queue: messages && this.#queue ? this.#queue.filter((o) => o.qos > 0) : [],
+      inflight: messages && this.#inflight ? [...this.#inflight.values()] : [],
+    };
+  }
+
+  /**
+   * Puts back the queue, in-flight window, QoS 2 ids and packet id counter of a restored session
+   * (subscriptions are restored with {@link subscribe} and shared groups). The session is offline.
+   */
+  restore(state: Pick<SessionState, "inbound" | "nextId" | "queue" | "inflight">): void {
+    if (state.inbound.length) this.#inbound = new Set(state.inbound);
+    if (state.queue.length) this.#queue = [...state.queue];
+    if (state.inflight.length) {
+      this.#inflight = new Map(state.inflight.map((e) => [e.packetId, e]));
+    }
+    this.#nextId = state.nextId >= 1 && state.nextId <= 65535 ? state.nextId : 1;
   }
 
   /** The subscriber registered with the core for this session: the session itself. */
@@ -162,10 +238,12 @@ export class MqttSession implements Subscriber {
     const sub = subs.get(filter);
     if (sub) {
       sub.opts = opts;
+      this.#journal?.changed(this);
       return true;
     }
     const off = this.#core.subscribe(filter, this.subscriber);
     subs.set(filter, { opts, levels: filter.split("/"), off });
+    this.#journal?.changed(this);
     return false;
   }
 
@@ -182,11 +260,14 @@ export class MqttSession implements Subscriber {
   /** Records a shared subscription (the group membership lives in `SharedSubscriptions`). */
   addShared(filter: string, opts: SubscriptionOptions): void {
     (this.#shared ??= new Map()).set(filter, opts);
+    this.#journal?.changed(this);
   }
 
   /** Forgets a shared subscription; returns whether it was recorded. */
   removeShared(filter: string): boolean {
-    return this.#shared?.delete(filter) ?? false;
+    const had = this.#shared?.delete(filter) ?? false;
+    if (had) this.#journal?.changed(this);
+    return had;
   }
 
   /** Full `$share/…` filters of the session. */
@@ -202,11 +283,14 @@ export class MqttSession implements Subscriber {
   /** Records a received QoS 2 packet id (until PUBREL). */
   addInbound(packetId: number): void {
     (this.#inbound ??= new Set()).add(packetId);
+    this.#journal?.changed(this);
   }
 
   /** Releases a QoS 2 packet id (PUBREL); returns whether it was known. */
   releaseInbound(packetId: number): boolean {
-    return this.#inbound?.delete(packetId) ?? false;
+    const had = this.#inbound?.delete(packetId) ?? false;
+    if (had) this.#journal?.changed(this);
+    return had;
   }
 
   /** QoS 2 packet ids received and not yet released. */
@@ -220,6 +304,7 @@ export class MqttSession implements Subscriber {
     if (!sub) return false;
     sub.off();
     this.#subs!.delete(filter);
+    this.#journal?.changed(this);
     return true;
   }
 
@@ -277,10 +362,12 @@ export class MqttSession implements Subscriber {
     if (queue.length >= this.#opts.maxQueued) {
       this.#opts.onDrop?.("queue_full");
       if (this.#opts.dropPolicy === "newest" || this.#opts.maxQueued === 0) return;
-      queue.shift();
+      const dropped = queue.shift()!;
+      if (dropped.seq !== undefined) this.#journal?.removed(this, dropped);
     }
     ownPayload(out.msg); // kept until sent: not a view pinning a socket read
     queue.push(out);
+    if (out.qos !== 0) this.#journal?.added(this, out);
     this.#pump();
   }
 
@@ -307,7 +394,7 @@ export class MqttSession implements Subscriber {
         // Sent once already, so resent even if it has expired since ([MQTT-3.3.2-5] drops only
         // messages whose onward delivery has not started).
         unacked++;
-      } else this.#inflight!.delete(e.packetId);
+      } else this.#forget(e);
     }
     this.#pump();
   }
@@ -322,7 +409,7 @@ export class MqttSession implements Subscriber {
     const e = this.#inflight?.get(packetId);
     if (!e || e.qos !== 1) return false;
     this.#unhold(e);
-    this.#inflight!.delete(packetId);
+    this.#forget(e);
     this.#pump();
     return true;
   }
@@ -336,11 +423,12 @@ export class MqttSession implements Subscriber {
     if (!e || e.qos !== 2) return false;
     this.#unhold(e);
     if (reasonCode >= 0x80) {
-      this.#inflight!.delete(packetId);
+      this.#forget(e);
       this.#pump();
       return true;
     }
     e.state = "pubrel";
+    this.#journal?.released(this, e);
     this.#link?.sendPubrel(packetId);
     return true;
   }
@@ -349,7 +437,7 @@ export class MqttSession implements Subscriber {
   pubcomp(packetId: number): boolean {
     const e = this.#inflight?.get(packetId);
     if (!e || e.state !== "pubrel") return false;
-    this.#inflight!.delete(packetId);
+    this.#forget(e);
     this.#pump();
     return true;
   }
@@ -366,6 +454,13 @@ export class MqttSession implements Subscriber {
     this.#inbound = undefined;
     this.#link = undefined;
     this.#last = undefined;
+    this.#journal = undefined;
+  }
+
+  /** Removes an in-flight entry (done or dropped). */
+  #forget(e: InflightEntry): void {
+    this.#inflight!.delete(e.packetId);
+    if (e.seq !== undefined) this.#journal?.removed(this, e);
   }
 
   #expired(out: Outgoing): boolean {
@@ -400,7 +495,7 @@ export class MqttSession implements Subscriber {
         if (this.#held === 0 || !this.#room()) break;
         if (!e.held) continue;
         this.#unhold(e);
-        if (!this.#link.sendPublish(e, e.packetId, true)) this.#inflight!.delete(e.packetId);
+        if (!this.#link.sendPublish(e, e.packetId, true)) this.#forget(e);
       }
     }
     const queue = this.#queue;
@@ -415,6 +510,7 @@ export class MqttSession implements Subscriber {
     // MQTT 5 §3.3.2.3.3: an expired message is not delivered.
     if (this.#expired(out)) {
       this.#opts.onDrop?.("expired");
+      if (out.seq !== undefined) this.#journal?.removed(this, out);
       return;
     }
     if (out.qos === 0) {
@@ -425,8 +521,13 @@ export class MqttSession implements Subscriber {
     ownPayload(out.msg); // kept until acknowledged
     const entry: InflightEntry = { ...out, packetId, state: "publish" };
     (this.#inflight ??= new Map()).set(packetId, entry);
+    const j = this.#journal;
+    if (j) {
+      if (entry.seq === undefined) j.added(this, entry);
+      else j.sent(this, entry);
+    }
     // [MQTT-3.1.2-25] a packet too large for the client is dropped as if delivered.
-    if (!this.#link!.sendPublish(entry, packetId, false)) this.#inflight!.delete(packetId);
+    if (!this.#link!.sendPublish(entry, packetId, false)) this.#forget(entry);
   }
 
   #allocateId(): number {

@@ -2,7 +2,9 @@
  * The server's table of sessions by client id: opening (clean start, resume, takeover of a live
  * connection, [MQTT-3.1.4-2] .. [MQTT-3.1.4-4]), releasing when a connection ends (session expiry,
  * MQTT 5 §3.1.2.11.2), and will messages, published at once or after the Will Delay Interval unless
- * the session is resumed first (MQTT 5 §3.1.3.2.2).
+ * the session is resumed first (MQTT 5 §3.1.3.2.2). With a {@link SessionPersistence}
+ * ({@link SessionStore.persist}) sessions that outlive their connection are journaled to the state
+ * file and restored, offline, at start.
  *
  * @module
  */
@@ -12,6 +14,7 @@ import type { AcceptedConnect, Will } from "./handle_connect.ts";
 import type { MqttServerOptions } from "./options.ts";
 import { MqttSession, type MqttSessionOptions } from "./session.ts";
 import { parseSharedFilter, type SharedSubscriptions } from "./shared_subscriptions.ts";
+import type { SessionPersistence } from "./session_persistence.ts";
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -20,6 +23,17 @@ interface Entry {
   owner?: SessionHandle;
   expiry?: TimerHandle;
   will?: { will: Will; timer?: TimerHandle };
+  version?: number;
+}
+
+/** Result of {@link SessionStore.persist}. */
+export interface RestoreResult {
+  /** Sessions restored (offline). */
+  restored: number;
+  /** Sessions found whose expiry passed while the gateway was down (forgotten). */
+  expired: number;
+  /** Queued and in-flight messages restored. */
+  messages: number;
 }
 
 /** Result of {@link SessionStore.open}. */
@@ -56,6 +70,7 @@ export class SessionStore {
   #entries = new Map<string, Entry>();
   #takenOver = new WeakMap<SessionHandle, boolean>(); // closed by a takeover → session resumed?
   #sessionOptions: MqttSessionOptions; // one object shared by every session
+  #persist: SessionPersistence | undefined;
 
   /** Creates an empty store. */
   constructor(
@@ -80,6 +95,61 @@ export class SessionStore {
       },
       onError: (error) => log.error("delivery failed", { error }),
     };
+  }
+
+  /**
+   * Journals persistent sessions to `persistence` from now on, and restores the sessions it holds:
+   * offline, subscribed in the core (so messages arriving before the client reconnects are
+   * queued), with their expiry counted from the time of disconnect (a session that was connected
+   * when the process died counts from now). Call before the listener accepts.
+   */
+  persist(persistence: SessionPersistence): RestoreResult {
+    this.#persist = persistence;
+    const now = this.#core.clock.now();
+    const result: RestoreResult = { restored: 0, expired: 0, messages: 0 };
+    for (const st of persistence.load()) {
+      const left = st.expirySec === 0xffffffff
+        ? Infinity
+        : st.expirySec * 1000 - (now - (st.disconnectedAt ?? now));
+      if (left <= 0 || st.expirySec === 0 || this.#entries.has(st.clientId)) {
+        persistence.forgetId(st.clientId);
+        result.expired++;
+        continue;
+      }
+      if (this.#entries.size >= this.#opts.maxSessions) {
+        this.#log.warn("session not restored: session limit reached", { clientId: st.clientId });
+        persistence.forgetId(st.clientId);
+        continue;
+      }
+      const session = new MqttSession(st.clientId, this.#core, this.#sessionOptions);
+      session.expirySec = st.expirySec;
+      for (const [filter, opts] of st.state.subscriptions) session.subscribe(filter, opts);
+      for (const [filter, opts] of st.state.shared) {
+        const p = parseSharedFilter(filter);
+        if (!p || typeof p !== "object") continue;
+        this.#shared.join(p, session, opts);
+        session.addShared(filter, opts);
+      }
+      const max = this.#opts.maxQueuedMessages;
+      const queue = st.state.queue;
+      const keep = queue.length <= max
+        ? queue
+        : this.#opts.queueDropPolicy === "oldest"
+        ? queue.slice(queue.length - max)
+        : queue.slice(0, max);
+      const dropped = queue.filter((o) => !keep.includes(o));
+      session.restore({ ...st.state, queue: keep });
+      session.seq = st.lastSeq;
+      session.journal = persistence;
+      for (const o of dropped) persistence.removed(session, o);
+      if (st.disconnectedAt === undefined) persistence.save(session, st.version, now);
+      const e: Entry = { session, version: st.version };
+      if (left !== Infinity) this.#expireIn(st.clientId, e, left);
+      this.#entries.set(st.clientId, e);
+      result.restored++;
+      result.messages += keep.length + st.state.inflight.length;
+    }
+    return result;
   }
 
   /** Sessions held (connected or not). */
@@ -133,6 +203,15 @@ export class SessionStore {
     }
     e.owner = owner;
     e.session.expirySec = c.sessionExpirySec;
+    e.version = c.version;
+    const p = this.#persist;
+    if (p) {
+      // Only a session that outlives its connection is written; one that no longer does is gone.
+      if (c.sessionExpirySec === 0) {
+        if (e.session.journal) p.forget(e.session);
+      } else if (e.session.journal) p.save(e.session, c.version, undefined);
+      else p.track(e.session, c.version);
+    }
     return { ok: true, session: e.session, present };
   }
 
@@ -168,26 +247,41 @@ export class SessionStore {
         });
       } else e.will = { will }; // published when the session expires, which comes first
     }
-    if (s.expirySec !== 0xffffffff) {
-      e.expiry = this.#timer(s.expirySec, () => {
-        e.expiry = undefined;
-        this.#log.debug("session expired", { clientId: id });
-        this.#discard(id, e);
-      });
-    }
+    if (s.journal) this.#persist?.save(s, e.version ?? 4, this.#core.clock.now());
+    if (s.expirySec !== 0xffffffff) this.#expireIn(id, e, s.expirySec * 1000);
   }
 
-  /** Drops every session and timer (server shutdown). */
+  #expireIn(id: string, e: Entry, ms: number): void {
+    e.expiry = this.#timerMs(ms, () => {
+      e.expiry = undefined;
+      this.#log.debug("session expired", { clientId: id });
+      this.#discard(id, e);
+    });
+  }
+
+  /**
+   * Drops every session and timer (server shutdown). Journaled sessions stay in the state file,
+   * and stay subscribed so that what the core still drains after the listeners closed is queued
+   * (and journaled) for them; the owner of the state file closes it after the core.
+   */
   close(): void {
     for (const [id, e] of this.#entries) {
       if (e.will?.timer !== undefined) this.#core.clock.clearTimeout(e.will.timer);
       e.will = undefined;
-      this.#discard(id, e);
+      if (e.session.journal) {
+        if (e.expiry !== undefined) this.#core.clock.clearTimeout(e.expiry);
+        e.expiry = undefined;
+        this.#entries.delete(id);
+      } else this.#discard(id, e);
     }
   }
 
   #timer(sec: number, fn: () => void): TimerHandle {
-    const h = this.#core.clock.setTimeout(fn, Math.min(sec * 1000, MAX_TIMER_MS));
+    return this.#timerMs(sec * 1000, fn);
+  }
+
+  #timerMs(ms: number, fn: () => void): TimerHandle {
+    const h = this.#core.clock.setTimeout(fn, Math.min(ms, MAX_TIMER_MS));
     this.#core.clock.unref?.(h);
     return h;
   }
@@ -199,6 +293,7 @@ export class SessionStore {
       this.#publishWill(e.will.will); // the session ends: a pending will goes out
       e.will = undefined;
     }
+    if (e.session.journal) this.#persist?.forget(e.session);
     for (const f of e.session.sharedFilters()) {
       const p = parseSharedFilter(f);
       if (p && typeof p === "object") this.#shared.leave(p, e.session);

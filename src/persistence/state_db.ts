@@ -1,0 +1,308 @@
+/**
+ * The gateway's durable state file (`{dataDir}/mqtt-state.db` by default): an embedded SQLite
+ * database (Deno's built-in `node:sqlite`) holding what must survive a restart besides the
+ * northbound spool: persistent MQTT sessions and retained messages. Its owners (the retained
+ * table, the MQTT session journal) prepare their statements on it and queue writes with
+ * {@link StateDb.write}; every write queued before the next macrotask shares one transaction
+ * and one fsync (group commit, as the spool does).
+ *
+ * - `journal_mode=WAL`, `synchronous=FULL` by default: a commit that returned survives a crash
+ *   and a power cut.
+ * - {@link StateDb.pending} / {@link StateDb.flushed}: an adapter that must not acknowledge a
+ *   message before the state it caused is on disk waits for the commit (nothing is pending while
+ *   only clean sessions are served, so they never wait).
+ * - Corruption: `PRAGMA quick_check` and a schema version check on open; a corrupt, unreadable or
+ *   foreign file raises {@link StateDbCorruptError}. {@link StateDb.openOrSetAside} renames it to
+ *   `<file>.corrupt-<time>` (with its `-wal`, `-shm`) and starts empty instead.
+ * - The file is created with mode 0600: it holds message payloads.
+ *
+ * @module
+ */
+
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+
+/** Version of the schema this code writes (`PRAGMA user_version`). */
+export const STATE_SCHEMA_VERSION = 1;
+
+/** The state file is corrupt, unreadable or not a Ferry state file. */
+export class StateDbCorruptError extends Error {
+  override name = "StateDbCorruptError";
+  /** The file concerned. */
+  readonly path: string;
+  /** Creates the error. */
+  constructor(message: string, path: string, options?: ErrorOptions) {
+    super(message, options);
+    this.path = path;
+  }
+}
+
+/** A commit failed (disk full, I/O error): the writes of that batch are not durable. */
+export class StateDbWriteError extends Error {
+  override name = "StateDbWriteError";
+}
+
+/** Tunables of {@link StateDb}. */
+export interface StateDbOptions {
+  /** SQLite `synchronous` level: `full` survives power loss, `normal` only crashes. @default "full" */
+  synchronous?: "full" | "normal";
+  /** Called when a commit fails (the batch is lost; the in-memory state goes on). */
+  onWriteError?: (err: StateDbWriteError) => void;
+}
+
+/** One queued write; `dead` ones are skipped (cancelled before their commit). */
+export interface StateOp {
+  /** The statement. */
+  stmt: StatementSync;
+  /** Its arguments. */
+  args: SQLInputValue[];
+  /** Cancelled: not run. */
+  dead?: boolean;
+  /** Commit generation the op belongs to ({@link StateDb.generation} while it is pending). */
+  gen: number;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS retained (
+  topic TEXT PRIMARY KEY,
+  payload BLOB NOT NULL,
+  qos INTEGER NOT NULL,
+  ts INTEGER NOT NULL,
+  protocol TEXT NOT NULL,
+  device TEXT,
+  props TEXT
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mqtt_sessions (
+  client_id TEXT PRIMARY KEY,
+  version INTEGER NOT NULL,
+  expiry_sec INTEGER NOT NULL,
+  disconnected_at INTEGER,
+  next_id INTEGER NOT NULL,
+  subs TEXT NOT NULL,
+  inbound TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mqtt_messages (
+  client_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  packet_id INTEGER,
+  state TEXT,
+  qos INTEGER NOT NULL,
+  retain INTEGER NOT NULL,
+  sub_ids TEXT,
+  topic TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  msg_qos INTEGER NOT NULL,
+  msg_retain INTEGER NOT NULL,
+  ts INTEGER NOT NULL,
+  protocol TEXT NOT NULL,
+  device TEXT,
+  props TEXT,
+  PRIMARY KEY (client_id, seq)
+) WITHOUT ROWID;
+`;
+
+/**
+ * The state file, with group commit.
+ *
+ * @example
+ * ```ts
+ * import { StateDb } from "./state_db.ts";
+ * const dir = await Deno.makeTempDir();
+ * const db = StateDb.open(`${dir}/state.db`);
+ * const put = db.database.prepare("INSERT INTO retained VALUES (?,?,?,?,?,?,?)");
+ * db.write(put, ["a", new Uint8Array([1]), 0, 0, "system", null, null]);
+ * if (!db.pending) throw new Error("not queued");
+ * await db.flushed();
+ * const n = db.database.prepare("SELECT count(*) AS n FROM retained").get() as { n: number };
+ * if (n.n !== 1) throw new Error("not committed");
+ * db.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export class StateDb implements Disposable {
+  /** The file. */
+  readonly path: string;
+  #db: DatabaseSync;
+  #ops: StateOp[] = [];
+  #gen = 1;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #waiters: Array<() => void> = [];
+  #closed = false;
+  #onWriteError?: (err: StateDbWriteError) => void;
+  #setAside: string | undefined;
+  /** Counters since open. */
+  readonly stats = { commits: 0, writes: 0, failures: 0, lastCommitMs: 0 };
+
+  private constructor(path: string, db: DatabaseSync, options: StateDbOptions) {
+    this.path = path;
+    this.#db = db;
+    this.#onWriteError = options.onWriteError;
+  }
+
+  /** Opens (or creates) the file; throws {@link StateDbCorruptError} when it is unusable. */
+  static open(path: string, options: StateDbOptions = {}): StateDb {
+    return new StateDb(path, openChecked(path, options), options);
+  }
+
+  /**
+   * Opens the file; when it is corrupt or unreadable, renames it (and its `-wal`, `-shm`) to
+   * `<file>.corrupt-<time>` and starts with an empty one ({@link StateDb.setAside} says where).
+   */
+  static openOrSetAside(path: string, options: StateDbOptions = {}): StateDb {
+    try {
+      return StateDb.open(path, options);
+    } catch (err) {
+      if (!(err instanceof StateDbCorruptError)) throw err;
+      const aside = `${path}.corrupt-${new Date().toISOString().replaceAll(":", "-")}`;
+      for (const suffix of ["", "-wal", "-shm"]) {
+        try {
+          Deno.renameSync(path + suffix, aside + suffix);
+        } catch { /* that part did not exist */ }
+      }
+      const fresh = StateDb.open(path, options);
+      fresh.#setAside = aside;
+      return fresh;
+    }
+  }
+
+  /** Where a corrupt file was moved, when {@link openOrSetAside} had to act. */
+  get setAside(): string | undefined {
+    return this.#setAside;
+  }
+
+  /** The database, for owners to prepare statements and read at start-up. */
+  get database(): DatabaseSync {
+    return this.#db;
+  }
+
+  /** Generation of the commit the next queued write will be part of. */
+  get generation(): number {
+    return this.#gen;
+  }
+
+  /** True while writes wait for the next commit. */
+  get pending(): boolean {
+    return this.#ops.length !== 0;
+  }
+
+  /** Queues a write for the next group commit; returns it (it may be cancelled or amended). */
+  write(stmt: StatementSync, args: SQLInputValue[]): StateOp {
+    const op: StateOp = { stmt, args, gen: this.#gen };
+    if (this.#closed) return op;
+    this.#ops.push(op);
+    this.#timer ??= setTimeout(() => {
+      this.#timer = undefined;
+      this.flush();
+    }, 0);
+    return op;
+  }
+
+  /** True while `op` has not been committed yet (it can still be amended or cancelled). */
+  isPending(op: StateOp | undefined): op is StateOp {
+    return op !== undefined && op.gen === this.#gen && !op.dead && !this.#closed;
+  }
+
+  /** Resolves once every write queued so far is committed (or its commit failed and was logged). */
+  flushed(): Promise<void> {
+    if (this.#ops.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  /** Commits the queued writes now (normally done by the group commit). */
+  flush(): void {
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    const ops = this.#ops;
+    const waiters = this.#waiters;
+    this.#ops = [];
+    this.#waiters = [];
+    this.#gen++;
+    if (this.#closed || ops.length === 0) {
+      for (const w of waiters) w();
+      return;
+    }
+    const t0 = performance.now();
+    try {
+      this.#db.exec("BEGIN IMMEDIATE");
+      for (const op of ops) if (!op.dead) op.stmt.run(...op.args);
+      this.#db.exec("COMMIT");
+      this.stats.commits++;
+      this.stats.writes += ops.length;
+      this.stats.lastCommitMs = performance.now() - t0;
+    } catch (err) {
+      try {
+        this.#db.exec("ROLLBACK");
+      } catch { /* no transaction left */ }
+      this.stats.failures++;
+      this.#onWriteError?.(
+        new StateDbWriteError(`Cannot commit to state file ${this.path}: ${errMessage(err)}`, {
+          cause: err,
+        }),
+      );
+    }
+    for (const w of waiters) w();
+  }
+
+  /** Commits what is queued and closes the file. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.flush();
+    this.#closed = true;
+    try {
+      this.#db.close();
+    } catch { /* closed */ }
+  }
+
+  /** Same as {@link close}. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+function errMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function openChecked(path: string, options: StateDbOptions): DatabaseSync {
+  let db: DatabaseSync | undefined;
+  try {
+    try {
+      // Created 0600 before SQLite opens it: the file holds message payloads.
+      Deno.openSync(path, { create: true, createNew: true, write: true, mode: 0o600 }).close();
+    } catch (err) {
+      if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+    }
+    db = new DatabaseSync(path);
+    db.exec("PRAGMA busy_timeout = 5000");
+    const mode = db.prepare("PRAGMA journal_mode = WAL").get() as { journal_mode: string };
+    if (mode.journal_mode !== "wal") throw new Error(`journal_mode is ${mode.journal_mode}`);
+    db.exec(`PRAGMA synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
+    db.exec("PRAGMA journal_size_limit = 8388608");
+    const check = db.prepare("PRAGMA quick_check").all() as Array<{ quick_check: string }>;
+    if (check.length !== 1 || check[0].quick_check !== "ok") {
+      throw new Error(`integrity check failed: ${check.map((r) => r.quick_check).join("; ")}`);
+    }
+    const v = (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version;
+    const tables = db.prepare("SELECT count(*) AS n FROM sqlite_schema").get() as { n: number };
+    if (v === 0 && tables.n !== 0) throw new Error("not a Ferry state file (foreign tables)");
+    if (v !== 0 && v !== STATE_SCHEMA_VERSION) {
+      throw new Error(`schema version ${v}, expected ${STATE_SCHEMA_VERSION}`);
+    }
+    db.exec(SCHEMA);
+    db.exec(`PRAGMA user_version = ${STATE_SCHEMA_VERSION}`);
+    return db;
+  } catch (err) {
+    try {
+      db?.close();
+    } catch { /* not open */ }
+    if (err instanceof Deno.errors.PermissionDenied) throw err;
+    throw new StateDbCorruptError(
+      `Cannot open state file ${path}: the file is corrupt, unreadable or not a Ferry state file (${
+        errMessage(err)
+      })`,
+      path,
+      { cause: err },
+    );
+  }
+}
