@@ -53,9 +53,17 @@ export function verifyToken(token: string, hash: string): boolean {
   return timingSafeEqual(digest(salt, token), want);
 }
 
+// Digests of stored plaintext secrets (config tokens are checked on every CoAP/HTTP request):
+// the stored side is hashed once, not at every comparison. Bounded: cleared when it grows large.
+const storedDigests = new Map<string, Uint8Array>();
+
 /** Compares two secrets in constant time for equal lengths (digests first, so lengths hide). */
-export function secretEquals(a: string, b: string): boolean {
-  const da = createHash("sha256").update(a, "utf8").digest();
-  const db = createHash("sha256").update(b, "utf8").digest();
-  return timingSafeEqual(da, db);
+export function secretEquals(given: string, stored: string): boolean {
+  let ds = storedDigests.get(stored);
+  if (!ds) {
+    ds = createHash("sha256").update(stored, "utf8").digest();
+    if (storedDigests.size >= 100_000) storedDigests.clear();
+    storedDigests.set(stored, ds);
+  }
+  return timingSafeEqual(createHash("sha256").update(given, "utf8").digest(), ds);
 }
