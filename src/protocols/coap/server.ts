@@ -346,12 +346,19 @@ export class CoapServer implements Listener {
     this.#sending++;
     this.#core.stats.framesOut.inc(LABELS);
     this.#core.stats.bytesOut.inc(LABELS, bytes.length);
-    conn.send(bytes, addr).catch((err) => {
-      if (this.#closed) return;
-      this.#core.stats.errors.inc({ protocol: "coap", code: "send_failed" });
-      this.#log.debug("send failed", { error: err });
-    }).finally(() => this.#sending--);
+    conn.send(bytes, addr).then(this.#sent, this.#sendFailed); // (one promise per datagram)
   }
+
+  #sent = (): void => {
+    this.#sending--;
+  };
+
+  #sendFailed = (err: unknown): void => {
+    this.#sending--;
+    if (this.#closed) return;
+    this.#core.stats.errors.inc({ protocol: "coap", code: "send_failed" });
+    this.#log.debug("send failed", { error: err });
+  };
 
   #sendMessage(msg: CoapMessage, addr: Deno.NetAddr): Uint8Array {
     const bytes = encodeMessage(msg);
