@@ -4,7 +4,9 @@
  * used by stream listeners: while they wait they stop reading their socket, which is the
  * backpressure) or are refused at once ({@link Pipeline.offer}, for UDP and HTTP, which must refuse
  * rather than buffer). Messages with the same key (the device) are handled one after the other,
- * in order; different keys run in parallel up to the pool size.
+ * in order; different keys run in parallel up to the pool size. When nothing is queued and nothing
+ * of a message's key is in flight, the message skips the queue and its handler runs in the
+ * producer's call (no stream step or promise per message on an unloaded gateway).
  *
  * @module
  */
