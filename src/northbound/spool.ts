@@ -23,7 +23,8 @@
  * @module
  */
 
-import { DatabaseSync, type StatementSync } from "node:sqlite";
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { openSqlite, setAside } from "../persistence/sqlite_file.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
 import type { Message, QoS } from "../core/message.ts";
 
@@ -231,12 +232,7 @@ export class Spool implements Disposable {
       return new Spool(path, openChecked(path, options), options);
     } catch (err) {
       if (!(err instanceof SpoolCorruptError) || options.onCorrupt !== "set-aside") throw err;
-      const aside = `${path}.corrupt-${new Date().toISOString().replaceAll(":", "-")}`;
-      for (const suffix of ["", "-wal", "-shm"]) {
-        try {
-          Deno.renameSync(path + suffix, aside + suffix);
-        } catch { /* that part did not exist */ }
-      }
+      const aside = setAside(path);
       const fresh = new Spool(path, openChecked(path, options), options);
       fresh.#setAside = aside;
       return fresh;
@@ -686,19 +682,11 @@ function errMessage(err: unknown): string {
 function openChecked(path: string, options: SpoolOptions): DatabaseSync {
   let db: DatabaseSync | undefined;
   try {
-    db = new DatabaseSync(path);
-    db.exec("PRAGMA busy_timeout = 5000");
-    // auto_vacuum only takes effect on a new file, before the first table: set it first.
-    db.exec("PRAGMA auto_vacuum = INCREMENTAL");
-    const mode = db.prepare("PRAGMA journal_mode = WAL").get() as { journal_mode: string };
-    if (mode.journal_mode !== "wal") throw new Error(`journal_mode is ${mode.journal_mode}`);
-    db.exec(`PRAGMA synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
-    // After a checkpoint the WAL is cut back to 8 MiB instead of keeping its high-water size.
-    db.exec("PRAGMA journal_size_limit = 8388608");
-    const check = db.prepare("PRAGMA quick_check").all() as Array<{ quick_check: string }>;
-    if (check.length !== 1 || check[0].quick_check !== "ok") {
-      throw new Error(`integrity check failed: ${check.map((r) => r.quick_check).join("; ")}`);
-    }
+    db = openSqlite(path, {
+      synchronous: options.synchronous,
+      // auto_vacuum only takes effect on a new file, before the first table: set it first.
+      first: ["PRAGMA auto_vacuum = INCREMENTAL"],
+    });
     db.exec(`CREATE TABLE IF NOT EXISTS spool (
       id INTEGER PRIMARY KEY AUTOINCREMENT,
       topic TEXT NOT NULL,

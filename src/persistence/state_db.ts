@@ -19,7 +19,8 @@
  * @module
  */
 
-import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite";
+import { openSqlite, setAside } from "./sqlite_file.ts";
 
 /** Version of the schema this code writes (`PRAGMA user_version`). */
 export const STATE_SCHEMA_VERSION = 1;
@@ -152,12 +153,7 @@ export class StateDb implements Disposable {
       return StateDb.open(path, options);
     } catch (err) {
       if (!(err instanceof StateDbCorruptError)) throw err;
-      const aside = `${path}.corrupt-${new Date().toISOString().replaceAll(":", "-")}`;
-      for (const suffix of ["", "-wal", "-shm"]) {
-        try {
-          Deno.renameSync(path + suffix, aside + suffix);
-        } catch { /* that part did not exist */ }
-      }
+      const aside = setAside(path);
       const fresh = StateDb.open(path, options);
       fresh.#setAside = aside;
       return fresh;
@@ -273,16 +269,7 @@ function openChecked(path: string, options: StateDbOptions): DatabaseSync {
     } catch (err) {
       if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
     }
-    db = new DatabaseSync(path);
-    db.exec("PRAGMA busy_timeout = 5000");
-    const mode = db.prepare("PRAGMA journal_mode = WAL").get() as { journal_mode: string };
-    if (mode.journal_mode !== "wal") throw new Error(`journal_mode is ${mode.journal_mode}`);
-    db.exec(`PRAGMA synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
-    db.exec("PRAGMA journal_size_limit = 8388608");
-    const check = db.prepare("PRAGMA quick_check").all() as Array<{ quick_check: string }>;
-    if (check.length !== 1 || check[0].quick_check !== "ok") {
-      throw new Error(`integrity check failed: ${check.map((r) => r.quick_check).join("; ")}`);
-    }
+    db = openSqlite(path, { synchronous: options.synchronous });
     const v = (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version;
     const tables = db.prepare("SELECT count(*) AS n FROM sqlite_schema").get() as { n: number };
     if (v === 0 && tables.n !== 0) throw new Error("not a Ferry state file (foreign tables)");
