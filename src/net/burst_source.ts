@@ -15,6 +15,8 @@
  * @module
  */
 
+import { isClosedError } from "./closed_error.ts";
+
 /** Anything with a `read(buf)` like `Deno.Conn`. */
 export interface ByteReader {
   /** Reads into `p`; resolves to the count read or `null` at end of stream. */
@@ -51,12 +53,6 @@ export interface BurstOptions {
   minBuffer?: number;
   /** Largest read buffer during a burst, bytes. @default 16384 */
   maxBuffer?: number;
-}
-
-function isClosedError(err: unknown): boolean {
-  return err instanceof Deno.errors.BadResource || err instanceof Deno.errors.ConnectionReset ||
-    err instanceof Deno.errors.Interrupted || err instanceof Deno.errors.BrokenPipe ||
-    err instanceof Deno.errors.NotConnected;
 }
 
 /** A read in flight: its buffer and the promise of its byte count. */

@@ -12,6 +12,7 @@
 
 import type { IConnackPacket, IDisconnectPacket, IPublishPacket, Packet } from "mqtt-packet";
 import { Buffer } from "node:buffer";
+import { isClosedError } from "../../net/closed_error.ts";
 import { ConnWriter, type ConnWriterOptions } from "../../net/conn_writer.ts";
 import type {
   CloseReason,
@@ -122,12 +123,6 @@ class Client {
     this.topicAliasMaximum = c.topicAliasMaximum;
     this.problemInformation = c.problemInformation;
   }
-}
-
-/** True for the errors of a read from a socket that closed or was reset. */
-function isClosedError(err: unknown): boolean {
-  return err instanceof Deno.errors.BadResource || err instanceof Deno.errors.ConnectionReset ||
-    err instanceof Deno.errors.Interrupted || err instanceof Deno.errors.BrokenPipe;
 }
 
 /**
