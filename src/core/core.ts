@@ -452,8 +452,23 @@ export class Core implements AsyncDisposable {
     if (this.#sinks.length) return this.#runSinks(msg);
   }
 
-  async #runSinks(msg: Message): Promise<void> {
-    for (const sink of this.#sinks) await sink(msg);
+  /**
+   * Runs the sinks in order. Synchronous while they return nothing: a sink that is async only now
+   * and then (a rule engine that waits only when saturated) costs a promise only then; otherwise
+   * every message of a device would wait on the previous one's promise and take the pipeline's
+   * queued path.
+   */
+  #runSinks(msg: Message): void | Promise<void> {
+    const sinks = this.#sinks;
+    for (let i = 0; i < sinks.length; i++) {
+      const r = sinks[i](msg);
+      if (r instanceof Promise) return this.#runSinksAfter(r, msg, i + 1);
+    }
+  }
+
+  async #runSinksAfter(pending: Promise<void>, msg: Message, next: number): Promise<void> {
+    await pending;
+    for (let i = next; i < this.#sinks.length; i++) await this.#sinks[i](msg);
   }
 
   /** Drains the pipeline and stops the supervisor. Idempotent. */
