@@ -11,6 +11,12 @@ import { defaultMqttServerOptions } from "../protocols/mqtt/options.ts";
 import { defaultDeviceApiOptions } from "../http/device_api/options.ts";
 import { defaultCommandStoreLimits as cmdDefaults } from "../core/command_store.ts";
 import { defaultNorthboundOptions as nb, type NorthboundOptions } from "../northbound/options.ts";
+import {
+  resolveRules,
+  type RuleConfig,
+  type RuleConfigInput,
+  rulesField,
+} from "../rules/options.ts";
 import { parseJsonc } from "./jsonc.ts";
 import { ConfigError, type Field, validate } from "./schema.ts";
 
@@ -366,6 +372,7 @@ export const configSchema: Field = {
         },
       },
     },
+    rules: rulesField,
     pipeline: {
       type: "object",
       doc: "Ingest pipeline",
@@ -833,6 +840,7 @@ export interface FerryConfig {
   pipeline: { queueCapacity: number; concurrency: number };
   commands: CommandsConfig;
   northbound?: NorthboundOptions;
+  rules: RuleConfig[];
   binary: {
     enabled: boolean;
     port: number;
@@ -950,6 +958,7 @@ export function resolveConfig(raw: unknown): FerryConfig {
     const values = [c.coap[old], c.http.deviceApi[old]].filter((v) => v !== undefined);
     if (values.length > 0) c.commands[key] = Math.max(...values);
   }
+  c.rules = resolveRules(c.rules as RuleConfigInput[]);
   if (c.binary.defaultKeepAliveSec > c.binary.maxKeepAliveSec) {
     throw new ConfigError(
       "binary.defaultKeepAliveSec",

@@ -1,0 +1,2 @@
+/** A local module imported by imports.ts. */
+export const FACTOR = 3;
