@@ -5,7 +5,14 @@
  * @module
  */
 
-import { anonymousAllowed, deviceFilePath, type FerryConfig, isLoopback } from "./config/config.ts";
+import {
+  anonymousAllowed,
+  deviceFilePath,
+  type FerryConfig,
+  isLoopback,
+  loadConfigFile,
+  resolveConfig,
+} from "./config/config.ts";
 import { type DeviceEntry, readDeviceFile } from "./config/device_file.ts";
 import { type Clock, systemClock } from "./core/clock.ts";
 import { Core } from "./core/core.ts";
@@ -22,6 +29,7 @@ import type { ListenAddress, Listener } from "./protocols/listener.ts";
 import { SessionPersistence } from "./protocols/mqtt/session_persistence.ts";
 import { RetainedTable } from "./persistence/retained_table.ts";
 import { StateDb } from "./persistence/state_db.ts";
+import { type AttachedRules, attachRules } from "./rules/attach.ts";
 
 /** Options of {@link Gateway}. */
 export interface GatewayOptions {
@@ -31,6 +39,8 @@ export interface GatewayOptions {
   clock?: Clock;
   /** CoAP resource set: Ferry's device resources or the ETSI plugtest set. @default "ferry" */
   coapMode?: "ferry" | "plugtest";
+  /** The config file: rule module paths are relative to it, and its `rules` are hot reloaded. */
+  configFile?: string;
 }
 
 /** Names of the listeners, in start order. */
@@ -86,6 +96,7 @@ export class Gateway implements AsyncDisposable {
   #dashboard: Dashboard | undefined;
   #deviceApi: DeviceApi | undefined;
   #northbound: Northbound | undefined;
+  #rules: AttachedRules | undefined;
   #state: StateDb | undefined;
   #sessions: SessionPersistence | undefined;
   #addresses: Partial<Record<ListenerName, ListenAddress>> = {};
@@ -215,6 +226,18 @@ export class Gateway implements AsyncDisposable {
         );
         log.info("northbound bridge started", { gatewayId });
       }
+      if (c.rules.length) { // before any listener: rules see every device's first message
+        const file = this.#options.configFile;
+        this.#rules = await attachRules(this.core, {
+          rules: c.rules,
+          configFile: file,
+          readRules: file ? async () => resolveConfig(await loadConfigFile(file)).rules : undefined,
+          dataDir: c.dataDir,
+          northbound: this.#northbound,
+          log: this.#log,
+        });
+        log.info("rules started", { rules: c.rules.length });
+      }
       if (c.mqtt.enabled && c.mqtt.persistence.enabled) this.#openState();
       for (const name of ["binary", "mqtt", "coap"] as const) {
         if (!c[name].enabled) {
@@ -314,7 +337,9 @@ export class Gateway implements AsyncDisposable {
       await this.#watching;
       this.#stopMonitor?.();
       await Promise.all(this.#listeners.map((l) => l.close()));
+      await this.#rules?.settle(); // rule outputs still need the pipeline
       await this.core.close(); // the drain may still append to the spool
+      await this.#rules?.close();
       this.#state?.close(); // after the drain: it may still queue for offline sessions
       await this.#northbound?.close();
       await this.#dashboard?.close();

@@ -10,6 +10,7 @@
  * @module
  */
 
+export * from "./attach.ts";
 export * from "./dead_letter.ts";
 export * from "./engine.ts";
 export * from "./module_loader.ts";
