@@ -4,6 +4,7 @@
  * - `ferry [flags]`: run the gateway (see `--help`).
  * - `ferry config check` / `ferry config schema`: validate the config, print its JSON Schema.
  * - `ferry device add|rotate|remove|list`: manage the device registry file.
+ * - `ferry rule test FILE --input samples.jsonl`: run a rule on sample messages (docs/rules.md).
  *
  * @module
  */
@@ -26,6 +27,7 @@ import {
   removeDevice,
 } from "./src/config/device_file.ts";
 import { Gateway } from "./src/gateway.ts";
+import { ruleCommand } from "./src/rules/test_command.ts";
 
 /** A command-line error: printed as `ferry: message`, exit code 2. */
 class UsageError extends Error {
@@ -40,8 +42,12 @@ async function loadConfig(
   return resolveConfig(mergeOverrides(raw, overrides));
 }
 
-async function runGateway(config: FerryConfig, coapMode?: "plugtest"): Promise<number> {
-  const gateway = new Gateway(config, { coapMode });
+async function runGateway(
+  config: FerryConfig,
+  coapMode?: "plugtest",
+  configFile?: string,
+): Promise<number> {
+  const gateway = new Gateway(config, { coapMode, configFile });
   const stopped = Promise.withResolvers<void>();
   const stop = () => {
     gateway.stop().then(stopped.resolve, stopped.reject);
@@ -99,6 +105,7 @@ async function deviceCommand(config: FerryConfig, words: string[]): Promise<numb
 /** Runs the CLI with `args`; resolves to the exit code. */
 export async function main(args: string[]): Promise<number> {
   try {
+    if (args[0] === "rule") return await ruleCommand(args.slice(1)); // flags of its own
     const parsed = parseCliArgs(args);
     if (parsed.help) {
       console.log(USAGE);
@@ -120,7 +127,7 @@ export async function main(args: string[]): Promise<number> {
     const config = await loadConfig(parsed.configFile, parsed.overrides);
     switch (cmd) {
       case undefined:
-        return await runGateway(config);
+        return await runGateway(config, undefined, parsed.configFile);
       case "config":
         if (words[0] !== "check" || words.length > 1) {
           throw new UsageError("usage: ferry config check|schema");

@@ -44,6 +44,7 @@ export const USAGE = `Usage: ferry [--config FILE] [--host H] [--binary-port N] 
        ferry config check|schema [--config FILE]
        ferry coap-plugtest [--host H] [--coap-port N]   (ETSI CoAP plugtest resources only)
        ferry device add|rotate|remove <id> | ferry device list   [--config FILE] [--data-dir DIR]
+       ferry rule test FILE [--input samples.jsonl] [--advance MS]   (run a rule on samples)
 
 Starts the Ferry IoT gateway. With no config file it runs on the embedded defaults:
 every listener on 127.0.0.1, anonymous devices allowed only on loopback.

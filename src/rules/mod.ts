@@ -19,4 +19,5 @@ export * from "./rule_graph.ts";
 export * from "./rule_metrics.ts";
 export * from "./rule_runner.ts";
 export * from "./state_store.ts";
+export * from "./test_command.ts";
 export * from "./watcher.ts";
