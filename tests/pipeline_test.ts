@@ -138,3 +138,26 @@ Deno.test("Pipeline: a handler that publishes again queues the new message inste
   await p.close();
   assertEquals(order, ["start first", "end first", "start second", "end second"]);
 });
+
+Deno.test("Pipeline.admit takes a derived message into a full queue; producers wait until it drains", async () => {
+  const release = Promise.withResolvers<void>();
+  const seen: number[] = [];
+  const p = new Pipeline(async (m) => {
+    await release.promise;
+    seen.push(m.payload[0]);
+  }, { capacity: 2, concurrency: 1 });
+  await p.submit(msg("a", 0)); // running (holds the only permit)
+  await p.submit(msg("a", 1));
+  await p.submit(msg("a", 2)); // the queue is full now
+  assert(!p.hasRoom);
+  p.admit(msg("a", 3)); // taken anyway, in order
+  let producerIn = false;
+  const producer = p.submit(msg("a", 4)).then(() => producerIn = true);
+  await Promise.resolve();
+  assert(!producerIn, "a producer waits while the queue is over capacity");
+  release.resolve();
+  await producer;
+  await p.close();
+  assertEquals(seen, [0, 1, 2, 3, 4]);
+  await assertRejects(async () => p.admit(msg("a", 5)), PipelineClosedError);
+});

@@ -352,6 +352,23 @@ export class Core implements AsyncDisposable {
   }
 
   /**
+   * Accepts a message derived from one already accepted (a rule's output) without waiting for
+   * room and without refusing it: the queue may run over its capacity, and producers wait until it
+   * is back under (see {@link Pipeline.admit}). Runs the accept hook first when one is set (then
+   * the returned promise resolves once accepted). Throws `PipelineClosedError` after close.
+   */
+  publishDerived(msg: Message): void | Promise<void> {
+    const hooked = this.#accept?.(msg);
+    if (hooked instanceof Promise) return hooked.then(() => this.#admit(msg));
+    this.#admit(msg);
+  }
+
+  #admit(msg: Message): void {
+    this.pipeline.admit(msg);
+    this.stats.messagesIn.inc(protocolLabels(msg.protocol));
+  }
+
+  /**
    * Accepts a message only if there is room now (UDP/HTTP refuse instead of waiting). Without an
    * accept hook the answer is immediate; with one (a spool), use {@link publishIfRoom}.
    */

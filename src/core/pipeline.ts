@@ -126,6 +126,18 @@ export class Pipeline implements AsyncDisposable {
   }
 
   /**
+   * Enqueues `msg` whether or not there is room: for a message derived from one already admitted
+   * (a rule's output), which must neither wait behind new input (its source already held a place)
+   * nor be dropped. The queue may run over its capacity by as many; producers then wait until it is
+   * back under, which is the backpressure. The caller bounds how many it adds. Throws
+   * {@link PipelineClosedError} after `close()`.
+   */
+  admit(msg: Message): void {
+    if (this.#closed) throw new PipelineClosedError();
+    if (!this.#runNow(msg)) this.#enqueue(msg);
+  }
+
+  /**
    * Enqueues `msg` if there is room now; returns false (and enqueues nothing) when the queue is
    * full or closed. For producers that must refuse instead of wait.
    */

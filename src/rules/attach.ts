@@ -92,16 +92,24 @@ export async function attachRules(core: Core, options: AttachRulesOptions): Prom
   );
   const nb = options.northbound;
   if (options.dataDir) await Deno.mkdir(options.dataDir, { recursive: true });
-  // Outputs into the core: taken at once while the pipeline has room and nothing is waiting (no
-  // promise per output); otherwise through publish(), which waits for room, in order.
-  let waiting = 0;
+  // Outputs into the core are admitted at once, even into a full pipeline (their sources were
+  // already admitted: they must neither wait behind new device input nor be dropped; devices wait
+  // instead). With an accept hook (the spool) admission waits for it, one output after the other
+  // so that they stay in order.
+  let tail: Promise<void> | undefined;
   const publish = (out: Message): void | Promise<void> => {
-    if (waiting === 0 && !core.hasAcceptHook && core.pipeline.hasRoom) {
-      core.tryPublish(out);
-      return;
+    if (tail) {
+      const p: Promise<void> = tail.then(() => core.publishDerived(out)).finally(() => {
+        if (tail === p) tail = undefined;
+      });
+      return tail = p;
     }
-    waiting++;
-    return core.publish(out).finally(() => waiting--);
+    const r = core.publishDerived(out);
+    if (!r) return;
+    const p: Promise<void> = r.finally(() => {
+      if (tail === p) tail = undefined;
+    });
+    return tail = p;
   };
   const engine = await RuleEngine.start({
     rules: options.rules,

@@ -71,7 +71,10 @@ export interface RuleEngineLimits {
   maxInFlight: number;
   /** Bytes (topics + payloads) queued or in flight per rule before the caller waits. @default 16777216 */
   maxInFlightBytes: number;
-  /** Outputs being published (not yet accepted) per rule before more are dropped. @default 4096 */
+  /**
+   * Outputs waiting to be accepted (for the accept hook, i.e. the northbound spool, or an async
+   * northbound route) per rule before more are dropped. @default 65536
+   */
   maxPendingOutputs: number;
   /** Largest state of one rule, bytes of JSON. @default 65536 */
   maxStateBytes: number;
@@ -91,7 +94,7 @@ export const defaultRuleEngineLimits: Readonly<RuleEngineLimits> = Object.freeze
   batchesInFlight: 16,
   maxInFlight: 65536,
   maxInFlightBytes: 16 * 1024 * 1024,
-  maxPendingOutputs: 4096,
+  maxPendingOutputs: 65536,
   maxStateBytes: 65_536,
   stateFlushMs: 1000,
   restartWindowMs: 60_000,
