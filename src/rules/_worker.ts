@@ -11,7 +11,14 @@
 import "./sdk.ts";
 import "./types.ts";
 import "./helpers.ts";
-import type { RuleContext, RuleFunction, RuleResult, RuleState, TickFunction } from "./types.ts";
+import type {
+  RuleContext,
+  RuleFunction,
+  RuleOutput,
+  RuleResult,
+  RuleState,
+  TickFunction,
+} from "./types.ts";
 import {
   type BatchRequest,
   type BatchResult,
@@ -106,82 +113,110 @@ function errorOf(err: unknown): { name: string; message: string } {
   return { name: "Error", message: `the rule threw a non-Error: ${readable(String(err))}` };
 }
 
-/** Outputs of one batch being collected. */
+/**
+ * Outputs of one batch being collected: payloads copied at once into one growing buffer, so
+ * nothing of a rule's result is kept alive until the batch ends.
+ */
 class Outputs {
-  item: number[] = [];
+  n = 0;
+  item = new Uint32Array(64);
+  flags = new Uint8Array(64);
+  ends = new Uint32Array(64);
   topics: string[] = [];
-  flags: number[] = [];
-  payloads: Uint8Array[] = [];
   props: Array<[number, Array<[string, string]>]> = [];
+  buf = new Uint8Array(4096);
   bytes = 0;
 
   /** Validates and appends the outputs of item `i`; throws (appending nothing) when invalid. */
   add(result: RuleResult, i: number): boolean {
     if (result === null || result === undefined) return false;
-    const list = Array.isArray(result) ? result : [result];
-    const checked: Array<[string, number, Uint8Array, Array<[string, string]> | undefined]> = [];
-    for (const o of list) {
-      if (typeof o !== "object" || o === null) {
-        throw new TypeError(
-          `Cannot emit ${o}: a rule returns null, an output { topic, payload } or an array of them`,
-        );
-      }
-      const { topic, payload, qos, retain, route, userProperties } = o;
-      if (typeof topic !== "string" || topic === "") {
-        throw new TypeError(`Cannot emit an output without a topic (got ${JSON.stringify(topic)})`);
-      }
-      let bytes: Uint8Array;
-      if (typeof payload === "string") bytes = encoder.encode(payload);
-      else if (payload instanceof Uint8Array) bytes = payload;
-      else {
-        throw new TypeError(
-          `Cannot emit output on ${topic}: payload must be a Uint8Array or a string, got ${
-            payload === null ? "null" : typeof payload
-          } (use json.stringify for objects)`,
-        );
-      }
-      const size = bytes.byteLength + topic.length;
-      if (size > maxMessageBytes) {
-        throw new RangeError(
-          `Cannot emit output on ${topic}: ${size} bytes exceed the rule's ${maxMessageBytes} byte limit`,
-        );
-      }
-      let f = retain ? O_RETAIN : 0;
-      if (qos !== undefined) {
-        if (qos !== 0 && qos !== 1 && qos !== 2) {
-          throw new RangeError(`Cannot emit output on ${topic}: qos must be 0, 1 or 2, got ${qos}`);
-        }
-        f |= qos | O_QOS_SET;
-      }
-      if (route === "core") f |= O_CORE;
-      else if (route === "northbound") f |= O_NORTHBOUND;
-      else if (route !== undefined) {
-        throw new TypeError(
-          `Cannot emit output on ${topic}: route must be "core" or "northbound", got ${route}`,
-        );
-      }
-      if (
-        userProperties !== undefined &&
-        (!Array.isArray(userProperties) ||
-          !userProperties.every((p) =>
-            Array.isArray(p) && typeof p[0] === "string" && typeof p[1] === "string"
-          ))
-      ) {
-        throw new TypeError(
-          `Cannot emit output on ${topic}: userProperties must be [string, string] pairs`,
-        );
-      }
-      checked.push([topic, f, bytes, userProperties]);
+    const n0 = this.n;
+    const bytes0 = this.bytes;
+    const props0 = this.props.length;
+    try {
+      if (Array.isArray(result)) { for (const o of result) this.#one(o, i); }
+      else this.#one(result, i);
+    } catch (err) {
+      this.n = n0; // roll back what this item had appended
+      this.topics.length = n0;
+      this.bytes = bytes0;
+      this.props.length = props0;
+      throw err;
     }
-    for (const [topic, f, bytes, up] of checked) {
-      if (up) this.props.push([this.topics.length, up]);
-      this.item.push(i);
-      this.topics.push(topic);
-      this.flags.push(f);
-      this.payloads.push(bytes);
-      this.bytes += bytes.byteLength;
+    return this.n > n0;
+  }
+
+  #one(o: RuleOutput, i: number): void {
+    if (typeof o !== "object" || o === null) {
+      throw new TypeError(
+        `Cannot emit ${o}: a rule returns null, an output { topic, payload } or an array of them`,
+      );
     }
-    return checked.length > 0;
+    const { topic, payload, qos, retain, route, userProperties } = o;
+    if (typeof topic !== "string" || topic === "") {
+      throw new TypeError(`Cannot emit an output without a topic (got ${JSON.stringify(topic)})`);
+    }
+    let bytes: Uint8Array;
+    if (typeof payload === "string") bytes = encoder.encode(payload);
+    else if (payload instanceof Uint8Array) bytes = payload;
+    else {
+      throw new TypeError(
+        `Cannot emit output on ${topic}: payload must be a Uint8Array or a string, got ${
+          payload === null ? "null" : typeof payload
+        } (use json.stringify for objects)`,
+      );
+    }
+    const size = bytes.byteLength + topic.length;
+    if (size > maxMessageBytes) {
+      throw new RangeError(
+        `Cannot emit output on ${topic}: ${size} bytes exceed the rule's ${maxMessageBytes} byte limit`,
+      );
+    }
+    let f = retain ? O_RETAIN : 0;
+    if (qos !== undefined) {
+      if (qos !== 0 && qos !== 1 && qos !== 2) {
+        throw new RangeError(`Cannot emit output on ${topic}: qos must be 0, 1 or 2, got ${qos}`);
+      }
+      f |= qos | O_QOS_SET;
+    }
+    if (route === "core") f |= O_CORE;
+    else if (route === "northbound") f |= O_NORTHBOUND;
+    else if (route !== undefined) {
+      throw new TypeError(
+        `Cannot emit output on ${topic}: route must be "core" or "northbound", got ${route}`,
+      );
+    }
+    if (
+      userProperties !== undefined &&
+      (!Array.isArray(userProperties) ||
+        !userProperties.every((p) =>
+          Array.isArray(p) && typeof p[0] === "string" && typeof p[1] === "string"
+        ))
+    ) {
+      throw new TypeError(
+        `Cannot emit output on ${topic}: userProperties must be [string, string] pairs`,
+      );
+    }
+    const k = this.n++;
+    if (k === this.item.length) {
+      const grow = <T extends Uint32Array | Uint8Array>(a: T, b: T) => (b.set(a), b);
+      this.item = grow(this.item, new Uint32Array(k * 2));
+      this.flags = grow(this.flags, new Uint8Array(k * 2));
+      this.ends = grow(this.ends, new Uint32Array(k * 2));
+    }
+    const need = this.bytes + bytes.byteLength;
+    if (need > this.buf.length) {
+      const b = new Uint8Array(Math.max(need, this.buf.length * 2));
+      b.set(this.buf.subarray(0, this.bytes));
+      this.buf = b;
+    }
+    this.buf.set(bytes, this.bytes);
+    this.bytes = need;
+    this.ends[k] = need;
+    this.item[k] = i;
+    this.flags[k] = f;
+    this.topics[k] = topic;
+    if (userProperties) this.props.push([k, userProperties]);
   }
 }
 
@@ -234,17 +269,10 @@ async function runBatch(b: BatchRequest): Promise<void> {
     }
     Atomics.add(progress, 1, 1);
   }
-  const outPayload = new ArrayBuffer(out.bytes);
-  const bytes = new Uint8Array(outPayload);
-  const outEnds = new Uint32Array(out.payloads.length);
-  let off = 0;
-  out.payloads.forEach((p, j) => {
-    bytes.set(p, off);
-    off += p.byteLength;
-    outEnds[j] = off;
-  });
-  const outItem = Uint32Array.from(out.item);
-  const outFlags = Uint8Array.from(out.flags);
+  const outPayload = out.buf.buffer.slice(0, out.bytes) as ArrayBuffer;
+  const outItem = out.item.slice(0, out.n);
+  const outFlags = out.flags.slice(0, out.n);
+  const outEnds = out.ends.slice(0, out.n);
   const reply: BatchResult = {
     t: "done",
     status,
