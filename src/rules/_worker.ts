@@ -228,6 +228,7 @@ async function runBatch(b: BatchRequest): Promise<void> {
   const out = new Outputs();
   const clock = { now: () => b.now };
   const props = new Map(b.props.map(([i, ct, up]) => [i, { ct, up }]));
+  let ctx: RuleContext | undefined;
   for (let i = 0; i < n; i++) {
     Atomics.add(progress, 0, 1);
     try {
@@ -235,13 +236,10 @@ async function runBatch(b: BatchRequest): Promise<void> {
       const dev = b.devices[i];
       const deviceId = dev === 0 ? undefined : str[dev - 1];
       const protocol = str[b.protocols[i]];
-      const ctx: RuleContext = {
-        rule: ruleName,
-        deviceId,
-        protocol,
-        state: ruleState,
-        clock,
-      };
+      // Consecutive messages of one device share their (frozen) context.
+      if (ctx === undefined || ctx.deviceId !== deviceId || ctx.protocol !== protocol) {
+        ctx = Object.freeze({ rule: ruleName, deviceId, protocol, state: ruleState, clock });
+      }
       let r: RuleResult | Promise<RuleResult>;
       if (tickItem) r = tick ? tick(ctx) : null;
       else {
