@@ -18,6 +18,7 @@ export * from "./message.ts";
 export * from "./metrics.ts";
 export * from "./pipeline.ts";
 export * from "./rate_limiter.ts";
+export * from "./refusal.ts";
 export * from "./registry.ts";
 export * from "./retained_store.ts";
 export * from "./semaphore.ts";
