@@ -113,8 +113,8 @@ export class Gateway implements AsyncDisposable {
       admission: {
         maxConnectionsPerAddress: config.limits.maxConnectionsPerAddress,
         exemptLoopback: config.limits.exemptLoopback,
-        authFailuresPerMinute: config.limits.authFailuresPerMinute,
       },
+      authFailuresPerMinute: config.limits.authFailuresPerMinute,
       deviceRatePerSec: config.limits.deviceRatePerSec,
       deviceBurst: config.limits.deviceBurst || undefined,
       subscriberHoldMs: config.limits.subscriberHoldMs,

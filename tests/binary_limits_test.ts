@@ -30,7 +30,7 @@ Deno.test("FBP/1 repeated failed logins from one address are throttled for a min
     core: {
       anonymous: false,
       devices: [{ id: "s1", token: "right" }],
-      admission: { authFailuresPerMinute: 3 },
+      authFailuresPerMinute: 3,
     },
   });
   const attempt = async (token: string) => {

@@ -6,6 +6,7 @@
  */
 
 import { FakeClock } from "../src/core/clock.ts";
+import { MQTT } from "../src/protocols/mqtt/server.ts";
 import { createMessage } from "../src/core/message.ts";
 import { CoapType, Code } from "../src/protocols/coap/message.ts";
 import { decodeString, decodeUint, encodeUint, Opt } from "../src/protocols/coap/options.ts";
@@ -251,6 +252,7 @@ Deno.test("CoAP POST acks publishes the device's delivery acknowledgement", asyn
 
 Deno.test("CoAP does not queue commands for a device that lives on another protocol", async () => {
   await using h = await startCoap();
+  h.core.port(MQTT); // MQTT is served: its devices take their commands themselves
   h.core.registry.touch("s2", "mqtt");
   await h.core.publish(command("s2", "x", "1"));
   await waitFor(() => h.seen.some((m) => m.topic === "devices/s2/commands/x"), "command");
@@ -379,7 +381,7 @@ Deno.test("CoAP answers 4.29 with Max-Age once a device exceeds the shared per-d
 });
 
 Deno.test("CoAP throttles an address after repeated bad tokens (4.29), even with the right one", async () => {
-  await using h = await startCoap({ core: { admission: { authFailuresPerMinute: 3 } } });
+  await using h = await startCoap({ core: { authFailuresPerMinute: 3 } });
   await using peer = new TestPeer(h.port);
   for (let i = 0; i < 3; i++) {
     assertEquals(

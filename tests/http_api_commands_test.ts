@@ -6,6 +6,7 @@
  */
 
 import { FakeClock } from "../src/core/clock.ts";
+import { MQTT } from "../src/protocols/mqtt/server.ts";
 import { createMessage } from "../src/core/message.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { dec, enc, waitFor } from "./_harness.ts";
@@ -149,6 +150,7 @@ Deno.test("HTTP pending commands expire after the store's ttlMs", async () => {
 
 Deno.test("HTTP commands for a device connected over another protocol are not queued", async () => {
   await using h = await startHttpApi();
+  h.core.port(MQTT); // MQTT is served: its devices take their commands themselves
   h.core.registry.touch("d2", "mqtt");
   await command(h, "d2", "reboot", "x");
   assertEquals(h.api.pendingCommands("d2"), 0);

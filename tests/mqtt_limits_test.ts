@@ -14,7 +14,7 @@ Deno.test("MQTT: repeated bad passwords from one address are throttled (CONNACK 
       anonymous: false,
       devices: [{ id: "d1", token: "right" }],
       clock,
-      admission: { authFailuresPerMinute: 3 },
+      authFailuresPerMinute: 3,
     },
   });
   const attempt = async (password: string) => {

@@ -1,8 +1,7 @@
 /**
- * Admission control shared by every listener: a cap on connections per source address, and
- * throttling of failed authentication per source address (after `authFailuresPerMinute` failures
- * an address is refused without a credential check until its minute is over). Loopback addresses
- * can be exempted from the per-address cap (local tools, benchmarks).
+ * Admission control shared by every listener: a cap on connections per source address. Loopback
+ * addresses can be exempted from it (local tools, benchmarks). (Failed logins are throttled by the
+ * login gate, `login.ts`.)
  *
  * @module
  */
@@ -13,10 +12,6 @@ export interface AdmissionOptions {
   maxConnectionsPerAddress?: number;
   /** Exempt loopback addresses from the per-address cap. @default true */
   exemptLoopback?: boolean;
-  /** Failed authentications per address per minute before it is throttled (0 = off). @default 20 */
-  authFailuresPerMinute?: number;
-  /** Time source. @default Date.now */
-  now?: () => number;
 }
 
 function isLoopbackAddress(a: string): boolean {
@@ -24,7 +19,7 @@ function isLoopbackAddress(a: string): boolean {
 }
 
 /**
- * Counts connections and failed logins per source address.
+ * Counts connections per source address.
  *
  * @example
  * ```ts
@@ -37,18 +32,13 @@ function isLoopbackAddress(a: string): boolean {
  */
 export class Admission {
   #perAddress = new Map<string, number>();
-  #failures = new Map<string, { count: number; since: number }>();
   #max: number;
   #exempt: boolean;
-  #authMax: number;
-  #now: () => number;
 
   /** Creates the controller. */
   constructor(options: AdmissionOptions = {}) {
     this.#max = options.maxConnectionsPerAddress ?? 1024;
     this.#exempt = options.exemptLoopback ?? true;
-    this.#authMax = options.authFailuresPerMinute ?? 20;
-    this.#now = options.now ?? Date.now;
   }
 
   /** Takes a connection slot for `address`; false when its cap is reached. */
@@ -71,29 +61,5 @@ export class Admission {
   /** Connections open from `address`. */
   connections(address: string): number {
     return this.#perAddress.get(address) ?? 0;
-  }
-
-  /** True while `address` is throttled for failed authentication. */
-  authBlocked(address: string): boolean {
-    if (this.#authMax <= 0) return false;
-    const f = this.#failures.get(address);
-    if (!f) return false;
-    if (this.#now() - f.since >= 60_000) {
-      this.#failures.delete(address);
-      return false;
-    }
-    return f.count >= this.#authMax;
-  }
-
-  /** Records a failed authentication from `address`. */
-  authFailed(address: string): void {
-    const f = this.#failures.get(address);
-    if (!f || this.#now() - f.since >= 60_000) {
-      this.#failures.set(address, { count: 1, since: this.#now() });
-    } else f.count++;
-    if (this.#failures.size > 100_000) { // bound memory under a spray of addresses
-      const now = this.#now();
-      for (const [k, v] of this.#failures) if (now - v.since >= 60_000) this.#failures.delete(k);
-    }
   }
 }

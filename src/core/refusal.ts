@@ -7,8 +7,17 @@
  * @module
  */
 
-/** Why a login was refused. `throttled` and `unavailable` are worth retrying later. */
-export type LoginRefusalReason = "throttled" | "bad_id" | "bad_credentials" | "unavailable";
+/**
+ * Why a login was refused: `bad_id` (not a valid identity), `bad_credentials` (wrong secret),
+ * `no_credentials` (none given where they are required: anonymous access is off). `throttled`
+ * and `unavailable` are worth retrying later.
+ */
+export type LoginRefusalReason =
+  | "throttled"
+  | "bad_id"
+  | "bad_credentials"
+  | "no_credentials"
+  | "unavailable";
 
 /**
  * Why a message was refused. `rate_limited`, `overloaded`, `quota` and `shutting_down` are worth

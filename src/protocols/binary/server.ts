@@ -5,8 +5,7 @@
  * @module
  */
 
-import type { Core } from "../../core/core.ts";
-import type { Logger } from "../../core/logger.ts";
+import type { Core, DevicePort, Logger, ProtocolSpec } from "../../core/mod.ts";
 import type { ListenAddress, Listener } from "../listener.ts";
 import { TcpListener, type TlsFiles } from "../../net/tcp_listener.ts";
 import {
@@ -16,9 +15,10 @@ import {
   IDLE_READ_BUFFER,
 } from "./session.ts";
 
-/** Label set of every byte count (the same object each time: its metric key is cached). */
-const LABELS = Object.freeze({ protocol: "binary" });
 import { encodeError, encodeFrame, ErrorCode, FrameType } from "./frame.ts";
+
+/** FBP/1 as the core knows it: the label of its messages, presence and metrics. */
+export const FBP: ProtocolSpec = Object.freeze({ name: "binary" });
 
 /** Tunables of {@link BinaryServer} (the `binary` config section). */
 export interface BinaryServerOptions extends BinarySessionOptions {
@@ -64,7 +64,7 @@ export const defaultBinaryServerOptions: BinaryServerOptions = {
 export class BinaryServer implements Listener {
   /** Listener name. */
   readonly name = "binary";
-  #core: Core;
+  #port: DevicePort;
   #opts: BinaryServerOptions;
   #log: Logger;
   #listener: TcpListener | undefined;
@@ -80,10 +80,10 @@ export class BinaryServer implements Listener {
 
   /** Creates the server; call {@link listen} to start. */
   constructor(core: Core, options: Partial<BinaryServerOptions> = {}) {
-    this.#core = core;
+    const port = this.#port = core.port(FBP);
     this.#opts = { ...defaultBinaryServerOptions, ...options };
-    this.#log = core.log.child("binary");
-    const stats = core.stats;
+    this.#log = port.log;
+    const stats = port.stats;
     const o = this.#opts;
     // One host object for every session: callbacks that get the session, no closures per session.
     this.#host = {
@@ -95,18 +95,18 @@ export class BinaryServer implements Listener {
       writerOptions: {
         maxPendingBytes: o.maxPendingBytes,
         drainTimeoutMs: o.drainTimeoutMs,
-        clock: core.clock,
-        onBytes: (n) => stats.bytesOut.inc(LABELS, n),
+        clock: port.clock,
+        onBytes: (n) => stats.bytesOut(n),
         onStall: (reason, session) => {
-          stats.errors.inc({ protocol: "binary", code: "slow_consumer" });
+          stats.error("slow_consumer");
           session.close({ code: "slow_consumer", message: reason });
         },
       },
       burstOptions: { minBuffer: IDLE_READ_BUFFER },
       onClosed: (session) => {
         if (!this.#sessions.delete(session)) return;
-        core.admission.release(session.address);
-        stats.connections.inc(LABELS, -1);
+        port.release(session.address);
+        stats.closed();
         if (this.#sessions.size === 0) this.#allClosed?.resolve();
       },
     };
@@ -122,7 +122,7 @@ export class BinaryServer implements Listener {
     if (this.#listener) throw new TypeError("Cannot listen: already listening");
     // Commands come from the core's store (one subscription for every device), dispatched by id:
     // a connected device gets each at once; one that is offline gets them on its next HELLO.
-    const commands = this.#core.commands;
+    const commands = this.#port.commands;
     this.#releaseCommands = commands.open();
     this.#stopWatching = commands.watch((cmd) => this.#byDevice.get(cmd.deviceId)?.offer(cmd));
     const l = this.#listener = new TcpListener({
@@ -138,8 +138,7 @@ export class BinaryServer implements Listener {
   }
 
   async #acceptLoop(listener: TcpListener): Promise<void> {
-    const labels = { protocol: "binary" };
-    const stats = this.#core.stats;
+    const stats = this.#port.stats;
     for (;;) {
       let conn: Deno.Conn | null;
       try {
@@ -149,7 +148,7 @@ export class BinaryServer implements Listener {
         if (this.#closed) return;
         // EMFILE and friends: log, back off briefly, keep serving the others.
         this.#log.error("accept failed", { error: err });
-        stats.errors.inc({ protocol: "binary", code: "accept_failed" });
+        stats.error("accept_failed");
         await new Promise((r) => setTimeout(r, 100));
         continue;
       }
@@ -158,14 +157,14 @@ export class BinaryServer implements Listener {
         return;
       }
       if (this.#sessions.size >= this.#opts.maxConnections) {
-        stats.drops.inc({ protocol: "binary", reason: "max_connections" });
+        stats.drop("max_connections");
         this.#log.warn("connection refused: limit reached", { limit: this.#opts.maxConnections });
         refuse(conn, `connection limit ${this.#opts.maxConnections} reached`);
         continue;
       }
       const address = (conn.remoteAddr as Deno.NetAddr).hostname;
-      if (!this.#core.admission.admit(address)) {
-        stats.drops.inc({ protocol: "binary", reason: "address_limit" });
+      if (!this.#port.admit(address)) {
+        stats.drop("address_limit");
         this.#log.warn("connection refused: per-address limit reached", { address });
         refuse(conn, `too many connections from ${address}`);
         continue;
@@ -173,9 +172,8 @@ export class BinaryServer implements Listener {
       try {
         (conn as Deno.TcpConn).setNoDelay?.(true);
       } catch { /* not fatal */ }
-      stats.connectionsAccepted.inc(labels);
-      stats.connections.inc(labels);
-      const session = new BinarySession(this.#core, conn, this.#opts, this.#host);
+      stats.opened();
+      const session = new BinarySession(this.#port, conn, this.#opts, this.#host);
       this.#sessions.add(session);
     }
   }

@@ -6,14 +6,23 @@
  * @module
  */
 
-import { canPublish, type Principal } from "../../core/acl.ts";
-import type { PendingCommand } from "../../core/command_store.ts";
-import type { Core } from "../../core/core.ts";
-import type { DeadlineEntry } from "../../core/deadline_queue.ts";
-import type { Logger } from "../../core/logger.ts";
-import { createMessage, type Message } from "../../core/message.ts";
-import type { CloseReason, SessionHandle } from "../../core/registry.ts";
-import { ackTopic, telemetryTopic } from "../../core/topics.ts";
+import {
+  ackTopic,
+  type Attachment,
+  type CloseReason,
+  type DeadlineEntry,
+  type DevicePort,
+  type Draft,
+  Identity,
+  type Logger,
+  type LoginRefusalReason,
+  type PendingCommand,
+  type PublishRefusalReason,
+  type PublishResult,
+  type Refusal,
+  type SessionHandle,
+  telemetryTopic,
+} from "../../core/mod.ts";
 import { type BurstConsumer, type BurstOptions, serveBursts } from "../../net/burst_source.ts";
 import { ConnWriter, type ConnWriterOptions } from "../../net/conn_writer.ts";
 import { FrameParser } from "./codec.ts";
@@ -83,8 +92,35 @@ const CLOSE_CODES: Record<CloseReason["code"], number> = {
   slow_consumer: 0, // nothing can be written to a peer that does not read
 };
 
-/** Label sets used on every frame: the same objects each time (metric keys are cached). */
-const LABELS = Object.freeze({ protocol: "binary" });
+/** The HELLO_ACK status of a refused login [FBP-4.2-1]. */
+function helloStatus(r: Refusal<LoginRefusalReason>): number {
+  switch (r.reason) {
+    case "bad_id":
+      return HelloStatus.BAD_ID;
+    case "bad_credentials":
+    case "no_credentials":
+    case "throttled":
+      return HelloStatus.BAD_CREDENTIALS;
+    case "unavailable":
+      return HelloStatus.UNAVAILABLE;
+  }
+}
+
+/** The ACK status of a refused message (§9). */
+function ackStatus(r: Refusal<PublishRefusalReason>): number {
+  switch (r.reason) {
+    case "not_authorized":
+      return AckStatus.NOT_AUTHORIZED;
+    case "too_large":
+      return AckStatus.TOO_LARGE;
+    case "rate_limited":
+    case "overloaded":
+    case "quota":
+    case "shutting_down":
+    case "failed":
+      return AckStatus.OVERLOADED;
+  }
+}
 
 /** Read buffer of a quiet connection (a HELLO is ~40 bytes; bursts grow it up to 16 KiB). */
 export const IDLE_READ_BUFFER = 64;
@@ -133,13 +169,14 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
     return "binary";
   }
   #parser: FrameParser | undefined;
-  #core: Core;
+  #port: DevicePort;
   #conn: Deno.Conn;
   #opts: BinarySessionOptions;
   #log: Logger;
   #writer: ConnWriter<BinarySession>;
   #deviceId: string | undefined;
-  #principal: Principal | undefined;
+  #who: Identity | undefined;
+  #attachment: Attachment | undefined;
   #keepalive: DeadlineEntry | undefined;
   #helloTimer: DeadlineEntry | undefined;
   #commandsAttached = false;
@@ -149,15 +186,20 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
   #pending: Map<number, string> | undefined; // command seq → name, made on the first command
 
   /** Starts serving `conn`. */
-  constructor(core: Core, conn: Deno.Conn, options: BinarySessionOptions, host: BinarySessionHost) {
+  constructor(
+    port: DevicePort,
+    conn: Deno.Conn,
+    options: BinarySessionOptions,
+    host: BinarySessionHost,
+  ) {
     const log = host.log;
     this.#host = host;
-    this.#core = core;
+    this.#port = port;
     this.#conn = conn;
     this.#opts = options;
     this.#log = log;
     this.#writer = new ConnWriter<BinarySession>(conn, host.writerOptions, this);
-    this.#helloTimer = core.deadlines.add(
+    this.#helloTimer = port.deadlines.add(
       options.helloTimeoutMs,
       BinarySession.#helloExpired,
       this,
@@ -257,12 +299,12 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
 
   /** Counts bytes read. */
   onBytes(n: number): void {
-    this.#core.stats.bytesIn.inc(LABELS, n);
+    this.#port.stats.bytesIn(n);
   }
 
   /** One decoded frame or in-band decoding error, in stream order. */
   #onEvent(ev: FrameEvent): Promise<void> | void {
-    this.#core.stats.framesIn.inc(LABELS);
+    this.#port.stats.frameIn();
     if (ev instanceof FrameSyntaxError) return this.#frameError(ev);
     this.#keepalive?.touch();
     return this.#onFrame(ev);
@@ -283,7 +325,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
         return false;
       }
       if (n === null) return false;
-      this.#core.stats.bytesIn.inc(LABELS, n);
+      this.#port.stats.bytesIn(n);
       const events: FrameEvent[] = [];
       const collect = (e: FrameEvent) => events.push(e);
       try {
@@ -301,7 +343,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
   }
 
   #frameError(err: FrameSyntaxError): void {
-    this.#core.stats.errors.inc({ protocol: "binary", code: String(err.code) });
+    this.#port.stats.error(String(err.code));
     this.#log.info("bad frame", {
       remote: this.#remoteText,
       device: this.#deviceId,
@@ -324,13 +366,10 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
     if (this.#deviceId === undefined) {
       if (f.type === FrameType.HELLO) return this.#hello(f);
       this.#error(ErrorCode.NOT_AUTHENTICATED, f.seq, "the first frame must be HELLO");
-      this.#core.stats.errors.inc({
-        protocol: "binary",
-        code: String(ErrorCode.NOT_AUTHENTICATED),
-      });
+      this.#port.stats.error(String(ErrorCode.NOT_AUTHENTICATED));
       return this.#shutdown();
     }
-    this.#core.registry.touch(this.#deviceId);
+    this.#port.touch(this.#deviceId);
     switch (f.type) {
       case FrameType.TELEMETRY:
         return this.#telemetry(f);
@@ -362,7 +401,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
 
   /** Drops a frame with an ERROR (the connection stays). */
   #reject(f: Frame, code: number, reason: string): void {
-    this.#core.stats.errors.inc({ protocol: "binary", code: String(code) });
+    this.#port.stats.error(String(code));
     this.#log.info("frame rejected", {
       device: this.#deviceId,
       remote: this.#remoteText,
@@ -387,24 +426,8 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
       if (!helloIdValid(f.payload)) return this.#refuse(f, HelloStatus.BAD_ID, reason);
       return this.#reject(f, ErrorCode.BAD_PAYLOAD, reason);
     }
-    if (this.#core.closing) {
-      return this.#refuse(f, HelloStatus.UNAVAILABLE, "gateway is shutting down");
-    }
-    const admission = this.#core.admission;
-    if (admission.authBlocked(this.#addressText)) {
-      this.#core.stats.drops.inc({ protocol: "binary", reason: "auth_throttled" });
-      return this.#refuse(
-        f,
-        HelloStatus.BAD_CREDENTIALS,
-        `too many failed logins from ${this.#addressText}`,
-      );
-    }
-    const auth = this.#core.registry.authenticate(hello.id, hello.token);
-    if (!auth.ok) {
-      if (auth.reason === "bad_credentials") admission.authFailed(this.#addressText);
-      const status = auth.reason === "bad_id" ? HelloStatus.BAD_ID : HelloStatus.BAD_CREDENTIALS;
-      return this.#refuse(f, status, `authentication failed for "${hello.id}": ${auth.reason}`);
-    }
+    const who = this.#port.login({ user: hello.id, secret: hello.token }, this.#addressText);
+    if (!(who instanceof Identity)) return this.#refuse(f, helloStatus(who), who.message);
     const o = this.#opts;
     const keepAlive = hello.keepAlive === 0
       ? o.defaultKeepAliveSec
@@ -412,21 +435,21 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
     this.#helloTimer?.cancel();
     this.#helloTimer = undefined;
     this.#deviceId = hello.id;
-    this.#principal = auth.principal;
+    this.#who = who;
     this.#send(FrameType.HELLO_ACK, f.seq, encodeHelloAck({ status: HelloStatus.OK, keepAlive }));
     this.#host.attachCommands(hello.id, this);
     this.#commandsAttached = true;
-    this.#core.registry.attach(hello.id, this);
-    this.#keepalive = this.#core.supervise(this, keepAlive * 1500);
+    this.#attachment = this.#port.attach(who, this);
+    this.#keepalive = this.#port.supervise(this, keepAlive * 1500);
     this.#log.info("device connected", { device: hello.id, remote: this.#remoteText, keepAlive });
     // Commands kept while the device was offline go out now, oldest first [FBP-6-3].
-    for (const cmd of this.#core.commands.pending(hello.id, { via: "binary" })) {
+    for (const cmd of this.#port.commands.pending(hello.id)) {
       if (!this.offer(cmd)) break;
     }
   }
 
   #refuse(f: Frame, status: number, reason: string): void {
-    this.#core.stats.errors.inc({ protocol: "binary", code: `hello_${status}` });
+    this.#port.stats.error(`hello_${status}`);
     this.#log.info("HELLO refused", { remote: this.#remoteText, status, reason });
     this.#send(FrameType.HELLO_ACK, f.seq, encodeHelloAck({ status, keepAlive: 0 }));
     this.#shutdown();
@@ -443,56 +466,28 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
         err instanceof Error ? err.message : String(err),
       );
     }
-    const id = this.#deviceId!;
     const ackWanted = (f.flags & FLAG_ACK_REQUESTED) !== 0;
-    if (!this.#core.rates.allow(id)) {
-      this.#core.stats.drops.inc({ protocol: "binary", reason: "rate_limited" });
-      this.#log.debug("telemetry over the device's rate limit", { device: id, seq: f.seq });
-      if (ackWanted) this.#send(FrameType.ACK, f.seq, encodeAck(AckStatus.OVERLOADED));
-      return;
-    }
-    const topic = telemetryTopic(id, body.channel || undefined);
-    if (!canPublish(this.#principal!, topic)) {
-      this.#core.stats.drops.inc({ protocol: "binary", reason: "not_authorized" });
-      this.#log.info("telemetry refused by the ACL", { device: id, topic });
-      if (ackWanted) this.#send(FrameType.ACK, f.seq, encodeAck(AckStatus.NOT_AUTHORIZED));
-      return;
-    }
-    const msg = createMessage({
-      topic,
+    const draft: Draft = {
+      topic: telemetryTopic(this.#deviceId!, body.channel || undefined),
       payload: body.data,
-      qos: f.flags & FLAG_ACK_REQUESTED ? 1 : 0,
-      ts: this.#core.clock.now(),
-      protocol: "binary",
-      deviceId: id,
+      qos: ackWanted ? 1 : 0,
+      retain: false,
       origin: this.sessionId,
-    });
-    const core = this.#core;
-    // Accepted at once when the pipeline has room and nothing (a spool) must run first: no
-    // promise per frame; otherwise wait for room, which stops this connection's reads.
-    if (!core.hasAcceptHook && core.pipeline.hasRoom && core.tryPublish(msg)) {
-      return this.#accepted(id, f.seq, ackWanted);
-    }
-    return this.#publishAndAck(msg, f.seq, ackWanted);
+    };
+    // Accepted at once when the core has room (no promise per frame); otherwise the wait for
+    // room stops this connection's reads.
+    const r = this.#port.publish(this.#who!, draft, { wait: true });
+    if (r instanceof Promise) return r.then((r) => this.#answer(r, f.seq, ackWanted));
+    this.#answer(r, f.seq, ackWanted);
   }
 
-  async #publishAndAck(msg: Message, seq: number, ackWanted: boolean): Promise<void> {
-    try {
-      await this.#core.publish(msg);
-    } catch (err) {
-      if (this.#closed) return;
-      this.#log.warn("telemetry not accepted", { device: msg.deviceId, error: err });
-      this.#core.stats.drops.inc({ protocol: "binary", reason: "overloaded" });
-      if (ackWanted) this.#send(FrameType.ACK, seq, encodeAck(AckStatus.OVERLOADED));
-      return;
+  /** ACKs telemetry with the port's answer (acknowledged means accepted, durable with a spool). */
+  #answer(r: PublishResult, seq: number, ackWanted: boolean): void {
+    if (this.#closed) return;
+    if (!r.ok) {
+      this.#log.debug("telemetry refused", { device: this.#deviceId, seq, reason: r.reason });
     }
-    this.#accepted(msg.deviceId!, seq, ackWanted);
-  }
-
-  /** Telemetry accepted by the core (acknowledged means accepted, durable with a spool). */
-  #accepted(id: string, seq: number, ackWanted: boolean): void {
-    this.#core.registry.device(id).messagesIn++;
-    if (ackWanted) this.#send(FrameType.ACK, seq, encodeAck(AckStatus.OK));
+    if (ackWanted) this.#send(FrameType.ACK, seq, encodeAck(r.ok ? AckStatus.OK : ackStatus(r)));
   }
 
   #ack(f: Frame): void {
@@ -512,23 +507,20 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
       return;
     }
     this.#pending!.delete(f.seq);
-    const id = this.#deviceId!;
-    const topic = ackTopic(id, name);
-    if (!canPublish(this.#principal!, topic)) {
-      this.#core.stats.drops.inc({ protocol: "binary", reason: "not_authorized" });
-      this.#log.info("command ack refused by the ACL", { device: id, topic });
-      return;
-    }
-    const ack = createMessage({
-      topic,
+    const ack: Draft = {
+      topic: ackTopic(this.#deviceId!, name),
       payload: encoder.encode(JSON.stringify({ seq: f.seq, status })),
       qos: 1,
-      ts: this.#core.clock.now(),
-      protocol: "binary",
-      deviceId: id,
+      retain: false,
       origin: this.sessionId,
-    });
-    this.#core.publish(ack).catch(() => {});
+    };
+    // The device waits for nothing here: its ACK is published without holding its reads.
+    const r = this.#port.publish(this.#who!, ack, { wait: true });
+    const logged = (r: PublishResult) => {
+      if (!r.ok) this.#log.info("command ack not published", { topic: ack.topic, why: r.message });
+    };
+    if (r instanceof Promise) r.then(logged);
+    else logged(r);
   }
 
   /**
@@ -539,21 +531,21 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
    */
   offer(cmd: PendingCommand): boolean {
     if (this.#closed || this.#deviceId === undefined) return false;
-    const store = this.#core.commands;
-    if (!store.claim(cmd, "binary")) return false;
+    const commands = this.#port.commands;
+    if (!commands.claim(cmd)) return false;
     const seq = this.#nextSeq;
     const flags = cmd.msg.qos > 0 ? FLAG_ACK_REQUESTED : 0;
     let body;
     try {
       body = encodeCommand({ name: cmd.name, data: cmd.msg.payload });
     } catch (err) {
-      store.remove(cmd.deviceId, cmd.seq);
+      commands.discard(cmd); // never deliverable here
       this.#log.warn("command not sendable over FBP/1", { device: this.#deviceId, error: err });
       return true;
     }
     if (body.length > this.#opts.maxPayload) {
-      store.remove(cmd.deviceId, cmd.seq);
-      this.#core.stats.drops.inc({ protocol: "binary", reason: "too_large" });
+      commands.discard(cmd);
+      this.#port.stats.drop("too_large");
       this.#log.warn("command too large for the device", {
         device: this.#deviceId,
         bytes: body.length,
@@ -561,11 +553,11 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
       return true;
     }
     if (!this.#send(FrameType.COMMAND, seq, body, flags)) {
-      store.release(cmd, "binary"); // not written: it waits for the next connection
+      commands.release(cmd); // not written: it waits for the next connection
       return false;
     }
     this.#nextSeq = (this.#nextSeq + 1) >>> 0 || 1;
-    store.remove(cmd.deviceId, cmd.seq);
+    commands.delivered(cmd);
     if (flags) {
       this.#pending ??= new Map();
       this.#pending.set(seq, cmd.name);
@@ -573,14 +565,12 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
         this.#pending.delete(this.#pending.keys().next().value!);
       }
     }
-    this.#core.stats.messagesOut.inc(LABELS);
-    this.#core.registry.device(this.#deviceId).messagesOut++;
     return true;
   }
 
   #send(type: number, seq: number, payload: Uint8Array, flags = 0): boolean {
     if (!this.#writer.write(encodeFrame({ type, flags, seq, payload }))) return false;
-    this.#core.stats.framesOut.inc(LABELS);
+    this.#port.stats.frameOut();
     return true;
   }
 
@@ -609,7 +599,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
       this.#helloTimer?.cancel();
       this.#keepalive?.cancel();
       if (this.#commandsAttached) this.#host.detachCommands(this.#deviceId!, this);
-      if (this.#deviceId !== undefined) this.#core.registry.detach(this.#deviceId, this);
+      this.#attachment?.detach();
       // Let queued frames (the ERROR saying why) reach the peer, bounded by the drain timeout.
       await this.#writer.flushed();
       try {

@@ -15,16 +15,18 @@
  * @module
  */
 
-import { canPublish, type Principal } from "../../core/acl.ts";
-import type { PendingCommand } from "../../core/command_store.ts";
-import { createMessage, type Message } from "../../core/message.ts";
 import {
   ackTopic,
   CHANNEL_RE,
   COMMAND_NAME_RE,
+  type Draft,
+  Identity,
   isDeviceId,
+  type PendingCommand,
+  type PublishResult,
+  type Refusal,
   telemetryTopic,
-} from "../../core/topics.ts";
+} from "../../core/mod.ts";
 import { Code, ContentFormat } from "./message.ts";
 import { encodeString, encodeUint, Opt } from "./options.ts";
 import { type CoapRequest, type CoapResource, type CoapResponse, queryParam } from "./resource.ts";
@@ -70,7 +72,36 @@ export function formatOf(mime: string | undefined): number | undefined {
   return hit?.[0];
 }
 
-type Auth = { ok: true; principal: Principal; who: string } | { ok: false; res: CoapResponse };
+type Auth = { ok: true; identity: Identity; who: string } | { ok: false; res: CoapResponse };
+
+/**
+ * The response to a refusal by the core: 4.01 for a refused login, 4.03 for the ACL, 4.13 for
+ * size, 4.29 with Max-Age for rate and throttling (RFC 8516), 5.03 with Max-Age for the rest.
+ */
+export function refusalResponse(r: Refusal): CoapResponse {
+  const maxAge = r.retryAfterMs === undefined
+    ? undefined
+    : Math.max(1, Math.ceil(r.retryAfterMs / 1000));
+  switch (r.reason) {
+    case "bad_id":
+    case "bad_credentials":
+    case "no_credentials":
+      return { code: Code.UNAUTHORIZED, payload: text.encode(r.message) };
+    case "not_authorized":
+      return { code: Code.FORBIDDEN, payload: text.encode(r.message) };
+    case "throttled":
+    case "rate_limited":
+      return { code: Code.TOO_MANY_REQUESTS, maxAge: maxAge ?? 1 };
+    case "too_large":
+      return { code: Code.REQUEST_ENTITY_TOO_LARGE, payload: text.encode(r.message) };
+    case "unavailable":
+    case "overloaded":
+    case "quota":
+    case "shutting_down":
+    case "failed":
+      return { code: Code.SERVICE_UNAVAILABLE, maxAge };
+  }
+}
 
 /**
  * Builds the device resources on a server's host.
@@ -88,108 +119,70 @@ type Auth = { ok: true; principal: Principal; who: string } | { ok: false; res: 
  * ```
  */
 export function createDeviceResources(host: ResourceHost): DeviceResources {
-  const { core, options } = host;
-  const stats = core.stats;
-  const store = core.commands;
-
-  const unauthorized = (msg: string): Auth => {
-    stats.errors.inc({ protocol: "coap", code: "unauthorized" });
-    return { ok: false, res: { code: Code.UNAUTHORIZED, payload: text.encode(msg) } };
-  };
+  const { port, options } = host;
+  const commandsOf = port.commands;
 
   /**
-   * Checks `?token=` (or `?t=`) and `?id=`; refreshes presence unless re-checking for a
-   * notification. An address with too many failed attempts (the core's admission control, shared
-   * with every protocol) gets 4.29 Too Many Requests with Max-Age (RFC 8516) without a check.
+   * Logs the request in with `?token=` (or `?t=`) as the device in `?id=` (else the path's);
+   * refreshes presence unless re-checking for a notification. Failed logins are throttled by the
+   * core (4.29 Too Many Requests with Max-Age, RFC 8516).
    */
   function authenticate(req: CoapRequest, pathId: string): Auth {
-    const admission = core.admission;
-    if (!req.notification && admission.authBlocked(req.remoteAddress)) {
-      stats.drops.inc({ protocol: "coap", reason: "auth_throttled" });
-      return { ok: false, res: { code: Code.TOO_MANY_REQUESTS, maxAge: 60 } };
-    }
     const token = queryParam(req.query, "token") ?? queryParam(req.query, "t");
-    if (token === undefined) {
-      if (!req.notification) admission.authFailed(req.remoteAddress);
-      return unauthorized("Missing token query parameter");
-    }
     const who = queryParam(req.query, "id") ?? pathId;
-    const r = core.registry.authenticate(who, token);
-    if (!r.ok) {
-      if (!req.notification && r.reason === "bad_credentials") {
-        admission.authFailed(req.remoteAddress);
-      }
-      return unauthorized("Bad credentials");
+    const identity = port.login({ user: who, secret: token }, req.remoteAddress);
+    if (!(identity instanceof Identity)) {
+      if (!req.notification) port.stats.error("unauthorized");
+      return { ok: false, res: refusalResponse(identity) };
     }
-    if (req.notification) return { ok: true, principal: r.principal, who };
-    if (!core.closing) core.seen(who, "coap", options.idleTimeoutMs);
+    if (req.notification) return { ok: true, identity, who };
+    if (!port.closing) port.seen(who, options.idleTimeoutMs);
     host.bindEndpoint(req.endpoint, who);
-    return { ok: true, principal: r.principal, who };
+    return { ok: true, identity, who };
   }
 
   const forbidden = (msg: string): CoapResponse => {
-    stats.errors.inc({ protocol: "coap", code: "forbidden" });
+    port.stats.error("forbidden");
     return { code: Code.FORBIDDEN, payload: text.encode(msg) };
   };
 
   /**
    * Publishes a device's message. The answer comes once the core accepted it and, when a spool is
-   * configured (the core's accept hook), once it is stored: for a CON that is when the 2.04 goes
-   * out (as a separate response if it takes longer than `separateResponseAfterMs`). Without a
-   * hook the answer is immediate (`tryPublish`, piggybacked); with one (`core.hasAcceptHook`),
-   * `publishIfRoom` waits for the durable append.
+   * configured, once it is stored: for a CON that is when the 2.04 goes out (as a separate
+   * response if it takes longer than `separateResponseAfterMs`). UDP cannot be paused: a full
+   * pipeline is refused (5.03 with Max-Age) rather than waited for.
    */
   function publish(
     req: CoapRequest,
-    deviceId: string,
+    identity: Identity,
     topic: string,
   ): CoapResponse | Promise<CoapResponse> {
-    // The per-device rate shared by every protocol: RFC 8516 4.29 with Max-Age to retry.
-    if (!core.rates.allow(deviceId)) {
-      stats.drops.inc({ protocol: "coap", reason: "rate_limited" });
-      return {
-        code: Code.TOO_MANY_REQUESTS,
-        maxAge: Math.max(1, core.rates.retryAfterSec(deviceId)),
-      };
-    }
-    const msg = createMessage({
+    const draft: Draft = {
       topic,
       payload: req.payload,
       qos: req.confirmable ? 1 : 0,
-      ts: core.clock.now(),
-      protocol: "coap",
-      deviceId,
+      retain: false,
       origin: `coap:${req.endpoint}`,
       properties: req.contentFormat !== undefined && mimeOf(req.contentFormat)
         ? { contentType: mimeOf(req.contentFormat) }
         : undefined,
-    });
-    if (core.closing) return unavailable();
-    // UDP cannot be paused: refuse when the pipeline is full (the core counts the drop).
-    if (core.hasAcceptHook) return publishDurably(msg, deviceId);
-    return core.tryPublish(msg) ? accepted(deviceId) : unavailable();
+    };
+    const r = port.publish(identity, draft);
+    return r instanceof Promise ? r.then(answer) : answer(r);
   }
 
-  async function publishDurably(msg: Message, deviceId: string): Promise<CoapResponse> {
-    try {
-      return (await core.publishIfRoom(msg)) ? accepted(deviceId) : unavailable();
-    } catch (err) { // the accept hook (spool) refused it
-      host.log.warn("message refused by the accept hook", { device: deviceId, error: err });
-      return unavailable();
-    }
-  }
-
-  function accepted(deviceId: string): CoapResponse {
-    core.registry.device(deviceId).messagesIn++;
-    return { code: Code.CHANGED };
-  }
-
-  function unavailable(): CoapResponse {
-    return { code: Code.SERVICE_UNAVAILABLE, maxAge: options.retryAfterSec };
+  function answer(r: PublishResult): CoapResponse {
+    if (r.ok) return { code: Code.CHANGED };
+    const res = refusalResponse(r);
+    // 5.03 says when to retry as configured for this listener (`coap.retryAfterSec`).
+    if (res.code === Code.SERVICE_UNAVAILABLE) res.maxAge = options.retryAfterSec;
+    return res;
   }
 
   /** Checks path, credentials and ACL of a telemetry request; the topic when allowed. */
-  function checkTelemetry(req: CoapRequest): { topic: string } | { res: CoapResponse } {
+  function checkTelemetry(
+    req: CoapRequest,
+  ): { topic: string; identity: Identity } | { res: CoapResponse } {
     const { id, channel } = req.params;
     if (!isDeviceId(id) || (channel !== undefined && (!channel || !CHANNEL_RE.test(channel)))) {
       return { res: { code: Code.NOT_FOUND } };
@@ -197,15 +190,15 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
     const auth = authenticate(req, id);
     if (!auth.ok) return { res: auth.res };
     const topic = telemetryTopic(id, channel);
-    if (auth.who !== id || !canPublish(auth.principal, topic)) {
+    if (auth.who !== id || !port.mayPublish(auth.identity, topic)) {
       return { res: forbidden(`Not allowed to publish for device ${id}`) };
     }
-    return { topic };
+    return { topic, identity: auth.identity };
   }
 
   function telemetry(req: CoapRequest): CoapResponse | Promise<CoapResponse> {
     const c = checkTelemetry(req);
-    return "res" in c ? c.res : publish(req, req.params.id, c.topic);
+    return "res" in c ? c.res : publish(req, c.identity, c.topic);
   }
 
   function telemetryPreflight(req: CoapRequest): CoapResponse | undefined {
@@ -213,20 +206,19 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
     return "res" in c ? c.res : undefined;
   }
 
-  function publishAck(deviceId: string, name: string, payload: Uint8Array): void {
-    const msg = createMessage({
+  function publishAck(identity: Identity, deviceId: string, name: string): void {
+    const draft: Draft = {
       topic: ackTopic(deviceId, name),
-      payload,
+      payload: new Uint8Array(),
       qos: 1,
-      ts: core.clock.now(),
-      protocol: "coap",
-      deviceId,
-    });
-    if (core.closing) return;
-    core.publishIfRoom(msg).then(
-      (ok) => ok || host.log.warn("delivery ack dropped: pipeline full", { device: deviceId }),
-      (err) => host.log.warn("delivery ack refused", { device: deviceId, error: err }),
-    );
+      retain: false,
+    };
+    const logged = (r: PublishResult) => {
+      if (!r.ok) host.log.warn("delivery ack not published", { device: deviceId, why: r.message });
+    };
+    const r = port.publish(identity, draft);
+    if (r instanceof Promise) r.then(logged);
+    else logged(r);
   }
 
   /**
@@ -240,7 +232,7 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
       code: Code.CONTENT,
       etag: encodeUint(cmd.seq).length ? encodeUint(cmd.seq) : new Uint8Array([0]),
       maxAge: exp !== undefined
-        ? Math.max(0, Math.ceil((exp - core.clock.now()) / 1000))
+        ? Math.max(0, Math.ceil((exp - port.clock.now()) / 1000))
         : undefined,
       options: [{ number: Opt.FERRY_COMMAND, value: encodeString(cmd.name) }],
     };
@@ -271,11 +263,6 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
 
   const commandsTarget = (id: string) => `/d/${id}/commands`;
 
-  function delivered(id: string): void {
-    stats.messagesOut.inc({ protocol: "coap" });
-    core.registry.device(id).messagesOut++;
-  }
-
   function commands(req: CoapRequest): CoapResponse | null {
     const { id } = req.params;
     if (req.notification) {
@@ -286,33 +273,32 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
       // RFC 7641 §4.2: the new state is the oldest pending command. It is claimed for CoAP (no
       // other protocol hands it out meanwhile) and stays pending until the client acknowledges
       // the Confirmable notification (then devices/{id}/acks/{name}); a lost one is released.
-      const head = store.next(id, "coap");
-      if (!head || !store.claim(head, "coap")) return null;
+      const head = commandsOf.next(id);
+      if (!head || !commandsOf.claim(head)) return null;
+      const identity = auth.identity;
       return {
         ...commandResponse(head, req.accept),
         onDelivered: (confirmed) => {
-          if (!store.remove(id, head.seq)) return;
-          delivered(id);
-          if (confirmed) publishAck(id, head.name, new Uint8Array());
-          if (store.next(id, "coap")) host.notify(commandsTarget(id));
+          if (!commandsOf.delivered(head)) return;
+          if (confirmed) publishAck(identity, id, head.name);
+          if (commandsOf.next(id)) host.notify(commandsTarget(id));
         },
-        onLost: () => store.release(head, "coap"),
+        onLost: () => commandsOf.release(head),
       };
     }
     if (!isDeviceId(id)) return { code: Code.NOT_FOUND };
     const auth = authenticate(req, id);
     if (!auth.ok) return auth.res;
     if (auth.who !== id) return forbidden(`Not allowed to read commands of device ${id}`);
-    const head = store.next(id, "coap");
+    const head = commandsOf.next(id);
     // After a registration, the rest of the queue follows as notifications.
-    if (req.observe === 0 && store.pending(id, { via: "coap" }).length > 1) {
+    if (req.observe === 0 && commandsOf.pending(id).length > 1) {
       queueMicrotask(() => host.notify(commandsTarget(id)));
     }
     if (!head) return { code: Code.CONTENT };
     // A direct read hands the command over: deduplication replays this response to a
     // retransmitted request, so it is not lost when only the ACK was.
-    store.remove(id, head.seq);
-    delivered(id);
+    commandsOf.delivered(head);
     return commandResponse(head, req.accept);
   }
 
@@ -322,15 +308,15 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
     const auth = authenticate(req, id);
     if (!auth.ok) return auth.res;
     const topic = ackTopic(id, name);
-    if (auth.who !== id || !canPublish(auth.principal, topic)) {
+    if (auth.who !== id || !port.mayPublish(auth.identity, topic)) {
       return forbidden(`Not allowed to acknowledge for device ${id}`);
     }
-    return publish(req, id, topic);
+    return publish(req, auth.identity, topic);
   }
 
   // Commands come from the core's store; an observer of the device hears of each new one.
-  const release = store.open();
-  const stopWatching = store.watch((cmd) => host.notify(commandsTarget(cmd.deviceId)));
+  const release = commandsOf.open();
+  const stopWatching = commandsOf.watch((cmd) => host.notify(commandsTarget(cmd.deviceId)));
 
   const description = [
     "Ferry CoAP device API (token in ?token=):",

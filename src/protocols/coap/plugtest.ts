@@ -71,8 +71,8 @@ function has(req: CoapRequest, number: number): boolean {
  * ```
  */
 export function createPlugtestResources(host: ResourceHost): CoapResource[] {
-  const { core, signal } = host;
-  const clock = core.clock;
+  const { port, signal } = host;
+  const clock = port.clock;
 
   // /test: the default resource of TD_COAP_CORE_01..04.
   const test: CoapResource = {

@@ -10,9 +10,7 @@
  * @module
  */
 
-import type { Core } from "../../core/core.ts";
-import type { DeadlineEntry } from "../../core/deadline_queue.ts";
-import type { Logger } from "../../core/logger.ts";
+import type { Core, DeadlineEntry, DevicePort, Logger, ProtocolSpec } from "../../core/mod.ts";
 import type { ListenAddress, Listener } from "../listener.ts";
 import { Block1Assembler, blockSize, decodeBlock, encodeBlock, szxFor } from "./block.ts";
 import { CoapSyntaxError, decodeMessage, encodeMessage } from "./codec.ts";
@@ -49,6 +47,9 @@ import {
   type PathMatcher,
 } from "./resource.ts";
 import { Retransmitter, type TransmitOutcome } from "./retransmitter.ts";
+
+/** CoAP as the core knows it: the label of its messages, presence and metrics. */
+export const COAP: ProtocolSpec = Object.freeze({ name: "coap" });
 
 /** Tunables of {@link CoapServer} (the `coap` config section). JSON-friendly except `resources`. */
 export interface CoapServerOptions {
@@ -124,8 +125,8 @@ export const defaultCoapServerOptions: CoapServerOptions = {
 
 /** What a resource set gets from the server. */
 export interface ResourceHost {
-  /** The core. */
-  readonly core: Core;
+  /** The core, through CoAP's port. */
+  readonly port: DevicePort;
   /** Effective options. */
   readonly options: Readonly<CoapServerOptions>;
   /** Logger of the listener. */
@@ -167,8 +168,6 @@ interface CachedBody {
 }
 
 const EMPTY = new Uint8Array(0);
-const LABELS = { protocol: "coap" };
-const SEND_BACKLOG = { protocol: "coap", reason: "send_backlog" };
 const text = new TextEncoder();
 
 /** `host:port` key of an endpoint (IPv6 hosts bracketed). */
@@ -197,7 +196,7 @@ export function endpointKey(addr: Deno.NetAddr): string {
 export class CoapServer implements Listener {
   /** Listener name. */
   readonly name = "coap";
-  #core: Core;
+  #port: DevicePort;
   #opts: CoapServerOptions;
   #log: Logger;
   #conn: Deno.DatagramConn | undefined;
@@ -220,7 +219,7 @@ export class CoapServer implements Listener {
 
   /** Creates the server; call {@link listen} to start. */
   constructor(core: Core, options: Partial<CoapServerOptions> = {}) {
-    this.#core = core;
+    const port = this.#port = core.port(COAP);
     this.#opts = { ...defaultCoapServerOptions, ...options };
     const o = this.#opts;
     if (!(o.blockSize >= 16 && o.blockSize <= 1024)) {
@@ -228,8 +227,8 @@ export class CoapServer implements Listener {
         `Cannot create CoAP server: blockSize ${o.blockSize} is not in 16..1024`,
       );
     }
-    this.#log = core.log.child("coap");
-    const clock = core.clock;
+    this.#log = port.log;
+    const clock = port.clock;
     this.#exchanges = new ExchangeCache({ clock, maxEntries: o.maxExchanges });
     this.#rt = new Retransmitter({
       clock,
@@ -252,7 +251,7 @@ export class CoapServer implements Listener {
       build: (type, mid, token, res, options, cacheKey) =>
         this.#buildResponse(type, mid, token, res, options, { cacheKey }),
       send: (bytes, addr) => this.#send(bytes, addr),
-      counted: () => this.#core.stats.messagesOut.inc(LABELS),
+      counted: () => this.#port.stats.delivered(),
     });
     this.#blocks = new Block1Assembler({
       clock,
@@ -261,7 +260,7 @@ export class CoapServer implements Listener {
       maxTransfers: o.maxBlockTransfers,
     });
     const host: ResourceHost = {
-      core,
+      port,
       options: o,
       log: this.#log,
       signal: this.#abort.signal,
@@ -320,7 +319,7 @@ export class CoapServer implements Listener {
       } catch (err) {
         if (this.#closed) return;
         // ICMP errors of earlier sends surface here on some systems; keep serving.
-        this.#core.stats.errors.inc({ protocol: "coap", code: "receive_failed" });
+        this.#port.stats.error("receive_failed");
         this.#log.debug("receive failed", { error: err });
         continue;
       }
@@ -328,7 +327,7 @@ export class CoapServer implements Listener {
       try {
         this.#onDatagram(data, addr as Deno.NetAddr);
       } catch (err) {
-        this.#core.stats.errors.inc({ protocol: "coap", code: "internal" });
+        this.#port.stats.error("internal");
         this.#log.error("datagram handling failed", { error: err });
       }
     }
@@ -340,12 +339,12 @@ export class CoapServer implements Listener {
     // Bounded: datagrams the socket has not taken yet are capped; past it one is dropped (a CON
     // is retransmitted later, a lost ACK makes the client retransmit its request).
     if (this.#sending >= this.#opts.maxPendingSends) {
-      this.#core.stats.drops.inc(SEND_BACKLOG);
+      this.#port.stats.drop("send_backlog");
       return;
     }
     this.#sending++;
-    this.#core.stats.framesOut.inc(LABELS);
-    this.#core.stats.bytesOut.inc(LABELS, bytes.length);
+    this.#port.stats.frameOut();
+    this.#port.stats.bytesOut(bytes.length);
     conn.send(bytes, addr).then(this.#sent, this.#sendFailed); // (one promise per datagram)
   }
 
@@ -356,7 +355,7 @@ export class CoapServer implements Listener {
   #sendFailed = (err: unknown): void => {
     this.#sending--;
     if (this.#closed) return;
-    this.#core.stats.errors.inc({ protocol: "coap", code: "send_failed" });
+    this.#port.stats.error("send_failed");
     this.#log.debug("send failed", { error: err });
   };
 
@@ -398,25 +397,25 @@ export class CoapServer implements Listener {
 
   #touchEndpoint(endpoint: string): void {
     const id = this.#endpointDevice.get(endpoint);
-    if (id !== undefined && !this.#core.closing) {
-      this.#core.seen(id, "coap", this.#opts.idleTimeoutMs);
+    if (id !== undefined && !this.#port.closing) {
+      this.#port.seen(id, this.#opts.idleTimeoutMs);
     }
   }
 
   // ---- message layer (RFC 7252 §4) -------------------------------------------------------------
 
   #onDatagram(data: Uint8Array, addr: Deno.NetAddr): void {
-    const stats = this.#core.stats;
-    stats.framesIn.inc(LABELS);
-    stats.bytesIn.inc(LABELS, data.length);
+    const stats = this.#port.stats;
+    stats.frameIn();
+    stats.bytesIn(data.length);
     const ep = endpointKey(addr);
     let msg: CoapMessage;
     try {
       msg = decodeMessage(data);
     } catch (err) {
       if (!(err instanceof CoapSyntaxError)) throw err;
-      stats.errors.inc({ protocol: "coap", code: err.reason });
-      stats.drops.inc({ protocol: "coap", reason: "bad_message" });
+      stats.error(err.reason);
+      stats.drop("bad_message");
       this.#log.debug("bad datagram", { endpoint: ep, error: err });
       // RFC 7252 §4.2: a Confirmable message with a format error is rejected with a Reset;
       // §4.3: other types are silently ignored; §3: unknown versions are silently ignored.
@@ -431,7 +430,7 @@ export class CoapServer implements Listener {
         if (msg.code !== Code.EMPTY && !isResponseCode(msg.code)) return this.#ignore("bad_ack");
         this.#touchEndpoint(ep);
         if (!this.#rt.settle(ep, msg.messageId, "ack")) {
-          stats.drops.inc({ ...LABELS, reason: "stray_ack" });
+          stats.drop("stray_ack");
         }
         return;
       case CoapType.RST:
@@ -468,7 +467,7 @@ export class CoapServer implements Listener {
   }
 
   #ignore(reason: string): void {
-    this.#core.stats.drops.inc({ protocol: "coap", reason });
+    this.#port.stats.drop(reason);
   }
 
   #onRequest(msg: CoapMessage, addr: Deno.NetAddr, ep: string): void {
@@ -476,7 +475,7 @@ export class CoapServer implements Listener {
     // RFC 7252 §4.5: duplicate detection per endpoint over EXCHANGE_LIFETIME / NON_LIFETIME.
     const seen = this.#exchanges.get(ep, msg.messageId);
     if (seen) {
-      this.#core.stats.drops.inc({ protocol: "coap", reason: "duplicate" });
+      this.#port.stats.drop("duplicate");
       this.#touchEndpoint(ep);
       if (!con) return; // §4.5: a duplicate NON is silently ignored
       // §4.5: the same ACK, the request not processed again; while it is still being processed
@@ -493,7 +492,7 @@ export class CoapServer implements Listener {
     // RFC 7252 §5.4.1: an unrecognised critical option → 4.02 for CON, reject a NON.
     const bad = firstBadCriticalOption(msg.options);
     if (bad !== undefined) {
-      this.#core.stats.errors.inc({ protocol: "coap", code: "bad_option" });
+      this.#port.stats.error("bad_option");
       if (!con) {
         entry.processing = false;
         this.#sendMessage(emptyMessage(CoapType.RST, msg.messageId), addr);
@@ -621,7 +620,7 @@ export class CoapServer implements Listener {
     const cacheKey = `${ep}|${path.join("/")}?${query.join("&")}`;
     if (b2 && b2.num > 0) {
       const cached = this.#block2.get(cacheKey);
-      if (cached && cached.expiresAt > this.#core.clock.now()) {
+      if (cached && cached.expiresAt > this.#port.clock.now()) {
         return this.#finish(x, {
           code: cached.code,
           payload: cached.payload,
@@ -639,7 +638,7 @@ export class CoapServer implements Listener {
       result = resource.handle(req);
     } catch (err) {
       this.#log.error("resource failed", { path: path.join("/"), error: err });
-      this.#core.stats.errors.inc({ protocol: "coap", code: "handler_failed" });
+      this.#port.stats.error("handler_failed");
       return this.#finish(x, { code: Code.INTERNAL_SERVER_ERROR });
     }
     const complete = (res: CoapResponse | null) => {
@@ -668,13 +667,13 @@ export class CoapServer implements Listener {
       // A duplicate arriving meanwhile is not acknowledged at once: the answer is usually
       // microseconds away (and then piggybacked); past the deadline the empty ACK goes out and is
       // what duplicates get (RFC 7252 §4.5, §5.2.2).
-      if (!this.#core.closing) {
-        x.ackDeadline = this.#core.deadlines.add(this.#opts.separateResponseAfterMs, ackNow);
+      if (!this.#port.closing) {
+        x.ackDeadline = this.#port.deadlines.add(this.#opts.separateResponseAfterMs, ackNow);
       }
     }
     result.then(complete, (err) => {
       this.#log.error("resource failed", { path: path.join("/"), error: err });
-      this.#core.stats.errors.inc({ protocol: "coap", code: "handler_failed" });
+      this.#port.stats.error("handler_failed");
       this.#finish(x, { code: Code.INTERNAL_SERVER_ERROR });
     }).finally(() => {
       this.#inflight--;
@@ -684,7 +683,7 @@ export class CoapServer implements Listener {
   }
 
   #unavailable(reason: string): CoapResponse {
-    this.#core.stats.drops.inc({ protocol: "coap", reason });
+    this.#port.stats.drop(reason);
     return { code: Code.SERVICE_UNAVAILABLE, maxAge: this.#opts.retryAfterSec };
   }
 
@@ -734,13 +733,13 @@ export class CoapServer implements Listener {
       },
       confirmable: req.confirmable,
       seq: existing ? existing.seq : 1,
-      lastConfirmableAt: this.#core.clock.now(),
+      lastConfirmableAt: this.#port.clock.now(),
       dirty: false,
     };
     if (existing?.inFlight !== undefined) this.#rt.cancel(existing.endpoint, existing.inFlight);
     // RFC 7641 §4.1: same endpoint and token replaces; a full list means no registration.
     if (!this.#observers.add(obs)) {
-      this.#core.stats.drops.inc({ protocol: "coap", reason: "max_observers" });
+      this.#port.stats.drop("max_observers");
       return undefined;
     }
     obs.seq = (obs.seq + 1) & 0xffffff;
@@ -808,7 +807,7 @@ export class CoapServer implements Listener {
   }
 
   #cacheBody(key: string, res: CoapResponse, payload: Uint8Array): void {
-    const now = this.#core.clock.now();
+    const now = this.#port.clock.now();
     for (const [k, v] of this.#block2) { // time-ordered: drop the expired at the front
       if (v.expiresAt > now && this.#block2.size < this.#opts.maxBlockTransfers) break;
       this.#block2.delete(k);
@@ -925,8 +924,8 @@ export class CoapServer implements Listener {
         options: [{ number: Opt.MAX_AGE, value: encodeUint(this.#opts.retryAfterSec) }],
         payload: EMPTY,
       });
-      this.#core.stats.framesOut.inc(LABELS);
-      this.#core.stats.bytesOut.inc(LABELS, bytes.length);
+      this.#port.stats.frameOut();
+      this.#port.stats.bytesOut(bytes.length);
       sends.push(conn.send(bytes, obs.addr).catch(() => {}));
     }
     if (sends.length === 0) return;

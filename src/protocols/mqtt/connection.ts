@@ -15,11 +15,13 @@ import { Buffer } from "node:buffer";
 import { isClosedError } from "../../net/closed_error.ts";
 import { ConnWriter, type ConnWriterOptions } from "../../net/conn_writer.ts";
 import type {
+  Attachment,
   CloseReason,
-  Core,
   DeadlineEntry,
+  DevicePort,
   Logger,
-  Message,
+  PublishOptions,
+  PublishResult,
   SessionHandle,
 } from "../../core/mod.ts";
 import { encodePacket, MqttFrameDecoder, type ProtocolVersion } from "./codec.ts";
@@ -30,15 +32,20 @@ import { evaluatePublish, type PublishContext } from "./handle_publish.ts";
 import { handleSubscribe, handleUnsubscribe, type SubscribeContext } from "./handle_subscribe.ts";
 import type { MqttServerOptions } from "./options.ts";
 import { toPublishProperties } from "./properties.ts";
-import { closeReasonCode, connackReturnCode, ReasonCode } from "./reason_codes.ts";
+import {
+  closeReasonCode,
+  connackReturnCode,
+  ReasonCode,
+  refusalReasonCode,
+} from "./reason_codes.ts";
 import type { MqttSession, Outgoing, SessionLink } from "./session.ts";
 import type { SessionStore } from "./session_store.ts";
 import type { SharedSubscriptions } from "./shared_subscriptions.ts";
 
 /** What a connection needs of its server. */
 export interface ConnectionContext {
-  /** The core. */
-  core: Core;
+  /** The core, through MQTT's port. */
+  port: DevicePort;
   /** Resolved options. */
   options: Required<MqttServerOptions>;
   /** Logger of the adapter. */
@@ -47,13 +54,6 @@ export interface ConnectionContext {
   store: SessionStore;
   /** Shared subscription groups. */
   shared: SharedSubscriptions;
-  /**
-   * Whether PUBLISHes may be accepted with the synchronous `core.tryPublish` when the pipeline has
-   * room; set to false once the core refuses it (an accept hook is set). Shared, mutable.
-   */
-  tryPublish?: boolean;
-  /** Counts bytes written (one function shared by every connection's writer). */
-  onBytesOut?: (n: number) => void;
   /** Called once when the connection has ended and its session was released. */
   onClosed?: (c: MqttConnection) => void;
   /** Options of every connection's writer (made by the first connection). */
@@ -67,23 +67,22 @@ export interface ConnectionContext {
 
 /** The writer options shared by the connections of a server (callbacks get the connection). */
 function writerOptions(ctx: ConnectionContext): ConnWriterOptions<MqttConnection> {
-  const { core, options } = ctx;
-  const stats = core.stats;
+  const { port, options } = ctx;
+  const stats = port.stats;
   return {
     maxPendingBytes: options.maxPendingBytes,
     drainTimeoutMs: options.drainTimeoutMs,
-    clock: core.clock,
-    onBytes: ctx.onBytesOut ?? ((n) => stats.bytesOut.inc(LABELS, n)),
+    clock: port.clock,
+    onBytes: (n) => stats.bytesOut(n),
     onStall: (reason, c) => c.close({ code: "slow_consumer", message: reason }),
     // Behind by a quarter of the limit: hold delivery (and so the publishers) until drained.
     highWaterBytes: options.maxPendingBytes / 4,
     lowWaterBytes: options.maxPendingBytes / 8, // (resume while the socket still has work)
-    onHigh: (c) => core.flow.hold(c),
-    onLow: (c) => core.flow.release(c),
+    onHigh: (c) => port.hold(c),
+    onLow: (c) => port.unhold(c),
   };
 }
 
-const LABELS = { protocol: "mqtt" } as const;
 const PINGRESP = new Uint8Array([0xd0, 0]);
 const NO_BYTES: Uint8Array = new Uint8Array(0);
 /** Fields of the PUBLISH being encoded on the hot path (one object, reused: encoding is sync). */
@@ -108,7 +107,7 @@ let nextConnection = 0;
  */
 class Client {
   readonly clientId: string;
-  readonly principal: AcceptedConnect["principal"];
+  readonly who: AcceptedConnect["who"];
   readonly deviceId: string | undefined;
   readonly sessionExpirySec: number;
   readonly maximumPacketSize: number;
@@ -116,7 +115,7 @@ class Client {
   readonly problemInformation: boolean;
   constructor(c: AcceptedConnect) {
     this.clientId = c.clientId;
-    this.principal = c.principal;
+    this.who = c.who;
     this.deviceId = c.deviceId;
     this.sessionExpirySec = c.sessionExpirySec;
     this.maximumPacketSize = c.maximumPacketSize;
@@ -154,11 +153,13 @@ export class MqttConnection implements SessionHandle, SessionLink {
   #normalDisconnect = false;
   #closeReason: CloseReason | undefined;
   #accepted: Client | undefined;
+  #attachment: Attachment | undefined;
   #session: MqttSession | undefined;
   #deadline: DeadlineEntry | undefined;
   #abort: AbortController | undefined;
   #will: Will | undefined;
   #publishContext: PublishContext | undefined; // made on the first PUBLISH, then reused
+  #publishOptions: PublishOptions | undefined; // likewise (its abort signal made only if it waits)
   #aliasesOut: Map<string, number> | undefined;
   #dec: MqttFrameDecoder | undefined;
   #size = 0; // next read's buffer size
@@ -252,16 +253,16 @@ export class MqttConnection implements SessionHandle, SessionLink {
   }
 
   #start(): void {
-    const { core, options } = this.#ctx;
+    const { port, options } = this.#ctx;
     // Connect timeout, then keepalive: one supervisor deadline.
-    this.#deadline = core.supervise(this, options.connectTimeoutMs);
+    this.#deadline = port.supervise(this, options.connectTimeoutMs);
     this.#size = options.readBufferMin;
   }
 
   /** Decodes one read and dispatches its packets; returns a promise when one must be awaited. */
   #onRead(buf: Uint8Array, n: number): Promise<void> | undefined {
-    const { core, options } = this.#ctx;
-    core.stats.bytesIn.inc(LABELS, n);
+    const { port, options } = this.#ctx;
+    port.stats.bytesIn(n);
     // Grow while reads fill the buffer; shrink when they come back small (cheap idle).
     const size = this.#size;
     if (n === size && size < options.readBufferMax) {
@@ -312,11 +313,12 @@ export class MqttConnection implements SessionHandle, SessionLink {
   /** Sends a PUBLISH of the session; false when dropped for the client's Maximum Packet Size. */
   sendPublish(out: Outgoing, packetId: number | undefined, dup: boolean): boolean {
     if (this.#closing) return true;
-    const { core } = this.#ctx;
+    const { port } = this.#ctx;
+    const stats = port.stats;
     if (out.qos === 0 && this.#writer.behind && this.#writer.pendingBytes > this.#sheddingBytes) {
       // Still behind after the core stopped waiting for us: QoS 0 may be dropped (MQTT 5 §4.3.1),
       // which keeps a slow subscriber connected with bounded memory.
-      core.stats.drops.inc({ protocol: "mqtt", reason: "slow_subscriber" });
+      stats.drop("slow_subscriber");
       return true;
     }
     const msg = out.msg;
@@ -338,12 +340,12 @@ export class MqttConnection implements SessionHandle, SessionLink {
       MqttConnection.#encoding = undefined;
       f.payload = NO_BYTES;
       if (done) {
-        core.stats.framesOut.inc(LABELS);
-        core.stats.messagesOut.inc(LABELS);
+        stats.frameOut();
+        stats.delivered();
         return true;
       }
       if (!this.#tooLarge) return true; // the writer failed: the connection is closing
-      core.stats.drops.inc({ protocol: "mqtt", reason: "too_large_for_client" });
+      stats.drop("too_large_for_client");
       return false;
     }
     const packet: IPublishPacket = {
@@ -357,7 +359,7 @@ export class MqttConnection implements SessionHandle, SessionLink {
     };
     let newAlias: string | undefined;
     if (this.#version === 5) {
-      const props = toPublishProperties(msg.properties, core.clock.now()) ?? {};
+      const props = toPublishProperties(msg.properties, port.clock.now()) ?? {};
       if (out.subIds?.length) {
         props.subscriptionIdentifier = out.subIds.length === 1 ? out.subIds[0] : out.subIds;
       }
@@ -383,11 +385,11 @@ export class MqttConnection implements SessionHandle, SessionLink {
     if (bytes.length > (this.#accepted?.maximumPacketSize ?? Infinity)) {
       // [MQTT-3.1.2-24], [MQTT-3.1.2-25]: never send more than the client accepts.
       if (newAlias !== undefined) this.#aliasesOut!.delete(newAlias);
-      core.stats.drops.inc({ protocol: "mqtt", reason: "too_large_for_client" });
+      stats.drop("too_large_for_client");
       return false;
     }
     this.#write(bytes);
-    core.stats.messagesOut.inc(LABELS);
+    stats.delivered();
     return true;
   }
 
@@ -400,7 +402,7 @@ export class MqttConnection implements SessionHandle, SessionLink {
 
   #dispatch(p: Packet): Promise<void> | undefined {
     this.#deadline?.touch();
-    this.#ctx.core.stats.framesIn.inc(LABELS);
+    this.#ctx.port.stats.frameIn();
     if (!this.#connected) {
       // [MQTT-3.1.0-1] the first packet must be CONNECT.
       if (p.cmd !== "connect") {
@@ -450,10 +452,7 @@ export class MqttConnection implements SessionHandle, SessionLink {
       case "subscribe": {
         const r = handleSubscribe(p, this.#subscribeContext());
         if (r.refused.length) {
-          this.#ctx.core.stats.drops.inc(
-            { protocol: "mqtt", reason: "subscription_refused" },
-            r.refused.length,
-          );
+          this.#ctx.port.stats.drop("subscription_refused", r.refused.length);
           this.#ctx.log.info("subscription refused", {
             clientId: this.clientId,
             refused: r.refused,
@@ -490,33 +489,19 @@ export class MqttConnection implements SessionHandle, SessionLink {
   #subscribeContext(): SubscribeContext {
     return {
       version: this.#version,
-      principal: this.#accepted!.principal,
+      who: this.#accepted!.who,
       session: this.#session!,
       shared: this.#ctx.shared,
-      core: this.#ctx.core,
+      port: this.#ctx.port,
       maxSubscriptions: this.#ctx.options.maxSubscriptions,
     };
   }
 
   #onConnect(p: Packet & { cmd: "connect" }): void {
-    const { core, options, store, log } = this.#ctx;
+    const { port, options, store, log } = this.#ctx;
     const v = p.protocolVersion;
     if (v === 3 || v === 4 || v === 5) this.#version = v;
-    const address = (this.#conn.remoteAddr as Deno.NetAddr).hostname;
-    const c = core.admission.authBlocked(address)
-      ? {
-        ok: false as const,
-        reasonCode: ReasonCode.NotAuthorized,
-        message: `too many failed logins from ${address}`,
-      }
-      : evaluateConnect(p, core, options);
-    if (
-      !c.ok &&
-      (c.reasonCode === ReasonCode.BadUserNameOrPassword ||
-        c.reasonCode === ReasonCode.NotAuthorized)
-    ) {
-      core.admission.authFailed(address);
-    }
+    const c = evaluateConnect(p, port, options, this.address);
     if (!c.ok) {
       log.info("connection refused", {
         peer: this.#peer,
@@ -524,7 +509,7 @@ export class MqttConnection implements SessionHandle, SessionLink {
         reasonCode: c.reasonCode,
         why: c.message,
       });
-      core.stats.errors.inc({ protocol: "mqtt", code: "connect_refused" });
+      port.stats.error("connect_refused");
       this.#refuse(c.reasonCode, c.message, p.properties?.maximumPacketSize);
       return;
     }
@@ -543,7 +528,7 @@ export class MqttConnection implements SessionHandle, SessionLink {
       this.#deadline?.cancel();
       this.#deadline = undefined;
     }
-    if (c.deviceId) core.registry.attach(c.deviceId, this);
+    this.#attachment = port.attach(c.who, this); // presence when it speaks for a device
     const connack: IConnackPacket = {
       cmd: "connack",
       // [MQTT-3.2.2-2] .. [MQTT-3.2.2-3]; 3.1 has no session present flag.
@@ -566,7 +551,7 @@ export class MqttConnection implements SessionHandle, SessionLink {
       peer: this.#peer,
       clientId: c.clientId,
       version: this.#version,
-      principal: c.principal.kind,
+      principal: c.who.principal.kind,
       sessionPresent: opened.present,
     });
     // [MQTT-4.4.0-1] resend in-flight messages, then the queue, after CONNACK.
@@ -587,7 +572,7 @@ export class MqttConnection implements SessionHandle, SessionLink {
   }
 
   #onPublish(p: IPublishPacket): Promise<void> | undefined {
-    const { core, options, log } = this.#ctx;
+    const { port, options, log } = this.#ctx;
     const session = this.#session!;
     const c = this.#accepted!;
     const id = p.messageId;
@@ -604,89 +589,76 @@ export class MqttConnection implements SessionHandle, SessionLink {
     }
     const ctx = this.#publishContext ??= {
       version: this.#version,
-      principal: c.principal,
-      deviceId: c.deviceId,
       origin: session.id,
       maxTopicAlias: options.maxTopicAlias,
       now: 0,
     };
-    ctx.now = core.clock.now();
-    if (c.deviceId && !core.rates.allow(c.deviceId)) {
-      core.stats.drops.inc({ protocol: "mqtt", reason: "rate_limited" });
-      log.debug("publish over the device's rate limit", { clientId: c.clientId });
-      if (p.qos === 0) return;
-      if (this.#version !== 5) {
-        throw new MqttProtocolError("Cannot accept PUBLISH: the device's message rate is exceeded");
-      }
-      this.#send({
-        cmd: p.qos === 1 ? "puback" : "pubrec",
-        messageId: id,
-        reasonCode: ReasonCode.QuotaExceeded,
-      });
-      return;
-    }
+    ctx.now = port.clock.now();
     const d = evaluatePublish(p, ctx);
     if (!d.accept) {
       log.info("publish refused", { clientId: c.clientId, topic: p.topic, why: d.message });
-      core.stats.drops.inc({ protocol: "mqtt", reason: "not_authorized" });
-      // 3.1.1 cannot refuse a PUBLISH: acknowledge and drop, as mosquitto does.
-      const rc = this.#version === 5 ? d.reasonCode : undefined;
-      if (p.qos === 1) this.#send({ cmd: "puback", messageId: id, reasonCode: rc });
-      if (p.qos === 2) {
-        if (this.#version !== 5) session.addInbound(id!);
-        this.#send({ cmd: "pubrec", messageId: id, reasonCode: rc });
-      }
+      port.stats.drop("bad_payload");
+      this.#refusePublish(p, d.reasonCode);
       return;
     }
-    // Fast path: the pipeline has room and no accept hook is set, so the message is accepted
-    // synchronously (the same acceptance as `publish`, without promises per message).
-    if (this.#ctx.tryPublish !== false && !core.hasAcceptHook && core.pipeline.hasRoom) {
-      if (core.tryPublish(d.msg)) {
-        const durable = this.#ctx.durable;
-        if (p.qos !== 0 && durable?.pending) {
-          // Acknowledged means durable: wait for the commit of what this message caused.
-          return durable.flushed().then(() => this.#acknowledge(p, c.deviceId));
-        }
-        this.#acknowledge(p, c.deviceId);
-        return;
-      }
-    }
-    return this.#publishAndAcknowledge(p, d.msg);
+    // Accepted at once when the core has room (no promise per message); otherwise the wait for
+    // room (or for the durable stage) stops this connection's reads.
+    const r = port.publish(c.who, d.draft, this.#publishOptions ??= this.#waitOptions());
+    if (r instanceof Promise) return r.then((r) => this.#published(p, r));
+    return this.#published(p, r);
   }
 
-  /** Backpressure: waits until the pipeline accepts the message, then acknowledges it. */
-  async #publishAndAcknowledge(p: IPublishPacket, msg: Message): Promise<void> {
-    const { core, log } = this.#ctx;
-    const abort = this.#abort ??= new AbortController();
-    try {
-      await core.publish(msg, abort.signal);
-    } catch (err) {
-      if (this.#closing) return;
-      // The core refused the message (accept hook failed, pipeline closed): never acknowledge it.
-      log.warn("publish not accepted by the core", { clientId: this.clientId, error: err });
-      core.stats.drops.inc({ protocol: "mqtt", reason: "refused_by_core" });
-      if (p.qos === 0) return;
-      if (this.#version !== 5) throw err; // 3.1.1 cannot refuse: close, the client resends
-      // A full spool (refuse-new policy) is a quota; anything else is our own failure.
-      const rc = (err as Error)?.name === "SpoolFullError"
-        ? ReasonCode.QuotaExceeded
-        : ReasonCode.ImplementationSpecificError;
-      this.#send({
-        cmd: p.qos === 1 ? "puback" : "pubrec",
-        messageId: p.messageId,
-        reasonCode: rc,
-      });
+  /** Options of every publish of this connection: wait for room, abortable when it closes. */
+  #waitOptions(): PublishOptions {
+    // deno-lint-ignore no-this-alias
+    const self = this;
+    return {
+      wait: true,
+      get signal() { // made only when a publish has to wait
+        return (self.#abort ??= new AbortController()).signal;
+      },
+    };
+  }
+
+  /** Acknowledges a PUBLISH with the core's answer ([MQTT-4.3.2-2], [MQTT-4.3.3-2]). */
+  #published(p: IPublishPacket, r: PublishResult): Promise<void> | undefined {
+    if (this.#closing) return;
+    if (r.ok) {
+      const durable = this.#ctx.durable;
+      if (p.qos !== 0 && durable?.pending) {
+        // Acknowledged means durable: wait for the commit of what this message caused.
+        return durable.flushed().then(() => this.#acknowledge(p));
+      }
+      this.#acknowledge(p);
       return;
     }
-    const durable = this.#ctx.durable;
-    if (p.qos !== 0 && durable?.pending) await durable.flushed();
-    this.#acknowledge(p, this.#accepted?.deviceId);
+    this.#ctx.log.debug("publish refused", {
+      clientId: this.clientId,
+      topic: p.topic,
+      reason: r.reason,
+    });
+    if (p.qos === 0) return;
+    if (this.#version !== 5 && r.reason !== "not_authorized") {
+      // 3.1.1 cannot refuse a PUBLISH: close without acknowledging; the client sends it again.
+      throw new MqttProtocolError(`Cannot accept PUBLISH: ${r.message}`);
+    }
+    this.#refusePublish(p, refusalReasonCode(r));
+    return undefined;
+  }
+
+  /** Answers a refused QoS 1/2 PUBLISH: v5 with `reasonCode`; 3.1.1 acknowledges and drops it. */
+  #refusePublish(p: IPublishPacket, reasonCode: number): void {
+    // 3.1.1 cannot refuse a PUBLISH: acknowledge and drop, as mosquitto does.
+    const rc = this.#version === 5 ? reasonCode : undefined;
+    if (p.qos === 1) this.#send({ cmd: "puback", messageId: p.messageId, reasonCode: rc });
+    if (p.qos === 2) {
+      if (this.#version !== 5) this.#session!.addInbound(p.messageId!);
+      this.#send({ cmd: "pubrec", messageId: p.messageId, reasonCode: rc });
+    }
   }
 
   /** Acknowledges an accepted PUBLISH ([MQTT-4.3.2-2], [MQTT-4.3.3-2]: only once accepted). */
-  #acknowledge(p: IPublishPacket, deviceId: string | undefined): void {
-    const core = this.#ctx.core;
-    if (deviceId) core.registry.device(deviceId).messagesIn++;
+  #acknowledge(p: IPublishPacket): void {
     if (this.#closing) return;
     if (p.qos === 1) this.#send({ cmd: "puback", messageId: p.messageId });
     else if (p.qos === 2) {
@@ -717,10 +689,9 @@ export class MqttConnection implements SessionHandle, SessionLink {
   // ---- errors, writing, shutdown ----
 
   #fail(err: unknown): void {
-    const { core, log } = this.#ctx;
+    const { port, log } = this.#ctx;
     if (err instanceof MqttMalformedError || err instanceof MqttProtocolError) {
-      const code = err instanceof MqttMalformedError ? "malformed_packet" : "protocol_error";
-      core.stats.errors.inc({ protocol: "mqtt", code });
+      port.stats.error(err instanceof MqttMalformedError ? "malformed_packet" : "protocol_error");
       log.warn("closing connection", {
         peer: this.#peer,
         clientId: this.clientId,
@@ -778,7 +749,7 @@ export class MqttConnection implements SessionHandle, SessionLink {
   }
 
   #write(bytes: Uint8Array): void {
-    if (this.#writer.write(bytes)) this.#ctx.core.stats.framesOut.inc(LABELS);
+    if (this.#writer.write(bytes)) this.#ctx.port.stats.frameOut();
   }
 
   /** Stops reading and closes the socket once pending writes are flushed (bounded). */
@@ -794,10 +765,10 @@ export class MqttConnection implements SessionHandle, SessionLink {
   }
 
   async #cleanup(): Promise<void> {
-    const { core, store, log } = this.#ctx;
+    const { port, store, log } = this.#ctx;
     this.#deadline?.cancel();
     this.#shutdown();
-    core.flow.release(this); // sends are ignored from now on: nothing to wait for
+    port.unhold(this); // sends are ignored from now on: nothing to wait for
     await this.#writer.flushed();
     try {
       this.#conn.close();
@@ -809,7 +780,7 @@ export class MqttConnection implements SessionHandle, SessionLink {
       // Will: on any end but a normal DISCONNECT or a server shutdown ([MQTT-3.1.2-8]).
       // (A normal DISCONNECT has already cleared it unless v5 reason 0x04 asked to keep it.)
       store.release(this, c.clientId, reason === "shutting_down" ? undefined : this.#will);
-      if (c.deviceId) core.registry.detach(c.deviceId, this);
+      this.#attachment?.detach();
     }
     log.debug("connection closed", {
       peer: this.#peer,

@@ -8,27 +8,27 @@
 
 import type { IConnectPacket } from "mqtt-packet";
 import {
-  canPublish,
-  type Core,
-  createMessage,
+  type DevicePort,
+  type Draft,
+  Identity,
   isDeviceId,
-  type Principal,
   validateTopic,
 } from "../../core/mod.ts";
-import type { Message } from "../../core/mod.ts";
 import type { ProtocolVersion } from "./codec.ts";
 import { MqttMalformedError } from "./errors.ts";
 import type { MqttServerOptions } from "./options.ts";
 import { toMessageProperties } from "./properties.ts";
-import { ReasonCode } from "./reason_codes.ts";
+import { ReasonCode, refusalReasonCode } from "./reason_codes.ts";
 import { isWellFormedUtf8 } from "./utf8.ts";
 
 /** A will message and its delay (MQTT 5 §3.1.3.2). */
 export interface Will {
-  /** The message to publish. */
-  msg: Message;
+  /** The message to publish (its expiry, if any, relative until then). */
+  draft: Draft;
   /** Will Delay Interval, seconds. */
   delaySec: number;
+  /** Who publishes it: the connection's identity. */
+  who: Identity;
 }
 
 /** What an accepted CONNECT negotiated. */
@@ -41,7 +41,7 @@ export interface AcceptedConnect {
   /** True when the server assigned the id. */
   assigned: boolean;
   /** Who connected. */
-  principal: Principal;
+  who: Identity;
   /** Device id to attach for presence, if any. */
   deviceId?: string;
   /** Clean session / clean start. */
@@ -91,25 +91,28 @@ function passwordText(p: IConnectPacket["password"]): string {
 }
 
 /**
- * Decides on a CONNECT packet.
+ * Decides on a CONNECT packet from `address`.
  *
  * @example
  * ```ts
  * import { Core } from "../../core/mod.ts";
  * import { evaluateConnect } from "./handle_connect.ts";
  * import { resolveMqttServerOptions } from "./options.ts";
+ * import { MQTT } from "./server.ts";
  * const core = new Core({ devices: [{ id: "s1", token: "t" }] });
+ * const port = core.port(MQTT);
  * const base = { cmd: "connect", protocolId: "MQTT", protocolVersion: 4, clean: true, keepalive: 30 } as const;
- * const ok = evaluateConnect({ ...base, clientId: "s1", username: "s1", password: "t" } as never, core, resolveMqttServerOptions());
- * const bad = evaluateConnect({ ...base, clientId: "s1", username: "s1", password: "x" } as never, core, resolveMqttServerOptions());
+ * const ok = evaluateConnect({ ...base, clientId: "s1", username: "s1", password: "t" } as never, port, resolveMqttServerOptions(), "127.0.0.1");
+ * const bad = evaluateConnect({ ...base, clientId: "s1", username: "s1", password: "x" } as never, port, resolveMqttServerOptions(), "127.0.0.1");
  * await core.close();
  * if (!ok.ok || bad.ok || bad.reasonCode !== 0x86) throw new Error();
  * ```
  */
 export function evaluateConnect(
   packet: IConnectPacket,
-  core: Core,
+  port: DevicePort,
   options: Required<MqttServerOptions>,
+  address: string,
 ): AcceptedConnect | RefusedConnect {
   const refuse = (reasonCode: number, message: string): RefusedConnect => ({
     ok: false,
@@ -158,33 +161,23 @@ export function evaluateConnect(
     return refuse(ReasonCode.ClientIdentifierNotValid, "client id is too long");
   }
 
-  // Authentication: device (user name = device id, password = token), then service account.
-  let principal: Principal;
-  if (packet.username !== undefined) {
-    const password = passwordText(packet.password);
-    const dev = core.registry.authenticate(packet.username, password);
-    if (dev.ok) principal = dev.principal;
-    else {
-      const svc = core.registry.authenticateService(packet.username, password);
-      if (svc.ok) principal = svc.principal;
-      else if (dev.reason === "bad_id" && core.registry.anonymous) {
-        // Anonymous mode, and the user name is no device id: treat it like a client without
-        // credentials (as mosquitto's allow_anonymous does), which grants nothing more.
-        principal = { kind: "anonymous", id: isDeviceId(clientId) ? clientId : undefined };
-      } else return refuse(ReasonCode.BadUserNameOrPassword, "bad user name or password");
-    }
-  } else if (core.registry.anonymous) {
-    principal = { kind: "anonymous", id: isDeviceId(clientId) ? clientId : undefined };
-  } else {
-    return refuse(ReasonCode.NotAuthorized, "anonymous clients are not allowed");
-  }
-  // Presence: device principals always; anonymous clients whose client id is a device id only
-  // when `anonymousPresence` is on (a test broker for generic MQTT suites may want it off).
-  const deviceId = principal.kind === "device"
-    ? principal.id
-    : principal.kind === "anonymous" && options.anonymousPresence
-    ? principal.id
-    : undefined;
+  // Authentication: device (user name = device id, password = token), then service account;
+  // without credentials, anonymous if allowed. An anonymous client speaks for a device (presence)
+  // only when `anonymousPresence` is on and its user name or client id is a device id.
+  const user = packet.username;
+  const anonymousId = !options.anonymousPresence
+    ? undefined
+    : user !== undefined && isDeviceId(user)
+    ? user
+    : clientId;
+  const who = port.login({
+    user,
+    secret: user === undefined ? undefined : passwordText(packet.password),
+    services: true,
+    anonymousId,
+  }, address);
+  if (!(who instanceof Identity)) return refuse(refusalReasonCode(who), who.message);
+  const deviceId = who.deviceId;
 
   // Will ([MQTT-3.1.2-9] .. [MQTT-3.1.2-16]).
   let will: Will | undefined;
@@ -197,7 +190,7 @@ export function evaluateConnect(
       throw new MqttMalformedError(`Cannot accept CONNECT: will topic: ${err}`);
     }
     if (err) return refuse(ReasonCode.TopicNameInvalid, `will topic: ${err}`);
-    if (!canPublish(principal, w.topic)) {
+    if (!port.mayPublish(who, w.topic)) {
       return refuse(ReasonCode.NotAuthorized, `will topic ${w.topic} is not allowed`);
     }
     const payload = typeof w.payload === "string"
@@ -208,16 +201,15 @@ export function evaluateConnect(
       return refuse(ReasonCode.PayloadFormatInvalid, "will payload is not UTF-8");
     }
     will = {
-      msg: createMessage({
+      draft: {
         topic: w.topic,
         payload,
-        qos: w.qos,
-        retain: w.retain,
-        protocol: "mqtt",
-        deviceId: principal.kind === "device" ? principal.id : undefined,
+        qos: w.qos ?? 0,
+        retain: w.retain ?? false,
         properties: toMessageProperties(w.properties as never, 0),
-      }),
+      },
       delaySec: (wp?.willDelayInterval as number | undefined) ?? 0,
+      who,
     };
   }
 
@@ -242,7 +234,7 @@ export function evaluateConnect(
     version,
     clientId,
     assigned,
-    principal,
+    who,
     deviceId,
     cleanStart: packet.clean === true,
     sessionExpirySec,

@@ -1,14 +1,12 @@
 /**
  * Incoming PUBLISH (MQTT 3.1.1 §3.3, MQTT 5 §3.3): DUP/QoS/packet id rules, topic aliases, topic
- * validation, payload format, and the publish ACL. Pure decision; the connection waits for the
- * core to accept the message and then acknowledges it.
+ * validation and payload format, giving the draft the port decides on (rate, ACL, acceptance).
  *
  * @module
  */
 
 import type { IPublishPacket } from "mqtt-packet";
-import { canPublish, type Message, type Principal } from "../../core/mod.ts";
-import { validateTopic } from "../../core/mod.ts";
+import { type Draft, validateTopic } from "../../core/mod.ts";
 import type { ProtocolVersion } from "./codec.ts";
 import { MqttMalformedError, MqttProtocolError } from "./errors.ts";
 import { toMessageProperties } from "./properties.ts";
@@ -19,10 +17,6 @@ import { isWellFormedUtf8 } from "./utf8.ts";
 export interface PublishContext {
   /** Protocol level. */
   version: ProtocolVersion;
-  /** Who publishes. */
-  principal: Principal;
-  /** Device id of the publisher, if any. */
-  deviceId?: string;
   /** Session id (message origin, for no-local). */
   origin: string;
   /** Incoming topic aliases of this connection (MQTT 5 §3.3.2.3.4), made on first use. */
@@ -31,13 +25,13 @@ export interface PublishContext {
   maxTopicAlias: number;
   /** Clock ms. */
   now: number;
-  /** The last topic that passed validation and the publish ACL (devices repeat their topics). */
-  lastAllowed?: string;
+  /** The last topic that passed validation (devices repeat their topics). */
+  lastValid?: string;
 }
 
-/** Accept into the core, or refuse with a reason code (PUBACK/PUBREC in v5). */
+/** Hand to the port, or refuse with a reason code (PUBACK/PUBREC in v5). */
 export type PublishDecision =
-  | { accept: true; msg: Message }
+  | { accept: true; draft: Draft }
   | { accept: false; reasonCode: number; message: string };
 
 /**
@@ -47,12 +41,12 @@ export type PublishDecision =
  * @example
  * ```ts
  * import { evaluatePublish } from "./handle_publish.ts";
- * const ctx = { version: 5, principal: { kind: "device", id: "s1" }, origin: "o", aliases: new Map(), maxTopicAlias: 8, now: 0 } as const;
+ * const ctx = { version: 5, origin: "o", aliases: new Map(), maxTopicAlias: 8, now: 0 } as const;
  * const pkt = { cmd: "publish", topic: "devices/s1/telemetry", payload: new Uint8Array([1]), qos: 0, dup: false, retain: false } as const;
  * const d = evaluatePublish(pkt as never, { ...ctx, aliases: new Map() });
- * if (!d.accept || d.msg.deviceId !== undefined) throw new Error();
- * const other = evaluatePublish({ ...pkt, topic: "devices/s2/telemetry" } as never, { ...ctx, aliases: new Map() });
- * if (other.accept || other.reasonCode !== 0x87) throw new Error();
+ * if (!d.accept || d.draft.topic !== "devices/s1/telemetry") throw new Error();
+ * const bad = evaluatePublish({ ...pkt, payload: new Uint8Array([0xff]), properties: { payloadFormatIndicator: true } } as never, { ...ctx });
+ * if (bad.accept || bad.reasonCode !== 0x99) throw new Error();
  * ```
  */
 export function evaluatePublish(packet: IPublishPacket, ctx: PublishContext): PublishDecision {
@@ -85,7 +79,7 @@ export function evaluatePublish(packet: IPublishPacket, ctx: PublishContext): Pu
     // [MQTT-4.7.3-1]; v5 §3.3.2.1: an empty topic without a topic alias is a Protocol Error.
     throw new MqttProtocolError("Cannot accept PUBLISH: empty topic without a topic alias");
   }
-  const known = topic === ctx.lastAllowed;
+  const known = topic === ctx.lastValid;
   const err = known ? undefined : validateTopic(topic);
   if (err) {
     // [MQTT-3.3.2-2], [MQTT-4.7.3-1]
@@ -113,29 +107,11 @@ export function evaluatePublish(packet: IPublishPacket, ctx: PublishContext): Pu
       message: "payload is not UTF-8 although the payload format indicator says so",
     };
   }
-  if (!known) {
-    if (!canPublish(ctx.principal, topic)) {
-      return {
-        accept: false,
-        reasonCode: ReasonCode.NotAuthorized,
-        message: `publishing to ${topic} is not allowed`,
-      };
-    }
-    ctx.lastAllowed = topic;
-  }
-  const msg: Message = {
-    topic,
-    payload,
-    qos,
-    retain: packet.retain,
-    ts: ctx.now,
-    protocol: "mqtt",
-    deviceId: ctx.deviceId,
-    origin: ctx.origin,
-  };
+  ctx.lastValid = topic;
+  const draft: Draft = { topic, payload, qos, retain: packet.retain, origin: ctx.origin };
   if (props) {
     const mp = toMessageProperties(props, ctx.now);
-    if (mp) msg.properties = mp;
+    if (mp) draft.properties = mp;
   }
-  return { accept: true, msg };
+  return { accept: true, draft };
 }

@@ -7,13 +7,7 @@
  */
 
 import type { ISubscribePacket, IUnsubscribePacket } from "mqtt-packet";
-import {
-  canSubscribe,
-  type Core,
-  type Principal,
-  type QoS,
-  validateFilter,
-} from "../../core/mod.ts";
+import { type DevicePort, type Identity, type QoS, validateFilter } from "../../core/mod.ts";
 import type { ProtocolVersion } from "./codec.ts";
 import { MqttProtocolError } from "./errors.ts";
 import { ReasonCode } from "./reason_codes.ts";
@@ -25,13 +19,13 @@ export interface SubscribeContext {
   /** Protocol level. */
   version: ProtocolVersion;
   /** Who subscribes. */
-  principal: Principal;
+  who: Identity;
   /** The session subscriptions go to. */
   session: MqttSession;
   /** Shared subscription groups. */
   shared: SharedSubscriptions;
-  /** The core (retained store, clock). */
-  core: Core;
+  /** The port (retained messages). */
+  port: DevicePort;
   /** Non-shared subscriptions a session may hold; more are refused (v5 0x97). @default unlimited */
   maxSubscriptions?: number;
 }
@@ -51,13 +45,15 @@ export interface SubscribeResult {
  *
  * @example
  * ```ts
- * import { Core } from "../../core/mod.ts";
+ * import { Core, Identity } from "../../core/mod.ts";
  * import { MqttSession } from "./session.ts";
  * import { SharedSubscriptions } from "./shared_subscriptions.ts";
  * import { handleSubscribe } from "./handle_subscribe.ts";
+ * import { MQTT } from "./server.ts";
  * const core = new Core({ anonymous: true });
- * const session = new MqttSession("c", core, { maxQueued: 9, dropPolicy: "oldest", maxInflight: 9 });
- * const ctx = { version: 4, principal: { kind: "device", id: "s1" }, session, shared: new SharedSubscriptions(core), core } as const;
+ * const port = core.port(MQTT);
+ * const session = new MqttSession("c", port, { maxQueued: 9, dropPolicy: "oldest", maxInflight: 9 });
+ * const ctx = { version: 4, who: new Identity({ kind: "device", id: "s1" }, "s1"), session, shared: new SharedSubscriptions(port), port } as const;
  * const r = handleSubscribe({ cmd: "subscribe", messageId: 1, subscriptions: [
  *   { topic: "devices/s1/commands/+", qos: 2 }, { topic: "devices/#", qos: 1 }] } as never, ctx);
  * await core.close();
@@ -83,7 +79,6 @@ export function handleSubscribe(packet: ISubscribePacket, ctx: SubscribeContext)
     out.granted.push(v5 ? code : 0x80); // [MQTT-3.9.3-2] 3.1.1 has one failure code
     out.refused.push(why);
   };
-  const now = ctx.core.clock.now();
   for (const s of packet.subscriptions) {
     const shared = parseSharedFilter(s.topic);
     if (typeof shared === "string") {
@@ -99,7 +94,7 @@ export function handleSubscribe(packet: ISubscribePacket, ctx: SubscribeContext)
     if (shared && v5 && s.nl) {
       throw new MqttProtocolError("Cannot accept SUBSCRIBE: no local on a shared subscription");
     }
-    if (!canSubscribe(ctx.principal, filter)) {
+    if (!ctx.port.maySubscribe(ctx.who, filter)) {
       fail(ReasonCode.NotAuthorized, `${s.topic}: not allowed`);
       continue;
     }
@@ -128,7 +123,7 @@ export function handleSubscribe(packet: ISubscribePacket, ctx: SubscribeContext)
     // [MQTT-3.8.4-3] an identical filter replaces the subscription.
     const existed = ctx.session.subscribe(filter, opts);
     if (opts.retainHandling === 2 || (opts.retainHandling === 1 && existed)) continue;
-    for (const m of ctx.core.retained.match(filter, now)) {
+    for (const m of ctx.port.retained(filter)) {
       out.retained.push({
         msg: m,
         qos: Math.min(qos, m.qos) as QoS,
@@ -145,13 +140,15 @@ export function handleSubscribe(packet: ISubscribePacket, ctx: SubscribeContext)
  *
  * @example
  * ```ts
- * import { Core } from "../../core/mod.ts";
+ * import { Core, Identity } from "../../core/mod.ts";
  * import { MqttSession } from "./session.ts";
  * import { SharedSubscriptions } from "./shared_subscriptions.ts";
  * import { handleUnsubscribe } from "./handle_subscribe.ts";
+ * import { MQTT } from "./server.ts";
  * const core = new Core({ anonymous: true });
- * const session = new MqttSession("c", core, { maxQueued: 9, dropPolicy: "oldest", maxInflight: 9 });
- * const ctx = { version: 5, principal: { kind: "anonymous" }, session, shared: new SharedSubscriptions(core), core } as const;
+ * const port = core.port(MQTT);
+ * const session = new MqttSession("c", port, { maxQueued: 9, dropPolicy: "oldest", maxInflight: 9 });
+ * const ctx = { version: 5, who: new Identity({ kind: "anonymous" }), session, shared: new SharedSubscriptions(port), port } as const;
  * const codes = handleUnsubscribe({ cmd: "unsubscribe", messageId: 1, unsubscriptions: ["a"] } as never, ctx);
  * await core.close();
  * if (codes[0] !== 0x11) throw new Error();

@@ -92,10 +92,11 @@ interface SubsJson {
  * import { StateDb } from "../../persistence/state_db.ts";
  * import { MqttSession } from "./session.ts";
  * import { SessionPersistence } from "./session_persistence.ts";
+ * import { MQTT } from "./server.ts";
  * const dir = await Deno.makeTempDir();
  * const db = StateDb.open(`${dir}/state.db`);
  * const core = new Core({ anonymous: true });
- * const s = new MqttSession("c1", core, { maxQueued: 10, dropPolicy: "oldest", maxInflight: 4 });
+ * const s = new MqttSession("c1", core.port(MQTT), { maxQueued: 10, dropPolicy: "oldest", maxInflight: 4 });
  * s.expirySec = 60;
  * new SessionPersistence(db).track(s, 4);
  * s.subscribe("a/#", { qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 });
