@@ -17,6 +17,7 @@
 import type { Packet } from "mqtt-packet";
 import { type BurstOptions, type ChunkConsumer, serveChunks } from "../../net/burst_source.ts";
 import { ConnWriter, type ConnWriterOptions } from "../../net/conn_writer.ts";
+import type { StreamConn } from "../../net/stream_conn.ts";
 import type {
   Attachment,
   CloseReason,
@@ -132,7 +133,7 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
   publishContext: PublishContext | undefined;
   /** Outgoing PUBLISH state (topic aliases), made on the first PUBLISH out that needs it. */
   outbound: Outbound | undefined;
-  #conn: Deno.Conn;
+  #conn: StreamConn;
   #writer: ConnWriter<MqttConnection>;
   #connected = false;
   #closing = false;
@@ -148,8 +149,8 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
   #malformed: unknown; // a decoding error after the packets of #packets
   #number: number;
 
-  /** Wraps an accepted connection. */
-  constructor(ctx: ConnectionContext, conn: Deno.Conn) {
+  /** Wraps an accepted connection (TCP, TLS, or a WebSocket adapted to bytes). */
+  constructor(ctx: ConnectionContext, conn: StreamConn) {
     this.ctx = ctx;
     this.#conn = conn;
     this.#number = ++nextConnection;
