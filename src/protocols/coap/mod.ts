@@ -16,7 +16,6 @@ export * from "./notifier.ts";
 export * from "./observe.ts";
 export * from "./options.ts";
 export * from "./plugtest.ts";
-export * from "./plugtest_server.ts";
 export * from "./resource.ts";
 export * from "./retransmitter.ts";
 export * from "./server.ts";

@@ -9,8 +9,7 @@
  * @module
  */
 
-import type { Clock, TimerHandle } from "../../core/clock.ts";
-import type { Logger } from "../../core/logger.ts";
+import type { Clock, Logger, TimerHandle } from "../../core/mod.ts";
 import { type CoapMessage, type CoapOption, CoapType, Code, codeClass } from "./message.ts";
 import { encodeMessage } from "./codec.ts";
 import type { Observation, ObserverRegistry } from "./observe.ts";
