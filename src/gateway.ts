@@ -118,6 +118,7 @@ export class Gateway implements AsyncDisposable {
       deviceRatePerSec: config.limits.deviceRatePerSec,
       deviceBurst: config.limits.deviceBurst || undefined,
       subscriberHoldMs: config.limits.subscriberHoldMs,
+      payloadBudgetBytes: config.limits.payloadBudgetBytes,
       commands: config.commands,
     });
   }

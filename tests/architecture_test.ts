@@ -107,6 +107,7 @@ const ADAPTER_MAY_IMPORT = new Set([
   "TimerHandle",
   "DeadlineEntry",
   "DeadlineQueue",
+  "PayloadBudget",
   "Logger",
   "LogFields",
   "LogThrottle",

@@ -224,6 +224,12 @@ export const configSchema: Field = {
           600_000,
           "Longest a subscriber whose send buffer is full may hold delivery (and so publishers) back",
         ),
+        payloadBudgetBytes: int(
+          67_108_864,
+          65_536,
+          2 ** 40,
+          "Payload bytes held in flight across all protocols (queued messages, large packets being received) before producers wait or are refused",
+        ),
       },
     },
     northbound: {
@@ -832,6 +838,7 @@ export interface FerryConfig {
     deviceRatePerSec: number;
     deviceBurst: number;
     subscriberHoldMs: number;
+    payloadBudgetBytes: number;
   };
   pipeline: { queueCapacity: number; concurrency: number };
   commands: CommandsConfig;

@@ -25,6 +25,7 @@ import { LoginGate } from "./login.ts";
 import { createMessage, type Message, type Protocol } from "./message.ts";
 import { MetricsRegistry } from "./metrics.ts";
 import { FlowGate } from "./flow_gate.ts";
+import { PayloadBudget } from "./payload_budget.ts";
 import { Pipeline } from "./pipeline.ts";
 import { type CoreMetrics, coreMetrics, ProtocolStats } from "./protocol_stats.ts";
 import { type DeviceCredential, DeviceRegistry, type ServiceAccount } from "./registry.ts";
@@ -87,6 +88,11 @@ export interface CoreOptions {
   subscriberHoldMs?: number;
   /** Limits of the pending-command store ({@link Core.commands}). */
   commands?: Partial<CommandStoreLimits>;
+  /**
+   * Payload bytes held in flight across every protocol (queued messages, large packets being
+   * received) before producers wait or are refused. @default 67108864 (64 MiB)
+   */
+  payloadBudgetBytes?: number;
 }
 
 export type { CoreMetrics };
@@ -133,6 +139,8 @@ export class Core implements AsyncDisposable {
   readonly logins: LoginGate;
   /** Keepalives of sessions, idle presence of sessionless devices. */
   readonly supervisor: Supervisor;
+  /** Payload bytes in flight, across every protocol. */
+  readonly budget: PayloadBudget;
   /** Per-device message rate limits, for every protocol. */
   readonly rates: RateLimiter;
   /**
@@ -187,7 +195,9 @@ export class Core implements AsyncDisposable {
         });
       },
     });
+    this.budget = new PayloadBudget(options.payloadBudgetBytes ?? 64 * 1024 * 1024);
     this.pipeline = new Pipeline((m) => this.#handle(m), {
+      budget: this.budget,
       capacity: options.queueCapacity,
       concurrency: options.concurrency,
       onError: (err, msg) => {
@@ -232,6 +242,16 @@ export class Core implements AsyncDisposable {
       () => this.pipeline.inUse,
     );
     m.gauge("ferry_pipeline_handlers", "Handler pool size", () => this.pipeline.concurrency);
+    m.gauge(
+      "ferry_payload_budget_used_bytes",
+      "Payload bytes held in flight (queued messages, large packets being received)",
+      () => this.budget.used,
+    );
+    m.gauge(
+      "ferry_payload_budget_bytes",
+      "Payload bytes the gateway may hold in flight",
+      () => this.budget.total,
+    );
     m.gauge(
       "ferry_pipeline_waiting_producers",
       "Producers blocked on a full queue",
@@ -344,6 +364,7 @@ export class Core implements AsyncDisposable {
       flow: this.flow,
       retained: this.retained,
       store: this.commands,
+      budget: this.budget,
       get closing() {
         return core.#closing;
       },

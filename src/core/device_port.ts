@@ -26,6 +26,7 @@ import type { Logger } from "./logger.ts";
 import { LogThrottle } from "./log_throttle.ts";
 import type { Identity, LoginGate, LoginRequest } from "./login.ts";
 import type { Message, MessageProperties, Protocol, QoS } from "./message.ts";
+import type { PayloadBudget } from "./payload_budget.ts";
 import { PipelineClosedError } from "./pipeline.ts";
 import type { Pipeline } from "./pipeline.ts";
 import type { ProtocolStats } from "./protocol_stats.ts";
@@ -149,12 +150,19 @@ export interface DevicePort {
   readonly deadlines: DeadlineQueue;
   /** True once the gateway is shutting down. */
   readonly closing: boolean;
+  /**
+   * The gateway's budget of payload bytes in flight: a large packet takes its size before it is
+   * buffered (and gives it back once handled); when it does not fit, stop reading or refuse.
+   */
+  readonly budget: PayloadBudget;
 
   /** Takes a connection slot for `address`; false when its per-address cap is reached. */
   admit(address: string): boolean;
   /** Gives a connection slot back. */
   release(address: string): void;
 
+  /** True when `id` is a device with credentials (its id is reserved for it, e.g. as a client id). */
+  knownDevice(id: string): boolean;
   /** Logs a client in: its identity, or a typed refusal. */
   login(request: LoginRequest, address: string): Identity | Refusal<LoginRefusalReason>;
   /** Publishes what `who` sent: accepted, or a typed refusal (a promise only when it must wait). */
@@ -215,6 +223,7 @@ export interface PortHost {
   readonly flow: FlowGate;
   readonly retained: RetainedStore;
   readonly store: CommandStore;
+  readonly budget: PayloadBudget;
   readonly closing: boolean;
   /** Per-address connection caps. */
   admit(address: string): boolean;
@@ -269,6 +278,10 @@ export class BoundPort implements DevicePort {
     return this.#host.deadlines;
   }
 
+  get budget(): PayloadBudget {
+    return this.#host.budget;
+  }
+
   get closing(): boolean {
     return this.#host.closing;
   }
@@ -279,6 +292,10 @@ export class BoundPort implements DevicePort {
 
   release(address: string): void {
     this.#host.release(address);
+  }
+
+  knownDevice(id: string): boolean {
+    return this.#host.registry.hasCredentials(id);
   }
 
   login(request: LoginRequest, address: string): Identity | Refusal<LoginRefusalReason> {

@@ -23,6 +23,7 @@ export * from "./log_throttle.ts";
 export * from "./login.ts";
 export * from "./message.ts";
 export * from "./metrics.ts";
+export * from "./payload_budget.ts";
 export * from "./pipeline.ts";
 export * from "./protocol_stats.ts";
 export * from "./rate_limiter.ts";

@@ -88,7 +88,7 @@ export class StateDb implements Disposable {
   #ops: StateOp[] = [];
   #gen = 1;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  #waiters: Array<() => void> = [];
+  #waiters: Array<(committed: boolean) => void> = [];
   #closed = false;
   #onWriteError?: (err: StateDbWriteError) => void;
   #setAside: string | undefined;
@@ -164,9 +164,12 @@ export class StateDb implements Disposable {
     return op !== undefined && op.gen === this.#gen && !op.dead && !this.#closed;
   }
 
-  /** Resolves once every write queued so far is committed (or its commit failed and was logged). */
-  flushed(): Promise<void> {
-    if (this.#ops.length === 0) return Promise.resolve();
+  /**
+   * Resolves once every write queued so far was committed (`true`), or its commit failed (`false`,
+   * reported to `onWriteError`): what depends on those writes must then not be acknowledged.
+   */
+  flushed(): Promise<boolean> {
+    if (this.#ops.length === 0) return Promise.resolve(true);
     return new Promise((resolve) => this.#waiters.push(resolve));
   }
 
@@ -182,9 +185,10 @@ export class StateDb implements Disposable {
     this.#waiters = [];
     this.#gen++;
     if (this.#closed || ops.length === 0) {
-      for (const w of waiters) w();
+      for (const w of waiters) w(!this.#closed);
       return;
     }
+    let committed = false;
     const t0 = performance.now();
     try {
       this.#db.exec("BEGIN IMMEDIATE");
@@ -193,6 +197,7 @@ export class StateDb implements Disposable {
       this.stats.commits++;
       this.stats.writes += ops.length;
       this.stats.lastCommitMs = performance.now() - t0;
+      committed = true;
     } catch (err) {
       try {
         this.#db.exec("ROLLBACK");
@@ -204,7 +209,7 @@ export class StateDb implements Disposable {
         }),
       );
     }
-    for (const w of waiters) w();
+    for (const w of waiters) w(committed);
   }
 
   /** Commits what is queued and closes the file. Idempotent. */

@@ -84,6 +84,8 @@ export const ErrorCode = {
   SHUTTING_DOWN: 9,
   /** No HELLO within the hello timeout. Connection closes. */
   HELLO_TIMEOUT: 10,
+  /** The gateway's payload budget could not take the frame: read and dropped, retry later. */
+  OVERLOADED: 11,
 } as const;
 
 /** One of the {@link ErrorCode} values. */
@@ -141,6 +143,8 @@ export interface FrameSyntaxErrorOptions {
   fatal?: boolean;
   /** The seq of the frame in error, when its header was read (it may itself be corrupt). */
   seq?: number;
+  /** The flags of the frame in error, when its header was read. */
+  flags?: number;
   /** The underlying error, if any. */
   cause?: unknown;
 }
@@ -176,6 +180,8 @@ export class FrameSyntaxError extends SyntaxError {
   readonly fatal: boolean;
   /** The seq from the header of the frame in error, when it was read. */
   readonly seq: number | undefined;
+  /** The flags of the frame in error, when its header was read. */
+  readonly flags: number | undefined;
 
   /** Creates the error; `message` should say what was expected and what was found. */
   constructor(message: string, options: FrameSyntaxErrorOptions) {
@@ -184,6 +190,7 @@ export class FrameSyntaxError extends SyntaxError {
     this.code = options.code;
     this.fatal = options.fatal ?? false;
     this.seq = options.seq;
+    this.flags = options.flags;
   }
 }
 

@@ -103,8 +103,8 @@ function helloStatus(r: Refusal<LoginRefusalReason>): number {
       return HelloStatus.BAD_ID;
     case "bad_credentials":
     case "no_credentials":
-    case "throttled":
       return HelloStatus.BAD_CREDENTIALS;
+    case "throttled": // retryable: the right token gets in once the throttle ends
     case "unavailable":
       return HelloStatus.UNAVAILABLE;
   }
@@ -181,7 +181,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
       BinarySession.#helloExpired,
       this,
     );
-    this.#parser = new FrameParser({ maxPayload: options.maxPayload });
+    this.#parser = new FrameParser({ maxPayload: options.maxPayload, budget: port.budget });
     // Each burst of traffic flows socket → codec TransformStream → consume(); between bursts
     // only a small read is pending (cheap idle connections). Never rejects; ends with end().
     serveBursts(conn, this, host.burstOptions);
@@ -344,7 +344,13 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
       offset: err.offset,
       reason: err.message,
     });
-    this.#error(err.code, err.seq ?? 0, err.message);
+    if (
+      err.code === ErrorCode.OVERLOADED && err.seq !== undefined &&
+      ((err.flags ?? 0) & FLAG_ACK_REQUESTED)
+    ) {
+      // [FBP-2-7] a frame the budget could not take: its ACK says "retry later".
+      this.#send(FrameType.ACK, err.seq, encodeAck(AckStatus.OVERLOADED));
+    } else this.#error(err.code, err.seq ?? 0, err.message);
     if (err.fatal) this.#shutdown();
   }
 
@@ -589,6 +595,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
   #shutdown(): Promise<void> {
     return this.#shutdownPromise ??= (async () => {
       this.#closed = true;
+      this.#parser?.release(); // a frame cut off by the close gives its reservation back
       this.#helloTimer?.cancel();
       this.#keepalive?.cancel();
       const id = this.#who?.deviceId;

@@ -71,7 +71,7 @@ export interface ConnectionContext {
    * The state file, when sessions are persistent: a QoS 1/2 PUBLISH is acknowledged only once the
    * writes it caused (queued for offline persistent sessions, retained) are committed.
    */
-  durable?: { readonly pending: boolean; flushed(): Promise<void> };
+  durable?: { readonly pending: boolean; flushed(): Promise<boolean> };
 }
 
 /** The writer options shared by the connections of a server (callbacks get the connection). */
@@ -257,6 +257,7 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
   #decoder(): MqttFrameDecoder {
     const o = this.ctx.options;
     return this.#dec ??= new MqttFrameDecoder({
+      budget: this.ctx.port.budget,
       protocolVersion: this.client !== undefined ? this.version : undefined,
       // Until CONNECT is accepted, a smaller cap: an unauthenticated peer cannot make us buffer much.
       maxPacketSize: this.client !== undefined
@@ -473,6 +474,7 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
   async #cleanup(): Promise<void> {
     const { port, store, log } = this.ctx;
     this.#deadline?.cancel();
+    this.#dec?.release(); // a packet cut off by the close gives its reservation back
     this.shutdown();
     port.unhold(this); // sends are ignored from now on: nothing to wait for
     await this.#writer.flushed();

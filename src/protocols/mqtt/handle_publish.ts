@@ -173,8 +173,11 @@ function published(
   if (r.ok) {
     const durable = conn.ctx.durable;
     if (p.qos !== 0 && durable?.pending) {
-      // Acknowledged means durable: wait for the commit of what this message caused.
-      return durable.flushed().then(() => acknowledge(conn, c, p));
+      // Acknowledged means durable: wait for the commit of what this message caused, and never
+      // acknowledge what it could not write (the client sends it again).
+      return durable.flushed().then((committed) =>
+        committed ? acknowledge(conn, c, p) : notDurable(conn, c, p)
+      );
     }
     acknowledge(conn, c, p);
     return;
@@ -191,6 +194,25 @@ function published(
   }
   refusePublish(conn, c, p, refusalReasonCode(r));
   return undefined;
+}
+
+/**
+ * A QoS 1/2 PUBLISH whose state could not be committed (disk full, I/O error): v5 refuses it
+ * (0x80); 3.1.1 cannot, so the connection closes without acknowledging it and the client resends.
+ */
+function notDurable(conn: MqttConnection, c: Client, p: IPublishPacket): void {
+  conn.ctx.port.stats.drop("state_not_written");
+  conn.ctx.port.throttled.error(
+    "state_not_written",
+    "publish not acknowledged: state not written",
+    {
+      clientId: c.clientId,
+    },
+  );
+  if (conn.closing) return;
+  if (conn.version === 5) {
+    refusePublish(conn, c, p, ReasonCode.UnspecifiedError);
+  } else conn.shutdown();
 }
 
 /** Answers a refused QoS 1/2 PUBLISH: v5 with `reasonCode`; 3.1.1 acknowledges and drops it. */

@@ -13,7 +13,10 @@ export interface MqttServerOptions {
   port?: number;
   /** Time a new connection has to send CONNECT before it is closed. @default 10000 */
   connectTimeoutMs?: number;
-  /** Largest packet accepted (whole packet, bytes); larger ones close the connection. @default 268435455 */
+  /**
+   * Largest packet accepted (whole packet, bytes); larger ones close the connection (v5: 0x95).
+   * Sized for a Raspberry Pi: raise it for firmware images and the like. @default 1048576
+   */
   maxPacketSize?: number;
   /** Largest first packet (CONNECT) from a client not yet authenticated, bytes. @default 262144 */
   maxConnectPacketSize?: number;
@@ -72,7 +75,7 @@ export const defaultMqttServerOptions: Readonly<Required<MqttServerOptions>> = O
   hostname: "0.0.0.0",
   port: 1883,
   connectTimeoutMs: 10_000,
-  maxPacketSize: 268_435_455,
+  maxPacketSize: 1_048_576,
   maxConnectPacketSize: 262_144,
   maxKeepAlive: 65_535,
   receiveMaximum: 64,

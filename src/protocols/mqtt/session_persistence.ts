@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS mqtt_sessions (
   disconnected_at INTEGER,
   next_id INTEGER NOT NULL,
   subs TEXT NOT NULL,
-  inbound TEXT NOT NULL
+  inbound TEXT NOT NULL,
+  owner TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS mqtt_messages (
   client_id TEXT NOT NULL,
@@ -79,6 +80,8 @@ export interface StoredSession {
   state: SessionState;
   /** Highest journal sequence number used. */
   lastSeq: number;
+  /** The identity that owns it (`Identity.key`), when recorded. */
+  owner?: string;
 }
 
 interface SessionRow {
@@ -89,6 +92,7 @@ interface SessionRow {
   next_id: number;
   subs: string;
   inbound: string;
+  owner: string | null;
 }
 
 interface MessageRow {
@@ -158,7 +162,16 @@ export class SessionPersistence implements SessionJournal {
     this.#db = db;
     db.define(SESSION_TABLES);
     const d = db.database;
-    this.#upsert = d.prepare("INSERT OR REPLACE INTO mqtt_sessions VALUES (?,?,?,?,?,?,?)");
+    // Files written before sessions recorded their owner get the column (empty: unknown owner).
+    const columns = d.prepare("PRAGMA table_info(mqtt_sessions)").all() as Array<{ name: string }>;
+    if (!columns.some((c) => c.name === "owner")) {
+      d.exec("ALTER TABLE mqtt_sessions ADD COLUMN owner TEXT");
+    }
+    this.#upsert = d.prepare(
+      "INSERT OR REPLACE INTO mqtt_sessions " +
+        "(client_id, version, expiry_sec, disconnected_at, next_id, subs, inbound, owner) " +
+        "VALUES (?,?,?,?,?,?,?,?)",
+    );
     this.#update = d.prepare(
       "UPDATE mqtt_sessions SET subs = ?, inbound = ?, next_id = ? WHERE client_id = ?",
     );
@@ -193,6 +206,7 @@ export class SessionPersistence implements SessionJournal {
         expirySec: r.expiry_sec,
         disconnectedAt: r.disconnected_at ?? undefined,
         lastSeq: 0,
+        owner: r.owner ?? undefined,
         state: {
           subscriptions: subs.s,
           shared: subs.sh,
@@ -267,6 +281,7 @@ export class SessionPersistence implements SessionJournal {
       snap.nextId,
       JSON.stringify({ s: snap.subscriptions, sh: snap.shared } satisfies SubsJson),
       JSON.stringify(snap.inbound),
+      s.owner ?? null,
     ]);
   }
 
