@@ -17,8 +17,8 @@ import {
   resolveConfig,
   USAGE,
 } from "./src/config/mod.ts";
-import { configSchema } from "./src/config/config.ts";
-import { ConfigError, toJsonSchema } from "./src/config/schema.ts";
+import { configJsonSchema } from "./src/config/reference.ts";
+import { ConfigError } from "./src/config/schema.ts";
 import {
   addDevice,
   DeviceFileError,
@@ -106,15 +106,7 @@ export async function main(args: string[]): Promise<number> {
     }
     const [cmd, ...words] = parsed.command;
     if (cmd === "config" && words[0] === "schema") {
-      console.log(JSON.stringify(
-        {
-          $schema: "https://json-schema.org/draft/2020-12/schema",
-          title: "Ferry configuration",
-          ...toJsonSchema(configSchema),
-        },
-        null,
-        2,
-      ));
+      console.log(JSON.stringify(configJsonSchema(), null, 2));
       return 0;
     }
     const config = await loadConfig(parsed.configFile, parsed.overrides);

@@ -8,7 +8,8 @@ import type { Clock } from "../src/core/clock.ts";
 import { Core, type CoreOptions } from "../src/core/core.ts";
 import { Logger } from "../src/core/logger.ts";
 import type { Message } from "../src/core/message.ts";
-import { BinaryServer, type BinaryServerOptions } from "../src/protocols/binary/server.ts";
+import { BinaryServer } from "../src/protocols/binary/server.ts";
+import type { BinaryServerOptions } from "../src/protocols/binary/options.ts";
 
 /** A logger that keeps lines in memory (and prints them when FERRY_TEST_LOG is set). */
 export function memoryLogger(): { log: Logger; lines: string[] } {

@@ -7,6 +7,8 @@
  * @module
  */
 
+import { defaultLimits } from "./options.ts";
+
 /** Tunables of {@link Admission}. */
 export interface AdmissionOptions {
   /** Concurrent connections per source address (0 = no limit). @default 1024 */
@@ -45,9 +47,9 @@ export class Admission {
 
   /** Creates the controller. */
   constructor(options: AdmissionOptions = {}) {
-    this.#max = options.maxConnectionsPerAddress ?? 1024;
-    this.#exempt = options.exemptLoopback ?? true;
-    this.#authMax = options.authFailuresPerMinute ?? 20;
+    this.#max = options.maxConnectionsPerAddress ?? defaultLimits.maxConnectionsPerAddress;
+    this.#exempt = options.exemptLoopback ?? defaultLimits.exemptLoopback;
+    this.#authMax = options.authFailuresPerMinute ?? defaultLimits.authFailuresPerMinute;
     this.#now = options.now ?? Date.now;
   }
 

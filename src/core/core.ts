@@ -22,6 +22,7 @@ import { Logger } from "./logger.ts";
 import { createMessage, type Message, type Protocol } from "./message.ts";
 import { type Counter, type Gauge, MetricsRegistry } from "./metrics.ts";
 import { FlowGate } from "./flow_gate.ts";
+import { defaultLimits } from "./options.ts";
 import { Pipeline } from "./pipeline.ts";
 import {
   type DeviceCredential,
@@ -205,11 +206,11 @@ export class Core implements AsyncDisposable {
     });
     this.flow = new FlowGate({
       clock: this.clock,
-      maxHoldMs: options.subscriberHoldMs ?? 1000,
+      maxHoldMs: options.subscriberHoldMs ?? defaultLimits.subscriberHoldMs,
       onEvict: () => {
         this.stats.drops.inc({ protocol: "system", reason: "subscriber_hold_expired" });
         this.#coreLog.warn("a slow subscriber held delivery too long: no longer waiting for it", {
-          holdMs: options.subscriberHoldMs ?? 1000,
+          holdMs: options.subscriberHoldMs ?? defaultLimits.subscriberHoldMs,
         });
       },
     });
