@@ -5,7 +5,7 @@
  * @module
  */
 
-import mqtt from "mqtt";
+import { mqtt } from "./_dev_deps.ts";
 
 const MOSQUITTO = "/usr/sbin/mosquitto";
 

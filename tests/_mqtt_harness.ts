@@ -6,7 +6,7 @@
  * @module
  */
 
-import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import { type IClientOptions, mqtt, type MqttClient } from "./_dev_deps.ts";
 import mqttPacket, { type Packet } from "mqtt-packet";
 import { Buffer } from "node:buffer";
 import { Core, type CoreOptions, Logger } from "../src/core/mod.ts";

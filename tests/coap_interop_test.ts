@@ -5,7 +5,7 @@
  * @module
  */
 
-import coap from "coap";
+import { coap } from "./_dev_deps.ts";
 import { createMessage } from "../src/core/message.ts";
 import { CoapServer } from "../src/protocols/coap/server.ts";
 import { assert, assertEquals } from "./_assert.ts";

@@ -2,7 +2,7 @@ import { assert, assertEquals } from "./_assert.ts";
 import { openPage } from "./_chromium.ts";
 import { startGateway } from "./_process.ts";
 import { FbpClient } from "../src/protocols/binary/client.ts";
-import mqtt from "mqtt";
+import { mqtt } from "./_dev_deps.ts";
 
 const ARTIFACTS = new URL("../test-artifacts/", import.meta.url).pathname;
 

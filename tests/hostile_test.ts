@@ -7,7 +7,7 @@ import { type GatewayProcess, startGateway } from "./_process.ts";
 import { fdCount, startFleet } from "./_fleet.ts";
 import { rssOf } from "../bench/_util.ts";
 import { encodeFrame, encodeHello, FrameType } from "../src/protocols/binary/frame.ts";
-import mqtt from "mqtt";
+import { mqtt } from "./_dev_deps.ts";
 import mqttPacket from "mqtt-packet";
 
 const MiB = 1024 * 1024;

@@ -1,4 +1,4 @@
-import mqtt from "mqtt";
+import { mqtt } from "./_dev_deps.ts";
 import { FbpClient } from "../src/protocols/binary/client.ts";
 import { CoapServer } from "../src/protocols/coap/server.ts";
 import { Code } from "../src/protocols/coap/message.ts";
