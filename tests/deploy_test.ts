@@ -30,16 +30,38 @@ Deno.test("deploy/systemd/ferry.service passes systemd-analyze verify", async ()
 });
 
 Deno.test("The example Raspberry Pi config and the compose config pass 'ferry config check'", async () => {
-  for (const f of ["deploy/examples/raspberry-pi.jsonc", "deploy/docker/ferry.jsonc"]) {
+  // `config check` reads every file a config names: the Pi example's certificates live under
+  // /etc/ferry on a Pi, so they are made (dummy PEM files) under a temporary root here.
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const f of ["deploy/examples/raspberry-pi.jsonc", "deploy/docker/ferry.jsonc"]) {
+      const text = (await Deno.readTextFile(`${root}${f}`))
+        .replaceAll('"/etc/ferry/', `"${dir}/etc/ferry/`)
+        .replaceAll('"/var/lib/ferry"', `"${dir}/var/lib/ferry"`);
+      await Deno.mkdir(`${dir}/etc/ferry`, { recursive: true });
+      for (const m of text.matchAll(new RegExp(`"(${dir}/etc/ferry/[^"]+)"`, "g"))) {
+        await Deno.writeTextFile(m[1], "-----BEGIN TEST-----\n");
+      }
+      const name = f.slice(f.lastIndexOf("/") + 1);
+      await Deno.writeTextFile(`${dir}/${name}`, text);
+      const r = await runMain(["config", "check", "--config", `${dir}/${name}`]);
+      assertEquals(r.code, 0, `${f}: ${r.stderr}`);
+    }
+    // Without those files it cannot start, and the check says which keys name them.
     const r = await runMain([
       "config",
       "check",
       "--config",
-      `${root}${f}`,
+      `${root}deploy/examples/raspberry-pi.jsonc`,
       "--data-dir",
-      "/nonexistent-ferry",
+      `${dir}/data`,
     ]);
-    assertEquals(r.code, 0, `${f}: ${r.stderr}`);
+    assertEquals(r.code, 2);
+    for (const key of ["mqtt.tls.certFile", "mqtt.tls.keyFile", "northbound.caFile"]) {
+      assert(r.stderr.includes(`"${key}"`), r.stderr);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
