@@ -9,3 +9,4 @@
 export { default as mqtt } from "npm:mqtt@5.16.0";
 export type { IClientOptions, MqttClient } from "npm:mqtt@5.16.0";
 export { default as coap } from "npm:coap@1.5.0";
+export { parse as parseYaml } from "npm:yaml@2.9.1";
