@@ -142,7 +142,7 @@ export class TestPeer implements AsyncDisposable {
   /** Waits for the next message matching `pred` (consumed); fails after `timeoutMs`. */
   async recv(
     pred: (m: CoapMessage) => boolean = () => true,
-    timeoutMs = 3000,
+    timeoutMs = 15_000, // a failure deadline: wide, so a loaded machine does not trip it
   ): Promise<CoapMessage> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -176,7 +176,7 @@ export class TestPeer implements AsyncDisposable {
   }
 
   /** Sends a request and waits for the reply with its message ID (ACK/RST) or token. */
-  async exchange(msg: CoapMessage, timeoutMs = 3000): Promise<CoapMessage> {
+  async exchange(msg: CoapMessage, timeoutMs = 15_000): Promise<CoapMessage> {
     await this.send(msg);
     return await this.recv(
       (m) =>

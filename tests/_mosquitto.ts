@@ -43,7 +43,7 @@ export function freePort(): number {
   return port;
 }
 
-async function waitAccepting(port: number, child: Deno.ChildProcess, timeoutMs = 5000) {
+async function waitAccepting(port: number, child: Deno.ChildProcess, timeoutMs = 20_000) {
   const deadline = Date.now() + timeoutMs;
   let exited = false;
   child.status.then(() => exited = true);

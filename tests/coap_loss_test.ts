@@ -59,6 +59,7 @@ Deno.test("a lost ACK makes the client retransmit; the server replays it and pub
   const ack = await reliably(peer, tele("once"));
   assertEquals(ack.code, Code.CHANGED);
   assertEquals(relay.counts.up, 3);
+  await waitFor(() => published(h).length > 0, "the publication");
   await new Promise((r) => setTimeout(r, 50));
   assertEquals(published(h), ["once"]);
 });

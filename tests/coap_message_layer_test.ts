@@ -74,6 +74,7 @@ Deno.test("CoAP replays the cached ACK to a duplicate CON and publishes it only 
     req.messageId,
     req.messageId,
   ]);
+  await waitFor(() => h.seen.some((m) => m.topic === "devices/s1/telemetry"), "the publication");
   await new Promise((r) => setTimeout(r, 100));
   assertEquals(h.seen.filter((m) => m.topic === "devices/s1/telemetry").length, 1);
   assertEquals(h.core.stats.drops.get({ protocol: "coap", reason: "duplicate" }), 2);
