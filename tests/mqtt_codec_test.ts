@@ -6,7 +6,7 @@ import {
   MqttProtocolError,
 } from "../src/protocols/mqtt/mod.ts";
 import { assert, assertEquals, assertThrows } from "./_assert.ts";
-import { fuzzInput, Inbox, prng, seedPackets, sleep, startMqtt } from "./_mqtt_harness.ts";
+import { fuzzInput, Inbox, prng, seedPackets, startMqtt } from "./_mqtt_harness.ts";
 import { waitFor } from "./_harness.ts";
 
 function decodeAll(bytes: Uint8Array, version: 3 | 4 | 5): Packet[] {
