@@ -17,7 +17,15 @@ import denoJson from "../deno.json" with { type: "json" };
  */
 export const VERSION: string = denoJson.version;
 
-/** The `--version` line: Ferry's version, then the runtime's. */
+/**
+ * The `--version` line: Ferry's version, then the runtime's.
+ *
+ * @example
+ * ```ts
+ * import { VERSION, versionLine } from "./version.ts";
+ * if (!versionLine().startsWith(`ferry ${VERSION} (deno `)) throw new Error(versionLine());
+ * ```
+ */
 export function versionLine(): string {
   return `ferry ${VERSION} (deno ${Deno.version.deno}, ${Deno.build.target})`;
 }

@@ -82,6 +82,16 @@ async function checkPem(path: string): Promise<string | undefined> {
  * Why files cannot be created in directory `dir` (made with its parents when missing, as the
  * gateway does), or `undefined`. Tries it: creates and removes a temporary file in `dir`, or in
  * the nearest existing ancestor when `dir` does not exist yet.
+ *
+ * @example
+ * ```ts
+ * import { checkWritableDir } from "./check.ts";
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/f`, "");
+ * if (await checkWritableDir(`${dir}/new/data`) !== undefined) throw new Error();
+ * if (!(await checkWritableDir(`${dir}/f/data`))?.includes("not a directory")) throw new Error();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
  */
 export async function checkWritableDir(dir: string): Promise<string | undefined> {
   let probe = dir.replace(/\/+$/, "") || "/";

@@ -11,7 +11,16 @@
 import { configSchema } from "./config.ts";
 import { describe, toJsonSchema } from "./schema.ts";
 
-/** The JSON Schema document (draft 2020-12) of the config file, as `ferry config schema` prints it. */
+/**
+ * The JSON Schema document (draft 2020-12) of the config file, as `ferry config schema` prints it.
+ *
+ * @example
+ * ```ts
+ * import { configJsonSchema } from "./reference.ts";
+ * const s = configJsonSchema() as { additionalProperties: boolean; title: string };
+ * if (s.additionalProperties !== false || s.title !== "Ferry configuration") throw new Error();
+ * ```
+ */
 export function configJsonSchema(): Record<string, unknown> {
   return {
     $schema: "https://json-schema.org/draft/2020-12/schema",

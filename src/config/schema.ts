@@ -202,7 +202,16 @@ export function obj<F extends Fields>(doc: string, fields: F): ObjectField<F> {
   return { type: "object", doc, fields };
 }
 
-/** The same field, optional: absent from the validated value when not given. */
+/**
+ * The same field, optional: absent from the validated value when not given (any default dropped).
+ *
+ * @example
+ * ```ts
+ * import { obj, optional, str, validate } from "./schema.ts";
+ * const s = obj("", { caFile: optional(str("CA bundle")) });
+ * if ("caFile" in validate(s, {}, "")) throw new Error("filled in");
+ * ```
+ */
 export function optional<F extends Field>(field: F): Optional<F> {
   const { default: _, ...rest } = field as F & { default?: unknown };
   return { ...rest, optional: true } as Optional<F>;
@@ -211,6 +220,18 @@ export function optional<F extends Field>(field: F): Optional<F> {
 /**
  * The value of an object field when nothing is given: every default, typed. For component
  * defaults (`defaultXxxOptions`), so a default is written once, in the schema.
+ *
+ * @example
+ * ```ts
+ * import { bool, defaults, list, num, obj, str } from "./schema.ts";
+ * const s = obj("", {
+ *   on: bool("on", { default: true }),
+ *   rate: num("rate", { default: 0.5 }),
+ *   tags: list(str("tag"), "tags", { default: ["a"] }),
+ * });
+ * const d = defaults(s);
+ * if (!d.on || d.rate !== 0.5 || d.tags[0] !== "a") throw new Error();
+ * ```
  */
 export function defaults<F extends Fields>(field: ObjectField<F>): Infer<ObjectField<F>> {
   return defaultOf(field) as Infer<ObjectField<F>>;

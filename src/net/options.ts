@@ -24,7 +24,15 @@ export function portField(defaultPort: number, what: string): NumberField {
   });
 }
 
-/** The `tls` field of a listener: PEM files, absent = plain TCP. */
+/**
+ * The `tls` field of a listener: PEM files, absent = plain TCP.
+ *
+ * @example
+ * ```ts
+ * import { tlsField } from "./options.ts";
+ * if (!tlsField().optional || tlsField().fields.certFile.type !== "string") throw new Error();
+ * ```
+ */
 export function tlsField(doc = "Serve TLS (PEM files, reloaded when they change)") {
   return optional(obj(doc, {
     certFile: str("PEM certificate chain"),
