@@ -4,7 +4,8 @@
  * @module
  */
 
-import { ConfigError } from "./schema.ts";
+import { configSchema } from "./config.ts";
+import { ConfigError, defaults } from "./schema.ts";
 
 /** Parsed command line. */
 export interface CliArgs {
@@ -51,22 +52,26 @@ ferry device list [--config FILE] [--data-dir DIR]
 ferry coap-plugtest [--host H] [--coap-port N]   ETSI CoAP plugtest resources only
 ferry --version | --help`;
 
+/** The embedded defaults, for the usage text (written once, in the schema fragments). */
+const d = defaults(configSchema);
+
 /** Usage text. */
 export const USAGE = `Usage:
 ${SYNOPSIS.replace(/^/gm, "  ")}
 
 Starts the Ferry IoT gateway. With no config file it runs on the embedded defaults:
-every listener on 127.0.0.1, anonymous devices allowed only on loopback.
+every listener on ${d.host}, devices without credentials let in only on loopback and only
+until the first \`ferry device add\` (auth.anonymous "auto").
 
   --config FILE      JSON/JSONC config file (flags override it)
-  --host H           address every listener binds (default 127.0.0.1)
-  --binary-port N    FBP/1 TCP port (default 7883; 0 = pick a free port)
-  --mqtt-port N      MQTT port (default 1883)
-  --coap-port N      CoAP UDP port (default 5683)
-  --http-port N      HTTP port for /healthz and /metrics (default 8080)
-  --data-dir DIR     directory for durable state (default ./data)
-  --log-level L      debug | info | warn | error (default info)
-  --log-format F     json | pretty (default json)
+  --host H           address every listener binds (default ${d.host})
+  --binary-port N    FBP/1 TCP port (default ${d.binary.port}; 0 = pick a free port)
+  --mqtt-port N      MQTT port (default ${d.mqtt.port})
+  --coap-port N      CoAP UDP port (default ${d.coap.port})
+  --http-port N      HTTP port for /healthz and /metrics (default ${d.http.port})
+  --data-dir DIR     directory for durable state (default ${d.dataDir})
+  --log-level L      debug | info | warn | error (default ${d.log.level})
+  --log-format F     json | pretty (default ${d.log.format})
   --upstream URL     bridge to an upstream broker: mqtt://host:port or mqtts://host:port
   --gateway-id ID    this gateway's id upstream (default: the host name)
   --version          print the version and exit
