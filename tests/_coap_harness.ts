@@ -263,6 +263,8 @@ export class LossyRelay implements AsyncDisposable {
   #closed = false;
   /** Datagrams seen per direction. */
   readonly counts = { up: 0, down: 0 };
+  /** Datagrams dropped (either direction). */
+  dropped = 0;
 
   /** Listens on a free port and relays to `127.0.0.1:serverPort`. */
   constructor(
@@ -289,6 +291,7 @@ export class LossyRelay implements AsyncDisposable {
         if (dir === "up") this.#client = addr as Deno.NetAddr;
         const dest = dir === "up" ? server : this.#client;
         const n = decide(dir, this.counts[dir]++, data);
+        if (n === 0) this.dropped++;
         if (!dest) continue;
         for (let i = 0; i < n; i++) await to.send(data, dest).catch(() => {});
       }
