@@ -182,15 +182,15 @@ export class Gateway implements AsyncDisposable {
     reg.setCredentials(devices, this.config.auth.services);
     log.info("device registry loaded", { path, devices: devices.length, anonymous });
     if (reg.anonymous !== anonymous) {
-      const first = this.#registryLoaded;
+      const running = this.#registryLoaded; // not the load at start-up
       reg.setAnonymous(anonymous);
       // `auto` follows the registry: say so when it flips on a running gateway.
-      if (first && !anonymous) {
+      if (running && !anonymous) {
         log.warn(
           'anonymous access is now off: a device is registered (auth.anonymous "auto"); every device needs its id and token',
           { devices: devices.length },
         );
-      } else if (first) {
+      } else if (running) {
         log.warn(
           'anonymous access is on again: no device is registered (auth.anonymous "auto" on loopback); set auth.anonymous to false to keep unregistered devices out',
         );

@@ -106,7 +106,7 @@ Deno.test("The unit's start command, run as the service user with the unit's uma
     const cache = `${dir}/var/cache/ferry`;
     await Deno.mkdir(`${dir}/var/lib`, { recursive: true, mode: 0o755 });
     await Deno.mkdir(state, { mode: 0o700 });
-    await Deno.mkdir(`${cache}/deno`, { recursive: true });
+    await Deno.mkdir(cache, { recursive: true }); // CacheDirectory: Deno makes its deno/ in it
     await Deno.mkdir(`${dir}/etc/ferry`, { recursive: true });
     await Deno.writeTextFile(
       `${dir}/etc/ferry/ferry.jsonc`,
@@ -114,7 +114,7 @@ Deno.test("The unit's start command, run as the service user with the unit's uma
     );
     if (root0) {
       await Deno.chown(state, user, user);
-      await Deno.chown(`${cache}/deno`, user, user);
+      await Deno.chown(cache, user, user);
       await Deno.chown(`${dir}/etc/ferry/ferry.jsonc`, 0, user);
       await Deno.chmod(`${dir}/etc/ferry/ferry.jsonc`, 0o640);
     }
