@@ -5,7 +5,7 @@ import { FakeClock } from "../src/core/clock.ts";
 import { Core } from "../src/core/core.ts";
 import { silentLogger } from "../src/core/logger.ts";
 import { MqttServer } from "../src/protocols/mqtt/server.ts";
-import mqtt from "mqtt";
+import { mqtt } from "./_dev_deps.ts";
 
 Deno.test("MQTT: repeated bad passwords for a device from one address are throttled (CONNACK 0x97, retryable, even for the right one) for a minute", async () => {
   const clock = new FakeClock(Date.now());

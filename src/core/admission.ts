@@ -7,6 +7,7 @@
  */
 
 import { isLoopback } from "./address.ts";
+import { defaultLimits } from "./options.ts";
 
 /** Tunables of {@link Admission}. */
 export interface AdmissionOptions {
@@ -35,8 +36,8 @@ export class Admission {
 
   /** Creates the controller. */
   constructor(options: AdmissionOptions = {}) {
-    this.#max = options.maxConnectionsPerAddress ?? 1024;
-    this.#exempt = options.exemptLoopback ?? true;
+    this.#max = options.maxConnectionsPerAddress ?? defaultLimits.maxConnectionsPerAddress;
+    this.#exempt = options.exemptLoopback ?? defaultLimits.exemptLoopback;
   }
 
   /** Takes a connection slot for `address`; false when its cap is reached. */

@@ -26,6 +26,7 @@ import { createMessage, type Message, type Protocol } from "./message.ts";
 import { MetricsRegistry } from "./metrics.ts";
 import { FlowGate } from "./flow_gate.ts";
 import { PayloadBudget } from "./payload_budget.ts";
+import { defaultLimits } from "./options.ts";
 import { Pipeline } from "./pipeline.ts";
 import { type CoreMetrics, coreMetrics, ProtocolStats } from "./protocol_stats.ts";
 import { type DeviceCredential, DeviceRegistry, type ServiceAccount } from "./registry.ts";
@@ -187,15 +188,17 @@ export class Core implements AsyncDisposable {
     });
     this.flow = new FlowGate({
       clock: this.clock,
-      maxHoldMs: options.subscriberHoldMs ?? 1000,
+      maxHoldMs: options.subscriberHoldMs ?? defaultLimits.subscriberHoldMs,
       onEvict: () => {
         this.stats.drops.inc({ protocol: "system", reason: "subscriber_hold_expired" });
         this.#coreLog.warn("a slow subscriber held delivery too long: no longer waiting for it", {
-          holdMs: options.subscriberHoldMs ?? 1000,
+          holdMs: options.subscriberHoldMs ?? defaultLimits.subscriberHoldMs,
         });
       },
     });
-    this.budget = new PayloadBudget(options.payloadBudgetBytes ?? 64 * 1024 * 1024);
+    this.budget = new PayloadBudget(
+      options.payloadBudgetBytes ?? defaultLimits.payloadBudgetBytes,
+    );
     this.pipeline = new Pipeline((m) => this.#handle(m), {
       budget: this.budget,
       capacity: options.queueCapacity,

@@ -15,6 +15,7 @@
 import type { PayloadBudget } from "./payload_budget.ts";
 import { type Permit, Semaphore } from "./semaphore.ts";
 import type { Message } from "./message.ts";
+import { defaultPipelineOptions } from "./options.ts";
 
 /** Tunables of {@link Pipeline}. */
 export interface PipelineOptions {
@@ -88,11 +89,11 @@ export class Pipeline implements AsyncDisposable {
   /** Starts draining into `handler`. */
   constructor(handler: MessageHandler, options: PipelineOptions = {}) {
     this.#handler = handler;
-    this.#capacity = options.capacity ?? 1024;
+    this.#capacity = options.capacity ?? defaultPipelineOptions.queueCapacity;
     if (!Number.isInteger(this.#capacity) || this.#capacity < 1) {
       throw new RangeError(`Cannot create pipeline: capacity must be >= 1, got ${this.#capacity}`);
     }
-    this.#pool = new Semaphore(options.concurrency ?? 16);
+    this.#pool = new Semaphore(options.concurrency ?? defaultPipelineOptions.concurrency);
     this.#keyOf = options.keyOf ?? ((m) => m.deviceId ?? m.topic);
     this.#onError = options.onError;
     this.#budget = options.budget;

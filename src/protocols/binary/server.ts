@@ -8,43 +8,14 @@
 import type { Core, DevicePort, Logger, ProtocolSpec } from "../../core/mod.ts";
 import type { ListenAddress, Listener } from "../listener.ts";
 import { acceptLoop } from "../../net/accept_loop.ts";
-import { TcpListener, type TlsFiles } from "../../net/tcp_listener.ts";
-import {
-  BinarySession,
-  type BinarySessionHost,
-  type BinarySessionOptions,
-  IDLE_READ_BUFFER,
-} from "./session.ts";
+import { TcpListener } from "../../net/tcp_listener.ts";
+import { type BinaryServerOptions, defaultBinaryServerOptions } from "./options.ts";
+import { BinarySession, type BinarySessionHost, IDLE_READ_BUFFER } from "./session.ts";
 
 import { encodeError, encodeFrame, ErrorCode, FrameType } from "./frame.ts";
 
 /** FBP/1 as the core knows it: the label of its messages, presence and metrics. */
 export const FBP: ProtocolSpec = Object.freeze({ name: "binary" });
-
-/** Tunables of {@link BinaryServer} (the `binary` config section). */
-export interface BinaryServerOptions extends BinarySessionOptions {
-  /** Address to bind. @default "127.0.0.1" */
-  hostname: string;
-  /** Port (0 picks a free one). @default 7883 */
-  port: number;
-  /** Most concurrent connections; past it new ones get ERROR 9 and are closed. @default 50000 */
-  maxConnections: number;
-  /** Serve TLS with these PEM files (reloaded when they change). @default plain TCP */
-  tls?: TlsFiles;
-}
-
-/** Defaults of every option. */
-export const defaultBinaryServerOptions: BinaryServerOptions = {
-  hostname: "127.0.0.1",
-  port: 7883,
-  maxPayload: 65536,
-  helloTimeoutMs: 10_000,
-  defaultKeepAliveSec: 60,
-  maxKeepAliveSec: 3600,
-  drainTimeoutMs: 10_000,
-  maxPendingBytes: 1 << 20,
-  maxConnections: 50_000,
-};
 
 /**
  * Serves FBP/1 devices.

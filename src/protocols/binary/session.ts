@@ -45,22 +45,7 @@ import {
   FrameType,
   HelloStatus,
 } from "./frame.ts";
-
-/** Tunables of a session (the binary section of the config). */
-export interface BinarySessionOptions {
-  /** Largest frame payload. @default 65536 */
-  maxPayload: number;
-  /** Time allowed for HELLO. @default 10000 */
-  helloTimeoutMs: number;
-  /** Keepalive granted when the device asks 0. @default 60 */
-  defaultKeepAliveSec: number;
-  /** Largest keepalive granted. @default 3600 */
-  maxKeepAliveSec: number;
-  /** Longest wait for a slow reader. @default 10000 */
-  drainTimeoutMs: number;
-  /** Outbound bytes queued before the connection is closed. @default 1048576 */
-  maxPendingBytes: number;
-}
+import type { BinarySessionOptions } from "./options.ts";
 
 /** What a session needs from its server. */
 export interface BinarySessionHost {

@@ -29,7 +29,7 @@ import {
   telemetryTopic,
 } from "../../core/mod.ts";
 import { Code, ContentFormat } from "./message.ts";
-import { encodeString, encodeUint, Opt } from "./options.ts";
+import { encodeString, encodeUint, Opt } from "./option_codec.ts";
 import { type CoapRequest, type CoapResource, type CoapResponse, queryParam } from "./resource.ts";
 import type { ResourceHost } from "./server.ts";
 

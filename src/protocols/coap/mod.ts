@@ -14,6 +14,7 @@ export * from "./link_format.ts";
 export * from "./message.ts";
 export * from "./notifier.ts";
 export * from "./observe.ts";
+export * from "./option_codec.ts";
 export * from "./options.ts";
 export * from "./plugtest.ts";
 export * from "./resource.ts";
