@@ -13,10 +13,16 @@ import type { Clock, TimerHandle } from "../../core/clock.ts";
 import type { Logger } from "../../core/logger.ts";
 import { type CoapMessage, type CoapOption, CoapType, Code, codeClass } from "./message.ts";
 import { encodeMessage } from "./codec.ts";
-import type { Observation, ObserverRegistry } from "./observe.ts";
+import { boundFormat, NO_FORMAT, type Observation, type ObserverRegistry } from "./observe.ts";
 import { encodeUint, Opt } from "./options.ts";
 import type { CoapResource, CoapResponse } from "./resource.ts";
 import type { Retransmitter } from "./retransmitter.ts";
+
+const text = new TextEncoder();
+
+function formatName(f: number): string {
+  return f === NO_FORMAT ? "none" : String(f);
+}
 
 /** What the notifier needs of the server. */
 export interface NotifierHost {
@@ -95,8 +101,12 @@ export class Notifier {
     }
     obs.dirty = false;
     let result: ReturnType<CoapResource["handle"]>;
+    // RFC 7641 §4.2: the resource is asked for the registration's Content-Format (its Accept, or
+    // the format the observation is bound to), so resources with several formats keep to it.
+    const f = obs.format;
+    const accept = obs.request.accept ?? (f !== undefined && f !== NO_FORMAT ? f : undefined);
     try {
-      result = obs.resource.handle({ ...obs.request, notification: true });
+      result = obs.resource.handle({ ...obs.request, accept, notification: true });
     } catch (err) {
       host.log.error("notification render failed", { target: obs.target, error: err });
       return;
@@ -105,10 +115,40 @@ export class Notifier {
       // A liveness probe of an unchanged resource re-sends its current (empty) state.
       if (!res && probe) res = { code: Code.CONTENT };
       if (!res || host.closed() || !host.observers.get(obs.endpoint, obs.token)) return;
-      this.#send(obs, res);
+      this.#send(obs, this.#keepFormat(obs, res));
     };
     if (result instanceof Promise) result.then(send, () => {});
     else send(result);
+  }
+
+  /**
+   * RFC 7641 §4.2: "The Content-Format specified in a 2.xx notification MUST be the same as the one
+   * used in the initial response"; when the resource can no longer provide it the observer gets a
+   * final 4.06 and is removed. A registration answered without a body binds the first body's.
+   */
+  #keepFormat(obs: Observation, res: CoapResponse): CoapResponse {
+    if (codeClass(res.code) !== 2) return res;
+    const f = boundFormat(res);
+    if (f === undefined || f === obs.format) return res;
+    if (obs.format === undefined) {
+      obs.format = f;
+      return res;
+    }
+    const was = formatName(obs.format);
+    const now = formatName(f);
+    this.#host.log.info("observation ended: content format changed", {
+      endpoint: obs.endpoint,
+      target: obs.target,
+      registered: was,
+      now,
+    });
+    // Removed first: giving back what the representation claimed may make the resource notify.
+    this.#host.observers.remove(obs);
+    res.onLost?.(); // the representation was not sent: whatever it claimed is given back
+    return {
+      code: Code.NOT_ACCEPTABLE,
+      payload: text.encode(`Content-Format changed from ${was} to ${now}`),
+    };
   }
 
   #send(obs: Observation, res: CoapResponse): void {
@@ -163,6 +203,22 @@ export class Notifier {
       // observation (the client is gone or no longer interested).
       if (outcome === "rst" || outcome === "timeout") this.cancel(obs, outcome);
     });
+  }
+
+  /**
+   * Ends the observations of `target` (every observation when `undefined`): with the final
+   * notification `final`, a non-2.xx response (RFC 7641 §3.2), or silently without one. A CON
+   * notification still in flight is no longer retransmitted. Returns how many ended.
+   */
+  end(target: string | undefined, final?: CoapResponse): number {
+    const host = this.#host;
+    const list = target === undefined ? host.observers.all() : host.observers.of(target);
+    for (const obs of list) {
+      if (obs.inFlight !== undefined) host.retransmitter.cancel(obs.endpoint, obs.inFlight);
+      if (final && codeClass(final.code) !== 2 && !host.closed()) this.#send(obs, final);
+      else this.cancel(obs, "ended");
+    }
+    return list.length;
   }
 
   /** A Reset that matches no CON: true when it answered a NON notification (§3.6: deregister). */

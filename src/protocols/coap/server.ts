@@ -5,7 +5,7 @@
  * deduplication with cached replies, ping, critical-option checks; RFC 7641 Observe; RFC 7959
  * Block1 reassembly and Block2 slicing; `/.well-known/core` (RFC 6690). What the resources are is
  * decided by `mode`: Ferry's device resources (`device_resources.ts`) or the ETSI plugtest set
- * (`plugtest.ts`).
+ * (`plugtest/`).
  *
  * @module
  */
@@ -27,7 +27,7 @@ import {
   isResponseCode,
 } from "./message.ts";
 import { Notifier } from "./notifier.ts";
-import { type Observation, ObserverRegistry } from "./observe.ts";
+import { boundFormat, type Observation, ObserverRegistry } from "./observe.ts";
 import { createWellKnownResource } from "./well_known.ts";
 import {
   decodeString,
@@ -38,7 +38,7 @@ import {
   Opt,
   recognisedOptions,
 } from "./options.ts";
-import { createPlugtestResources } from "./plugtest.ts";
+import { createPlugtestResources } from "./plugtest/resources.ts";
 import {
   type CoapRequest,
   type CoapResource,
@@ -135,6 +135,11 @@ export interface ResourceHost {
   readonly signal: AbortSignal;
   /** Re-renders every observation of the target `path` (e.g. `/obs`) and notifies its observers. */
   notify(path: string): void;
+  /**
+   * Ends the observations of `path` (every observation when absent): with the final notification
+   * `final`, a non-2.xx response (RFC 7641 §3.2), or silently. Returns how many ended.
+   */
+  endObservations(path?: string, final?: CoapResponse): number;
   /** Number of observers of a target. */
   observers(path: string): number;
   /** Remembers which device an endpoint speaks for (pings and ACKs then refresh its presence). */
@@ -265,6 +270,7 @@ export class CoapServer implements Listener {
       log: this.#log,
       signal: this.#abort.signal,
       notify: (path) => this.notify(path),
+      endObservations: (path, final) => this.#notifier.end(path, final),
       observers: (path) => this.#observers.of(path).length,
       bindEndpoint: (ep, id) => this.#bindEndpoint(ep, id),
     };
@@ -735,6 +741,8 @@ export class CoapServer implements Listener {
       seq: existing ? existing.seq : 1,
       lastConfirmableAt: this.#port.clock.now(),
       dirty: false,
+      // RFC 7641 §4.2: notifications keep this response's Content-Format.
+      format: boundFormat(res),
     };
     if (existing?.inFlight !== undefined) this.#rt.cancel(existing.endpoint, existing.inFlight);
     // RFC 7641 §4.1: same endpoint and token replaces; a full list means no registration.
