@@ -18,6 +18,7 @@
 import {
   ackTopic,
   CHANNEL_RE,
+  type CloseReason,
   COMMAND_NAME_RE,
   type Draft,
   Identity,
@@ -28,6 +29,7 @@ import {
   telemetryTopic,
 } from "../../core/mod.ts";
 import { Code, ContentFormat } from "./message.ts";
+import { tokenKey } from "./observe.ts";
 import { encodeString, encodeUint, Opt } from "./options.ts";
 import { type CoapRequest, type CoapResource, type CoapResponse, queryParam } from "./resource.ts";
 import type { ResourceHost } from "./server.ts";
@@ -104,6 +106,18 @@ export function refusalResponse(r: Refusal): CoapResponse {
 }
 
 /**
+ * The final notification of an observation the core closed: 4.01 when the credentials it was
+ * registered with were revoked, 5.03 with Max-Age when the gateway is going away, 5.03 for the
+ * rest.
+ */
+export function closeResponse(reason: CloseReason, retryAfterSec = 2): CoapResponse {
+  const payload = text.encode(reason.message);
+  return reason.code === "removed"
+    ? { code: Code.UNAUTHORIZED, payload }
+    : { code: Code.SERVICE_UNAVAILABLE, maxAge: retryAfterSec, payload };
+}
+
+/**
  * Builds the device resources on a server's host.
  *
  * @example
@@ -123,19 +137,18 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
   const commandsOf = port.commands;
 
   /**
-   * Logs the request in with `?token=` (or `?t=`) as the device in `?id=` (else the path's);
-   * refreshes presence unless re-checking for a notification. Failed logins are throttled by the
-   * core (4.29 Too Many Requests with Max-Age, RFC 8516).
+   * Logs the request in with `?token=` (or `?t=`) as the device in `?id=` (else the path's) and
+   * refreshes presence. Failed logins are throttled by the core (4.29 Too Many Requests with
+   * Max-Age, RFC 8516).
    */
   function authenticate(req: CoapRequest, pathId: string): Auth {
     const token = queryParam(req.query, "token") ?? queryParam(req.query, "t");
     const who = queryParam(req.query, "id") ?? pathId;
     const identity = port.login({ user: who, secret: token }, req.remoteAddress);
     if (!(identity instanceof Identity)) {
-      if (!req.notification) port.stats.error("unauthorized");
+      port.stats.error("unauthorized");
       return { ok: false, res: refusalResponse(identity) };
     }
-    if (req.notification) return { ok: true, identity, who };
     if (!port.closing) port.seen(who, options.idleTimeoutMs);
     host.bindEndpoint(req.endpoint, who);
     return { ok: true, identity, who };
@@ -263,19 +276,43 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
 
   const commandsTarget = (id: string) => `/d/${id}/commands`;
 
+  /** Identities of live observations of commands, by `endpoint|token`. */
+  const observing = new Map<string, Identity>();
+  const observationKey = (req: CoapRequest) => `${req.endpoint}|${tokenKey(req.message.token)}`;
+
+  /**
+   * An observation of a device's commands is a stream of that device: attached to the identity
+   * it was registered with (no presence of its own), so revoking the device's credentials ends
+   * it at once with a final 4.01 (RFC 7641 §3.2), and detached when it ends for any reason.
+   */
+  function observed(req: CoapRequest, identity: Identity) {
+    return (end: (final: CoapResponse) => void): () => void => {
+      const key = observationKey(req);
+      observing.set(key, identity);
+      const attachment = port.attach(identity, {
+        sessionId: `coap:${key}`,
+        protocol: port.protocol,
+        close: (reason) => end(closeResponse(reason, options.retryAfterSec)),
+      }, false);
+      return () => {
+        if (observing.get(key) === identity) observing.delete(key);
+        attachment.detach();
+      };
+    };
+  }
+
   function commands(req: CoapRequest): CoapResponse | null {
     const { id } = req.params;
     if (req.notification) {
-      // Credentials are checked again: a device removed or re-keyed since it registered gets a
-      // final 4.01 notification, which ends the observation (RFC 7641 §3.2).
-      const auth = authenticate(req, id);
-      if (!auth.ok) return auth.res;
+      // The identity the observation was registered with; its credentials are not checked again
+      // (a revocation ends the observation through the port, see `observed`).
+      const identity = observing.get(observationKey(req));
+      if (!identity) return null;
       // RFC 7641 §4.2: the new state is the oldest pending command. It is claimed for CoAP (no
       // other protocol hands it out meanwhile) and stays pending until the client acknowledges
       // the Confirmable notification (then devices/{id}/acks/{name}); a lost one is released.
       const head = commandsOf.next(id);
       if (!head || !commandsOf.claim(head)) return null;
-      const identity = auth.identity;
       return {
         ...commandResponse(head, req.accept),
         onDelivered: (confirmed) => {
@@ -295,11 +332,12 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
     if (req.observe === 0 && commandsOf.pending(id).length > 1) {
       queueMicrotask(() => host.notify(commandsTarget(id)));
     }
-    if (!head) return { code: Code.CONTENT };
+    const onObserved = req.observe === 0 ? observed(req, auth.identity) : undefined;
+    if (!head) return { code: Code.CONTENT, onObserved };
     // A direct read hands the command over: deduplication replays this response to a
     // retransmitted request, so it is not lost when only the ACK was.
     commandsOf.delivered(head);
-    return commandResponse(head, req.accept);
+    return { ...commandResponse(head, req.accept), onObserved };
   }
 
   function acks(req: CoapRequest): CoapResponse | Promise<CoapResponse> {

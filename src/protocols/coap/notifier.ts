@@ -213,12 +213,17 @@ export class Notifier {
   end(target: string | undefined, final?: CoapResponse): number {
     const host = this.#host;
     const list = target === undefined ? host.observers.all() : host.observers.of(target);
-    for (const obs of list) {
-      if (obs.inFlight !== undefined) host.retransmitter.cancel(obs.endpoint, obs.inFlight);
-      if (final && codeClass(final.code) !== 2 && !host.closed()) this.#send(obs, final);
-      else this.cancel(obs, "ended");
-    }
+    for (const obs of list) this.endOne(obs, final);
     return list.length;
+  }
+
+  /** Ends one observation, like {@link end}. */
+  endOne(obs: Observation, final?: CoapResponse): void {
+    const host = this.#host;
+    if (host.observers.get(obs.endpoint, obs.token) !== obs) return;
+    if (obs.inFlight !== undefined) host.retransmitter.cancel(obs.endpoint, obs.inFlight);
+    if (final && codeClass(final.code) !== 2 && !host.closed()) this.#send(obs, final);
+    else this.cancel(obs, "ended");
   }
 
   /** A Reset that matches no CON: true when it answered a NON notification (§3.6: deregister). */

@@ -38,6 +38,8 @@ export interface Observation {
    * representation was sent yet (an empty 2.05: the first body binds it).
    */
   format?: number;
+  /** Called once when the observation ends (removed from the registry for any reason). */
+  ended?: () => void;
 }
 
 /** {@link Observation.format} of a representation sent without a Content-Format option. */
@@ -125,6 +127,7 @@ export class ObserverRegistry {
     const set = this.#byTarget.get(obs.target);
     set?.delete(obs);
     if (set?.size === 0) this.#byTarget.delete(obs.target);
+    obs.ended?.();
     return true;
   }
 
@@ -147,7 +150,9 @@ export class ObserverRegistry {
 
   /** Removes every observer. */
   clear(): void {
+    const all = [...this.#byKey.values()];
     this.#byKey.clear();
     this.#byTarget.clear();
+    for (const obs of all) obs.ended?.();
   }
 }

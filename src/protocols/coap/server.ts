@@ -751,6 +751,7 @@ export class CoapServer implements Listener {
       return undefined;
     }
     obs.seq = (obs.seq + 1) & 0xffffff;
+    obs.ended = res.onObserved?.((final) => this.#notifier.endOne(obs, final));
     return obs.seq;
   }
 
