@@ -13,7 +13,7 @@
 import type { Core, DeadlineEntry, DevicePort, Logger, ProtocolSpec } from "../../core/mod.ts";
 import type { ListenAddress, Listener } from "../listener.ts";
 import { Block1Assembler, blockSize, decodeBlock, encodeBlock, szxFor } from "./block.ts";
-import { CoapSyntaxError, decodeMessage, encodeMessage } from "./codec.ts";
+import { CoapSyntaxError, decodeMessage, encodeMessage, MAX_DATAGRAM } from "./codec.ts";
 import { createDeviceResources, type DeviceResources } from "./device_resources.ts";
 import { ExchangeCache, type ExchangeEntry } from "./exchange_cache.ts";
 import {
@@ -317,11 +317,14 @@ export class CoapServer implements Listener {
   }
 
   async #receiveLoop(conn: Deno.DatagramConn): Promise<void> {
+    // One buffer for every datagram (without one, Deno allocates 64 KiB per receive): the decoder
+    // copies what it keeps, so the bytes are not looked at after #onDatagram returns.
+    const buf = new Uint8Array(MAX_DATAGRAM);
     for (;;) {
       let data: Uint8Array;
       let addr: Deno.Addr;
       try {
-        [data, addr] = await conn.receive();
+        [data, addr] = await conn.receive(buf);
       } catch (err) {
         if (this.#closed) return;
         // ICMP errors of earlier sends surface here on some systems; keep serving.
