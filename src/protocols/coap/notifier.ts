@@ -49,7 +49,7 @@ export interface NotifierHost {
     token: Uint8Array,
     res: CoapResponse,
     options: CoapOption[],
-    cacheKey: string,
+    cacheKey: () => string,
   ): CoapMessage;
   /** Sends a datagram. */
   send(bytes: Uint8Array, addr: Deno.NetAddr): void;
@@ -175,7 +175,7 @@ export class Notifier {
       obs.token,
       res,
       options,
-      `${obs.endpoint}|${obs.target.slice(1)}?${obs.request.query.join("&")}`,
+      () => `${obs.endpoint}|${obs.target.slice(1)}?${obs.request.query.join("&")}`,
     );
     const bytes = encodeMessage(msg);
     host.counted();

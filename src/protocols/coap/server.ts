@@ -626,9 +626,10 @@ export class CoapServer implements Listener {
     req.payload = payload;
     // RFC 7959 §2.4: later blocks of a body rendered earlier come from the cache, so the
     // representation is consistent (and handlers with side effects run once).
-    const cacheKey = `${ep}|${path.join("/")}?${query.join("&")}`;
+    // Built only when a body is large enough to be cached (most requests never need it).
+    const cacheKey = () => `${ep}|${path.join("/")}?${query.join("&")}`;
     if (b2 && b2.num > 0) {
-      const cached = this.#block2.get(cacheKey);
+      const cached = this.#block2.get(cacheKey());
       if (cached && cached.expiresAt > this.#port.clock.now()) {
         return this.#finish(x, {
           code: cached.code,
@@ -654,7 +655,7 @@ export class CoapServer implements Listener {
       const r = res ?? { code: Code.CONTENT };
       const extra: FinishExtra = { block2: b2, block1: block1Echo, cacheKey };
       if (msg.code === Code.GET && resource.observable && observe !== undefined) {
-        extra.observe = this.#observeRequest(x, req, resource, r, route.target);
+        extra.observe = this.#observeRequest(x, req, resource, r, "/" + path.join("/"));
       }
       this.#finish(x, r, extra);
     };
@@ -696,10 +697,10 @@ export class CoapServer implements Listener {
     return { code: Code.SERVICE_UNAVAILABLE, maxAge: this.#opts.retryAfterSec };
   }
 
-  #route(path: string[]): (Route & { params: Record<string, string>; target: string }) | undefined {
+  #route(path: string[]): { resource: CoapResource; params: Record<string, string> } | undefined {
     for (const r of this.#routes) {
       const params = r.matcher.match(path);
-      if (params) return { ...r, params, target: "/" + path.join("/") };
+      if (params) return { resource: r.resource, params };
     }
     return undefined;
   }
@@ -807,7 +808,7 @@ export class CoapServer implements Listener {
         };
       }
       if (payload.length > size && extra.cacheKey && codeClass(res.code) === 2) {
-        this.#cacheBody(extra.cacheKey, res, payload);
+        this.#cacheBody(extra.cacheKey(), res, payload);
       }
       const more = start + size < payload.length;
       options.push({ number: Opt.BLOCK2, value: encodeBlock({ num, more, szx }) });
@@ -959,5 +960,6 @@ interface FinishExtra {
   observe?: number;
   block1?: CoapOption;
   block2?: { num: number; szx: number };
-  cacheKey?: string;
+  /** Key of the Block2 body cache (built only when a body is cached). */
+  cacheKey?: () => string;
 }
