@@ -14,7 +14,8 @@
  *
  * ```sh
  * deno run -A bench/coap_load.ts [--devices 1000] [--seconds 10] [--warmup 3] [--reps 3]
- *   [--ferry-dir DIR]   # another checkout of Ferry (before/after comparisons)
+ *   [--ferry-dir DIR]   # the Ferry checkout to run (default: this one)
+ *   [--before DIR]      # also run another checkout, interleaved ("before", for before/after)
  *   [--only ferry|libcoap]
  * ```
  *
@@ -27,6 +28,7 @@ interface Flags {
   warmup: number;
   reps: number;
   ferryDir: string;
+  before?: string;
   only?: "ferry" | "libcoap";
 }
 
@@ -70,6 +72,9 @@ function parseFlags(args: string[]): Flags {
         break;
       case "--ferry-dir":
         f.ferryDir = v;
+        break;
+      case "--before":
+        f.before = v;
         break;
       case "--only":
         if (v !== "ferry" && v !== "libcoap") throw new TypeError(`--only ferry|libcoap, not ${v}`);
@@ -226,14 +231,19 @@ if (import.meta.main) {
   const f = parseFlags(Deno.args);
   const tmp = await Deno.makeTempDir({ prefix: "coap-load-" });
   const client = await buildClient(tmp);
-  const runs: Record<"ferry" | "libcoap", LoadResult[]> = { ferry: [], libcoap: [] };
-  const kinds = (["ferry", "libcoap"] as const).filter((k) => !f.only || f.only === k);
+  type Kind = "before" | "ferry" | "libcoap";
+  const runs: Record<Kind, LoadResult[]> = { before: [], ferry: [], libcoap: [] };
+  const kinds = (["before", "ferry", "libcoap"] as const).filter((k) =>
+    k === "before" ? f.before !== undefined && !f.only : !f.only || f.only === k
+  );
   const load: number[][] = [];
   for (let rep = 1; rep <= f.reps; rep++) {
     for (const kind of kinds) {
-      const server = kind === "ferry" ? await startFerry(f.ferryDir) : await startLibcoap();
+      const server = kind === "libcoap"
+        ? await startLibcoap()
+        : await startFerry(kind === "before" ? f.before! : f.ferryDir);
       try {
-        const r = await runClient(client, server.port, kind, f);
+        const r = await runClient(client, server.port, kind === "libcoap" ? kind : "ferry", f);
         runs[kind].push(r);
         load.push(Deno.loadavg());
         console.error(
@@ -257,11 +267,14 @@ if (import.meta.main) {
     loadavg: load,
   };
   for (const k of kinds) summary[k] = { rps: stats(runs[k].map((r) => r.rps)), runs: runs[k] };
-  if (kinds.length === 2) {
-    const ratio = stats(runs.ferry.map((r) => r.rps)).median /
-      stats(runs.libcoap.map((r) => r.rps)).median;
-    summary.ratio = Math.round(ratio * 100) / 100;
+  const median = (k: Kind) => stats(runs[k].map((r) => r.rps)).median;
+  if (runs.ferry.length && runs.libcoap.length) {
+    summary.ratio = Math.round(median("ferry") / median("libcoap") * 100) / 100;
     console.error(`Ferry / libcoap (medians): ${summary.ratio}×`);
+  }
+  if (runs.before.length && runs.libcoap.length) {
+    summary.ratioBefore = Math.round(median("before") / median("libcoap") * 100) / 100;
+    console.error(`before / libcoap (medians): ${summary.ratioBefore}×`);
   }
   console.log(JSON.stringify(summary));
 }
