@@ -125,7 +125,19 @@ function libcoapPath(): string {
 
 interface Server {
   port: number;
+  pid: number;
   stop(): Promise<void>;
+}
+
+/**
+ * CPU seconds (user + system) the main thread of a process has used so far, from /proc: the
+ * thread that serves the requests in both servers (Deno's GC helpers and I/O threads are not the
+ * bottleneck and would make a multi-threaded process look slower per request).
+ */
+function cpuSeconds(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/task/${pid}/stat`);
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
 }
 
 /** The flags `deno task start` passes to `deno run`, from the checkout's deno.json. */
@@ -181,6 +193,7 @@ async function startFerry(dir: string): Promise<Server> {
   })();
   return {
     port,
+    pid: child.pid,
     async stop() {
       child.kill("SIGINT");
       await child.status;
@@ -200,6 +213,7 @@ async function startLibcoap(): Promise<Server> {
   await new Promise((r) => setTimeout(r, 300));
   return {
     port,
+    pid: child.pid,
     async stop() {
       child.kill("SIGTERM");
       await child.status;
@@ -207,19 +221,35 @@ async function startLibcoap(): Promise<Server> {
   };
 }
 
+/**
+ * Runs the client against `server`; also measures the server's CPU time during the window (the
+ * figure the machine's load disturbs least: CPU µs per request).
+ */
 async function runClient(
   client: string,
-  port: number,
+  server: Server,
   kind: "ferry" | "libcoap",
   f: Flags,
-): Promise<LoadResult> {
-  const out = await new Deno.Command(client, {
-    args: ["127.0.0.1", String(port), String(f.devices), String(f.warmup), String(f.seconds), kind],
+): Promise<LoadResult & { cpu_us_per_req: number }> {
+  const run = new Deno.Command(client, {
+    args: [
+      "127.0.0.1",
+      String(server.port),
+      String(f.devices),
+      String(f.warmup),
+      String(f.seconds),
+      kind,
+    ],
     stdout: "piped",
     stderr: "inherit",
   }).output();
+  await new Promise((r) => setTimeout(r, f.warmup * 1000));
+  const cpu0 = cpuSeconds(server.pid);
+  const out = await run;
+  const cpu = cpuSeconds(server.pid) - cpu0;
   if (!out.success) throw new Error(`The load client failed against ${kind}`);
-  return JSON.parse(new TextDecoder().decode(out.stdout));
+  const r: LoadResult = JSON.parse(new TextDecoder().decode(out.stdout));
+  return { ...r, cpu_us_per_req: Math.round(cpu * 1e6 / Math.max(1, r.ok + r.other)) };
 }
 
 function stats(xs: number[]): { min: number; median: number; max: number } {
@@ -232,7 +262,8 @@ if (import.meta.main) {
   const tmp = await Deno.makeTempDir({ prefix: "coap-load-" });
   const client = await buildClient(tmp);
   type Kind = "before" | "ferry" | "libcoap";
-  const runs: Record<Kind, LoadResult[]> = { before: [], ferry: [], libcoap: [] };
+  type Run = LoadResult & { cpu_us_per_req: number };
+  const runs: Record<Kind, Run[]> = { before: [], ferry: [], libcoap: [] };
   const kinds = (["before", "ferry", "libcoap"] as const).filter((k) =>
     k === "before" ? f.before !== undefined && !f.only : !f.only || f.only === k
   );
@@ -243,7 +274,7 @@ if (import.meta.main) {
         ? await startLibcoap()
         : await startFerry(kind === "before" ? f.before! : f.ferryDir);
       try {
-        const r = await runClient(client, server.port, kind === "libcoap" ? kind : "ferry", f);
+        const r = await runClient(client, server, kind === "libcoap" ? kind : "ferry", f);
         runs[kind].push(r);
         load.push(Deno.loadavg());
         console.error(
@@ -251,7 +282,7 @@ if (import.meta.main) {
             (r.p50_us / 1000).toFixed(1)
           } ms  p99 ${
             (r.p99_us / 1000).toFixed(1)
-          } ms  timeouts ${r.timeouts}  non-2.xx ${r.other}`,
+          } ms  timeouts ${r.timeouts}  non-2.xx ${r.other}  ${r.cpu_us_per_req} µs CPU/req`,
         );
       } finally {
         await server.stop();
@@ -266,7 +297,13 @@ if (import.meta.main) {
     reps: f.reps,
     loadavg: load,
   };
-  for (const k of kinds) summary[k] = { rps: stats(runs[k].map((r) => r.rps)), runs: runs[k] };
+  for (const k of kinds) {
+    summary[k] = {
+      rps: stats(runs[k].map((r) => r.rps)),
+      cpuUsPerReq: stats(runs[k].map((r) => r.cpu_us_per_req)),
+      runs: runs[k],
+    };
+  }
   const median = (k: Kind) => stats(runs[k].map((r) => r.rps)).median;
   if (runs.ferry.length && runs.libcoap.length) {
     summary.ratio = Math.round(median("ferry") / median("libcoap") * 100) / 100;

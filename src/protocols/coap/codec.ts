@@ -153,21 +153,24 @@ export function decodeMessage(bytes: Uint8Array): CoapMessage {
         header,
       });
     }
-    const ext = (n: number): number => {
-      if (n === 13) {
-        if (pos + 1 > bytes.length) throw truncated(pos, header);
-        return bytes[pos++] + 13;
-      }
-      if (n === 14) {
-        if (pos + 2 > bytes.length) throw truncated(pos, header);
-        const v = ((bytes[pos] << 8) | bytes[pos + 1]) + 269;
-        pos += 2;
-        return v;
-      }
-      return n;
-    };
-    delta = ext(delta);
-    length = ext(length);
+    // RFC 7252 §3.1: nibbles 13 and 14 take one or two extension bytes (inline: this loop runs
+    // for every option of every datagram).
+    if (delta === 13) {
+      if (pos + 1 > bytes.length) throw truncated(pos, header);
+      delta = bytes[pos++] + 13;
+    } else if (delta === 14) {
+      if (pos + 2 > bytes.length) throw truncated(pos, header);
+      delta = ((bytes[pos] << 8) | bytes[pos + 1]) + 269;
+      pos += 2;
+    }
+    if (length === 13) {
+      if (pos + 1 > bytes.length) throw truncated(pos, header);
+      length = bytes[pos++] + 13;
+    } else if (length === 14) {
+      if (pos + 2 > bytes.length) throw truncated(pos, header);
+      length = ((bytes[pos] << 8) | bytes[pos + 1]) + 269;
+      pos += 2;
+    }
     number += delta;
     if (number > 0xffff) {
       throw new CoapSyntaxError(`option number ${number} exceeds 65535`, {

@@ -61,9 +61,11 @@ const FORMATS: Array<[number, string]> = [
   [60, "application/cbor"],
 ];
 
+const MIME_BY_FORMAT = new Map(FORMATS);
+
 /** MIME type of a Content-Format number, RFC 7252 §12.3. */
 export function mimeOf(format: number | undefined): string | undefined {
-  return FORMATS.find(([n]) => n === format)?.[1];
+  return format === undefined ? undefined : MIME_BY_FORMAT.get(format);
 }
 
 /** Content-Format number of a MIME type (parameters other than charset ignored). */
@@ -170,15 +172,14 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
     identity: Identity,
     topic: string,
   ): CoapResponse | Promise<CoapResponse> {
+    const contentType = mimeOf(req.contentFormat);
     const draft: Draft = {
       topic,
       payload: req.payload,
       qos: req.confirmable ? 1 : 0,
       retain: false,
       origin: `coap:${req.endpoint}`,
-      properties: req.contentFormat !== undefined && mimeOf(req.contentFormat)
-        ? { contentType: mimeOf(req.contentFormat) }
-        : undefined,
+      properties: contentType !== undefined ? { contentType } : undefined,
     };
     const r = port.publish(identity, draft);
     return r instanceof Promise ? r.then(answer) : answer(r);

@@ -774,13 +774,17 @@ export class CoapServer implements Listener {
     extraOptions: CoapOption[],
     extra: FinishExtra,
   ): CoapMessage {
-    const options: CoapOption[] = [...extraOptions, ...res.options ?? []];
+    const options: CoapOption[] = res.options ? [...extraOptions, ...res.options] : extraOptions;
     if (res.etag) options.push({ number: Opt.ETAG, value: res.etag });
-    for (const p of res.locationPath ?? []) {
-      options.push({ number: Opt.LOCATION_PATH, value: encodeString(p) });
+    if (res.locationPath) {
+      for (const p of res.locationPath) {
+        options.push({ number: Opt.LOCATION_PATH, value: encodeString(p) });
+      }
     }
-    for (const q of res.locationQuery ?? []) {
-      options.push({ number: Opt.LOCATION_QUERY, value: encodeString(q) });
+    if (res.locationQuery) {
+      for (const q of res.locationQuery) {
+        options.push({ number: Opt.LOCATION_QUERY, value: encodeString(q) });
+      }
     }
     if (res.contentFormat !== undefined) {
       options.push({ number: Opt.CONTENT_FORMAT, value: encodeUint(res.contentFormat) });
@@ -815,7 +819,7 @@ export class CoapServer implements Listener {
       if (num === 0 && more) options.push({ number: Opt.SIZE2, value: encodeUint(payload.length) });
       payload = payload.subarray(start, Math.min(payload.length, start + size));
     }
-    options.sort((a, b) => a.number - b.number);
+    if (options.length > 1) options.sort((a, b) => a.number - b.number);
     return { type, code: res.code, messageId: mid, token, options, payload };
   }
 
@@ -855,6 +859,7 @@ export class CoapServer implements Listener {
         return;
       }
     }
+    // A fresh array: #buildResponse adds the response's options to it.
     const obsOpt: CoapOption[] = extra.observe !== undefined
       ? [{ number: Opt.OBSERVE, value: encodeUint(extra.observe) }]
       : [];
