@@ -25,7 +25,7 @@ import {
 } from "../../core/mod.ts";
 import { type BurstConsumer, type BurstOptions, serveBursts } from "../../net/burst_source.ts";
 import { ConnWriter, type ConnWriterOptions } from "../../net/conn_writer.ts";
-import { FrameParser } from "./codec.ts";
+import { FrameDecoder, FrameParser } from "./codec.ts";
 import {
   AckStatus,
   decodeAck,
@@ -129,36 +129,11 @@ let nextSessionId = 1;
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
-/** A decoded frame or an in-band decoding error (kept in stream order). */
+/** A decoded frame or a decoding error, in stream order. */
 type FrameEvent = Frame | FrameSyntaxError;
 
-/**
- * Splits bytes into frames, one array of them per chunk read (one stream step per read, not per
- * frame). Decoding errors travel in-band, in stream order: frames before a bad CRC or a fatal
- * error are handled (and ACKed) before the ERROR for it goes out, and a fatal error ends the
- * stream after it.
- */
-function frameEvents(parser: FrameParser): TransformStream<Uint8Array, FrameEvent[]> {
-  return new TransformStream<Uint8Array, FrameEvent[]>({
-    transform(chunk, controller) {
-      const events: FrameEvent[] = [];
-      const out = (e: FrameEvent) => events.push(e);
-      try {
-        parser.parse(chunk, out, out);
-      } catch (err) {
-        if (!(err instanceof FrameSyntaxError)) throw err;
-        events.push(err);
-        controller.enqueue(events);
-        controller.terminate();
-        return;
-      }
-      if (events.length) controller.enqueue(events);
-    },
-  });
-}
-
 /** One device connection speaking FBP/1. */
-export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]> {
+export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
   #number = nextSessionId++;
   /** Unique id of the connection (made when asked: idle sessions keep a number). */
   get sessionId(): string {
@@ -276,19 +251,35 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
     }
   }
 
-  /** A codec stream for a burst, over the session's parser (a partial frame spans bursts). */
-  codec(): TransformStream<Uint8Array, FrameEvent[]> {
-    return frameEvents(this.#parser!);
+  /**
+   * The codec a burst's bytes flow through: a {@link FrameDecoder} over the session's parser (a
+   * partial frame carries over from the handshake's reads). A bad CRC reaches `onError` in
+   * stream order (ERROR 3, the connection stays).
+   */
+  codec(): FrameDecoder {
+    return new FrameDecoder({ parser: this.#parser, onError: this.#onCrcError });
   }
 
-  /** Handles a burst's frames and errors in order; a full pipeline stops reading. */
-  async consume(frames: ReadableStream<FrameEvent[]>): Promise<void> {
-    for await (const events of frames) {
-      for (const ev of events) {
-        if (this.#closed) return;
-        const pending = this.#onEvent(ev); // a promise only while the core is full
-        if (pending) await pending;
+  #onCrcError = (err: FrameSyntaxError): void => {
+    this.#onEvent(err);
+  };
+
+  /**
+   * Handles a burst's frames in order; a full pipeline stops reading. A fatal framing error ends
+   * the stream after the frames before it: ERROR, then the connection closes.
+   */
+  async consume(batches: ReadableStream<Frame[]>): Promise<void> {
+    try {
+      for await (const frames of batches) {
+        for (const f of frames) {
+          if (this.#closed) return;
+          const pending = this.#onEvent(f); // a promise only while the core is full
+          if (pending) await pending;
+        }
       }
+    } catch (err) {
+      if (!(err instanceof FrameSyntaxError)) throw err;
+      if (!this.#closed) this.#onEvent(err);
     }
   }
 

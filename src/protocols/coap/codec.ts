@@ -9,9 +9,11 @@
  *   tokens, a payload marker with no payload is accepted, truncated options read past the end), so
  *   decoding is done here.
  * - {@link encodeMessage} serialises in one pass into shared slabs, behind a size cap (the tests
- *   check it against `npm:coap-packet`'s parser).
- * - {@link CoapDecoder} and {@link CoapEncoder} wrap both as `TransformStream`s (one datagram per
- *   chunk) for stream pipelines and tests.
+ *   check it byte for byte against `npm:coap-packet`'s `generate`).
+ *
+ * CoAP is datagrams, not a byte stream: the server decodes each datagram it receives in one call
+ * and sends each encoded message in one `send`, with no stream step in between (a stream pipeline
+ * per datagram would cost more than the decoding; see `docs/architecture.md`).
  *
  * @module
  */
@@ -71,6 +73,12 @@ export class CoapSyntaxError extends SyntaxError {
 
 const EMPTY = new Uint8Array(0);
 
+/** Options of {@link decodeMessage}. */
+export interface DecodeOptions {
+  /** Largest datagram accepted; a larger one is refused before its bytes are read. @default 65507 */
+  maxSize?: number;
+}
+
 /**
  * Decodes one datagram.
  *
@@ -84,7 +92,14 @@ const EMPTY = new Uint8Array(0);
  * }
  * ```
  */
-export function decodeMessage(bytes: Uint8Array): CoapMessage {
+export function decodeMessage(bytes: Uint8Array, limits: DecodeOptions = {}): CoapMessage {
+  const max = limits.maxSize ?? MAX_DATAGRAM;
+  if (bytes.length > max) { // a hard cap before looking at the bytes
+    throw new CoapSyntaxError(`${bytes.length} bytes exceeds the ${max} byte limit`, {
+      reason: "too_large",
+      offset: max,
+    });
+  }
   // HEADER (RFC 7252 §3)
   if (bytes.length < 4) {
     throw new CoapSyntaxError(`${bytes.length} bytes is shorter than the 4-byte header`, {
@@ -339,104 +354,4 @@ function writeExt(out: Uint8Array, pos: number, n: number): number {
   out[pos] = (n - 269) >> 8;
   out[pos + 1] = (n - 269) & 0xff;
   return pos + 2;
-}
-
-/** Options of {@link CoapDecoder}. */
-export interface CoapDecoderOptions {
-  /** Largest datagram accepted; larger ones are dropped before decoding. @default 65507 */
-  maxSize?: number;
-  /** Called for each datagram that is dropped. @default ignore */
-  onError?: (err: CoapSyntaxError) => void;
-}
-
-/**
- * `TransformStream<Uint8Array, CoapMessage>`: one datagram in, one message out; malformed or
- * oversize datagrams are reported to `onError` and dropped.
- *
- * @example
- * ```ts
- * import { CoapDecoder } from "./codec.ts";
- * const out = await Array.fromAsync(
- *   ReadableStream.from([new Uint8Array([0x40, 0, 0, 1]), new Uint8Array([0x80])])
- *     .pipeThrough(new CoapDecoder()),
- * );
- * if (out.length !== 1 || out[0].code !== 0) throw new Error();
- * ```
- */
-export class CoapDecoder implements TransformStream<Uint8Array, CoapMessage> {
-  #readable: ReadableStream<CoapMessage>;
-  #writable: WritableStream<Uint8Array>;
-
-  /** Creates a decoder. */
-  constructor(options: CoapDecoderOptions = {}) {
-    const max = options.maxSize ?? MAX_DATAGRAM;
-    const { readable, writable } = new TransformStream<Uint8Array, CoapMessage>({
-      transform(chunk, controller) {
-        try {
-          // Hard cap before looking at the bytes.
-          if (chunk.length > max) {
-            throw new CoapSyntaxError(`${chunk.length} bytes exceeds the ${max} byte limit`, {
-              reason: "too_large",
-              offset: max,
-            });
-          }
-          controller.enqueue(decodeMessage(chunk));
-        } catch (err) {
-          if (!(err instanceof CoapSyntaxError)) throw err;
-          options.onError?.(err);
-        }
-      },
-    });
-    this.#readable = readable;
-    this.#writable = writable;
-  }
-
-  /** Decoded messages. */
-  get readable(): ReadableStream<CoapMessage> {
-    return this.#readable;
-  }
-
-  /** Datagrams in. */
-  get writable(): WritableStream<Uint8Array> {
-    return this.#writable;
-  }
-}
-
-/**
- * `TransformStream<CoapMessage, Uint8Array>`: one message in, one datagram out.
- *
- * @example
- * ```ts
- * import { CoapEncoder } from "./codec.ts";
- * import { emptyMessage } from "./message.ts";
- * const out = await Array.fromAsync(
- *   ReadableStream.from([emptyMessage(3, 5)]).pipeThrough(new CoapEncoder()),
- * );
- * if (out[0].join() !== "112,0,0,5") throw new Error();
- * ```
- */
-export class CoapEncoder implements TransformStream<CoapMessage, Uint8Array> {
-  #readable: ReadableStream<Uint8Array>;
-  #writable: WritableStream<CoapMessage>;
-
-  /** Creates an encoder. */
-  constructor(options: EncodeOptions = {}) {
-    const { readable, writable } = new TransformStream<CoapMessage, Uint8Array>({
-      transform(msg, controller) {
-        controller.enqueue(encodeMessage(msg, options));
-      },
-    });
-    this.#readable = readable;
-    this.#writable = writable;
-  }
-
-  /** Encoded datagrams. */
-  get readable(): ReadableStream<Uint8Array> {
-    return this.#readable;
-  }
-
-  /** Messages in. */
-  get writable(): WritableStream<CoapMessage> {
-    return this.#writable;
-  }
 }

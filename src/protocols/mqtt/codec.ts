@@ -1,9 +1,11 @@
 /**
- * The MQTT codec of one connection: {@link MqttDecoder} turns socket bytes into packets and
- * {@link MqttEncoder} packets into bytes. Framing (fixed header, Remaining Length) is an explicit
- * state machine here, so the size cap applies before anything is buffered; each complete frame is
- * then decoded by `npm:mqtt-packet`, and the decoded packet is checked for the rules mqtt-packet
- * does not enforce (UTF-8, duplicate properties).
+ * The MQTT codec of one connection. {@link MqttFrameDecoder} is the synchronous parser: framing
+ * (fixed header, Remaining Length) is an explicit state machine, so the size cap applies before
+ * anything is buffered; each complete frame is then decoded by `npm:mqtt-packet` (or the fast path
+ * for the hot packets), and checked for the rules mqtt-packet does not enforce (UTF-8, duplicate
+ * and misplaced properties). {@link MqttDecoder} is the `TransformStream` a connection pipes each
+ * burst of socket bytes through, built from that parser. Packets out are encoded with
+ * {@link encodePacket} or the fast encoder straight into the connection's writer.
  *
  * @module
  */
@@ -16,6 +18,7 @@ import { checkPacketStrings } from "./utf8.ts";
 import { fastDecode } from "./_fast_codec.ts";
 import { misplacedProperty } from "./properties.ts";
 import { propertyProblem } from "./_property_scan.ts";
+import { ParserStream } from "../../net/parser_stream.ts";
 
 /** MQTT protocol levels: 3 = 3.1, 4 = 3.1.1, 5 = 5.0. */
 export type ProtocolVersion = 3 | 4 | 5;
@@ -101,8 +104,8 @@ function parseFrame(
 }
 
 /**
- * A synchronous MQTT frame decoder: feed it chunks, get whole packets. Used by
- * {@link MqttDecoder}, and directly by the fuzz tests.
+ * A synchronous MQTT frame decoder: feed it chunks, get whole packets. Runs inside
+ * {@link MqttDecoder}, and directly for a connection's handshake and the fuzz tests.
  *
  * @example
  * ```ts
@@ -149,6 +152,15 @@ export class MqttFrameDecoder {
   /** Decodes every complete packet in `chunk` (plus what was buffered); throws on a bad one. */
   push(chunk: Uint8Array): Packet[] {
     const out: Packet[] = [];
+    this.parse(chunk, (p) => out.push(p));
+    return out;
+  }
+
+  /**
+   * Decodes every complete packet in `chunk` (plus what was buffered) to `emit`, in order; a bad
+   * packet throws, after the packets before it were emitted.
+   */
+  parse(chunk: Uint8Array, emit: (packet: Packet) => void): void {
     let i = 0;
     while (i < chunk.length) {
       if (this.#state === State.Header) {
@@ -186,7 +198,7 @@ export class MqttFrameDecoder {
         const start = i - headLen;
         if (start >= 0 && chunk.length - i >= this.#len) {
           // Whole frame inside this chunk: decode a view, no copy.
-          out.push(this.#decode(chunk.subarray(start, i + this.#len)));
+          emit(this.#decode(chunk.subarray(start, i + this.#len)));
           i += this.#len;
           continue;
         }
@@ -200,7 +212,7 @@ export class MqttFrameDecoder {
         this.#frame = frame;
         this.#filled = headLen;
         this.#state = State.Body;
-        if (this.#len === 0) out.push(this.#finish());
+        if (this.#len === 0) emit(this.#finish());
         continue;
       }
       const frame = this.#frame!;
@@ -208,9 +220,15 @@ export class MqttFrameDecoder {
       frame.set(chunk.subarray(i, i + n), this.#filled);
       this.#filled += n;
       i += n;
-      if (this.#filled === frame.length) out.push(this.#finish());
+      if (this.#filled === frame.length) emit(this.#finish());
     }
-    return out;
+  }
+
+  /** The input ended: throws when it ended inside a packet. */
+  end(): void {
+    if (this.buffered > 0) {
+      throw this.#malformed("connection ended inside a packet");
+    }
   }
 
   #finish(): Packet {
@@ -276,46 +294,34 @@ export class MqttFrameDecoder {
   }
 }
 
+/** Tunables of {@link MqttDecoder}. */
+export interface MqttDecoderStreamOptions extends MqttDecoderOptions {
+  /**
+   * The parser to run (a packet split across reads carries over).
+   * @default a new one with `maxPacketSize` and `protocolVersion`
+   */
+  decoder?: MqttFrameDecoder;
+}
+
 /**
- * Decodes a connection's bytes into MQTT packets, as a `TransformStream`.
+ * Decodes a connection's bytes into batches of MQTT packets (one per chunk that completes any),
+ * as a `TransformStream`: what a connection pipes each burst of socket bytes through. A malformed
+ * packet errors the stream after the packets before it (MQTT 5 §4.13: the connection closes).
  *
  * @example
  * ```ts
  * import { MqttDecoder } from "./codec.ts";
  * const bytes = ReadableStream.from([new Uint8Array([0xc0, 0x00])]);
- * const packets = await Array.fromAsync(bytes.pipeThrough(new MqttDecoder({ protocolVersion: 4 })));
- * if (packets[0].cmd !== "pingreq") throw new Error();
+ * const batches = await Array.fromAsync(bytes.pipeThrough(new MqttDecoder({ protocolVersion: 4 })));
+ * if (batches.flat()[0].cmd !== "pingreq") throw new Error();
  * ```
  */
-export class MqttDecoder implements TransformStream<Uint8Array, Packet> {
-  #readable: ReadableStream<Packet>;
-  #writable: WritableStream<Uint8Array>;
-
+export class MqttDecoder extends ParserStream<Packet, MqttMalformedError | MqttProtocolError> {
   /** Creates a decoder stream. */
-  constructor(options: MqttDecoderOptions = {}) {
-    const d = new MqttFrameDecoder(options);
-    const t = new TransformStream<Uint8Array, Packet>({
-      transform(chunk, controller) {
-        for (const p of d.push(chunk)) controller.enqueue(p);
-      },
-      flush() {
-        if (d.buffered > 0) {
-          throw new MqttMalformedError("Cannot decode packet: connection ended inside a packet");
-        }
-      },
+  constructor(options: MqttDecoderStreamOptions = {}) {
+    super(options.decoder ?? new MqttFrameDecoder(options), {
+      isParseError: (err) => err instanceof MqttMalformedError || err instanceof MqttProtocolError,
     });
-    this.#readable = t.readable;
-    this.#writable = t.writable;
-  }
-
-  /** Decoded packets. */
-  get readable(): ReadableStream<Packet> {
-    return this.#readable;
-  }
-
-  /** Socket bytes. */
-  get writable(): WritableStream<Uint8Array> {
-    return this.#writable;
   }
 }
 
@@ -331,42 +337,4 @@ export class MqttDecoder implements TransformStream<Uint8Array, Packet> {
  */
 export function encodePacket(packet: Packet, version: ProtocolVersion): Uint8Array {
   return mqttPacket.generate(packet, { protocolVersion: version });
-}
-
-/**
- * Encodes MQTT packets into bytes, as a `TransformStream`.
- *
- * @example
- * ```ts
- * import { MqttEncoder } from "./codec.ts";
- * const out = await Array.fromAsync(
- *   ReadableStream.from([{ cmd: "pingreq" } as const]).pipeThrough(new MqttEncoder(4)),
- * );
- * if (out[0][0] !== 0xc0) throw new Error();
- * ```
- */
-export class MqttEncoder implements TransformStream<Packet, Uint8Array> {
-  #readable: ReadableStream<Uint8Array>;
-  #writable: WritableStream<Packet>;
-
-  /** Creates an encoder for a protocol level. */
-  constructor(version: ProtocolVersion) {
-    const t = new TransformStream<Packet, Uint8Array>({
-      transform(p, controller) {
-        controller.enqueue(encodePacket(p, version));
-      },
-    });
-    this.#readable = t.readable;
-    this.#writable = t.writable;
-  }
-
-  /** Encoded bytes. */
-  get readable(): ReadableStream<Uint8Array> {
-    return this.#readable;
-  }
-
-  /** Packets to encode. */
-  get writable(): WritableStream<Packet> {
-    return this.#writable;
-  }
 }

@@ -27,7 +27,7 @@ export {
   encodePacket,
   MqttDecoder,
   type MqttDecoderOptions,
-  MqttEncoder,
+  type MqttDecoderStreamOptions,
   MqttFrameDecoder,
   type ProtocolVersion,
 } from "./codec.ts";
