@@ -45,6 +45,8 @@ export interface LoadResult {
   p99_us: number;
 }
 
+import { coapServerPath } from "../tests/_coap_harness.ts";
+
 const here = new URL(".", import.meta.url).pathname;
 
 function parseFlags(args: string[]): Flags {
@@ -109,18 +111,6 @@ function freeUdpPort(): number {
   const port = (probe.addr as Deno.NetAddr).port;
   probe.close();
   return port;
-}
-
-function libcoapPath(): string {
-  for (const n of ["coap-server", "coap-server-notls"]) {
-    for (const d of ["/usr/bin", "/usr/local/bin"]) {
-      try {
-        Deno.statSync(`${d}/${n}`);
-        return `${d}/${n}`;
-      } catch { /* next */ }
-    }
-  }
-  throw new Error("Cannot run libcoap: no coap-server or coap-server-notls (libcoap3-bin)");
 }
 
 interface Server {
@@ -205,7 +195,7 @@ async function startFerry(dir: string): Promise<Server> {
 
 async function startLibcoap(): Promise<Server> {
   const port = freeUdpPort();
-  const child = new Deno.Command(libcoapPath(), {
+  const child = new Deno.Command(coapServerPath(), {
     args: ["-A", "127.0.0.1", "-p", String(port), "-v", "0"],
     stdout: "null",
     stderr: "null",

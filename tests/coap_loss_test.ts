@@ -10,7 +10,7 @@ import { FakeClock } from "../src/core/clock.ts";
 import { createMessage } from "../src/core/message.ts";
 import { encodeMessage } from "../src/protocols/coap/codec.ts";
 import { type CoapMessage, CoapType, Code } from "../src/protocols/coap/message.ts";
-import { encodeUint, Opt } from "../src/protocols/coap/options.ts";
+import { encodeUint, Opt } from "../src/protocols/coap/option_codec.ts";
 import { assertEquals } from "./_assert.ts";
 import {
   LossyRelay,

@@ -8,7 +8,7 @@
 import { FakeClock } from "../src/core/clock.ts";
 import { decodeMessage, encodeMessage } from "../src/protocols/coap/codec.ts";
 import { CoapType, Code, ContentFormat } from "../src/protocols/coap/message.ts";
-import { decodeUint, encodeString, Opt } from "../src/protocols/coap/options.ts";
+import { decodeUint, encodeString, Opt } from "../src/protocols/coap/option_codec.ts";
 import type { CoapResponse } from "../src/protocols/coap/resource.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { opt, request, startCoap, TestPeer, textOf } from "./_coap_harness.ts";

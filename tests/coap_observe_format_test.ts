@@ -8,7 +8,7 @@
 
 import { createMessage } from "../src/core/message.ts";
 import { type CoapMessage, CoapType, Code, ContentFormat } from "../src/protocols/coap/message.ts";
-import { decodeUint, encodeUint, Opt } from "../src/protocols/coap/options.ts";
+import { decodeUint, encodeUint, Opt } from "../src/protocols/coap/option_codec.ts";
 import type { CoapRequest, CoapResource } from "../src/protocols/coap/resource.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { opt, request, startCoap, TestPeer, textOf } from "./_coap_harness.ts";

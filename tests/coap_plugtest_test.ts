@@ -7,7 +7,7 @@
 
 import { FakeClock } from "../src/core/clock.ts";
 import { CoapType, Code, ContentFormat } from "../src/protocols/coap/message.ts";
-import { decodeString, decodeUint, encodeUint, Opt } from "../src/protocols/coap/options.ts";
+import { decodeString, decodeUint, encodeUint, Opt } from "../src/protocols/coap/option_codec.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { opt, request, startCoap, TestPeer, textOf } from "./_coap_harness.ts";
 import { waitFor } from "./_harness.ts";
@@ -309,6 +309,15 @@ Deno.test("a large notification goes out block-wise: first block with Block2 and
 // ---- Issue #14 item 11: the rest of the set the ETSI test descriptions use ---------------------
 
 const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+
+/** The observer's final notification: CON, `code`, no Observe option; acknowledged. */
+async function finalNotification(h: { server: { outstanding: number } }, peer: TestPeer) {
+  const fin = await peer.recv();
+  assertEquals([fin.type, opt(fin, Opt.OBSERVE)], [CoapType.CON, undefined]);
+  await peer.send(ack(fin.messageId));
+  await waitFor(() => h.server.outstanding === 0, "final notification acknowledged");
+  return fin;
+}
 const observeOpt = (n = 0) => ({ number: Opt.OBSERVE, value: encodeUint(n) });
 const acceptOpt = (n: number) => ({ number: Opt.ACCEPT, value: encodeUint(n) });
 
@@ -359,15 +368,7 @@ Deno.test("plugtest /obs survives DELETE: observers get 4.04, GET answers the cl
   await using writer = new TestPeer(h.port);
   await peer.exchange(request({ path: "obs", options: [observeOpt()] }));
   const del = await writer.exchange(request({ code: Code.DELETE, path: "obs" }));
-  assertEquals(del.code, Code.DELETED);
-  const fin = await peer.recv();
-  assertEquals([fin.type, fin.code, opt(fin, Opt.OBSERVE)], [
-    CoapType.CON,
-    Code.NOT_FOUND,
-    undefined,
-  ]);
-  await peer.send(ack(fin.messageId));
-  await waitFor(() => h.server.outstanding === 0, "4.04 acknowledged");
+  assertEquals([del.code, (await finalNotification(h, peer)).code], [Code.DELETED, Code.NOT_FOUND]);
   assertEquals(h.server.observerCount, 0);
   const g = await writer.exchange(request({ path: "obs" }));
   assertEquals([g.code, decodeUint(opt(g, Opt.CONTENT_FORMAT) ?? new Uint8Array())], [
@@ -391,10 +392,7 @@ Deno.test("plugtest /obs runs OBS_08 then OBS_09: XML ends a text observer with 
     payload: "<x/>",
     options: [{ number: Opt.CONTENT_FORMAT, value: encodeUint(41) }],
   }));
-  const fin = await peer.recv();
-  assertEquals([fin.code, opt(fin, Opt.OBSERVE)], [Code.NOT_ACCEPTABLE, undefined]);
-  await peer.send(ack(fin.messageId));
-  await waitFor(() => h.server.outstanding === 0, "4.06 acknowledged");
+  assertEquals((await finalNotification(h, peer)).code, Code.NOT_ACCEPTABLE);
   assertEquals(h.server.observerCount, 0);
   clock.tick(5000); // the tick restores the clock in text/plain
   // OBS_09: register again, update in the same format, get the new value

@@ -2,7 +2,7 @@ import mqtt from "mqtt";
 import { FbpClient } from "../src/protocols/binary/client.ts";
 import { CoapServer } from "../src/protocols/coap/server.ts";
 import { Code } from "../src/protocols/coap/message.ts";
-import { encodeUint, Opt } from "../src/protocols/coap/options.ts";
+import { encodeUint, Opt } from "../src/protocols/coap/option_codec.ts";
 import { MqttServer } from "../src/protocols/mqtt/server.ts";
 import { FakeClock } from "../src/core/clock.ts";
 import { Core } from "../src/core/core.ts";

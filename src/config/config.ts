@@ -6,7 +6,7 @@
  * @module
  */
 
-import { defaultCoapServerOptions } from "../protocols/coap/server.ts";
+import { coapConfigSchema, type CoapServerOptions } from "../protocols/coap/options.ts";
 import { defaultMqttServerOptions } from "../protocols/mqtt/options.ts";
 import { defaultDeviceApiOptions } from "../http/device_api/options.ts";
 import { defaultCommandStoreLimits as cmdDefaults } from "../core/command_store.ts";
@@ -606,111 +606,11 @@ export const configSchema: Field = {
       },
     },
     coap: {
-      type: "object",
-      doc: "CoAP listener (UDP)",
+      ...coapConfigSchema,
       fields: {
-        enabled: { type: "boolean", default: true, doc: "Start the CoAP listener" },
-        port: port(5683, "CoAP"),
-        maxPayload: int(
-          defaultCoapServerOptions.maxPayload,
-          64,
-          16 * 1024 * 1024,
-          "Largest request body (after Block1 reassembly), bytes",
-        ),
-        blockSize: {
-          type: "enum",
-          values: [16, 32, 64, 128, 256, 512, 1024],
-          default: defaultCoapServerOptions.blockSize,
-          doc: "Block size for Block2 responses, bytes",
-        },
-        idleTimeoutMs: int(
-          defaultCoapServerOptions.idleTimeoutMs,
-          1000,
-          7 * 86_400_000,
-          "A CoAP device goes offline after this long without a request",
-        ),
-        ackTimeoutMs: int(
-          defaultCoapServerOptions.ackTimeoutMs,
-          100,
-          60_000,
-          "ACK_TIMEOUT (RFC 7252 §4.8)",
-        ),
-        ackRandomFactor: {
-          type: "number",
-          min: 1,
-          max: 4,
-          default: defaultCoapServerOptions.ackRandomFactor,
-          doc: "ACK_RANDOM_FACTOR",
-        },
-        maxRetransmit: int(defaultCoapServerOptions.maxRetransmit, 0, 20, "MAX_RETRANSMIT"),
-        exchangeLifetimeMs: int(
-          defaultCoapServerOptions.exchangeLifetimeMs,
-          1000,
-          3_600_000,
-          "EXCHANGE_LIFETIME: how long duplicates are recognised",
-        ),
-        separateResponseAfterMs: int(
-          defaultCoapServerOptions.separateResponseAfterMs,
-          0,
-          60_000,
-          "Send an empty ACK and a separate response when the answer takes longer",
-        ),
-        maxObservers: int(
-          defaultCoapServerOptions.maxObservers,
-          1,
-          1_000_000,
-          "Observe registrations kept at most",
-        ),
+        ...coapConfigSchema.fields,
         maxPendingCommands: legacy("maxPerDevice", 1, 10_000, "was 16 per CoAP device"),
         commandTtlMs: legacy("ttlMs", 1000, 30 * 86_400_000, "was 86400000 for CoAP"),
-        maxBlockTransfers: int(
-          defaultCoapServerOptions.maxBlockTransfers,
-          1,
-          100_000,
-          "Concurrent Block1 reassemblies",
-        ),
-        blockTimeoutMs: int(
-          defaultCoapServerOptions.blockTimeoutMs,
-          1000,
-          3_600_000,
-          "A Block1 transfer not finished in this time is dropped",
-        ),
-        retryAfterSec: int(
-          defaultCoapServerOptions.retryAfterSec,
-          1,
-          3600,
-          "Max-Age of a 5.03 when overloaded",
-        ),
-        nonLifetimeMs: int(
-          defaultCoapServerOptions.nonLifetimeMs,
-          1000,
-          3_600_000,
-          "NON_LIFETIME: how long NON duplicates are recognised",
-        ),
-        maxExchanges: int(
-          defaultCoapServerOptions.maxExchanges,
-          1,
-          10_000_000,
-          "Exchanges remembered for duplicate detection at most",
-        ),
-        maxInflightRequests: int(
-          defaultCoapServerOptions.maxInflightRequests,
-          1,
-          1_000_000,
-          "Requests being processed at once; more get 5.03",
-        ),
-        maxPendingSends: int(
-          defaultCoapServerOptions.maxPendingSends,
-          1,
-          1_000_000,
-          "Datagrams queued on the socket before new ones are dropped",
-        ),
-        observeConfirmableIntervalMs: int(
-          defaultCoapServerOptions.observeConfirmableIntervalMs,
-          1000,
-          7 * 86_400_000,
-          "A CON notification at least this often (RFC 7641 §4.5)",
-        ),
         maxCommandDevices: legacy("maxDevices", 1, 10_000_000, "was 10000 for CoAP"),
       },
     },
@@ -870,30 +770,11 @@ export interface FerryConfig {
     maxClientIdLength: number;
     persistence: { enabled: boolean; file: string; synchronous: "full" | "normal" };
   };
-  coap: {
-    enabled: boolean;
-    port: number;
-    maxPayload: number;
-    blockSize: number;
-    idleTimeoutMs: number;
-    ackTimeoutMs: number;
-    ackRandomFactor: number;
-    maxRetransmit: number;
-    exchangeLifetimeMs: number;
-    separateResponseAfterMs: number;
-    maxObservers: number;
-    maxPendingCommands?: number;
-    commandTtlMs?: number;
-    maxBlockTransfers: number;
-    blockTimeoutMs: number;
-    retryAfterSec: number;
-    nonLifetimeMs: number;
-    maxExchanges: number;
-    maxInflightRequests: number;
-    maxPendingSends: number;
-    observeConfirmableIntervalMs: number;
-    maxCommandDevices?: number;
-  };
+  /** The listener's tunables (`CoapServerOptions`) and the deprecated command-queue keys. */
+  coap:
+    & { enabled: boolean }
+    & Omit<CoapServerOptions, "hostname" | "mode" | "resources" | "random">
+    & { maxPendingCommands?: number; commandTtlMs?: number; maxCommandDevices?: number };
   http: {
     enabled: boolean;
     port: number;

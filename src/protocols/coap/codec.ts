@@ -168,24 +168,11 @@ export function decodeMessage(bytes: Uint8Array, limits: DecodeOptions = {}): Co
         header,
       });
     }
-    // RFC 7252 §3.1: nibbles 13 and 14 take one or two extension bytes (inline: this loop runs
-    // for every option of every datagram).
-    if (delta === 13) {
-      if (pos + 1 > bytes.length) throw truncated(pos, header);
-      delta = bytes[pos++] + 13;
-    } else if (delta === 14) {
-      if (pos + 2 > bytes.length) throw truncated(pos, header);
-      delta = ((bytes[pos] << 8) | bytes[pos + 1]) + 269;
-      pos += 2;
-    }
-    if (length === 13) {
-      if (pos + 1 > bytes.length) throw truncated(pos, header);
-      length = bytes[pos++] + 13;
-    } else if (length === 14) {
-      if (pos + 2 > bytes.length) throw truncated(pos, header);
-      length = ((bytes[pos] << 8) | bytes[pos + 1]) + 269;
-      pos += 2;
-    }
+    // RFC 7252 §3.1: nibbles 13 and 14 take one or two extension bytes.
+    delta = extended(bytes, pos, delta, header);
+    pos += extSize(ob >> 4);
+    length = extended(bytes, pos, length, header);
+    pos += extSize(ob & 0x0f);
     number += delta;
     if (number > 0xffff) {
       throw new CoapSyntaxError(`option number ${number} exceeds 65535`, {
@@ -212,6 +199,23 @@ export function decodeMessage(bytes: Uint8Array, limits: DecodeOptions = {}): Co
     payload = bytes.slice(pos);
   }
   return { type, code, messageId, token, options, payload };
+}
+
+/** Bytes of extension after a delta or length nibble, RFC 7252 §3.1. */
+function extSize(nibble: number): number {
+  return nibble < 13 ? 0 : nibble - 12;
+}
+
+/** The value of a delta or length nibble, reading its extension at `pos` (RFC 7252 §3.1). */
+function extended(
+  bytes: Uint8Array,
+  pos: number,
+  nibble: number,
+  header: { type: CoapType; messageId: number; code: number },
+): number {
+  if (nibble < 13) return nibble;
+  if (pos + nibble - 12 > bytes.length) throw truncated(pos, header);
+  return nibble === 13 ? bytes[pos] + 13 : ((bytes[pos] << 8) | bytes[pos + 1]) + 269;
 }
 
 function truncated(

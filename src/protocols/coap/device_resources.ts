@@ -30,9 +30,9 @@ import {
 } from "../../core/mod.ts";
 import { Code, ContentFormat } from "./message.ts";
 import { tokenKey } from "./observe.ts";
-import { encodeString, encodeUint, Opt } from "./options.ts";
+import { encodeString, encodeUint, Opt } from "./option_codec.ts";
 import { type CoapRequest, type CoapResource, type CoapResponse, queryParam } from "./resource.ts";
-import type { ResourceHost } from "./server.ts";
+import type { ResourceHost } from "./resource_host.ts";
 
 /** Ferry's device resources and what they hold. */
 export interface DeviceResources {

@@ -1,5 +1,6 @@
 /**
- * Sending Observe notifications, RFC 7641 §4.2–§4.5: re-render the observed resource, number the
+ * Observe, RFC 7641: registering and deregistering observers (§3.1, §3.6, §4.1), and sending
+ * notifications (§4.2–§4.5): re-render the observed resource, number the
  * notification (§4.4), pick NON or CON (like the registration, a CON at least every
  * `observeConfirmableIntervalMs`, §4.5), keep one CON in flight per observer and send the newest
  * state after it (§4.5.1), end the observation on a non-2.xx state (§3.2), on a Reset (§3.6) or
@@ -14,11 +15,12 @@ import type { Logger } from "../../core/logger.ts";
 import { type CoapMessage, type CoapOption, CoapType, Code, codeClass } from "./message.ts";
 import { encodeMessage } from "./codec.ts";
 import { boundFormat, NO_FORMAT, type Observation, type ObserverRegistry } from "./observe.ts";
-import { encodeUint, Opt } from "./options.ts";
-import type { CoapResource, CoapResponse } from "./resource.ts";
+import { encodeUint, Opt } from "./option_codec.ts";
+import type { CoapRequest, CoapResource, CoapResponse } from "./resource.ts";
 import type { Retransmitter } from "./retransmitter.ts";
 
 const text = new TextEncoder();
+const EMPTY = new Uint8Array(0);
 
 function formatName(f: number): string {
   return f === NO_FORMAT ? "none" : String(f);
@@ -55,6 +57,8 @@ export interface NotifierHost {
   send(bytes: Uint8Array, addr: Deno.NetAddr): void;
   /** Counts a notification sent. */
   counted(): void;
+  /** Counts a registration that was refused (`max_observers`). */
+  dropped(reason: string): void;
 }
 
 /**
@@ -81,6 +85,65 @@ export class Notifier {
   /** Creates a notifier. */
   constructor(host: NotifierHost) {
     this.#host = host;
+  }
+
+  /**
+   * Handles the Observe option of a GET answered with `res`: registers (0) or deregisters (1) the
+   * client `req` came from, on `target` (a path like `/obs`); returns the sequence number to put
+   * in the response, `undefined` when it is not (or no longer) registered.
+   */
+  register(
+    req: CoapRequest,
+    addr: Deno.NetAddr,
+    resource: CoapResource,
+    res: CoapResponse,
+    target: string,
+  ): number | undefined {
+    const host = this.#host;
+    const token = req.message.token;
+    const existing = host.observers.get(req.endpoint, token);
+    if (req.observe === 1) { // RFC 7641 §3.6: deregistration
+      if (existing) host.observers.remove(existing);
+      return undefined;
+    }
+    if (req.observe !== 0) return undefined;
+    // RFC 7641 §4.1: only a 2.xx response registers (or keeps) the observer.
+    if (codeClass(res.code) !== 2) {
+      if (existing) host.observers.remove(existing);
+      return undefined;
+    }
+    const obs: Observation = {
+      endpoint: req.endpoint,
+      addr,
+      token,
+      target,
+      resource,
+      // Kept lean (RFC 7641 §4.2 re-renders from path, query and Accept): no body, no options.
+      request: {
+        ...req,
+        observe: undefined,
+        payload: EMPTY,
+        options: [],
+        message: { ...req.message, options: [], payload: EMPTY },
+      },
+      confirmable: req.confirmable,
+      seq: existing ? existing.seq : 1,
+      lastConfirmableAt: host.clock.now(),
+      dirty: false,
+      // RFC 7641 §4.2: notifications keep this response's Content-Format.
+      format: boundFormat(res),
+    };
+    if (existing?.inFlight !== undefined) {
+      host.retransmitter.cancel(existing.endpoint, existing.inFlight);
+    }
+    // RFC 7641 §4.1: same endpoint and token replaces; a full list means no registration.
+    if (!host.observers.add(obs)) {
+      host.dropped("max_observers");
+      return undefined;
+    }
+    obs.seq = (obs.seq + 1) & 0xffffff;
+    obs.ended = res.onObserved?.((final) => this.endOne(obs, final));
+    return obs.seq;
   }
 
   /** Notifies every observer of `target` (a path like `/obs`). */

@@ -11,9 +11,9 @@
  */
 
 import { Code, codeString, ContentFormat } from "../message.ts";
-import { Opt } from "../options.ts";
+import { Opt } from "../option_codec.ts";
 import type { CoapRequest, CoapResource, CoapResponse } from "../resource.ts";
-import type { ResourceHost } from "../server.ts";
+import type { ResourceHost } from "../resource_host.ts";
 import { encodeCborMap } from "./cbor.ts";
 
 const text = new TextEncoder();
@@ -72,8 +72,8 @@ function summary(req: CoapRequest): Record<string, string | number> {
  *
  * @example
  * ```ts
- * import { Core } from "../../core/core.ts";
- * import { silentLogger } from "../../core/logger.ts";
+ * import { Core } from "../../../core/core.ts";
+ * import { silentLogger } from "../../../core/logger.ts";
  * import { CoapServer } from "../server.ts";
  * const core = new Core({ anonymous: true, log: silentLogger });
  * const server = new CoapServer(core, { port: 0, mode: "plugtest" }); // uses createPlugtestResources
