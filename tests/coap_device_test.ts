@@ -453,6 +453,7 @@ Deno.test("CoAP revoking a device's credentials ends its commands observation at
   ]);
   assertEquals(textOf(n), "credentials changed");
   assertEquals([h.server.observerCount, h.core.registry.tracked], [0, 0]);
+  assert(h.lines.some((l) => l.includes("observation ended") && l.includes('"why":"removed"')));
   await peer.send(ack(n.messageId));
   await waitFor(() => h.server.outstanding === 0, "4.01 acknowledged");
   // no login was tried on the device's behalf, so none failed (nothing counts towards throttling)

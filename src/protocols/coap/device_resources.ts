@@ -293,7 +293,15 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
       const attachment = port.attach(identity, {
         sessionId: `coap:${key}`,
         protocol: port.protocol,
-        close: (reason) => end(closeResponse(reason, options.retryAfterSec)),
+        close: (reason) => {
+          host.log.info("observation ended", {
+            endpoint: req.endpoint,
+            device: identity.deviceId,
+            why: reason.code,
+            detail: reason.message,
+          });
+          end(closeResponse(reason, options.retryAfterSec));
+        },
       }, false);
       return () => {
         if (observing.get(key) === identity) observing.delete(key);
