@@ -442,7 +442,8 @@ Deno.test("CoAP revoking a device's credentials ends its commands observation at
   await using h = await startCoap();
   await using peer = new TestPeer(h.port);
   await peer.exchange(observeGet("s1", [0x51]));
-  assertEquals([h.server.observerCount, h.core.registry.tracked], [1, 1]);
+  // attached to the core: the observation, and the endpoint's remembered login
+  assertEquals([h.server.observerCount, h.core.registry.tracked], [1, 2]);
   h.core.registry.setCredentials([{ id: "s2", token: "t2" }]); // no command needed to learn it
   const n = await peer.recv();
   assertEquals([n.type, n.code, n.token[0], opt(n, Opt.OBSERVE)], [
@@ -466,18 +467,19 @@ Deno.test("CoAP revoking a device's credentials ends its commands observation at
 Deno.test("CoAP detaches an observation from the core however it ends (Observe=1, RST, re-registration, close)", async () => {
   const h = await startCoap();
   await using peer = new TestPeer(h.port);
+  // one attachment stays throughout: the endpoint's remembered login
   await peer.exchange(observeGet("s1", [1]));
   await peer.exchange(observeGet("s1", [1])); // same token: replaces, one attachment
-  assertEquals(h.core.registry.tracked, 1);
+  assertEquals(h.core.registry.tracked, 1 + 1);
   await peer.exchange(observeGet("s1", [1], CoapType.CON, 1));
-  assertEquals(h.core.registry.tracked, 0);
+  assertEquals(h.core.registry.tracked, 0 + 1);
   await peer.exchange(observeGet("s1", [2]));
   await h.core.publish(command("s1", "x", "1"));
   const n = await peer.recv();
   await peer.send(rst(n.messageId));
-  await waitFor(() => h.core.registry.tracked === 0, "detached on RST");
+  await waitFor(() => h.core.registry.tracked === 0 + 1, "detached on RST");
   await peer.exchange(observeGet("s1", [3]));
-  assertEquals(h.core.registry.tracked, 1);
+  assertEquals(h.core.registry.tracked, 1 + 1);
   await h.server.close();
   assertEquals(h.core.registry.tracked, 0);
   await h.core.close();
@@ -501,4 +503,19 @@ Deno.test("CoAP notifications are not logins: a revoked device's pending command
     options: [{ number: Opt.OBSERVE, value: encodeUint(0) }],
   }));
   assertEquals([again.code, textOf(again)], [Code.CONTENT, "1"]);
+});
+
+Deno.test("CoAP remembers an endpoint's login until its credentials change, then logs in again", async () => {
+  await using h = await startCoap({ core: { authFailuresPerMinute: 1 } });
+  await using peer = new TestPeer(h.port);
+  const telemetry = (token: string) => peer.exchange(post("d/s1/telemetry", [`token=${token}`]));
+  assertEquals((await telemetry("t1")).code, Code.CHANGED);
+  assertEquals((await telemetry("t1")).code, Code.CHANGED);
+  // another token from the same endpoint is a new login (refused, and counted)
+  assertEquals((await telemetry("nope")).code, Code.UNAUTHORIZED);
+  assertEquals(h.core.stats.errors.get({ protocol: "coap", code: "login_refused" }), 1);
+  h.core.registry.setCredentials([{ id: "s1", token: "t1b" }, { id: "s2", token: "t2" }]);
+  assertEquals(h.core.registry.tracked, 0); // the remembered login was revoked with the token
+  assertEquals((await peer.exchange(post("d/s2/telemetry", ["token=t2"]))).code, Code.CHANGED);
+  assertEquals((await peer.exchange(post("d/s2/telemetry", ["token=t1"]))).code, Code.UNAUTHORIZED);
 });

@@ -28,6 +28,7 @@ import {
   type Refusal,
   telemetryTopic,
 } from "../../core/mod.ts";
+import { EndpointLogins } from "./_endpoint_logins.ts";
 import { Code, ContentFormat } from "./message.ts";
 import { tokenKey } from "./observe.ts";
 import { encodeString, encodeUint, Opt } from "./option_codec.ts";
@@ -137,6 +138,9 @@ export function closeResponse(reason: CloseReason, retryAfterSec = 2): CoapRespo
 export function createDeviceResources(host: ResourceHost): DeviceResources {
   const { port, options } = host;
   const commandsOf = port.commands;
+  // A device's login is remembered per endpoint until its credentials change (see
+  // _endpoint_logins.ts); presence is refreshed at most once a second per endpoint.
+  const logins = new EndpointLogins(port, { max: options.maxExchanges, refreshMs: 1000 });
 
   /**
    * Logs the request in with `?token=` (or `?t=`) as the device in `?id=` (else the path's) and
@@ -146,14 +150,16 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
   function authenticate(req: CoapRequest, pathId: string): Auth {
     const token = queryParam(req.query, "token") ?? queryParam(req.query, "t");
     const who = queryParam(req.query, "id") ?? pathId;
-    const identity = port.login({ user: who, secret: token }, req.remoteAddress);
-    if (!(identity instanceof Identity)) {
+    const r = logins.login(req.endpoint, who, token, req.remoteAddress);
+    if ("refused" in r) {
       port.stats.error("unauthorized");
-      return { ok: false, res: refusalResponse(identity) };
+      return { ok: false, res: refusalResponse(r.refused) };
     }
-    if (!port.closing) port.seen(who, options.idleTimeoutMs);
-    host.bindEndpoint(req.endpoint, who);
-    return { ok: true, identity, who };
+    if (r.refresh) {
+      if (!port.closing) port.seen(who, options.idleTimeoutMs);
+      host.bindEndpoint(req.endpoint, who);
+    }
+    return { ok: true, identity: r.identity, who };
   }
 
   const forbidden = (msg: string): CoapResponse => {
@@ -398,5 +404,5 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
     { path: "/d/{id}/commands", methods: [Code.GET], observable: true, handle: commands },
     { path: "/d/{id}/acks/{name}", methods: [Code.POST], handle: acks },
   ];
-  return { resources, close: () => (stopWatching(), release()) };
+  return { resources, close: () => (stopWatching(), release(), logins.close()) };
 }
