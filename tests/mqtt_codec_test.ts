@@ -1,6 +1,5 @@
 import type { Packet } from "mqtt-packet";
 import {
-  MqttDecoder,
   MqttFrameDecoder,
   MqttMalformedError,
   MqttProtocolError,
@@ -105,12 +104,12 @@ Deno.test("MqttFrameDecoder reports an unknown protocol level as 0x84", () => {
   assertEquals((err as MqttProtocolError).reasonCode, 0x84);
 });
 
-Deno.test("MqttDecoder stream errors when the input ends inside a packet", async () => {
-  const src = ReadableStream.from([new Uint8Array([0xc0])]);
-  const out = src.pipeThrough(new MqttDecoder({ protocolVersion: 4 }));
+Deno.test("MqttFrameDecoder errors when the input ends inside a packet", () => {
+  const d = new MqttFrameDecoder({ protocolVersion: 4 });
+  d.push(new Uint8Array([0xc0]));
   let failed = false;
   try {
-    await Array.fromAsync(out);
+    d.end();
   } catch (e) {
     failed = e instanceof MqttMalformedError;
   }

@@ -3,9 +3,9 @@
  * (fixed header, Remaining Length) is an explicit state machine, so the size cap applies before
  * anything is buffered; each complete frame is then decoded by `npm:mqtt-packet` (or the fast path
  * for the hot packets), and checked for the rules mqtt-packet does not enforce (UTF-8, duplicate
- * and misplaced properties). {@link MqttDecoder} is the `TransformStream` a connection pipes each
- * burst of socket bytes through, built from that parser. Packets out are encoded with
- * {@link encodePacket} or the fast encoder straight into the connection's writer.
+ * and misplaced properties). A connection hands it each read's bytes and handles the packets in the
+ * same step (`src/net/burst_source.ts` says why MQTT takes no stream step per read). Packets out
+ * are encoded with {@link encodePacket} or the fast encoder straight into the connection's writer.
  *
  * @module
  */
@@ -18,12 +18,11 @@ import { checkPacketStrings } from "./utf8.ts";
 import { fastDecode } from "./_fast_codec.ts";
 import { misplacedProperty } from "./properties.ts";
 import { propertyProblem } from "./_property_scan.ts";
-import { ParserStream } from "../../net/parser_stream.ts";
 
 /** MQTT protocol levels: 3 = 3.1, 4 = 3.1.1, 5 = 5.0. */
 export type ProtocolVersion = 3 | 4 | 5;
 
-/** Tunables of {@link MqttDecoder}. */
+/** Tunables of {@link MqttFrameDecoder}. */
 export interface MqttDecoderOptions {
   /** Largest whole packet accepted, bytes. @default 268435455 */
   maxPacketSize?: number;
@@ -104,8 +103,8 @@ function parseFrame(
 }
 
 /**
- * A synchronous MQTT frame decoder: feed it chunks, get whole packets. Runs inside
- * {@link MqttDecoder}, and directly for a connection's handshake and the fuzz tests.
+ * A synchronous MQTT frame decoder: feed it chunks, get whole packets. A connection runs it on
+ * each read; the fuzz tests run it directly.
  *
  * @example
  * ```ts
@@ -291,37 +290,6 @@ export class MqttFrameDecoder {
     }
     this.#offset += frame.length;
     return p;
-  }
-}
-
-/** Tunables of {@link MqttDecoder}. */
-export interface MqttDecoderStreamOptions extends MqttDecoderOptions {
-  /**
-   * The parser to run (a packet split across reads carries over).
-   * @default a new one with `maxPacketSize` and `protocolVersion`
-   */
-  decoder?: MqttFrameDecoder;
-}
-
-/**
- * Decodes a connection's bytes into batches of MQTT packets (one per chunk that completes any),
- * as a `TransformStream`: what a connection pipes each burst of socket bytes through. A malformed
- * packet errors the stream after the packets before it (MQTT 5 §4.13: the connection closes).
- *
- * @example
- * ```ts
- * import { MqttDecoder } from "./codec.ts";
- * const bytes = ReadableStream.from([new Uint8Array([0xc0, 0x00])]);
- * const batches = await Array.fromAsync(bytes.pipeThrough(new MqttDecoder({ protocolVersion: 4 })));
- * if (batches.flat()[0].cmd !== "pingreq") throw new Error();
- * ```
- */
-export class MqttDecoder extends ParserStream<Packet, MqttMalformedError | MqttProtocolError> {
-  /** Creates a decoder stream. */
-  constructor(options: MqttDecoderStreamOptions = {}) {
-    super(options.decoder ?? new MqttFrameDecoder(options), {
-      isParseError: (err) => err instanceof MqttMalformedError || err instanceof MqttProtocolError,
-    });
   }
 }
 

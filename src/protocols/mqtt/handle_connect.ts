@@ -1,12 +1,14 @@
 /**
- * CONNECT (MQTT 3.1.1 §3.1, MQTT 5 §3.1): protocol name and level, client identifier rules,
- * authentication against the device registry, will validation and the values negotiated for the
- * connection. Pure decision; the connection applies it and sends CONNACK.
+ * CONNECT (MQTT 3.1.1 §3.1, MQTT 5 §3.1), end to end: protocol name and level, client identifier
+ * rules, login through the core's port, will validation and the values negotiated for the
+ * connection ({@link evaluateConnect}, a pure decision), then the session opened (or taken over)
+ * and CONNACK sent ({@link handleConnect}), or the refusal sent ({@link refuseConnect}).
  *
  * @module
  */
 
-import type { IConnectPacket } from "mqtt-packet";
+import type { IConnackPacket, IConnectPacket } from "mqtt-packet";
+import type { MqttConnection } from "./connection.ts";
 import {
   type DevicePort,
   type Draft,
@@ -14,11 +16,11 @@ import {
   isDeviceId,
   validateTopic,
 } from "../../core/mod.ts";
-import type { ProtocolVersion } from "./codec.ts";
+import { encodePacket, type ProtocolVersion } from "./codec.ts";
 import { MqttMalformedError } from "./errors.ts";
 import type { MqttServerOptions } from "./options.ts";
 import { toMessageProperties } from "./properties.ts";
-import { ReasonCode, refusalReasonCode } from "./reason_codes.ts";
+import { connackReturnCode, ReasonCode, refusalReasonCode } from "./reason_codes.ts";
 import { isWellFormedUtf8 } from "./utf8.ts";
 
 /** A will message and its delay (MQTT 5 §3.1.3.2). */
@@ -247,4 +249,110 @@ export function evaluateConnect(
     topicAliasMaximum: props.topicAliasMaximum ?? 0,
     problemInformation: props.requestProblemInformation !== false,
   };
+}
+
+/**
+ * What a connection keeps of its accepted CONNECT: a class with fixed fields, so an idle
+ * connection holds a few words instead of the whole decision object.
+ */
+export class Client {
+  /** Client identifier. */
+  readonly clientId: string;
+  /** Who connected. */
+  readonly who: Identity;
+  /** The device it speaks for, if any (presence). */
+  readonly deviceId: string | undefined;
+  /** Session expiry, seconds. */
+  readonly sessionExpirySec: number;
+  /** Client Maximum Packet Size. */
+  readonly maximumPacketSize: number;
+  /** Client Topic Alias Maximum. */
+  readonly topicAliasMaximum: number;
+  /** False when the client asked for no reason strings on errors. */
+  readonly problemInformation: boolean;
+
+  /** Keeps what the connection needs of `c`. */
+  constructor(c: AcceptedConnect) {
+    this.clientId = c.clientId;
+    this.who = c.who;
+    this.deviceId = c.deviceId;
+    this.sessionExpirySec = c.sessionExpirySec;
+    this.maximumPacketSize = c.maximumPacketSize;
+    this.topicAliasMaximum = c.topicAliasMaximum;
+    this.problemInformation = c.problemInformation;
+  }
+}
+
+/** Handles CONNECT: refuses it, or opens the session and sends CONNACK. */
+export function handleConnect(conn: MqttConnection, p: IConnectPacket): void {
+  const { port, options, store, log } = conn.ctx;
+  const v = p.protocolVersion;
+  if (v === 3 || v === 4 || v === 5) conn.version = v;
+  const c = evaluateConnect(p, port, options, conn.address);
+  if (!c.ok) {
+    log.info("connection refused", {
+      peer: conn.peer,
+      clientId: p.clientId,
+      reasonCode: c.reasonCode,
+      why: c.message,
+    });
+    port.stats.error("connect_refused");
+    refuseConnect(conn, c.reasonCode, c.message, p.properties?.maximumPacketSize);
+    return;
+  }
+  const opened = store.open(c, conn);
+  if (!opened.ok) {
+    refuseConnect(conn, ReasonCode.QuotaExceeded, opened.message, c.maximumPacketSize);
+    return;
+  }
+  conn.accept(c, opened.session);
+  const connack: IConnackPacket = {
+    cmd: "connack",
+    // [MQTT-3.2.2-2] .. [MQTT-3.2.2-3]; 3.1 has no session present flag.
+    sessionPresent: conn.version !== 3 && opened.present,
+  };
+  if (conn.version === 5) {
+    connack.reasonCode = ReasonCode.Success;
+    const props: NonNullable<IConnackPacket["properties"]> = {
+      receiveMaximum: options.receiveMaximum,
+      topicAliasMaximum: options.maxTopicAlias,
+    };
+    if (options.maxPacketSize < 268_435_455) props.maximumPacketSize = options.maxPacketSize;
+    if (c.assigned) props.assignedClientIdentifier = c.clientId; // [MQTT-3.2.2-16]
+    if (c.expiryCapped) props.sessionExpiryInterval = c.sessionExpirySec;
+    if (c.serverKeepAlive !== undefined) props.serverKeepAlive = c.serverKeepAlive;
+    connack.properties = props;
+  } else connack.returnCode = 0;
+  conn.send(connack);
+  log.debug("client connected", {
+    peer: conn.peer,
+    clientId: c.clientId,
+    version: conn.version,
+    principal: c.who.principal.kind,
+    sessionPresent: opened.present,
+  });
+  // [MQTT-4.4.0-1] resend in-flight messages, then the queue, after CONNACK.
+  opened.session.attach(conn);
+}
+
+/**
+ * Refuses a CONNECT: CONNACK with the reason (the 3.1.1 return code for older levels), then the
+ * connection closes.
+ */
+export function refuseConnect(
+  conn: MqttConnection,
+  reasonCode: number,
+  message: string,
+  maxPacketSize = Infinity,
+): void {
+  // [MQTT-3.2.2-4] session present 0 on a refusal; [MQTT-3.2.2-5] then close.
+  const connack: IConnackPacket = { cmd: "connack", sessionPresent: false };
+  if (conn.version === 5) {
+    connack.reasonCode = reasonCode;
+    connack.properties = { reasonString: message.slice(0, 200) };
+    // [MQTT-3.2.2-19] no Reason String that would exceed the client's Maximum Packet Size.
+    if (encodePacket(connack, 5).length > maxPacketSize) delete connack.properties;
+  } else connack.returnCode = connackReturnCode(reasonCode);
+  conn.send(connack);
+  conn.shutdown();
 }
