@@ -67,7 +67,12 @@ export class EndpointLogins {
   }
 
   /** Logs `user` in with `secret` from `endpoint` (at `address`), or reuses its login. */
-  login(endpoint: string, user: string, secret: string | undefined, address: string): EndpointLogin {
+  login(
+    endpoint: string,
+    user: string,
+    secret: string | undefined,
+    address: string,
+  ): EndpointLogin {
     const now = this.#port.clock.now();
     const e = this.#byEndpoint.get(endpoint);
     if (e && e.user === user && e.secret === secret) {
