@@ -11,7 +11,10 @@ import { defaultMqttServerOptions } from "../protocols/mqtt/options.ts";
 import { defaultDeviceApiOptions } from "../http/device_api/options.ts";
 import { defaultCommandStoreLimits as cmdDefaults } from "../core/command_store.ts";
 import { defaultNorthboundOptions as nb, type NorthboundOptions } from "../northbound/options.ts";
+import { isLoopback } from "../core/address.ts";
 import { parseJsonc } from "./jsonc.ts";
+
+export { isLoopback };
 import { ConfigError, type Field, validate } from "./schema.ts";
 
 const port = (def: number, what: string): Field => ({
@@ -838,11 +841,6 @@ export function resolveConfig(raw: unknown): FerryConfig {
     );
   }
   return c;
-}
-
-/** True for loopback host names and addresses. */
-export function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || host === "[::1]" || /^127\./.test(host);
 }
 
 /**

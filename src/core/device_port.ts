@@ -20,8 +20,10 @@ import type { Attachment } from "./attachments.ts";
 import type { Clock } from "./clock.ts";
 import type { CommandListener, CommandStore, PendingCommand } from "./command_store.ts";
 import type { DeadlineEntry, DeadlineQueue } from "./deadline_queue.ts";
+import { errorMessage } from "./error_message.ts";
 import type { FlowGate } from "./flow_gate.ts";
 import type { Logger } from "./logger.ts";
+import { LogThrottle } from "./log_throttle.ts";
 import type { Identity, LoginGate, LoginRequest } from "./login.ts";
 import type { Message, MessageProperties, Protocol, QoS } from "./message.ts";
 import { PipelineClosedError } from "./pipeline.ts";
@@ -139,6 +141,8 @@ export interface DevicePort {
   readonly clock: Clock;
   /** The protocol's logger. */
   readonly log: Logger;
+  /** The protocol's rate-limited log, for what peers can repeat at will (bad input, refusals). */
+  readonly throttled: LogThrottle;
   /** The protocol's counters. */
   readonly stats: ProtocolStats;
   /** The shared timer heap, for the protocol's own deadlines (handshake, retransmission). */
@@ -237,6 +241,7 @@ export class BoundPort implements DevicePort {
   readonly protocol: Protocol;
   readonly stats: ProtocolStats;
   readonly log: Logger;
+  readonly throttled: LogThrottle;
   readonly commands: DeviceCommands;
   #host: PortHost;
   #overloaded: Refusal<PublishRefusalReason>;
@@ -247,6 +252,7 @@ export class BoundPort implements DevicePort {
     this.protocol = protocol;
     this.stats = stats;
     this.log = host.log.child(protocol);
+    this.throttled = new LogThrottle(this.log, { clock: host.clock });
     this.commands = new BoundCommands(host.store, protocol, this);
     this.#overloaded = refusal(
       "overloaded",
@@ -438,7 +444,7 @@ export class BoundPort implements DevicePort {
     }
     this.log.warn("message not accepted", { error: err });
     return this.#refuse(
-      refusal("failed", `Cannot accept message: ${(err as Error)?.message ?? err}`, 1000),
+      refusal("failed", `Cannot accept message: ${errorMessage(err)}`, 1000),
     );
   }
 

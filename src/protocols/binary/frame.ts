@@ -550,14 +550,7 @@ export function encodeTelemetry(body: TelemetryBody): Uint8Array {
     "TELEMETRY channel",
     "0..64 of [a-z0-9_-]",
   );
-  if (!(body.data instanceof Uint8Array)) {
-    throw new TypeError("Cannot encode TELEMETRY data: not a Uint8Array");
-  }
-  const out = new Uint8Array(1 + channel.length + body.data.length);
-  out[0] = channel.length;
-  out.set(channel, 1);
-  out.set(body.data, 1 + channel.length);
-  return out;
+  return namedBody(channel, body.data, "TELEMETRY");
 }
 
 /**
@@ -649,13 +642,18 @@ export interface CommandBody {
  */
 export function encodeCommand(body: CommandBody): Uint8Array {
   const name = encodeName(body.name, NAME_CHARS, 1, "COMMAND name", "1..64 of [A-Za-z0-9._-]");
-  if (!(body.data instanceof Uint8Array)) {
-    throw new TypeError("Cannot encode COMMAND data: not a Uint8Array");
+  return namedBody(name, body.data, "COMMAND");
+}
+
+/** `u8 nameLen, name, data…`: the layout TELEMETRY and COMMAND bodies share. */
+function namedBody(name: Uint8Array, data: Uint8Array, what: string): Uint8Array {
+  if (!(data instanceof Uint8Array)) {
+    throw new TypeError(`Cannot encode ${what} data: not a Uint8Array`);
   }
-  const out = new Uint8Array(1 + name.length + body.data.length);
+  const out = new Uint8Array(1 + name.length + data.length);
   out[0] = name.length;
   out.set(name, 1);
-  out.set(body.data, 1 + name.length);
+  out.set(data, 1 + name.length);
   return out;
 }
 

@@ -13,6 +13,7 @@ import {
   type DeadlineEntry,
   type DevicePort,
   type Draft,
+  errorMessage,
   Identity,
   type Logger,
   type LoginRefusalReason,
@@ -79,6 +80,9 @@ export interface BinarySessionHost {
   /** Called once when a session has ended and released everything. */
   onClosed(session: BinarySession): void;
 }
+
+/** How telemetry is published: waiting for room (which stops this connection's reads). */
+const WAIT = Object.freeze({ wait: true });
 
 /** Commands sent and not yet acknowledged, per session. */
 const MAX_PENDING_COMMANDS = 1024;
@@ -149,12 +153,10 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
   #opts: BinarySessionOptions;
   #log: Logger;
   #writer: ConnWriter<BinarySession>;
-  #deviceId: string | undefined;
-  #who: Identity | undefined;
+  #who: Identity | undefined; // once HELLO succeeded (its device id is the device's)
   #attachment: Attachment | undefined;
   #keepalive: DeadlineEntry | undefined;
   #helloTimer: DeadlineEntry | undefined;
-  #commandsAttached = false;
   #host: BinarySessionHost;
   #closed = false;
   #nextSeq = 1;
@@ -188,7 +190,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
   /** HELLO timer expiry (one callback for every session: no closure each). */
   static #helloExpired = (s: BinarySession): void => {
     s.#helloTimer = undefined;
-    if (s.#deviceId === undefined) {
+    if (s.#who === undefined) {
       s.#error(ErrorCode.HELLO_TIMEOUT, 0, `no HELLO within ${s.#opts.helloTimeoutMs} ms`);
       s.#shutdown();
     }
@@ -220,7 +222,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
 
   /** The authenticated device, once HELLO succeeded. */
   get deviceId(): string | undefined {
-    return this.#deviceId;
+    return this.#who?.deviceId;
   }
 
   /** Subscriber id (for no-local). */
@@ -308,7 +310,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
   async #handshake(): Promise<boolean> {
     const parser = this.#parser!;
     const buf = new Uint8Array(IDLE_READ_BUFFER);
-    while (this.#deviceId === undefined && !this.#closed) {
+    while (this.#who === undefined && !this.#closed) {
       let n: number | null;
       try {
         n = await this.#conn.read(buf);
@@ -337,7 +339,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
     this.#port.stats.error(String(err.code));
     this.#log.info("bad frame", {
       remote: this.#remoteText,
-      device: this.#deviceId,
+      device: this.deviceId,
       code: err.code,
       offset: err.offset,
       reason: err.message,
@@ -354,25 +356,27 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
         `reserved flag bits set: 0x${f.flags.toString(16)}`,
       );
     }
-    if (this.#deviceId === undefined) {
+    const who = this.#who;
+    if (who === undefined) {
       if (f.type === FrameType.HELLO) return this.#hello(f);
       this.#error(ErrorCode.NOT_AUTHENTICATED, f.seq, "the first frame must be HELLO");
       this.#port.stats.error(String(ErrorCode.NOT_AUTHENTICATED));
       return this.#shutdown();
     }
-    this.#port.touch(this.#deviceId);
+    const id = who.deviceId!; // a device's login always names it
+    this.#port.touch(id);
     switch (f.type) {
       case FrameType.TELEMETRY:
-        return this.#telemetry(f);
+        return this.#telemetry(f, who, id);
       case FrameType.ACK:
-        return this.#ack(f);
+        return this.#ack(f, who, id);
       case FrameType.PING:
         this.#send(FrameType.PONG, f.seq, new Uint8Array(0));
         return;
       case FrameType.PONG:
         return;
       case FrameType.BYE:
-        this.#log.info("device said BYE", { device: this.#deviceId, remote: this.#remoteText });
+        this.#log.info("device said BYE", { device: this.deviceId, remote: this.#remoteText });
         this.#send(FrameType.BYE, f.seq, encodeBye(0));
         return this.#shutdown();
       case FrameType.HELLO:
@@ -394,7 +398,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
   #reject(f: Frame, code: number, reason: string): void {
     this.#port.stats.error(String(code));
     this.#log.info("frame rejected", {
-      device: this.#deviceId,
+      device: this.deviceId,
       remote: this.#remoteText,
       code,
       reason,
@@ -413,7 +417,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
     try {
       hello = decodeHello(f.payload);
     } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
+      const reason = errorMessage(err);
       if (!helloIdValid(f.payload)) return this.#refuse(f, HelloStatus.BAD_ID, reason);
       return this.#reject(f, ErrorCode.BAD_PAYLOAD, reason);
     }
@@ -425,11 +429,9 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
       : Math.min(hello.keepAlive, o.maxKeepAliveSec);
     this.#helloTimer?.cancel();
     this.#helloTimer = undefined;
-    this.#deviceId = hello.id;
     this.#who = who;
     this.#send(FrameType.HELLO_ACK, f.seq, encodeHelloAck({ status: HelloStatus.OK, keepAlive }));
     this.#host.attachCommands(hello.id, this);
-    this.#commandsAttached = true;
     this.#attachment = this.#port.attach(who, this);
     this.#keepalive = this.#port.supervise(this, keepAlive * 1500);
     this.#log.info("device connected", { device: hello.id, remote: this.#remoteText, keepAlive });
@@ -446,7 +448,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
     this.#shutdown();
   }
 
-  #telemetry(f: Frame): Promise<void> | void {
+  #telemetry(f: Frame, who: Identity, id: string): Promise<void> | void {
     let body;
     try {
       body = decodeTelemetry(f.payload);
@@ -454,12 +456,12 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
       return this.#reject(
         f,
         ErrorCode.BAD_PAYLOAD,
-        err instanceof Error ? err.message : String(err),
+        errorMessage(err),
       );
     }
     const ackWanted = (f.flags & FLAG_ACK_REQUESTED) !== 0;
     const draft: Draft = {
-      topic: telemetryTopic(this.#deviceId!, body.channel || undefined),
+      topic: telemetryTopic(id, body.channel || undefined),
       payload: body.data,
       qos: ackWanted ? 1 : 0,
       retain: false,
@@ -467,7 +469,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
     };
     // Accepted at once when the core has room (no promise per frame); otherwise the wait for
     // room stops this connection's reads.
-    const r = this.#port.publish(this.#who!, draft, { wait: true });
+    const r = this.#port.publish(who, draft, WAIT);
     if (r instanceof Promise) return r.then((r) => this.#answer(r, f.seq, ackWanted));
     this.#answer(r, f.seq, ackWanted);
   }
@@ -476,12 +478,12 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
   #answer(r: PublishResult, seq: number, ackWanted: boolean): void {
     if (this.#closed) return;
     if (!r.ok) {
-      this.#log.debug("telemetry refused", { device: this.#deviceId, seq, reason: r.reason });
+      this.#log.debug("telemetry refused", { device: this.deviceId, seq, reason: r.reason });
     }
     if (ackWanted) this.#send(FrameType.ACK, seq, encodeAck(r.ok ? AckStatus.OK : ackStatus(r)));
   }
 
-  #ack(f: Frame): void {
+  #ack(f: Frame, who: Identity, id: string): void {
     let status: number;
     try {
       status = decodeAck(f.payload);
@@ -489,24 +491,24 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
       return this.#reject(
         f,
         ErrorCode.BAD_PAYLOAD,
-        err instanceof Error ? err.message : String(err),
+        errorMessage(err),
       );
     }
     const name = this.#pending?.get(f.seq);
     if (name === undefined) {
-      this.#log.debug("ACK for no pending command", { device: this.#deviceId, seq: f.seq });
+      this.#log.debug("ACK for no pending command", { device: this.deviceId, seq: f.seq });
       return;
     }
     this.#pending!.delete(f.seq);
     const ack: Draft = {
-      topic: ackTopic(this.#deviceId!, name),
+      topic: ackTopic(id, name),
       payload: encoder.encode(JSON.stringify({ seq: f.seq, status })),
       qos: 1,
       retain: false,
       origin: this.sessionId,
     };
     // The device waits for nothing here: its ACK is published without holding its reads.
-    const r = this.#port.publish(this.#who!, ack, { wait: true });
+    const r = this.#port.publish(who, ack, WAIT);
     const logged = (r: PublishResult) => {
       if (!r.ok) this.#log.info("command ack not published", { topic: ack.topic, why: r.message });
     };
@@ -521,7 +523,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
    * the session cannot take it (closed, or claimed elsewhere); the command then stays pending.
    */
   offer(cmd: PendingCommand): boolean {
-    if (this.#closed || this.#deviceId === undefined) return false;
+    if (this.#closed || this.#who === undefined) return false;
     const commands = this.#port.commands;
     if (!commands.claim(cmd)) return false;
     const seq = this.#nextSeq;
@@ -531,14 +533,14 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
       body = encodeCommand({ name: cmd.name, data: cmd.msg.payload });
     } catch (err) {
       commands.discard(cmd); // never deliverable here
-      this.#log.warn("command not sendable over FBP/1", { device: this.#deviceId, error: err });
+      this.#log.warn("command not sendable over FBP/1", { device: this.deviceId, error: err });
       return true;
     }
     if (body.length > this.#opts.maxPayload) {
       commands.discard(cmd);
       this.#port.stats.drop("too_large");
       this.#log.warn("command too large for the device", {
-        device: this.#deviceId,
+        device: this.deviceId,
         bytes: body.length,
       });
       return true;
@@ -574,7 +576,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
     if (this.#closed) return;
     const code = CLOSE_CODES[reason.code];
     this.#log.info("closing session", {
-      device: this.#deviceId,
+      device: this.deviceId,
       remote: this.#remoteText,
       reason: reason.code,
       detail: reason.message,
@@ -589,7 +591,8 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
       this.#closed = true;
       this.#helloTimer?.cancel();
       this.#keepalive?.cancel();
-      if (this.#commandsAttached) this.#host.detachCommands(this.#deviceId!, this);
+      const id = this.#who?.deviceId;
+      if (id !== undefined) this.#host.detachCommands(id, this);
       this.#attachment?.detach();
       // Let queued frames (the ERROR saying why) reach the peer, bounded by the drain timeout.
       await this.#writer.flushed();

@@ -10,8 +10,7 @@
  * @module
  */
 
-import type { Clock, TimerHandle } from "../../core/clock.ts";
-import type { Logger } from "../../core/logger.ts";
+import type { Clock, Logger, TimerHandle } from "../../core/mod.ts";
 import { type CoapMessage, type CoapOption, CoapType, Code, codeClass } from "./message.ts";
 import { encodeMessage } from "./codec.ts";
 import { boundFormat, NO_FORMAT, type Observation, type ObserverRegistry } from "./observe.ts";

@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { Clock } from "../../core/clock.ts";
+import type { Clock } from "../../core/mod.ts";
 import { blockSize, encodeBlock, szxFor } from "./block.ts";
 import { type CoapMessage, type CoapOption, type CoapType, Code, codeClass } from "./message.ts";
 import { decodeUint, encodeString, encodeUint, Opt } from "./option_codec.ts";

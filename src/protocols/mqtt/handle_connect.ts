@@ -9,6 +9,7 @@
 
 import type { IConnackPacket, IConnectPacket } from "mqtt-packet";
 import type { MqttConnection } from "./connection.ts";
+import type { MqttSession } from "./session.ts";
 import {
   type DevicePort,
   type Draft,
@@ -252,8 +253,9 @@ export function evaluateConnect(
 }
 
 /**
- * What a connection keeps of its accepted CONNECT: a class with fixed fields, so an idle
- * connection holds a few words instead of the whole decision object.
+ * A connected client: what a connection keeps of its accepted CONNECT, and its session. A class
+ * with fixed fields, so an idle connection holds a few words instead of the whole decision
+ * object; handlers of packets after CONNECT get it, never an optional.
  */
 export class Client {
   /** Client identifier. */
@@ -270,9 +272,12 @@ export class Client {
   readonly topicAliasMaximum: number;
   /** False when the client asked for no reason strings on errors. */
   readonly problemInformation: boolean;
+  /** The session. */
+  readonly session: MqttSession;
 
-  /** Keeps what the connection needs of `c`. */
-  constructor(c: AcceptedConnect) {
+  /** Keeps what the connection needs of `c`, with its session. */
+  constructor(c: AcceptedConnect, session: MqttSession) {
+    this.session = session;
     this.clientId = c.clientId;
     this.who = c.who;
     this.deviceId = c.deviceId;

@@ -22,7 +22,7 @@
  * @module
  */
 
-import type { Message, Protocol, QoS } from "../../core/message.ts";
+import type { Message, Protocol, QoS } from "../../core/mod.ts";
 import { decodeProps, encodeProps } from "../../persistence/message_props.ts";
 import type { StateDb, StateOp } from "../../persistence/state_db.ts";
 import type {
@@ -33,6 +33,37 @@ import type {
   SessionState,
   SubscriptionOptions,
 } from "./session.ts";
+
+/** A persistent session per row, and its queued and in-flight messages, one row each. */
+const SESSION_TABLES = `
+CREATE TABLE IF NOT EXISTS mqtt_sessions (
+  client_id TEXT PRIMARY KEY,
+  version INTEGER NOT NULL,
+  expiry_sec INTEGER NOT NULL,
+  disconnected_at INTEGER,
+  next_id INTEGER NOT NULL,
+  subs TEXT NOT NULL,
+  inbound TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mqtt_messages (
+  client_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  packet_id INTEGER,
+  state TEXT,
+  qos INTEGER NOT NULL,
+  retain INTEGER NOT NULL,
+  sub_ids TEXT,
+  topic TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  msg_qos INTEGER NOT NULL,
+  msg_retain INTEGER NOT NULL,
+  ts INTEGER NOT NULL,
+  protocol TEXT NOT NULL,
+  device TEXT,
+  props TEXT,
+  PRIMARY KEY (client_id, seq)
+) WITHOUT ROWID;
+`;
 
 /** A session as found in the state file. */
 export interface StoredSession {
@@ -122,9 +153,10 @@ export class SessionPersistence implements SessionJournal {
   #deleteMessages;
   #changes = new WeakMap<MqttSession, StateOp>();
 
-  /** Uses the `mqtt_sessions` and `mqtt_messages` tables of `db`. */
+  /** Uses (and creates) the `mqtt_sessions` and `mqtt_messages` tables of `db`. */
   constructor(db: StateDb) {
     this.#db = db;
+    db.define(SESSION_TABLES);
     const d = db.database;
     this.#upsert = d.prepare("INSERT OR REPLACE INTO mqtt_sessions VALUES (?,?,?,?,?,?,?)");
     this.#update = d.prepare(
