@@ -12,12 +12,12 @@
  * @module
  */
 
-import mqtt from "mqtt";
 import { Core, Logger } from "../src/core/mod.ts";
 import { MqttServer } from "../src/protocols/mqtt/mod.ts";
 import { attachRules, resolveRules } from "../src/rules/mod.ts";
 import { type ChildServer, percentile, progress, sleep, spawnServer } from "./_util.ts";
 import mqttPacket, { type Packet } from "mqtt-packet";
+import { mqtt } from "../tests/_dev_deps.ts";
 import { Buffer } from "node:buffer";
 
 /** Rules the server can run. */

@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertRejects } from "./_assert.ts";
+import { assert, assertEquals, assertRejects, assertThrows } from "./_assert.ts";
 import { createMessage, type Message } from "../src/core/message.ts";
 import { Pipeline, PipelineClosedError } from "../src/core/pipeline.ts";
 
@@ -159,5 +159,5 @@ Deno.test("Pipeline.admit takes a derived message into a full queue; producers w
   await producer;
   await p.close();
   assertEquals(seen, [0, 1, 2, 3, 4]);
-  await assertRejects(async () => p.admit(msg("a", 5)), PipelineClosedError);
+  assertThrows(() => p.admit(msg("a", 5)), PipelineClosedError);
 });

@@ -5,9 +5,9 @@
  * @module
  */
 
-import mqtt from "mqtt";
 import { assert, assertEquals } from "./_assert.ts";
 import { memoryLogger, waitFor } from "./_harness.ts";
+import { mqtt } from "./_dev_deps.ts";
 import { within } from "./_mqtt_harness.ts";
 import { FIXTURES } from "./_rules_harness.ts";
 import { loadConfigFile, resolveConfig } from "../src/config/config.ts";

@@ -27,6 +27,7 @@ import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { openSqlite, setAside } from "../persistence/sqlite_file.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
 import type { Message, QoS } from "../core/message.ts";
+import { RefusedError } from "../core/refusal.ts";
 
 /** What to do when an append would exceed `maxBytes`. */
 export type SpoolFullPolicy = "drop-oldest" | "refuse-new";
@@ -73,8 +74,12 @@ export interface SpoolRecord {
 }
 
 /** An append refused because the spool is full and the policy is `refuse-new`. */
-export class SpoolFullError extends Error {
+export class SpoolFullError extends RefusedError {
   override name = "SpoolFullError";
+  /** Creates the error. */
+  constructor(message: string) {
+    super("quota", message);
+  }
 }
 
 /** The spool file is corrupt or unreadable. */

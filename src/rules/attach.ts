@@ -17,19 +17,19 @@ import type { Message } from "../core/message.ts";
 import type { Northbound } from "../northbound/northbound.ts";
 import type { DeadLetterSink } from "./dead_letter.ts";
 import { RuleEngine } from "./engine.ts";
-import type { RuleConfig, RuleEngineLimits } from "./options.ts";
+import type { RuleConfigInput, RuleEngineLimits } from "./options.ts";
 import { FileWatcher } from "./watcher.ts";
 
 /** Options of {@link attachRules}. */
 export interface AttachRulesOptions {
   /** The rules (validated). */
-  rules: readonly RuleConfig[];
+  rules: readonly RuleConfigInput[];
   /** Module paths are relative to this directory. @default the config file's, else the CWD */
   baseDir?: string;
   /** The config file (its directory is the default `baseDir`; watched when `readRules` is given). */
   configFile?: string;
   /** Reads the `rules` of the config file again, for hot reload of the config. */
-  readRules?: () => Promise<readonly RuleConfig[]>;
+  readRules?: () => Promise<readonly RuleConfigInput[]>;
   /** Watch the modules (and the config file) and reload on change. @default true */
   watch?: boolean;
   /** Data directory: the rules' state is kept in `rules-state.json` there. */
@@ -92,23 +92,15 @@ export async function attachRules(core: Core, options: AttachRulesOptions): Prom
   );
   const nb = options.northbound;
   if (options.dataDir) await Deno.mkdir(options.dataDir, { recursive: true });
-  // Outputs into the core are admitted at once, even into a full pipeline (their sources were
-  // already admitted: they must neither wait behind new device input nor be dropped; devices wait
-  // instead). With an accept hook (the spool) admission waits for it, one output after the other
-  // so that they stay in order.
+  // Outputs re-enter through core.publish (the accept hook, i.e. the spool, then the pipeline,
+  // waiting for room), one after the other so that they stay in order.
   let tail: Promise<void> | undefined;
-  const publish = (out: Message): void | Promise<void> => {
-    if (tail) {
-      const p: Promise<void> = tail.then(() => core.publishDerived(out)).finally(() => {
+  const publish = (out: Message): Promise<void> => {
+    const p: Promise<void> = (tail ?? Promise.resolve()).then(() => core.publish(out)).finally(
+      () => {
         if (tail === p) tail = undefined;
-      });
-      return tail = p;
-    }
-    const r = core.publishDerived(out);
-    if (!r) return;
-    const p: Promise<void> = r.finally(() => {
-      if (tail === p) tail = undefined;
-    });
+      },
+    );
     return tail = p;
   };
   const engine = await RuleEngine.start({

@@ -25,6 +25,7 @@ import {
   defaultRuleEngineLimits,
   resolveRules,
   type RuleConfig,
+  type RuleConfigInput,
   type RuleEngineLimits,
 } from "./options.ts";
 import { RuleMetrics } from "./rule_metrics.ts";
@@ -35,7 +36,7 @@ import { LogLimiter } from "./_log_limiter.ts";
 /** Options of {@link RuleEngine.start}. */
 export interface RuleEngineOptions {
   /** The rules (validated: {@link resolveRules}). */
-  rules: readonly RuleConfig[];
+  rules: readonly RuleConfigInput[];
   /** Directory module paths are relative to (the config file's); imports must stay inside it. */
   baseDir: string;
   /** Publishes an output into the core (may be async; it is never awaited by the caller). */
@@ -216,7 +217,7 @@ export class RuleEngine implements AsyncDisposable {
    * ones are loaded first, and if any fails to load nothing changes and the error is thrown;
    * then new messages go to the new versions while the old ones finish theirs.
    */
-  update(rules: readonly RuleConfig[]): Promise<RuleReloadReport> {
+  update(rules: readonly RuleConfigInput[]): Promise<RuleReloadReport> {
     const run = this.#updating.then(() => this.#update(rules));
     this.#updating = run.catch(() => {});
     return run;
@@ -227,7 +228,7 @@ export class RuleEngine implements AsyncDisposable {
     return this.update(this.#configs);
   }
 
-  async #update(input: readonly RuleConfig[]): Promise<RuleReloadReport> {
+  async #update(input: readonly RuleConfigInput[]): Promise<RuleReloadReport> {
     if (this.#closed) throw new Error("Cannot update rules: the engine is closed");
     const rules = resolveRules(input);
     const fresh: RuleRunner[] = [];

@@ -1,14 +1,26 @@
 /**
- * The configuration of rules: the `rules` section's schema fragment ({@link rulesField}), the
- * validated {@link RuleConfig}, its per-rule defaults, the engine's own tunables
- * ({@link defaultRuleEngineLimits}), and {@link resolveRules}, which fills the defaults that
- * depend on the rule's name and refuses duplicate names, bad filters and loops.
+ * The configuration of rules: the `rules` section's schema fragment ({@link rulesOptionsSchema},
+ * composed into the file's schema by `src/config/config.ts`), the {@link RuleConfig} type inferred
+ * from it, its per-rule defaults, the engine's own tunables ({@link defaultRuleEngineLimits}), and
+ * {@link resolveRules}, which fills the defaults that depend on the rule's name and refuses
+ * duplicate names, bad filters and loops.
  *
  * @module
  */
 
 import { validateFilter } from "../core/topic_router.ts";
-import { ConfigError, type Field } from "../config/schema.ts";
+import {
+  bool,
+  ConfigError,
+  defaults,
+  type Infer,
+  int,
+  list,
+  obj,
+  oneOf,
+  optional,
+  str,
+} from "../config/schema.ts";
 import { findRuleLoop } from "./rule_graph.ts";
 
 /** What happens to a message a rule failed on (threw, timed out, too large). */
@@ -17,45 +29,72 @@ export type RuleOnError = "drop" | "pass" | "dead-letter";
 /** Where a rule's outputs go unless an output says otherwise. */
 export type RuleRoute = "core" | "northbound";
 
-/** One validated entry of the `rules` section. */
-export interface RuleConfig {
-  /** Unique name (metrics label, state key, log field). */
-  name: string;
-  /** Topic filters of the messages the rule sees. */
-  from: string[];
-  /** Module path, relative to the config file's directory. */
-  module: string;
-  /** Default route of outputs. @default "core" */
-  to: RuleRoute;
-  /**
-   * Filters outputs into the core must match (the rule's ACL); also what loop detection
-   * assumes the rule may publish. @default [`rules/{name}/#`] (none when `to` is "northbound")
-   */
-  publish: string[];
-  /** Time budget per message, ms; a rule over it is stopped and restarted. @default 1000 */
-  timeoutMs: number;
-  /** Largest message in or out (topic + payload), bytes. @default 262144 */
-  maxMessageBytes: number;
-  /** Run the rule. @default true */
-  enabled: boolean;
-  /** A failed message is dropped, passed on unchanged (northbound rules) or dead-lettered. @default "drop" */
-  onError: RuleOnError;
-  /** Errors in a row (no success between) before the worker is restarted. @default 10 */
-  errorsBeforeRestart: number;
-  /** Restarts within `restartWindowMs` before the rule is disabled. @default 5 */
-  restartsBeforeDisable: number;
-}
+const filters = (doc: string) => list(str("filter"), doc);
 
-/** The per-rule defaults. */
-export const defaultRuleOptions = Object.freeze({
-  to: "core" as RuleRoute,
-  timeoutMs: 1000,
-  maxMessageBytes: 262_144,
-  enabled: true,
-  onError: "drop" as RuleOnError,
-  errorsBeforeRestart: 10,
-  restartsBeforeDisable: 5,
-});
+/** Schema of one rule (`rules[]`): keys, bounds, defaults and docs, written once. */
+export const ruleOptionsSchema = obj(
+  "A rule: a TypeScript/JavaScript module run on matching messages in a sandboxed worker",
+  {
+    name: str("Unique name (metrics label, state key)", { pattern: /^[A-Za-z0-9._-]{1,64}$/ }),
+    from: filters("Topic filters of the messages the rule sees"),
+    module: str("Module path, relative to the config file"),
+    to: oneOf(
+      ["core", "northbound"],
+      "Default route of outputs: back into the gateway, or straight to the northbound",
+      { default: "core" },
+    ),
+    publish: optional(filters(
+      "Filters outputs into the core must match: the rule principal's ACL (default rules/{name}/#; none for to: northbound)",
+    )),
+    timeoutMs: int("Time budget per message; over it the worker is stopped and restarted", {
+      min: 1,
+      max: 600_000,
+      default: 1000,
+    }),
+    maxMessageBytes: int("Largest message into or out of the rule (topic + payload), bytes", {
+      min: 64,
+      max: 64 * 1024 * 1024,
+      default: 262_144,
+    }),
+    enabled: bool("Run the rule", { default: true }),
+    onError: oneOf(
+      ["drop", "pass", "dead-letter"],
+      "A message the rule failed on is dropped, passed on unchanged (to: northbound only) or dead-lettered",
+      { default: "drop" },
+    ),
+    errorsBeforeRestart: int("Errors in a row before the rule's worker is restarted", {
+      min: 1,
+      max: 1_000_000,
+      default: 10,
+    }),
+    restartsBeforeDisable: int("Restarts within a minute before the rule is disabled", {
+      min: 1,
+      max: 1_000_000,
+      default: 5,
+    }),
+  },
+);
+
+/** Schema of the `rules` section. */
+export const rulesOptionsSchema = list(
+  ruleOptionsSchema,
+  "Rules run at the edge, each in a sandboxed worker (docs/rules.md)",
+  { default: [] },
+);
+
+/** A `rules` entry as the schema validates it (`publish` not yet defaulted). */
+export type RuleConfigInput = Infer<typeof ruleOptionsSchema>;
+
+/** One resolved entry of the `rules` section ({@link resolveRules}): `publish` filled in. */
+export type RuleConfig = RuleConfigInput & { publish: string[] };
+
+/** The per-rule defaults (from the schema). */
+export const defaultRuleOptions: Readonly<
+  Omit<RuleConfigInput, "name" | "from" | "module" | "publish">
+> = Object.freeze((() => {
+  const { name: _n, from: _f, module: _m, ...rest } = ruleOptionsSchema.fields;
+  return defaults(obj("", rest));
+})());
 
 /** Tunables of the rule engine as a whole (not in the config file). */
 export interface RuleEngineLimits {
@@ -64,12 +103,12 @@ export interface RuleEngineLimits {
   /** Batches sent to a worker and not yet answered, at most. @default 16 */
   batchesInFlight: number;
   /**
-   * Messages queued or in flight per rule before the caller waits (backpressure). Large, because
-   * results come back only between event-loop turns, and one turn of a busy gateway reads tens of
-   * thousands of messages. @default 65536
+   * Messages queued or in flight per rule before it holds delivery (backpressure: the pipeline
+   * fills and producers stop reading). Large, because results come back only between event-loop
+   * turns, and one turn of a busy gateway reads tens of thousands of messages. @default 65536
    */
   maxInFlight: number;
-  /** Bytes (topics + payloads) queued or in flight per rule before the caller waits. @default 16777216 */
+  /** Bytes (topics + payloads) queued or in flight per rule before it holds delivery. @default 16777216 */
   maxInFlightBytes: number;
   /**
    * Outputs waiting to be accepted (for the accept hook, i.e. the northbound spool, or an async
@@ -101,87 +140,6 @@ export const defaultRuleEngineLimits: Readonly<RuleEngineLimits> = Object.freeze
   loadTimeoutMs: 10_000,
   logEveryMs: 10_000,
 });
-
-const filters = (doc: string, optional = false): Field => ({
-  type: "array",
-  items: { type: "string", doc: "filter" },
-  doc,
-  ...(optional ? { optional: true } : {}),
-});
-
-const d = defaultRuleOptions;
-
-/** Schema of one rule. */
-export const ruleField: Field = {
-  type: "object",
-  doc: "A rule: a TypeScript/JavaScript module run on matching messages in a sandboxed worker",
-  fields: {
-    name: {
-      type: "string",
-      pattern: /^[A-Za-z0-9._-]{1,64}$/,
-      doc: "Unique name (metrics label, state key)",
-    },
-    from: filters("Topic filters of the messages the rule sees"),
-    module: { type: "string", doc: "Module path, relative to the config file" },
-    to: {
-      type: "enum",
-      values: ["core", "northbound"],
-      default: d.to,
-      doc: "Default route of outputs: back into the gateway, or straight to the northbound",
-    },
-    publish: filters(
-      "Filters outputs into the core must match (default rules/{name}/#; none for to: northbound)",
-      true,
-    ),
-    timeoutMs: {
-      type: "integer",
-      min: 1,
-      max: 600_000,
-      default: d.timeoutMs,
-      doc: "Time budget per message; over it the worker is stopped and restarted",
-    },
-    maxMessageBytes: {
-      type: "integer",
-      min: 64,
-      max: 64 * 1024 * 1024,
-      default: d.maxMessageBytes,
-      doc: "Largest message into or out of the rule (topic + payload), bytes",
-    },
-    enabled: { type: "boolean", default: d.enabled, doc: "Run the rule" },
-    onError: {
-      type: "enum",
-      values: ["drop", "pass", "dead-letter"],
-      default: d.onError,
-      doc:
-        "A message the rule failed on is dropped, passed on unchanged (to: northbound only) or dead-lettered",
-    },
-    errorsBeforeRestart: {
-      type: "integer",
-      min: 1,
-      max: 1_000_000,
-      default: d.errorsBeforeRestart,
-      doc: "Errors in a row before the rule's worker is restarted",
-    },
-    restartsBeforeDisable: {
-      type: "integer",
-      min: 1,
-      max: 1_000_000,
-      default: d.restartsBeforeDisable,
-      doc: "Restarts within a minute before the rule is disabled",
-    },
-  },
-};
-
-/** Schema of the `rules` section. */
-export const rulesField: Field = {
-  type: "array",
-  items: ruleField,
-  default: [],
-  doc: "Rules run at the edge, each in a sandboxed worker (docs/rules.md)",
-};
-
-/** A `rules` entry as the schema validated it (`publish` not yet defaulted). */
-export type RuleConfigInput = Omit<RuleConfig, "publish"> & { publish?: string[] };
 
 /**
  * Fills `publish` defaults and checks what the schema cannot: unique names, valid filters,

@@ -6,16 +6,21 @@
  * @module
  */
 
-import type { Core, Logger } from "../../core/mod.ts";
+import type { Core, DevicePort, Logger, ProtocolSpec } from "../../core/mod.ts";
 import type { ListenAddress, Listener } from "../listener.ts";
+import { acceptLoop } from "../../net/accept_loop.ts";
 import { TcpListener, type TlsFiles } from "../../net/tcp_listener.ts";
 import { type ConnectionContext, MqttConnection } from "./connection.ts";
-
-const MQTT_LABELS = { protocol: "mqtt" } as const;
 import { type MqttServerOptions, resolveMqttServerOptions } from "./options.ts";
 import { SessionStore } from "./session_store.ts";
 import type { SessionPersistence } from "./session_persistence.ts";
 import { SharedSubscriptions } from "./shared_subscriptions.ts";
+
+/**
+ * MQTT as the core knows it: the label of its messages, presence and metrics; its sessions
+ * subscribe to their own command topics, so the core's command store keeps none for them.
+ */
+export const MQTT: ProtocolSpec = Object.freeze({ name: "mqtt", deliversOwnCommands: true });
 
 /**
  * An MQTT 3.1/3.1.1/5.0 broker endpoint on the core.
@@ -35,7 +40,7 @@ import { SharedSubscriptions } from "./shared_subscriptions.ts";
 export class MqttServer implements Listener {
   /** Listener name for logs and metrics. */
   readonly name = "mqtt";
-  #core: Core;
+  #port: DevicePort;
   #options: Required<MqttServerOptions>;
   #log: Logger;
   #listener: TcpListener | undefined;
@@ -62,24 +67,23 @@ export class MqttServer implements Listener {
     this.#tls = tls;
     this.#persistence = persistence;
     options = rest;
-    this.#core = core;
+    const port = this.#port = core.port(MQTT);
     this.#options = resolveMqttServerOptions(options);
-    this.#log = core.log.child("mqtt");
-    this.#shared = new SharedSubscriptions(core);
-    this.#store = new SessionStore(core, this.#shared, this.#options, this.#log);
+    this.#log = port.log;
+    this.#shared = new SharedSubscriptions(port);
+    this.#store = new SessionStore(port, this.#shared, this.#options, this.#log);
     // One context object shared by every connection (nothing per connection but the connection).
     this.#ctx = {
-      core,
+      port,
       options: this.#options,
       log: this.#log,
       store: this.#store,
       shared: this.#shared,
       durable: persistence?.db,
-      onBytesOut: (n) => core.stats.bytesOut.inc(MQTT_LABELS, n),
       onClosed: (c) => {
         if (!this.#connections.delete(c)) return;
-        core.admission.release(c.address);
-        core.stats.connections.inc(MQTT_LABELS, -1);
+        port.release(c.address);
+        port.stats.closed();
         if (this.#connections.size === 0) this.#allClosed?.resolve();
       },
     };
@@ -118,57 +122,20 @@ export class MqttServer implements Listener {
         this.#log.error("TLS certificate not reloaded; the previous one stays", { error }),
     });
     this.#listener = l;
-    this.#accepting = this.#acceptLoop(l);
+    this.#accepting = acceptLoop({
+      listener: l,
+      port: this.#port,
+      maxConnections: this.#options.maxConnections,
+      open: () => this.#connections.size,
+      closing: () => this.#closing !== undefined,
+      serve: (conn) => {
+        const c = new MqttConnection(this.#ctx, conn);
+        this.#connections.add(c);
+        c.run(); // never rejects; ends with onClosed
+      },
+    });
     this.#log.info("listening", { hostname: l.hostname, port: l.port, tls: l.tls });
     return Promise.resolve({ hostname: l.hostname, port: l.port });
-  }
-
-  async #acceptLoop(l: TcpListener): Promise<void> {
-    const stats = this.#core.stats;
-    for (;;) {
-      let conn: Deno.Conn | null;
-      try {
-        conn = await l.accept();
-        if (conn === null) return;
-      } catch (err) {
-        if (this.#closing) return;
-        if (err instanceof Deno.errors.BadResource) return;
-        this.#log.warn("accept failed", { error: err });
-        continue;
-      }
-      if (this.#closing) {
-        conn.close();
-        continue;
-      }
-      if (this.#connections.size >= this.#options.maxConnections) {
-        // Refuse before reading anything: a flood of connections must not exhaust memory or fds.
-        stats.drops.inc({ protocol: "mqtt", reason: "connection_limit" });
-        this.#log.warn("connection refused: limit reached", {
-          limit: this.#options.maxConnections,
-        });
-        try {
-          conn.close();
-        } catch { /* closed */ }
-        continue;
-      }
-      const address = (conn.remoteAddr as Deno.NetAddr).hostname;
-      if (!this.#core.admission.admit(address)) {
-        stats.drops.inc({ protocol: "mqtt", reason: "address_limit" });
-        this.#log.warn("connection refused: per-address limit reached", { address });
-        try {
-          conn.close();
-        } catch { /* closed */ }
-        continue;
-      }
-      try {
-        (conn as Deno.TcpConn).setNoDelay?.(true);
-      } catch { /* not fatal */ }
-      stats.connectionsAccepted.inc(MQTT_LABELS);
-      stats.connections.inc(MQTT_LABELS);
-      const c = new MqttConnection(this.#ctx, conn);
-      this.#connections.add(c);
-      c.run(); // never rejects; ends with onClosed
-    }
   }
 
   /**
