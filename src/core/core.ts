@@ -377,11 +377,13 @@ export class Core implements AsyncDisposable {
         return core.#accept;
       },
       subscribe: (filter, sub) => this.subscribe(filter, sub),
-      accepted: (msg) => {
+      accepted: (msg, derived) => {
         let l = labels.get(msg.protocol);
         if (!l) labels.set(msg.protocol, l = Object.freeze({ protocol: msg.protocol }));
         this.stats.messagesIn.inc(l);
-        if (msg.deviceId !== undefined) this.registry.device(msg.deviceId).messagesIn++;
+        if (msg.deviceId !== undefined && !derived) {
+          this.registry.device(msg.deviceId).messagesIn++;
+        }
       },
     };
   }

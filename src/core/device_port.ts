@@ -12,6 +12,11 @@
  * stream protocols), or refused as `overloaded` (UDP and HTTP, which must refuse rather than
  * buffer); with a durable stage behind the port (the spool), acceptance waits for it.
  *
+ * A service of the gateway that republishes what it derives from accepted messages (the rule
+ * engine) is an adapter too: it asks its port for a service identity ({@link DevicePort.service})
+ * and publishes with it; such derived messages are judged by the service's own publish filters and
+ * admitted at once, even into a full pipeline.
+ *
  * @module
  */
 
@@ -24,7 +29,7 @@ import { errorMessage } from "./error_message.ts";
 import type { FlowGate } from "./flow_gate.ts";
 import type { Logger } from "./logger.ts";
 import { LogThrottle } from "./log_throttle.ts";
-import type { Identity, LoginGate, LoginRequest } from "./login.ts";
+import { Identity, type LoginGate, type LoginRequest } from "./login.ts";
 import type { Message, MessageProperties, Protocol, QoS } from "./message.ts";
 import type { PayloadBudget } from "./payload_budget.ts";
 import { PipelineClosedError } from "./pipeline.ts";
@@ -106,6 +111,14 @@ export interface Subscriber {
   deliver(msg: Message): void;
 }
 
+/** A service of the gateway itself, as it asks its port for an identity ({@link DevicePort.service}). */
+export interface ServiceSpec {
+  /** Its name, unique on the port (the principal is named `{port}/{name}`). */
+  readonly name: string;
+  /** Topic filters it may publish to: its ACL. */
+  readonly publish: readonly string[];
+}
+
 /** One protocol's hand on the core's pending commands (claims are made for that protocol). */
 export interface DeviceCommands {
   /** Keeps commands while the adapter runs; returns the function that gives the use back. */
@@ -173,6 +186,19 @@ export interface DevicePort {
   ): PublishResult | Promise<PublishResult>;
   /** Publishes a batch accepted or refused as a whole (waits only for the durable stage). */
   publishAll(who: Identity, drafts: Draft[]): Promise<BatchResult>;
+  /**
+   * An identity for a service of the gateway that republishes what it derives from messages the
+   * core accepted (a rule): a service principal named `{protocol}/{spec.name}` that may publish to
+   * `spec.publish` only and subscribe to nothing, speaking for `deviceId` (the device whose message
+   * an output derives from: its order and attribution are that device's). Published with it, a
+   * message is *derived*: it is not rate-limited (its source was), counts for the port's protocol
+   * and not as the device's own, and is admitted at once even into a full pipeline (its source
+   * already held a place there: waiting behind new input would stall the service, refusing would
+   * lose it; the queue runs over by as many, producers wait until it is back under). With a
+   * durable stage, derived messages are appended at once and admitted in the order published.
+   * The service bounds how many it has outstanding.
+   */
+  service(spec: ServiceSpec, deviceId?: string): Identity;
   /** True when `who` may publish to `topic` (the ACL alone). */
   mayPublish(who: Identity, topic: string): boolean;
   /** True when `who` may subscribe to `filter` (the ACL alone). */
@@ -233,8 +259,8 @@ export interface PortHost {
   readonly acceptHook: ((msg: Message) => void | Promise<void>) | undefined;
   /** Subscribes a subscriber. */
   subscribe(filter: string, sub: Subscriber): () => void;
-  /** Counts an accepted message. */
-  accepted(msg: Message): void;
+  /** Counts an accepted message (a derived one only for its protocol, not as its device's). */
+  accepted(msg: Message, derived?: boolean): void;
 }
 
 const SHUTTING_DOWN = refusal(
@@ -242,6 +268,13 @@ const SHUTTING_DOWN = refusal(
   "Cannot accept message: the gateway is shutting down",
   5000,
 );
+
+/** An identity the core gave a service of the gateway: its messages are derived. */
+class ServiceIdentity extends Identity {
+  override get derived(): boolean {
+    return true;
+  }
+}
 
 /**
  * A {@link DevicePort} bound to one protocol. Made by `Core.port`.
@@ -254,6 +287,8 @@ export class BoundPort implements DevicePort {
   readonly commands: DeviceCommands;
   #host: PortHost;
   #overloaded: Refusal<PublishRefusalReason>;
+  /** The last derived message waiting for the durable stage: the next is admitted after it. */
+  #derivedTail: Promise<PublishResult> | undefined;
 
   /** Binds `host` to `protocol`. */
   constructor(host: PortHost, protocol: Protocol, stats: ProtocolStats, retryAfterMs = 1000) {
@@ -313,6 +348,7 @@ export class BoundPort implements DevicePort {
     draft: Draft,
     options?: PublishOptions,
   ): PublishResult | Promise<PublishResult> {
+    if (who.derived) return this.#derived(who, draft);
     const h = this.#host;
     const refused = this.#admissible(who, draft.topic, 1, true);
     if (refused) return refused;
@@ -337,6 +373,15 @@ export class BoundPort implements DevicePort {
   async publishAll(who: Identity, drafts: Draft[]): Promise<BatchResult> {
     const h = this.#host;
     if (drafts.length === 0) return ACCEPTED;
+    if (who.derived) {
+      let accepted = 0;
+      for (const d of drafts) {
+        const r = await this.#derived(who, d);
+        if (!r.ok) return { ...r, accepted };
+        accepted++;
+      }
+      return ACCEPTED;
+    }
     const first = this.#admissible(who, drafts[0].topic, drafts.length, false);
     if (first) return { ...first, accepted: 0 };
     for (const d of drafts) {
@@ -362,6 +407,57 @@ export class BoundPort implements DevicePort {
       if (!r.ok) return { ...r, accepted };
       accepted++;
     }
+    return ACCEPTED;
+  }
+
+  service(spec: ServiceSpec, deviceId?: string): Identity {
+    return new ServiceIdentity({
+      kind: "service",
+      name: `${this.protocol}/${spec.name}`,
+      publish: [...spec.publish],
+      subscribe: [],
+    }, deviceId);
+  }
+
+  /**
+   * A derived message (see {@link DevicePort.service}): shutting down and the ACL, then admitted
+   * at once; with a durable stage, appended at once and admitted after the previous derived one.
+   */
+  #derived(who: Identity, draft: Draft): PublishResult | Promise<PublishResult> {
+    const h = this.#host;
+    if (h.closing) return this.#refuse(SHUTTING_DOWN);
+    const denied = this.#allowedTopic(who, draft.topic);
+    if (denied) return denied;
+    const msg = draft as Message;
+    msg.ts = h.clock.now();
+    msg.protocol = this.protocol;
+    msg.deviceId = who.deviceId;
+    const hook = h.acceptHook;
+    const prev = this.#derivedTail;
+    if (hook === undefined && prev === undefined) return this.#admit(msg);
+    let durable: void | Promise<void>;
+    try {
+      durable = hook?.(msg);
+    } catch (err) {
+      return this.#refusedBy(err);
+    }
+    const admitted: Promise<PublishResult> = Promise.all([durable, prev]).then(
+      () => this.#admit(msg),
+      (err) => this.#refusedBy(err),
+    ).finally(() => {
+      if (this.#derivedTail === admitted) this.#derivedTail = undefined;
+    });
+    this.#derivedTail = admitted;
+    return admitted;
+  }
+
+  #admit(msg: Message): PublishResult {
+    try {
+      this.#host.pipeline.admit(msg);
+    } catch (err) {
+      return this.#refusedBy(err);
+    }
+    this.#host.accepted(msg, true);
     return ACCEPTED;
   }
 

@@ -52,6 +52,15 @@ export class Identity {
     this.deviceId = deviceId;
   }
 
+  /**
+   * True for a service of the gateway that republishes what it derives from messages the core
+   * already accepted (a rule): its messages are admitted as derived (see `DevicePort.service`).
+   * Only identities the core gives out are.
+   */
+  get derived(): boolean {
+    return false;
+  }
+
   /** A key naming the identity across sessions (`device:x`, `service:y`, `anonymous:z`). */
   get key(): string {
     const p = this.principal;
