@@ -432,15 +432,14 @@ export class BoundPort implements DevicePort {
     msg.ts = h.clock.now();
     msg.protocol = this.protocol;
     msg.deviceId = who.deviceId;
-    const hook = h.acceptHook;
     const prev = this.#derivedTail;
-    if (hook === undefined && prev === undefined) return this.#admit(msg);
     let durable: void | Promise<void>;
     try {
-      durable = hook?.(msg);
+      durable = h.acceptHook?.(msg);
     } catch (err) {
       return this.#refusedBy(err);
     }
+    if (!(durable instanceof Promise) && prev === undefined) return this.#admit(msg);
     const admitted: Promise<PublishResult> = Promise.all([durable, prev]).then(
       () => this.#admit(msg),
       (err) => this.#refusedBy(err),
