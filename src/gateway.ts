@@ -30,6 +30,7 @@ import { SessionPersistence } from "./protocols/mqtt/session_persistence.ts";
 import { RetainedTable } from "./persistence/retained_table.ts";
 import { StateDb } from "./persistence/state_db.ts";
 import { type AttachedRules, attachRules } from "./rules/attach.ts";
+import type { RuleEngine } from "./rules/engine.ts";
 
 /** Options of {@link Gateway}. */
 export interface GatewayOptions {
@@ -270,17 +271,22 @@ export class Gateway implements AsyncDisposable {
         );
         log.info("northbound bridge started", { gatewayId });
       }
-      if (c.rules.length) { // before any listener: rules see every device's first message
-        const file = this.#options.configFile;
+      const file = this.#options.configFile;
+      // Before any listener: rules see every device's first message. With a config file, also
+      // when it has no rule yet (rules added to it later start without a restart); an engine
+      // without rules has no subscription and costs nothing per message.
+      if (c.rules.length || file) {
+        const nb = this.#northbound;
         this.#rules = await attachRules(this.core, {
           rules: c.rules,
           configFile: file,
           readRules: file ? async () => resolveConfig(await loadConfigFile(file)).rules : undefined,
           dataDir: c.dataDir,
-          northbound: this.#northbound,
+          northbound: nb ? (out) => nb.spool.append(out).then(() => {}) : undefined,
+          metrics: this.core.metrics,
           log: this.#log,
         });
-        log.info("rules started", { rules: c.rules.length });
+        if (c.rules.length) log.info("rules started", { rules: c.rules.length });
       }
       if (c.mqtt.enabled && c.mqtt.persistence.enabled) this.#openState();
       for (const name of ["binary", "mqtt", "coap"] as const) {
@@ -387,7 +393,7 @@ export class Gateway implements AsyncDisposable {
       await this.#watching;
       this.#stopMonitor?.();
       await Promise.all(this.#listeners.map((l) => l.close()));
-      await this.#rules?.settle(); // rule outputs still need the pipeline
+      await this.#settleRules(); // rule outputs still need the pipeline
       await this.core.close(); // the drain may still append to the spool
       await this.#rules?.close();
       this.#state?.close(); // after the drain: it may still queue for offline sessions
@@ -397,6 +403,31 @@ export class Gateway implements AsyncDisposable {
       await this.#http?.close();
       log.info("stopped");
     })();
+  }
+
+  /**
+   * Waits until the pipeline and the rules are quiet: messages still queued go to rules, whose
+   * outputs enter the pipeline again (nothing queued or waiting, and no message handled in a
+   * whole round; the drain loop itself holds one permit while it waits for the queue). Bounded.
+   */
+  async #settleRules(): Promise<void> {
+    const engine = this.#rules?.engine;
+    if (!engine) return;
+    const p = this.core.pipeline;
+    let last = -1;
+    for (let quiet = 0, round = 0; quiet < 2 && round < 10_000; round++) {
+      await engine.drain();
+      await new Promise((r) => setTimeout(r, 0));
+      const handled = p.stats.handled + p.stats.failed;
+      const idle = p.depth === 0 && p.waiting === 0 && p.inUse <= 1 && handled === last;
+      quiet = idle ? quiet + 1 : 0;
+      last = handled;
+    }
+  }
+
+  /** The rule engine, when rules are attached (list, enable, disable: docs/rules.md). */
+  get rules(): RuleEngine | undefined {
+    return this.#rules?.engine;
   }
 
   /** Same as {@link stop}. */

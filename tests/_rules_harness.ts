@@ -1,15 +1,20 @@
 /**
  * Test harness of the rule engine: an engine on a fake clock over the fixture rules in
- * `tests/rules_fixtures/`, collecting outputs and dead letters, with bounded waits.
+ * `tests/rules_fixtures/`, fed directly (`engine.handle`), its outputs published through a real
+ * core's rules port (which checks each rule's publish filters) and collected, with dead letters and
+ * bounded waits.
  *
  * @module
  */
 
 import { FakeClock } from "../src/core/clock.ts";
+import { Core } from "../src/core/core.ts";
 import { createMessage, type Message } from "../src/core/message.ts";
 import { MetricsRegistry } from "../src/core/metrics.ts";
 import type { DeadLetter } from "../src/rules/dead_letter.ts";
 import { RuleEngine, type RuleEngineOptions } from "../src/rules/engine.ts";
+import { portOutlet } from "../src/rules/attach.ts";
+import { RULES_PROTOCOL } from "../src/rules/rule_runner.ts";
 import {
   defaultRuleOptions,
   resolveRules,
@@ -60,21 +65,32 @@ export async function startEngine(
   const clock = new FakeClock(1_000_000);
   const metrics = new MetricsRegistry();
   const { log, lines } = memoryLogger();
+  const core = new Core({ clock, log, anonymous: true });
   const out: Message[] = [];
   const north: Message[] = [];
   const dead: DeadLetter[] = [];
-  const { northbound, ...rest } = options;
-  const engine = await RuleEngine.start({
-    rules: config,
-    baseDir: FIXTURES,
-    publish: (m) => void out.push(m),
-    northbound: northbound ? (m) => void north.push(m) : undefined,
-    deadLetters: { deadLetter: (l) => void dead.push(l) },
-    clock,
-    log,
-    metrics,
-    ...rest,
+  core.subscribe("#", {
+    id: "harness",
+    deliver: (m) => void (m.protocol === RULES_PROTOCOL && out.push(m)),
   });
+  const { northbound, ...rest } = options;
+  let engine: RuleEngine;
+  try {
+    engine = await RuleEngine.start({
+      rules: config,
+      baseDir: FIXTURES,
+      outlet: portOutlet(core.port({ name: RULES_PROTOCOL })),
+      northbound: northbound ? (m) => void north.push(m) : undefined,
+      deadLetters: { deadLetter: (l) => void dead.push(l) },
+      clock,
+      log,
+      metrics,
+      ...rest,
+    });
+  } catch (err) {
+    await core.close();
+    throw err;
+  }
   const dec = new TextDecoder();
   return {
     engine,
@@ -87,9 +103,12 @@ export async function startEngine(
     texts: () => out.map((m) => `${m.topic} ${dec.decode(m.payload)}`),
     counter: (name, labels) => {
       const m = metrics.find(name);
-      return m && "get" in m ? m.get(labels) : 0;
+      return m && m.type !== "histogram" ? m.get(labels) : 0;
     },
-    [Symbol.asyncDispose]: () => engine.close(),
+    [Symbol.asyncDispose]: async () => {
+      await engine.close();
+      await core.close();
+    },
   };
 }
 
@@ -116,3 +135,20 @@ export async function feed(engine: RuleEngine, msgs: Message[]): Promise<void> {
 }
 
 export { waitFor };
+
+/**
+ * Waits until `core`'s pipeline and `engine` are quiet (outputs re-enter the pipeline), as the
+ * gateway does before it closes the core.
+ */
+export async function settle(core: Core, engine: RuleEngine): Promise<void> {
+  const p = core.pipeline;
+  let last = -1;
+  for (let quiet = 0, round = 0; quiet < 2 && round < 10_000; round++) {
+    await engine.drain();
+    await new Promise((r) => setTimeout(r, 0));
+    const handled = p.stats.handled + p.stats.failed;
+    const idle = p.depth === 0 && p.waiting === 0 && p.inUse <= 1 && handled === last;
+    quiet = idle ? quiet + 1 : 0;
+    last = handled;
+  }
+}

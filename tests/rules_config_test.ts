@@ -12,6 +12,7 @@ import { ConfigError } from "../src/config/schema.ts";
 import { loadRuleModule, RuleLoadError } from "../src/rules/module_loader.ts";
 import { RuleEngine } from "../src/rules/engine.ts";
 import { silentLogger } from "../src/core/logger.ts";
+import { ACCEPTED } from "../src/core/device_port.ts";
 
 Deno.test("the rules section is validated with defaults filled in", () => {
   const c = resolveConfig({
@@ -98,7 +99,7 @@ Deno.test("the engine refuses a loop too (config reload goes through it)", async
       RuleEngine.start({
         rules: [{ ...rule({ name: "l", from: ["#"], module: "version.ts" }), publish: ["#"] }],
         baseDir: FIXTURES,
-        publish: () => {},
+        outlet: () => () => ACCEPTED,
       }),
     ConfigError,
     "would consume its own outputs",
@@ -138,7 +139,7 @@ Deno.test("a module that does not load stops the engine from starting, naming th
           RuleEngine.start({
             rules: rules(rule({ name: "b", from: ["d/#"], module: file })),
             baseDir: dir,
-            publish: () => {},
+            outlet: () => () => ACCEPTED,
             log: silentLogger,
           }),
         RuleLoadError,
@@ -174,7 +175,7 @@ Deno.test("a module whose top-level code never finishes is refused after its loa
     RuleEngine.start({
       rules: rules(rule({ name: "stuck", from: ["d/#"], module: "stuck.ts" })),
       baseDir: dir,
-      publish: () => {},
+      outlet: () => () => ACCEPTED,
       clock,
       log: silentLogger,
       limits: { loadTimeoutMs: 1000 },

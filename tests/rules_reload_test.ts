@@ -6,7 +6,7 @@
  */
 
 import { assert, assertEquals } from "./_assert.ts";
-import { FIXTURES, rule, rules, startEngine, waitFor } from "./_rules_harness.ts";
+import { FIXTURES, rule, rules, settle, startEngine, waitFor } from "./_rules_harness.ts";
 import { memoryLogger } from "./_harness.ts";
 import { Core } from "../src/core/core.ts";
 import { createMessage, type Message } from "../src/core/message.ts";
@@ -82,14 +82,14 @@ Deno.test("an edited rule file is reloaded by the watcher", async () => {
       "v2 output after the file changed",
       10_000,
     );
-    await attached.settle();
+    await settle(core, attached.engine);
     const order = seen.map((m) => Number(text(m.payload).split(":")[1]));
     assertEquals(order, [...order].sort((a, b) => a - b), "in order across the reload");
     assertEquals(order.length, i, "nothing lost across the reload");
   } finally {
-    await attached.settle();
-    await core.close();
+    await settle(core, attached.engine);
     await attached.close();
+    await core.close();
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -1,28 +1,29 @@
 /**
- * Wires a {@link RuleEngine} into today's {@link Core}: the engine is a pipeline sink
- * (`core.addSink`, so rules see every accepted message after fan-out, in per-device order, and a
- * saturated rule holds the handler's permit: backpressure), outputs re-enter through
- * `core.publish` (the accept hook, i.e. the spool, and the pipeline, like any message), outputs
- * routed northbound are appended to the bridge's spool (sent upstream under its prefix), and the
- * modules and the config file are watched for hot reload. A thin layer: when adapters move to the
- * device port, only this file changes.
+ * Wires a {@link RuleEngine} into a {@link Core} as an adapter of its own: it asks the core for the
+ * `rules` port (and calls nothing else on it). Each rule subscribes to its `from` filters through
+ * the port (so it sees every accepted message after fan-out, in per-device order, and a saturated
+ * rule holds delivery: backpressure), and publishes its outputs through the port under a service
+ * identity the port gives out: the rule's principal (its `publish` filters are its ACL) speaking
+ * for the device whose message the output derives from; the port admits such derived messages at
+ * once. Outputs routed northbound are appended to the bridge's spool (sent upstream under its
+ * prefix), and the modules and the config file are watched for hot reload.
  *
  * @module
  */
 
 import { dirname, resolve } from "node:path";
-import type { Core } from "../core/core.ts";
+import type { Core, DevicePort, Identity } from "../core/mod.ts";
 import type { Logger } from "../core/logger.ts";
-import type { Message } from "../core/message.ts";
-import type { Northbound } from "../northbound/northbound.ts";
+import type { MetricsRegistry } from "../core/metrics.ts";
 import type { DeadLetterSink } from "./dead_letter.ts";
 import { RuleEngine } from "./engine.ts";
-import type { RuleConfigInput, RuleEngineLimits } from "./options.ts";
+import type { RuleConfig, RuleConfigInput, RuleEngineLimits } from "./options.ts";
+import { type RuleNorthbound, RULES_PROTOCOL, type RuleSend } from "./rule_runner.ts";
 import { FileWatcher } from "./watcher.ts";
 
 /** Options of {@link attachRules}. */
 export interface AttachRulesOptions {
-  /** The rules (validated). */
+  /** The rules (validated again by the engine). */
   rules: readonly RuleConfigInput[];
   /** Module paths are relative to this directory. @default the config file's, else the CWD */
   baseDir?: string;
@@ -34,91 +35,108 @@ export interface AttachRulesOptions {
   watch?: boolean;
   /** Data directory: the rules' state is kept in `rules-state.json` there. */
   dataDir?: string;
-  /** The northbound bridge, for outputs routed northbound. */
-  northbound?: Northbound;
+  /** Outputs routed northbound (the bridge's spool append); absent: dropped and counted. */
+  northbound?: RuleNorthbound;
   /** Dead letters. @default logged and counted */
   deadLetters?: DeadLetterSink;
+  /** Where the rules' metrics go (the gateway's registry). @default a registry of their own */
+  metrics?: MetricsRegistry;
   /** Engine tunables. */
   limits?: Partial<RuleEngineLimits>;
-  /** Logger. @default core.log */
+  /** Logger. @default the port's */
   log?: Logger;
 }
 
 /** Rules attached to a core. */
 export interface AttachedRules extends AsyncDisposable {
-  /** The engine. */
+  /** The engine (list, enable, disable: docs/rules.md, "Operating rules"). */
   readonly engine: RuleEngine;
   /**
-   * Waits until the pipeline is empty and the rules have finished (call after the listeners
-   * stopped, before `core.close()`: outputs still need the pipeline).
+   * Stops watching, finishes the rules' work, stops their workers. Idempotent. Outputs still
+   * need the pipeline: call it before `core.close()` once the listeners stopped, after waiting
+   * for the pipeline and {@link RuleEngine.drain} to be quiet (the gateway does).
    */
-  settle(): Promise<void>;
-  /** Stops watching, finishes the rules' work, stops their workers. Idempotent. */
   close(): Promise<void>;
 }
 
 /**
- * Starts the rules of `options` on `core`.
+ * The outlet of rules on `port`: for each (version of a) rule, the function its outputs go into
+ * the core with, the port's publish under the rule's service identity speaking for the output's
+ * device (one identity per device, kept).
+ */
+export function portOutlet(port: DevicePort): (rule: RuleConfig) => RuleSend {
+  return (rule) => {
+    const spec = { name: rule.name, publish: rule.publish };
+    const ids = new Map<string | undefined, Identity>();
+    let lastDevice: string | undefined;
+    let last: Identity | undefined;
+    return (draft, deviceId) => {
+      let who = deviceId === lastDevice ? last : undefined;
+      if (who === undefined) {
+        who = ids.get(deviceId);
+        if (who === undefined) {
+          if (ids.size >= 65_536) ids.clear();
+          ids.set(deviceId, who = port.service(spec, deviceId));
+        }
+        lastDevice = deviceId;
+        last = who;
+      }
+      return port.publish(who, draft);
+    };
+  };
+}
+
+/**
+ * Starts the rules of `options` on `core` (an engine with no rule costs nothing per message: it
+ * has no subscription).
  *
  * @example
  * ```ts
  * import { attachRules } from "./attach.ts";
- * import { resolveRules } from "./options.ts";
- * import { Core } from "../core/core.ts";
- * import { createMessage, type Message } from "../core/message.ts";
+ * import { Core, type Identity, type Message } from "../core/mod.ts";
  * const dir = await Deno.makeTempDir();
  * await Deno.writeTextFile(`${dir}/r.ts`, 'export default (m) => ({ topic: "rules/r/seen", payload: m.payload });');
  * const core = new Core({ anonymous: true });
  * const got: Message[] = [];
  * core.subscribe("rules/#", { id: "t", deliver: (m) => got.push(m) });
  * const rules = await attachRules(core, {
- *   rules: resolveRules([{ name: "r", from: ["devices/#"], module: "r.ts", to: "core", timeoutMs: 1000,
- *     maxMessageBytes: 1024, enabled: true, onError: "drop", errorsBeforeRestart: 10, restartsBeforeDisable: 5 }]),
+ *   rules: [{ name: "r", from: ["devices/#"], module: "r.ts", to: "core", timeoutMs: 1000,
+ *     maxMessageBytes: 1024, enabled: true, onError: "drop", errorsBeforeRestart: 10, restartsBeforeDisable: 5 }],
  *   baseDir: dir,
  *   watch: false,
  * });
- * await core.publish(createMessage({ topic: "devices/a/telemetry", payload: new Uint8Array([7]) }));
- * await rules.settle();
- * await core.close();
+ * const port = core.port({ name: "example" });
+ * const device = port.login({ user: "a" }, "127.0.0.1") as Identity;
+ * port.publish(device, { topic: "devices/a/telemetry", payload: new Uint8Array([7]), qos: 0, retain: false });
+ * await rules.engine.drain();
  * await rules.close();
+ * await core.close();
  * await Deno.remove(dir, { recursive: true });
- * if (got[0]?.topic !== "rules/r/seen" || got[0].payload[0] !== 7) throw new Error();
+ * if (got[0]?.topic !== "rules/r/seen" || got[0].payload[0] !== 7 || got[0].deviceId !== "a") throw new Error();
  * ```
  */
 export async function attachRules(core: Core, options: AttachRulesOptions): Promise<AttachedRules> {
-  const log = (options.log ?? core.log).child("rules");
+  const port = core.port({ name: RULES_PROTOCOL });
+  const log = options.log?.child("rules") ?? port.log;
   const baseDir = resolve(
     options.baseDir ?? (options.configFile ? dirname(options.configFile) : "."),
   );
-  const nb = options.northbound;
   if (options.dataDir) await Deno.mkdir(options.dataDir, { recursive: true });
-  // Outputs re-enter through core.publish (the accept hook, i.e. the spool, then the pipeline,
-  // waiting for room), one after the other so that they stay in order.
-  let tail: Promise<void> | undefined;
-  const publish = (out: Message): Promise<void> => {
-    const p: Promise<void> = (tail ?? Promise.resolve()).then(() => core.publish(out)).finally(
-      () => {
-        if (tail === p) tail = undefined;
-      },
-    );
-    return tail = p;
-  };
   const engine = await RuleEngine.start({
     rules: options.rules,
     baseDir,
-    publish,
-    northbound: nb ? (out) => nb.spool.append(out).then(() => {}) : undefined,
+    input: port,
+    outlet: portOutlet(port),
+    northbound: options.northbound,
     deadLetters: options.deadLetters,
     stateFile: options.dataDir
       ? `${options.dataDir.replace(/\/+$/, "")}/rules-state.json`
       : undefined,
-    clock: core.clock,
-    log: options.log ?? core.log,
-    metrics: core.metrics,
+    clock: port.clock,
+    log,
+    metrics: options.metrics,
     limits: options.limits,
   });
-  let attached = true;
-  core.addSink((msg) => attached ? engine.handle(msg) : undefined);
 
   let watcher: FileWatcher | undefined;
   if (options.watch ?? true) {
@@ -145,27 +163,11 @@ export async function attachRules(core: Core, options: AttachRulesOptions): Prom
     watcher.watch(watched());
   }
 
-  const settle = async () => {
-    // Messages in the pipeline may produce outputs that enter it again: wait until both are quiet
-    // (nothing queued or waiting, no message handled in a whole round; the drain loop itself
-    // holds one permit while it waits for the queue).
-    const p = core.pipeline;
-    let last = -1;
-    for (let quiet = 0, round = 0; quiet < 2 && round < 10_000; round++) {
-      await engine.drain();
-      await new Promise((r) => setTimeout(r, 0));
-      const handled = p.stats.handled + p.stats.failed;
-      const idle = p.depth === 0 && p.waiting === 0 && p.inUse <= 1 && handled === last;
-      quiet = idle ? quiet + 1 : 0;
-      last = handled;
-    }
-  };
   let closing: Promise<void> | undefined;
   const close = () =>
     closing ??= (async () => {
       await watcher?.close();
       await engine.close();
-      attached = false;
     })();
-  return { engine, settle, close, [Symbol.asyncDispose]: close };
+  return { engine, close, [Symbol.asyncDispose]: close };
 }

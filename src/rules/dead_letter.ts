@@ -13,7 +13,14 @@ import type { Message } from "../core/message.ts";
 import { LogLimiter } from "./_log_limiter.ts";
 
 /** Why a rule failed on a message. */
-export type RuleFailureKind = "throw" | "timeout" | "too_large" | "crash" | "disabled" | "shutdown";
+export type RuleFailureKind =
+  | "throw"
+  | "timeout"
+  | "too_large"
+  | "crash"
+  | "overloaded"
+  | "disabled"
+  | "shutdown";
 
 /** A message a rule failed on. */
 export interface DeadLetter {

@@ -1,9 +1,11 @@
 /**
- * The rule engine: the set of configured rules, each a {@link RuleRunner} (one sandboxed worker),
- * and the routing of messages to them by their `from` filters. Its input is the core's
- * {@link Message}s through {@link RuleEngine.handle}, which fits an async pipeline sink; its
- * outputs leave through injected functions (`publish` into the core, `northbound`, a dead-letter
- * sink), so it knows nothing of adapters or of how the core is wired.
+ * The rule engine: the set of configured rules, each a {@link RuleRunner} (one sandboxed worker).
+ * To the core it is an adapter like the protocols (see `attach.ts`): each rule is a subscriber of
+ * its `from` filters on the engine's {@link RuleInput} (the rules port), holds delivery back when it
+ * is saturated, and publishes its outputs through the {@link RuleEngineOptions.outlet} (the port,
+ * under the rule's service identity). Without an input it routes {@link RuleEngine.handle}'s
+ * messages itself (tests, `ferry rule test`). Its northbound route and dead letters are injected
+ * too, so it knows nothing of how the gateway is wired.
  *
  * Hot reload ({@link RuleEngine.update}, {@link RuleEngine.reload}): the new version of a changed
  * rule is loaded first (a version that fails to load leaves the old one running and the error is
@@ -15,6 +17,7 @@
 
 import { resolve } from "node:path";
 import { type Clock, systemClock } from "../core/clock.ts";
+import type { Subscriber } from "../core/device_port.ts";
 import { Logger } from "../core/logger.ts";
 import type { Message } from "../core/message.ts";
 import { MetricsRegistry } from "../core/metrics.ts";
@@ -28,21 +31,46 @@ import {
   type RuleConfigInput,
   type RuleEngineLimits,
 } from "./options.ts";
-import { RuleMetrics } from "./rule_metrics.ts";
-import { type RulePublish, RuleRunner, type RuleRunnerStatus } from "./rule_runner.ts";
+import { type RuleCounters, type RuleLatency, RuleMetrics } from "./rule_metrics.ts";
+import {
+  type RuleNorthbound,
+  RuleRunner,
+  type RuleRunnerDeps,
+  type RuleRunnerStatus,
+  type RuleSend,
+} from "./rule_runner.ts";
 import { RuleStateStore } from "./state_store.ts";
 import { LogLimiter } from "./_log_limiter.ts";
 
+/**
+ * Where rules get their messages from: subscriptions, and holding delivery back while a rule is
+ * saturated (a `DevicePort` is one).
+ */
+export interface RuleInput {
+  /** Subscribes `sub` to `filter`; returns the function that unsubscribes. */
+  subscribe(filter: string, sub: Subscriber): () => void;
+  /** Holds delivery (and so the publishers) for `holder` until {@link unhold}; bounded by the core. */
+  hold(holder: object): void;
+  /** Lets go of `holder`'s hold. */
+  unhold(holder: object): void;
+}
+
 /** Options of {@link RuleEngine.start}. */
 export interface RuleEngineOptions {
-  /** The rules (validated: {@link resolveRules}). */
+  /** The rules (validated by the engine: {@link resolveRules}). */
   rules: readonly RuleConfigInput[];
   /** Directory module paths are relative to (the config file's); imports must stay inside it. */
   baseDir: string;
-  /** Publishes an output into the core (may be async; it is never awaited by the caller). */
-  publish: RulePublish;
+  /** Where rules get their messages. @default the engine's own router, fed by {@link RuleEngine.handle} */
+  input?: RuleInput;
+  /**
+   * Opens the way into the core of one (version of a) rule: the function its outputs are
+   * published with (attach.ts: the rules port, under the rule's service identity speaking for the
+   * source's device, which checks the rule's `publish` filters).
+   */
+  outlet: (rule: RuleConfig) => RuleSend;
   /** Hands an output to the northbound; absent: northbound outputs are dropped and counted. */
-  northbound?: RulePublish;
+  northbound?: RuleNorthbound;
   /** Where dead letters go. @default logged and counted ({@link loggingDeadLetterSink}) */
   deadLetters?: DeadLetterSink;
   /** JSON file of the rules' persisted state; absent: state is kept in memory only. */
@@ -57,16 +85,30 @@ export interface RuleEngineOptions {
   limits?: Partial<RuleEngineLimits>;
 }
 
-/** What {@link RuleEngine.list} says of a rule. */
+/** What {@link RuleEngine.list} says of a rule (the admin API's view). */
 export interface RuleInfo {
   /** Name. */
   name: string;
-  /** `off` when `enabled: false` in the config. */
+  /**
+   * `running`; `loading`/`restarting` (a new worker is starting); `disabled` (by failures or
+   * {@link RuleEngine.disable}: its messages get its `onError`); `off` (`enabled: false` in the
+   * config: not loaded, {@link RuleEngine.enable} refuses it).
+   */
   status: RuleRunnerStatus | "off";
-  /** The module's path. */
+  /** The module's path, as configured. */
   module: string;
+  /** Its `from` filters. */
+  from: string[];
+  /** Its default route. */
+  to: RuleConfig["to"];
+  /** Its `publish` filters (its principal's ACL). */
+  publish: string[];
   /** Messages queued or in flight. */
   inFlight: number;
+  /** Totals since the gateway started, over every version of the rule. */
+  counters: Readonly<RuleCounters>;
+  /** Latency from a message handed to the rule to its results back, seconds. */
+  latency: RuleLatency;
 }
 
 /** What a reload changed. */
@@ -118,9 +160,9 @@ export class RuleEngine implements AsyncDisposable {
   #configs: RuleConfig[] = [];
   #runners = new Map<string, RuleRunner>();
   #retiring = new Set<Promise<void>>();
-  #router = new TopicRouter<RuleRunner>();
-  // The distinct rules of recent topics (devices publish to the same few topics again and again).
-  #byTopic = new Map<string, readonly RuleRunner[]>();
+  #slots = new Map<string, RuleSlot>();
+  #input: RuleInput;
+  #local: LocalInput | undefined;
   #updating: Promise<unknown> = Promise.resolve();
   #closed: Promise<void> | undefined;
 
@@ -135,6 +177,7 @@ export class RuleEngine implements AsyncDisposable {
     this.#log = (options.log ?? new Logger()).child("rules");
     this.#state = state;
     this.metrics = new RuleMetrics(registry);
+    this.#input = options.input ?? (this.#local = new LocalInput());
     this.#deadLetters = options.deadLetters ??
       loggingDeadLetterSink(this.#log, this.#clock, this.#limits.logEveryMs);
     this.#limiter = new LogLimiter(this.#clock, this.#limits.logEveryMs);
@@ -172,42 +215,38 @@ export class RuleEngine implements AsyncDisposable {
   }
 
   /**
-   * Hands `msg` to every enabled rule whose `from` matches it. Returns a promise only when a rule
-   * is saturated (backpressure): the caller awaits it before handing over the device's next
-   * message. Never rejects. Use as a pipeline sink: `core.addSink(engine.handle)`.
+   * Hands `msg` to every enabled rule whose `from` matches it, for an engine without an input
+   * (tests, `ferry rule test`); an engine on a port gets its messages as a subscriber. Returns a
+   * promise, to await before the next message, while a rule holds delivery back.
    */
-  handle = (msg: Message): void | Promise<void> => {
+  handle(msg: Message): void | Promise<void> {
+    const local = this.#local;
+    if (!local) throw new TypeError("Cannot handle: this engine receives through its input");
     if (this.#closed) return;
-    let hits = this.#byTopic.get(msg.topic);
-    if (hits === undefined) {
-      hits = [...new Set(this.#router.match(msg.topic))]; // a rule two of whose filters match: once
-      if (this.#byTopic.size >= 4096) this.#byTopic.clear();
-      this.#byTopic.set(msg.topic, hits);
-    }
-    if (hits.length === 1) return hits[0].push(msg);
-    let waits: Array<void | Promise<void>> | undefined;
-    for (const r of hits) {
-      const p = r.push(msg);
-      if (p) (waits ??= []).push(p);
-    }
-    if (!waits) return;
-    return Promise.all(waits).then(() => {});
-  };
+    local.router.forEachMatch(msg.topic, (s) => s.deliver(msg));
+    if (local.held) return local.wait();
+  }
 
   /** Every file the rules' modules were read from (to watch for changes). */
   get files(): string[] {
     return [...new Set([...this.#runners.values()].flatMap((r) => r.module.files))];
   }
 
-  /** The configured rules with their status. */
+  /** The configured rules, in config order, with their status and counters. */
   list(): RuleInfo[] {
     return this.#configs.map((c) => {
       const r = this.#runners.get(c.name);
+      const meter = this.metrics.forRule(c.name);
       return {
         name: c.name,
         status: r ? r.status : "off",
         module: c.module,
+        from: [...c.from],
+        to: c.to,
+        publish: [...c.publish],
         inFlight: r?.inFlight ?? 0,
+        counters: { ...meter.counters },
+        latency: meter.latencySummary(),
       };
     });
   }
@@ -246,7 +285,7 @@ export class RuleEngine implements AsyncDisposable {
           next.set(c.name, old);
           continue;
         }
-        const runner = new RuleRunner(c, module, this.#deps());
+        const runner = new RuleRunner(c, module, this.#deps(c));
         const gate = Promise.withResolvers<void>();
         gates.set(c.name, gate);
         fresh.push(runner);
@@ -276,27 +315,37 @@ export class RuleEngine implements AsyncDisposable {
     }
     this.#runners = next;
     this.#configs = rules;
-    const router = new TopicRouter<RuleRunner>();
-    for (const r of next.values()) for (const f of r.config.from) router.add(f, r);
-    this.#router = router;
-    this.#byTopic = new Map();
+    // New messages go to the new versions from here on (they queue until the old ones drained).
+    for (const [name, runner] of next) {
+      const slot = this.#slots.get(name);
+      if (slot) slot.switchTo(runner, this.#input);
+      else this.#slots.set(name, new RuleSlot(runner, this.#input));
+    }
+    for (const [name, slot] of this.#slots) {
+      if (next.has(name)) continue;
+      slot.unsubscribe();
+      this.#slots.delete(name);
+    }
     if (report.added.length + report.replaced.length + report.removed.length) {
       this.#log.info("rules loaded", { ...report });
     }
     return report;
   }
 
-  #deps() {
+  #deps(rule: RuleConfig): RuleRunnerDeps {
+    const input = this.#input;
     return {
       clock: this.#clock,
       log: this.#log,
       metrics: this.metrics,
       limits: this.#limits,
       state: this.#state,
-      publish: this.#options.publish,
+      send: this.#options.outlet(rule),
       northbound: this.#options.northbound,
       deadLetters: this.#deadLetters,
       limiter: this.#limiter,
+      hold: (h) => input.hold(h),
+      unhold: (h) => input.unhold(h),
     };
   }
 
@@ -326,6 +375,8 @@ export class RuleEngine implements AsyncDisposable {
   close(): Promise<void> {
     return this.#closed ??= (async () => {
       await this.#updating;
+      for (const slot of this.#slots.values()) slot.unsubscribe();
+      this.#slots.clear();
       await Promise.all([...this.#retiring]);
       await Promise.all([...this.#runners.values()].map((r) => r.close()));
       await this.#state.close();
@@ -340,4 +391,89 @@ export class RuleEngine implements AsyncDisposable {
 
 function sameConfig(a: RuleConfig, b: RuleConfig): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/**
+ * A rule as its input sees it: one subscriber (id `rule:{name}`) under its `from` filters, which
+ * hands each message to the rule's running version (switched on reload without unsubscribing).
+ */
+class RuleSlot implements Subscriber {
+  readonly id: string;
+  #runner: RuleRunner;
+  #subscribed = new Map<string, () => void>(); // filter → its unsubscribe
+  #overlapping = false;
+  #last: Message | undefined;
+
+  constructor(runner: RuleRunner, input: RuleInput) {
+    this.id = `rule:${runner.name}`;
+    this.#runner = runner;
+    this.#subscribe(runner.config.from, input);
+  }
+
+  deliver(msg: Message): void {
+    // Two filters of the rule may match one topic: the rule still gets the message once (the
+    // matches of one message are delivered before any other message).
+    if (this.#overlapping) {
+      if (msg === this.#last) return;
+      this.#last = msg;
+    }
+    this.#runner.push(msg);
+  }
+
+  /** Hands new messages to `runner` (a new version), resubscribing if its filters changed. */
+  switchTo(runner: RuleRunner, input: RuleInput): void {
+    this.#runner = runner;
+    this.#subscribe(runner.config.from, input);
+  }
+
+  /** Subscribes the filters in `from` it lacks, then unsubscribes those not in `from`. */
+  #subscribe(from: readonly string[], input: RuleInput): void {
+    const want = new Set(from);
+    for (const f of want) {
+      if (!this.#subscribed.has(f)) this.#subscribed.set(f, input.subscribe(f, this));
+    }
+    for (const [f, unsubscribe] of this.#subscribed) {
+      if (want.has(f)) continue;
+      unsubscribe();
+      this.#subscribed.delete(f);
+    }
+    this.#overlapping = want.size > 1;
+    this.#last = undefined;
+  }
+
+  unsubscribe(): void {
+    for (const u of this.#subscribed.values()) u();
+    this.#subscribed.clear();
+    this.#last = undefined;
+  }
+}
+
+/** The input of an engine that routes {@link RuleEngine.handle}'s messages itself. */
+class LocalInput implements RuleInput {
+  readonly router = new TopicRouter<Subscriber>();
+  #holders = new Set<object>();
+  #waiters: Array<() => void> = [];
+
+  subscribe(filter: string, sub: Subscriber): () => void {
+    this.router.add(filter, sub);
+    return () => this.router.remove(filter, sub);
+  }
+
+  get held(): boolean {
+    return this.#holders.size > 0;
+  }
+
+  /** Resolves once no rule holds delivery. */
+  wait(): Promise<void> {
+    return this.held ? new Promise((r) => this.#waiters.push(r)) : Promise.resolve();
+  }
+
+  hold(holder: object): void {
+    this.#holders.add(holder);
+  }
+
+  unhold(holder: object): void {
+    if (!this.#holders.delete(holder) || this.#holders.size) return;
+    for (const w of this.#waiters.splice(0)) w();
+  }
 }

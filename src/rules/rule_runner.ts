@@ -7,10 +7,12 @@
  *   never waits for the gateway).
  * - **Order.** One worker per rule runs items one at a time in queue order, and results are applied
  *   in that order: one device's messages (which the pipeline hands over in order) come out in order.
- * - **Backpressure.** At most `maxInFlight` messages (`maxInFlightBytes`) are queued or in flight; past it
- *   {@link RuleRunner.push} returns a promise the caller awaits. Room frees when results come back,
- *   independently of publishing the outputs (outputs re-enter the pipeline the caller holds a
- *   permit of: waiting for them would deadlock), so the wait is bounded by the time budget.
+ * - **Backpressure.** The runner is a subscriber of the core (through the engine's port): at
+ *   `maxInFlight` messages (or `maxInFlightBytes`) queued or in flight it holds delivery (the
+ *   pipeline fills and producers stop reading) until results come back; room frees independently
+ *   of publishing the outputs, so the hold is bounded by the time budget. The core lets a holder go
+ *   after its hold bound: the runner then queues up to twice the bound and fails what comes past it
+ *   as `overloaded` (its `onError` applies).
  * - **Budgets.** A watchdog reads two counters the worker keeps in shared memory (items started,
  *   items finished) every `timeoutMs` while work is in flight: an item still running at two
  *   readings in a row has run at least `timeoutMs` (at most twice that), and the worker is
@@ -25,14 +27,16 @@
  */
 
 import type { Clock } from "../core/clock.ts";
+import type { Draft, PublishResult } from "../core/device_port.ts";
 import type { Logger } from "../core/logger.ts";
 import type { Message } from "../core/message.ts";
-import { topicMatches, validateTopic } from "../core/topic_router.ts";
+import type { Refusal } from "../core/refusal.ts";
+import { validateTopic } from "../core/topic_router.ts";
 import type { DeadLetterSink, RuleFailureKind } from "./dead_letter.ts";
 import type { LoadedRuleModule } from "./module_loader.ts";
 import { RuleLoadError } from "./module_loader.ts";
 import type { RuleConfig, RuleEngineLimits } from "./options.ts";
-import type { RuleMetrics } from "./rule_metrics.ts";
+import type { RuleMeter, RuleMetrics } from "./rule_metrics.ts";
 import type { RuleStateStore } from "./state_store.ts";
 import type { LogLimiter } from "./_log_limiter.ts";
 import {
@@ -53,8 +57,20 @@ import {
 
 const WORKER_URL = new URL("./_worker.ts", import.meta.url);
 
-/** Publishes a rule's output; may be async (the runner counts it pending until it settles). */
-export type RulePublish = (output: Message, source: Message) => void | Promise<void>;
+/** The protocol label of the rules' port: what outputs carry as their `protocol`. */
+export const RULES_PROTOCOL = "rules";
+
+/**
+ * Publishes a rule's output into the core (the rules port, under the rule's principal speaking for
+ * `deviceId`): accepted or refused, at once or later (the runner counts it pending until then).
+ */
+export type RuleSend = (
+  draft: Draft,
+  deviceId: string | undefined,
+) => PublishResult | Promise<PublishResult>;
+
+/** Hands a rule's output to the northbound; may be async (pending until it settles). */
+export type RuleNorthbound = (output: Message) => void | Promise<void>;
 
 /** What a runner needs from its engine. */
 export interface RuleRunnerDeps {
@@ -69,9 +85,13 @@ export interface RuleRunnerDeps {
   /** Persisted state. */
   state: RuleStateStore;
   /** Outputs into the core. */
-  publish: RulePublish;
+  send: RuleSend;
   /** Outputs to the northbound; undefined: there is none (such outputs are dropped). */
-  northbound: RulePublish | undefined;
+  northbound: RuleNorthbound | undefined;
+  /** Holds delivery of new messages for `holder` (backpressure). */
+  hold(holder: object): void;
+  /** Lets go of `holder`'s hold. */
+  unhold(holder: object): void;
   /** Dead letters. */
   deadLetters: DeadLetterSink;
   /** Rate limiter of repeated log lines. */
@@ -101,16 +121,6 @@ function sizeOf(item: Item): number {
   return item ? item.payload.byteLength + item.topic.length : 0;
 }
 
-/** A synthetic source of outputs made by a tick. */
-const TICK_SOURCE: Message = Object.freeze({
-  topic: "",
-  payload: new Uint8Array(0),
-  qos: 0,
-  retain: false,
-  ts: 0,
-  protocol: "system",
-}) as Message;
-
 /** Runs one version of one rule. Created and driven by the engine. */
 export class RuleRunner {
   /** The rule's configuration. */
@@ -132,7 +142,7 @@ export class RuleRunner {
   #sentTotal = 0;
   #inFlight = 0;
   #inFlightBytes = 0;
-  #waiters: Array<() => void> = [];
+  #holding = false; // holding delivery: at maxInFlight
   #flushQueued = false;
   #watchdog: number | undefined;
   #seen = [-1, -1];
@@ -141,14 +151,13 @@ export class RuleRunner {
   #errorsInRow = 0;
   #restarts: number[] = [];
   #pendingOutputs = 0;
+  #accepted = 0; // outputs of the batch being applied accepted at once (counted once per batch)
   #idle: Array<() => void> = [];
-  #aclCache = new Map<string, boolean>();
-  #labels: Readonly<Record<string, string>>;
-  #filtered: Readonly<Record<string, string>>;
-  #routed: Record<string, Readonly<Record<string, string>>>;
+  #validTopics = new Map<string, boolean>();
+  #m: RuleMeter;
   #origin: string;
-  #lastTopic = ""; // the last topic #allowed looked at, and its answer
-  #lastAllowed = false;
+  #lastTopic = ""; // the last topic #validTopic looked at, and its answer
+  #lastValid = false;
   #ruleLog: Logger;
 
   /** Creates the runner; call {@link start}. */
@@ -156,12 +165,7 @@ export class RuleRunner {
     this.config = config;
     this.module = module;
     this.#d = deps;
-    this.#labels = deps.metrics.labels(config.name);
-    this.#filtered = deps.metrics.labels(config.name, "reason", "filtered");
-    this.#routed = {
-      core: deps.metrics.labels(config.name, "route", "core"),
-      northbound: deps.metrics.labels(config.name, "route", "northbound"),
-    };
+    this.#m = deps.metrics.forRule(config.name);
     this.#origin = `rule:${config.name}`;
     this.#ruleLog = deps.log;
   }
@@ -196,38 +200,42 @@ export class RuleRunner {
   }
 
   /**
-   * Takes a message. Returns nothing when it was queued, or a promise to await when the rule has
-   * `maxInFlight` messages queued or in flight (backpressure). A disabled rule applies its
-   * `onError` to the message at once.
+   * Takes a message (in the caller's order). At `maxInFlight` messages queued or in flight the
+   * runner holds delivery until results come back; past twice that (the core let the hold go) the
+   * message fails as `overloaded`. A disabled rule applies its `onError` to the message at once.
    */
-  push(msg: Message): void | Promise<void> {
+  push(msg: Message): void {
     if (this.#status === "disabled" || this.#status === "closed") {
-      return this.#failed(msg, this.#status === "closed" ? "shutdown" : "disabled", {
+      this.#failed(msg, this.#status === "closed" ? "shutdown" : "disabled", {
         name: "Error",
         message: `rule ${this.name} is ${this.#status}`,
       });
+      return;
     }
     const size = msg.payload.byteLength + msg.topic.length;
     if (size > this.config.maxMessageBytes) {
-      this.#d.metrics.in.inc(this.#labels);
-      return this.#failed(msg, "too_large", {
+      this.#m.in();
+      this.#failed(msg, "too_large", {
         name: "RangeError",
         message:
           `message of ${size} bytes exceeds the rule's ${this.config.maxMessageBytes} byte limit`,
       });
-    }
-    if (!this.#full() && this.#waiters.length === 0) {
-      this.#enqueue(msg);
       return;
     }
-    return new Promise<void>((resolve) => this.#waiters.push(resolve)).then(() => {
-      if (this.#status === "disabled" || this.#status === "closed") {
-        this.#inFlight--;
-        return this.#failed(msg, "disabled", { name: "Error", message: "rule disabled" });
-      }
-      this.#inFlight--; // counted when woken; #enqueue counts it again
-      this.#enqueue(msg);
-    });
+    const l = this.#d.limits;
+    if (this.#inFlight >= 2 * l.maxInFlight || this.#inFlightBytes >= 2 * l.maxInFlightBytes) {
+      this.#m.in();
+      this.#failed(msg, "overloaded", {
+        name: "Error",
+        message: `rule ${this.name} has ${this.#inFlight} messages queued or in flight`,
+      });
+      return;
+    }
+    this.#enqueue(msg);
+    if (!this.#holding && this.#full()) {
+      this.#holding = true;
+      this.#d.hold(this);
+    }
   }
 
   /** Queues a call of the module's `tick` export now (if it has one). */
@@ -273,7 +281,7 @@ export class RuleRunner {
     this.#stopWorker();
     this.#status = "closed";
     await this.drain(); // outputs still being published
-    this.#wakeWaiters(true);
+    this.#release(true);
   }
 
   // ---- worker lifecycle ----
@@ -375,21 +383,21 @@ export class RuleRunner {
       return;
     }
     this.#restarts.push(now);
-    this.#d.metrics.restarts.inc(this.#labels);
+    this.#m.restart();
     this.#ruleLog.warn("rule restarted", { rule: this.name, reason: why });
     this.#status = "restarting";
     this.#spawn().then((ready) => {
       if (this.#status === "restarting") this.#activate(ready);
     }, (err) => {
       if (this.#status !== "restarting") return;
-      this.#d.metrics.errors.inc(this.#d.metrics.labels(this.name, "kind", "load"));
+      this.#m.error("load");
       this.#restart(`cannot reload: ${(err as Error).message}`);
     });
-    this.#wakeWaiters();
+    this.#release();
   }
 
   #onCrash(message: string): void {
-    this.#d.metrics.errors.inc(this.#d.metrics.labels(this.name, "kind", "crash"));
+    this.#m.error("crash");
     if (!this.#workerReady) { // the spawn in progress fails (and restarts or reports it)
       this.#ready?.reject(new RuleLoadError(`Cannot load rule ${this.name}: ${message}`));
       return;
@@ -421,7 +429,7 @@ export class RuleRunner {
         );
         return;
       case "uncaught":
-        this.#d.metrics.errors.inc(this.#d.metrics.labels(this.name, "kind", "uncaught"));
+        this.#m.error("uncaught");
         this.#logLimited("uncaught", "rule failed outside a message (unawaited promise or timer)", {
           error: `${r.name}: ${r.message}`,
         });
@@ -452,7 +460,7 @@ export class RuleRunner {
     if (this.#staging.length === 0) return;
     const s = this.#staging;
     this.#staging = new BatchBuilder();
-    if (s.messages) this.#d.metrics.in.inc(this.#labels, s.messages); // once per batch
+    if (s.messages) this.#m.in(s.messages); // once per batch
     this.#packed.push({ batch: s.build(), bytes: s.bytes, first: 0, at: this.#stagingAt });
   }
 
@@ -508,7 +516,7 @@ export class RuleRunner {
     const started = Atomics.load(this.#progress, 0);
     const finished = Atomics.load(this.#progress, 1);
     if (started > finished && started === this.#seen[0] && finished === this.#seen[1]) {
-      this.#d.metrics.timeouts.inc(this.#labels);
+      this.#m.timeout();
       this.#restart(`a message ran over the ${this.config.timeoutMs} ms budget`, {
         index: finished,
         kind: "timeout",
@@ -538,19 +546,17 @@ export class RuleRunner {
     if (!sent) return;
     const batch = sent.batch;
     if (r.state) this.#d.state.apply(this.name, r.state);
-    // One latency per batch, from when its first message was queued: an upper bound for the rest
-    // (a clock read per message costs more than the rest of the bookkeeping).
-    const seconds = (performance.now() - sent.at) / 1000;
-    const latency = this.#d.metrics.latency;
     let o = 0;
     let e = 0;
     let filtered = 0;
+    let messages = 0;
     const n = batch.flags.length;
     const outs = r.outItem;
-    let now: number | undefined;
+    this.#accepted = 0;
     for (let i = 0; i < n; i++) {
-      const tick = (batch.flags[i] & F_TICK) !== 0;
-      if (!tick) latency.observe(seconds, this.#labels);
+      const flags = batch.flags[i];
+      const tick = (flags & F_TICK) !== 0;
+      if (!tick) messages++;
       const status = r.status[i];
       if (status === S_ERROR) {
         const [, name, message] = r.errors[e++];
@@ -561,15 +567,22 @@ export class RuleRunner {
         if (status === S_DROPPED && !tick) filtered++;
       }
       if (o < outs.length && outs[o] === i) {
-        const source = itemAt(batch, i) as Item;
-        now ??= this.#d.clock.now();
-        for (; o < outs.length && outs[o] === i; o++) this.#emit(r, o, source, now);
+        // The source's device and QoS, read from the batch (no message object rebuilt).
+        const dev = tick ? 0 : batch.devices[i];
+        const deviceId = dev === 0 ? undefined : batch.strings[dev - 1];
+        const qos = (flags & 3) as 0 | 1 | 2;
+        for (; o < outs.length && outs[o] === i; o++) this.#emit(r, o, deviceId, qos);
       }
     }
-    if (filtered) this.#d.metrics.dropped.inc(this.#filtered, filtered);
+    const m = this.#m;
+    // One latency per batch, from when its first message was queued: an upper bound for the rest
+    // (a clock read per message costs more than the rest of the bookkeeping).
+    if (messages) m.latency((performance.now() - sent.at) / 1000, messages);
+    if (filtered) m.dropped("filtered", filtered);
+    if (this.#accepted) m.out("core", this.#accepted);
     this.#inFlight -= n;
     this.#inFlightBytes -= sent.bytes;
-    this.#wakeWaiters();
+    this.#release();
     if (this.#errorsInRow >= this.config.errorsBeforeRestart) {
       this.#restart(`${this.#errorsInRow} errors in a row`);
       this.#checkIdle();
@@ -583,69 +596,135 @@ export class RuleRunner {
     this.#checkIdle();
   }
 
-  /** True when a new message must wait (too many messages or bytes queued or in flight). */
+  /** True when new messages should wait (too many messages or bytes queued or in flight). */
   #full(): boolean {
     const l = this.#d.limits;
     return this.#inFlight >= l.maxInFlight || this.#inFlightBytes >= l.maxInFlightBytes;
   }
 
-  /** Lets waiting callers in while there is room (all of them when `all`: they fail at once). */
-  #wakeWaiters(all = false): void {
-    while (this.#waiters.length && (all || !this.#full())) {
-      this.#inFlight++; // reserved; the woken caller queues its message
-      this.#waiters.shift()!();
+  /** Lets go of the hold on delivery once there is room (at once when `always`). */
+  #release(always = false): void {
+    if (this.#holding && (always || !this.#full())) {
+      this.#holding = false;
+      this.#d.unhold(this);
     }
   }
 
   // ---- outputs and failures ----
 
-  #emit(r: BatchResult, o: number, input: Message | undefined, now: number): void {
+  #emit(r: BatchResult, o: number, deviceId: string | undefined, qosIn: 0 | 1 | 2): void {
     const flags = r.outFlags[o];
     const topic = r.outTopics[o];
     const route = flags & O_NORTHBOUND ? "northbound" : flags & O_CORE ? "core" : this.config.to;
     const props = r.outProps.length ? r.outProps.find(([j]) => j === o)?.[1] : undefined;
-    const out: Message = {
-      topic,
-      payload: payloadAt(r.outPayload, r.outEnds, o),
-      qos: (flags & O_QOS_SET ? flags & 3 : input?.qos ?? 0) as 0 | 1 | 2,
-      retain: (flags & O_RETAIN) !== 0,
-      ts: now,
-      protocol: "system",
-      deviceId: input?.deviceId,
-      origin: this.#origin,
-    };
-    if (props) out.properties = { userProperties: props };
-    if (route === "core") {
-      if (!this.#allowed(topic)) {
-        this.#d.metrics.errors.inc(this.#d.metrics.labels(this.name, "kind", "acl"));
-        this.#d.metrics.dropped.inc(this.#d.metrics.labels(this.name, "reason", "acl"));
-        this.#logLimited("acl", "rule output refused: topic outside its publish filters", {
-          topic,
-          publish: this.config.publish,
-        });
-        return;
-      }
-      this.#send(this.#d.publish, out, input ?? TICK_SOURCE, "core");
-    } else this.#toNorthbound(out, input ?? TICK_SOURCE);
+    const payload = payloadAt(r.outPayload, r.outEnds, o);
+    const qos = (flags & O_QOS_SET ? flags & 3 : qosIn) as 0 | 1 | 2;
+    const retain = (flags & O_RETAIN) !== 0;
+    if (route !== "core") {
+      const out: Message = {
+        topic,
+        payload,
+        qos,
+        retain,
+        ts: this.#d.clock.now(),
+        protocol: RULES_PROTOCOL,
+        deviceId,
+        origin: this.#origin,
+      };
+      if (props) out.properties = { userProperties: props };
+      this.#toNorthbound(out);
+      return;
+    }
+    if (!this.#validTopic(topic)) {
+      this.#m.error("topic");
+      this.#m.dropped("bad_topic");
+      this.#logLimited("topic", "rule output refused: not a valid topic", {
+        topic,
+        why: validateTopic(topic),
+      });
+      return;
+    }
+    const draft: Draft = { topic, payload, qos, retain, origin: this.#origin };
+    if (props) draft.properties = { userProperties: props };
+    this.#publish(draft, deviceId);
   }
 
-  #allowed(topic: string): boolean {
-    if (topic === this.#lastTopic) return this.#lastAllowed;
-    let ok = this.#aclCache.get(topic);
+  /** A topic an output may have (no wildcards, not empty): cached, devices repeat topics. */
+  #validTopic(topic: string): boolean {
+    if (topic === this.#lastTopic) return this.#lastValid;
+    let ok = this.#validTopics.get(topic);
     if (ok === undefined) {
-      ok = validateTopic(topic) === undefined &&
-        this.config.publish.some((f) => topicMatches(f, topic));
-      if (this.#aclCache.size >= 4096) this.#aclCache.clear();
-      this.#aclCache.set(topic, ok);
+      ok = validateTopic(topic) === undefined;
+      if (this.#validTopics.size >= 4096) this.#validTopics.clear();
+      this.#validTopics.set(topic, ok);
     }
     this.#lastTopic = topic;
-    return this.#lastAllowed = ok;
+    return this.#lastValid = ok;
   }
 
-  #toNorthbound(out: Message, source: Message): void {
+  /** Into the core through the port (which checks the rule's publish filters). */
+  #publish(draft: Draft, deviceId: string | undefined): void {
+    if (this.#pendingOutputs >= this.#d.limits.maxPendingOutputs) {
+      this.#overloaded();
+      return;
+    }
+    let r: PublishResult | Promise<PublishResult>;
+    try {
+      r = this.#d.send(draft, deviceId);
+    } catch (err) {
+      this.#notPublished(draft.topic, err);
+      return;
+    }
+    if (!(r instanceof Promise)) {
+      if (r.ok) this.#accepted++;
+      else this.#refused(draft.topic, r);
+      return;
+    }
+    this.#pendingOutputs++;
+    r.then((res) => {
+      if (res.ok) this.#m.out("core");
+      else this.#refused(draft.topic, res);
+    }, (err) => this.#notPublished(draft.topic, err)).finally(() => {
+      this.#pendingOutputs--;
+      this.#checkIdle();
+    });
+  }
+
+  #refused(topic: string, r: Refusal<string>): void {
+    const m = this.#m;
+    m.dropped(r.reason);
+    if (r.reason === "not_authorized") {
+      m.error("acl");
+      this.#logLimited("acl", "rule output refused: topic outside its publish filters", {
+        topic,
+        publish: this.config.publish,
+      });
+    } else {
+      this.#logLimited(r.reason, "rule output refused", {
+        topic,
+        reason: r.reason,
+        why: r.message,
+      });
+    }
+  }
+
+  #notPublished(topic: string, error: unknown): void {
+    this.#m.dropped("publish_failed");
+    this.#logLimited("publish", "rule output not published", { topic, error });
+  }
+
+  #overloaded(): void {
+    this.#m.dropped("overloaded");
+    this.#logLimited("overloaded", "rule output dropped: too many outputs waiting to publish", {
+      pending: this.#pendingOutputs,
+    });
+  }
+
+  #toNorthbound(out: Message): void {
     const nb = this.#d.northbound;
+    const m = this.#m;
     if (!nb) {
-      this.#d.metrics.dropped.inc(this.#d.metrics.labels(this.name, "reason", "no_northbound"));
+      m.dropped("no_northbound");
       this.#logLimited(
         "no_northbound",
         "rule output for the northbound dropped: none is configured",
@@ -655,45 +734,34 @@ export class RuleRunner {
       );
       return;
     }
-    this.#send(nb, out, source, "northbound");
-  }
-
-  #send(fn: RulePublish, out: Message, source: Message, route: string): void {
-    const m = this.#d.metrics;
     if (this.#pendingOutputs >= this.#d.limits.maxPendingOutputs) {
-      m.dropped.inc(m.labels(this.name, "reason", "overloaded"));
-      this.#logLimited("overloaded", "rule output dropped: too many outputs waiting to publish", {
-        pending: this.#pendingOutputs,
-      });
+      this.#overloaded();
       return;
     }
-    const ok = this.#routed[route];
-    const failed = (error: unknown) => {
-      m.dropped.inc(m.labels(this.name, "reason", "publish_failed"));
-      this.#logLimited("publish", "rule output not published", { topic: out.topic, error });
-    };
     let p: void | Promise<void>;
     try {
-      p = fn(out, source);
+      p = nb(out);
     } catch (err) {
-      return failed(err);
+      this.#notPublished(out.topic, err);
+      return;
     }
     if (!(p instanceof Promise)) {
-      m.out.inc(ok);
+      m.out("northbound");
       return;
     }
     this.#pendingOutputs++;
-    p.then(() => m.out.inc(ok), failed).finally(() => {
-      this.#pendingOutputs--;
-      this.#checkIdle();
-    });
+    p.then(() => m.out("northbound"), (err) => this.#notPublished(out.topic, err))
+      .finally(() => {
+        this.#pendingOutputs--;
+        this.#checkIdle();
+      });
   }
 
   /** Counts, logs and applies `onError` to a message the rule failed on. */
   #failed(msg: Item, kind: RuleFailureKind, error: { name: string; message: string }): void {
-    const m = this.#d.metrics;
+    const m = this.#m;
     if (kind !== "disabled" && kind !== "shutdown") {
-      m.errors.inc(m.labels(this.name, "kind", kind));
+      m.error(kind);
       this.#logLimited(kind, "rule failed on a message", {
         kind,
         topic: msg?.topic,
@@ -704,13 +772,13 @@ export class RuleRunner {
     if (!msg) return; // a tick
     switch (this.config.onError) {
       case "drop":
-        m.dropped.inc(m.labels(this.name, "reason", kind));
+        m.dropped(kind);
         return;
       case "pass":
-        this.#toNorthbound({ ...msg, origin: this.#origin }, msg);
+        this.#toNorthbound({ ...msg, origin: this.#origin });
         return;
       case "dead-letter": {
-        m.deadLetters.inc(this.#labels);
+        m.deadLetter();
         const at = this.#d.clock.now();
         try {
           const p = this.#d.deadLetters.deadLetter({
@@ -742,7 +810,7 @@ export class RuleRunner {
     for (const item of items) this.#failed(item, kind, { name: "Error", message: reason });
     this.#inFlight -= items.length;
     for (const item of items) this.#inFlightBytes -= sizeOf(item);
-    this.#wakeWaiters(true);
+    this.#release();
     this.#checkIdle();
   }
 
@@ -753,7 +821,7 @@ export class RuleRunner {
   }
 
   #isIdle(): boolean {
-    return this.#inFlight === 0 && this.#pendingOutputs === 0 && this.#waiters.length === 0;
+    return this.#inFlight === 0 && this.#pendingOutputs === 0;
   }
 
   #checkIdle(): void {

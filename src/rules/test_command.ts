@@ -14,6 +14,7 @@
 
 import { basename, dirname, resolve } from "node:path";
 import { type Clock, systemClock } from "../core/clock.ts";
+import { ACCEPTED, type Draft } from "../core/device_port.ts";
 import { Logger } from "../core/logger.ts";
 import { createMessage, type Message, type Protocol } from "../core/message.ts";
 import { MetricsRegistry } from "../core/metrics.ts";
@@ -183,7 +184,7 @@ export async function ruleCommand(args: string[], io: RuleCommandIo = defaultIo)
   let current: number | "tick" = "tick";
   let outputs = 0;
   let errors = 0;
-  const print = (out: Message, route: string) => {
+  const print = (out: Draft, route: string) => {
     outputs++;
     io.out(JSON.stringify({
       input: current,
@@ -202,8 +203,10 @@ export async function ruleCommand(args: string[], io: RuleCommandIo = defaultIo)
     metrics: new RuleMetrics(new MetricsRegistry()),
     limits: { ...defaultRuleEngineLimits },
     state,
-    publish: (o) => print(o, "core"),
+    send: (o) => (print(o, "core"), ACCEPTED),
     northbound: (o) => print(o, "northbound"),
+    hold: () => {},
+    unhold: () => {},
     deadLetters: {
       deadLetter: (l) => {
         errors++;
@@ -227,7 +230,7 @@ export async function ruleCommand(args: string[], io: RuleCommandIo = defaultIo)
     for (const [i, m] of samples.entries()) {
       current = i + 1;
       now = m.ts;
-      await runner.push(m);
+      runner.push(m);
       await runner.drain();
     }
     if (advance !== undefined) {
