@@ -2,7 +2,7 @@
  * `deno task bench`: runs every benchmark scenario side by side with its peer and writes JSON
  * results to `bench/results/` (and stdout). Progress goes to stderr.
  *
- * Flags: `--quick` (small counts, for a smoke run), `--only fbp|mqtt|coap`.
+ * Flags: `--quick` (small counts, for a smoke run), `--only fbp|mqtt|coap|http|northbound|rules|footprint`.
  *
  * @module
  */
@@ -13,6 +13,7 @@ import * as coap from "./coap_bench.ts";
 import * as http from "./http_bench.ts";
 import * as mqtt from "./mqtt_bench.ts";
 import * as northbound from "./northbound_bench.ts";
+import * as rules from "./rules_bench.ts";
 import { progress } from "./_util.ts";
 
 const quick = Deno.args.includes("--quick");
@@ -60,6 +61,10 @@ if (!only || only === "northbound") {
       ? { devices: 50, seconds: 4, backlog: 100_000 }
       : { devices: 100, seconds: 10, backlog: 1_000_000 },
   );
+}
+
+if (!only || only === "rules") {
+  results.rules = await rules.run(rules.rulesBenchPresets[quick ? "quick" : "full"]);
 }
 
 if (!only || only === "footprint") {
