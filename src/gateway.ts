@@ -30,6 +30,7 @@ import { SessionPersistence } from "./protocols/mqtt/session_persistence.ts";
 import { RetainedTable } from "./persistence/retained_table.ts";
 import { StateDb } from "./persistence/state_db.ts";
 import { type AttachedRules, attachRules } from "./rules/attach.ts";
+import type { DeadLetterSink } from "./rules/dead_letter.ts";
 import type { RuleEngine } from "./rules/engine.ts";
 
 /** Options of {@link Gateway}. */
@@ -42,6 +43,11 @@ export interface GatewayOptions {
   coapMode?: "ferry" | "plugtest";
   /** The config file: rule module paths are relative to it, and its `rules` are hot reloaded. */
   configFile?: string;
+  /**
+   * Where messages rules failed on go when their `onError` is `dead-letter`. @default logged
+   * (rate limited) and counted, not kept: the northbound's dead-letter table is not wired yet
+   */
+  deadLetters?: DeadLetterSink;
 }
 
 /** Names of the listeners, in start order. */
@@ -284,6 +290,7 @@ export class Gateway implements AsyncDisposable {
           dataDir: c.dataDir,
           northbound: nb ? (out) => nb.spool.append(out).then(() => {}) : undefined,
           metrics: this.core.metrics,
+          deadLetters: this.#options.deadLetters,
           log: this.#log,
         });
         if (c.rules.length) log.info("rules started", { rules: c.rules.length });
