@@ -13,8 +13,9 @@
  *
  * Rules: `copy` returns one output per message (`rules/copy/…`, same payload), `drop` returns null.
  *
- * Run alone: `deno task bench:rules [--quick] [--profile DIR]` (`--profile` passes `--cpu-prof`
- * to the gateways, profiles written to DIR); or `deno task bench --only rules`.
+ * Run alone: `deno task bench:rules [--quick] [--messages N] [--repeats N] [--profile DIR]`
+ * (`--profile` passes `--cpu-prof` to the gateways, profiles written to DIR); or
+ * `deno task bench --only rules`.
  *
  * @module
  */
@@ -340,8 +341,13 @@ export async function run(o: RulesBenchOptions): Promise<Record<string, unknown>
 
 if (import.meta.main) {
   const preset = Deno.args.includes("--quick") ? "quick" : "full";
-  const p = Deno.args.indexOf("--profile");
+  const arg = (name: string) => {
+    const i = Deno.args.indexOf(name);
+    return i >= 0 ? Deno.args[i + 1] : undefined;
+  };
   const o = { ...rulesBenchPresets[preset] };
-  if (p >= 0) o.profileDir = Deno.args[p + 1];
+  o.profileDir = arg("--profile");
+  o.messages = Number(arg("--messages") ?? o.messages);
+  o.repeats = Number(arg("--repeats") ?? o.repeats);
   console.log(JSON.stringify(await run(o), null, 2));
 }
