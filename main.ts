@@ -40,7 +40,11 @@ async function loadConfig(
   return resolveConfig(mergeOverrides(raw, overrides));
 }
 
-async function runGateway(config: FerryConfig, coapMode?: "plugtest"): Promise<number> {
+async function runGateway(
+  config: FerryConfig,
+  coapMode?: "plugtest",
+  reread?: () => Promise<FerryConfig>,
+): Promise<number> {
   const gateway = new Gateway(config, { coapMode });
   const stopped = Promise.withResolvers<void>();
   const stop = () => {
@@ -48,6 +52,13 @@ async function runGateway(config: FerryConfig, coapMode?: "plugtest"): Promise<n
   };
   const reload = () => {
     gateway.reloadDevices();
+    // The northbound bridges follow the config file (added, removed, changed: spool kept).
+    if (config.northbound && reread) {
+      reread().then(
+        (c) => gateway.reloadNorthbound(c.northbound),
+        (err) => console.error(`ferry: config not reloaded: ${(err as Error).message}`),
+      );
+    }
   };
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
@@ -120,7 +131,11 @@ export async function main(args: string[]): Promise<number> {
     const config = await loadConfig(parsed.configFile, parsed.overrides);
     switch (cmd) {
       case undefined:
-        return await runGateway(config);
+        return await runGateway(
+          config,
+          undefined,
+          () => loadConfig(parsed.configFile, parsed.overrides),
+        );
       case "config":
         if (words[0] !== "check" || words.length > 1) {
           throw new UsageError("usage: ferry config check|schema");

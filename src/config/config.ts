@@ -10,7 +10,12 @@ import { defaultCoapServerOptions } from "../protocols/coap/server.ts";
 import { defaultMqttServerOptions } from "../protocols/mqtt/options.ts";
 import { defaultDeviceApiOptions } from "../http/device_api/options.ts";
 import { defaultCommandStoreLimits as cmdDefaults } from "../core/command_store.ts";
-import { defaultNorthboundOptions as nb, type NorthboundOptions } from "../northbound/options.ts";
+import {
+  northboundBridgeSchema,
+  type NorthboundConfig,
+  type NorthboundOptions,
+  resolveNorthboundList,
+} from "../northbound/options.ts";
 import { parseJsonc } from "./jsonc.ts";
 import { ConfigError, type Field, validate } from "./schema.ts";
 
@@ -223,149 +228,9 @@ export const configSchema: Field = {
         ),
       },
     },
-    northbound: {
-      type: "object",
-      optional: true,
-      doc:
-        "MQTT bridge to an upstream broker with a durable spool (docs/northbound.md); absent = no bridge",
-      fields: {
-        url: {
-          type: "string",
-          pattern: /^mqtts?:\/\/.+/,
-          doc: "Upstream broker: mqtt://host[:1883] or mqtts://host[:8883], optionally user:pass@",
-        },
-        gatewayId: {
-          type: "string",
-          default: "",
-          pattern: /^([A-Za-z0-9._-]{1,64})?$/,
-          doc: "This gateway's id (default: the host name)",
-        },
-        prefix: {
-          type: "string",
-          default: nb.prefix,
-          doc: "Upstream topic prefix; {gatewayId} is substituted",
-        },
-        forward: {
-          type: "array",
-          items: { type: "string", doc: "filter" },
-          default: [...nb.forward],
-          doc: "Local filters forwarded upstream",
-        },
-        exclude: {
-          type: "array",
-          items: { type: "string", doc: "filter" },
-          default: [...nb.exclude],
-          doc: "Local filters never forwarded",
-        },
-        clientId: {
-          type: "string",
-          optional: true,
-          doc: "Upstream client id (default ferry-{gatewayId})",
-        },
-        username: { type: "string", optional: true, doc: "Upstream user name" },
-        password: { type: "string", optional: true, doc: "Upstream password" },
-        caFile: { type: "string", optional: true, doc: "PEM CA bundle to trust for mqtts://" },
-        certFile: { type: "string", optional: true, doc: "PEM client certificate (mutual TLS)" },
-        keyFile: { type: "string", optional: true, doc: "PEM client key (mutual TLS)" },
-        keepAliveSec: int(nb.keepAliveSec, 1, 65_535, "Upstream keepalive, seconds"),
-        protocolVersion: {
-          type: "enum",
-          values: [4, 5],
-          default: nb.protocolVersion,
-          doc: "MQTT 3.1.1 (4) or 5",
-        },
-        cleanSession: {
-          type: "boolean",
-          default: nb.cleanSession,
-          doc: "Start a clean upstream session",
-        },
-        sessionExpirySec: int(
-          nb.sessionExpirySec,
-          0,
-          4_294_967_295,
-          "Upstream session expiry (MQTT 5), seconds",
-        ),
-        inflight: int(nb.inflight, 1, 65_535, "QoS 1 messages in flight upstream"),
-        replayRatePerSec: int(
-          nb.replayRatePerSec,
-          0,
-          10_000_000,
-          "Replay pace after an outage, messages/s (0 = unpaced)",
-        ),
-        backoffBaseMs: int(nb.backoffBaseMs, 1, 3_600_000, "First reconnect backoff ceiling"),
-        backoffCapMs: int(nb.backoffCapMs, 1, 3_600_000, "Largest reconnect backoff ceiling"),
-        stableAfterMs: int(
-          nb.stableAfterMs,
-          0,
-          3_600_000,
-          "A connection up this long resets the backoff",
-        ),
-        connectTimeoutMs: int(
-          nb.connectTimeoutMs,
-          100,
-          600_000,
-          "Time allowed to connect upstream",
-        ),
-        housekeepingMs: int(
-          nb.housekeepingMs,
-          100,
-          3_600_000,
-          "Spool TTL sweep and compaction interval",
-        ),
-        compactAboveBytes: int(
-          nb.compactAboveBytes,
-          0,
-          1 << 30,
-          "Compact the spool file after a drain when it exceeds this",
-        ),
-        presence: {
-          type: "boolean",
-          default: nb.presence,
-          doc: "Publish the gateway's own online/offline (will) upstream",
-        },
-        spool: {
-          type: "object",
-          doc: "Durable store-and-forward",
-          fields: {
-            file: {
-              type: "string",
-              default: nb.spool.file,
-              doc: "Spool file, relative to dataDir",
-            },
-            maxBytes: int(
-              nb.spool.maxBytes,
-              1024 * 1024,
-              Number.MAX_SAFE_INTEGER,
-              "Spool bound, bytes",
-            ),
-            ttlSec: int(
-              nb.spool.ttlSec,
-              1,
-              10 * 365 * 86_400,
-              "Messages older than this are dropped",
-            ),
-            fullPolicy: {
-              type: "enum",
-              values: ["drop-oldest", "refuse-new"],
-              default: nb.spool.fullPolicy,
-              doc: "What happens when the spool is full",
-            },
-            synchronous: {
-              type: "enum",
-              values: ["full", "normal"],
-              default: nb.spool.synchronous,
-              doc: "SQLite synchronous: full survives power loss",
-            },
-            onCorrupt: {
-              type: "enum",
-              values: ["fail", "set-aside"],
-              default: nb.spool.onCorrupt,
-              doc: "A corrupt spool: refuse to start, or set it aside and start empty",
-            },
-          },
-        },
-      },
-    },
+    // The bridge's schema lives with the bridge (src/northbound/options.ts); the list form is
+    // validated by resolveConfig.
+    northbound: northboundBridgeSchema,
     pipeline: {
       type: "object",
       doc: "Ingest pipeline",
@@ -832,7 +697,7 @@ export interface FerryConfig {
   };
   pipeline: { queueCapacity: number; concurrency: number };
   commands: CommandsConfig;
-  northbound?: NorthboundOptions;
+  northbound?: NorthboundConfig;
   binary: {
     enabled: boolean;
     port: number;
@@ -927,7 +792,26 @@ export interface FerryConfig {
  * ```
  */
 export function resolveConfig(raw: unknown): FerryConfig {
-  const c = validate(configSchema, raw, "") as FerryConfig;
+  // `northbound` may be one bridge or a list of them: each element is validated on its own.
+  const nbRaw = (raw as { northbound?: unknown } | null)?.northbound;
+  const c = validate(
+    configSchema,
+    Array.isArray(nbRaw) ? { ...(raw as object), northbound: undefined } : raw,
+    "",
+  ) as FerryConfig;
+  if (Array.isArray(nbRaw)) {
+    c.northbound = nbRaw.map((b, i) =>
+      validate(northboundBridgeSchema, b, `northbound[${i}]`) as NorthboundOptions
+    );
+  }
+  if (c.northbound) {
+    try { // URLs, names, filters, rewrite rules (ambiguous or looping ones are refused)
+      const list = Array.isArray(c.northbound) ? c.northbound : [c.northbound];
+      resolveNorthboundList(list.map((b) => ({ ...b, gatewayId: b.gatewayId || "gateway" })));
+    } catch (err) {
+      throw new ConfigError("northbound", (err as Error).message);
+    }
+  }
   c.auth.devices.forEach((d, i) => {
     if ((d.token === undefined) === (d.tokenHash === undefined)) {
       throw new ConfigError(`auth.devices[${i}]`, "needs exactly one of token or tokenHash");
