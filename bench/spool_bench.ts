@@ -10,7 +10,7 @@
  * `devices/a*` and `devices/b*` by device-id prefix), for the one-vs-two bridge comparison.
  *
  * Usage: `deno run -A bench/spool_bench.ts [--devices 100] [--seconds 10] [--window 32]
- * [--bridges 1|2] [--sync full|normal] [--json out.json]`
+ * [--bridges 1|2] [--sync full|normal] [--worker true|false] [--json out.json]`
  *
  * @module
  */
@@ -204,6 +204,10 @@ async function startGateway(dir: string, northbound: unknown) {
       "--allow-env",
       "--allow-sys",
       "--v8-flags=--optimize-for-size",
+      // FERRY_BENCH_CPU_PROF=dir writes a V8 CPU profile of the gateway there.
+      ...(Deno.env.get("FERRY_BENCH_CPU_PROF")
+        ? ["--cpu-prof", `--cpu-prof-dir=${Deno.env.get("FERRY_BENCH_CPU_PROF")}`]
+        : []),
       MAIN,
       "--config",
       cfg,
@@ -223,6 +227,7 @@ async function startGateway(dir: string, northbound: unknown) {
   }).spawn();
   const ready = Promise.withResolvers<Record<string, { port: number }>>();
   let tail = "";
+  const warnings: string[] = [];
   const reading = (async () => {
     let buf = "";
     for await (const s of child.stderr.pipeThrough(new TextDecoderStream())) {
@@ -232,13 +237,14 @@ async function startGateway(dir: string, northbound: unknown) {
         const line = buf.slice(0, i);
         buf = buf.slice(i + 1);
         tail = (tail + line + "\n").slice(-4000);
+        if (/"level":"(warn|error)"/.test(line) && warnings.length < 20) warnings.push(line);
         if (line.includes('"msg":"ready"')) ready.resolve(JSON.parse(line).addresses);
       }
     }
     ready.reject(new Error(`gateway exited:\n${tail}`));
   })();
   const addresses = await ready.promise;
-  return { child, addresses, reading };
+  return { child, addresses, reading, warnings };
 }
 
 async function scrape(port: number): Promise<Map<string, number>> {
@@ -337,6 +343,14 @@ async function device(
       }, 1);
     }
   };
+  // Time's up and nothing in flight: end the read loop (no more acks will come to wake it).
+  const watchdog = setInterval(() => {
+    if (Date.now() >= o.until && acked >= sent) {
+      try {
+        conn.close();
+      } catch { /* closed */ }
+    }
+  }, 50);
   let helloAcked = false;
   await pump();
   const deadline = o.until + 30_000;
@@ -362,6 +376,7 @@ async function device(
     await pump();
   }
   clearTimeout(timer);
+  clearInterval(watchdog);
   try {
     conn.close();
   } catch { /* closed */ }
@@ -396,6 +411,7 @@ export async function run(o: {
   window: number;
   bridges: 1 | 2;
   sync: "full" | "normal";
+  worker: boolean;
 }): Promise<Record<string, unknown>> {
   const dir = await Deno.makeTempDir({ prefix: "ferry-spool-bench-" });
   const brokers = [await startBroker(`${dir}/mq1`)];
@@ -405,7 +421,7 @@ export async function run(o: {
   );
   const common = {
     gatewayId: "bench",
-    spool: { synchronous: o.sync, maxBytes: 2 ** 31 },
+    spool: { synchronous: o.sync, maxBytes: 2 ** 31, worker: o.worker },
   };
   const northbound = o.bridges === 1 ? { ...common, url: `mqtt://127.0.0.1:${brokers[0].port}` } : [
     {
@@ -494,6 +510,7 @@ export async function run(o: {
     };
     log(`half load ${JSON.stringify(out.halfLoad)}`);
     out.loadAverage = Deno.loadavg();
+    if (gw.warnings.length) log(`gateway warnings:\n${gw.warnings.join("\n")}`);
   } finally {
     gw.child.kill("SIGTERM");
     await gw.child.status;
@@ -513,6 +530,7 @@ if (import.meta.main) {
     window: Number(arg("window", "32")),
     bridges: (bridges === 2 ? 2 : 1) as 1 | 2,
     sync: (arg("sync", "full") === "normal" ? "normal" : "full") as "full" | "normal",
+    worker: arg("worker", "true") !== "false",
   };
   const r = await run(o);
   console.log(JSON.stringify(r, null, 2));

@@ -1,0 +1,168 @@
+/**
+ * Helpers of the northbound attack tests: a real gateway process (`main.ts --config`) with every
+ * listener on a free port, its `/metrics`, and a small tmpfs to fill (a disk that runs full, as
+ * an SD card does). The tests run as root (CI does): `mount -t tmpfs` is available.
+ *
+ * @module
+ */
+
+import { type GatewayProcess, runMain, startGateway } from "./_process.ts";
+
+/** Writes `config` to a file outside the data directory; returns its path. */
+export async function writeConfig(config: unknown): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "ferry-cfg-" });
+  const path = `${dir}/ferry.json`;
+  await Deno.writeTextFile(path, JSON.stringify(config, null, 2));
+  return path;
+}
+
+function ports(dataDir: string, cfg: string): string[] {
+  return [
+    "--config",
+    cfg,
+    "--data-dir",
+    dataDir,
+    "--binary-port",
+    "0",
+    "--mqtt-port",
+    "0",
+    "--coap-port",
+    "0",
+    "--http-port",
+    "0",
+  ];
+}
+
+/** Starts the gateway with `config` and `dataDir`; waits for `ready`. */
+export async function startFerry(config: unknown, dataDir: string): Promise<GatewayProcess> {
+  return await startGateway(ports(dataDir, await writeConfig(config)));
+}
+
+/** Runs the gateway expecting it to refuse to start; returns exit code and output. */
+export async function ferryRefuses(
+  config: unknown,
+  dataDir: string,
+): Promise<{ code: number; stderr: string }> {
+  const r = await runMain(ports(dataDir, await writeConfig(config)));
+  return { code: r.code, stderr: r.stderr };
+}
+
+/** Scrapes `/metrics`; returns value by exact series (`name{labels}`) and by name (summed). */
+export async function metrics(proc: GatewayProcess): Promise<(series: string) => number> {
+  const res = await fetch(`http://127.0.0.1:${proc.addresses.http.port}/metrics`);
+  const text = await res.text();
+  const exact = new Map<string, number>();
+  const byName = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (!line || line.startsWith("#")) continue;
+    const i = line.lastIndexOf(" ");
+    const key = line.slice(0, i);
+    const v = Number(line.slice(i + 1));
+    exact.set(key, v);
+    const name = key.replace(/\{.*$/, "");
+    byName.set(name, (byName.get(name) ?? 0) + v);
+  }
+  return (series) => exact.get(series) ?? (series.includes("{") ? 0 : byName.get(series) ?? 0);
+}
+
+/** Sends SIGTERM and waits for the exit. */
+export async function stopFerry(proc: GatewayProcess): Promise<Deno.CommandStatus> {
+  try {
+    proc.child.kill("SIGTERM");
+  } catch { /* gone */ }
+  return await proc.status;
+}
+
+/** Kills with SIGKILL and waits. */
+export async function killFerry(proc: GatewayProcess): Promise<void> {
+  try {
+    proc.child.kill("SIGKILL");
+  } catch { /* gone */ }
+  await proc.status;
+}
+
+/** A small tmpfs mounted on a fresh directory. */
+export interface SmallDisk extends AsyncDisposable {
+  /** Mount point. */
+  readonly path: string;
+  /** Fills what is left with a filler file (until ENOSPC). */
+  fill(): Promise<void>;
+  /** Takes `bytes` of the disk with a ballast file (what an operator can delete later). */
+  ballast(bytes: number): Promise<void>;
+  /** Removes the filler and the ballast. */
+  free(): Promise<void>;
+}
+
+/** Mounts a tmpfs of `mib` MiB (root only). */
+export async function smallDisk(mib: number): Promise<SmallDisk> {
+  const path = await Deno.makeTempDir({ prefix: "ferry-disk-" });
+  const out = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", `size=${mib}m,mode=0755`, "tmpfs", path],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (out.code !== 0) {
+    throw new Error(`cannot mount a tmpfs: ${new TextDecoder().decode(out.stderr)}`);
+  }
+  const filler = `${path}/.filler`;
+  return {
+    path,
+    async fill() {
+      const f = await Deno.open(filler, { write: true, create: true, append: true });
+      const chunk = new Uint8Array(64 * 1024);
+      try {
+        for (let i = 0; i < 1_000_000; i++) await f.write(chunk);
+      } catch { /* ENOSPC: full */ }
+      const small = new Uint8Array(512);
+      try {
+        for (let i = 0; i < 1_000_000; i++) await f.write(small);
+      } catch { /* the last bytes */ }
+      f.close();
+    },
+    async ballast(bytes: number) {
+      await Deno.writeFile(`${path}/.ballast`, new Uint8Array(bytes));
+    },
+    async free() {
+      await Deno.remove(filler).catch(() => {});
+      await Deno.remove(`${path}/.ballast`).catch(() => {});
+    },
+    async [Symbol.asyncDispose]() {
+      await new Deno.Command("umount", { args: ["-l", path], stdout: "null", stderr: "null" })
+        .output();
+      await Deno.remove(path, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+/** Names in `dir` (no recursion). */
+export function listDir(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+}
+
+/**
+ * Waits until every key in `expected` was received (`keyOf` maps a received payload text to its
+ * key); throws naming how many are missing. Builds the received set once per check.
+ */
+export async function waitAllArrived(
+  received: Array<{ text: string }>,
+  expected: string[],
+  keyOf: (text: string) => string = (t) => t,
+  timeoutMs = 60_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let seen = 0;
+  const got = new Set<string>();
+  for (;;) {
+    for (; seen < received.length; seen++) got.add(keyOf(received[seen].text));
+    const missing = expected.filter((k) => !got.has(k));
+    if (missing.length === 0) return;
+    if (Date.now() > deadline) {
+      throw new Error(
+        `${missing.length} of ${expected.length} acknowledged messages never arrived upstream, e.g. ${
+          missing.slice(0, 5).join(", ")
+        }`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
