@@ -10,8 +10,7 @@ import { type GatewayProcess, runMain, startGateway } from "./_process.ts";
 
 /** Writes `config` to a file outside the data directory; returns its path. */
 export async function writeConfig(config: unknown): Promise<string> {
-  const dir = await Deno.makeTempDir({ prefix: "ferry-cfg-" });
-  const path = `${dir}/ferry.json`;
+  const path = await Deno.makeTempFile({ prefix: "ferry-cfg-", suffix: ".json" });
   await Deno.writeTextFile(path, JSON.stringify(config, null, 2));
   return path;
 }
@@ -33,9 +32,20 @@ function ports(dataDir: string, cfg: string): string[] {
   ];
 }
 
-/** Starts the gateway with `config` and `dataDir`; waits for `ready`. */
-export async function startFerry(config: unknown, dataDir: string): Promise<GatewayProcess> {
-  return await startGateway(ports(dataDir, await writeConfig(config)));
+/**
+ * Starts the gateway with `config` and `dataDir` (default: a temporary directory, removed when
+ * the process is disposed); waits for `ready`.
+ */
+export async function startFerry(config: unknown, dataDir?: string): Promise<GatewayProcess> {
+  const dir = dataDir ?? await Deno.makeTempDir({ prefix: "ferry-data-" });
+  const proc = await startGateway(ports(dir, await writeConfig(config)));
+  if (dataDir !== undefined) return proc;
+  const dispose = proc[Symbol.asyncDispose].bind(proc);
+  proc[Symbol.asyncDispose] = async () => {
+    await dispose();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  };
+  return proc;
 }
 
 /** Runs the gateway expecting it to refuse to start; returns exit code and output. */
@@ -162,6 +172,23 @@ export async function waitAllArrived(
           missing.slice(0, 5).join(", ")
         }`,
       );
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Polls `/metrics` until `cond` holds (every 100 ms, at most `timeoutMs`). */
+export async function waitMetric(
+  proc: GatewayProcess,
+  cond: (m: (series: string) => number) => boolean,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (cond(await metrics(proc))) return;
+    if (Date.now() > deadline) {
+      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
