@@ -154,16 +154,23 @@ export function listDir(dir: string): string[] {
  * key); throws naming how many are missing. Builds the received set once per check.
  */
 export async function waitAllArrived(
-  received: Array<{ text: string }>,
+  received: Array<{ text: string }> | Array<Array<{ text: string }>>,
   expected: string[],
   keyOf: (text: string) => string = (t) => t,
   timeoutMs = 60_000,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  let seen = 0;
+  // Several live arrays (one per broker's subscriber) or one.
+  const lists =
+    (received.length > 0 && Array.isArray(received[0]) ? received : [received]) as Array<
+      Array<{ text: string }>
+    >;
+  const seen = lists.map(() => 0);
   const got = new Set<string>();
   for (;;) {
-    for (; seen < received.length; seen++) got.add(keyOf(received[seen].text));
+    lists.forEach((list, i) => {
+      for (; seen[i] < list.length; seen[i]++) got.add(keyOf(list[seen[i]].text));
+    });
     const missing = expected.filter((k) => !got.has(k));
     if (missing.length === 0) return;
     if (Date.now() > deadline) {
