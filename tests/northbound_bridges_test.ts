@@ -386,3 +386,125 @@ Deno.test("Bridge at QoS 2 delivers exactly once to the upstream broker", async 
   await waitMetric(gw, (m) => m("ferry_spool_depth") === 0, "PUBCOMPs");
   assertEquals(sub.received.filter((r) => r.text.startsWith("q:")).length, 100);
 });
+
+/**
+ * A v5 broker that keeps every session (CONNACK session present) and holds back PUBCOMP (or
+ * PUBREC) while told to; records each PUBLISH and PUBREL.
+ */
+function qos2Broker() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const s = {
+    publishes: [] as Array<{ pid: number; text: string; dup: boolean }>,
+    releases: [] as number[],
+    holdPubrec: false,
+    holdPubcomp: true,
+  };
+  const conns: Deno.Conn[] = [];
+  const serve = async (conn: Deno.Conn) => {
+    const parser = mqttPacket.parser({ protocolVersion: 5 });
+    const send = (p: Packet) =>
+      conn.write(mqttPacket.generate(p, { protocolVersion: 5 })).catch(() => 0);
+    parser.on("packet", (p: Packet) => {
+      if (p.cmd === "connect") {
+        send({ cmd: "connack", reasonCode: 0, sessionPresent: true } as Packet);
+      } else if (p.cmd === "subscribe") {
+        send({ cmd: "suback", messageId: p.messageId, granted: p.subscriptions.map(() => 1) });
+      } else if (p.cmd === "publish" && p.qos === 2) {
+        s.publishes.push({ pid: p.messageId!, text: String(p.payload), dup: p.dup });
+        if (!s.holdPubrec) send({ cmd: "pubrec", messageId: p.messageId } as Packet);
+      } else if (p.cmd === "pubrel") {
+        s.releases.push(p.messageId!);
+        if (!s.holdPubcomp) send({ cmd: "pubcomp", messageId: p.messageId } as Packet);
+      }
+    });
+    const buf = new Uint8Array(65536);
+    try {
+      for (;;) {
+        const n = await conn.read(buf);
+        if (n === null) break;
+        parser.parse(Buffer.from(buf.subarray(0, n)));
+      }
+    } catch { /* closed */ }
+  };
+  const serving: Promise<void>[] = [];
+  const accepting = (async () => {
+    try {
+      for await (const c of listener) {
+        conns.push(c);
+        serving.push(serve(c));
+      }
+    } catch { /* closed */ }
+  })();
+  return {
+    url: `mqtt://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    stats: s,
+    async close() {
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* closed */ }
+      }
+      await accepting;
+      await Promise.all(serving);
+    },
+  };
+}
+
+for (const stage of ["PUBREC", "PUBCOMP"] as const) {
+  Deno.test(`QoS 2 upstream: a gateway killed while waiting for ${stage} resumes the exchange with the same packet ids after the restart, never a second PUBLISH`, async () => {
+    const broker = qos2Broker();
+    broker.stats.holdPubrec = stage === "PUBREC";
+    const dir = await Deno.makeTempDir({ prefix: "ferry-q2-" });
+    const config = {
+      northbound: {
+        url: broker.url,
+        gatewayId: "gw1",
+        qos: 2,
+        protocolVersion: 5,
+        presence: false,
+        backoffBaseMs: 20,
+        backoffCapMs: 100,
+      },
+    };
+    try {
+      const gw = await startFerry(config, dir);
+      const c = await FbpClient.connect({ port: gw.addresses.binary.port, id: "q" });
+      const sent: string[] = [];
+      for (let i = 0; i < 20; i++) {
+        assertEquals(await c.telemetry(enc(`q:${i}`), { ack: true }), AckStatus.OK);
+        sent.push(`q:${i}`);
+      }
+      const firstPids = () => new Map(broker.stats.publishes.map((p) => [p.text, p.pid]));
+      await waitFor(() => sent.every((t) => firstPids().has(t)), "every PUBLISH", 10_000);
+      if (stage === "PUBCOMP") {
+        await waitFor(() => broker.stats.releases.length >= 20, "every PUBREL", 10_000);
+      }
+      const before = firstPids();
+      const publishedBefore = broker.stats.publishes.length;
+      const releasedBefore = broker.stats.releases.length;
+      await c.close().catch(() => {});
+      gw.child.kill("SIGKILL");
+      await gw.status;
+      broker.stats.holdPubrec = false;
+      broker.stats.holdPubcomp = false;
+      await using gw2 = await startFerry(config, dir);
+      await waitMetric(gw2, (m) => m("ferry_spool_depth") === 0, "the exchanges to complete");
+      const after = broker.stats.publishes.slice(publishedBefore).filter((p) =>
+        p.text.startsWith("q:")
+      );
+      if (stage === "PUBCOMP") {
+        assertEquals(after, [], "a message was published again after its PUBREC");
+        const again = new Set(broker.stats.releases.slice(releasedBefore));
+        assert(sent.every((t) => again.has(before.get(t)!)), "PUBREL again with the same ids");
+      } else {
+        // Sent again with DUP and the same packet id: the broker takes it as the same message.
+        assertEquals(after.length, 20);
+        assert(after.every((p) => p.dup && before.get(p.text) === p.pid), JSON.stringify(after));
+      }
+    } finally {
+      await broker.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}

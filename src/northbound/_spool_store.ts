@@ -44,6 +44,9 @@ export interface Removed {
 
 /** Rows read back, column by column (payloads packed). */
 export interface ReadRows {
+  /** QoS 2 packet id and state (0: none). */
+  pids: number[];
+  states: number[];
   ids: number[];
   topics: string[];
   payloads: Uint8Array;
@@ -101,6 +104,8 @@ export type StoreRequest =
     acks: number[];
     dead: DeadMove[];
     evict: Evict[];
+    /** QoS 2 state: [id, packet id, state] triples, flattened. */
+    marks: number[];
     durable: boolean;
     now: number;
   }
@@ -417,7 +422,9 @@ export function spoolStoreFactory(
           expires INTEGER NOT NULL,
           size INTEGER NOT NULL,
           bridge TEXT NOT NULL DEFAULT 'default',
-          crc INTEGER
+          crc INTEGER,
+          pid INTEGER,
+          st INTEGER
         )`);
       } else {
         const cols = (db.prepare("PRAGMA table_info(spool)").all() as Array<{ name: string }>)
@@ -427,7 +434,13 @@ export function spoolStoreFactory(
           db.exec("ALTER TABLE spool ADD COLUMN bridge TEXT NOT NULL DEFAULT 'default'");
           db.exec("ALTER TABLE spool ADD COLUMN crc INTEGER");
           migrated = true;
-        } else if (cols !== `${COLUMNS},bridge,crc`) {
+        }
+        if (cols === COLUMNS || cols === `${COLUMNS},bridge,crc`) {
+          // QoS 2 state: the packet id and how far the exchange got (1 sent, 2 released).
+          db.exec("ALTER TABLE spool ADD COLUMN pid INTEGER");
+          db.exec("ALTER TABLE spool ADD COLUMN st INTEGER");
+          migrated = true;
+        } else if (cols !== `${COLUMNS},bridge,crc,pid,st`) {
           throw new Error(`not a Ferry spool (table spool has columns ${cols})`);
         }
       }
@@ -461,8 +474,9 @@ export function spoolStoreFactory(
         ),
         delete: db.prepare("DELETE FROM spool WHERE id = ? RETURNING bridge, device, size"),
         read: db.prepare(
-          "SELECT id, topic, payload, qos, retain, device, ts, expires, size, crc FROM spool WHERE bridge = ? AND id > ? ORDER BY id LIMIT ?",
+          "SELECT id, topic, payload, qos, retain, device, ts, expires, size, crc, pid, st FROM spool WHERE bridge = ? AND id > ? ORDER BY id LIMIT ?",
         ),
+        mark: db.prepare("UPDATE spool SET pid = ?, st = ? WHERE id = ?"),
         head: db.prepare(
           "SELECT id FROM spool WHERE bridge = ? AND id > ? ORDER BY id LIMIT 256",
         ),
@@ -672,6 +686,8 @@ export function spoolStoreFactory(
           }
         }
         for (const e of req.evict) this.evict(e, evicted);
+        const m = req.marks;
+        for (let i = 0; i + 2 < m.length; i += 3) this.st.mark.run(m[i + 1], m[i + 2], m[i]);
         deadDropped = this.trimDead();
         db.exec("COMMIT");
         if (lazy) db.exec("PRAGMA synchronous = FULL");
@@ -758,10 +774,14 @@ export function spoolStoreFactory(
         expires: number;
         size: number;
         crc: number | null;
+        pid: number | null;
+        st: number | null;
       }>;
       const expired = emptyRemoved();
       const quarantined = emptyRemoved();
       const out: ReadRows = {
+        pids: [],
+        states: [],
         ids: [],
         topics: [],
         payloads: new Uint8Array(0),
@@ -798,6 +818,8 @@ export function spoolStoreFactory(
         out.ts.push(r.ts);
         out.expires.push(r.expires);
         out.sizes.push(r.size);
+        out.pids.push(r.pid ?? 0);
+        out.states.push(r.st ?? 0);
       }
       const packed = pack(payloads);
       out.payloads = packed.payloads;

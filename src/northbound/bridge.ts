@@ -143,6 +143,8 @@ interface InFlight {
   pid: number;
   /** QoS 2: PUBREC received and PUBREL sent. */
   released: boolean;
+  /** The record (QoS 2 marks its state on it). */
+  rec: SpoolRecord;
 }
 
 /**
@@ -707,6 +709,8 @@ export class Bridge implements AsyncDisposable {
   #sendRows(client: MqttClient, rows: SpoolRecord[], want: number): boolean {
     if (this.#state === "replaying") this.#bucket.spend(rows.length);
     let n = 0;
+    const qos2 = this.#o.qos === 2;
+    let toMark: InFlight[] | undefined;
     for (const row of rows) {
       if (row.id <= this.#cursor && !this.#resend.has(row.id)) continue;
       // After a lost link the oldest row goes alone until acknowledged (the culprit is known).
@@ -714,6 +718,7 @@ export class Bridge implements AsyncDisposable {
       const f = this.#byRow.get(row.id);
       this.#cursor = Math.max(this.#cursor, row.id);
       if (f) {
+        f.rec = row;
         this.#resend.delete(row.id);
         this.stats.resent++;
         this.#m.resent.inc(this.#labels);
@@ -724,14 +729,30 @@ export class Bridge implements AsyncDisposable {
         continue;
       }
       if (!this.#fits(client, row)) continue;
+      if (qos2 && row.pid && row.qos2 && client.sessionPresent && !this.#byPid.has(row.pid)) {
+        // Stored QoS 2 state from before a restart, and the broker kept the session: go on
+        // where the exchange stopped (PUBREL after PUBREC, else the PUBLISH again with DUP).
+        const entry: InFlight = { row: row.id, pid: row.pid, released: row.qos2 === 2, rec: row };
+        this.#byRow.set(row.id, entry);
+        this.#byPid.set(row.pid, entry);
+        this.stats.resent++;
+        this.#m.resent.inc(this.#labels);
+        if (entry.released) client.pubrel(entry.pid);
+        else this.#publish(client, row, entry.pid, true);
+        this.#probeSent = this.#probing;
+        n++;
+        continue;
+      }
       const pid = this.#allocPid();
-      const entry: InFlight = { row: row.id, pid, released: false };
+      const entry: InFlight = { row: row.id, pid, released: false, rec: row };
       this.#byRow.set(row.id, entry);
       this.#byPid.set(pid, entry);
-      this.#publish(client, row, pid, false);
+      if (qos2) (toMark ??= []).push(entry);
+      else this.#publish(client, row, pid, false);
       this.#probeSent = this.#probing;
       n++;
     }
+    if (toMark) this.#publishWhenMarked(client, toMark);
     if (this.#resend.size) this.#releaseGone(rows.length < want);
     if (rows.length < want) {
       if (this.#state === "replaying" && this.#part.pendingRows === 0) {
@@ -740,6 +761,29 @@ export class Bridge implements AsyncDisposable {
       return false;
     }
     return n > 0 || rows.length > 0;
+  }
+
+  /**
+   * QoS 2: a PUBLISH goes out only once its packet id is in the spool, so that after a restart
+   * the exchange resumes with the same id instead of a second PUBLISH the broker would deliver
+   * again.
+   */
+  #publishWhenMarked(client: MqttClient, entries: InFlight[]): void {
+    Promise.all(entries.map((e) => this.#part.mark(e.rec, e.pid, 1))).then(() => {
+      if (this.#client !== client || client.isClosed) return; // resent on the next link
+      for (const e of entries) {
+        if (this.#byPid.get(e.pid) === e) this.#publish(client, e.rec, e.pid, false);
+      }
+    }, (err) => {
+      // Not durable: not sent; dropped from the window, read again after the next link loss.
+      this.#log.warn("QoS 2 state not stored; not sent yet", { bridge: this.name, error: err });
+      for (const e of entries) {
+        if (this.#byPid.get(e.pid) === e) {
+          this.#byPid.delete(e.pid);
+          this.#byRow.delete(e.row);
+        }
+      }
+    });
   }
 
   #maxPacket(client: MqttClient): number {
@@ -809,8 +853,18 @@ export class Bridge implements AsyncDisposable {
     const f = this.#byPid.get(pid);
     if (!f) return;
     if (reason >= 0x80) return this.#onAck(pid, reason); // refused: no PUBREL [MQTT-4.3.3]
+    if (f.released) return client.pubrel(pid); // a PUBREC again (after a resend)
     f.released = true;
-    client.pubrel(pid);
+    // The broker has it: remember that before releasing it, so a restart sends PUBREL, never
+    // the PUBLISH again.
+    this.#part.mark(f.rec, pid, 2).then(
+      () => {
+        if (this.#client === client && !client.isClosed && this.#byPid.get(pid) === f) {
+          client.pubrel(pid);
+        }
+      },
+      () => {/* sent with the next link: released rows get PUBREL */},
+    );
   }
 
   #onAck(pid: number, reason: number): void {

@@ -115,6 +115,10 @@ export interface SpoolRecord {
   ts: number;
   /** Dropped after (clock ms). */
   expires: number;
+  /** QoS 2 upstream: the packet id the row was sent with, kept in the spool. */
+  pid?: number;
+  /** QoS 2 upstream: 1 PUBLISH sent, 2 PUBREC received (PUBREL sent). */
+  qos2?: 1 | 2;
 }
 
 /** One dead letter. */
@@ -476,6 +480,16 @@ export class SpoolPartition {
     this.#spool.queueAck(id);
   }
 
+  /**
+   * Records a row's QoS 2 state (packet id; 1: PUBLISH sent, 2: PUBREC received) durably;
+   * resolves once committed, so the exchange can go on knowing a restart resumes it.
+   */
+  mark(row: SpoolRecord, pid: number, state: 1 | 2): Promise<void> {
+    row.pid = pid;
+    row.qos2 = state;
+    return this.#spool.queueMark(row.id, pid, state);
+  }
+
   /** Moves a message to the dead letters (with the next commit). */
   deadLetter(id: number, reason: string, detail: string): void {
     this.hide(id);
@@ -520,6 +534,8 @@ export class Spool implements AsyncDisposable {
   #waiters: Waiter[] = [];
   #acks: number[] = [];
   #dead: DeadMove[] = [];
+  #marks: number[] = [];
+  #markWaiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
   #committing: Promise<void> | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
@@ -837,6 +853,15 @@ export class Spool implements AsyncDisposable {
   }
 
   /** @internal */
+  queueMark(id: number, pid: number, state: number): Promise<void> {
+    if (this.#closed) return Promise.reject(new SpoolClosedError());
+    this.#marks.push(id, pid, state);
+    const p = new Promise<void>((resolve, reject) => this.#markWaiters.push({ resolve, reject }));
+    this.#schedule();
+    return p;
+  }
+
+  /** @internal */
   queueDead(d: DeadMove): void {
     if (this.#closed) return;
     this.#dead.push(d);
@@ -884,7 +909,10 @@ export class Spool implements AsyncDisposable {
         await this.#committing;
         continue;
       }
-      if (this.#rows.length === 0 && this.#acks.length === 0 && this.#dead.length === 0) return;
+      if (
+        this.#rows.length === 0 && this.#acks.length === 0 && this.#dead.length === 0 &&
+        this.#marks.length === 0
+      ) return;
       this.#commit();
     }
   }
@@ -895,11 +923,15 @@ export class Spool implements AsyncDisposable {
     const waiters = this.#waiters;
     const acks = this.#acks;
     const dead = this.#dead;
-    if (rows.length === 0 && acks.length === 0 && dead.length === 0) return;
+    const marks = this.#marks;
+    const markWaiters = this.#markWaiters;
+    if (rows.length === 0 && acks.length === 0 && dead.length === 0 && marks.length === 0) return;
     this.#rows = [];
     this.#waiters = [];
     this.#acks = [];
     this.#dead = [];
+    this.#marks = [];
+    this.#markWaiters = [];
     let batch: RowBatch | null = null;
     const evict: Evict[] = [];
     if (rows.length) {
@@ -933,18 +965,25 @@ export class Spool implements AsyncDisposable {
       acks,
       dead,
       evict,
-      durable: rows.length > 0,
+      marks,
+      durable: rows.length > 0 || marks.length > 0,
       now: this.#clock.now(),
     };
     this.#committing = this.#host.call<CommitResult>(req).then(
-      (res) => this.#applyCommit(res, rows, waiters, acks),
-      (err) => this.#failCommit(err, rows, waiters, acks, dead),
+      (res) => {
+        this.#applyCommit(res, rows, waiters, acks);
+        for (const w of markWaiters) w.resolve();
+      },
+      (err) => {
+        this.#failCommit(err, rows, waiters, acks, dead);
+        for (const w of markWaiters) w.reject(err);
+      },
     ).finally(() => {
       this.#committing = undefined;
       if (this.#closed) return;
       // The next group: after this turn, so every producer woken by this commit (each device's
       // next message) joins it.
-      if (this.#rows.length) this.#schedule();
+      if (this.#rows.length || this.#marks.length) this.#schedule();
       else if (this.#acks.length || this.#dead.length) this.#scheduleLazy();
     });
   }
@@ -1236,9 +1275,13 @@ function toBatch(rows: Row[]): RowBatch {
 
 function unpack(r: ReadRows | RowBatch): SpoolRecord[] {
   const out: SpoolRecord[] = new Array(r.ids.length);
+  const pids = "pids" in r ? r.pids : undefined;
+  const states = "states" in r ? r.states : undefined;
   let start = 0;
   for (let i = 0; i < r.ids.length; i++) {
+    const pid = pids?.[i] || undefined;
     out[i] = {
+      ...(pid ? { pid, qos2: states![i] as 1 | 2 } : {}),
       id: r.ids[i],
       topic: r.topics[i],
       payload: r.payloads.slice(start, r.ends[i]),
