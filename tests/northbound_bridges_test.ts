@@ -508,3 +508,28 @@ for (const stage of ["PUBREC", "PUBCOMP"] as const) {
     }
   });
 }
+
+Deno.test("MQTT 5 topic aliases toward mosquitto: topics arrive intact, past the broker's alias maximum too", async () => {
+  await using broker = await startMosquitto({ extra: ["max_topic_alias 4"] });
+  await using sub = await subscribe(broker.url, "ferry/gw1/devices/+/telemetry");
+  await using gw = await startFerry({
+    northbound: { url: broker.url, gatewayId: "gw1", protocolVersion: 5 },
+  });
+  await waitMetric(gw, (m) => m("ferry_northbound_connected") === 1, "the link");
+  const port = gw.addresses.binary.port;
+  const sent: string[] = [];
+  for (let round = 0; round < 3; round++) {
+    for (let d = 0; d < 8; d++) {
+      const c = await FbpClient.connect({ port, id: `alias${d}` });
+      assertEquals(await c.telemetry(enc(`alias${d}:${round}`), { ack: true }), AckStatus.OK);
+      sent.push(`alias${d}:${round}`);
+      await c.close();
+    }
+  }
+  await waitAllArrived(sub.received, sent, (t) => t, 20_000);
+  for (const r of sub.received) {
+    assertEquals(r.topic, `ferry/gw1/devices/${r.text.split(":")[0]}/telemetry`);
+  }
+  const up = gw.lines.find((l) => l.msg === "upstream live" && l.topicAliasMaximum !== undefined);
+  assertEquals(up?.topicAliasMaximum, 4, "the broker's limit was read");
+});

@@ -527,6 +527,7 @@ export class Bridge implements AsyncDisposable {
       reconnects: this.stats.reconnects,
       receiveMaximum: client.limits.receiveMaximum,
       maximumPacketSize: client.limits.maximumPacketSize,
+      topicAliasMaximum: client.limits.topicAliasMaximum,
     });
     if (this.#o.statusTopic) {
       client.publish({
