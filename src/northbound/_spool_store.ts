@@ -97,6 +97,8 @@ export type StoreRequest =
     synchronous: "full" | "normal";
     autoCheckpointPages: number;
     deadMaxBytes: number;
+    /** More than one partition: index rows by (bridge, id). */
+    partitioned: boolean;
   }
   | {
     op: "commit";
@@ -125,6 +127,7 @@ export type StoreRequest =
   | { op: "freeBytes" }
   | { op: "oldest" }
   | { op: "reserve" }
+  | { op: "index" }
   | { op: "close" };
 
 /** What `open` reports. */
@@ -312,6 +315,9 @@ export function spoolStoreFactory(
         }
         case "reserve":
           return this.makeReserve();
+        case "index":
+          this.db!.exec("CREATE INDEX IF NOT EXISTS spool_bridge_id ON spool(bridge, id)");
+          return true;
         case "oldest": {
           const r = this.db!.prepare("SELECT min(ts) AS ts FROM spool").get() as {
             ts: number | null;
@@ -349,7 +355,7 @@ export function spoolStoreFactory(
         if (check.length !== 1 || check[0].quick_check !== "ok") {
           throw new Error(`integrity check failed: ${check.map((r) => r.quick_check).join("; ")}`);
         }
-        const migrated = this.schema(db);
+        const migrated = this.schema(db, req.partitioned);
         // A write probe: a full or failing disk shows here, at start-up, as an I/O error.
         db.exec("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v) WITHOUT ROWID");
         db.prepare("INSERT OR REPLACE INTO meta VALUES ('opened_at', ?)").run(Date.now());
@@ -401,7 +407,7 @@ export function spoolStoreFactory(
       }
     }
 
-    schema(db: DatabaseSync): boolean {
+    schema(db: DatabaseSync, partitioned: boolean): boolean {
       const tables = db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'")
         .all() as Array<{ name: string }>;
       const names = new Set(tables.map((t) => t.name));
@@ -460,10 +466,12 @@ export function spoolStoreFactory(
           size INTEGER NOT NULL
         )`);
       }
+      // With one partition the primary key serves its reads; the index (an extra B-tree write per
+      // row) is made once a second partition exists, and kept.
       const idx = db.prepare(
         "SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = 'spool_bridge_id'",
       ).get();
-      if (!idx) db.exec("CREATE INDEX spool_bridge_id ON spool(bridge, id)");
+      if (!idx && partitioned) db.exec("CREATE INDEX spool_bridge_id ON spool(bridge, id)");
       return migrated;
     }
 

@@ -608,6 +608,7 @@ export class Spool implements AsyncDisposable {
       synchronous: options.synchronous ?? "full",
       autoCheckpointPages: options.autoCheckpointPages ?? 500,
       deadMaxBytes: options.deadLetterMaxBytes ?? 16 * 1024 * 1024,
+      partitioned: Object.keys(options.partitions ?? {}).length > 1,
     };
     const attempt = async () => {
       const host = options.worker === false ? inlineHost() : workerHost();
@@ -665,7 +666,13 @@ export class Spool implements AsyncDisposable {
   configure(name: string, options: SpoolPartitionOptions = {}): SpoolPartition {
     const r = resolved(options, this.#defaults);
     let p = this.#partitions.get(name);
-    if (!p) this.#partitions.set(name, p = new SpoolPartition(this, name, this.#nextId));
+    if (!p) {
+      this.#partitions.set(name, p = new SpoolPartition(this, name, this.#nextId));
+      // A second partition: its reads need the (bridge, id) index (made once, in the writer).
+      if (this.#partitions.size === 2 && this.#host) {
+        this.#host.call({ op: "index" }).catch(() => {});
+      }
+    }
     p.maxBytes = r.maxBytes;
     p.maxBytesPerDevice = r.maxBytesPerDevice;
     p.ttlMs = r.ttlMs;
