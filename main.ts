@@ -44,22 +44,29 @@ async function runGateway(
   config: FerryConfig,
   coapMode?: "plugtest",
   reread?: () => Promise<FerryConfig>,
+  configFile?: string,
 ): Promise<number> {
   const gateway = new Gateway(config, { coapMode });
   const stopped = Promise.withResolvers<void>();
   const stop = () => {
     gateway.stop().then(stopped.resolve, stopped.reject);
   };
+  // The northbound bridges follow the config file (added, removed, changed: spool kept), on
+  // SIGHUP and when the file changes.
+  const reloadBridges = () => {
+    if (!config.northbound || !reread) return;
+    reread().then(
+      (c) => gateway.reloadNorthbound(c.northbound),
+      (err) => console.error(`ferry: config not reloaded: ${(err as Error).message}`),
+    );
+  };
   const reload = () => {
     gateway.reloadDevices();
-    // The northbound bridges follow the config file (added, removed, changed: spool kept).
-    if (config.northbound && reread) {
-      reread().then(
-        (c) => gateway.reloadNorthbound(c.northbound),
-        (err) => console.error(`ferry: config not reloaded: ${(err as Error).message}`),
-      );
-    }
+    reloadBridges();
   };
+  const watching = config.northbound && configFile
+    ? watchFile(configFile, reloadBridges)
+    : undefined;
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
   Deno.addSignalListener("SIGHUP", reload);
@@ -69,10 +76,41 @@ async function runGateway(
     throw new UsageError(`cannot start: ${(err as Error).message}`);
   }
   await stopped.promise;
+  await watching?.close();
   Deno.removeSignalListener("SIGINT", stop);
   Deno.removeSignalListener("SIGTERM", stop);
   Deno.removeSignalListener("SIGHUP", reload);
   return 0;
+}
+
+/** Calls `fn` (debounced) when `file` changes; the watcher's directory is the file's. */
+function watchFile(file: string, fn: () => void): { close(): Promise<void> } | undefined {
+  const path = file.startsWith("/") ? file : `${Deno.cwd()}/${file}`;
+  const dir = path.slice(0, path.lastIndexOf("/")) || "/";
+  const name = path.slice(path.lastIndexOf("/") + 1);
+  let watcher: Deno.FsWatcher;
+  try {
+    watcher = Deno.watchFs(dir, { recursive: false });
+  } catch {
+    return undefined; // SIGHUP still works
+  }
+  const loop = (async () => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    for await (const ev of watcher) {
+      if (!ev.paths.some((p) => p.endsWith(`/${name}`))) continue;
+      clearTimeout(timer); // editors write in several steps
+      timer = setTimeout(fn, 200);
+    }
+    clearTimeout(timer);
+  })();
+  return {
+    async close() {
+      try {
+        watcher.close();
+      } catch { /* closed */ }
+      await loop;
+    },
+  };
 }
 
 async function deviceCommand(config: FerryConfig, words: string[]): Promise<number> {
@@ -135,6 +173,7 @@ export async function main(args: string[]): Promise<number> {
           config,
           undefined,
           () => loadConfig(parsed.configFile, parsed.overrides),
+          parsed.configFile,
         );
       case "config":
         if (words[0] !== "check" || words.length > 1) {

@@ -28,7 +28,7 @@ async function run(o: { devices: number; window: number; seconds: number; worker
   const spool = await Spool.open(`${dir}/s.db`, {
     worker: o.worker,
     maxBytesPerDevice: 1 << 30,
-    maxBytes: 1 << 31,
+    maxBytes: 2 ** 31,
   });
   const payload = new Uint8Array(64);
   const latencies: number[] = [];

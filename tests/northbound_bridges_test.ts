@@ -533,3 +533,41 @@ Deno.test("MQTT 5 topic aliases toward mosquitto: topics arrive intact, past the
   const up = gw.lines.find((l) => l.msg === "upstream live" && l.topicAliasMaximum !== undefined);
   assertEquals(up?.topicAliasMaximum, 4, "the broker's limit was read");
 });
+
+Deno.test("Editing the config file reloads the bridges without a signal; a removed bridge's spooled messages stay for it", async () => {
+  await using b1 = await startMosquitto();
+  await using b2 = await startMosquitto();
+  await b2.stop(); // bridge "b" cannot deliver: its messages wait in its partition
+  const a = { name: "a", url: b1.url, gatewayId: "gw1" };
+  const b = { name: "b", url: b2.url, gatewayId: "gw1", backoffBaseMs: 20, backoffCapMs: 100 };
+  const cfg = await writeConfig({ northbound: [a, b] });
+  const dir = await Deno.makeTempDir({ prefix: "ferry-watch-" });
+  try {
+    await using gw = await startGateway([
+      "--config",
+      cfg,
+      "--data-dir",
+      dir,
+      "--binary-port",
+      "0",
+      "--mqtt-port",
+      "0",
+      "--coap-port",
+      "0",
+      "--http-port",
+      "0",
+    ]);
+    const c = await FbpClient.connect({ port: gw.addresses.binary.port, id: "w" });
+    for (let i = 0; i < 10; i++) {
+      assertEquals(await c.telemetry(enc(`w:${i}`), { ack: true }), AckStatus.OK);
+    }
+    await c.close();
+    await Deno.writeTextFile(cfg, JSON.stringify({ northbound: [a] }));
+    const line = await gw.waitForLine((l) => l.msg === "bridges reloaded", 10_000);
+    assertEquals(line.removed, ["b"]);
+    const m = await metrics(gw);
+    assert(m('ferry_spool_partition_depth{bridge="b"}') >= 10, "b's messages were dropped");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
