@@ -38,12 +38,19 @@ function ports(dataDir: string, cfg: string): string[] {
  */
 export async function startFerry(config: unknown, dataDir?: string): Promise<GatewayProcess> {
   const dir = dataDir ?? await Deno.makeTempDir({ prefix: "ferry-data-" });
-  const proc = await startGateway(ports(dir, await writeConfig(config)));
-  if (dataDir !== undefined) return proc;
+  const cfg = await writeConfig(config);
+  let proc: GatewayProcess;
+  try {
+    proc = await startGateway(ports(dir, cfg));
+  } catch (err) {
+    await Deno.remove(cfg).catch(() => {});
+    throw err;
+  }
   const dispose = proc[Symbol.asyncDispose].bind(proc);
   proc[Symbol.asyncDispose] = async () => {
     await dispose();
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await Deno.remove(cfg).catch(() => {});
+    if (dataDir === undefined) await Deno.remove(dir, { recursive: true }).catch(() => {});
   };
   return proc;
 }
@@ -53,8 +60,13 @@ export async function ferryRefuses(
   config: unknown,
   dataDir: string,
 ): Promise<{ code: number; stderr: string }> {
-  const r = await runMain(ports(dataDir, await writeConfig(config)));
-  return { code: r.code, stderr: r.stderr };
+  const cfg = await writeConfig(config);
+  try {
+    const r = await runMain(ports(dataDir, cfg));
+    return { code: r.code, stderr: r.stderr };
+  } finally {
+    await Deno.remove(cfg).catch(() => {});
+  }
 }
 
 /** Scrapes `/metrics`; returns value by exact series (`name{labels}`) and by name (summed). */

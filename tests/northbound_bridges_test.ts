@@ -193,6 +193,7 @@ Deno.test("Topic rewrite both ways: uplink topics rewritten, a rewritten downlin
 });
 
 Deno.test("A looping or ambiguous rewrite rule is refused when the config loads", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ferry-rules-" });
   const loop = await ferryRefuses({
     northbound: {
       url: "mqtt://127.0.0.1:1",
@@ -203,7 +204,7 @@ Deno.test("A looping or ambiguous rewrite rule is refused when the config loads"
         to: "ferry/gw1/devices/{1}/commands/x",
       }],
     },
-  }, await Deno.makeTempDir());
+  }, dir);
   assertEquals(loop.code, 2);
   assert(loop.stderr.includes("loop"), loop.stderr);
   const ambiguous = await ferryRefuses({
@@ -215,9 +216,10 @@ Deno.test("A looping or ambiguous rewrite rule is refused when the config loads"
         { direction: "up", from: "devices/d1/#", to: "b/{1}" },
       ],
     },
-  }, await Deno.makeTempDir());
+  }, dir);
   assertEquals(ambiguous.code, 2);
   assert(ambiguous.stderr.includes("ambiguous"), ambiguous.stderr);
+  await Deno.remove(dir, { recursive: true });
 });
 
 /**

@@ -188,9 +188,12 @@ export interface SpoolStore {
  * import { spoolStoreFactory } from "./_spool_store.ts";
  * const dir = Deno.makeTempDirSync();
  * const store = spoolStoreFactory(DatabaseSync)();
- * const o = store.handle({ op: "open", path: `${dir}/s.db`, synchronous: "normal", autoCheckpointPages: 1000, deadMaxBytes: 1 << 20 }) as { nextId: number };
+ * const o = store.handle({
+ *   op: "open", path: `${dir}/s.db`, synchronous: "normal", autoCheckpointPages: 1000,
+ *   deadMaxBytes: 1 << 20, partitioned: false,
+ * }) as { nextId: number };
  * if (o.nextId !== 1) throw new Error(String(o.nextId));
- * store.handle({ op: "close" });
+ * await store.handle({ op: "close" });
  * Deno.removeSync(dir, { recursive: true });
  * ```
  */

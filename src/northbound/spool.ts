@@ -979,6 +979,7 @@ export class Spool implements AsyncDisposable {
     this.#committing = this.#host.call<CommitResult>(req).then(
       (res) => {
         this.#applyCommit(res, rows, waiters, acks);
+        for (const d of dead) this.hiddenIds.delete(d.id); // moved, or already gone
         for (const w of markWaiters) w.resolve();
       },
       (err) => {
@@ -1004,7 +1005,6 @@ export class Spool implements AsyncDisposable {
     this.#applyRemoved(res.acked);
     this.#applyRemoved(res.evicted, "full");
     this.#applyRemoved(res.dead);
-    for (const id of res.dead.ids) this.hiddenIds.delete(id);
     this.#countDead(res.dead, res.deadReasons);
     [this.#deadCount, this.#deadBytes] = res.deadTotals;
     // Rows per partition, each group in id order.
