@@ -502,6 +502,14 @@ export async function startNorthbound(
     synchronous: s.synchronous,
     worker: s.worker,
   });
+  for (const o of list) {
+    if (o.spool.fullPolicy === "drop-oldest") {
+      log.warn(
+        "spool.fullPolicy drop-oldest: when a quota is reached, acknowledged messages are deleted to make room (data loss by design)",
+        { bridge: o.name },
+      );
+    }
+  }
   for (const p of spool.partitions) {
     if (!list.some((o) => o.name === p.name) && p.depth > 0) {
       log.warn("spool holds messages of a bridge that is not configured; they wait for it", {
