@@ -480,7 +480,14 @@ for (const stage of ["PUBREC", "PUBCOMP"] as const) {
       const firstPids = () => new Map(broker.stats.publishes.map((p) => [p.text, p.pid]));
       await waitFor(() => sent.every((t) => firstPids().has(t)), "every PUBLISH", 10_000);
       if (stage === "PUBCOMP") {
-        await waitFor(() => broker.stats.releases.length >= 20, "every PUBREL", 10_000);
+        await waitFor(
+          () => {
+            const pids = firstPids();
+            return sent.every((t) => broker.stats.releases.includes(pids.get(t)!));
+          },
+          "a PUBREL for every message",
+          10_000,
+        );
       }
       const before = firstPids();
       const publishedBefore = broker.stats.publishes.length;

@@ -34,6 +34,25 @@ export interface RowBatch {
   sizes: number[];
 }
 
+/**
+ * Rows to insert as posted to the writer: numbers and bytes in transferable typed arrays (no
+ * per-row objects to clone on the main thread).
+ */
+export interface WriteBatch {
+  /** Rows. */
+  n: number;
+  /** Per row: id, qos, retain, ts, expires, size, device string length (-1: none). */
+  nums: Float64Array;
+  /** Per row: index into `bridgeNames`. */
+  parts: Uint16Array;
+  /** Partition names. */
+  bridgeNames: string[];
+  /** Per row: end of its topic, of its device, of its payload in `bytes` (UTF-8; back to back). */
+  ends: Uint32Array;
+  /** Topic, device, payload of every row. */
+  bytes: Uint8Array;
+}
+
 /** Rows that left the spool, column by column. */
 export interface Removed {
   ids: number[];
@@ -102,7 +121,7 @@ export type StoreRequest =
   }
   | {
     op: "commit";
-    rows: RowBatch | null;
+    rows: WriteBatch | null;
     acks: number[];
     dead: DeadMove[];
     evict: Evict[];
@@ -213,7 +232,35 @@ export function spoolStoreFactory(
   }
   const meta = new DataView(new ArrayBuffer(34));
   const metaBytes = new Uint8Array(meta.buffer);
-  /** CRC-32 of a row's fields (all but `size`, which is derived). */
+  /** CRC-32 of a row's fields (all but `size`, which is derived), from their UTF-8 bytes. */
+  function rowCrcBytes(
+    id: number,
+    bridge: Uint8Array,
+    topic: Uint8Array,
+    payload: Uint8Array,
+    qos: number,
+    retain: number,
+    deviceLength: number, // JS string length, -1 for none
+    device: Uint8Array | null,
+    ts: number,
+    expires: number,
+  ): number {
+    meta.setFloat64(0, id);
+    meta.setFloat64(8, ts);
+    meta.setFloat64(16, expires);
+    meta.setUint8(24, qos);
+    meta.setUint8(25, retain);
+    meta.setUint32(26, payload.length);
+    meta.setUint32(30, deviceLength < 0 ? 0xffffffff : deviceLength);
+    let c = -1;
+    c = crcUpdate(c, metaBytes);
+    c = crcUpdate(c, bridge);
+    c = crcUpdate(c, topic);
+    if (device !== null) c = crcUpdate(c, device);
+    c = crcUpdate(c, payload);
+    return (c ^ -1) >>> 0;
+  }
+  /** {@link rowCrcBytes} from strings. */
   function rowCrc(
     id: number,
     bridge: string,
@@ -225,21 +272,20 @@ export function spoolStoreFactory(
     ts: number,
     expires: number,
   ): number {
-    meta.setFloat64(0, id);
-    meta.setFloat64(8, ts);
-    meta.setFloat64(16, expires);
-    meta.setUint8(24, qos);
-    meta.setUint8(25, retain);
-    meta.setUint32(26, payload.length);
-    meta.setUint32(30, device === null ? 0xffffffff : device.length);
-    let c = -1;
-    c = crcUpdate(c, metaBytes);
-    c = crcUpdate(c, utf8.encode(bridge));
-    c = crcUpdate(c, utf8.encode(topic));
-    if (device !== null) c = crcUpdate(c, utf8.encode(device));
-    c = crcUpdate(c, payload);
-    return (c ^ -1) >>> 0;
+    return rowCrcBytes(
+      id,
+      utf8.encode(bridge),
+      utf8.encode(topic),
+      payload,
+      qos,
+      retain,
+      device === null ? -1 : device.length,
+      device === null ? null : utf8.encode(device),
+      ts,
+      expires,
+    );
   }
+  const utf8d = new TextDecoder();
 
   const CORRUPT = [
     "database disk image is malformed",
@@ -655,45 +701,46 @@ export function spoolStoreFactory(
         for (const d of req.dead) {
           if (this.moveToDead(d.id, d.reason, d.detail, req.now, dead)) deadReasons.push(d.reason);
         }
-        const r = req.rows;
+        const w = req.rows;
         let lastId = 0;
-        if (r) {
+        if (w) {
           const ins = this.st.insert;
+          const names = w.bridgeNames.map((b) => utf8.encode(b));
           let start = 0;
-          for (let i = 0; i < r.ids.length; i++) {
-            const payload = r.payloads.subarray(start, r.ends[i]);
-            start = r.ends[i];
-            const crc = rowCrc(
-              r.ids[i],
-              r.bridges[i],
-              r.topics[i],
+          for (let i = 0; i < w.n; i++) {
+            const id = w.nums[i * 7];
+            const qos = w.nums[i * 7 + 1];
+            const retain = w.nums[i * 7 + 2];
+            const ts = w.nums[i * 7 + 3];
+            const expires = w.nums[i * 7 + 4];
+            const size = w.nums[i * 7 + 5];
+            const deviceLength = w.nums[i * 7 + 6];
+            const topicB = w.bytes.subarray(start, w.ends[i * 3]);
+            const deviceB = deviceLength < 0
+              ? null
+              : w.bytes.subarray(w.ends[i * 3], w.ends[i * 3 + 1]);
+            const payload = w.bytes.subarray(w.ends[i * 3 + 1], w.ends[i * 3 + 2]);
+            start = w.ends[i * 3 + 2];
+            const bridge = w.bridgeNames[w.parts[i]];
+            const topic = utf8d.decode(topicB);
+            const device = deviceB === null ? null : utf8d.decode(deviceB);
+            const crc = rowCrcBytes(
+              id,
+              names[w.parts[i]],
+              topicB,
               payload,
-              r.qos[i],
-              r.retain[i],
-              r.devices[i],
-              r.ts[i],
-              r.expires[i],
+              qos,
+              retain,
+              deviceLength,
+              deviceB,
+              ts,
+              expires,
             );
-            ins.run(
-              r.ids[i],
-              r.topics[i],
-              payload,
-              r.qos[i],
-              r.retain[i],
-              r.devices[i],
-              r.ts[i],
-              r.expires[i],
-              r.sizes[i],
-              r.bridges[i],
-              crc,
-            );
-            this.bridgeBytes.set(
-              r.bridges[i],
-              (this.bridgeBytes.get(r.bridges[i]) ?? 0) + r.sizes[i],
-            );
-            const k = `${r.bridges[i]}\0${r.devices[i] ?? ""}`;
-            this.deviceBytes.set(k, (this.deviceBytes.get(k) ?? 0) + r.sizes[i]);
-            lastId = r.ids[i];
+            ins.run(id, topic, payload, qos, retain, device, ts, expires, size, bridge, crc);
+            this.bridgeBytes.set(bridge, (this.bridgeBytes.get(bridge) ?? 0) + size);
+            const k = `${bridge}\0${device ?? ""}`;
+            this.deviceBytes.set(k, (this.deviceBytes.get(k) ?? 0) + size);
+            lastId = id;
           }
         }
         for (const e of req.evict) this.evict(e, evicted);

@@ -53,6 +53,7 @@ import type {
   ReadRows,
   Removed,
   RowBatch,
+  WriteBatch,
 } from "./_spool_store.ts";
 
 /** What to do when an append would exceed a quota. */
@@ -939,18 +940,21 @@ export class Spool implements AsyncDisposable {
     this.#dead = [];
     this.#marks = [];
     this.#markWaiters = [];
-    let batch: RowBatch | null = null;
+    let batch: WriteBatch | null = null;
+    const transfer: Transferable[] = [];
     const evict: Evict[] = [];
     if (rows.length) {
-      batch = toBatch(rows);
-      // The tail keeps the batch's own copy: an adapter's payload may be a view into a socket
-      // read buffer that is reused once the message was accepted. (Not transferred: posting
-      // copies it once for the writer.)
-      let start = 0;
-      for (let i = 0; i < rows.length; i++) {
-        rows[i].payload = batch.payloads.subarray(start, batch.ends[i]);
-        start = batch.ends[i];
-      }
+      // Numbers and bytes in typed arrays, transferred (no per-row objects to clone); the tail
+      // keeps views into the batch's own copy of the payloads (an adapter's payload may be a
+      // view into a socket read buffer that is reused once the message was accepted).
+      const built = toWriteBatch(rows);
+      batch = built.batch;
+      transfer.push(
+        batch.nums.buffer as ArrayBuffer,
+        batch.parts.buffer as ArrayBuffer,
+        batch.ends.buffer as ArrayBuffer,
+        batch.bytes.buffer as ArrayBuffer,
+      );
       const seen = new Set<string>();
       for (const r of rows) {
         const p = r.part;
@@ -976,7 +980,7 @@ export class Spool implements AsyncDisposable {
       durable: rows.length > 0 || marks.length > 0,
       now: this.#clock.now(),
     };
-    this.#committing = this.#host.call<CommitResult>(req).then(
+    this.#committing = this.#host.call<CommitResult>(req, transfer).then(
       (res) => {
         this.#applyCommit(res, rows, waiters, acks);
         for (const d of dead) this.hiddenIds.delete(d.id); // moved, or already gone
@@ -1241,43 +1245,52 @@ export class Spool implements AsyncDisposable {
   }
 }
 
-function toBatch(rows: Row[]): RowBatch {
+const utf8 = new TextEncoder();
+
+/**
+ * The rows of one commit as a {@link WriteBatch}; each row's payload is replaced by a view into
+ * a copy the spool owns (the batch's bytes are transferred to the writer).
+ */
+function toWriteBatch(rows: Row[]): { batch: WriteBatch } {
   const n = rows.length;
-  let total = 0;
-  for (const r of rows) total += r.payload.length;
-  // One buffer for every payload: a payload may be a view into a large socket buffer, and
-  // posting the view would copy the whole buffer.
-  const payloads = new Uint8Array(total);
-  const b: RowBatch = {
-    ids: new Array(n),
-    bridges: new Array(n),
-    topics: new Array(n),
-    payloads,
-    ends: new Array(n),
-    qos: new Array(n),
-    retain: new Array(n),
-    devices: new Array(n),
-    ts: new Array(n),
-    expires: new Array(n),
-    sizes: new Array(n),
-  };
+  let cap = 0;
+  for (const r of rows) cap += r.topic.length * 3 + (r.device?.length ?? 0) * 3 + r.payload.length;
+  const bytes = new Uint8Array(cap);
+  const own = new Uint8Array(rows.reduce((a, r) => a + r.payload.length, 0));
+  const nums = new Float64Array(n * 7);
+  const parts = new Uint16Array(n);
+  const ends = new Uint32Array(n * 3);
+  const names: string[] = [];
+  const index = new Map<SpoolPartition, number>();
   let o = 0;
+  let p = 0;
   for (let i = 0; i < n; i++) {
     const r = rows[i];
-    b.ids[i] = r.id;
-    b.bridges[i] = r.part.name;
-    b.topics[i] = r.topic;
-    payloads.set(r.payload, o);
+    let k = index.get(r.part);
+    if (k === undefined) {
+      index.set(r.part, k = names.length);
+      names.push(r.part.name);
+    }
+    parts[i] = k;
+    nums[i * 7] = r.id;
+    nums[i * 7 + 1] = r.qos;
+    nums[i * 7 + 2] = r.retain ? 1 : 0;
+    nums[i * 7 + 3] = r.ts;
+    nums[i * 7 + 4] = r.expires;
+    nums[i * 7 + 5] = r.size;
+    nums[i * 7 + 6] = r.device === null ? -1 : r.device.length;
+    o += utf8.encodeInto(r.topic, bytes.subarray(o)).written;
+    ends[i * 3] = o;
+    if (r.device !== null) o += utf8.encodeInto(r.device, bytes.subarray(o)).written;
+    ends[i * 3 + 1] = o;
+    bytes.set(r.payload, o);
     o += r.payload.length;
-    b.ends[i] = o;
-    b.qos[i] = r.qos;
-    b.retain[i] = r.retain ? 1 : 0;
-    b.devices[i] = r.device;
-    b.ts[i] = r.ts;
-    b.expires[i] = r.expires;
-    b.sizes[i] = r.size;
+    ends[i * 3 + 2] = o;
+    own.set(r.payload, p);
+    r.payload = own.subarray(p, p + r.payload.length);
+    p += r.payload.length;
   }
-  return b;
+  return { batch: { n, nums, parts, bridgeNames: names, ends, bytes } };
 }
 
 function unpack(r: ReadRows | RowBatch): SpoolRecord[] {
