@@ -157,6 +157,7 @@ export class Gateway implements AsyncDisposable {
       deviceBurst: config.limits.deviceBurst || undefined,
       subscriberHoldMs: config.limits.subscriberHoldMs,
       payloadBudgetBytes: config.limits.payloadBudgetBytes,
+      publishWindow: config.limits.publishWindow,
       commands: config.commands,
     });
   }

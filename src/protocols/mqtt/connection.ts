@@ -17,6 +17,7 @@
 import type { Packet } from "mqtt-packet";
 import { type BurstOptions, type ChunkConsumer, serveChunks } from "../../net/burst_source.ts";
 import { ConnWriter, type ConnWriterOptions } from "../../net/conn_writer.ts";
+import { OrderedAnswers } from "../../net/ordered_answers.ts";
 import type { StreamConn } from "../../net/stream_conn.ts";
 import type {
   Attachment,
@@ -140,6 +141,7 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
   #deadline: DeadlineEntry | undefined;
   #abort: AbortController | undefined;
   #publishOptions: PublishOptions | undefined; // made on the first PUBLISH (its signal only if it waits)
+  #answers: OrderedAnswers | undefined; // made on the first PUBLISH
   #dec: MqttFrameDecoder | undefined; // only while a packet is split across reads
   #packets: Packet[] | undefined; // decoded from the current read, dispatched up to #next
   #next = 0;
@@ -343,7 +345,19 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
       get signal() { // made only when a publish has to wait
         return (self.#abort ??= new AbortController()).signal;
       },
+      lane: this.ctx.port.lane(),
     };
+  }
+
+  /**
+   * The PUBACK/PUBREC order of this connection: answers go out in the order the PUBLISHes came
+   * while reading goes on, up to the lane's window (`limits.publishWindow`).
+   */
+  get answers(): OrderedAnswers {
+    return this.#answers ??= new OrderedAnswers(
+      this.publishOptions.lane!.window,
+      (err) => this.fail(err),
+    );
   }
 
   // ---- SessionLink ----
@@ -380,7 +394,7 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
     const { port, log } = this.ctx;
     if (err instanceof MqttMalformedError || err instanceof MqttProtocolError) {
       port.stats.error(err instanceof MqttMalformedError ? "malformed_packet" : "protocol_error");
-      log.warn("closing connection", {
+      port.throttled.warn("closing", "closing connection", {
         peer: this.peer,
         clientId: this.clientId,
         reasonCode: err.reasonCode,
