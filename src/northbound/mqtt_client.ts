@@ -89,6 +89,24 @@ export class MqttConnectError extends Error {
 }
 
 const encodeOpts = (v: 4 | 5) => ({ protocolVersion: v });
+
+/** A PUBLISH the client sends. */
+export interface OutgoingPublish {
+  /** Topic name (empty when a v5 topic alias stands for it). */
+  topic: string;
+  /** Payload bytes. */
+  payload: Uint8Array;
+  /** QoS. */
+  qos: 0 | 1 | 2;
+  /** RETAIN flag. */
+  retain?: boolean;
+  /** DUP flag (a resend). */
+  dup?: boolean;
+  /** Packet id (QoS > 0). */
+  messageId?: number;
+  /** v5 Topic Alias. */
+  topicAlias?: number;
+}
 const utf8 = new TextEncoder();
 
 /**
@@ -106,15 +124,7 @@ const utf8 = new TextEncoder();
  */
 export function encodePublish(
   version: 4 | 5,
-  p: {
-    topic: string;
-    payload: Uint8Array;
-    qos: 0 | 1 | 2;
-    retain?: boolean;
-    dup?: boolean;
-    messageId?: number;
-    topicAlias?: number;
-  },
+  p: OutgoingPublish,
 ): Uint8Array {
   const topic = utf8.encode(p.topic);
   if (topic.length > 65535) throw new RangeError("Cannot publish: topic longer than 65535 bytes");
@@ -340,15 +350,7 @@ export class MqttClient implements AsyncDisposable {
   }
 
   /** Queues a PUBLISH. */
-  publish(p: {
-    topic: string;
-    payload: Uint8Array;
-    qos: 0 | 1 | 2;
-    retain?: boolean;
-    dup?: boolean;
-    messageId?: number;
-    topicAlias?: number;
-  }): void {
+  publish(p: OutgoingPublish): void {
     if (this.#closed) return;
     const bytes = encodePublish(this.#version, p);
     this.#queue(bytes);

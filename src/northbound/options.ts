@@ -132,23 +132,12 @@ export interface ResolvedNorthboundOptions extends
       NorthboundOptions,
       "username" | "password" | "caFile" | "certFile" | "keyFile" | "spool" | "url" | "urls"
     >
-  > {
+  >,
+  UpstreamAddress { // the primary's address; credentials from the options or its URL
   /** The primary URL as given. */
   url: string;
   /** Every upstream, primary first. */
   upstreams: UpstreamAddress[];
-  /** Primary broker host. */
-  hostname: string;
-  /** Primary broker port. */
-  port: number;
-  /** TLS on (primary). */
-  tls: boolean;
-  /** Primary URL without credentials, for logs. */
-  displayUrl: string;
-  /** User name. */
-  username?: string;
-  /** Password. */
-  password?: string;
   /** CA file. */
   caFile?: string;
   /** Client certificate file. */

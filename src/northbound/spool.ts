@@ -41,7 +41,7 @@
 import { type Clock, systemClock } from "../core/clock.ts";
 import type { Message, QoS } from "../core/message.ts";
 import { RefusedError } from "../core/refusal.ts";
-import { describeIoFailure, setAside } from "../persistence/sqlite_file.ts";
+import { describeIoFailure, setAside, SqliteFileError } from "../persistence/sqlite_file.ts";
 import { inlineHost, StoreFailure, type StoreHost, workerHost } from "./_spool_host.ts";
 import type {
   CommitResult,
@@ -167,26 +167,20 @@ export class SpoolTooLargeError extends RefusedError {
 }
 
 /** The spool file is corrupt (the bytes are bad). */
-export class SpoolCorruptError extends Error {
+export class SpoolCorruptError extends SqliteFileError {
   override name = "SpoolCorruptError";
-  /** The file concerned. */
-  readonly path: string;
-  /** Creates the error. */
+  /** Creates the error (kind `corrupt`). */
   constructor(message: string, path: string, options?: ErrorOptions) {
-    super(message, options);
-    this.path = path;
+    super("corrupt", path, message, options);
   }
 }
 
 /** The spool file cannot be used because the disk is full or failing, or permissions. */
-export class SpoolIoError extends Error {
+export class SpoolIoError extends SqliteFileError {
   override name = "SpoolIoError";
-  /** The file concerned. */
-  readonly path: string;
-  /** Creates the error. */
+  /** Creates the error (kind `io`). */
   constructor(message: string, path: string, options?: ErrorOptions) {
-    super(message, options);
-    this.path = path;
+    super("io", path, message, options);
   }
 }
 

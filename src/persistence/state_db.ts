@@ -34,14 +34,11 @@ import {
 export const STATE_SCHEMA_VERSION = 1;
 
 /** The state file is corrupt, unreadable or not a Ferry state file. */
-export class StateDbCorruptError extends Error {
+export class StateDbCorruptError extends SqliteFileError {
   override name = "StateDbCorruptError";
-  /** The file concerned. */
-  readonly path: string;
-  /** Creates the error. */
+  /** Creates the error (kind `corrupt`). */
   constructor(message: string, path: string, options?: ErrorOptions) {
-    super(message, options);
-    this.path = path;
+    super("corrupt", path, message, options);
   }
 }
 

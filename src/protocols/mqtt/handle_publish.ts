@@ -127,7 +127,7 @@ export function handlePublish(
   c: Client,
   p: IPublishPacket,
 ): Promise<void> | undefined {
-  const { port, options, log } = conn.ctx;
+  const { port, options } = conn.ctx;
   const session = c.session;
   const id = p.messageId;
   if (p.qos === 2 && session.hasInbound(id!)) {
