@@ -1,12 +1,15 @@
 /**
  * The MQTT listener: accepts TCP connections, serves each with an {@link MqttConnection}, owns the
  * session table and shared subscription groups, and shuts down gracefully (v5 clients get
- * DISCONNECT 0x8B Server shutting down).
+ * DISCONNECT 0x8B Server shutting down). Another source of connections (the WebSocket listener,
+ * `ws_listener.ts`) hands its own through {@link MqttServer.admit} and {@link MqttServer.serve}:
+ * one session table, one set of limits, whatever the transport.
  *
  * @module
  */
 
 import type { Core, DevicePort, Logger, ProtocolSpec } from "../../core/mod.ts";
+import type { StreamConn } from "../../net/stream_conn.ts";
 import type { ListenAddress, Listener } from "../listener.ts";
 import { TcpListener, type TlsFiles } from "../../net/tcp_listener.ts";
 import { type ConnectionContext, MqttConnection } from "./connection.ts";
@@ -14,6 +17,8 @@ import { type MqttServerOptions, resolveMqttServerOptions } from "./options.ts";
 import { SessionStore } from "./session_store.ts";
 import type { SessionPersistence } from "./session_persistence.ts";
 import { SharedSubscriptions } from "./shared_subscriptions.ts";
+import { MqttWsListener } from "./ws_listener.ts";
+import { type MqttWsOptions, resolveMqttWsOptions } from "./ws_options.ts";
 
 /**
  * MQTT as the core knows it: the label of its messages, presence and metrics; its sessions
@@ -52,17 +57,25 @@ export class MqttServer implements Listener {
   #ctx: ConnectionContext;
   #closing: Promise<void> | undefined;
   #persistence: SessionPersistence | undefined;
+  #admitted = 0; // admitted connections not yet served
+  #ws: MqttWsListener | undefined;
+  #wsAddress: ListenAddress | undefined;
 
   /**
    * Creates the server; nothing is bound until {@link listen}. With `persistence`, sessions that
    * outlive their connection are journaled to the state file and restored by {@link listen}
-   * before it accepts; the caller owns the state file and closes it after the core.
+   * before it accepts; the caller owns the state file and closes it after the core. With
+   * `websocket`, MQTT over WebSocket is served on a port of its own too (`ws_listener.ts`).
    */
   constructor(
     core: Core,
-    options: MqttServerOptions & { tls?: TlsFiles; persistence?: SessionPersistence } = {},
+    options: MqttServerOptions & {
+      tls?: TlsFiles;
+      persistence?: SessionPersistence;
+      websocket?: Partial<MqttWsOptions>;
+    } = {},
   ) {
-    const { tls, persistence, ...rest } = options;
+    const { tls, persistence, websocket, ...rest } = options;
     this.#tls = tls;
     this.#persistence = persistence;
     options = rest;
@@ -86,6 +99,7 @@ export class MqttServer implements Listener {
         if (this.#connections.size === 0) this.#allClosed?.resolve();
       },
     };
+    if (websocket) this.#ws = new MqttWsListener(this, resolveMqttWsOptions(websocket));
   }
 
   /** Resolved options. */
@@ -103,8 +117,13 @@ export class MqttServer implements Listener {
     return this.#store.size;
   }
 
-  /** Binds and starts accepting. */
-  listen(): Promise<ListenAddress> {
+  /** The WebSocket listener's address, once listening (when configured). */
+  get webSocketAddress(): ListenAddress | undefined {
+    return this.#wsAddress;
+  }
+
+  /** Binds and starts accepting (TCP, and WebSocket when configured). */
+  async listen(): Promise<ListenAddress> {
     if (this.#listener) throw new TypeError("Cannot listen: the MQTT server is already listening");
     if (this.#closing) throw new TypeError("Cannot listen: the MQTT server is closed");
     if (this.#persistence) {
@@ -123,11 +142,16 @@ export class MqttServer implements Listener {
     this.#listener = l;
     this.#accepting = this.#acceptLoop(l);
     this.#log.info("listening", { hostname: l.hostname, port: l.port, tls: l.tls });
-    return Promise.resolve({ hostname: l.hostname, port: l.port });
+    try {
+      this.#wsAddress = await this.#ws?.listen();
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+    return { hostname: l.hostname, port: l.port };
   }
 
   async #acceptLoop(l: TcpListener): Promise<void> {
-    const stats = this.#port.stats;
     for (;;) {
       let conn: Deno.Conn | null;
       try {
@@ -139,25 +163,8 @@ export class MqttServer implements Listener {
         this.#log.warn("accept failed", { error: err });
         continue;
       }
-      if (this.#closing) {
-        conn.close();
-        continue;
-      }
-      if (this.#connections.size >= this.#options.maxConnections) {
-        // Refuse before reading anything: a flood of connections must not exhaust memory or fds.
-        stats.drop("connection_limit");
-        this.#log.warn("connection refused: limit reached", {
-          limit: this.#options.maxConnections,
-        });
-        try {
-          conn.close();
-        } catch { /* closed */ }
-        continue;
-      }
-      const address = (conn.remoteAddr as Deno.NetAddr).hostname;
-      if (!this.#port.admit(address)) {
-        stats.drop("address_limit");
-        this.#log.warn("connection refused: per-address limit reached", { address });
+      // Refuse before reading anything: a flood of connections must not exhaust memory or fds.
+      if (!this.admit((conn.remoteAddr as Deno.NetAddr).hostname)) {
         try {
           conn.close();
         } catch { /* closed */ }
@@ -166,11 +173,62 @@ export class MqttServer implements Listener {
       try {
         (conn as Deno.TcpConn).setNoDelay?.(true);
       } catch { /* not fatal */ }
-      stats.opened();
-      const c = new MqttConnection(this.#ctx, conn);
-      this.#connections.add(c);
-      c.run(); // never rejects; ends with onClosed
+      this.serve(conn);
     }
+  }
+
+  /** The core, through MQTT's port (for a second source of connections: its log and timers). */
+  get devicePort(): DevicePort {
+    return this.#port;
+  }
+
+  /**
+   * Takes a connection slot for a new connection from `address`, before anything is read from it:
+   * false (counted and logged) when the server is closing, has `maxConnections` (counting those
+   * admitted and not yet served, such as WebSocket handshakes), or the address is at its
+   * per-address cap. Every admitted connection is then {@link serve}d or {@link release}d.
+   */
+  admit(address: string): boolean {
+    if (this.#closing) return false;
+    const stats = this.#port.stats;
+    if (this.#connections.size + this.#admitted >= this.#options.maxConnections) {
+      stats.drop("connection_limit");
+      this.#log.warn("connection refused: limit reached", { limit: this.#options.maxConnections });
+      return false;
+    }
+    if (!this.#port.admit(address)) {
+      stats.drop("address_limit");
+      this.#log.warn("connection refused: per-address limit reached", { address });
+      return false;
+    }
+    this.#admitted++;
+    return true;
+  }
+
+  /** Gives back the slot of an admitted connection that will not be served (a failed handshake). */
+  release(address: string): void {
+    this.#admitted--;
+    this.#port.release(address);
+  }
+
+  /**
+   * Serves an admitted connection until it ends: TCP from this server's listener, or another
+   * transport adapted to bytes (a WebSocket, see `ws_listener.ts`). Closed at once, with the
+   * shutdown reason, when the server is closing.
+   */
+  serve(conn: StreamConn): void {
+    this.#admitted--;
+    if (this.#closing) {
+      this.#port.release((conn.remoteAddr as Deno.NetAddr).hostname);
+      try {
+        conn.close({ code: "shutting_down", message: "the gateway is shutting down" });
+      } catch { /* closed */ }
+      return;
+    }
+    this.#port.stats.opened();
+    const c = new MqttConnection(this.#ctx, conn);
+    this.#connections.add(c);
+    c.run(); // never rejects; ends with onClosed
   }
 
   /**
@@ -180,6 +238,7 @@ export class MqttServer implements Listener {
   close(): Promise<void> {
     return this.#closing ??= (async () => {
       this.#listener?.close();
+      const wsClosed = this.#ws?.close(); // stops accepting now; resolves once its sockets closed
       await this.#accepting;
       await this.#listener?.closed();
       this.#allClosed = Promise.withResolvers();
@@ -188,6 +247,7 @@ export class MqttServer implements Listener {
         c.close({ code: "shutting_down", message: "the gateway is shutting down" });
       }
       await this.#allClosed.promise;
+      await wsClosed;
       this.#store.close();
       this.#log.info("closed");
     })();
