@@ -33,8 +33,8 @@ export interface GatewayOptions {
   coapMode?: "ferry" | "plugtest";
 }
 
-/** Names of the listeners, in start order. */
-export type ListenerName = "binary" | "mqtt" | "coap" | "http";
+/** Names of the listeners, in start order (`mqttWs`: MQTT over WebSocket, started by `mqtt`). */
+export type ListenerName = "binary" | "mqtt" | "mqttWs" | "coap" | "http";
 
 type Factory = (
   core: Core,
@@ -43,11 +43,17 @@ type Factory = (
 ) => Listener | undefined;
 
 /** How each listener is built from the config; `undefined` means not built yet. */
-const FACTORIES: Record<Exclude<ListenerName, "http">, Factory> = {
+const FACTORIES: Record<Exclude<ListenerName, "http" | "mqttWs">, Factory> = {
   binary: (core, c) => new BinaryServer(core, { ...c.binary, hostname: c.host }),
   mqtt: (core, c, options) => {
-    const { enabled: _, persistence: _p, ...o } = c.mqtt;
-    return new MqttServer(core, { ...o, hostname: c.host, persistence: options.sessions });
+    const { enabled: _, persistence: _p, websocket, ...o } = c.mqtt;
+    const { enabled: ws, httpListener: _h, ...wso } = websocket;
+    return new MqttServer(core, {
+      ...o,
+      hostname: c.host,
+      persistence: options.sessions,
+      websocket: ws ? { ...wso, hostname: c.host } : undefined,
+    });
   },
   coap: (core, c, options) => {
     // The old command-queue keys configure the core's store (resolveConfig), not the server.
@@ -233,6 +239,15 @@ export class Gateway implements AsyncDisposable {
         this.#addresses[name] = await l.listen();
         this.#listeners.push(l);
         log.info(`${name} listening`, { ...this.#addresses[name] });
+        if (l instanceof MqttServer && l.webSocketAddress) {
+          this.#addresses.mqttWs = l.webSocketAddress;
+          log.info("mqttWs listening", { ...l.webSocketAddress, path: c.mqtt.websocket.path });
+          if (c.mqtt.tls && !c.mqtt.websocket.tls && !isLoopback(c.host)) {
+            log.warn(
+              "MQTT over TCP is TLS-only but MQTT over WebSocket is plain ws:// beyond loopback: set mqtt.websocket.tls (or mqtt.websocket.enabled false)",
+            );
+          }
+        }
       }
       if (c.http.enabled) {
         this.#http = new HttpServer(this.core, {

@@ -28,6 +28,7 @@ export const FLAGS: Record<string, FlagSpec> = {
   "--host": { key: "host", kind: "string" },
   "--binary-port": { key: "binary.port", kind: "port" },
   "--mqtt-port": { key: "mqtt.port", kind: "port" },
+  "--mqtt-ws-port": { key: "mqtt.websocket.port", kind: "port" },
   "--coap-port": { key: "coap.port", kind: "port" },
   "--http-port": { key: "http.port", kind: "port" },
   "--data-dir": { key: "dataDir", kind: "string" },
@@ -39,7 +40,8 @@ export const FLAGS: Record<string, FlagSpec> = {
 
 /** Usage text. */
 export const USAGE = `Usage: ferry [--config FILE] [--host H] [--binary-port N] [--mqtt-port N]
-             [--coap-port N] [--http-port N] [--data-dir DIR] [--log-level L] [--log-format F]
+             [--mqtt-ws-port N] [--coap-port N] [--http-port N] [--data-dir DIR] [--log-level L]
+             [--log-format F]
              [--upstream mqtt[s]://HOST:PORT] [--gateway-id ID]
        ferry config check|schema [--config FILE]
        ferry coap-plugtest [--host H] [--coap-port N]   (ETSI CoAP plugtest resources only)
@@ -52,6 +54,7 @@ every listener on 127.0.0.1, anonymous devices allowed only on loopback.
   --host H           address every listener binds (default 127.0.0.1)
   --binary-port N    FBP/1 TCP port (default 7883; 0 = pick a free port)
   --mqtt-port N      MQTT port (default 1883)
+  --mqtt-ws-port N   MQTT over WebSocket port (default 8083; mqtt.websocket.enabled turns it off)
   --coap-port N      CoAP UDP port (default 5683)
   --http-port N      HTTP port for /healthz and /metrics (default 8080)
   --data-dir DIR     directory for durable state (default ./data)

@@ -8,6 +8,7 @@
 
 import { defaultCoapServerOptions } from "../protocols/coap/server.ts";
 import { defaultMqttServerOptions } from "../protocols/mqtt/options.ts";
+import { type MqttWsConfig, mqttWsConfigSchema } from "../protocols/mqtt/ws_options.ts";
 import { defaultDeviceApiOptions } from "../http/device_api/options.ts";
 import { defaultCommandStoreLimits as cmdDefaults } from "../core/command_store.ts";
 import { defaultNorthboundOptions as nb, type NorthboundOptions } from "../northbound/options.ts";
@@ -469,6 +470,7 @@ export const configSchema: Field = {
         enabled: { type: "boolean", default: true, doc: "Start the MQTT listener" },
         port: port(1883, "MQTT"),
         tls: tlsFiles,
+        websocket: mqttWsConfigSchema,
         maxConnections: int(
           defaultMqttServerOptions.maxConnections,
           1,
@@ -869,6 +871,7 @@ export interface FerryConfig {
     allowMqtt31: boolean;
     maxClientIdLength: number;
     persistence: { enabled: boolean; file: string; synchronous: "full" | "normal" };
+    websocket: MqttWsConfig;
   };
   coap: {
     enabled: boolean;
