@@ -264,6 +264,8 @@ export class WsConn implements StreamConn {
   #offset = 0; // stream offset of the byte at index 0 of the buffer being parsed
   #reading = false;
   #draining = false;
+  /** Bytes the last read took from the socket (what sizes the reader's next buffer). */
+  lastReadSize = 0;
   // Write state.
   #writing: Promise<void> | undefined; // the last write in flight (writes are chained)
   #closeTimer: TimerHandle | undefined;
@@ -306,9 +308,22 @@ export class WsConn implements StreamConn {
     this.#reading = true;
     try {
       for (;;) {
-        const n = await this.#fill(p);
-        if (n === null) return null;
-        const out = this.#parse(p, n);
+        // One async frame while idle: the socket read is awaited here, not in a helper.
+        let len = this.#takeHead(p);
+        if (len < 0) {
+          len = ~len;
+          let n: number | null;
+          try {
+            n = await this.#tcp.read(len === 0 ? p : p.subarray(len));
+          } catch (err) {
+            if (!isClosedError(err)) throw err;
+            n = null;
+          }
+          if (n === null) return this.#ended();
+          len += n;
+        }
+        this.lastReadSize = len;
+        const out = this.#parse(p, len);
         if (this.#state === OPEN) {
           if (out > 0) return out;
           continue;
@@ -325,34 +340,27 @@ export class WsConn implements StreamConn {
   }
 
   /**
-   * Puts the next bytes to parse in `p`: the saved head first, then the socket. `null` when the
-   * socket has ended (it is then closed).
+   * Moves saved bytes to the front of `p`: their count, or its complement (`~count`, negative)
+   * when the socket must be read after them (nothing saved, or only a split frame header).
    */
-  async #fill(p: Uint8Array): Promise<number | null> {
-    let len = 0;
+  #takeHead(p: Uint8Array): number {
     const head = this.#head;
-    if (head) {
-      len = Math.min(head.length, p.length);
-      p.set(head.subarray(0, len));
-      this.#head = len < head.length ? head.subarray(len) : undefined;
-      const split = this.#headSplit;
-      this.#headSplit = false;
-      if (!split) return len; // whole frames saved by the handshake: parse them first
-    }
-    let n: number | null;
-    try {
-      n = await this.#tcp.read(p.subarray(len));
-    } catch (err) {
-      if (!isClosedError(err)) throw err;
-      n = null;
-    }
-    if (n === null) {
-      // End of stream: after our Close it is the peer's answer; before, the peer went away
-      // without one (RFC 6455 §7.1.5: 1006, nothing to send).
-      this.#destroy();
-      return null;
-    }
-    return len + n;
+    if (!head) return ~0;
+    const len = Math.min(head.length, p.length);
+    p.set(head.subarray(0, len));
+    this.#head = len < head.length ? head.subarray(len) : undefined;
+    const split = this.#headSplit;
+    this.#headSplit = false;
+    return split ? ~len : len; // whole frames saved by the handshake: parse them first
+  }
+
+  /**
+   * The socket ended: after our Close it is the peer's answer; before, the peer went away without
+   * one (RFC 6455 §7.1.5: 1006, nothing to send). Closes it.
+   */
+  #ended(): null {
+    this.#destroy();
+    return null;
   }
 
   /**
@@ -586,9 +594,14 @@ export class WsConn implements StreamConn {
       const buf = new Uint8Array(DRAIN_BUFFER);
       try {
         while (this.#state === CLOSING) {
-          const n = await this.#fill(buf);
-          if (n === null) return;
-          this.#parse(buf, n);
+          let len = this.#takeHead(buf);
+          if (len < 0) {
+            len = ~len;
+            const n = await this.#tcp.read(buf.subarray(len));
+            if (n === null) return void this.#ended();
+            len += n;
+          }
+          this.#parse(buf, len);
         }
       } catch {
         this.#destroy();
