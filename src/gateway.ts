@@ -15,6 +15,7 @@ import { HttpServer } from "./http/server.ts";
 import { BinaryServer } from "./protocols/binary/server.ts";
 import { CoapServer } from "./protocols/coap/server.ts";
 import { MqttServer } from "./protocols/mqtt/server.ts";
+import { mqttWsRoute } from "./protocols/mqtt/ws_route.ts";
 import { Dashboard } from "./http/dashboard/dashboard.ts";
 import { DeviceApi } from "./http/device_api/mod.ts";
 import { type Northbound, startNorthbound } from "./northbound/mod.ts";
@@ -89,6 +90,7 @@ export class Gateway implements AsyncDisposable {
   #options: GatewayOptions;
   #listeners: Listener[] = [];
   #http: HttpServer | undefined;
+  #mqtt: MqttServer | undefined;
   #dashboard: Dashboard | undefined;
   #deviceApi: DeviceApi | undefined;
   #northbound: Northbound | undefined;
@@ -239,6 +241,7 @@ export class Gateway implements AsyncDisposable {
         this.#addresses[name] = await l.listen();
         this.#listeners.push(l);
         log.info(`${name} listening`, { ...this.#addresses[name] });
+        if (l instanceof MqttServer) this.#mqtt = l;
         if (l instanceof MqttServer && l.webSocketAddress) {
           this.#addresses.mqttWs = l.webSocketAddress;
           log.info("mqttWs listening", { ...l.webSocketAddress, path: c.mqtt.websocket.path });
@@ -266,6 +269,15 @@ export class Gateway implements AsyncDisposable {
           } = c.http.deviceApi;
           const api = this.#deviceApi = new DeviceApi(this.core, o);
           this.#http.route((req, url, info) => api.handle(req, url, info));
+        }
+        const ws = c.mqtt.websocket;
+        if (this.#mqtt && ws.httpListener) {
+          // MQTT over WebSocket on the HTTP port too, through the route hook (Deno's WebSocket).
+          this.#http.route(mqttWsRoute(this.#mqtt, {
+            path: ws.path,
+            allowedOrigins: ws.allowedOrigins,
+            maxQueuedBytes: c.mqtt.maxPendingBytes,
+          }));
         }
         const requireLogin = c.auth.services.length > 0 || !isLoopback(c.host);
         if (requireLogin && c.auth.services.length === 0) {
