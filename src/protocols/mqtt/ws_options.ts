@@ -154,14 +154,13 @@ export const mqttWsConfigSchema: Extract<Field, { type: "object" }> = {
         doc: "origin",
       },
       default: [...d.allowedOrigins],
-      doc:
-        "Origins whose pages may connect (`https://host[:port]`), `*` for any; requests without Origin (non-browsers) always pass",
+      doc: "Origins whose pages may connect, `*` for any (a request without Origin always passes)",
     },
     httpListener: {
       type: "boolean",
       default: false,
       doc:
-        "Also serve it at `path` on the HTTP listener (Deno's WebSocket: fewer checks, see docs/mqtt.md)",
+        "Also serve at `path` on the HTTP listener (Deno's WebSocket, fewer checks: docs/mqtt.md)",
     },
     tls: {
       type: "object",
@@ -188,7 +187,7 @@ export const mqttWsConfigSchema: Extract<Field, { type: "object" }> = {
       d.maxFrameSize,
       2,
       268_435_460,
-      "Longest WebSocket frame, bytes (close 1009 past it; frames are streamed, not buffered)",
+      "Longest WebSocket frame, bytes (1009 past it; frames are streamed, not buffered)",
     ),
     closeTimeoutMs: int(
       d.closeTimeoutMs,
