@@ -15,6 +15,7 @@ import { HttpServer } from "./http/server.ts";
 import { BinaryServer } from "./protocols/binary/server.ts";
 import { CoapServer } from "./protocols/coap/server.ts";
 import { MqttServer } from "./protocols/mqtt/server.ts";
+import { WebSocketListenError } from "./protocols/mqtt/ws_listener.ts";
 import { mqttWsRoute } from "./protocols/mqtt/ws_route.ts";
 import { Dashboard } from "./http/dashboard/dashboard.ts";
 import { DeviceApi } from "./http/device_api/mod.ts";
@@ -65,6 +66,39 @@ const FACTORIES: Record<Exclude<ListenerName, "http" | "mqttWs">, Factory> = {
 };
 
 /**
+ * Binds a listener; a failure names the listener and the address, as in
+ * `mqtt: cannot listen on 127.0.0.1:1883: address already in use`.
+ */
+async function listenOrExplain(
+  name: ListenerName,
+  host: string,
+  port: number,
+  listen: () => Promise<ListenAddress>,
+): Promise<ListenAddress> {
+  try {
+    return await listen();
+  } catch (e) {
+    let err = e;
+    if (err instanceof WebSocketListenError) { // MQTT's second listener
+      name = "mqttWs";
+      port = err.port;
+      err = err.cause;
+    }
+    const why = err instanceof Deno.errors.AddrInUse
+      ? "address already in use"
+      : err instanceof Deno.errors.AddrNotAvailable
+      ? "address not available on this machine"
+      : err instanceof Deno.errors.PermissionDenied
+      ? "permission denied (ports below 1024 need privileges)"
+      : (err as Error).message.replace(/ \(os error \d+\)$/, "");
+    const where = host.includes(":") && !host.startsWith("[")
+      ? `[${host}]:${port}`
+      : `${host}:${port}`;
+    throw new Error(`${name}: cannot listen on ${where}: ${why}`, { cause: err });
+  }
+}
+
+/**
  * A running Ferry gateway.
  *
  * @example
@@ -100,6 +134,7 @@ export class Gateway implements AsyncDisposable {
   #stopping: Promise<void> | undefined;
   #ready = false;
   #fileDevices: DeviceEntry[] = [];
+  #registryLoaded = false;
   #watcher: Deno.FsWatcher | undefined;
   #stopMonitor: (() => void) | undefined;
   #watching: Promise<void> | undefined;
@@ -126,6 +161,7 @@ export class Gateway implements AsyncDisposable {
       deviceRatePerSec: config.limits.deviceRatePerSec,
       deviceBurst: config.limits.deviceBurst || undefined,
       subscriberHoldMs: config.limits.subscriberHoldMs,
+      payloadBudgetBytes: config.limits.payloadBudgetBytes,
       commands: config.commands,
     });
   }
@@ -160,8 +196,23 @@ export class Gateway implements AsyncDisposable {
     const reg = this.core.registry;
     const anonymous = anonymousAllowed(this.config, this.#fileDevices.length);
     reg.setCredentials(devices, this.config.auth.services);
-    if (reg.anonymous !== anonymous) reg.setAnonymous(anonymous);
     log.info("device registry loaded", { path, devices: devices.length, anonymous });
+    if (reg.anonymous !== anonymous) {
+      const running = this.#registryLoaded; // not the load at start-up
+      reg.setAnonymous(anonymous);
+      // `auto` follows the registry: say so when it flips on a running gateway.
+      if (running && !anonymous) {
+        log.warn(
+          'anonymous access is now off: a device is registered (auth.anonymous "auto"); every device needs its id and token',
+          { devices: devices.length },
+        );
+      } else if (running) {
+        log.warn(
+          'anonymous access is on again: no device is registered (auth.anonymous "auto" on loopback); set auth.anonymous to false to keep unregistered devices out',
+        );
+      }
+    }
+    this.#registryLoaded = true;
     return true;
   }
 
@@ -238,7 +289,7 @@ export class Gateway implements AsyncDisposable {
           );
           continue;
         }
-        this.#addresses[name] = await l.listen();
+        this.#addresses[name] = await listenOrExplain(name, c.host, c[name].port, () => l.listen());
         this.#listeners.push(l);
         log.info(`${name} listening`, { ...this.#addresses[name] });
         if (l instanceof MqttServer) this.#mqtt = l;
@@ -287,7 +338,13 @@ export class Gateway implements AsyncDisposable {
         }
         const dashboard = this.#dashboard = new Dashboard(this.core, { requireLogin });
         this.#http.route((req, url) => dashboard.handle(req, url));
-        this.#addresses.http = await this.#http.listen();
+        const http = this.#http;
+        this.#addresses.http = await listenOrExplain(
+          "http",
+          c.host,
+          c.http.port,
+          () => http.listen(),
+        );
         log.info("http listening", { ...this.#addresses.http });
       }
     } catch (err) {

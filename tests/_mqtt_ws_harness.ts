@@ -7,7 +7,7 @@
  * @module
  */
 
-import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import { type IClientOptions, mqtt, type MqttClient } from "./_dev_deps.ts";
 import mqttPacket, { type Packet } from "mqtt-packet";
 import { Core, type CoreOptions, Logger } from "../src/core/mod.ts";
 import { MqttServer, type MqttServerOptions } from "../src/protocols/mqtt/mod.ts";

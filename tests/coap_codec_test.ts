@@ -9,7 +9,7 @@ import { Buffer } from "node:buffer";
 import { parse } from "coap-packet";
 import { CoapSyntaxError, decodeMessage, encodeMessage } from "../src/protocols/coap/codec.ts";
 import { type CoapMessage, CoapType, Code } from "../src/protocols/coap/message.ts";
-import { encodeString, firstBadCriticalOption, Opt } from "../src/protocols/coap/options.ts";
+import { encodeString, firstBadCriticalOption, Opt } from "../src/protocols/coap/option_codec.ts";
 import { assert, assertEquals, assertThrows } from "./_assert.ts";
 
 const hex = (s: string) =>

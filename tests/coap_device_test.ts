@@ -9,7 +9,7 @@ import { FakeClock } from "../src/core/clock.ts";
 import { MQTT } from "../src/protocols/mqtt/server.ts";
 import { createMessage } from "../src/core/message.ts";
 import { CoapType, Code } from "../src/protocols/coap/message.ts";
-import { decodeString, decodeUint, encodeUint, Opt } from "../src/protocols/coap/options.ts";
+import { decodeString, decodeUint, encodeUint, Opt } from "../src/protocols/coap/option_codec.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { opt, request, startCoap, TestPeer, textOf } from "./_coap_harness.ts";
 import { enc, waitFor } from "./_harness.ts";

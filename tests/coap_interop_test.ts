@@ -5,7 +5,7 @@
  * @module
  */
 
-import coap from "coap";
+import { coap } from "./_dev_deps.ts";
 import { createMessage } from "../src/core/message.ts";
 import { CoapServer } from "../src/protocols/coap/server.ts";
 import { assert, assertEquals } from "./_assert.ts";
@@ -112,9 +112,9 @@ Deno.test("coap-client observe (-s) receives a command published into the core a
     signal: AbortSignal.timeout(15_000),
   }).spawn();
   const out = child.output();
-  await waitFor(() => h.server.observerCount === 1, "registration", 5000);
+  await waitFor(() => h.server.observerCount === 1, "registration");
   await h.core.publish(cmd("s1", "reboot", "now"));
-  await waitFor(() => h.seen.some((m) => m.topic === "devices/s1/acks/reboot"), "ack", 5000);
+  await waitFor(() => h.seen.some((m) => m.topic === "devices/s1/acks/reboot"), "ack");
   const r = await out;
   assertEquals(dec(r.stdout).trim(), "now");
 });
@@ -239,7 +239,7 @@ Deno.test("a CoAP POST reaches an MQTT subscriber and an MQTT command reaches a 
   }).spawn();
   const out = child.output();
   await sub.subscribeAsync("devices/c1/acks/#", { qos: 1 });
-  await waitFor(() => server.observerCount === 1, "registration", 5000);
+  await waitFor(() => server.observerCount === 1, "registration");
   await sub.publishAsync("devices/c1/commands/blink", "from-mqtt", { qos: 1 });
   const res = await out;
   assertEquals(dec(res.stdout).trim(), "from-mqtt");
@@ -304,7 +304,7 @@ Deno.test("coap-client -N observe gets NON notifications of commands", async () 
     signal: AbortSignal.timeout(15_000),
   }).spawn();
   const out = child.output();
-  await waitFor(() => h.server.observerCount === 1, "registration", 5000);
+  await waitFor(() => h.server.observerCount === 1, "registration");
   await h.core.publish(cmd("s1", "led", "off"));
   const r = await out;
   assertEquals(dec(r.stdout).trim(), "off");

@@ -7,7 +7,7 @@
 
 import { FakeClock } from "../src/core/clock.ts";
 import { CoapType, Code, ContentFormat } from "../src/protocols/coap/message.ts";
-import { decodeString, decodeUint, encodeUint, Opt } from "../src/protocols/coap/options.ts";
+import { decodeString, decodeUint, encodeUint, Opt } from "../src/protocols/coap/option_codec.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { opt, request, startCoap, TestPeer, textOf } from "./_coap_harness.ts";
 import { waitFor } from "./_harness.ts";

@@ -12,7 +12,7 @@ import { BinaryServer, FbpClient } from "../src/protocols/binary/mod.ts";
 
 /** MQTT.js's browser bundle, from the npm package the tests already use (no CDN). */
 async function mqttBundle(): Promise<string> {
-  const entry = new URL(import.meta.resolve("mqtt")); // …/mqtt/<version>/build/index.js
+  const entry = new URL(import.meta.resolve("npm:mqtt@5.16.0")); // …/mqtt/5.16.0/build/index.js
   return await Deno.readTextFile(new URL("../dist/mqtt.min.js", entry));
 }
 

@@ -4,7 +4,7 @@
  * restart with the state file.
  */
 
-import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import { type IClientOptions, mqtt, type MqttClient } from "./_dev_deps.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { Inbox, until, within } from "./_mqtt_harness.ts";
 import { makePki } from "./_tls.ts";
@@ -127,6 +127,28 @@ Deno.test("A persistent session opened over WebSocket survives a gateway restart
     await Promise.all([back.endAsync(), pub.endAsync()]);
     await again.stop();
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("A WebSocket port in use stops the start with the listener and port named", async () => {
+  const dir = await Deno.makeTempDir();
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const port = (taken.addr as Deno.NetAddr).port;
+    const gw = new Gateway(config({ dataDir: dir }, { port }), {
+      log: new Logger({ level: "error", sink: () => {} }),
+    });
+    let message = "";
+    try {
+      await gw.start();
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    assertEquals(message, `mqttWs: cannot listen on 127.0.0.1:${port}: address already in use`);
+    await gw.stop();
+  } finally {
+    taken.close();
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -3,7 +3,7 @@
  * server's hook, Deno's WebSocket adapted to bytes.
  */
 
-import mqtt from "mqtt";
+import { mqtt } from "./_dev_deps.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { Inbox, until, within } from "./_mqtt_harness.ts";
 import { RawWs } from "./_mqtt_ws_harness.ts";

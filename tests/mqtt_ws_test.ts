@@ -9,7 +9,7 @@ import { assert, assertEquals } from "./_assert.ts";
 import { Inbox, until, within } from "./_mqtt_harness.ts";
 import { RawWs, startMqttWs, TRANSPORTS } from "./_mqtt_ws_harness.ts";
 import { FakeClock } from "../src/core/clock.ts";
-import type { IClientOptions } from "mqtt";
+import { type IClientOptions, mqtt } from "./_dev_deps.ts";
 import mqttPacket, { type Packet } from "mqtt-packet";
 import { Buffer } from "node:buffer";
 
@@ -217,7 +217,7 @@ Deno.test("A browser's token in the upgrade: ?access_token= for the client id, B
   const base = h.url("ws");
   // The query token, for the device named by the client id.
   const byQuery = await within(
-    (await import("mqtt")).default.connectAsync(`${base}?access_token=tok-dev-1`, {
+    mqtt.connectAsync(`${base}?access_token=tok-dev-1`, {
       clientId: "dev-1",
       reconnectPeriod: 0,
     }, false),
@@ -241,7 +241,7 @@ Deno.test("A browser's token in the upgrade: ?access_token= for the client id, B
   await bearer.publishAsync("devices/dev-2/telemetry", "t", { qos: 1 });
   await inbox.waitFor(1);
   // A wrong query token is refused like a wrong password.
-  const wrong = (await import("mqtt")).default.connect(`${base}?access_token=nope`, {
+  const wrong = mqtt.connect(`${base}?access_token=nope`, {
     clientId: "dev-1",
     reconnectPeriod: 0,
     protocolVersion: 5,

@@ -6,16 +6,15 @@
  * @module
  */
 
+import { isLoopback } from "./address.ts";
+import { defaultLimits } from "./options.ts";
+
 /** Tunables of {@link Admission}. */
 export interface AdmissionOptions {
   /** Concurrent connections per source address (0 = no limit). @default 1024 */
   maxConnectionsPerAddress?: number;
   /** Exempt loopback addresses from the per-address cap. @default true */
   exemptLoopback?: boolean;
-}
-
-function isLoopbackAddress(a: string): boolean {
-  return a.startsWith("127.") || a === "::1" || a === "::ffff:127.0.0.1";
 }
 
 /**
@@ -37,14 +36,14 @@ export class Admission {
 
   /** Creates the controller. */
   constructor(options: AdmissionOptions = {}) {
-    this.#max = options.maxConnectionsPerAddress ?? 1024;
-    this.#exempt = options.exemptLoopback ?? true;
+    this.#max = options.maxConnectionsPerAddress ?? defaultLimits.maxConnectionsPerAddress;
+    this.#exempt = options.exemptLoopback ?? defaultLimits.exemptLoopback;
   }
 
   /** Takes a connection slot for `address`; false when its cap is reached. */
   admit(address: string): boolean {
     const n = this.#perAddress.get(address) ?? 0;
-    if (this.#max > 0 && n >= this.#max && !(this.#exempt && isLoopbackAddress(address))) {
+    if (this.#max > 0 && n >= this.#max && !(this.#exempt && isLoopback(address))) {
       return false;
     }
     this.#perAddress.set(address, n + 1);

@@ -25,6 +25,8 @@ import { LoginGate } from "./login.ts";
 import { createMessage, type Message, type Protocol } from "./message.ts";
 import { MetricsRegistry } from "./metrics.ts";
 import { FlowGate } from "./flow_gate.ts";
+import { PayloadBudget } from "./payload_budget.ts";
+import { defaultLimits } from "./options.ts";
 import { Pipeline } from "./pipeline.ts";
 import { type CoreMetrics, coreMetrics, ProtocolStats } from "./protocol_stats.ts";
 import { type DeviceCredential, DeviceRegistry, type ServiceAccount } from "./registry.ts";
@@ -87,6 +89,11 @@ export interface CoreOptions {
   subscriberHoldMs?: number;
   /** Limits of the pending-command store ({@link Core.commands}). */
   commands?: Partial<CommandStoreLimits>;
+  /**
+   * Payload bytes held in flight across every protocol (queued messages, large packets being
+   * received) before producers wait or are refused. @default 67108864 (64 MiB)
+   */
+  payloadBudgetBytes?: number;
 }
 
 export type { CoreMetrics };
@@ -133,6 +140,8 @@ export class Core implements AsyncDisposable {
   readonly logins: LoginGate;
   /** Keepalives of sessions, idle presence of sessionless devices. */
   readonly supervisor: Supervisor;
+  /** Payload bytes in flight, across every protocol. */
+  readonly budget: PayloadBudget;
   /** Per-device message rate limits, for every protocol. */
   readonly rates: RateLimiter;
   /**
@@ -179,15 +188,19 @@ export class Core implements AsyncDisposable {
     });
     this.flow = new FlowGate({
       clock: this.clock,
-      maxHoldMs: options.subscriberHoldMs ?? 1000,
+      maxHoldMs: options.subscriberHoldMs ?? defaultLimits.subscriberHoldMs,
       onEvict: () => {
         this.stats.drops.inc({ protocol: "system", reason: "subscriber_hold_expired" });
         this.#coreLog.warn("a slow subscriber held delivery too long: no longer waiting for it", {
-          holdMs: options.subscriberHoldMs ?? 1000,
+          holdMs: options.subscriberHoldMs ?? defaultLimits.subscriberHoldMs,
         });
       },
     });
+    this.budget = new PayloadBudget(
+      options.payloadBudgetBytes ?? defaultLimits.payloadBudgetBytes,
+    );
     this.pipeline = new Pipeline((m) => this.#handle(m), {
+      budget: this.budget,
       capacity: options.queueCapacity,
       concurrency: options.concurrency,
       onError: (err, msg) => {
@@ -232,6 +245,16 @@ export class Core implements AsyncDisposable {
       () => this.pipeline.inUse,
     );
     m.gauge("ferry_pipeline_handlers", "Handler pool size", () => this.pipeline.concurrency);
+    m.gauge(
+      "ferry_payload_budget_used_bytes",
+      "Payload bytes held in flight (queued messages, large packets being received)",
+      () => this.budget.used,
+    );
+    m.gauge(
+      "ferry_payload_budget_bytes",
+      "Payload bytes the gateway may hold in flight",
+      () => this.budget.total,
+    );
     m.gauge(
       "ferry_pipeline_waiting_producers",
       "Producers blocked on a full queue",
@@ -344,6 +367,7 @@ export class Core implements AsyncDisposable {
       flow: this.flow,
       retained: this.retained,
       store: this.commands,
+      budget: this.budget,
       get closing() {
         return core.#closing;
       },

@@ -55,6 +55,15 @@ export interface FrameParserOptions {
    * @default ignore the error
    */
   onError?: (err: FrameSyntaxError) => void;
+  /**
+   * The gateway's payload budget: a frame larger than `reserveAbove` that arrives over several
+   * reads takes its size from it before its payload is buffered, and gives it back once whole. A
+   * frame that does not fit is read and dropped unbuffered and reported to `onError` with code 11
+   * (OVERLOADED, non-fatal). [FBP-2-7]
+   */
+  budget?: { tryTake(n: number): boolean; give(n: number): void };
+  /** Frames above this payload size are reserved in `budget`, bytes. @default 16384 */
+  reserveAbove?: number;
 }
 
 /** Tunables of {@link FrameDecoder}. */
@@ -136,6 +145,10 @@ export class FrameParser {
   #offset = 0;
   #frameStart = 0;
   #failed: FrameSyntaxError | undefined;
+  #budget: FrameParserOptions["budget"];
+  #reserveAbove: number;
+  #reserved = 0; // payload bytes of the frame being assembled, taken from the budget
+  #dropping = false; // the frame being read did not fit the budget: its bytes are skipped
 
   /** Creates a parser. @throws {RangeError} If `maxPayload` is not an integer in range. */
   constructor(options: FrameParserOptions = {}) {
@@ -147,6 +160,8 @@ export class FrameParser {
     }
     this.#maxPayload = maxPayload;
     this.#onError = options.onError;
+    this.#budget = options.budget;
+    this.#reserveAbove = options.reserveAbove ?? 16_384;
   }
 
   /** Header and trailer scratch, made for a frame split across chunks and dropped after it. */
@@ -255,7 +270,12 @@ export class FrameParser {
         this.#type = header[8];
         this.#flags = header[9];
         this.#seq = readU32(header, 10);
-        this.#payload = new Uint8Array(this.#length);
+        this.#dropping = false;
+        if (this.#budget && this.#length > this.#reserveAbove) {
+          if (this.#budget.tryTake(this.#length)) this.#reserved = this.#length;
+          else this.#dropping = true; // [FBP-2-7] read and dropped, nothing buffered
+        }
+        this.#payload = this.#dropping ? EMPTY : new Uint8Array(this.#length);
         this.#have = 0;
         this.#state = BODY;
       } else {
@@ -263,7 +283,7 @@ export class FrameParser {
         const length = this.#length;
         if (this.#have < length) {
           const n = Math.min(length - this.#have, end - pos);
-          this.#payload.set(chunk.subarray(pos, pos + n), this.#have);
+          if (!this.#dropping) this.#payload.set(chunk.subarray(pos, pos + n), this.#have);
           this.#have += n;
           this.#offset += n;
           pos += n;
@@ -277,11 +297,28 @@ export class FrameParser {
         pos += n;
         if (got + n < TRAILER_SIZE) break;
         const payload = this.#payload;
-        const crc = crc32(payload, crc32(this.#header!));
-        const expected = readU32(this.#trailer!, 0);
         this.#state = HEADER;
         this.#have = 0;
         this.#payload = EMPTY;
+        this.release();
+        if (this.#dropping) {
+          this.#dropping = false;
+          this.#header = this.#trailer = undefined;
+          this.#report(
+            new FrameSyntaxError(
+              `Cannot take frame seq ${this.#seq}: its ${length} bytes exceed the gateway's free payload budget`,
+              {
+                offset: this.#frameStart,
+                code: ErrorCode.OVERLOADED,
+                seq: this.#seq,
+                flags: this.#flags,
+              },
+            ),
+          );
+          continue;
+        }
+        const crc = crc32(payload, crc32(this.#header!));
+        const expected = readU32(this.#trailer!, 0);
         this.#header = this.#trailer = undefined; // an idle connection keeps no scratch
         this.#finish(crc, expected, () => payload, onFrame);
       }
@@ -332,10 +369,22 @@ export class FrameParser {
           seq: this.#seq,
         },
       );
-      (this.#callOnError ?? this.#onError)?.(err);
+      this.#report(err);
       return;
     }
     onFrame({ type: this.#type, flags: this.#flags, seq: this.#seq, payload: payload() });
+  }
+
+  /** Reports a non-fatal error to this call's or the constructor's `onError`. */
+  #report(err: FrameSyntaxError): void {
+    (this.#callOnError ?? this.#onError)?.(err);
+  }
+
+  /** Gives back what a frame being assembled took from the budget (also when the connection ends). */
+  release(): void {
+    if (this.#reserved === 0) return;
+    this.#budget?.give(this.#reserved);
+    this.#reserved = 0;
   }
 
   /** [FBP-2-1] Checks `bytes[at + from, at + to)` against magic bytes `from..to`. */

@@ -22,13 +22,14 @@ import {
   type Draft,
   Identity,
   isDeviceId,
+  payloadText,
   type PendingCommand,
   type PublishResult,
   type Refusal,
   telemetryTopic,
 } from "../../core/mod.ts";
 import { Code, ContentFormat } from "./message.ts";
-import { encodeString, encodeUint, Opt } from "./options.ts";
+import { encodeString, encodeUint, Opt } from "./option_codec.ts";
 import { type CoapRequest, type CoapResource, type CoapResponse, queryParam } from "./resource.ts";
 import type { ResourceHost } from "./server.ts";
 
@@ -41,13 +42,6 @@ export interface DeviceResources {
 }
 
 const text = new TextEncoder();
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
-
-function base64(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += String.fromCharCode(b);
-  return btoa(s);
-}
 
 /** Content-Format numbers ⇄ MIME types carried in `Message.properties.contentType`. */
 const FORMATS: Array<[number, string]> = [
@@ -237,17 +231,10 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
       options: [{ number: Opt.FERRY_COMMAND, value: encodeString(cmd.name) }],
     };
     if (accept === ContentFormat.JSON) {
-      let body: Record<string, unknown>;
-      try {
-        body = { name: cmd.name, seq: cmd.seq, payload: strictUtf8.decode(cmd.msg.payload) };
-      } catch {
-        body = {
-          name: cmd.name,
-          seq: cmd.seq,
-          payload: base64(cmd.msg.payload),
-          encoding: "base64",
-        };
-      }
+      const t = payloadText(cmd.msg.payload);
+      const body = t.encoding === "utf8"
+        ? { name: cmd.name, seq: cmd.seq, payload: t.payload }
+        : { name: cmd.name, seq: cmd.seq, payload: t.payload, encoding: "base64" };
       return {
         ...base,
         contentFormat: ContentFormat.JSON,

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { Clock } from "../../core/clock.ts";
+import type { Clock } from "../../core/mod.ts";
 
 /** What is remembered of one received message. */
 export interface ExchangeEntry {

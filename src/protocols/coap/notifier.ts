@@ -9,12 +9,11 @@
  * @module
  */
 
-import type { Clock, TimerHandle } from "../../core/clock.ts";
-import type { Logger } from "../../core/logger.ts";
+import type { Clock, Logger, TimerHandle } from "../../core/mod.ts";
 import { type CoapMessage, type CoapOption, CoapType, Code, codeClass } from "./message.ts";
 import { encodeMessage } from "./codec.ts";
 import type { Observation, ObserverRegistry } from "./observe.ts";
-import { encodeUint, Opt } from "./options.ts";
+import { encodeUint, Opt } from "./option_codec.ts";
 import type { CoapResource, CoapResponse } from "./resource.ts";
 import type { Retransmitter } from "./retransmitter.ts";
 

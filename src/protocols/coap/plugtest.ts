@@ -10,7 +10,7 @@
  */
 
 import { Code, codeString, ContentFormat } from "./message.ts";
-import { Opt } from "./options.ts";
+import { Opt } from "./option_codec.ts";
 import type { CoapRequest, CoapResource, CoapResponse } from "./resource.ts";
 import type { ResourceHost } from "./server.ts";
 

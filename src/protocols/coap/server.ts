@@ -37,7 +37,8 @@ import {
   firstBadCriticalOption,
   Opt,
   recognisedOptions,
-} from "./options.ts";
+} from "./option_codec.ts";
+import { type CoapServerOptions, defaultCoapServerOptions } from "./options.ts";
 import { createPlugtestResources } from "./plugtest.ts";
 import {
   type CoapRequest,
@@ -50,78 +51,6 @@ import { Retransmitter, type TransmitOutcome } from "./retransmitter.ts";
 
 /** CoAP as the core knows it: the label of its messages, presence and metrics. */
 export const COAP: ProtocolSpec = Object.freeze({ name: "coap" });
-
-/** Tunables of {@link CoapServer} (the `coap` config section). JSON-friendly except `resources`. */
-export interface CoapServerOptions {
-  /** Address to bind. @default "127.0.0.1" */
-  hostname: string;
-  /** UDP port (0 picks a free one). @default 5683 */
-  port: number;
-  /** Resource set: Ferry's device resources or the ETSI plugtest set. @default "ferry" */
-  mode: "ferry" | "plugtest";
-  /** Largest request body, single datagram or Block1-reassembled; more gets 4.13 + Size1. @default 65536 */
-  maxPayload: number;
-  /** Preferred block size for Block2 (and the largest response payload sent unblocked), 16..1024. @default 1024 */
-  blockSize: number;
-  /** A device with no request for this long is marked offline. @default 300000 */
-  idleTimeoutMs: number;
-  /** ACK_TIMEOUT, RFC 7252 §4.8. @default 2000 */
-  ackTimeoutMs: number;
-  /** ACK_RANDOM_FACTOR, RFC 7252 §4.8. @default 1.5 */
-  ackRandomFactor: number;
-  /** MAX_RETRANSMIT, RFC 7252 §4.8. @default 4 */
-  maxRetransmit: number;
-  /** EXCHANGE_LIFETIME: how long a CON message ID is remembered, RFC 7252 §4.8.2. @default 247000 */
-  exchangeLifetimeMs: number;
-  /** NON_LIFETIME: how long a NON message ID is remembered, RFC 7252 §4.8.2. @default 145000 */
-  nonLifetimeMs: number;
-  /** Most remembered message IDs (all endpoints); the oldest is forgotten past it. @default 100000 */
-  maxExchanges: number;
-  /** A CON request whose response is not ready after this gets an empty ACK first (§5.2.2). @default 1000 */
-  separateResponseAfterMs: number;
-  /** Requests being handled asynchronously at once; more get 5.03. @default 1024 */
-  maxInflightRequests: number;
-  /** Datagrams handed to the socket and not yet sent; past it new ones are dropped. @default 4096 */
-  maxPendingSends: number;
-  /** Max-Age (s) of a 5.03 Service Unavailable (when to retry), RFC 7252 §5.9.3.4. @default 2 */
-  retryAfterSec: number;
-  /** Observers registered at once (RFC 7641); past it GET+Observe is served without registering. @default 10000 */
-  maxObservers: number;
-  /** Longest run of NON notifications before one is sent CON, RFC 7641 §4.5. @default 86400000 */
-  observeConfirmableIntervalMs: number;
-  /** Block1 uploads being reassembled at once; more get 5.03. @default 256 */
-  maxBlockTransfers: number;
-  /** A Block1 upload or cached Block2 body idle this long is dropped. @default 60000 */
-  blockTimeoutMs: number;
-  /** Extra resources to serve (embedding and tests; not part of the config file). */
-  resources?: CoapResource[];
-  /** Source of randomness for retransmission timeouts (tests). @default Math.random */
-  random?: () => number;
-}
-
-/** Defaults of every option. */
-export const defaultCoapServerOptions: CoapServerOptions = {
-  hostname: "127.0.0.1",
-  port: 5683,
-  mode: "ferry",
-  maxPayload: 65_536,
-  blockSize: 1024,
-  idleTimeoutMs: 300_000,
-  ackTimeoutMs: 2000,
-  ackRandomFactor: 1.5,
-  maxRetransmit: 4,
-  exchangeLifetimeMs: 247_000,
-  nonLifetimeMs: 145_000,
-  maxExchanges: 100_000,
-  separateResponseAfterMs: 1000,
-  maxInflightRequests: 1024,
-  maxPendingSends: 4096,
-  retryAfterSec: 2,
-  maxObservers: 10_000,
-  observeConfirmableIntervalMs: 86_400_000,
-  maxBlockTransfers: 256,
-  blockTimeoutMs: 60_000,
-};
 
 /** What a resource set gets from the server. */
 export interface ResourceHost {

@@ -28,6 +28,14 @@ export interface MqttDecoderOptions {
   maxPacketSize?: number;
   /** Protocol level before a CONNECT is seen (clients decoding server packets). */
   protocolVersion?: ProtocolVersion;
+  /**
+   * The gateway's payload budget: a packet larger than `reserveAbove` takes its size from it before
+   * a byte of it is buffered, and gives it back once whole. A packet that does not fit is refused
+   * (0x97 Quota exceeded) rather than buffered.
+   */
+  budget?: { tryTake(n: number): boolean; give(n: number): void };
+  /** Packets above this size are reserved in `budget`, bytes. @default 16384 */
+  reserveAbove?: number;
 }
 
 const enum State {
@@ -126,11 +134,16 @@ export class MqttFrameDecoder {
   #frame: Uint8Array | undefined;
   #filled = 0;
   #offset = 0; // bytes of the input consumed before the current frame
+  #budget: MqttDecoderOptions["budget"];
+  #reserveAbove: number;
+  #reserved = 0; // bytes of the frame being assembled, taken from the budget
 
   /** Creates a decoder. */
   constructor(options: MqttDecoderOptions = {}) {
     this.#max = options.maxPacketSize ?? 268_435_455;
     this.#version = options.protocolVersion;
+    this.#budget = options.budget;
+    this.#reserveAbove = options.reserveAbove ?? 16_384;
   }
 
   /** Largest whole packet accepted, bytes (may be raised after CONNECT). */
@@ -201,6 +214,15 @@ export class MqttFrameDecoder {
           i += this.#len;
           continue;
         }
+        if (this.#budget && size > this.#reserveAbove) {
+          if (!this.#budget.tryTake(size)) {
+            throw new MqttProtocolError(
+              `Cannot accept packet: its ${size} bytes exceed the gateway's free payload budget`,
+              { reasonCode: ReasonCode.QuotaExceeded },
+            );
+          }
+          this.#reserved = size;
+        }
         const frame = new Uint8Array(size);
         frame[0] = this.#header;
         let v = this.#len;
@@ -233,7 +255,15 @@ export class MqttFrameDecoder {
   #finish(): Packet {
     const frame = this.#frame!;
     this.#frame = undefined;
+    this.release();
     return this.#decode(frame);
+  }
+
+  /** Gives back what a packet being assembled took from the budget (also when the connection ends). */
+  release(): void {
+    if (this.#reserved === 0) return;
+    this.#budget?.give(this.#reserved);
+    this.#reserved = 0;
   }
 
   #malformed(why: string): MqttMalformedError {

@@ -71,7 +71,7 @@ export interface ConnectionContext {
    * The state file, when sessions are persistent: a QoS 1/2 PUBLISH is acknowledged only once the
    * writes it caused (queued for offline persistent sessions, retained) are committed.
    */
-  durable?: { readonly pending: boolean; flushed(): Promise<void> };
+  durable?: { readonly pending: boolean; flushed(): Promise<boolean> };
 }
 
 /** The writer options shared by the connections of a server (callbacks get the connection). */
@@ -123,10 +123,8 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
   readonly ctx: ConnectionContext;
   /** Protocol level (set by the CONNECT handler). */
   version: ProtocolVersion = 4;
-  /** What the accepted CONNECT negotiated (set by {@link MqttConnection.accept}). */
+  /** The connected client and its session (set by {@link MqttConnection.accept}). */
   client: Client | undefined;
-  /** The session (set by {@link MqttConnection.accept}). */
-  session: MqttSession | undefined;
   /** The will (set at CONNECT, cleared by a normal DISCONNECT). */
   will: Will | undefined;
   /** Incoming PUBLISH state (topic aliases, last valid topic), made on the first PUBLISH. */
@@ -135,7 +133,6 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
   outbound: Outbound | undefined;
   #conn: StreamConn;
   #writer: ConnWriter<MqttConnection>;
-  #connected = false;
   #closing = false;
   #normalDisconnect = false;
   #closeReason: CloseReason | undefined;
@@ -265,9 +262,10 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
   #decoder(): MqttFrameDecoder {
     const o = this.ctx.options;
     return this.#dec ??= new MqttFrameDecoder({
-      protocolVersion: this.#connected ? this.version : undefined,
+      budget: this.ctx.port.budget,
+      protocolVersion: this.client !== undefined ? this.version : undefined,
       // Until CONNECT is accepted, a smaller cap: an unauthenticated peer cannot make us buffer much.
-      maxPacketSize: this.#connected
+      maxPacketSize: this.client !== undefined
         ? o.maxPacketSize
         : Math.min(o.maxConnectPacketSize, o.maxPacketSize),
     });
@@ -278,7 +276,8 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
   #dispatch(p: Packet): Promise<void> | undefined {
     this.#deadline?.touch();
     this.ctx.port.stats.frameIn();
-    if (!this.#connected) {
+    const c = this.client;
+    if (!c) {
       // [MQTT-3.1.0-1] the first packet must be CONNECT.
       if (p.cmd !== "connect") {
         throw new MqttProtocolError(`Cannot accept ${p.cmd}: the first packet must be CONNECT`);
@@ -288,24 +287,24 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
     }
     switch (p.cmd) {
       case "publish":
-        return handlePublish(this, p);
+        return handlePublish(this, c, p);
       case "puback":
       case "pubrec":
       case "pubrel":
       case "pubcomp":
-        handleAck(this, p);
+        handleAck(this, c, p);
         return;
       case "subscribe":
-        handleSubscribe(this, p);
+        handleSubscribe(this, c, p);
         return;
       case "unsubscribe":
-        handleUnsubscribe(this, p);
+        handleUnsubscribe(this, c, p);
         return;
       case "pingreq":
         handlePing(this);
         return;
       case "disconnect":
-        handleDisconnect(this, p);
+        handleDisconnect(this, c, p);
         return;
       case "connect":
         // [MQTT-3.1.0-2] a second CONNECT is a protocol violation.
@@ -322,11 +321,9 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
    * keepalive replaces the connect timeout, and presence attaches when it speaks for a device.
    */
   accept(c: AcceptedConnect, session: MqttSession): void {
-    this.client = new Client(c);
-    this.session = session;
+    this.client = new Client(c, session);
     this.will = c.will;
     this.receiveMaximum = c.receiveMaximum;
-    this.#connected = true;
     if (this.#dec) this.#dec.maxPacketSize = this.ctx.options.maxPacketSize;
     if (c.keepAlive > 0) this.#deadline?.touch(c.keepAlive * 1500); // [MQTT-3.1.2-22] 1.5x
     else {
@@ -373,7 +370,7 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
   close(reason: CloseReason): void {
     if (this.#closing) return;
     this.#closeReason = reason;
-    if (this.#connected && this.version === 5) {
+    if (this.client !== undefined && this.version === 5) {
       this.#sendDisconnect(closeReasonCode(reason.code), reason.message);
     }
     this.shutdown();
@@ -396,7 +393,7 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
         offset: err instanceof MqttMalformedError ? err.offset : undefined,
       });
       if (this.#closing) return;
-      if (!this.#connected) {
+      if (this.client === undefined) {
         if (err.reasonCode === ReasonCode.UnsupportedProtocolVersion) {
           this.version = 4; // unknown level: answer in 3.1.1 form, return code 1
           refuseConnect(this, err.reasonCode, err.message);
@@ -482,6 +479,7 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
   async #cleanup(): Promise<void> {
     const { port, store, log } = this.ctx;
     this.#deadline?.cancel();
+    this.#dec?.release(); // a packet cut off by the close gives its reservation back
     this.shutdown();
     port.unhold(this); // sends are ignored from now on: nothing to wait for
     await this.#writer.flushed();
@@ -489,8 +487,8 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
       this.#conn.close(this.#closeReason);
     } catch { /* already closed */ }
     const c = this.client;
-    if (c && this.session) {
-      this.session.detach(this);
+    if (c) {
+      c.session.detach(this);
       const reason = this.#closeReason?.code;
       // Will: on any end but a normal DISCONNECT or a server shutdown ([MQTT-3.1.2-8]).
       // (A normal DISCONNECT has already cleared it unless v5 reason 0x04 asked to keep it.)

@@ -8,14 +8,15 @@
 
 import type { IPubackPacket, IPubcompPacket, IPubrecPacket, IPubrelPacket } from "mqtt-packet";
 import type { MqttConnection } from "./connection.ts";
+import type { Client } from "./handle_connect.ts";
 import { ReasonCode } from "./reason_codes.ts";
 
 /** An acknowledgement from the client. */
 export type AckPacket = IPubackPacket | IPubrecPacket | IPubrelPacket | IPubcompPacket;
 
 /** Handles PUBACK, PUBREC, PUBREL or PUBCOMP. */
-export function handleAck(conn: MqttConnection, p: AckPacket): void {
-  const session = conn.session!;
+export function handleAck(conn: MqttConnection, c: Client, p: AckPacket): void {
+  const session = c.session;
   const id = p.messageId!;
   switch (p.cmd) {
     case "puback":

@@ -9,6 +9,7 @@
 
 import type { IConnackPacket, IConnectPacket } from "mqtt-packet";
 import type { MqttConnection } from "./connection.ts";
+import type { MqttSession } from "./session.ts";
 import {
   type DevicePort,
   type Draft,
@@ -149,18 +150,10 @@ export function evaluateConnect(
     return refuse(ReasonCode.ProtocolError, "Maximum Packet Size is 0");
   }
 
-  // Client identifier ([MQTT-3.1.3-6] .. [MQTT-3.1.3-9]).
+  // Client identifier ([MQTT-3.1.3-6] .. [MQTT-3.1.3-9]); an empty one is settled after login.
   let clientId = packet.clientId ?? "";
   let assigned = false;
-  if (clientId.length === 0) {
-    // [MQTT-3.1.3-8] (3.1.1); in v5 refusing it is allowed ([MQTT-3.1.3-8] MAY, 0x85) and a session
-    // nobody can name again is of no use, so Clean Start 0 is refused the same way.
-    if (version === 3 || !packet.clean) {
-      return refuse(ReasonCode.ClientIdentifierNotValid, "empty client id needs a clean session");
-    }
-    clientId = assignClientId(options.assignedIdPrefix);
-    assigned = true;
-  } else if (clientId.length > (version === 3 ? 23 : options.maxClientIdLength)) {
+  if (clientId.length > (version === 3 ? 23 : options.maxClientIdLength)) {
     return refuse(ReasonCode.ClientIdentifierNotValid, "client id is too long");
   }
 
@@ -181,6 +174,35 @@ export function evaluateConnect(
   }, address);
   if (!(who instanceof Identity)) return refuse(refusalReasonCode(who), who.message);
   const deviceId = who.deviceId;
+
+  // A device's client id is its device id (one session per device, as FBP/1's HELLO names it); an
+  // empty one is given it. Other principals may not use a registered device's id, and an empty
+  // client id is assigned one ([MQTT-3.1.3-6]) when the session ends with the connection.
+  const p = who.principal;
+  if (p.kind === "device") {
+    if (clientId.length === 0) {
+      clientId = p.id;
+      assigned = version === 5; // v5 reports it (Assigned Client Identifier); 3.1.1 just uses it
+    } else if (clientId !== p.id) {
+      return refuse(
+        ReasonCode.ClientIdentifierNotValid,
+        `the client id of device "${p.id}" must be its device id`,
+      );
+    }
+  } else if (clientId.length === 0) {
+    // [MQTT-3.1.3-8] (3.1.1); in v5 refusing it is allowed ([MQTT-3.1.3-8] MAY, 0x85) and a session
+    // nobody can name again is of no use, so Clean Start 0 is refused the same way.
+    if (version === 3 || !packet.clean) {
+      return refuse(ReasonCode.ClientIdentifierNotValid, "empty client id needs a clean session");
+    }
+    clientId = assignClientId(options.assignedIdPrefix);
+    assigned = true;
+  } else if (port.knownDevice(clientId)) {
+    return refuse(
+      ReasonCode.NotAuthorized,
+      `client id "${clientId}" is reserved for the registered device of that id`,
+    );
+  }
 
   // Will ([MQTT-3.1.2-9] .. [MQTT-3.1.2-16]).
   let will: Will | undefined;
@@ -253,8 +275,9 @@ export function evaluateConnect(
 }
 
 /**
- * What a connection keeps of its accepted CONNECT: a class with fixed fields, so an idle
- * connection holds a few words instead of the whole decision object.
+ * A connected client: what a connection keeps of its accepted CONNECT, and its session. A class
+ * with fixed fields, so an idle connection holds a few words instead of the whole decision
+ * object; handlers of packets after CONNECT get it, never an optional.
  */
 export class Client {
   /** Client identifier. */
@@ -271,9 +294,12 @@ export class Client {
   readonly topicAliasMaximum: number;
   /** False when the client asked for no reason strings on errors. */
   readonly problemInformation: boolean;
+  /** The session. */
+  readonly session: MqttSession;
 
-  /** Keeps what the connection needs of `c`. */
-  constructor(c: AcceptedConnect) {
+  /** Keeps what the connection needs of `c`, with its session. */
+  constructor(c: AcceptedConnect, session: MqttSession) {
+    this.session = session;
     this.clientId = c.clientId;
     this.who = c.who;
     this.deviceId = c.deviceId;
@@ -334,7 +360,9 @@ export function handleConnect(conn: MqttConnection, p: IConnectPacket): void {
   }
   const opened = store.open(c, conn);
   if (!opened.ok) {
-    refuseConnect(conn, ReasonCode.QuotaExceeded, opened.message, c.maximumPacketSize);
+    log.info("connection refused", { peer: conn.peer, clientId: c.clientId, why: opened.message });
+    port.stats.error("connect_refused");
+    refuseConnect(conn, opened.reasonCode, opened.message, c.maximumPacketSize);
     return;
   }
   conn.accept(c, opened.session);

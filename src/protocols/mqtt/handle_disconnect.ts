@@ -7,12 +7,12 @@
 
 import type { IDisconnectPacket } from "mqtt-packet";
 import type { MqttConnection } from "./connection.ts";
+import type { Client } from "./handle_connect.ts";
 import { MqttProtocolError } from "./errors.ts";
 import { ReasonCode } from "./reason_codes.ts";
 
 /** Handles DISCONNECT. */
-export function handleDisconnect(conn: MqttConnection, p: IDisconnectPacket): void {
-  const c = conn.client!;
+export function handleDisconnect(conn: MqttConnection, c: Client, p: IDisconnectPacket): void {
   if (conn.version === 5) {
     const exp = p.properties?.sessionExpiryInterval;
     if (exp !== undefined) {
@@ -20,7 +20,7 @@ export function handleDisconnect(conn: MqttConnection, p: IDisconnectPacket): vo
       if (c.sessionExpirySec === 0 && exp !== 0) {
         throw new MqttProtocolError("Cannot accept DISCONNECT: session expiry was 0");
       }
-      conn.session!.expirySec = Math.min(exp, conn.ctx.options.sessionExpiryMaxSec);
+      c.session.expirySec = Math.min(exp, conn.ctx.options.sessionExpiryMaxSec);
     }
   }
   // [MQTT-3.14.4-3] DISCONNECT with 0x00 (or any 3.1.1 DISCONNECT) discards the will; v5 0x04

@@ -11,6 +11,7 @@
 import type { IPublishPacket } from "mqtt-packet";
 import { type Draft, type PublishResult, validateTopic } from "../../core/mod.ts";
 import type { MqttConnection } from "./connection.ts";
+import type { Client } from "./handle_connect.ts";
 import type { ProtocolVersion } from "./codec.ts";
 import { MqttMalformedError, MqttProtocolError } from "./errors.ts";
 import { toMessageProperties } from "./properties.ts";
@@ -121,10 +122,13 @@ export function evaluatePublish(packet: IPublishPacket, ctx: PublishContext): Pu
 }
 
 /** Handles PUBLISH: a promise only while the core takes it (which stops reading meanwhile). */
-export function handlePublish(conn: MqttConnection, p: IPublishPacket): Promise<void> | undefined {
+export function handlePublish(
+  conn: MqttConnection,
+  c: Client,
+  p: IPublishPacket,
+): Promise<void> | undefined {
   const { port, options, log } = conn.ctx;
-  const session = conn.session!;
-  const c = conn.client!;
+  const session = c.session;
   const id = p.messageId;
   if (p.qos === 2 && session.hasInbound(id!)) {
     // [MQTT-4.3.3-10] a resent QoS 2 PUBLISH is acknowledged again but not delivered again.
@@ -148,19 +152,20 @@ export function handlePublish(conn: MqttConnection, p: IPublishPacket): Promise<
   if (!d.accept) {
     log.info("publish refused", { clientId: c.clientId, topic: p.topic, why: d.message });
     port.stats.drop("bad_payload");
-    refusePublish(conn, p, d.reasonCode);
+    refusePublish(conn, c, p, d.reasonCode);
     return;
   }
   // Accepted at once when the core has room (no promise per message); otherwise the wait for
   // room (or for the durable stage) stops this connection's reads.
   const r = port.publish(c.who, d.draft, conn.publishOptions);
-  if (r instanceof Promise) return r.then((r) => published(conn, p, r));
-  return published(conn, p, r);
+  if (r instanceof Promise) return r.then((r) => published(conn, c, p, r));
+  return published(conn, c, p, r);
 }
 
 /** Answers a PUBLISH with the core's answer. */
 function published(
   conn: MqttConnection,
+  c: Client,
   p: IPublishPacket,
   r: PublishResult,
 ): Promise<void> | undefined {
@@ -168,10 +173,13 @@ function published(
   if (r.ok) {
     const durable = conn.ctx.durable;
     if (p.qos !== 0 && durable?.pending) {
-      // Acknowledged means durable: wait for the commit of what this message caused.
-      return durable.flushed().then(() => acknowledge(conn, p));
+      // Acknowledged means durable: wait for the commit of what this message caused, and never
+      // acknowledge what it could not write (the client sends it again).
+      return durable.flushed().then((committed) =>
+        committed ? acknowledge(conn, c, p) : notDurable(conn, c, p)
+      );
     }
-    acknowledge(conn, p);
+    acknowledge(conn, c, p);
     return;
   }
   conn.ctx.log.debug("publish refused", {
@@ -184,27 +192,51 @@ function published(
     // 3.1.1 cannot refuse a PUBLISH: close without acknowledging; the client sends it again.
     throw new MqttProtocolError(`Cannot accept PUBLISH: ${r.message}`);
   }
-  refusePublish(conn, p, refusalReasonCode(r));
+  refusePublish(conn, c, p, refusalReasonCode(r));
   return undefined;
 }
 
+/**
+ * A QoS 1/2 PUBLISH whose state could not be committed (disk full, I/O error): v5 refuses it
+ * (0x80); 3.1.1 cannot, so the connection closes without acknowledging it and the client resends.
+ */
+function notDurable(conn: MqttConnection, c: Client, p: IPublishPacket): void {
+  conn.ctx.port.stats.drop("state_not_written");
+  conn.ctx.port.throttled.error(
+    "state_not_written",
+    "publish not acknowledged: state not written",
+    {
+      clientId: c.clientId,
+    },
+  );
+  if (conn.closing) return;
+  if (conn.version === 5) {
+    refusePublish(conn, c, p, ReasonCode.UnspecifiedError);
+  } else conn.shutdown();
+}
+
 /** Answers a refused QoS 1/2 PUBLISH: v5 with `reasonCode`; 3.1.1 acknowledges and drops it. */
-function refusePublish(conn: MqttConnection, p: IPublishPacket, reasonCode: number): void {
+function refusePublish(
+  conn: MqttConnection,
+  c: Client,
+  p: IPublishPacket,
+  reasonCode: number,
+): void {
   // 3.1.1 cannot refuse a PUBLISH: acknowledge and drop, as mosquitto does.
   const rc = conn.version === 5 ? reasonCode : undefined;
   if (p.qos === 1) conn.send({ cmd: "puback", messageId: p.messageId, reasonCode: rc });
   if (p.qos === 2) {
-    if (conn.version !== 5) conn.session!.addInbound(p.messageId!);
+    if (conn.version !== 5) c.session.addInbound(p.messageId!);
     conn.send({ cmd: "pubrec", messageId: p.messageId, reasonCode: rc });
   }
 }
 
 /** Acknowledges an accepted PUBLISH ([MQTT-4.3.2-2], [MQTT-4.3.3-2]: only once accepted). */
-function acknowledge(conn: MqttConnection, p: IPublishPacket): void {
+function acknowledge(conn: MqttConnection, c: Client, p: IPublishPacket): void {
   if (conn.closing) return;
   if (p.qos === 1) conn.send({ cmd: "puback", messageId: p.messageId });
   else if (p.qos === 2) {
-    conn.session!.addInbound(p.messageId!);
+    c.session.addInbound(p.messageId!);
     conn.send({ cmd: "pubrec", messageId: p.messageId });
   }
 }

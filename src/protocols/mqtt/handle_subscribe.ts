@@ -9,6 +9,7 @@
 
 import type { ISubscribePacket, IUnsubscribePacket, Packet } from "mqtt-packet";
 import type { MqttConnection } from "./connection.ts";
+import type { Client } from "./handle_connect.ts";
 import { type DevicePort, type Identity, type QoS, validateFilter } from "../../core/mod.ts";
 import type { ProtocolVersion } from "./codec.ts";
 import { MqttProtocolError } from "./errors.ts";
@@ -179,11 +180,11 @@ export function applyUnsubscribe(packet: IUnsubscribePacket, ctx: SubscribeConte
 }
 
 /** The context of a connection's SUBSCRIBE/UNSUBSCRIBE. */
-function contextOf(conn: MqttConnection): SubscribeContext {
+function contextOf(conn: MqttConnection, c: Client): SubscribeContext {
   return {
     version: conn.version,
-    who: conn.client!.who,
-    session: conn.session!,
+    who: c.who,
+    session: c.session,
     shared: conn.ctx.shared,
     port: conn.ctx.port,
     maxSubscriptions: conn.ctx.options.maxSubscriptions,
@@ -191,19 +192,19 @@ function contextOf(conn: MqttConnection): SubscribeContext {
 }
 
 /** Handles SUBSCRIBE: SUBACK, then the retained messages of the new subscriptions. */
-export function handleSubscribe(conn: MqttConnection, p: ISubscribePacket): void {
-  const r = applySubscribe(p, contextOf(conn));
+export function handleSubscribe(conn: MqttConnection, c: Client, p: ISubscribePacket): void {
+  const r = applySubscribe(p, contextOf(conn, c));
   if (r.refused.length) {
     conn.ctx.port.stats.drop("subscription_refused", r.refused.length);
     conn.ctx.log.info("subscription refused", { clientId: conn.clientId, refused: r.refused });
   }
   conn.send({ cmd: "suback", messageId: p.messageId, granted: r.granted });
-  for (const out of r.retained) conn.session!.enqueue(out);
+  for (const out of r.retained) c.session.enqueue(out);
 }
 
 /** Handles UNSUBSCRIBE: UNSUBACK even when nothing matched [MQTT-3.10.4-4]. */
-export function handleUnsubscribe(conn: MqttConnection, p: IUnsubscribePacket): void {
-  const codes = applyUnsubscribe(p, contextOf(conn));
+export function handleUnsubscribe(conn: MqttConnection, c: Client, p: IUnsubscribePacket): void {
+  const codes = applyUnsubscribe(p, contextOf(conn, c));
   conn.send(
     conn.version === 5
       ? { cmd: "unsuback", messageId: p.messageId, granted: codes }

@@ -1,9 +1,9 @@
 /**
  * The MQTT listener: accepts TCP connections, serves each with an {@link MqttConnection}, owns the
  * session table and shared subscription groups, and shuts down gracefully (v5 clients get
- * DISCONNECT 0x8B Server shutting down). Another source of connections (the WebSocket listener,
- * `ws_listener.ts`) hands its own through {@link MqttServer.admit} and {@link MqttServer.serve}:
- * one session table, one set of limits, whatever the transport.
+ * DISCONNECT 0x8B Server shutting down). Other sources of connections (the WebSocket listener,
+ * `ws_listener.ts`, and the route on the HTTP listener, `ws_route.ts`) hand theirs over through
+ * {@link MqttServer.serve}: one session table, one set of limits, whatever the transport.
  *
  * @module
  */
@@ -11,6 +11,7 @@
 import type { Core, DevicePort, Logger, ProtocolSpec } from "../../core/mod.ts";
 import type { StreamConn } from "../../net/stream_conn.ts";
 import type { ListenAddress, Listener } from "../listener.ts";
+import { acceptLoop } from "../../net/accept_loop.ts";
 import { TcpListener, type TlsFiles } from "../../net/tcp_listener.ts";
 import { type ConnectionContext, MqttConnection } from "./connection.ts";
 import { type MqttServerOptions, resolveMqttServerOptions } from "./options.ts";
@@ -57,7 +58,7 @@ export class MqttServer implements Listener {
   #ctx: ConnectionContext;
   #closing: Promise<void> | undefined;
   #persistence: SessionPersistence | undefined;
-  #admitted = 0; // admitted connections not yet served
+  #admitted = 0; // admitted by another source, not yet served (WebSocket handshakes)
   #ws: MqttWsListener | undefined;
   #wsAddress: ListenAddress | undefined;
 
@@ -122,6 +123,79 @@ export class MqttServer implements Listener {
     return this.#wsAddress;
   }
 
+  /** The core, through MQTT's port (for another source of connections: its log and timers). */
+  get devicePort(): DevicePort {
+    return this.#port;
+  }
+
+  /** Connections open plus those admitted and not yet served: what `maxConnections` bounds. */
+  get load(): number {
+    return this.#connections.size + this.#admitted;
+  }
+
+  /**
+   * A connection another source admitted through the core's admission (its address slot taken,
+   * counted opened, as `acceptLoop` does) is not served yet (a WebSocket handshake): it counts
+   * against `maxConnections` until it is {@link serve}d or {@link release}d.
+   */
+  admitted(): void {
+    this.#admitted++;
+  }
+
+  /**
+   * Admission for a source with no accept loop of its own (the route on the HTTP listener): false,
+   * counted and logged, when the server is closing or full or the address is at its cap; otherwise
+   * as {@link admitted}.
+   */
+  admit(address: string): boolean {
+    if (this.#closing) return false;
+    const { stats, throttled } = this.#port;
+    if (this.load >= this.#options.maxConnections) {
+      stats.drop("connection_limit");
+      throttled.warn("connection_limit", "connection refused: limit reached", {
+        limit: this.#options.maxConnections,
+      });
+      return false;
+    }
+    if (!this.#port.admit(address)) {
+      stats.drop("address_limit");
+      throttled.warn(`address_limit:${address}`, "connection refused: per-address limit", {
+        address,
+      });
+      return false;
+    }
+    stats.opened();
+    this.#admitted++;
+    return true;
+  }
+
+  /** An admitted connection will not be served (its handshake failed): its slot goes back. */
+  release(address: string): void {
+    this.#admitted--;
+    this.#port.release(address);
+    this.#port.stats.closed();
+  }
+
+  /**
+   * Serves an admitted connection from another source, a transport adapted to bytes (a
+   * WebSocket): an MQTT connection like a TCP one from then on. Closed at once, with the shutdown
+   * reason, when the server is closing.
+   */
+  serve(conn: StreamConn): void {
+    this.#admitted--;
+    if (this.#closing) {
+      this.#port.release((conn.remoteAddr as Deno.NetAddr).hostname);
+      this.#port.stats.closed();
+      try {
+        conn.close({ code: "shutting_down", message: "the gateway is shutting down" });
+      } catch { /* closed */ }
+      return;
+    }
+    const c = new MqttConnection(this.#ctx, conn);
+    this.#connections.add(c);
+    c.run(); // never rejects; ends with onClosed
+  }
+
   /** Binds and starts accepting (TCP, and WebSocket when configured). */
   async listen(): Promise<ListenAddress> {
     if (this.#listener) throw new TypeError("Cannot listen: the MQTT server is already listening");
@@ -140,7 +214,18 @@ export class MqttServer implements Listener {
         this.#log.error("TLS certificate not reloaded; the previous one stays", { error }),
     });
     this.#listener = l;
-    this.#accepting = this.#acceptLoop(l);
+    this.#accepting = acceptLoop({
+      listener: l,
+      port: this.#port,
+      maxConnections: this.#options.maxConnections,
+      open: () => this.load,
+      closing: () => this.#closing !== undefined,
+      serve: (conn) => {
+        const c = new MqttConnection(this.#ctx, conn);
+        this.#connections.add(c);
+        c.run(); // never rejects; ends with onClosed
+      },
+    });
     this.#log.info("listening", { hostname: l.hostname, port: l.port, tls: l.tls });
     try {
       this.#wsAddress = await this.#ws?.listen();
@@ -149,86 +234,6 @@ export class MqttServer implements Listener {
       throw err;
     }
     return { hostname: l.hostname, port: l.port };
-  }
-
-  async #acceptLoop(l: TcpListener): Promise<void> {
-    for (;;) {
-      let conn: Deno.Conn | null;
-      try {
-        conn = await l.accept();
-        if (conn === null) return;
-      } catch (err) {
-        if (this.#closing) return;
-        if (err instanceof Deno.errors.BadResource) return;
-        this.#log.warn("accept failed", { error: err });
-        continue;
-      }
-      // Refuse before reading anything: a flood of connections must not exhaust memory or fds.
-      if (!this.admit((conn.remoteAddr as Deno.NetAddr).hostname)) {
-        try {
-          conn.close();
-        } catch { /* closed */ }
-        continue;
-      }
-      try {
-        (conn as Deno.TcpConn).setNoDelay?.(true);
-      } catch { /* not fatal */ }
-      this.serve(conn);
-    }
-  }
-
-  /** The core, through MQTT's port (for a second source of connections: its log and timers). */
-  get devicePort(): DevicePort {
-    return this.#port;
-  }
-
-  /**
-   * Takes a connection slot for a new connection from `address`, before anything is read from it:
-   * false (counted and logged) when the server is closing, has `maxConnections` (counting those
-   * admitted and not yet served, such as WebSocket handshakes), or the address is at its
-   * per-address cap. Every admitted connection is then {@link serve}d or {@link release}d.
-   */
-  admit(address: string): boolean {
-    if (this.#closing) return false;
-    const stats = this.#port.stats;
-    if (this.#connections.size + this.#admitted >= this.#options.maxConnections) {
-      stats.drop("connection_limit");
-      this.#log.warn("connection refused: limit reached", { limit: this.#options.maxConnections });
-      return false;
-    }
-    if (!this.#port.admit(address)) {
-      stats.drop("address_limit");
-      this.#log.warn("connection refused: per-address limit reached", { address });
-      return false;
-    }
-    this.#admitted++;
-    return true;
-  }
-
-  /** Gives back the slot of an admitted connection that will not be served (a failed handshake). */
-  release(address: string): void {
-    this.#admitted--;
-    this.#port.release(address);
-  }
-
-  /**
-   * Serves an admitted connection until it ends: TCP from this server's listener, or another
-   * transport adapted to bytes (a WebSocket, see `ws_listener.ts`). Closed at once, with the
-   * shutdown reason, when the server is closing.
-   */
-  serve(conn: StreamConn): void {
-    this.#admitted--;
-    if (this.#closing) {
-      this.#port.release((conn.remoteAddr as Deno.NetAddr).hostname);
-      try {
-        conn.close({ code: "shutting_down", message: "the gateway is shutting down" });
-      } catch { /* closed */ }
-      return;
-    }
-    this.#port.stats.opened();
-    const c = new MqttConnection(this.#ctx, conn);
-    this.#connections.add(c);
-    c.run(); // never rejects; ends with onClosed
   }
 
   /**

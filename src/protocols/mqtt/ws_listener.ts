@@ -14,6 +14,7 @@
  */
 
 import type { DevicePort, Logger } from "../../core/mod.ts";
+import { acceptLoop } from "../../net/accept_loop.ts";
 import { isClosedError } from "../../net/closed_error.ts";
 import { TcpListener } from "../../net/tcp_listener.ts";
 import { WsConn, type WsConnOptions } from "../../net/ws_conn.ts";
@@ -29,12 +30,33 @@ import type { ListenAddress } from "../listener.ts";
 import { checkMqttUpgrade } from "./ws_upgrade.ts";
 import type { MqttWsOptions } from "./ws_options.ts";
 
+/**
+ * The WebSocket listener could not bind (its port in use, say): `cause` is the bind error, `port`
+ * the port asked for, so the gateway can name the right listener and port.
+ */
+export class WebSocketListenError extends Error {
+  override name = "WebSocketListenError";
+  /** The port the listener was to bind. */
+  readonly port: number;
+  /** Wraps `cause`. */
+  constructor(port: number, cause: unknown) {
+    super(`Cannot listen for MQTT over WebSocket on port ${port}: ${(cause as Error)?.message}`, {
+      cause,
+    });
+    this.port = port;
+  }
+}
+
 /** What the listener needs of the MQTT server it feeds (`MqttServer` is one). */
 export interface MqttConnectionSink {
-  /** MQTT's port on the core (log, timers, counters). */
+  /** MQTT's port on the core (admission, log, timers, counters). */
   readonly devicePort: DevicePort;
-  /** Takes a connection slot for `address`; false when refused (counted and logged). */
-  admit(address: string): boolean;
+  /** Its options: `maxConnections` bounds TCP and WebSocket connections together. */
+  readonly options: { readonly maxConnections: number };
+  /** Connections open and admitted: what `maxConnections` bounds. */
+  readonly load: number;
+  /** A connection was admitted here and is in its handshake. */
+  admitted(): void;
   /** Gives back the slot of a connection that will not be served. */
   release(address: string): void;
   /** Serves an admitted connection. */
@@ -104,18 +126,35 @@ export class MqttWsListener {
     if (this.#listener || this.#closing) {
       throw new TypeError("Cannot listen: the MQTT WebSocket listener was started before");
     }
-    const l = new TcpListener({
-      hostname: this.#options.hostname,
-      port: this.#options.port,
-      tls: this.#options.tls,
-      onReload: () => this.#log.info("WebSocket TLS certificate reloaded"),
-      onReloadError: (error) =>
-        this.#log.error("WebSocket TLS certificate not reloaded; the previous one stays", {
-          error,
-        }),
-    });
+    let l: TcpListener;
+    try {
+      l = new TcpListener({
+        hostname: this.#options.hostname,
+        port: this.#options.port,
+        tls: this.#options.tls,
+        onReload: () => this.#log.info("WebSocket TLS certificate reloaded"),
+        onReloadError: (error) =>
+          this.#log.error("WebSocket TLS certificate not reloaded; the previous one stays", {
+            error,
+          }),
+      });
+    } catch (err) {
+      throw new WebSocketListenError(this.#options.port, err);
+    }
     this.#listener = l;
-    this.#accepting = this.#acceptLoop(l);
+    // The accept loop of every TCP listener: the slot is taken (maxConnections shared with TCP,
+    // the core's per-address cap) before a byte is read.
+    this.#accepting = acceptLoop({
+      listener: l,
+      port: this.#port,
+      maxConnections: this.#sink.options.maxConnections,
+      open: () => this.#sink.load,
+      closing: () => this.#closing !== undefined,
+      serve: (conn, address) => {
+        this.#sink.admitted();
+        this.#handshake(conn, address);
+      },
+    });
     this.#log.info("WebSocket listening", {
       hostname: l.hostname,
       port: l.port,
@@ -123,31 +162,6 @@ export class MqttWsListener {
       path: this.#options.path,
     });
     return Promise.resolve({ hostname: l.hostname, port: l.port });
-  }
-
-  async #acceptLoop(l: TcpListener): Promise<void> {
-    for (;;) {
-      let conn: Deno.Conn | null;
-      try {
-        conn = await l.accept();
-        if (conn === null) return;
-      } catch (err) {
-        if (this.#closing || err instanceof Deno.errors.BadResource) return;
-        this.#log.warn("WebSocket accept failed", { error: err });
-        continue;
-      }
-      const address = (conn.remoteAddr as Deno.NetAddr).hostname;
-      if (this.#closing || !this.#sink.admit(address)) {
-        try {
-          conn.close();
-        } catch { /* closed */ }
-        continue;
-      }
-      try {
-        (conn as Deno.TcpConn).setNoDelay?.(true);
-      } catch { /* not fatal */ }
-      this.#handshake(conn, address);
-    }
   }
 
   /** Runs the opening handshake of an admitted socket; serves it or gives its slot back. */

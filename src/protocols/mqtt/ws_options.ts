@@ -1,47 +1,75 @@
 /**
- * Every tunable of MQTT over WebSocket: {@link MqttWsOptions} with their defaults, and the
- * `mqtt.websocket` config-schema fragment built on them (defaults written once, here).
+ * Every tunable of MQTT over WebSocket: the `mqtt.websocket` config-schema fragment, and
+ * {@link MqttWsOptions} with their defaults derived from it (written once, here).
  *
  * @module
  */
 
-import type { Field } from "../../config/schema.ts";
-import type { TlsFiles } from "../../net/tcp_listener.ts";
+import { bool, defaults, type Infer, int, list, obj, str } from "../../config/schema.ts";
+import { portField, tlsField } from "../../net/options.ts";
 
 /** A request path: `/`, then visible ASCII but `?`. */
 const PATH = /^\/[\x21-\x3e\x40-\x7e]*$/;
 /** `*`, or an origin as browsers send it: `scheme://host[:port]`. */
 const ORIGIN = /^(\*|[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/\s]+)$/;
 
-/** Tunables of {@link MqttWsListener} (and of the route on the HTTP listener). */
-export interface MqttWsOptions {
+/**
+ * The `mqtt.websocket` section of the config file.
+ *
+ * @example
+ * ```ts
+ * import { mqttWsConfigSchema } from "./ws_options.ts";
+ * if (mqttWsConfigSchema.fields.port.default !== 8083) throw new Error();
+ * ```
+ */
+export const mqttWsConfigSchema = obj("MQTT over WebSocket (docs/mqtt.md#mqtt-over-websocket)", {
+  enabled: bool("Serve MQTT over WebSocket on its own port (needs mqtt.enabled)", {
+    default: true,
+  }),
+  port: portField(8083, "WebSocket"),
+  path: str("Request path of the MQTT endpoint", { default: "/mqtt", pattern: PATH }),
+  allowedOrigins: list(
+    str("origin", { pattern: ORIGIN }),
+    "Origins whose pages may connect, `*` for any (a request without Origin always passes)",
+    { default: ["*"] },
+  ),
+  httpListener: bool(
+    "Also serve at `path` on the HTTP listener (Deno's WebSocket, fewer checks: docs/mqtt.md)",
+    { default: false },
+  ),
+  tls: tlsField("Serve wss:// (PEM files, reloaded when they change)"),
+  handshakeTimeoutMs: int("Time allowed for the upgrade request", {
+    min: 1,
+    max: 3_600_000,
+    default: 10_000,
+  }),
+  maxHandshakeBytes: int("Largest upgrade request head, bytes (431 past it)", {
+    min: 1024,
+    max: 1 << 20,
+    default: 16_384,
+  }),
+  maxFrameSize: int(
+    "Longest WebSocket frame, bytes (1009 past it; frames are streamed, not buffered)",
+    { min: 2, max: 268_435_460, default: 268_435_460 },
+  ),
+  closeTimeoutMs: int("Wait for the client's Close after ours before closing the socket", {
+    min: 1,
+    max: 600_000,
+    default: 3000,
+  }),
+});
+
+/** The validated `mqtt.websocket` config section. */
+export type MqttWsConfig = Infer<typeof mqttWsConfigSchema>;
+
+/**
+ * Tunables of {@link MqttWsListener}: the listener's keys of {@link mqttWsConfigSchema} (its docs
+ * say what each does) and the address to bind.
+ */
+export type MqttWsOptions = Omit<MqttWsConfig, "enabled" | "httpListener"> & {
   /** Address to bind (the gateway passes its `host`). @default "127.0.0.1" */
   hostname: string;
-  /** TCP port of the WebSocket listener; 0 picks a free one. @default 8083 */
-  port: number;
-  /** Request path of the MQTT endpoint. @default "/mqtt" */
-  path: string;
-  /**
-   * Origins whose pages may connect (`https://dash.example.com`), or `*` for any. A request with
-   * no `Origin` (not a browser) is always let through: the check protects browser users from
-   * other sites' pages. @default ["*"]
-   */
-  allowedOrigins: string[];
-  /** Time a new connection has to complete its upgrade request. @default 10000 */
-  handshakeTimeoutMs: number;
-  /** Largest upgrade request head (request line and headers), bytes; past it 431. @default 16384 */
-  maxHandshakeBytes: number;
-  /**
-   * Longest WebSocket frame accepted, bytes; a longer one is refused with close code 1009.
-   * Frames are streamed, never buffered whole: MQTT's own caps (`maxConnectPacketSize`,
-   * `maxPacketSize`) bound what is kept. @default 268435460
-   */
-  maxFrameSize: number;
-  /** How long to wait for the client's Close after ours before closing the socket. @default 3000 */
-  closeTimeoutMs: number;
-  /** Serve `wss://` with these PEM files (reloaded when they change). */
-  tls?: TlsFiles;
-}
+};
 
 /**
  * Defaults of every option.
@@ -52,16 +80,10 @@ export interface MqttWsOptions {
  * if (defaultMqttWsOptions.port !== 8083 || defaultMqttWsOptions.path !== "/mqtt") throw new Error();
  * ```
  */
-export const defaultMqttWsOptions: Readonly<MqttWsOptions> = Object.freeze({
-  hostname: "127.0.0.1",
-  port: 8083,
-  path: "/mqtt",
-  allowedOrigins: ["*"],
-  handshakeTimeoutMs: 10_000,
-  maxHandshakeBytes: 16_384,
-  maxFrameSize: 268_435_460,
-  closeTimeoutMs: 3000,
-});
+export const defaultMqttWsOptions: Readonly<MqttWsOptions> = (() => {
+  const { enabled: _e, httpListener: _h, ...o } = defaults(mqttWsConfigSchema) as MqttWsConfig;
+  return Object.freeze({ hostname: "127.0.0.1", ...o });
+})();
 
 /**
  * Fills unset keys with defaults and checks them (RangeError on a bad value).
@@ -81,19 +103,23 @@ export function resolveMqttWsOptions(options: Partial<MqttWsOptions> = {}): Mqtt
   for (const [k, v] of Object.entries(options)) {
     if (v !== undefined) (o as unknown as Record<string, unknown>)[k] = v;
   }
-  const int = (name: keyof MqttWsOptions, min: number, max: number) => {
-    const v = o[name] as number;
+  const fields = mqttWsConfigSchema.fields;
+  const ints = [
+    "port",
+    "handshakeTimeoutMs",
+    "maxHandshakeBytes",
+    "maxFrameSize",
+    "closeTimeoutMs",
+  ] as const;
+  for (const name of ints) {
+    const v = o[name];
+    const { min = 0, max = Infinity } = fields[name];
     if (!Number.isInteger(v) || v < min || v > max) {
       throw new RangeError(
         `Cannot use MQTT WebSocket option ${name}: ${v} is not an integer in ${min}..${max}`,
       );
     }
-  };
-  int("port", 0, 65535);
-  int("handshakeTimeoutMs", 1, 3_600_000);
-  int("maxHandshakeBytes", 1024, 1 << 20);
-  int("maxFrameSize", 2, 268_435_460);
-  int("closeTimeoutMs", 1, 600_000);
+  }
   if (!PATH.test(o.path)) {
     throw new RangeError(
       `Cannot use MQTT WebSocket option path: "${o.path}" must start with / (no query)`,
@@ -107,101 +133,4 @@ export function resolveMqttWsOptions(options: Partial<MqttWsOptions> = {}): Mqtt
     }
   }
   return o;
-}
-
-function int(def: number, min: number, max: number, doc: string): Field {
-  return { type: "integer", min, max, default: def, doc };
-}
-
-const d = defaultMqttWsOptions;
-
-/**
- * The `mqtt.websocket` section of the config file.
- *
- * @example
- * ```ts
- * import { mqttWsConfigSchema } from "./ws_options.ts";
- * if (mqttWsConfigSchema.fields.port.type !== "integer") throw new Error();
- * ```
- */
-export const mqttWsConfigSchema: Extract<Field, { type: "object" }> = {
-  type: "object",
-  doc: "MQTT over WebSocket (docs/mqtt.md#mqtt-over-websocket)",
-  fields: {
-    enabled: {
-      type: "boolean",
-      default: true,
-      doc: "Serve MQTT over WebSocket on its own port (needs mqtt.enabled)",
-    },
-    port: {
-      type: "integer",
-      min: 0,
-      max: 65535,
-      default: d.port,
-      doc: "WebSocket port (0 picks a free port; the log says which)",
-    },
-    path: {
-      type: "string",
-      pattern: PATH,
-      default: d.path,
-      doc: "Request path of the MQTT endpoint",
-    },
-    allowedOrigins: {
-      type: "array",
-      items: {
-        type: "string",
-        pattern: ORIGIN,
-        doc: "origin",
-      },
-      default: [...d.allowedOrigins],
-      doc: "Origins whose pages may connect, `*` for any (a request without Origin always passes)",
-    },
-    httpListener: {
-      type: "boolean",
-      default: false,
-      doc:
-        "Also serve at `path` on the HTTP listener (Deno's WebSocket, fewer checks: docs/mqtt.md)",
-    },
-    tls: {
-      type: "object",
-      optional: true,
-      doc: "Serve wss:// (PEM files, reloaded when they change)",
-      fields: {
-        certFile: { type: "string", doc: "PEM certificate chain" },
-        keyFile: { type: "string", doc: "PEM private key" },
-      },
-    },
-    handshakeTimeoutMs: int(
-      d.handshakeTimeoutMs,
-      1,
-      3_600_000,
-      "Time allowed for the upgrade request",
-    ),
-    maxHandshakeBytes: int(
-      d.maxHandshakeBytes,
-      1024,
-      1 << 20,
-      "Largest upgrade request head, bytes (431 past it)",
-    ),
-    maxFrameSize: int(
-      d.maxFrameSize,
-      2,
-      268_435_460,
-      "Longest WebSocket frame, bytes (1009 past it; frames are streamed, not buffered)",
-    ),
-    closeTimeoutMs: int(
-      d.closeTimeoutMs,
-      1,
-      600_000,
-      "Wait for the client's Close after ours before closing the socket",
-    ),
-  },
-};
-
-/** The validated `mqtt.websocket` config section. */
-export interface MqttWsConfig extends Omit<MqttWsOptions, "hostname"> {
-  /** Serve on its own port. */
-  enabled: boolean;
-  /** Also serve on the HTTP listener. */
-  httpListener: boolean;
 }

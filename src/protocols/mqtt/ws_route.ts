@@ -19,7 +19,7 @@ import { checkMqttUpgrade, type MqttUpgradePolicy } from "./ws_upgrade.ts";
 export interface MqttRouteSink {
   /** MQTT's port on the core (log, counters). */
   readonly devicePort: DevicePort;
-  /** Takes a connection slot for `address`; false when refused (counted and logged). */
+  /** Takes a connection slot for `address` (counted opened); false when refused (counted, logged). */
   admit(address: string): boolean;
   /** Gives back the slot of a connection that will not be served. */
   release(address: string): void;
