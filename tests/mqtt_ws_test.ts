@@ -227,7 +227,7 @@ Deno.test("A browser's token in the upgrade: ?access_token= for the client id, B
   assert(byQuery.connected);
   await byQuery.endAsync();
   const bearer = await h.client("ws", {
-    clientId: "anything",
+    clientId: "dev-2", // a device's client id is its id
     username: "dev-2",
     wsOptions: { headers: { Authorization: "Bearer tok-dev-2" } },
   });
@@ -312,7 +312,7 @@ Deno.test("The per-address cap counts WebSocket and TCP connections together; a 
   const buf = new Uint8Array(16);
   assertEquals(await refused.read(buf).catch(() => null), null); // closed, nothing sent
   refused.close();
-  assert(h.logs.some((l) => l.includes("per-address limit reached")));
+  assert(h.logs.some((l) => l.includes("connection refused: per-address limit")));
   await b.endAsync();
   await until(() => h.core.admission.connections("127.0.0.1") === 1, "the slot given back");
   const c = await h.client("ws");

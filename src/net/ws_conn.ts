@@ -571,7 +571,9 @@ export class WsConn implements StreamConn {
       // Our Close is out: shut the write side so the peer reads it, and not a reset, even when
       // it still has data in flight towards us.
       try {
-        (this.#tcp as Partial<Deno.TcpConn>).closeWrite?.();
+        // A promise on Deno (rejected when the socket closed meanwhile), void on others.
+        const done = (this.#tcp as { closeWrite?(): Promise<void> | void }).closeWrite?.();
+        done?.catch(() => {});
       } catch { /* closed */ }
     }, () => this.#destroy());
     if (!this.#reading) this.#startDrain();
