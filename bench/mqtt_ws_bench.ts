@@ -510,7 +510,8 @@ if (import.meta.main) {
   };
   const load = await Deno.readTextFile("/proc/loadavg").catch(() => "?");
   console.error(
-    `MQTT over WebSocket: Ferry vs mosquitto-ws, ${REPS} interleaved reps; load ${load}`,
+    `MQTT over ${TRANSPORT === "ws" ? "WebSocket" : "TCP"}: Ferry vs mosquitto, ${REPS} ` +
+      `interleaved reps; load ${load}`,
   );
   for (let rep = 0; rep < REPS; rep++) {
     // Alternate which server goes first, so a trend in the machine's load favours neither.
