@@ -19,7 +19,7 @@ import { WebSocketListenError } from "./protocols/mqtt/ws_listener.ts";
 import { mqttWsRoute } from "./protocols/mqtt/ws_route.ts";
 import { Dashboard } from "./http/dashboard/dashboard.ts";
 import { DeviceApi } from "./http/device_api/mod.ts";
-import { type Northbound, startNorthbound } from "./northbound/mod.ts";
+import { type Northbound, type NorthboundConfig, startNorthbound } from "./northbound/mod.ts";
 import type { ListenAddress, Listener } from "./protocols/listener.ts";
 import { SessionPersistence } from "./protocols/mqtt/session_persistence.ts";
 import { RetainedTable } from "./persistence/retained_table.ts";
@@ -33,6 +33,16 @@ export interface GatewayOptions {
   clock?: Clock;
   /** CoAP resource set: Ferry's device resources or the ETSI plugtest set. @default "ferry" */
   coapMode?: "ferry" | "plugtest";
+}
+
+/** Fills each bridge's empty `gatewayId` with the host name. */
+function withGatewayId(config: NorthboundConfig): NorthboundConfig {
+  const host = () => Deno.hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64);
+  const fill = (b: NorthboundConfig & { gatewayId?: string }) => ({
+    ...b,
+    gatewayId: b.gatewayId || host(),
+  });
+  return Array.isArray(config) ? config.map(fill) : fill(config);
 }
 
 /** Names of the listeners, in start order (`mqttWs`: MQTT over WebSocket, started by `mqtt`). */
@@ -265,14 +275,14 @@ export class Gateway implements AsyncDisposable {
     try {
       if (c.northbound) {
         // Before any listener: every message a device gets acknowledged must go through the spool.
-        const gatewayId = c.northbound.gatewayId ||
-          Deno.hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64);
         this.#northbound = await startNorthbound(
           this.core,
-          { ...c.northbound, gatewayId },
+          withGatewayId(c.northbound),
           c.dataDir,
         );
-        log.info("northbound bridge started", { gatewayId });
+        log.info("northbound bridge started", {
+          bridges: this.#northbound.bridges.map((b) => b.name),
+        });
       }
       if (c.mqtt.enabled && c.mqtt.persistence.enabled) this.#openState();
       for (const name of ["binary", "mqtt", "coap"] as const) {
@@ -357,6 +367,34 @@ export class Gateway implements AsyncDisposable {
     return this.#addresses;
   }
 
+  /** The northbound bridges, when configured (dead letters, link states). */
+  get northbound(): Northbound | undefined {
+    return this.#northbound;
+  }
+
+  /**
+   * Applies a new `northbound` section live (SIGHUP): bridges added, removed or changed without a
+   * restart and without losing spooled messages. Adding the first bridge or removing the last
+   * needs a restart (the spool and the accept hook are set up before the listeners). Returns
+   * false (logged) when the section is unusable; the running bridges stay.
+   */
+  async reloadNorthbound(config: NorthboundConfig | undefined): Promise<boolean> {
+    const log = this.#log.child("gateway");
+    if (!this.#northbound || !config || (Array.isArray(config) && config.length === 0)) {
+      if (this.#northbound || config) {
+        log.warn("adding the first bridge or removing the last needs a restart");
+      }
+      return false;
+    }
+    try {
+      await this.#northbound.reload(withGatewayId(config));
+      return true;
+    } catch (err) {
+      log.error("northbound not reloaded; the running bridges stay", { error: err });
+      return false;
+    }
+  }
+
   /**
    * Opens the state file (persistent MQTT sessions, retained messages) and loads the retained
    * messages, before any listener accepts; the MQTT listener restores the sessions. A corrupt or
@@ -368,6 +406,8 @@ export class Gateway implements AsyncDisposable {
     const file = c.mqtt.persistence.file;
     Deno.mkdirSync(c.dataDir, { recursive: true });
     const path = file.startsWith("/") ? file : `${c.dataDir.replace(/\/+$/, "")}/${file}`;
+    // A corrupt file is set aside (and its new name logged); a full or failing disk throws and
+    // the gateway refuses to start, naming the file: a healthy file is never moved for that.
     const db = this.#state = StateDb.openOrSetAside(path, {
       synchronous: c.mqtt.persistence.synchronous,
       onWriteError: (error) => log.error("state not written", { file: path, error }),

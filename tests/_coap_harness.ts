@@ -16,8 +16,8 @@ import {
   CoapType as T,
 } from "../src/protocols/coap/message.ts";
 import { encodeString, Opt } from "../src/protocols/coap/option_codec.ts";
-import { CoapServer } from "../src/protocols/coap/server.ts";
 import type { CoapServerOptions } from "../src/protocols/coap/options.ts";
+import { CoapServer } from "../src/protocols/coap/server.ts";
 import { memoryLogger } from "./_harness.ts";
 
 /** A running core + CoAP server. */

@@ -9,4 +9,6 @@
 export { default as mqtt } from "npm:mqtt@5.16.0";
 export type { IClientOptions, MqttClient } from "npm:mqtt@5.16.0";
 export { default as coap } from "npm:coap@1.5.0";
+// The CoAP encoder is checked byte for byte against coap-packet (the gateway no longer uses it).
+export { generate as coapGenerate, parse as coapParse } from "npm:coap-packet@1.1.1";
 export { parse as parseYaml } from "npm:yaml@2.9.1";

@@ -245,7 +245,8 @@ Deno.test("deploy/docker: compose bridges Ferry to its mosquitto, and ports, hea
   ));
   // Northbound: the upstream is the mosquitto service, on the port it listens on in the network,
   // with no credentials, which mosquitto-no-auth.conf accepts.
-  const up = new URL(config.northbound!.url);
+  const nb = config.northbound;
+  const up = new URL(Array.isArray(nb) ? nb[0].url! : nb!.url!);
   assertEquals(up.hostname, "mosquitto");
   const inner = mosquitto.ports!.map((p) => p.split(":").at(-1));
   assertEquals(Number(up.port || 1883), 1883);
