@@ -15,6 +15,8 @@ import { HttpServer } from "./http/server.ts";
 import { BinaryServer } from "./protocols/binary/server.ts";
 import { CoapServer } from "./protocols/coap/server.ts";
 import { MqttServer } from "./protocols/mqtt/server.ts";
+import { WebSocketListenError } from "./protocols/mqtt/ws_listener.ts";
+import { mqttWsRoute } from "./protocols/mqtt/ws_route.ts";
 import { Dashboard } from "./http/dashboard/dashboard.ts";
 import { DeviceApi } from "./http/device_api/mod.ts";
 import { type Northbound, type NorthboundConfig, startNorthbound } from "./northbound/mod.ts";
@@ -43,8 +45,8 @@ function withGatewayId(config: NorthboundConfig): NorthboundConfig {
   return Array.isArray(config) ? config.map(fill) : fill(config);
 }
 
-/** Names of the listeners, in start order. */
-export type ListenerName = "binary" | "mqtt" | "coap" | "http";
+/** Names of the listeners, in start order (`mqttWs`: MQTT over WebSocket, started by `mqtt`). */
+export type ListenerName = "binary" | "mqtt" | "mqttWs" | "coap" | "http";
 
 type Factory = (
   core: Core,
@@ -53,11 +55,17 @@ type Factory = (
 ) => Listener | undefined;
 
 /** How each listener is built from the config; `undefined` means not built yet. */
-const FACTORIES: Record<Exclude<ListenerName, "http">, Factory> = {
+const FACTORIES: Record<Exclude<ListenerName, "http" | "mqttWs">, Factory> = {
   binary: (core, c) => new BinaryServer(core, { ...c.binary, hostname: c.host }),
   mqtt: (core, c, options) => {
-    const { enabled: _, persistence: _p, ...o } = c.mqtt;
-    return new MqttServer(core, { ...o, hostname: c.host, persistence: options.sessions });
+    const { enabled: _, persistence: _p, websocket, ...o } = c.mqtt;
+    const { enabled: ws, httpListener: _h, ...wso } = websocket;
+    return new MqttServer(core, {
+      ...o,
+      hostname: c.host,
+      persistence: options.sessions,
+      websocket: ws ? { ...wso, hostname: c.host } : undefined,
+    });
   },
   coap: (core, c, options) => {
     // The old command-queue keys configure the core's store (resolveConfig), not the server.
@@ -79,7 +87,13 @@ async function listenOrExplain(
 ): Promise<ListenAddress> {
   try {
     return await listen();
-  } catch (err) {
+  } catch (e) {
+    let err = e;
+    if (err instanceof WebSocketListenError) { // MQTT's second listener
+      name = "mqttWs";
+      port = err.port;
+      err = err.cause;
+    }
     const why = err instanceof Deno.errors.AddrInUse
       ? "address already in use"
       : err instanceof Deno.errors.AddrNotAvailable
@@ -120,6 +134,7 @@ export class Gateway implements AsyncDisposable {
   #options: GatewayOptions;
   #listeners: Listener[] = [];
   #http: HttpServer | undefined;
+  #mqtt: MqttServer | undefined;
   #dashboard: Dashboard | undefined;
   #deviceApi: DeviceApi | undefined;
   #northbound: Northbound | undefined;
@@ -288,6 +303,16 @@ export class Gateway implements AsyncDisposable {
         this.#addresses[name] = await listenOrExplain(name, c.host, c[name].port, () => l.listen());
         this.#listeners.push(l);
         log.info(`${name} listening`, { ...this.#addresses[name] });
+        if (l instanceof MqttServer) this.#mqtt = l;
+        if (l instanceof MqttServer && l.webSocketAddress) {
+          this.#addresses.mqttWs = l.webSocketAddress;
+          log.info("mqttWs listening", { ...l.webSocketAddress, path: c.mqtt.websocket.path });
+          if (c.mqtt.tls && !c.mqtt.websocket.tls && !isLoopback(c.host)) {
+            log.warn(
+              "MQTT over TCP is TLS-only but MQTT over WebSocket is plain ws:// beyond loopback: set mqtt.websocket.tls (or mqtt.websocket.enabled false)",
+            );
+          }
+        }
       }
       if (c.http.enabled) {
         this.#http = new HttpServer(this.core, {
@@ -306,6 +331,15 @@ export class Gateway implements AsyncDisposable {
           } = c.http.deviceApi;
           const api = this.#deviceApi = new DeviceApi(this.core, o);
           this.#http.route((req, url, info) => api.handle(req, url, info));
+        }
+        const ws = c.mqtt.websocket;
+        if (this.#mqtt && ws.httpListener) {
+          // MQTT over WebSocket on the HTTP port too, through the route hook (Deno's WebSocket).
+          this.#http.route(mqttWsRoute(this.#mqtt, {
+            path: ws.path,
+            allowedOrigins: ws.allowedOrigins,
+            maxQueuedBytes: c.mqtt.maxPendingBytes,
+          }));
         }
         const requireLogin = c.auth.services.length > 0 || !isLoopback(c.host);
         if (requireLogin && c.auth.services.length === 0) {

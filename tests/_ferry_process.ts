@@ -25,6 +25,8 @@ function ports(dataDir: string, cfg: string): string[] {
     "0",
     "--mqtt-port",
     "0",
+    "--mqtt-ws-port",
+    "0",
     "--coap-port",
     "0",
     "--http-port",

@@ -39,7 +39,7 @@ async function gateway(
     JSON.stringify({
       dataDir: dir,
       binary: { port: 0 },
-      mqtt: { port: 0 },
+      mqtt: { port: 0, websocket: { port: 0 } },
       coap: { port: 0 },
       http: { port: 0 },
       ...config,

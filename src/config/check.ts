@@ -154,6 +154,11 @@ export async function checkConfig(
     report(`${name}.tls.certFile`, await checkPem(tls.certFile));
     report(`${name}.tls.keyFile`, await checkPem(tls.keyFile));
   }
+  const ws = c.mqtt.websocket;
+  if (c.mqtt.enabled && ws.enabled && ws.tls) {
+    report("mqtt.websocket.tls.certFile", await checkPem(ws.tls.certFile));
+    report("mqtt.websocket.tls.keyFile", await checkPem(ws.tls.keyFile));
+  }
   const state = c.mqtt.persistence.file;
   if (c.mqtt.enabled && c.mqtt.persistence.enabled && state.startsWith("/")) {
     report("mqtt.persistence.file", await checkWritableDir(dirOf(state)));

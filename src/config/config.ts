@@ -26,6 +26,7 @@ import { portField, tlsField } from "../net/options.ts";
 import { binaryOptionsSchema } from "../protocols/binary/options.ts";
 import { coapOptionsSchema } from "../protocols/coap/options.ts";
 import { mqttOptionsSchema, mqttPersistenceSchema } from "../protocols/mqtt/options.ts";
+import { mqttWsConfigSchema } from "../protocols/mqtt/ws_options.ts";
 import { isLoopback } from "../core/address.ts";
 import { parseJsonc } from "./jsonc.ts";
 import {
@@ -92,6 +93,7 @@ export const configSchema = obj("Ferry configuration", {
     tls: tlsField(),
     ...mqttFields,
     persistence: mqttPersistenceSchema,
+    websocket: mqttWsConfigSchema,
   }),
   coap: obj(coapOptionsSchema.doc, {
     enabled: enabled("CoAP"),

@@ -18,7 +18,7 @@ import type { Packet } from "mqtt-packet";
 import { type BurstOptions, type ChunkConsumer, serveChunks } from "../../net/burst_source.ts";
 import { ConnWriter, type ConnWriterOptions } from "../../net/conn_writer.ts";
 import { OrderedAnswers } from "../../net/ordered_answers.ts";
-import type { StreamConn } from "../../net/stream_conn.ts";
+import type { StreamConn, TransportCredentials } from "../../net/stream_conn.ts";
 import type {
   Attachment,
   CloseReason,
@@ -177,6 +177,11 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
     } catch {
       return "?";
     }
+  }
+
+  /** Credentials the transport carried (a WebSocket upgrade's token), handed over once. */
+  takeTransportCredentials(): TransportCredentials | undefined {
+    return this.#conn.takeCredentials?.();
   }
 
   /** Client id once connected. */
@@ -480,7 +485,7 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
     this.#abort?.abort(new Error("connection closing"));
     this.#writer.flushed().finally(() => {
       try {
-        this.#conn.close();
+        this.#conn.close(this.#closeReason); // a WebSocket tells the peer why in its Close frame
       } catch { /* already closed */ }
     });
   }
@@ -493,7 +498,7 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
     port.unhold(this); // sends are ignored from now on: nothing to wait for
     await this.#writer.flushed();
     try {
-      this.#conn.close();
+      this.#conn.close(this.#closeReason);
     } catch { /* already closed */ }
     const c = this.client;
     if (c) {
