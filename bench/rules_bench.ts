@@ -87,7 +87,7 @@ async function startGateway(rule: BenchRule, o: RulesBenchOptions, tag: string):
   const config: Record<string, unknown> = {
     dataDir: `${dir}/data`,
     binary: { port: 0 },
-    mqtt: { port: 0 },
+    mqtt: { port: 0, websocket: { enabled: false } },
     coap: { port: 0 },
     http: { port: 0 },
   };

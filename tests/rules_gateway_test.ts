@@ -29,7 +29,7 @@ async function gatewayWithRules(
       binary: { enabled: false },
       coap: { enabled: false },
       http: { enabled: false },
-      mqtt: { port: 0, persistence: { enabled: false } },
+      mqtt: { port: 0, persistence: { enabled: false }, websocket: { port: 0 } },
       rules,
     }),
   );
