@@ -195,6 +195,32 @@ Deno.test("the sandbox refuses file, network, environment and subprocess access"
   assert(errors[3][2].includes("Requires run access"), errors[3][2]);
 });
 
+Deno.test("a rule's huge output fails only that message: one output over the size budget, too many outputs, too many bytes together", async () => {
+  await using h = await startEngine(rules(
+    rule({ name: "huge", from: ["devices/#"], module: "huge.ts", onError: "dead-letter" }),
+  ));
+  await feed(
+    h.engine,
+    ["big", "many", "wide", "small"].map((p) =>
+      deviceMessage(h.clock, "s1", "devices/s1/telemetry", p)
+    ),
+  );
+  assertEquals(h.texts(), ["rules/huge/ok small"], "nothing of the floods came out");
+  assertEquals(
+    h.dead.map((l) => [text(l.message.payload), l.kind, l.error.name]),
+    [["big", "throw", "RangeError"], ["many", "throw", "RangeError"], [
+      "wide",
+      "throw",
+      "RangeError",
+    ]],
+  );
+  const [big, many, wide] = h.dead.map((l) => l.error.message);
+  assert(big.includes("8388622 bytes exceed the rule's 262144 byte limit"), big);
+  assert(many.includes("Cannot emit 1000000 outputs for one message: the limit is 64"), many);
+  assert(wide.includes("the limit is 1048576 (4 × the rule's maxMessageBytes)"), wide);
+  assertEquals(h.counter("ferry_rule_errors_total", { rule: "huge", kind: "throw" }), 3);
+});
+
 Deno.test("a message over the rule's size budget is not sent to it", async () => {
   await using h = await startEngine(rules(rule({
     name: "throws",

@@ -43,6 +43,10 @@ export interface InitRequest {
   maxMessageBytes: number;
   /** Largest state, bytes of JSON. */
   maxStateBytes: number;
+  /** Most outputs of one message. */
+  maxOutputs: number;
+  /** Largest sum of one message's output payloads, bytes. */
+  maxOutputBytes: number;
   /** data: URL → file path, to make error messages readable. */
   names: Array<[string, string]>;
 }

@@ -54,6 +54,8 @@ let tick: TickFunction | undefined;
 let progress: Int32Array<ArrayBufferLike> = new Int32Array(2);
 let maxMessageBytes = Infinity;
 let maxStateBytes = Infinity;
+let maxOutputs = Infinity;
+let maxOutputBytes = Infinity;
 let names: Array<[string, string]> = [];
 let chain: Promise<void> = Promise.resolve();
 
@@ -134,8 +136,25 @@ class Outputs {
     const bytes0 = this.bytes;
     const props0 = this.props.length;
     try {
-      if (Array.isArray(result)) { for (const o of result) this.#one(o, i); }
-      else this.#one(result, i);
+      if (Array.isArray(result)) {
+        if (result.length > maxOutputs) {
+          throw new RangeError(
+            `Cannot emit ${result.length} outputs for one message: the limit is ${maxOutputs}`,
+          );
+        }
+        for (const o of result) {
+          this.#one(o, i);
+          if (this.bytes - bytes0 > maxOutputBytes) {
+            throw new RangeError(
+              `Cannot emit ${
+                this.bytes - bytes0
+              }+ payload bytes for one message: the limit is ${maxOutputBytes} (${
+                maxOutputBytes / maxMessageBytes
+              } × the rule's maxMessageBytes)`,
+            );
+          }
+        }
+      } else this.#one(result, i);
     } catch (err) {
       this.n = n0; // roll back what this item had appended
       this.topics.length = n0;
@@ -300,6 +319,8 @@ async function init(req: InitRequest): Promise<void> {
   progress = new Int32Array(req.progress);
   maxMessageBytes = req.maxMessageBytes;
   maxStateBytes = req.maxStateBytes;
+  maxOutputs = req.maxOutputs;
+  maxOutputBytes = req.maxOutputBytes;
   names = req.names;
   try {
     const mod = await import(req.url);

@@ -117,6 +117,16 @@ export interface RuleEngineLimits {
   maxPendingOutputs: number;
   /** Largest state of one rule, bytes of JSON. @default 65536 */
   maxStateBytes: number;
+  /**
+   * Most outputs one message may produce; a result with more fails the message (RangeError),
+   * so a rule cannot flood the gateway. @default 64
+   */
+  maxOutputsPerMessage: number;
+  /**
+   * The output payloads of one message together may be this many times the rule's
+   * `maxMessageBytes` at most; more fails the message (RangeError). @default 4
+   */
+  outputBytesFactor: number;
   /** Persisted state is written at most this often, ms. @default 1000 */
   stateFlushMs: number;
   /** Window in which restarts count towards `restartsBeforeDisable`, ms. @default 60000 */
@@ -135,6 +145,8 @@ export const defaultRuleEngineLimits: Readonly<RuleEngineLimits> = Object.freeze
   maxInFlightBytes: 16 * 1024 * 1024,
   maxPendingOutputs: 65536,
   maxStateBytes: 65_536,
+  maxOutputsPerMessage: 64,
+  outputBytesFactor: 4,
   stateFlushMs: 1000,
   restartWindowMs: 60_000,
   loadTimeoutMs: 10_000,

@@ -316,6 +316,8 @@ export class RuleRunner {
       progress,
       maxMessageBytes: this.config.maxMessageBytes,
       maxStateBytes: this.#d.limits.maxStateBytes,
+      maxOutputs: this.#d.limits.maxOutputsPerMessage,
+      maxOutputBytes: this.config.maxMessageBytes * this.#d.limits.outputBytesFactor,
       names: this.module.names,
     });
     return ready.promise.finally(() => {
