@@ -143,6 +143,24 @@ Deno.test("errors in a row restart the rule; past the threshold it is disabled",
   assertEquals(h.texts(), ["rules/throws/ok good"]);
 });
 
+Deno.test("errors in a row restart the rule even when a good message ends the same batch", async () => {
+  await using h = await startEngine(rules(rule({
+    name: "throws",
+    from: ["devices/#"],
+    module: "throws.ts",
+    errorsBeforeRestart: 3,
+  })));
+  const msg = (p: string) => deviceMessage(h.clock, "s1", "devices/s1/telemetry", p);
+  // Handed over in one turn: one batch of three bad messages and a good one.
+  await Promise.all(
+    [msg("bad"), msg("bad"), msg("bad"), msg("good")].map((m) => h.engine.handle(m)),
+  );
+  await h.engine.drain();
+  assertEquals(h.counter("ferry_rule_restarts_total", { rule: "throws" }), 1);
+  assertEquals(h.texts(), ["rules/throws/ok good"]);
+  assert(h.lines.some((l) => l.includes('"reason":"3 errors in a row"')), h.lines.join("\n"));
+});
+
 Deno.test("a rule that loops forever is stopped at its budget and the others keep flowing", async () => {
   await using h = await startEngine(rules(
     rule({ name: "hang", from: ["devices/+/telemetry"], module: "hang.ts", timeoutMs: 500 }),

@@ -552,6 +552,10 @@ export class RuleRunner {
     let e = 0;
     let filtered = 0;
     let messages = 0;
+    // Errors in a row are counted across the batch: a run that reached the threshold restarts
+    // the worker even when a later message of the same batch succeeded (batching must not
+    // change what "in a row" means).
+    let longestRun = 0;
     const n = batch.flags.length;
     const outs = r.outItem;
     this.#accepted = 0;
@@ -562,7 +566,7 @@ export class RuleRunner {
       const status = r.status[i];
       if (status === S_ERROR) {
         const [, name, message] = r.errors[e++];
-        this.#errorsInRow++;
+        longestRun = Math.max(longestRun, ++this.#errorsInRow);
         this.#failed(itemAt(batch, i) as Item, "throw", { name, message });
       } else {
         this.#errorsInRow = 0;
@@ -585,8 +589,8 @@ export class RuleRunner {
     this.#inFlight -= n;
     this.#inFlightBytes -= sent.bytes;
     this.#release();
-    if (this.#errorsInRow >= this.config.errorsBeforeRestart) {
-      this.#restart(`${this.#errorsInRow} errors in a row`);
+    if (longestRun >= this.config.errorsBeforeRestart) {
+      this.#restart(`${longestRun} errors in a row`);
       this.#checkIdle();
       return;
     }
