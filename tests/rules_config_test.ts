@@ -30,6 +30,7 @@ Deno.test("the rules section is validated with defaults filled in", () => {
     onError: "drop",
     errorsBeforeRestart: 10,
     restartsBeforeDisable: 5,
+    maxHeapBytes: 67_108_864,
   });
   assertEquals(resolveConfig({}).rules, []);
   const err = assertThrows(

@@ -161,6 +161,28 @@ Deno.test("errors in a row restart the rule even when a good message ends the sa
   assert(h.lines.some((l) => l.includes('"reason":"3 errors in a row"')), h.lines.join("\n"));
 });
 
+Deno.test("a rule whose heap grows past its limit is restarted between batches; its outputs keep coming", async () => {
+  await using h = await startEngine(rules(rule({
+    name: "leak",
+    from: ["devices/#"],
+    module: "leak.ts",
+    maxHeapBytes: 16 * 1024 * 1024,
+    restartsBeforeDisable: 100,
+  })));
+  for (let i = 0; i < 12; i++) {
+    await feed(h.engine, [deviceMessage(h.clock, "s1", "devices/s1/telemetry", `m${i}`)]);
+  }
+  const held = h.texts().map((t) => Number(t.split(" ")[2]));
+  assertEquals(held.length, 12, "every message came out");
+  assert(Math.max(...held) <= 4, `the worker never held more than 16 MiB: ${held}`);
+  assert(h.counter("ferry_rule_restarts_total", { rule: "leak" }) >= 2, String(held));
+  assertEquals(
+    h.counter("ferry_rule_errors_total", { rule: "leak", kind: "memory" }),
+    h.counter("ferry_rule_restarts_total", { rule: "leak" }),
+  );
+  assert(h.lines.some((l) => /over its 16\.0 MiB limit/.test(l)), h.lines.join("\n"));
+});
+
 Deno.test("a rule that loops forever is stopped at its budget and the others keep flowing", async () => {
   await using h = await startEngine(rules(
     rule({ name: "hang", from: ["devices/+/telemetry"], module: "hang.ts", timeoutMs: 500 }),

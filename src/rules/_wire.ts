@@ -104,6 +104,8 @@ export interface BatchResult {
   outProps: Array<[number, Array<[string, string]>]>;
   /** State keys changed by the batch, value as JSON text (`undefined`: deleted), if any. */
   state?: Array<[string, string | undefined]>;
+  /** The worker's JavaScript heap in use after the batch, bytes. */
+  heap: number;
 }
 
 /** A message-like item to pack. */

@@ -54,6 +54,8 @@ let tick: TickFunction | undefined;
 let progress: Int32Array<ArrayBufferLike> = new Int32Array(2);
 let maxMessageBytes = Infinity;
 let maxStateBytes = Infinity;
+// Read before the rule's module runs: a rule cannot replace what the host measures with.
+const heapUsed = ((m) => () => m().heapUsed)(Deno.memoryUsage);
 let maxOutputs = Infinity;
 let maxOutputBytes = Infinity;
 let names: Array<[string, string]> = [];
@@ -300,6 +302,7 @@ async function runBatch(b: BatchRequest): Promise<void> {
     outEnds,
     outPayload,
     outProps: out.props,
+    heap: heapUsed(),
   };
   if (dirty.size) {
     reply.state = [...dirty];

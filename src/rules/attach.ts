@@ -101,7 +101,7 @@ export function portOutlet(port: DevicePort): (rule: RuleConfig) => RuleSend {
  * core.subscribe("rules/#", { id: "t", deliver: (m) => got.push(m) });
  * const rules = await attachRules(core, {
  *   rules: [{ name: "r", from: ["devices/#"], module: "r.ts", to: "core", timeoutMs: 1000,
- *     maxMessageBytes: 1024, enabled: true, onError: "drop", errorsBeforeRestart: 10, restartsBeforeDisable: 5 }],
+ *     maxMessageBytes: 1024, enabled: true, onError: "drop", errorsBeforeRestart: 10, restartsBeforeDisable: 5, maxHeapBytes: 1 << 26 }],
  *   baseDir: dir,
  *   watch: false,
  * });

@@ -128,23 +128,27 @@ export interface RuleReloadReport {
  * ```ts
  * import { RuleEngine } from "./engine.ts";
  * import { resolveRules } from "./options.ts";
- * import { createMessage, type Message } from "../core/message.ts";
+ * import { createMessage } from "../core/message.ts";
  * const dir = await Deno.makeTempDir();
  * await Deno.writeTextFile(`${dir}/double.ts`,
  *   'export default (m) => ({ topic: "rules/double/x", payload: String(2 * Number(new TextDecoder().decode(m.payload))) });');
- * const out: Message[] = [];
+ * const out: string[] = [];
  * const engine = await RuleEngine.start({
  *   rules: resolveRules([{ name: "double", from: ["devices/+/telemetry"], module: "double.ts", to: "core",
  *     timeoutMs: 1000, maxMessageBytes: 1024, enabled: true, onError: "drop", errorsBeforeRestart: 10,
- *     restartsBeforeDisable: 5 }]),
+ *     restartsBeforeDisable: 5, maxHeapBytes: 1 << 26 }]),
  *   baseDir: dir,
- *   publish: (m) => { out.push(m); },
+ *   // Each rule's outputs go to its outlet (in the gateway: the rules port, under its identity).
+ *   outlet: () => (draft) => {
+ *     out.push(new TextDecoder().decode(draft.payload));
+ *     return { ok: true };
+ *   },
  * });
  * await engine.handle(createMessage({ topic: "devices/a/telemetry", payload: new TextEncoder().encode("21") }));
  * await engine.drain();
  * await engine.close();
  * await Deno.remove(dir, { recursive: true });
- * if (new TextDecoder().decode(out[0].payload) !== "42") throw new Error();
+ * if (out[0] !== "42") throw new Error(String(out));
  * ```
  */
 export class RuleEngine implements AsyncDisposable {

@@ -56,6 +56,10 @@ export const ruleOptionsSchema = obj(
       max: 64 * 1024 * 1024,
       default: 262_144,
     }),
+    maxHeapBytes: int(
+      "JavaScript heap the rule's worker may keep between batches, bytes; over it the worker is restarted (module-level data is lost, ctx.state kept)",
+      { min: 4 * 1024 * 1024, max: 4 * 1024 * 1024 * 1024, default: 64 * 1024 * 1024 },
+    ),
     enabled: bool("Run the rule", { default: true }),
     onError: oneOf(
       ["drop", "pass", "dead-letter"],
@@ -163,7 +167,7 @@ export const defaultRuleEngineLimits: Readonly<RuleEngineLimits> = Object.freeze
  * import { resolveRules } from "./options.ts";
  * import { ConfigError } from "../config/schema.ts";
  * const base = { module: "r.ts", to: "core", timeoutMs: 1000, maxMessageBytes: 1024, enabled: true,
- *   onError: "drop", errorsBeforeRestart: 10, restartsBeforeDisable: 5 } as const;
+ *   onError: "drop", errorsBeforeRestart: 10, restartsBeforeDisable: 5, maxHeapBytes: 1 << 26 } as const;
  * const [r] = resolveRules([{ ...base, name: "c", from: ["devices/+/telemetry/#"] }]);
  * if (r.publish[0] !== "rules/c/#") throw new Error();
  * let err: unknown;

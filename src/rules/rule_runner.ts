@@ -594,6 +594,14 @@ export class RuleRunner {
       this.#checkIdle();
       return;
     }
+    if (r.heap > this.config.maxHeapBytes) {
+      m.error("memory");
+      this.#restart(
+        `its heap grew to ${mib(r.heap)} MiB, over its ${mib(this.config.maxHeapBytes)} MiB limit`,
+      );
+      this.#checkIdle();
+      return;
+    }
     if (this.#sent.length === 0 && this.#watchdog !== undefined) {
       this.#d.clock.clearTimeout(this.#watchdog);
       this.#watchdog = undefined;
@@ -834,4 +842,9 @@ export class RuleRunner {
     if (!this.#isIdle() || this.#idle.length === 0) return;
     for (const resolve of this.#idle.splice(0)) resolve();
   }
+}
+
+/** Bytes as MiB with one decimal. */
+function mib(bytes: number): string {
+  return (bytes / 1048576).toFixed(1);
 }
