@@ -264,3 +264,61 @@ Deno.test("hostile rules in a real gateway process are contained: refused by the
   proc.child.kill("SIGTERM");
   assertEquals((await proc.status).code, 0, "the gateway stops cleanly");
 });
+
+Deno.test("a rule's state outlives the gateway process: a deadband restarted with the same data directory still knows the last reading", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ferry-rules-state-" });
+  await using _cleanup = {
+    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
+  };
+  await Deno.mkdir(`${dir}/rules`);
+  await Deno.copyFile(`${FIXTURES}deadband.ts`, `${dir}/rules/deadband.ts`);
+  await Deno.writeTextFile(
+    `${dir}/ferry.json`,
+    JSON.stringify({
+      dataDir: `${dir}/data`,
+      auth: {
+        anonymous: false,
+        devices: DEVICES.map((id) => ({ id, token: token(id) })),
+        services: [{ name: "app", token: "app-secret", subscribe: ["#"], publish: [] }],
+      },
+      rules: [{ name: "deadband", from: ["devices/+/telemetry"], module: "rules/deadband.ts" }],
+    }),
+  );
+  const ports = ["--binary-port", "--mqtt-port", "--mqtt-ws-port", "--coap-port", "--http-port"]
+    .flatMap((f) => [f, "0"]);
+  /** Runs the gateway, sends `readings` from s1; returns what the app saw of s1; SIGTERM. */
+  const run = async (readings: number[], last: string) => {
+    await using proc = await startGateway(["--config", `${dir}/ferry.json`, ...ports]);
+    const port = proc.addresses.mqtt.port;
+    await using app = await mosquittoSub(port, "rules/#");
+    const connect = (id: string) =>
+      mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
+        clientId: id,
+        username: id,
+        password: token(id),
+        reconnectPeriod: 0,
+      });
+    const [s1, s2] = [await connect("s1"), await connect("s2")];
+    try {
+      // s2's readings (far apart, so each passes the band) tell when mosquitto_sub is subscribed.
+      for (let i = 0; i < 200 && app.lines.length === 0; i++) {
+        await s2.publishAsync("devices/s2/telemetry", `{"v":${i % 2 ? 1000 : -1000}}`, { qos: 1 });
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      for (const v of readings) {
+        await s1.publishAsync("devices/s1/telemetry", `{"v":${v}}`, { qos: 1 });
+      }
+      await waitFor(() => app.lines.includes(last), last);
+    } finally {
+      await s1.endAsync();
+      await s2.endAsync();
+    }
+    proc.child.kill("SIGTERM");
+    assertEquals((await proc.status).code, 0);
+    return app.lines.filter((l) => l.startsWith("rules/deadband/s1 "));
+  };
+  assertEquals(await run([5], "rules/deadband/s1 5"), ["rules/deadband/s1 5"]);
+  // A new process: 5.3 is within the band of the 5 the first one forwarded, so it is held back
+  // (a rule without its state would forward it as a first reading); 7 is not.
+  assertEquals(await run([5.3, 7], "rules/deadband/s1 7"), ["rules/deadband/s1 7"]);
+});
