@@ -24,7 +24,7 @@ const ESCAPES = ["read", "readFile", "write", "fetch", "connect", "env", "run"];
 const esc = (e: string) => `escape-${e.toLowerCase()}`;
 
 /** `mosquitto_sub -v` as the application: every line it prints, as `topic payload`. */
-async function mosquittoSub(port: number, filter: string) {
+function mosquittoSub(port: number, filter: string) {
   const child = new Deno.Command("mosquitto_sub", {
     args: [
       ...["-h", "127.0.0.1", "-p", String(port), "-i", "app", "-u", "app", "-P", "app-secret"],
@@ -138,7 +138,7 @@ Deno.test("hostile rules in a real gateway process are contained: refused by the
     FERRY_RULES_PROC_SECRET: secret,
   });
   const mqttPort = proc.addresses.mqtt.port;
-  await using app = await mosquittoSub(mqttPort, "rules/#");
+  await using app = mosquittoSub(mqttPort, "rules/#");
   const dev = await mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, {
     clientId: "s1",
     username: "s1",
@@ -290,7 +290,7 @@ Deno.test("a rule's state outlives the gateway process: a deadband restarted wit
   const run = async (readings: number[], last: string) => {
     await using proc = await startGateway(["--config", `${dir}/ferry.json`, ...ports]);
     const port = proc.addresses.mqtt.port;
-    await using app = await mosquittoSub(port, "rules/#");
+    await using app = mosquittoSub(port, "rules/#");
     const connect = (id: string) =>
       mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
         clientId: id,

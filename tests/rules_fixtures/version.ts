@@ -4,6 +4,6 @@ import type { RuleMessage } from "ferry/rules";
 const VERSION = "v1";
 
 export default (msg: RuleMessage) => ({
-  topic: "rules/version/out",
+  topic: msg.deviceId ? `rules/version/out/${msg.deviceId}` : "rules/version/out",
   payload: `${VERSION}:${new TextDecoder().decode(msg.payload)}`,
 });
