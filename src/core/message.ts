@@ -4,6 +4,8 @@
  * @module
  */
 
+import { systemClock } from "./clock.ts";
+
 /**
  * Where a message came from: the label an adapter registered its port under (`core.port({ name })`),
  * or `system` for what the core itself publishes (presence). The core names no adapter.
@@ -67,7 +69,7 @@ export function createMessage(
   return {
     qos: 0,
     retain: false,
-    ts: Date.now(),
+    ts: systemClock.now(),
     protocol: "system",
     ...init,
   };
