@@ -246,23 +246,25 @@ export class Pipeline implements AsyncDisposable {
 
   #runNow(msg: Message): boolean {
     if (this.#queued !== 0 || this.#direct || this.#waiters.length !== 0) return false;
-    const permit = this.#pool.tryAcquire();
-    if (!permit) return false;
+    if (!this.#pool.tryTake()) return false; // a slot, no Permit object unless it goes async
     if (this.#tails.size !== 0 && this.#tails.has(this.#keyOf(msg))) {
-      permit.release();
+      this.#pool.give();
       return false;
     }
     this.#direct = true; // a handler that publishes again queues instead of nesting
     try {
-      this.#dispatch(msg, permit);
+      this.#dispatch(msg, undefined);
     } finally {
       this.#direct = false;
     }
     return true;
   }
 
-  /** Starts the handler for `msg` holding `permit`, after any message of its key in flight. */
-  #dispatch(value: Message, permit: Permit): void {
+  /**
+   * Starts the handler for `msg` holding `permit` (undefined: a slot taken with `tryTake`), after
+   * any message of its key in flight.
+   */
+  #dispatch(value: Message, slot: Permit | undefined): void {
     const key = this.#keyOf(value);
     const prev = this.#tails.get(key);
     let started: Promise<void>;
@@ -280,13 +282,15 @@ export class Pipeline implements AsyncDisposable {
       }
       if (!(result instanceof Promise)) {
         if (!threw) this.#handled++;
-        permit.release();
+        if (slot) slot.release();
+        else this.#pool.give();
         return;
       }
       started = result.then(() => {
         this.#handled++;
       }, (err) => this.#fail(err, value));
     }
+    const permit = slot ?? this.#pool.adopt();
     const task: Promise<void> = started
       .finally(() => {
         permit.release();
