@@ -211,6 +211,13 @@ export interface DevicePort {
    * The service bounds how many it has outstanding.
    */
   service(spec: ServiceSpec, deviceId?: string): Identity;
+  /**
+   * Messages the gateway kept past the `publish` call that gave them (queued, waiting for room or
+   * for the durable stage, handled asynchronously), so far. An adapter that saw this count
+   * unchanged across its calls may reuse the buffer its payloads were views of: whatever keeps a
+   * message later (retained store, session queues, command store, dashboard) copied it.
+   */
+  readonly held: number;
   /** True when `who` may publish to `topic` (the ACL alone). */
   mayPublish(who: Identity, topic: string): boolean;
   /** True when `who` may subscribe to `filter` (the ACL alone). */
@@ -302,6 +309,7 @@ export class BoundPort implements DevicePort {
   #overloaded: Refusal<PublishRefusalReason>;
   /** The last derived message waiting for the durable stage: the next is admitted after it. */
   #derivedTail: Promise<PublishResult> | undefined;
+  #held = 0;
 
   /** Binds `host` to `protocol`. */
   constructor(host: PortHost, protocol: Protocol, stats: ProtocolStats, retryAfterMs = 1000) {
@@ -360,6 +368,10 @@ export class BoundPort implements DevicePort {
     return r;
   }
 
+  get held(): number {
+    return this.#held + this.#host.pipeline.held;
+  }
+
   publish(
     who: Identity,
     draft: Draft,
@@ -384,9 +396,11 @@ export class BoundPort implements DevicePort {
         return ACCEPTED;
       }
       if (!options?.wait) return this.#refuse(this.#overloaded);
+      this.#held++;
       return lane ? lane.add(this.#submit(msg, options.signal)) : this.#submit(msg, options.signal);
     }
     if (!options?.wait && !p.hasRoom) return this.#refuse(this.#overloaded);
+    this.#held++; // the durable stage may keep it (a group commit), or it waits its lane
     // The durable stage starts now, in arrival order (one group commit takes many messages).
     let durable: void | Promise<void> = undefined;
     try {
@@ -410,6 +424,7 @@ export class BoundPort implements DevicePort {
   async publishAll(who: Identity, drafts: Draft[]): Promise<BatchResult> {
     const h = this.#host;
     if (drafts.length === 0) return ACCEPTED;
+    this.#held++;
     if (who.derived) {
       let accepted = 0;
       for (const d of drafts) {
@@ -477,6 +492,7 @@ export class BoundPort implements DevicePort {
       return this.#refusedBy(err);
     }
     if (!(durable instanceof Promise) && prev === undefined) return this.#admit(msg);
+    this.#held++; // kept until the durable stage and the derived message before it are done
     const admitted: Promise<PublishResult> = Promise.all([durable, prev]).then(
       () => this.#admit(msg),
       (err) => this.#refusedBy(err),
