@@ -17,6 +17,7 @@ import { type DeviceEntry, readDeviceFile } from "./config/device_file.ts";
 import { type Clock, systemClock } from "./core/clock.ts";
 import { Core } from "./core/core.ts";
 import { Logger } from "./core/logger.ts";
+import type { Message } from "./core/message.ts";
 import { monitorEventLoop } from "./core/event_loop_monitor.ts";
 import { HttpServer } from "./http/server.ts";
 import { BinaryServer } from "./protocols/binary/server.ts";
@@ -314,7 +315,9 @@ export class Gateway implements AsyncDisposable {
           configFile: file,
           readRules: file ? async () => resolveConfig(await loadConfigFile(file)).rules : undefined,
           dataDir: c.dataDir,
-          northbound: nb ? (out) => nb.spool.append(out).then(() => {}) : undefined,
+          // A rule's northbound output goes to every bridge (each bridge's forward filters are
+          // for device traffic; the rule chose this route), with the bridges as they are now.
+          northbound: nb ? (out) => appendToBridges(nb, out) : undefined,
           metrics: this.core.metrics,
           deadLetters: this.#options.deadLetters,
           log: this.#log,
@@ -516,4 +519,13 @@ export class Gateway implements AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void> {
     return this.stop();
   }
+}
+
+/** Spools a rule's northbound output for every running bridge; resolves once committed. */
+function appendToBridges(nb: Northbound, out: Message): Promise<void> {
+  const bridges = nb.bridges;
+  if (bridges.length === 0) {
+    return Promise.reject(new Error("Cannot route upstream: no northbound bridge is running"));
+  }
+  return nb.spool.append(out, bridges.map((b) => b.partition)).then(() => {});
 }

@@ -53,7 +53,7 @@ interface RulesGateway extends AsyncDisposable {
 
 async function startRules(
   rules: unknown[],
-  options: { clock?: FakeClock; northbound?: Record<string, unknown> } = {},
+  options: { clock?: FakeClock; northbound?: unknown } = {},
 ): Promise<RulesGateway> {
   const dir = await Deno.makeTempDir({ prefix: "ferry-rules-e2e-" });
   await Deno.mkdir(`${dir}/rules`);
@@ -297,6 +297,43 @@ Deno.test("a rule rewrites HTTP telemetry onto the upstream's namespace; a real 
   ]);
   assertEquals(h.outputs.length, 0, "routed northbound: nothing re-entered the gateway");
   assertEquals(h.rules.list()[0].counters.out, 3);
+});
+
+Deno.test("with two bridges, a rule's upstream route reaches both brokers, each under its own prefix", async () => {
+  await using b1 = await startMosquitto();
+  await using b2 = await startMosquitto();
+  await using up1 = await subscribe(b1.url, "#");
+  await using up2 = await subscribe(b2.url, "#");
+  await using h = await startRules(
+    [{ name: "upstream", from: ["devices/+/telemetry/#"], module: "rules/upstream.ts" }],
+    {
+      northbound: [
+        // Neither bridge forwards device telemetry itself: only the rule's route goes up.
+        { name: "cloud", url: b1.url, gatewayId: "gw-rules", forward: ["devices/+/status"] },
+        {
+          name: "plant",
+          url: b2.url,
+          gatewayId: "gw-rules",
+          forward: ["devices/+/status"],
+          prefix: "site/{gatewayId}",
+        },
+      ],
+    },
+  );
+  assertEquals(await httpTelemetry(h.port.http, "s4", "boiler", '{"temp":70}'), 202);
+  const body = '{"celsius":70,"from":"http"}';
+  const got = (up: typeof up1, topic: string) =>
+    up.received.some((r) => r.topic === topic && r.text === body);
+  await waitFor(
+    () =>
+      got(up1, "ferry/gw-rules/plant/line-1/s4/boiler") &&
+      got(up2, "site/gw-rules/plant/line-1/s4/boiler"),
+    "the output on both brokers",
+    20_000,
+  );
+  for (const up of [up1, up2]) {
+    assert(!up.received.some((r) => r.topic.includes("devices/s4/telemetry")), "no raw telemetry");
+  }
 });
 
 Deno.test("a rule that throws: its messages are dead-lettered and counted, the FBP/1 device is acknowledged, the next one comes out", async () => {
