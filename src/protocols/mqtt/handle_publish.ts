@@ -157,12 +157,14 @@ export function handlePublish(
     port.stats.drop("bad_payload");
     return conn.answers.answer(d.reasonCode, (rc) => refusePublish(conn, c, p, rc));
   }
-  // Accepted at once when the core has room (no promise per message); otherwise it waits (for
-  // the spool's commit, for room) while the connection reads on, up to its lane's window.
+  // Accepted at once when the core has room (no promise per message); otherwise it waits: for
+  // the spool's commit while the connection reads on, up to its lane's window; for room in the
+  // pipeline with the connection's reading stopped (backpressure).
+  const publishing = conn.publishOptions;
   return conn.answers.answer(
-    port.publish(c.who, d.draft, conn.publishOptions),
+    port.publish(c.who, d.draft, publishing),
     (r) => published(conn, c, p, r),
-  );
+  ) ?? publishing.lane!.roomWait;
 }
 
 /** Answers a PUBLISH with the core's answer. */
