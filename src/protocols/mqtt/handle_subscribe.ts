@@ -10,7 +10,7 @@
 import type { ISubscribePacket, IUnsubscribePacket, Packet } from "mqtt-packet";
 import type { MqttConnection } from "./connection.ts";
 import type { Client } from "./handle_connect.ts";
-import type { DevicePort, Identity, QoS } from "../../core/mod.ts";
+import { type DevicePort, type Identity, type QoS, validateFilter } from "../../core/mod.ts";
 import type { ProtocolVersion } from "./codec.ts";
 import { MqttMalformedError, MqttProtocolError } from "./errors.ts";
 import { topicFilterProblem } from "./topic_rules.ts";
@@ -82,18 +82,31 @@ export function applySubscribe(packet: ISubscribePacket, ctx: SubscribeContext):
     // [MQTT-3.8.3-3] (3.1.1), [MQTT-3.8.3-2] (5.0): at least one topic filter.
     throw new MqttProtocolError("Cannot accept SUBSCRIBE: no topic filter");
   }
+  // Every filter is checked for its form before any is applied: a malformed SUBSCRIBE changes
+  // nothing. [MQTT-4.7.3-1] (a zero-length filter), [MQTT-4.7.1-2], [MQTT-4.7.1-3] (wildcards),
+  // §4.8.2 (`$share/{name}/{filter}`): a violation closes the connection ([MQTT-4.8.0-1]; v5 0x81,
+  // since 0x8F is for a filter "correctly formed" but not allowed), as mosquitto 2.0 does and as
+  // UNSUBSCRIBE does. (MQTT leaves the choice: a 3.1.1 SUBACK 0x80 "Failure" was Ferry's before.)
+  const parsed = packet.subscriptions.map((s) => {
+    const shared = parseSharedFilter(s.topic);
+    const err = typeof shared === "string"
+      ? shared
+      : validateFilter(shared ? shared.filter : s.topic);
+    if (err) {
+      throw new MqttMalformedError(`Cannot accept SUBSCRIBE: ${JSON.stringify(s.topic)}: ${err}`);
+    }
+    return shared as SharedFilter | undefined;
+  });
   const out: SubscribeResult = { granted: [], retained: [], refused: [] };
   const fail = (code: number, why: string) => {
     out.granted.push(v5 ? code : 0x80); // [MQTT-3.9.3-2] 3.1.1 has one failure code
     out.refused.push(why);
   };
-  for (const s of packet.subscriptions) {
-    const shared = parseSharedFilter(s.topic);
-    if (typeof shared === "string") {
-      fail(ReasonCode.TopicFilterInvalid, `${s.topic}: ${shared}`);
-      continue;
-    }
+  for (const [i, s] of packet.subscriptions.entries()) {
+    const shared = parsed[i];
     const filter = shared ? shared.filter : s.topic;
+    // Well formed, but more levels than Ferry takes (topic_rules.ts): 0x8F "correctly formed but
+    // not allowed" for that filter only (mosquitto closes with 0x81: docs/mqtt.md).
     const err = topicFilterProblem(filter);
     if (err) {
       fail(ReasonCode.TopicFilterInvalid, `${s.topic}: ${err}`);
