@@ -383,6 +383,16 @@ Deno.test("MQTT 3.1 §3.8: a SUBSCRIBE sent again with DUP set is answered with 
   assertEquals(hexOf(r.frames[1]), "90 03 00 05 01");
 });
 
+Deno.test("MQTT 3.1 §3.10: an UNSUBSCRIBE sent again with DUP set is answered with UNSUBACK", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(3);
+  await r.send(connect31(0x02, "u31"));
+  await r.next();
+  await r.send(rawPacket(0xaa, [0, 6, ...mqttString("t31")])); // UNSUBSCRIBE, DUP 1, QoS 1
+  await r.next();
+  assertEquals(hexOf(r.frames[1]), "b0 02 00 06");
+});
+
 Deno.test("[MQTT-3.6.1-1] a 3.1.1 PUBREL with DUP set closes the connection (3.1's resend rule is not 3.1.1's)", async () => {
   await using h = await startMqtt();
   const r = await h.raw(4);

@@ -214,7 +214,8 @@ export function evaluateConnect(
     }
     if (err) return refuse(ReasonCode.TopicNameInvalid, `will topic: ${err}`);
     if (isServerTopic(w.topic)) {
-      // MQTT §4.7.2: `$` topics are the server's (topic_rules.ts); mosquitto refuses `$CONTROL/`.
+      // MQTT §4.7.2 (a SHOULD): `$` topics are the server's (topic_rules.ts); a will is a
+      // PUBLISH made for the client. mosquitto 2.0.11 accepts it (docs/mqtt.md).
       return refuse(ReasonCode.NotAuthorized, `will topic ${w.topic} starts with $`);
     }
     if (!port.mayPublish(who, w.topic)) {

@@ -10,7 +10,7 @@
  * - **`$` topics**: MQTT 5 §4.7.2 (3.1.1 §4.7.2): "The Server SHOULD prevent Clients from using such
  *   Topic Names to exchange messages with other Clients." A client's PUBLISH or will to a topic
  *   starting with `$` is refused as not authorized (v5 0x87; 3.1.1 PUBLISH acknowledged and
- *   dropped, will: CONNACK 5). mosquitto refuses `$SYS/…`, `$share/…` and `$CONTROL/…` only.
+ *   dropped, will: CONNACK 5). mosquitto 2.0.11 refuses `$SYS/…` and `$share/…` only (docs/mqtt.md).
  *
  * @module
  */
