@@ -697,6 +697,17 @@ Deno.test("[MQTT-3.1.2-24] a CONNACK larger than the client's Maximum Packet Siz
   assertEquals((await r.next()).cmd, "pingresp");
 });
 
+Deno.test("[MQTT-3.1.2-24] a DISCONNECT whose Reason String would exceed the client's Maximum Packet Size goes out without it", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.send(connect5(0x02, "mpsd", [0x27, 0, 0, 0, 12]));
+  await r.next();
+  await r.send(Uint8Array.from([0xc0, 1, 0])); // PINGREQ with a body: malformed
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x81]]);
+  const sent = r.frames[1];
+  assert(sent.length <= 12, `DISCONNECT of ${sent.length} bytes: ${hexOf(sent)}`);
+});
+
 Deno.test("[MQTT-3.1.2-24] [MQTT-3.2.2-16] an assigned client id that cannot fit the client's Maximum Packet Size: CONNACK 0x85 without properties", async () => {
   await using h = await startMqtt();
   const r = await h.raw(5);
