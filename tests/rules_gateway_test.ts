@@ -94,7 +94,11 @@ Deno.test("a rule added to the config file is started without a restart", async 
       10_000,
     );
     await dev.publishAsync("devices/s2/status2", "x", { qos: 1 });
-    await waitFor(() => seen.some((t) => t.startsWith("rules/version/out")), "the new rule's output", 10_000);
+    await waitFor(
+      () => seen.some((t) => t.startsWith("rules/version/out")),
+      "the new rule's output",
+      10_000,
+    );
   } finally {
     await dev.endAsync();
     await sub.endAsync();
