@@ -208,6 +208,7 @@ export class Core implements AsyncDisposable {
     );
     this.pipeline = new Pipeline((m) => this.#handle(m), {
       budget: this.budget,
+      gate: this.flow, // a subscriber is behind: nothing is dispatched, the queue fills
       capacity: options.queueCapacity,
       concurrency: options.concurrency,
       onError: (err, msg) => {
