@@ -24,6 +24,7 @@ import type { ListenAddress, Listener } from "./protocols/listener.ts";
 import { SessionPersistence } from "./protocols/mqtt/session_persistence.ts";
 import { RetainedTable } from "./persistence/retained_table.ts";
 import { StateDb } from "./persistence/state_db.ts";
+import { registerProcessMetrics, SysTopics } from "./ops/mod.ts";
 
 /** Options of {@link Gateway}. */
 export interface GatewayOptions {
@@ -148,6 +149,7 @@ export class Gateway implements AsyncDisposable {
   #watcher: Deno.FsWatcher | undefined;
   #stopMonitor: (() => void) | undefined;
   #watching: Promise<void> | undefined;
+  #sys: SysTopics | undefined;
 
   /** Builds the core; call {@link start}. */
   constructor(config: FerryConfig, options: GatewayOptions = {}) {
@@ -261,6 +263,7 @@ export class Gateway implements AsyncDisposable {
     }
     this.#watch();
     this.#stopMonitor = monitorEventLoop(this.core.metrics);
+    registerProcessMetrics(this.core.metrics);
     const anonymous = this.core.registry.anonymous;
     log.info("starting", {
       host: c.host,
@@ -363,8 +366,12 @@ export class Gateway implements AsyncDisposable {
       await this.stop();
       throw err;
     }
+    if (c.sys.intervalSec > 0) {
+      this.#sys = new SysTopics(this.core, c.sys);
+      this.#sys.start();
+    }
     this.#ready = true;
-    log.info("ready", { addresses: this.#addresses });
+    log.info("ready", { addresses: this.#addresses, sysIntervalSec: c.sys.intervalSec });
     return this.#addresses;
   }
 
@@ -438,6 +445,7 @@ export class Gateway implements AsyncDisposable {
       } catch { /* closed */ }
       await this.#watching;
       this.#stopMonitor?.();
+      await this.#sys?.close();
       await Promise.all(this.#listeners.map((l) => l.close()));
       await this.core.close(); // the drain may still append to the spool
       this.#state?.close(); // after the drain: it may still queue for offline sessions

@@ -35,6 +35,12 @@ import { type RetainedPersistence, RetainedStore } from "./retained_store.ts";
 import { TopicRouter } from "./topic_router.ts";
 import { parseTopic, statusTopic } from "./topics.ts";
 
+/** The protocol label of what the core itself publishes (presence, `$SYS` statistics). */
+const SYSTEM = "system";
+
+/** Topics under `$SYS` are statistics of this run: never kept on disk. */
+const isSys = (topic: string) => topic.startsWith("$SYS/");
+
 /** Presence payloads, shared by every device's retained status (payloads are read-only). */
 const ONLINE = new TextEncoder().encode("online");
 const OFFLINE = new TextEncoder().encode("offline");
@@ -309,18 +315,20 @@ export class Core implements AsyncDisposable {
     const isStatus = (topic: string) => parseTopic(topic).kind === "status";
     return this.retained.persist({
       load: () =>
-        persistence.load().map((m) => {
+        persistence.load().filter((m) => !isSys(m.topic)).map((m) => {
           if (!isStatus(m.topic)) return m;
           offlineOnDisk.add(m.topic);
           return { ...m, payload: OFFLINE };
         }),
       set: (msg) => {
+        if (isSys(msg.topic)) return;
         if (!isStatus(msg.topic)) return persistence.set(msg);
         if (offlineOnDisk.has(msg.topic)) return;
         offlineOnDisk.add(msg.topic);
         persistence.set({ ...msg, payload: OFFLINE });
       },
       delete: (topic) => {
+        if (isSys(topic)) return;
         offlineOnDisk.delete(topic);
         persistence.delete(topic);
       },
@@ -386,6 +394,8 @@ export class Core implements AsyncDisposable {
       },
       subscribe: (filter, sub) => this.subscribe(filter, sub),
       accepted: (msg) => {
+        // What the core publishes itself (presence, `$SYS`) is no message a client sent.
+        if (msg.protocol === SYSTEM) return;
         let l = labels.get(msg.protocol);
         if (!l) labels.set(msg.protocol, l = Object.freeze({ protocol: msg.protocol }));
         this.stats.messagesIn.inc(l);
@@ -402,7 +412,7 @@ export class Core implements AsyncDisposable {
       qos: 1,
       retain: true,
       ts: this.clock.now(),
-      protocol: "system",
+      protocol: SYSTEM,
       deviceId: id,
     });
     if (this.#closing) { // the pipeline no longer takes messages: record the last value directly

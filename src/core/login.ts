@@ -143,6 +143,12 @@ export class LoginGate {
       return new Identity({ kind: "anonymous", id }, id);
     }
     const secret = r.secret ?? "";
+    if (r.services && reg.hasService(r.user) && !reg.hasCredentials(r.user)) {
+      // A service account's name is no device: anonymous access must not shadow the account.
+      const svc = reg.authenticateService(r.user, secret);
+      if (svc.ok) return new Identity(svc.principal);
+      return refusal("bad_credentials", "Cannot log in: bad user name or password");
+    }
     const dev = reg.authenticate(r.user, secret);
     if (dev.ok) {
       const p = dev.principal;

@@ -231,6 +231,11 @@ export class DeviceRegistry {
     return this.#creds.has(id);
   }
 
+  /** True when `name` is a service account. */
+  hasService(name: string): boolean {
+    return this.#services.has(name);
+  }
+
   /** Number of devices with credentials. */
   get credentialCount(): number {
     return this.#creds.size;
