@@ -305,11 +305,20 @@ export class Gateway implements AsyncDisposable {
         }
         this.#addresses[name] = await listenOrExplain(name, c.host, c[name].port, () => l.listen());
         this.#listeners.push(l);
-        log.info(`${name} listening`, { ...this.#addresses[name] });
+        log.info(`${name} listening`, {
+          ...this.#addresses[name],
+          ...(name === "coap"
+            ? { mode: this.#options.coapMode ?? "ferry" }
+            : { tls: !!c[name].tls }),
+        });
         if (l instanceof MqttServer) this.#mqtt = l;
         if (l instanceof MqttServer && l.webSocketAddress) {
           this.#addresses.mqttWs = l.webSocketAddress;
-          log.info("mqttWs listening", { ...l.webSocketAddress, path: c.mqtt.websocket.path });
+          log.info("mqttWs listening", {
+            ...l.webSocketAddress,
+            tls: !!c.mqtt.websocket.tls,
+            path: c.mqtt.websocket.path,
+          });
           if (c.mqtt.tls && !c.mqtt.websocket.tls && !isLoopback(c.host)) {
             log.warn(
               "MQTT over TCP is TLS-only but MQTT over WebSocket is plain ws:// beyond loopback: set mqtt.websocket.tls (or mqtt.websocket.enabled false)",
@@ -359,7 +368,7 @@ export class Gateway implements AsyncDisposable {
           c.http.port,
           () => http.listen(),
         );
-        log.info("http listening", { ...this.#addresses.http });
+        log.info("http listening", { ...this.#addresses.http, tls: !!c.http.tls });
       }
     } catch (err) {
       log.error("start-up failed", { error: err });

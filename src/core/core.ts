@@ -193,7 +193,7 @@ export class Core implements AsyncDisposable {
       anonymous: options.anonymous,
       deviceAcl: options.deviceAcl,
       now: () => this.clock.now(),
-      onPresence: (id, state, protocol) => this.#presence(id, state, protocol),
+      onPresence: (id, state, protocol, reason) => this.#presence(id, state, protocol, reason),
     });
     this.logins = new LoginGate(this.registry, {
       failuresPerMinute: options.authFailuresPerMinute,
@@ -404,8 +404,8 @@ export class Core implements AsyncDisposable {
     };
   }
 
-  #presence(id: string, state: "online" | "offline", protocol?: Protocol): void {
-    this.#coreLog.info(`device ${state}`, { device: id, protocol });
+  #presence(id: string, state: "online" | "offline", protocol?: Protocol, reason?: string): void {
+    this.#coreLog.info(`device ${state}`, { device: id, protocol, reason });
     const msg = createMessage({
       topic: statusTopic(id),
       payload: state === "online" ? ONLINE : OFFLINE, // shared: one buffer for every device

@@ -321,7 +321,16 @@ export class BoundPort implements DevicePort {
       return refusal("unavailable", "Cannot log in: the gateway is shutting down", 5000);
     }
     const r = h.logins.login(request, address);
-    if ("ok" in r) this.stats.error(r.reason === "throttled" ? "login_throttled" : "login_refused");
+    if ("ok" in r) {
+      this.stats.error(r.reason === "throttled" ? "login_throttled" : "login_refused");
+      // Every protocol's failed logins, one line per address per interval (with a count after).
+      this.throttled.warn(`login_refused:${address}:${r.reason}`, "login refused", {
+        address,
+        user: request.user,
+        reason: r.reason,
+        why: r.message,
+      });
+    }
     return r;
   }
 
@@ -534,9 +543,9 @@ export class BoundPort implements DevicePort {
     if (!presence || id === undefined) return tracked;
     reg.attach(id, handle);
     return {
-      detach: () => {
+      detach: (reason?: string) => {
         tracked.detach();
-        reg.detach(id, handle);
+        reg.detach(id, handle, reason);
       },
     };
   }
