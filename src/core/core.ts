@@ -399,7 +399,13 @@ export class Core implements AsyncDisposable {
         let l = labels.get(msg.protocol);
         if (!l) labels.set(msg.protocol, l = Object.freeze({ protocol: msg.protocol }));
         this.stats.messagesIn.inc(l);
-        if (msg.deviceId !== undefined) this.registry.device(msg.deviceId).messagesIn++;
+        if (msg.deviceId !== undefined) {
+          // The device's record is at hand: its last-seen time moves with its traffic, whatever
+          // the protocol (an MQTT device's would otherwise stay at its connect time).
+          const rec = this.registry.device(msg.deviceId);
+          rec.messagesIn++;
+          rec.lastSeen = msg.ts;
+        }
       },
     };
   }
