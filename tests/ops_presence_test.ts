@@ -2,7 +2,8 @@
  * Presence an operator can trust, through a real gateway process: an MQTT device's last-seen
  * time moves with its traffic (publishes and pings), not only at connect; a service account is
  * no device (no presence, no retained status), even while anonymous access is on and its name
- * looks like a device id.
+ * looks like a device id; nor is an anonymous MQTT client until it publishes under its own
+ * `devices/{id}/` (a monitoring tool).
  *
  * @module
  */
@@ -10,7 +11,7 @@
 import { assert, assertEquals } from "./_assert.ts";
 import { metrics, startFerry } from "./_ferry_process.ts";
 import type { GatewayProcess } from "./_process.ts";
-import { Inbox, mqttConnect, RawClient, until } from "./_mqtt_harness.ts";
+import { Inbox, mqttConnect, RawClient, run, until } from "./_mqtt_harness.ts";
 
 async function device(
   gw: GatewayProcess,
@@ -61,7 +62,7 @@ Deno.test("An MQTT device's last-seen time moves with its publishes and its ping
   raw.close();
 });
 
-Deno.test("A service account is no device: no presence and no retained status, even with anonymous access on", async () => {
+Deno.test("A service account, and an anonymous client that never sends as a device, are no devices: no presence, no retained status", async () => {
   const mon = {
     name: "mon",
     token: "mon-pw",
@@ -76,17 +77,27 @@ Deno.test("A service account is no device: no presence and no retained status, e
   await c.subscribeAsync("devices/+/status", { qos: 1 });
   // A real device next to it, to show what presence looks like.
   const d = await mqttConnect(url, { clientId: "d9" });
+  await d.publishAsync("devices/d9/telemetry", "1", { qos: 1 }); // it sends as d9: it is d9
   await inbox.waitFor(1);
   assertEquals(inbox.messages.map((m) => [m.topic, m.payload]), [["devices/d9/status", "online"]]);
   const m = await metrics(gw);
   assertEquals(m('ferry_devices_online{protocol="mqtt"}'), 1);
+  // An anonymous tool: mosquitto_sub with a client id that looks like a device id. It reads, it
+  // does not send as a device: no presence either.
+  const port = String(gw.addresses.mqtt.port);
+  const tool = await run("mosquitto_sub", [
+    ...["-h", "127.0.0.1", "-p", port, "-i", "mosq-tool1", "-t", "devices/+/status", "-C", "1"],
+  ]);
+  assertEquals(tool.stdout.trim(), "online");
   await c.endAsync();
   await d.endAsync();
   await until(
     () => gw.lines.some((l) => l.msg === "device offline" && l.device === "d9"),
     "d9 offline",
   );
-  assert(!gw.lines.some((l) => String(l.msg).startsWith("device ") && l.device === "mon"));
+  for (const id of ["mon", "mosq-tool1"]) {
+    assert(!gw.lines.some((l) => String(l.msg).startsWith("device ") && l.device === id), id);
+  }
   // A new subscriber sees the retained statuses: d9's, and none for mon.
   const late = await mqttConnect(url, { clientId: "late", username: "mon", password: "mon-pw" });
   const lateInbox = new Inbox(late);

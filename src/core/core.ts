@@ -399,10 +399,11 @@ export class Core implements AsyncDisposable {
         let l = labels.get(msg.protocol);
         if (!l) labels.set(msg.protocol, l = Object.freeze({ protocol: msg.protocol }));
         this.stats.messagesIn.inc(l);
-        if (msg.deviceId !== undefined) {
-          // The device's record is at hand: its last-seen time moves with its traffic, whatever
-          // the protocol (an MQTT device's would otherwise stay at its connect time).
-          const rec = this.registry.device(msg.deviceId);
+        // Its last-seen time moves with its traffic, whatever the protocol (an MQTT device's
+        // would otherwise stay at its connect time). No record is made here: a device has one
+        // from its login or presence, and an anonymous tool that speaks for none is no device.
+        const rec = msg.deviceId !== undefined ? this.registry.get(msg.deviceId) : undefined;
+        if (rec !== undefined) {
           rec.messagesIn++;
           rec.lastSeen = msg.ts;
         }

@@ -45,6 +45,12 @@ export class Identity {
    * ACL is consulted once per new topic. Written only by the core.
    */
   lastAllowed: string | undefined = undefined;
+  /**
+   * Presence that waits for this identity's first publish under its device's topics (an
+   * anonymous MQTT client is its device only once it sends as one), set by `DevicePort.attach`.
+   * Written only by the core.
+   */
+  presenceOnPublish: (() => void) | undefined = undefined;
 
   /** Wraps a principal. */
   constructor(principal: Principal, deviceId?: string) {

@@ -376,7 +376,10 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
       this.#deadline?.cancel();
       this.#deadline = undefined;
     }
-    this.#attachment = this.ctx.port.attach(c.who, this); // presence when it speaks for a device
+    // Presence when it speaks for a device; an anonymous client, once it publishes (a monitoring
+    // subscriber or a tool that never does is no device and leaves no retained status).
+    const anonymous = c.who.principal.kind === "anonymous";
+    this.#attachment = this.ctx.port.attach(c.who, this, anonymous ? "on_publish" : true);
   }
 
   /** A normal DISCONNECT was received: close without a reason of our own. */
