@@ -81,7 +81,7 @@ Deno.test("process_* metrics describe the gateway process: open sockets move pro
 });
 
 Deno.test("ferry_build_info names the version, and presence events are not messages received", async () => {
-  await using gw = await startFerry({});
+  await using gw = await startFerry({ mqtt: { anonymousPresence: true } });
   const url = `mqtt://127.0.0.1:${gw.addresses.mqtt.port}`;
   // Three devices come and go (six presence events) and publish four messages.
   for (const [id, n] of [["p1", 2], ["p2", 1], ["p3", 1]] as const) {

@@ -69,7 +69,11 @@ Deno.test("A service account, and an anonymous client that never sends as a devi
     publish: ["probe"],
     subscribe: ["devices/#", "probe"],
   };
-  await using gw = await startFerry({ auth: { anonymous: true, services: [mon] } });
+  // Anonymous presence on (off by default): anonymous clients may be devices, tools still are not.
+  await using gw = await startFerry({
+    auth: { anonymous: true, services: [mon] },
+    mqtt: { anonymousPresence: true },
+  });
   const url = `mqtt://127.0.0.1:${gw.addresses.mqtt.port}`;
   // "mon" is a valid device id: before, anonymous access took the name for an unknown device.
   const c = await mqttConnect(url, { clientId: "mon", username: "mon", password: "mon-pw" });
