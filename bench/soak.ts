@@ -96,6 +96,8 @@ export interface SoakResult {
   upstreamRestarts: number;
   /** Kills done while the upstream was down (the spool holding a backlog). */
   killsWithUpstreamDown: number;
+  /** `ferry_spool_depth` read just before each kill (NaN when unreadable). */
+  spoolDepthAtKills: number[];
   /** Per protocol. */
   protocols: Record<Protocol, ProtocolResult>;
   /** All protocols. */
@@ -645,12 +647,18 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakResult> {
     let kills = 0;
     let restarts = 0;
     let killsWithUpstreamDown = 0;
+    const spoolDepthAtKills: number[] = [];
     const kill = async () => {
+      let depth = NaN;
+      for (let i = 0; i < 3 && Number.isNaN(depth); i++) {
+        depth = await gateway!.metrics().then((m) => m.depth, () => NaN);
+      }
       // Devices keep sending until the process is gone: the kill lands on messages in flight.
       await gateway!.stop("SIGKILL");
       fleet.ports = undefined;
       kills++;
-      note(`gateway killed (SIGKILL) #${kills}`);
+      spoolDepthAtKills.push(depth);
+      note(`gateway killed (SIGKILL) #${kills}, spool depth ${depth} just before`);
       instance++;
       await startGateway();
       note(`gateway restarted as instance ${instance}`);
@@ -670,7 +678,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakResult> {
       note("upstream stopped");
       if (ev === "upstream+kill") {
         // Let a backlog build in the spool, then kill the gateway holding it.
-        await sleep(Math.min(1000, o.upstreamDownMs / 2));
+        await sleep(o.upstreamDownMs / 2);
         await progress();
         await kill();
         killsWithUpstreamDown++;
@@ -738,6 +746,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakResult> {
       kills,
       upstreamRestarts: restarts,
       killsWithUpstreamDown,
+      spoolDepthAtKills,
       protocols,
       total: {
         acknowledged: sum("acknowledged"),

@@ -31,6 +31,8 @@ Deno.test("Soak: kill -9 and upstream restarts under load on all four protocols 
   assertEquals(r.missingExamples, [], "acknowledged messages missing upstream");
   assertEquals(r.total.acknowledgedMissing, 0);
   assertEquals(r.finalSpoolDepth, 0, "the spool drained");
+  // The kill with the upstream down found a backlog in the spool (what the restart must resend).
+  assert(r.spoolDepthAtKills[0] > 0, `spool depth at the first kill: ${r.spoolDepthAtKills[0]}`);
   for (const p of PROTOCOLS) {
     // Not vacuous: every protocol had messages acknowledged by each of the three gateway
     // instances, so before the first kill, between the kills and after the last one.
