@@ -96,6 +96,8 @@ export interface SoakResult {
   upstreamRestarts: number;
   /** Kills done while the upstream was down (the spool holding a backlog). */
   killsWithUpstreamDown: number;
+  /** Kills done as soon as the bridge was connected again after an outage (the backlog in flight). */
+  killsDuringDrain: number;
   /** `ferry_spool_depth` read just before each kill (NaN when unreadable). */
   spoolDepthAtKills: number[];
   /** Per protocol. */
@@ -534,20 +536,30 @@ async function upstreamSubscriber(url: string, filter: string) {
   };
 }
 
-type Event = "kill" | "upstream" | "upstream+kill";
+/**
+ * One fault: a kill; an upstream restart; an upstream restart with a kill halfway through the
+ * outage (the spool holds a backlog); or one with a kill as soon as the bridge is back (the backlog
+ * is being sent).
+ */
+export type SoakEvent = "kill" | "upstream" | "upstream+kill" | "upstream+drain-kill";
 
-/** Orders the events: some kills land while the upstream is down, the rest alone. */
-export function schedule(kills: number, restarts: number): Event[] {
-  const both = Math.ceil(Math.min(kills, restarts) / 2);
-  const out: Event[] = [];
-  let k = kills - both;
-  let u = restarts - both;
-  let b = both;
-  while (k + u + b > 0) {
-    if (b > 0) (out.push("upstream+kill"), b--);
-    if (k > 0) (out.push("kill"), k--);
-    if (u > 0) (out.push("upstream"), u--);
+/**
+ * Orders the faults: upstream restarts take a kill with them while kills last (alternately during
+ * the outage and during the drain after it); the other kills come alone, in between.
+ */
+export function schedule(kills: number, restarts: number): SoakEvent[] {
+  const out: SoakEvent[] = [];
+  let k = kills;
+  for (let i = 0; i < restarts; i++) {
+    if (k > 0) {
+      out.push(i % 2 === 0 ? "upstream+kill" : "upstream+drain-kill");
+      k--;
+    } else out.push("upstream");
+    // Spread the remaining lone kills over the gaps after each restart.
+    const alone = Math.ceil(Math.max(0, k - (restarts - i - 1)) / (restarts - i));
+    for (let j = 0; j < alone && k > 0 && i < restarts - 1; j++, k--) out.push("kill");
   }
+  for (; k > 0; k--) out.push("kill");
   return out;
 }
 
@@ -647,6 +659,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakResult> {
     let kills = 0;
     let restarts = 0;
     let killsWithUpstreamDown = 0;
+    let killsDuringDrain = 0;
     const spoolDepthAtKills: number[] = [];
     const kill = async () => {
       let depth = NaN;
@@ -688,6 +701,17 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakResult> {
       await broker.start();
       restarts++;
       note(`upstream restarted #${restarts}`);
+      if (ev === "upstream+drain-kill") {
+        // Kill as soon as the bridge is connected again: while it sends the backlog.
+        const until = Date.now() + 10_000;
+        while (Date.now() < until) {
+          const m = await gateway!.metrics().catch(() => undefined);
+          if (m && m.connected >= 1) break;
+          await sleep(20);
+        }
+        await kill();
+        killsDuringDrain++;
+      }
     }
     const end = loadStart + o.durationSec * 1000;
     if (Date.now() < end) await sleep(end - Date.now());
@@ -746,6 +770,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakResult> {
       kills,
       upstreamRestarts: restarts,
       killsWithUpstreamDown,
+      killsDuringDrain,
       spoolDepthAtKills,
       protocols,
       total: {
@@ -827,7 +852,8 @@ if (import.meta.main) {
   console.log(json);
   const t = result.total;
   console.error(
-    `soak: ${result.kills} kills (${result.killsWithUpstreamDown} with the upstream down), ` +
+    `soak: ${result.kills} kills (${result.killsWithUpstreamDown} with the upstream down, ` +
+      `${result.killsDuringDrain} while the backlog was sent), ` +
       `${result.upstreamRestarts} upstream restarts, ${result.loadSec} s of load; ` +
       `${t.acknowledged} acknowledged, ${t.receivedUpstream} received upstream, ` +
       `${t.acknowledgedMissing} acknowledged missing, ${t.duplicates} duplicates, ` +
