@@ -12,6 +12,7 @@ export const FrameType = {
   HELLO_ACK: 0x02,
   TELEMETRY: 0x10,
   ACK: 0x11,
+  BYE: 0x40,
 } as const;
 
 /** Flags bit 0 (§3.1). */
@@ -75,6 +76,9 @@ export function restamp(frame: Uint8Array, seq: number): void {
   v.setUint32(10, seq >>> 0);
   v.setUint32(frame.length - 4, crc32(frame, 0, frame.length - 4));
 }
+
+/** BYE, reason 0 (§4.7): the receiver closes the connection (§5.4). */
+export const BYE_FRAME: Uint8Array = encodeFrame(FrameType.BYE, 0, 0, new Uint8Array(2));
 
 /** HELLO body (§4.1): id, token, keepalive. */
 export function helloBody(id: string, token: string, keepAlive: number): Uint8Array {

@@ -245,7 +245,7 @@ async function runOnce(s: Scenario, kind: ServerKind, rep: number): Promise<RunR
       const dir = `${root}/${k.name.replace(/[^a-z0-9-]/gi, "_")}-${++n}`;
       await Deno.mkdir(dir);
       await Deno.chmod(dir, 0o777);
-      const srv = await k.start({ need: [], ...o, dir });
+      const srv = await k.start({ ...o, dir });
       started.push(srv);
       return srv;
     },
@@ -274,11 +274,18 @@ async function runOnce(s: Scenario, kind: ServerKind, rep: number): Promise<RunR
       detail: out.detail,
     };
   } catch (err) {
+    // What the servers said last, warnings and errors first: the reason is often there.
+    const logs = started.map((srv) =>
+      `${srv.name} log: ${
+        srv.logTail(40).split("\n")
+          .filter((l) => /warn|error|fatal|panic/i.test(l)).slice(-4).join(" | ") || "(no warnings)"
+      }`
+    );
     return {
       rep,
       server: kind.name,
       ok: false,
-      error: err instanceof Error ? err.message : String(err),
+      error: `${err instanceof Error ? err.message : String(err)}\n${logs.join("\n")}`,
       loadavg: la,
       seconds: (performance.now() - t0) / 1000,
       figures: {},

@@ -70,8 +70,6 @@ export interface ServerInfo {
 export interface StartOptions {
   /** A fresh directory for this run (config, data, logs). */
   dir: string;
-  /** Which listeners the scenario uses (others stay at their defaults; Ferry binds all). */
-  need: Array<keyof Ports>;
   /** Ferry: bridge to this upstream (`mqtt://127.0.0.1:PORT`). mosquitto: bridge there. */
   upstream?: string;
   /** Return as soon as the process is spawned, without waiting for readiness. */
@@ -104,7 +102,8 @@ function spawnLogged(cmd: string, args: string[], log: string, cwd?: string): De
 
 function tail(file: string, lines = 15): string {
   try {
-    const t = Deno.readTextFileSync(file).trimEnd().split("\n");
+    // deno-lint-ignore no-control-regex
+    const t = Deno.readTextFileSync(file).replace(/\x1b\[[0-9;]*m/g, "").trimEnd().split("\n");
     return t.slice(-lines).join("\n");
   } catch {
     return "(no log)";

@@ -12,6 +12,7 @@
 
 import {
   ACK_REQUESTED,
+  BYE_FRAME,
   encodeFrame,
   FrameType,
   helloBody,
@@ -57,6 +58,34 @@ async function writeAll(conn: Deno.Conn, b: Uint8Array): Promise<void> {
   while (o < b.length) o += await conn.write(b.subarray(o));
 }
 
+/**
+ * Sends BYE and waits (bounded) until the server closes, then closes: the TIME_WAIT stays on the
+ * server's side, so the client's ephemeral ports are free for the next run (tens of thousands of
+ * client-side TIME_WAITs make every later `connect` slow).
+ */
+async function bye(conn: Deno.TcpConn, timeoutMs = 5000): Promise<void> {
+  try {
+    await writeAll(conn, BYE_FRAME);
+    const buf = new Uint8Array(256);
+    const deadline = performance.now() + timeoutMs;
+    while (performance.now() < deadline) {
+      const n = await Promise.race([conn.read(buf), sleep(deadline - performance.now())]);
+      if (n === null || n === undefined) break;
+    }
+  } catch { /* closed */ }
+  try {
+    conn.close();
+  } catch { /* closed */ }
+}
+
+/** {@link bye} on every connection, `width` at a time. */
+async function byeAll(conns: Array<Deno.TcpConn | undefined>, width = 500): Promise<void> {
+  await pool(conns.length, width, async (i) => {
+    const c = conns[i];
+    if (c) await bye(c);
+  });
+}
+
 /** Connects and completes HELLO (bounded: 15 s); the connection's read side is left idle. */
 async function hello(port: number, id: string): Promise<Deno.TcpConn> {
   const signal = AbortSignal.timeout(15_000);
@@ -91,7 +120,7 @@ async function hello(port: number, id: string): Promise<Deno.TcpConn> {
 async function idle(p: FbpIdleParams) {
   const win = new Window(p.pid);
   const warm = await pool(p.warm, 50, (i) => hello(p.port, `bench-warm-${i}`));
-  for (const c of warm) c.close();
+  await byeAll(warm);
   await sleep(1000);
   const rssBefore = win.rss();
   let refused = 0;
@@ -110,7 +139,7 @@ async function idle(p: FbpIdleParams) {
   note(`${p.idle - refused}/${p.idle} idle devices connected in ${connectSeconds.toFixed(1)} s`);
   await sleep(p.settleMs);
   const rssIdle = win.rss();
-  for (const c of conns) c?.close();
+  await byeAll(conns);
   return {
     idleBytesPerConnection: p.idle > refused
       ? Math.round((rssIdle - rssBefore) / (p.idle - refused))
@@ -171,28 +200,36 @@ async function telemetry(p: FbpTelemetryParams) {
         end -= used;
         if (acks && !stopping) await send(acks);
       }
+      await bye(conn);
     } catch (err) {
       if (!stopping) failed ??= err;
+      conn.close();
     }
   });
   await sleep(p.warmupMs);
   const count = () =>
     readCounter(p.metricsUrl, "ferry_messages_received_total", { protocol: "binary" });
   win.start();
-  const m0 = await count();
-  await sleep(p.windowMs - (performance.now() - win.t0));
+  const m0p = count(); // not awaited here: a busy gateway may answer late
+  await sleep(p.windowMs);
   win.end();
-  const m1 = await count();
+  const m1p = count();
   stopping = true;
   if (failed) throw failed;
   await until(() => outstanding === 0, p.graceMs);
-  for (const c of conns) c.close();
-  await Promise.race([Promise.all(loops), sleep(2000)]);
+  const ended = await Promise.race([Promise.all(loops).then(() => true), sleep(10_000)]);
+  if (!ended) {
+    for (const c of conns) {
+      try {
+        c.close();
+      } catch { /* closed by its loop */ }
+    }
+  }
   return {
     perSecond: round(ackedInWindow / win.seconds),
     p50Ms: round(percentile(lat, 50)),
     p99Ms: round(percentile(lat, 99)),
-    metricsPerSecond: m0 && m1 ? round(rateBetween(m0, m1) ?? NaN) : null,
+    metricsPerSecond: round(rateBetween(await m0p, await m1p) ?? NaN),
     serverCpuPercent: win.cpuPercent,
     windowSeconds: round(win.seconds),
     unackedAtEnd: outstanding,

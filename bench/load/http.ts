@@ -1,14 +1,16 @@
 /**
- * HTTP load program (run by `bench/run.ts` in its own process): keep-alive HTTP/1.1 clients over
- * raw TCP, one request in flight each, `POST /api/v1/devices/{id}/telemetry` with one JSON
- * message or an NDJSON batch. Accepted (202) responses inside the window and their latency; with
- * `metricsUrl` (Ferry), `ferry_messages_received_total{protocol="http"}` as a cross-check.
+ * HTTP load program (run by `bench/run.ts`, several processes at once so the client does not cap
+ * the server): keep-alive HTTP/1.1 clients over raw TCP, one request in flight each,
+ * `POST /api/v1/devices/{id}/telemetry` with one JSON message or an NDJSON batch. The processes
+ * share one window by wall clock (`startAt`); each reports the responses inside it, a latency
+ * histogram, and (the first process, for Ferry) `ferry_messages_received_total{protocol="http"}`
+ * as a cross-check.
  *
  * @module
  */
 
 import { rateBetween, readCounter } from "../_metrics.ts";
-import { percentile, round } from "../_stats.ts";
+import { LatencyHistogram } from "../_stats.ts";
 import { sleep } from "../_util.ts";
 import { deviceId, pool, runChild, Window } from "./_child.ts";
 
@@ -17,9 +19,14 @@ export interface HttpLoadParams {
   port: number;
   pid: number;
   metricsUrl?: string;
+  /** Clients in this process. */
   clients: number;
+  /** Index of this process's first client (device ids are unique across processes). */
+  firstClient: number;
   /** Messages per request (1 = a JSON body, more = an NDJSON batch). */
   batch: number;
+  /** `Date.now()` at which the warm-up starts, the same for every process. */
+  startAt: number;
   warmupMs: number;
   windowMs: number;
 }
@@ -97,14 +104,19 @@ async function main(p: HttpLoadParams) {
     () =>
       Deno.connect({ hostname: "127.0.0.1", port: p.port, signal: AbortSignal.timeout(15_000) }),
   );
-  const lat: number[] = [];
+  if (Date.now() > p.startAt) {
+    throw new Error(`load process ready ${Date.now() - p.startAt} ms after the agreed start`);
+  }
+  const hist = new LatencyHistogram();
   const refused: Record<string, number> = {};
   let requests = 0;
   let accepted = 0;
   let stop = false;
   let failed: unknown;
-  const loops = conns.map(async (conn, i) => {
-    const req = request(deviceId(i), p.batch);
+  const start = p.startAt + p.warmupMs;
+  const end = start + p.windowMs;
+  const loops = conns.map(async (conn, k) => {
+    const req = request(deviceId(p.firstClient + k), p.batch);
     const reader = new ResponseReader(conn);
     try {
       while (!stop) {
@@ -112,9 +124,10 @@ async function main(p: HttpLoadParams) {
         let o = 0;
         while (o < req.length) o += await conn.write(req.subarray(o));
         const status = await reader.next();
-        if (!win.open) continue;
+        const at = Date.now(); // by wall clock: every process counts the same window
+        if (at < start || at >= end) continue;
         requests++;
-        lat.push(performance.now() - t0);
+        hist.record(performance.now() - t0);
         if (status === 202) accepted += p.batch;
         else refused[status] = (refused[status] ?? 0) + 1;
       }
@@ -125,25 +138,26 @@ async function main(p: HttpLoadParams) {
     }
   });
   const count = () =>
-    readCounter(p.metricsUrl, "ferry_messages_received_total", { protocol: "http" });
-  await sleep(p.warmupMs);
+    p.firstClient === 0
+      ? readCounter(p.metricsUrl, "ferry_messages_received_total", { protocol: "http" })
+      : Promise.resolve(undefined);
+  await sleep(start - Date.now());
   win.start();
-  const m0 = await count();
-  await sleep(p.windowMs - (performance.now() - win.t0));
+  const m0p = count(); // not awaited here: a busy gateway may answer late
+  await sleep(end - Date.now());
   win.end();
-  const m1 = await count();
+  const m1p = count();
   stop = true;
   await Promise.race([Promise.all(loops), sleep(10_000)]);
   if (failed) throw failed;
   return {
-    requestsPerSecond: round(requests / win.seconds),
-    messagesPerSecond: round(accepted / win.seconds),
-    p50Ms: round(percentile(lat, 50)),
-    p99Ms: round(percentile(lat, 99)),
+    requests,
+    accepted,
+    windowSeconds: p.windowMs / 1000,
     refused,
-    metricsPerSecond: m0 && m1 ? round(rateBetween(m0, m1) ?? NaN) : null,
+    metricsPerSecond: rateBetween(await m0p, await m1p),
     serverCpuPercent: win.cpuPercent,
-    windowSeconds: round(win.seconds),
+    latency: hist.toJSON(),
   };
 }
 

@@ -1,8 +1,9 @@
 /**
  * The floor for FBP/1 on Deno: a server with no core, no streams and no routing. Each connection
  * is a `conn.read` loop on a 64-byte buffer (growing while reads come back full) feeding a frame
- * scanner that checks magic and CRC; HELLO and ACK-requested TELEMETRY are answered. The benchmark
- * runs it with the same runtime flags as Ferry (`deno task start`'s) to report ratios.
+ * scanner that checks magic and CRC; HELLO, ACK-requested TELEMETRY and BYE are answered (a BYE
+ * with a BYE, then the connection is closed, [FBP-5.4-1]). The benchmark runs it with the same
+ * runtime flags as Ferry (`deno task start`'s) to report ratios.
  *
  * Usage: `deno run <flags> bench/peers/bare_fbp_server.ts [--port N]`; prints `listening PORT`.
  *
@@ -20,26 +21,37 @@ console.log(`listening ${(listener.addr as Deno.NetAddr).port}`);
 
 const HELLO_ACK_BODY = new Uint8Array([0, 0, 60]); // status OK, keepalive 60 s
 const ACK_BODY = new Uint8Array([0]);
+const BYE_BODY = new Uint8Array(2); // reason 0
 
-/** The replies to the frames in `buf[0, end)` joined, and how many bytes were consumed. */
-function answer(buf: Uint8Array, end: number): { reply?: Uint8Array; used: number } {
+/** What the frames in `buf[0, end)` ask for: the replies joined, bytes consumed, and a BYE. */
+interface Answer {
+  reply?: Uint8Array;
+  used: number;
+  bye: boolean;
+}
+
+function answer(buf: Uint8Array, end: number): Answer {
   const out: Uint8Array[] = [];
+  let bye = false;
   const used = scanFbp(buf, 0, end, (type, flags, seq) => {
+    if (bye) return; // nothing after a BYE is handled
     if (type === FrameType.HELLO) {
       out.push(encodeFrame(FrameType.HELLO_ACK, 0, seq, HELLO_ACK_BODY));
     } else if (type === FrameType.TELEMETRY && (flags & ACK_REQUESTED)) {
       out.push(encodeFrame(FrameType.ACK, 0, seq, ACK_BODY));
+    } else if (type === FrameType.BYE) {
+      out.push(encodeFrame(FrameType.BYE, 0, seq, BYE_BODY));
+      bye = true;
     }
   });
-  if (out.length === 0) return { used };
-  if (out.length === 1) return { reply: out[0], used };
+  if (out.length <= 1) return { reply: out[0], used, bye };
   const joined = new Uint8Array(out.reduce((a, b) => a + b.length, 0));
   let o = 0;
   for (const b of out) {
     joined.set(b, o);
     o += b.length;
   }
-  return { reply: joined, used };
+  return { reply: joined, used, bye };
 }
 
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
@@ -56,7 +68,7 @@ async function serve(conn: Deno.Conn): Promise<void> {
       const n = await conn.read(buf.subarray(end));
       if (n === null) break;
       end += n;
-      const { reply, used } = answer(buf, end);
+      const { reply, used, bye } = answer(buf, end);
       const full = end === buf.length;
       buf.copyWithin(0, used, end);
       end -= used;
@@ -66,6 +78,7 @@ async function serve(conn: Deno.Conn): Promise<void> {
         buf = bigger;
       } else if (end === 0 && n < buf.length / 8 && buf.length > 64) buf = new Uint8Array(64);
       if (reply) await writeAll(conn, reply);
+      if (bye) break;
     }
   } catch { /* peer gone or bad magic */ }
   try {

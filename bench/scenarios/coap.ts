@@ -71,7 +71,7 @@ export function coapScenarios(servers: ServerKind[], quick: boolean): Scenario[]
     params,
     timeoutMs: params.warmupMs + params.windowMs + 90_000,
     async run(ctx) {
-      const s = await ctx.start(ctx.kind, { need: ["coap"] });
+      const s = await ctx.start(ctx.kind);
       const per = Math.ceil(params.clients / params.processes);
       const startAt = Date.now() + 3000; // every process started and its sockets open
       const parts = await Promise.all(

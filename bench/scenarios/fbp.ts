@@ -20,7 +20,7 @@ async function load(
   keys: string[],
   timeoutMs: number,
 ): Promise<RunOutput> {
-  const s = await ctx.start(ctx.kind, { need: ["binary"] });
+  const s = await ctx.start(ctx.kind);
   const r = await runLoad<Record<string, number | null>>("fbp", {
     ...params,
     port: s.ports.binary,
@@ -35,7 +35,7 @@ export function fbpScenarios(servers: ServerKind[], quick: boolean): Scenario[] 
   const idle: Omitted<FbpIdleParams> = {
     mode: "idle",
     warm: 200,
-    idle: quick ? 2000 : 15_000,
+    idle: quick ? 1000 : 15_000,
     concurrency: 100,
     settleMs: quick ? 2000 : 5000,
   };

@@ -32,7 +32,7 @@ export function northboundScenarios(servers: ServerKind[], quick: boolean): Scen
     pacedFraction: 0.5,
     warmupMs: quick ? 1000 : 2000,
     windowMs: quick ? 2000 : 10_000,
-    drainCapMs: quick ? 20_000 : 45_000,
+    drainCapMs: quick ? 20_000 : 30_000,
   };
   const upstream = mosquitto("upstream");
   return [{
@@ -84,9 +84,9 @@ export function northboundScenarios(servers: ServerKind[], quick: boolean): Scen
     params: params as unknown as Record<string, unknown>,
     timeoutMs: 2 * (params.warmupMs + params.windowMs + params.drainCapMs) + 90_000,
     async run(ctx) {
-      const up = await ctx.start(upstream, { need: ["mqtt"] });
+      const up = await ctx.start(upstream);
       const url = `mqtt://127.0.0.1:${up.ports.mqtt}`;
-      const s = await ctx.start(ctx.kind, { need: ["mqtt"], upstream: url });
+      const s = await ctx.start(ctx.kind, { upstream: url });
       const r = await runLoad<{ saturated: Phase; paced: Phase }>("northbound", {
         ...params,
         port: s.ports.mqtt,

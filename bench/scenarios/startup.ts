@@ -33,7 +33,7 @@ export function startupScenarios(servers: ServerKind[], quick: boolean): Scenari
     params: { settleMs, retryMs: 2 },
     timeoutMs: 90_000,
     async run(ctx) {
-      const first = await ctx.start(ctx.kind, { need: ["mqtt"], noWait: true });
+      const first = await ctx.start(ctx.kind, { noWait: true });
       const port = first.ports.mqtt!;
       let firstConnackMs: number | undefined;
       while (firstConnackMs === undefined) {
@@ -51,7 +51,7 @@ export function startupScenarios(servers: ServerKind[], quick: boolean): Scenari
       }
       await first[Symbol.asyncDispose]();
 
-      const s = await ctx.start(ctx.kind, { need: ["mqtt"] });
+      const s = await ctx.start(ctx.kind);
       await sleep(settleMs);
       const idleRss = rssOf(s.pid);
       const c = await MqttConn.open(s.ports.mqtt!, "bench-dev-00000");
