@@ -148,15 +148,24 @@ export const PINGREQ: Uint8Array = new Uint8Array([0xc0, 0]);
 /** DISCONNECT. */
 export const DISCONNECT: Uint8Array = new Uint8Array([0xe0, 0]);
 
-/** {@link MqttConn.disconnect} on every connection, `width` at a time (bounded). */
+/**
+ * Sends DISCONNECT on every connection at once, waits until the server has closed them all (one
+ * bound for all), then closes what is left. The server closing first leaves each TIME_WAIT on its
+ * side, so the client's ephemeral ports are free for the next run (tens of thousands of
+ * client-side TIME_WAITs make every later `connect` slow).
+ */
 export async function disconnectAll(
   conns: Array<MqttConn | undefined>,
-  width = 500,
+  timeoutMs = 15_000,
 ): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(width, conns.length) }, async () => {
-    while (next < conns.length) await conns[next++]?.disconnect();
-  }));
+  const live = conns.filter((c): c is MqttConn => c !== undefined && !c.isClosed);
+  for (const c of live) c.write(DISCONNECT).catch(() => {});
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    Promise.all(live.map((c) => c.closed)),
+    new Promise((r) => timer = setTimeout(r, timeoutMs)),
+  ]).finally(() => clearTimeout(timer));
+  for (const c of live) c.close();
 }
 
 /** Options of {@link MqttConn.open}. */
@@ -312,24 +321,6 @@ export class MqttConn {
   /** Whether the read loop has ended. */
   get isClosed(): boolean {
     return this.#isClosed;
-  }
-
-  /**
-   * Sends DISCONNECT and waits (bounded) for the server to close first, then closes: the socket's
-   * TIME_WAIT stays on the server's side, so the client's ephemeral ports are free for the next
-   * run (tens of thousands of client-side TIME_WAITs make every later `connect` slow).
-   */
-  async disconnect(timeoutMs = 5000): Promise<void> {
-    if (!this.#isClosed) {
-      try {
-        await this.write(DISCONNECT);
-        await Promise.race([
-          this.closed,
-          new Promise((r) => setTimeout(r, timeoutMs)),
-        ]);
-      } catch { /* closed */ }
-    }
-    this.close();
   }
 
   /** Closes the socket (idempotent). */

@@ -231,6 +231,23 @@ export async function runScenario(s: Scenario, reps: number): Promise<ScenarioRe
   };
 }
 
+/**
+ * What the servers' logs last said about trouble, a few lines each: warnings, errors and Ferry's
+ * closed sessions; with `broad` (a failed run) also any close, refusal, timeout or drop. Often the
+ * reason a run failed or a figure is off.
+ */
+function troubleOf(servers: Server[], broad = false): string[] {
+  const pattern = broad
+    ? /warn|error|fatal|panic|clos|refus|timeout|drop/i
+    : /warn|error|fatal|panic|"closing session"/i;
+  return servers.flatMap((srv) =>
+    srv.logTail(400).split("\n")
+      .filter((l) => pattern.test(l) && !/"msg":"(closed|stopped|shutting down)"/.test(l))
+      .slice(-4)
+      .map((l) => `${srv.name}: ${l.slice(0, 300)}`)
+  );
+}
+
 async function runOnce(s: Scenario, kind: ServerKind, rep: number): Promise<RunResult> {
   const t0 = performance.now();
   const la = loadavg();
@@ -264,6 +281,7 @@ async function runOnce(s: Scenario, kind: ServerKind, rep: number): Promise<RunR
     for (const srv of started) {
       if (srv.exited()) throw new Error(`${srv.name} exited during the run:\n${srv.logTail()}`);
     }
+    const trouble = troubleOf(started);
     return {
       rep,
       server: kind.name,
@@ -271,16 +289,11 @@ async function runOnce(s: Scenario, kind: ServerKind, rep: number): Promise<RunR
       loadavg: la,
       seconds: (performance.now() - t0) / 1000,
       figures: out.figures,
-      detail: out.detail,
+      detail: trouble.length ? { ...out.detail, serverLog: trouble } : out.detail,
     };
   } catch (err) {
-    // What the servers said last, warnings and errors first: the reason is often there.
-    const logs = started.map((srv) =>
-      `${srv.name} log: ${
-        srv.logTail(40).split("\n")
-          .filter((l) => /warn|error|fatal|panic/i.test(l)).slice(-4).join(" | ") || "(no warnings)"
-      }`
-    );
+    const trouble = troubleOf(started, true);
+    const logs = trouble.length ? trouble : ["(the servers' logs say nothing about trouble)"];
     return {
       rep,
       server: kind.name,

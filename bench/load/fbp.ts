@@ -78,12 +78,12 @@ async function bye(conn: Deno.TcpConn, timeoutMs = 5000): Promise<void> {
   } catch { /* closed */ }
 }
 
-/** {@link bye} on every connection, `width` at a time. */
-async function byeAll(conns: Array<Deno.TcpConn | undefined>, width = 500): Promise<void> {
-  await pool(conns.length, width, async (i) => {
-    const c = conns[i];
-    if (c) await bye(c);
-  });
+/** {@link bye} on every connection at once, one bound (`timeoutMs`) for all. */
+async function byeAll(
+  conns: Array<Deno.TcpConn | undefined>,
+  timeoutMs = 15_000,
+): Promise<void> {
+  await Promise.all(conns.map((c) => c && bye(c, timeoutMs)));
 }
 
 /** Connects and completes HELLO (bounded: 15 s); the connection's read side is left idle. */
@@ -161,6 +161,7 @@ async function telemetry(p: FbpTelemetryParams) {
   let stopping = false;
   let failed: unknown;
   let outstanding = 0;
+  let closedByServer = 0; // devices the gateway disconnected during the load
   const body = telemetryBody(new Uint8Array(p.payloadBytes).fill(0x61));
   const loops = conns.map(async (conn) => {
     const tpl = encodeFrame(FrameType.TELEMETRY, ACK_REQUESTED, 2, body);
@@ -183,7 +184,13 @@ async function telemetry(p: FbpTelemetryParams) {
       await send(p.inFlight);
       while (!stopping || sentAt.size > 0) {
         const n = await conn.read(buf.subarray(end));
-        if (n === null) throw new Error("closed by the server");
+        if (n === null) {
+          // Counted and reported, not fatal: the other devices' figures still stand.
+          if (!stopping) closedByServer++;
+          outstanding -= sentAt.size;
+          conn.close();
+          return;
+        }
         end += n;
         let acks = 0;
         const used = scanFbp(buf, 0, end, (type, _f, seq) => {
@@ -233,6 +240,7 @@ async function telemetry(p: FbpTelemetryParams) {
     serverCpuPercent: win.cpuPercent,
     windowSeconds: round(win.seconds),
     unackedAtEnd: outstanding,
+    closedByServer,
   };
 }
 

@@ -82,10 +82,16 @@ export function fbpScenarios(servers: ServerKind[], quick: boolean): Scenario[] 
         },
         { key: "p50Ms", label: "ACK latency p50", unit: "ms", better: "lower" },
         { key: "p99Ms", label: "ACK latency p99", unit: "ms", better: "lower" },
+        {
+          key: "closedByServer",
+          label: "devices disconnected by the server during the load",
+          unit: "count",
+          better: "lower",
+        },
       ],
       params: tel as unknown as Record<string, unknown>,
       timeoutMs: 150_000,
-      run: (ctx) => load(ctx, tel, ["perSecond", "p50Ms", "p99Ms"], 120_000),
+      run: (ctx) => load(ctx, tel, ["perSecond", "p50Ms", "p99Ms", "closedByServer"], 120_000),
     },
   ];
 }
