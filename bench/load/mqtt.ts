@@ -290,9 +290,18 @@ async function qos1Paced(p: Qos1Params) {
 
 async function connections(p: ConnectionsParams) {
   const win = new Window(p.pid);
+  // How long each phase took (ms), to tell a slow server from a slow machine.
+  const phases: Record<string, number> = {};
+  let mark = performance.now();
+  const phase = (name: string) => {
+    const now = performance.now();
+    phases[name] = Math.round(now - mark);
+    mark = now;
+  };
   // Warm-up, every server alike: code paths compiled and pools created before the baseline.
   const warm = await pool(p.warm, 50, (i) => MqttConn.open(p.port, `bench-warm-${i}`));
   await disconnectAll(warm);
+  phase("warm");
   await sleep(1000);
   const rssBefore = win.rss();
   let refused = 0;
@@ -307,13 +316,17 @@ async function connections(p: ConnectionsParams) {
     }
   };
   const t0 = performance.now();
+  mark = t0;
   const conns = await pool(p.idle, p.concurrency, open);
+  phase("openIdle");
   const connectSeconds = (performance.now() - t0) / 1000;
   const refusedIdle = refused;
   note(`${p.idle - refusedIdle}/${p.idle} idle connections open in ${connectSeconds.toFixed(1)} s`);
   await sleep(p.settleMs);
   const rssIdle = win.rss();
+  mark = performance.now();
   const more = await pool(p.hold - p.idle, p.concurrency, (i) => open(p.idle + i));
+  phase("openMore");
   const all = [...conns, ...more];
   await sleep(1000);
   // Every held connection answers a PINGREQ.
@@ -328,14 +341,17 @@ async function connections(p: ConnectionsParams) {
       }
     };
   }
+  mark = performance.now();
   await pool(all.length, 500, async (i) => {
     await all[i]?.write(PINGREQ).catch(() => {});
   });
   const held = all.filter((c) => c).length;
   await until(() => alive >= held, 20_000);
+  phase("ping");
   const rssHold = win.rss();
   note(`${alive}/${p.hold} held connections answered PINGREQ`);
   await disconnectAll(all);
+  phase("disconnect");
   return {
     idleBytesPerConnection: p.idle > refusedIdle
       ? Math.round((rssIdle - rssBefore) / (p.idle - refusedIdle))
@@ -348,6 +364,7 @@ async function connections(p: ConnectionsParams) {
     firstError,
     rssHold,
     connectsPerSecond: Math.round((p.idle - refusedIdle) / connectSeconds),
+    phases,
   };
 }
 

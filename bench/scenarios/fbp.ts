@@ -37,7 +37,7 @@ export function fbpScenarios(servers: ServerKind[], quick: boolean): Scenario[] 
     warm: 200,
     idle: quick ? 1000 : 15_000,
     concurrency: 100,
-    settleMs: quick ? 2000 : 5000,
+    settleMs: quick ? 2000 : 3000,
   };
   const tel: Omitted<FbpTelemetryParams> = {
     mode: "telemetry",
