@@ -462,6 +462,7 @@ export function aedes(): ServerKind {
     async info() {
       let version = "?";
       try {
+        await ensureAedes();
         version = JSON.parse(
           await Deno.readTextFile(`${AEDES_DIR}/node_modules/aedes/package.json`),
         ).version;
