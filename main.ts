@@ -2,13 +2,16 @@
  * Ferry's command line.
  *
  * - `ferry [flags]`: run the gateway (see `--help`).
- * - `ferry config check` / `ferry config schema`: validate the config, print its JSON Schema.
+ * - `ferry config check` / `ferry config schema`: check the config without starting (every key,
+ *   files readable, host resolves, data dir writable), print its JSON Schema.
  * - `ferry device add|rotate|remove|list`: manage the device registry file.
+ * - `ferry --version`, `ferry --help`.
  *
  * @module
  */
 
 import {
+  anonymousAllowed,
   deviceFilePath,
   type FerryConfig,
   loadConfigFile,
@@ -17,8 +20,10 @@ import {
   resolveConfig,
   USAGE,
 } from "./src/config/mod.ts";
-import { configSchema } from "./src/config/config.ts";
-import { ConfigError, toJsonSchema } from "./src/config/schema.ts";
+import { configJsonSchema } from "./src/config/reference.ts";
+import { ConfigError } from "./src/config/schema.ts";
+import { checkConfig } from "./src/config/check.ts";
+import { versionLine } from "./src/version.ts";
 import {
   addDevice,
   DeviceFileError,
@@ -40,15 +45,33 @@ async function loadConfig(
   return resolveConfig(mergeOverrides(raw, overrides));
 }
 
-async function runGateway(config: FerryConfig, coapMode?: "plugtest"): Promise<number> {
+async function runGateway(
+  config: FerryConfig,
+  coapMode?: "plugtest",
+  reread?: () => Promise<FerryConfig>,
+  configFile?: string,
+): Promise<number> {
   const gateway = new Gateway(config, { coapMode });
   const stopped = Promise.withResolvers<void>();
   const stop = () => {
     gateway.stop().then(stopped.resolve, stopped.reject);
   };
+  // The northbound bridges follow the config file (added, removed, changed: spool kept), on
+  // SIGHUP and when the file changes.
+  const reloadBridges = () => {
+    if (!config.northbound || !reread) return;
+    reread().then(
+      (c) => gateway.reloadNorthbound(c.northbound),
+      (err) => console.error(`ferry: config not reloaded: ${(err as Error).message}`),
+    );
+  };
   const reload = () => {
     gateway.reloadDevices();
+    reloadBridges();
   };
+  const watching = config.northbound && configFile
+    ? watchFile(configFile, reloadBridges)
+    : undefined;
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
   Deno.addSignalListener("SIGHUP", reload);
@@ -58,16 +81,63 @@ async function runGateway(config: FerryConfig, coapMode?: "plugtest"): Promise<n
     throw new UsageError(`cannot start: ${(err as Error).message}`);
   }
   await stopped.promise;
+  await watching?.close();
   Deno.removeSignalListener("SIGINT", stop);
   Deno.removeSignalListener("SIGTERM", stop);
   Deno.removeSignalListener("SIGHUP", reload);
   return 0;
 }
 
+/** Says so when a change of the registry turned anonymous access off or on (`auto`). */
+function noteAnonymous(config: FerryConfig, before: number, after: number): void {
+  const was = anonymousAllowed(config, before);
+  const now = anonymousAllowed(config, after);
+  if (was && !now) {
+    console.error(
+      `ferry: anonymous access is now off (auth.anonymous "auto"): every device needs its id and token`,
+    );
+  } else if (!was && now) {
+    console.error(
+      `ferry: no device is registered any more: anonymous access is on again on loopback (auth.anonymous "auto"; set it to false to keep unregistered devices out)`,
+    );
+  }
+}
+
+/** Calls `fn` (debounced) when `file` changes; the watcher's directory is the file's. */
+function watchFile(file: string, fn: () => void): { close(): Promise<void> } | undefined {
+  const path = file.startsWith("/") ? file : `${Deno.cwd()}/${file}`;
+  const dir = path.slice(0, path.lastIndexOf("/")) || "/";
+  const name = path.slice(path.lastIndexOf("/") + 1);
+  let watcher: Deno.FsWatcher;
+  try {
+    watcher = Deno.watchFs(dir, { recursive: false });
+  } catch {
+    return undefined; // SIGHUP still works
+  }
+  const loop = (async () => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    for await (const ev of watcher) {
+      if (!ev.paths.some((p) => p.endsWith(`/${name}`))) continue;
+      clearTimeout(timer); // editors write in several steps
+      timer = setTimeout(fn, 200);
+    }
+    clearTimeout(timer);
+  })();
+  return {
+    async close() {
+      try {
+        watcher.close();
+      } catch { /* closed */ }
+      await loop;
+    },
+  };
+}
+
 async function deviceCommand(config: FerryConfig, words: string[]): Promise<number> {
   const path = deviceFilePath(config);
   const [verb, id, ...rest] = words;
   if (rest.length) throw new UsageError(`unexpected arguments: ${rest.join(" ")}`);
+  const before = verb === "list" ? 0 : (await readDeviceFile(path)).devices.length;
   switch (verb) {
     case "add":
     case "rotate": {
@@ -79,12 +149,14 @@ async function deviceCommand(config: FerryConfig, words: string[]): Promise<numb
           verb === "add" ? "added" : "rotated"
         } in ${path}; the token above is shown once and stored only as a hash`,
       );
+      noteAnonymous(config, before, before + (verb === "add" ? 1 : 0));
       return 0;
     }
     case "remove":
       if (!id) throw new UsageError("usage: ferry device remove <id>");
       await removeDevice(path, id);
       console.error(`ferry: device "${id}" removed from ${path}`);
+      noteAnonymous(config, before, before - 1);
       return 0;
     case "list": {
       const file = await readDeviceFile(path);
@@ -104,28 +176,33 @@ export async function main(args: string[]): Promise<number> {
       console.log(USAGE);
       return 0;
     }
+    if (parsed.version) {
+      console.log(versionLine());
+      return 0;
+    }
     const [cmd, ...words] = parsed.command;
     if (cmd === "config" && words[0] === "schema") {
-      console.log(JSON.stringify(
-        {
-          $schema: "https://json-schema.org/draft/2020-12/schema",
-          title: "Ferry configuration",
-          ...toJsonSchema(configSchema),
-        },
-        null,
-        2,
-      ));
+      console.log(JSON.stringify(configJsonSchema(), null, 2));
       return 0;
     }
     const config = await loadConfig(parsed.configFile, parsed.overrides);
     switch (cmd) {
       case undefined:
-        return await runGateway(config);
+        return await runGateway(
+          config,
+          undefined,
+          () => loadConfig(parsed.configFile, parsed.overrides),
+          parsed.configFile,
+        );
       case "config":
         if (words[0] !== "check" || words.length > 1) {
           throw new UsageError("usage: ferry config check|schema");
         }
-        await readDeviceFile(deviceFilePath(config));
+        {
+          const problems = await checkConfig(config);
+          for (const p of problems) console.error(`ferry: ${p.message}`);
+          if (problems.length) return 2;
+        }
         console.log(`ferry: config ${parsed.configFile ?? "(embedded default)"} is valid`);
         return 0;
       case "device":

@@ -15,9 +15,11 @@ import { HttpServer } from "./http/server.ts";
 import { BinaryServer } from "./protocols/binary/server.ts";
 import { CoapServer } from "./protocols/coap/server.ts";
 import { MqttServer } from "./protocols/mqtt/server.ts";
+import { WebSocketListenError } from "./protocols/mqtt/ws_listener.ts";
+import { mqttWsRoute } from "./protocols/mqtt/ws_route.ts";
 import { Dashboard } from "./http/dashboard/dashboard.ts";
 import { DeviceApi } from "./http/device_api/mod.ts";
-import { type Northbound, startNorthbound } from "./northbound/mod.ts";
+import { type Northbound, type NorthboundConfig, startNorthbound } from "./northbound/mod.ts";
 import type { ListenAddress, Listener } from "./protocols/listener.ts";
 import { SessionPersistence } from "./protocols/mqtt/session_persistence.ts";
 import { RetainedTable } from "./persistence/retained_table.ts";
@@ -33,8 +35,18 @@ export interface GatewayOptions {
   coapMode?: "ferry" | "plugtest";
 }
 
-/** Names of the listeners, in start order. */
-export type ListenerName = "binary" | "mqtt" | "coap" | "http";
+/** Fills each bridge's empty `gatewayId` with the host name. */
+function withGatewayId(config: NorthboundConfig): NorthboundConfig {
+  const host = () => Deno.hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64);
+  const fill = (b: NorthboundConfig & { gatewayId?: string }) => ({
+    ...b,
+    gatewayId: b.gatewayId || host(),
+  });
+  return Array.isArray(config) ? config.map(fill) : fill(config);
+}
+
+/** Names of the listeners, in start order (`mqttWs`: MQTT over WebSocket, started by `mqtt`). */
+export type ListenerName = "binary" | "mqtt" | "mqttWs" | "coap" | "http";
 
 type Factory = (
   core: Core,
@@ -43,11 +55,17 @@ type Factory = (
 ) => Listener | undefined;
 
 /** How each listener is built from the config; `undefined` means not built yet. */
-const FACTORIES: Record<Exclude<ListenerName, "http">, Factory> = {
+const FACTORIES: Record<Exclude<ListenerName, "http" | "mqttWs">, Factory> = {
   binary: (core, c) => new BinaryServer(core, { ...c.binary, hostname: c.host }),
   mqtt: (core, c, options) => {
-    const { enabled: _, persistence: _p, ...o } = c.mqtt;
-    return new MqttServer(core, { ...o, hostname: c.host, persistence: options.sessions });
+    const { enabled: _, persistence: _p, websocket, ...o } = c.mqtt;
+    const { enabled: ws, httpListener: _h, ...wso } = websocket;
+    return new MqttServer(core, {
+      ...o,
+      hostname: c.host,
+      persistence: options.sessions,
+      websocket: ws ? { ...wso, hostname: c.host } : undefined,
+    });
   },
   coap: (core, c, options) => {
     // The old command-queue keys configure the core's store (resolveConfig), not the server.
@@ -56,6 +74,39 @@ const FACTORIES: Record<Exclude<ListenerName, "http">, Factory> = {
     return new CoapServer(core, { ...o, hostname: c.host, mode: options.coapMode ?? "ferry" });
   },
 };
+
+/**
+ * Binds a listener; a failure names the listener and the address, as in
+ * `mqtt: cannot listen on 127.0.0.1:1883: address already in use`.
+ */
+async function listenOrExplain(
+  name: ListenerName,
+  host: string,
+  port: number,
+  listen: () => Promise<ListenAddress>,
+): Promise<ListenAddress> {
+  try {
+    return await listen();
+  } catch (e) {
+    let err = e;
+    if (err instanceof WebSocketListenError) { // MQTT's second listener
+      name = "mqttWs";
+      port = err.port;
+      err = err.cause;
+    }
+    const why = err instanceof Deno.errors.AddrInUse
+      ? "address already in use"
+      : err instanceof Deno.errors.AddrNotAvailable
+      ? "address not available on this machine"
+      : err instanceof Deno.errors.PermissionDenied
+      ? "permission denied (ports below 1024 need privileges)"
+      : (err as Error).message.replace(/ \(os error \d+\)$/, "");
+    const where = host.includes(":") && !host.startsWith("[")
+      ? `[${host}]:${port}`
+      : `${host}:${port}`;
+    throw new Error(`${name}: cannot listen on ${where}: ${why}`, { cause: err });
+  }
+}
 
 /**
  * A running Ferry gateway.
@@ -83,6 +134,7 @@ export class Gateway implements AsyncDisposable {
   #options: GatewayOptions;
   #listeners: Listener[] = [];
   #http: HttpServer | undefined;
+  #mqtt: MqttServer | undefined;
   #dashboard: Dashboard | undefined;
   #deviceApi: DeviceApi | undefined;
   #northbound: Northbound | undefined;
@@ -92,6 +144,7 @@ export class Gateway implements AsyncDisposable {
   #stopping: Promise<void> | undefined;
   #ready = false;
   #fileDevices: DeviceEntry[] = [];
+  #registryLoaded = false;
   #watcher: Deno.FsWatcher | undefined;
   #stopMonitor: (() => void) | undefined;
   #watching: Promise<void> | undefined;
@@ -113,11 +166,13 @@ export class Gateway implements AsyncDisposable {
       admission: {
         maxConnectionsPerAddress: config.limits.maxConnectionsPerAddress,
         exemptLoopback: config.limits.exemptLoopback,
-        authFailuresPerMinute: config.limits.authFailuresPerMinute,
       },
+      authFailuresPerMinute: config.limits.authFailuresPerMinute,
       deviceRatePerSec: config.limits.deviceRatePerSec,
       deviceBurst: config.limits.deviceBurst || undefined,
       subscriberHoldMs: config.limits.subscriberHoldMs,
+      payloadBudgetBytes: config.limits.payloadBudgetBytes,
+      publishWindow: config.limits.publishWindow,
       commands: config.commands,
     });
   }
@@ -152,8 +207,23 @@ export class Gateway implements AsyncDisposable {
     const reg = this.core.registry;
     const anonymous = anonymousAllowed(this.config, this.#fileDevices.length);
     reg.setCredentials(devices, this.config.auth.services);
-    if (reg.anonymous !== anonymous) reg.setAnonymous(anonymous);
     log.info("device registry loaded", { path, devices: devices.length, anonymous });
+    if (reg.anonymous !== anonymous) {
+      const running = this.#registryLoaded; // not the load at start-up
+      reg.setAnonymous(anonymous);
+      // `auto` follows the registry: say so when it flips on a running gateway.
+      if (running && !anonymous) {
+        log.warn(
+          'anonymous access is now off: a device is registered (auth.anonymous "auto"); every device needs its id and token',
+          { devices: devices.length },
+        );
+      } else if (running) {
+        log.warn(
+          'anonymous access is on again: no device is registered (auth.anonymous "auto" on loopback); set auth.anonymous to false to keep unregistered devices out',
+        );
+      }
+    }
+    this.#registryLoaded = true;
     return true;
   }
 
@@ -206,14 +276,14 @@ export class Gateway implements AsyncDisposable {
     try {
       if (c.northbound) {
         // Before any listener: every message a device gets acknowledged must go through the spool.
-        const gatewayId = c.northbound.gatewayId ||
-          Deno.hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64);
         this.#northbound = await startNorthbound(
           this.core,
-          { ...c.northbound, gatewayId },
+          withGatewayId(c.northbound),
           c.dataDir,
         );
-        log.info("northbound bridge started", { gatewayId });
+        log.info("northbound bridge started", {
+          bridges: this.#northbound.bridges.map((b) => b.name),
+        });
       }
       if (c.mqtt.enabled && c.mqtt.persistence.enabled) this.#openState();
       for (const name of ["binary", "mqtt", "coap"] as const) {
@@ -230,9 +300,19 @@ export class Gateway implements AsyncDisposable {
           );
           continue;
         }
-        this.#addresses[name] = await l.listen();
+        this.#addresses[name] = await listenOrExplain(name, c.host, c[name].port, () => l.listen());
         this.#listeners.push(l);
         log.info(`${name} listening`, { ...this.#addresses[name] });
+        if (l instanceof MqttServer) this.#mqtt = l;
+        if (l instanceof MqttServer && l.webSocketAddress) {
+          this.#addresses.mqttWs = l.webSocketAddress;
+          log.info("mqttWs listening", { ...l.webSocketAddress, path: c.mqtt.websocket.path });
+          if (c.mqtt.tls && !c.mqtt.websocket.tls && !isLoopback(c.host)) {
+            log.warn(
+              "MQTT over TCP is TLS-only but MQTT over WebSocket is plain ws:// beyond loopback: set mqtt.websocket.tls (or mqtt.websocket.enabled false)",
+            );
+          }
+        }
       }
       if (c.http.enabled) {
         this.#http = new HttpServer(this.core, {
@@ -252,6 +332,15 @@ export class Gateway implements AsyncDisposable {
           const api = this.#deviceApi = new DeviceApi(this.core, o);
           this.#http.route((req, url, info) => api.handle(req, url, info));
         }
+        const ws = c.mqtt.websocket;
+        if (this.#mqtt && ws.httpListener) {
+          // MQTT over WebSocket on the HTTP port too, through the route hook (Deno's WebSocket).
+          this.#http.route(mqttWsRoute(this.#mqtt, {
+            path: ws.path,
+            allowedOrigins: ws.allowedOrigins,
+            maxQueuedBytes: c.mqtt.maxPendingBytes,
+          }));
+        }
         const requireLogin = c.auth.services.length > 0 || !isLoopback(c.host);
         if (requireLogin && c.auth.services.length === 0) {
           log.warn(
@@ -260,7 +349,13 @@ export class Gateway implements AsyncDisposable {
         }
         const dashboard = this.#dashboard = new Dashboard(this.core, { requireLogin });
         this.#http.route((req, url) => dashboard.handle(req, url));
-        this.#addresses.http = await this.#http.listen();
+        const http = this.#http;
+        this.#addresses.http = await listenOrExplain(
+          "http",
+          c.host,
+          c.http.port,
+          () => http.listen(),
+        );
         log.info("http listening", { ...this.#addresses.http });
       }
     } catch (err) {
@@ -271,6 +366,34 @@ export class Gateway implements AsyncDisposable {
     this.#ready = true;
     log.info("ready", { addresses: this.#addresses });
     return this.#addresses;
+  }
+
+  /** The northbound bridges, when configured (dead letters, link states). */
+  get northbound(): Northbound | undefined {
+    return this.#northbound;
+  }
+
+  /**
+   * Applies a new `northbound` section live (SIGHUP): bridges added, removed or changed without a
+   * restart and without losing spooled messages. Adding the first bridge or removing the last
+   * needs a restart (the spool and the accept hook are set up before the listeners). Returns
+   * false (logged) when the section is unusable; the running bridges stay.
+   */
+  async reloadNorthbound(config: NorthboundConfig | undefined): Promise<boolean> {
+    const log = this.#log.child("gateway");
+    if (!this.#northbound || !config || (Array.isArray(config) && config.length === 0)) {
+      if (this.#northbound || config) {
+        log.warn("adding the first bridge or removing the last needs a restart");
+      }
+      return false;
+    }
+    try {
+      await this.#northbound.reload(withGatewayId(config));
+      return true;
+    } catch (err) {
+      log.error("northbound not reloaded; the running bridges stay", { error: err });
+      return false;
+    }
   }
 
   /**
@@ -284,6 +407,8 @@ export class Gateway implements AsyncDisposable {
     const file = c.mqtt.persistence.file;
     Deno.mkdirSync(c.dataDir, { recursive: true });
     const path = file.startsWith("/") ? file : `${c.dataDir.replace(/\/+$/, "")}/${file}`;
+    // A corrupt file is set aside (and its new name logged); a full or failing disk throws and
+    // the gateway refuses to start, naming the file: a healthy file is never moved for that.
     const db = this.#state = StateDb.openOrSetAside(path, {
       synchronous: c.mqtt.persistence.synchronous,
       onWriteError: (error) => log.error("state not written", { file: path, error }),

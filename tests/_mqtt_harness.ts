@@ -6,7 +6,7 @@
  * @module
  */
 
-import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import { type IClientOptions, mqtt, type MqttClient } from "./_dev_deps.ts";
 import mqttPacket, { type Packet } from "mqtt-packet";
 import { Buffer } from "node:buffer";
 import { Core, type CoreOptions, Logger } from "../src/core/mod.ts";
@@ -121,7 +121,7 @@ export class Inbox {
     });
   }
   /** Waits until `n` messages arrived (fails after `ms`). */
-  async waitFor(n: number, ms = 3000): Promise<this> {
+  async waitFor(n: number, ms = 20_000): Promise<this> {
     const until = Date.now() + ms;
     while (this.messages.length < n) {
       const left = until - Date.now();
@@ -142,6 +142,7 @@ export class RawClient {
   #reading: Promise<void>;
   #wake: (() => void) | undefined;
   #version: ProtocolVersion;
+  #paused = false;
   /** Decoder error, if the server sent something undecodable. */
   error: unknown;
 
@@ -162,6 +163,7 @@ export class RawClient {
     const buf = new Uint8Array(65536);
     try {
       for (;;) {
+        if (this.#paused) return; // stopReading(): the socket's buffers fill up
         const n = await this.#conn.read(buf);
         if (n === null) break;
         this.#packets.push(...this.#decoder.push(buf.slice(0, n)));
@@ -207,7 +209,7 @@ export class RawClient {
   }
 
   /** The next packet from the server (fails after `ms` or when the connection closed first). */
-  async next(ms = 3000): Promise<Packet> {
+  async next(ms = 20_000): Promise<Packet> {
     const until = Date.now() + ms;
     while (!this.#packets.length) {
       if (this.#closed) throw new Error("connection closed before a packet arrived");
@@ -224,9 +226,34 @@ export class RawClient {
   }
 
   /** Waits until the server closes the connection; returns the packets it sent before. */
-  async waitClosed(ms = 3000): Promise<Packet[]> {
+  async waitClosed(ms = 20_000): Promise<Packet[]> {
     await within(this.#reading, ms, "server to close the connection");
     return this.#packets.splice(0);
+  }
+
+  /** Sends PINGREQ and waits for its PINGRESP: everything sent before has been read. */
+  async ping(ms = 20_000): Promise<void> {
+    await this.send(new Uint8Array([0xc0, 0]));
+    for (;;) if ((await this.next(ms)).cmd === "pingresp") return;
+  }
+
+  /** Stops reading (after the read in progress): a client that never reads again. */
+  stopReading(): void {
+    this.#paused = true;
+  }
+
+  /** Reads again, discarding, until the server closes the connection; false after `ms`. */
+  async closedByPeer(ms: number): Promise<boolean> {
+    const buf = new Uint8Array(65536);
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline) {
+      const n = await within(this.#conn.read(buf), deadline - Date.now(), "a read").catch(
+        (e) => e instanceof Error && /time/i.test(e.message) ? undefined : null,
+      );
+      if (n === null) return true;
+      if (n === undefined) return false;
+    }
+    return false;
   }
 
   /** Closes our side. Idempotent. */
@@ -241,7 +268,7 @@ export class RawClient {
 export async function run(
   cmd: string,
   args: string[],
-  ms = 5000,
+  ms = 20_000,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(cmd, {
     args,
@@ -359,7 +386,7 @@ export function rawPacket(first: number, body: number[]): Uint8Array {
 }
 
 /** Polls `cond` every 5 ms until it holds; fails after `ms`. */
-export async function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
+export async function until(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out: ${what}`);

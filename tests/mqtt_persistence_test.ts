@@ -4,13 +4,24 @@
  * directory; peers are MQTT.js, mosquitto_pub / mosquitto_sub and a raw-socket client.
  */
 
-import mqtt from "mqtt";
+import { mqtt } from "./_dev_deps.ts";
 import type { IConnackPacket, IPublishPacket } from "mqtt-packet";
 import { assert, assertEquals } from "./_assert.ts";
 import { RawClient, run, within } from "./_mqtt_harness.ts";
 import { type GatewayProcess, startGateway } from "./_process.ts";
 
-const PORTS = ["--binary-port", "0", "--http-port", "0", "--coap-port", "0", "--mqtt-port", "0"];
+const PORTS = [
+  "--binary-port",
+  "0",
+  "--http-port",
+  "0",
+  "--coap-port",
+  "0",
+  "--mqtt-port",
+  "0",
+  "--mqtt-ws-port",
+  "0",
+];
 
 function start(dir: string): Promise<GatewayProcess> {
   return startGateway(["--data-dir", dir, ...PORTS]);

@@ -16,13 +16,15 @@
  * - An adapter that could not deliver a claimed command **releases** it; the listeners hear of it
  *   again, so another protocol may deliver it.
  *
- * Devices whose protocol delivers commands itself (MQTT sessions subscribe to their own topics)
- * are left alone: see {@link CommandStoreOptions.selfSubscribing}.
+ * Devices whose protocol delivers commands itself (its sessions subscribe to their own command
+ * topics, as MQTT's do) are left alone: see {@link CommandStoreOptions.deliversOwnCommands}.
  *
  * @module
  */
 
 import type { Clock } from "./clock.ts";
+import { defaults, type Infer } from "../config/schema.ts";
+import { commandsOptionsSchema } from "./options.ts";
 import { type Message, ownPayload, type Protocol } from "./message.ts";
 import { parseTopic } from "./topics.ts";
 
@@ -46,14 +48,7 @@ export interface PendingCommand {
 export type CommandDropReason = "queue_full" | "expired" | "too_many_devices";
 
 /** The limits of a {@link CommandStore}. */
-export interface CommandStoreLimits {
-  /** Commands kept per device; the oldest is dropped past it. @default 32 */
-  maxPerDevice: number;
-  /** Time to live of a pending command, ms (a message's own earlier `expiresAt` wins). @default 86400000 */
-  ttlMs: number;
-  /** Devices with pending commands at once; commands for further devices are dropped. @default 10000 */
-  maxDevices: number;
-}
+export type CommandStoreLimits = Infer<typeof commandsOptionsSchema>;
 
 /** Tunables of {@link CommandStore}. */
 export interface CommandStoreOptions extends CommandStoreLimits {
@@ -61,23 +56,21 @@ export interface CommandStoreOptions extends CommandStoreLimits {
   clock: Clock;
   /** Subscribes to the bus (the core's `subscribe`); needed by {@link CommandStore.open}. */
   subscribe?: (filter: string, sub: { id: string; deliver(msg: Message): void }) => () => void;
-  /** The protocol a device was last seen on (the registry's), for {@link selfSubscribing}. */
+  /** The protocol a device was last seen on (the registry's), for {@link deliversOwnCommands}. */
   protocolOf?: (deviceId: string) => Protocol | undefined;
   /**
-   * Protocols whose devices subscribe to their commands themselves; commands for a device last
-   * seen on one of them are not kept. @default ["mqtt"]
+   * True for protocols whose devices subscribe to their commands themselves (registered so by
+   * their adapter); commands for a device last seen on one of them are not kept. @default none
    */
-  selfSubscribing?: readonly Protocol[];
+  deliversOwnCommands?: (protocol: Protocol) => boolean;
   /** Called for every command dropped undelivered. */
   onDrop?: (deviceId: string, reason: CommandDropReason) => void;
 }
 
 /** Defaults of the limits. */
-export const defaultCommandStoreLimits: Readonly<CommandStoreLimits> = Object.freeze({
-  maxPerDevice: 32,
-  ttlMs: 86_400_000,
-  maxDevices: 10_000,
-});
+export const defaultCommandStoreLimits: Readonly<CommandStoreLimits> = Object.freeze(
+  defaults(commandsOptionsSchema),
+);
 
 /** Called (synchronously, must not throw) when a command becomes available: new or released. */
 export type CommandListener = (cmd: PendingCommand) => void;
@@ -108,7 +101,6 @@ export interface PendingQuery {
  */
 export class CommandStore {
   #opts: CommandStoreOptions;
-  #skip: ReadonlySet<Protocol>;
   #queues = new Map<string, PendingCommand[]>();
   #listeners = new Map<string, Set<CommandListener>>();
   #watchers = new Set<CommandListener>();
@@ -126,7 +118,6 @@ export class CommandStore {
       }
     }
     this.#opts = options;
-    this.#skip = new Set(options.selfSubscribing ?? ["mqtt"]);
   }
 
   /** The limits in force. */
@@ -188,7 +179,7 @@ export class CommandStore {
     const t = parseTopic(msg.topic);
     if (t.kind !== "command") return undefined;
     const p = this.#opts.protocolOf?.(t.deviceId);
-    if (p !== undefined && this.#skip.has(p)) return undefined;
+    if (p !== undefined && this.#opts.deliversOwnCommands?.(p)) return undefined;
     return this.push(t.deviceId, t.name, msg);
   }
 

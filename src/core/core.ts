@@ -1,7 +1,8 @@
 /**
- * The protocol-agnostic heart of the gateway. Adapters authenticate devices against the registry,
- * `publish` what devices send (waiting when the pipeline is full: backpressure), `subscribe` to
- * what they should receive, and ask the supervisor to watch their keepalive. The pipeline handler
+ * The protocol-agnostic heart of the gateway. A protocol adapter asks for a port
+ * (`core.port({ name })`, see `device_port.ts`) and goes through it for everything: login,
+ * publishing, sessions and presence, commands, subscriptions. The gateway wires the rest here:
+ * credentials, the durable stage (accept hook), sinks, retained persistence. The pipeline handler
  * stores retained messages, fans each message out to matching subscribers, and hands it to sinks
  * (the northbound bridge) in per-device order.
  *
@@ -17,18 +18,19 @@ import {
   defaultCommandStoreLimits,
 } from "./command_store.ts";
 import { RateLimiter } from "./rate_limiter.ts";
-import { type DeadlineEntry, DeadlineQueue } from "./deadline_queue.ts";
+import { DeadlineQueue } from "./deadline_queue.ts";
+import { BoundPort, type DevicePort, type PortHost, type ProtocolSpec } from "./device_port.ts";
 import { Logger } from "./logger.ts";
+import { LoginGate } from "./login.ts";
 import { createMessage, type Message, type Protocol } from "./message.ts";
-import { type Counter, type Gauge, MetricsRegistry } from "./metrics.ts";
+import { MetricsRegistry } from "./metrics.ts";
 import { FlowGate } from "./flow_gate.ts";
+import { PayloadBudget } from "./payload_budget.ts";
+import { defaultLimits } from "./options.ts";
 import { Pipeline } from "./pipeline.ts";
-import {
-  type DeviceCredential,
-  DeviceRegistry,
-  type ServiceAccount,
-  type SessionHandle,
-} from "./registry.ts";
+import { type CoreMetrics, coreMetrics, ProtocolStats } from "./protocol_stats.ts";
+import { type DeviceCredential, DeviceRegistry, type ServiceAccount } from "./registry.ts";
+import { Supervisor } from "./supervisor.ts";
 import { type RetainedPersistence, RetainedStore } from "./retained_store.ts";
 import { TopicRouter } from "./topic_router.ts";
 import { parseTopic, statusTopic } from "./topics.ts";
@@ -37,22 +39,8 @@ import { parseTopic, statusTopic } from "./topics.ts";
 const ONLINE = new TextEncoder().encode("online");
 const OFFLINE = new TextEncoder().encode("offline");
 
-const LABELS_BY_PROTOCOL = new Map<Protocol, Readonly<{ protocol: Protocol }>>();
-
-/** The shared, frozen `{ protocol }` label set of a protocol (metric keys are cached per object). */
-export function protocolLabels(protocol: Protocol): Readonly<{ protocol: Protocol }> {
-  let l = LABELS_BY_PROTOCOL.get(protocol);
-  if (!l) LABELS_BY_PROTOCOL.set(protocol, l = Object.freeze({ protocol }));
-  return l;
-}
-
-/** Receives messages whose topic matches a subscription. Must not throw or block. */
-export interface Subscriber {
-  /** Identifier of the subscribing session (compared with `Message.origin` for no-local). */
-  readonly id: string;
-  /** Takes one message; the subscriber queues it and applies its own slow-consumer policy. */
-  deliver(msg: Message): void;
-}
+export type { Subscriber } from "./device_port.ts";
+import type { Subscriber } from "./device_port.ts";
 
 /** Processes every accepted message after fan-out, in per-device order (e.g. northbound). */
 export type Sink = (msg: Message) => void | Promise<void>;
@@ -86,8 +74,10 @@ export interface CoreOptions {
   deviceAcl?: DeviceAclRules;
   /** Deadline resolution of the supervisor. @default 50 */
   timerResolutionMs?: number;
-  /** Per-address connection cap and failed-auth throttling. */
+  /** Per-address connection cap. */
   admission?: AdmissionOptions;
+  /** Failed logins per identity and address per minute before it is throttled (0 = off). @default 20 */
+  authFailuresPerMinute?: number;
   /** Per-device message rate (token bucket); 0 = unlimited. @default 0 */
   deviceRatePerSec?: number;
   /** Per-device burst. @default 2 × deviceRatePerSec */
@@ -99,33 +89,19 @@ export interface CoreOptions {
   subscriberHoldMs?: number;
   /** Limits of the pending-command store ({@link Core.commands}). */
   commands?: Partial<CommandStoreLimits>;
+  /**
+   * Payload bytes held in flight across every protocol (queued messages, large packets being
+   * received) before producers wait or are refused. @default 67108864 (64 MiB)
+   */
+  payloadBudgetBytes?: number;
+  /**
+   * Publishes one stream connection may have waiting (durable stage, room) while it reads on
+   * ({@link DevicePort.lane}). @default 64
+   */
+  publishWindow?: number;
 }
 
-/** Metric handles shared by every adapter (labels: `protocol`, plus `reason`/`code`). */
-export interface CoreMetrics {
-  /** Open connections by protocol. */
-  connections: Gauge;
-  /** Connections accepted. */
-  connectionsAccepted: Counter;
-  /** Frames/packets/datagrams received. */
-  framesIn: Counter;
-  /** Frames/packets/datagrams sent. */
-  framesOut: Counter;
-  /** Bytes received. */
-  bytesIn: Counter;
-  /** Bytes sent. */
-  bytesOut: Counter;
-  /** Messages published into the pipeline. */
-  messagesIn: Counter;
-  /** Messages delivered to subscribers/devices. */
-  messagesOut: Counter;
-  /** Messages or frames dropped, by reason. */
-  drops: Counter;
-  /** Protocol errors, by code. */
-  errors: Counter;
-  /** Sessions closed by the supervisor. */
-  reaped: Counter;
-}
+export type { CoreMetrics };
 
 /**
  * Wires registry, router, retained store, pipeline and supervisor together.
@@ -163,8 +139,14 @@ export class Core implements AsyncDisposable {
   readonly flow: FlowGate;
   /** One timer heap for every keepalive and idle deadline. */
   readonly deadlines: DeadlineQueue;
-  /** Per-address connection caps and failed-auth throttling, for every listener. */
+  /** Per-address connection caps, for every listener. */
   readonly admission: Admission;
+  /** Login for every protocol: authentication and the failed-login throttle. */
+  readonly logins: LoginGate;
+  /** Keepalives of sessions, idle presence of sessionless devices. */
+  readonly supervisor: Supervisor;
+  /** Payload bytes in flight, across every protocol. */
+  readonly budget: PayloadBudget;
   /** Per-device message rate limits, for every protocol. */
   readonly rates: RateLimiter;
   /**
@@ -174,18 +156,22 @@ export class Core implements AsyncDisposable {
   readonly commands: CommandStore;
   #sinks: Sink[] = [];
   #accept: AcceptHook | undefined;
-  #idle = new Map<string, DeadlineEntry>();
   #closing = false;
   #coreLog: Logger;
+  #ports = new Map<Protocol, BoundPort>();
+  #ownCommands = new Set<Protocol>();
+  #host: PortHost;
+  #publishWindow: number;
 
   /** Creates the core. */
   constructor(options: CoreOptions = {}) {
     this.clock = options.clock ?? systemClock;
+    this.#publishWindow = options.publishWindow ?? defaultLimits.publishWindow;
     this.log = options.log ?? new Logger();
     this.#coreLog = this.log.child("core");
     this.metrics = options.metrics ?? new MetricsRegistry();
     this.retained = new RetainedStore();
-    this.admission = new Admission({ now: () => this.clock.now(), ...options.admission });
+    this.admission = new Admission(options.admission);
     this.rates = new RateLimiter({
       ratePerSec: options.deviceRatePerSec,
       burst: options.deviceBurst,
@@ -203,17 +189,25 @@ export class Core implements AsyncDisposable {
       now: () => this.clock.now(),
       onPresence: (id, state, protocol) => this.#presence(id, state, protocol),
     });
+    this.logins = new LoginGate(this.registry, {
+      failuresPerMinute: options.authFailuresPerMinute,
+      now: () => this.clock.now(),
+    });
     this.flow = new FlowGate({
       clock: this.clock,
-      maxHoldMs: options.subscriberHoldMs ?? 1000,
+      maxHoldMs: options.subscriberHoldMs ?? defaultLimits.subscriberHoldMs,
       onEvict: () => {
         this.stats.drops.inc({ protocol: "system", reason: "subscriber_hold_expired" });
         this.#coreLog.warn("a slow subscriber held delivery too long: no longer waiting for it", {
-          holdMs: options.subscriberHoldMs ?? 1000,
+          holdMs: options.subscriberHoldMs ?? defaultLimits.subscriberHoldMs,
         });
       },
     });
+    this.budget = new PayloadBudget(
+      options.payloadBudgetBytes ?? defaultLimits.payloadBudgetBytes,
+    );
     this.pipeline = new Pipeline((m) => this.#handle(m), {
+      budget: this.budget,
       capacity: options.queueCapacity,
       concurrency: options.concurrency,
       onError: (err, msg) => {
@@ -227,28 +221,21 @@ export class Core implements AsyncDisposable {
       clock: this.clock,
       subscribe: (filter, sub) => this.subscribe(filter, sub),
       protocolOf: (id) => this.registry.get(id)?.protocol,
+      deliversOwnCommands: (p) => this.#ownCommands.has(p),
       onDrop: (device, reason) => {
         this.stats.drops.inc({ protocol: "system", reason: `command_${reason}` });
         this.#coreLog.debug("command dropped", { device, reason });
       },
     });
     const m = this.metrics;
-    this.stats = {
-      connections: m.gauge("ferry_connections", "Open device connections by protocol"),
-      connectionsAccepted: m.counter(
-        "ferry_connections_accepted_total",
-        "Connections accepted by protocol",
-      ),
-      framesIn: m.counter("ferry_frames_received_total", "Frames/packets received"),
-      framesOut: m.counter("ferry_frames_sent_total", "Frames/packets sent"),
-      bytesIn: m.counter("ferry_received_bytes_total", "Bytes received from devices"),
-      bytesOut: m.counter("ferry_sent_bytes_total", "Bytes sent to devices"),
-      messagesIn: m.counter("ferry_messages_received_total", "Messages accepted into the pipeline"),
-      messagesOut: m.counter("ferry_messages_delivered_total", "Messages delivered to devices"),
-      drops: m.counter("ferry_dropped_total", "Messages or frames dropped, by reason"),
-      errors: m.counter("ferry_errors_total", "Protocol errors by code"),
-      reaped: m.counter("ferry_sessions_reaped_total", "Sessions closed for keepalive timeout"),
-    };
+    this.stats = coreMetrics(m);
+    this.supervisor = new Supervisor({
+      deadlines: this.deadlines,
+      registry: this.registry,
+      reaped: this.stats.reaped,
+      log: this.#coreLog,
+    });
+    this.#host = this.#portHost();
     m.gauge(
       "ferry_pipeline_queue_depth",
       "Messages waiting in the pipeline",
@@ -265,6 +252,16 @@ export class Core implements AsyncDisposable {
       () => this.pipeline.inUse,
     );
     m.gauge("ferry_pipeline_handlers", "Handler pool size", () => this.pipeline.concurrency);
+    m.gauge(
+      "ferry_payload_budget_used_bytes",
+      "Payload bytes held in flight (queued messages, large packets being received)",
+      () => this.budget.used,
+    );
+    m.gauge(
+      "ferry_payload_budget_bytes",
+      "Payload bytes the gateway may hold in flight",
+      () => this.budget.total,
+    );
     m.gauge(
       "ferry_pipeline_waiting_producers",
       "Producers blocked on a full queue",
@@ -293,11 +290,6 @@ export class Core implements AsyncDisposable {
   /** Adds a sink that sees every accepted message after fan-out. */
   addSink(sink: Sink): void {
     this.#sinks.push(sink);
-  }
-
-  /** True when an accept hook (a durable spool) must run before messages are accepted. */
-  get hasAcceptHook(): boolean {
-    return this.#accept !== undefined;
   }
 
   /** Sets the hook every message passes before it is accepted (one hook; `undefined` clears). */
@@ -348,74 +340,59 @@ export class Core implements AsyncDisposable {
   async publish(msg: Message, signal?: AbortSignal): Promise<void> {
     if (this.#accept) await this.#accept(msg);
     await this.pipeline.submit(msg, signal);
-    this.stats.messagesIn.inc(protocolLabels(msg.protocol));
+    this.#host.accepted(msg);
   }
 
   /**
-   * Accepts a message only if there is room now (UDP/HTTP refuse instead of waiting). Without an
-   * accept hook the answer is immediate; with one (a spool), use {@link publishIfRoom}.
+   * The port of protocol `spec.name`, made on first use: the one thing a protocol adapter calls.
+   * Asking again for the same name returns the same port.
    */
-  tryPublish(msg: Message): boolean {
-    if (this.#accept) {
-      throw new TypeError("Cannot tryPublish with an accept hook set: use publishIfRoom");
+  port(spec: ProtocolSpec): DevicePort {
+    let p = this.#ports.get(spec.name);
+    if (!p) {
+      p = new BoundPort(this.#host, spec.name, new ProtocolStats(this.stats, spec.name));
+      this.#ports.set(spec.name, p);
     }
-    const ok = this.pipeline.offer(msg);
-    if (ok) this.stats.messagesIn.inc(protocolLabels(msg.protocol));
-    else this.stats.drops.inc({ protocol: msg.protocol, reason: "overloaded" });
-    return ok;
+    if (spec.deliversOwnCommands) this.#ownCommands.add(spec.name);
+    return p;
   }
 
-  /**
-   * Accepts a message if the pipeline has room now, after the accept hook (durable append) ran;
-   * resolves false, accepting nothing, when it is full. For producers that must refuse rather
-   * than wait (UDP, HTTP). Resolves true only once the message is accepted.
-   */
-  async publishIfRoom(msg: Message): Promise<boolean> {
-    if (!this.pipeline.hasRoom) {
-      this.stats.drops.inc({ protocol: msg.protocol, reason: "overloaded" });
-      return false;
-    }
-    if (this.#accept) await this.#accept(msg);
-    // Room was checked before the hook ran; if it filled meanwhile, wait briefly (bounded by the
-    // number of concurrent producers) rather than lose a message already made durable.
-    await this.pipeline.submit(msg);
-    this.stats.messagesIn.inc(protocolLabels(msg.protocol));
-    return true;
+  /** What every port works with: the core's parts, with live views of its state. */
+  #portHost(): PortHost {
+    // deno-lint-ignore no-this-alias
+    const core = this;
+    const labels = new Map<Protocol, Readonly<{ protocol: Protocol }>>();
+    return {
+      clock: this.clock,
+      log: this.log,
+      registry: this.registry,
+      logins: this.logins,
+      rates: this.rates,
+      pipeline: this.pipeline,
+      supervisor: this.supervisor,
+      deadlines: this.deadlines,
+      flow: this.flow,
+      retained: this.retained,
+      store: this.commands,
+      budget: this.budget,
+      publishWindow: this.#publishWindow,
+      get closing() {
+        return core.#closing;
+      },
+      admit: (address) => this.admission.admit(address),
+      release: (address) => this.admission.release(address),
+      get acceptHook() {
+        return core.#accept;
+      },
+      subscribe: (filter, sub) => this.subscribe(filter, sub),
+      accepted: (msg) => {
+        let l = labels.get(msg.protocol);
+        if (!l) labels.set(msg.protocol, l = Object.freeze({ protocol: msg.protocol }));
+        this.stats.messagesIn.inc(l);
+        if (msg.deviceId !== undefined) this.registry.device(msg.deviceId).messagesIn++;
+      },
+    };
   }
-
-  /**
-   * Watches a session's keepalive: unless `touch`ed within `timeoutMs`, the session is closed
-   * with `keepalive_timeout`. Callers pass 1.5x the keepalive.
-   */
-  supervise(session: SessionHandle, timeoutMs: number): DeadlineEntry {
-    // One callback for every session (the entry carries the session): no closure per session.
-    return this.deadlines.add(timeoutMs, this.#reap, session);
-  }
-
-  #reap = (session: SessionHandle, entry: DeadlineEntry): void => {
-    const timeoutMs = entry.timeoutMs;
-    this.stats.reaped.inc({ protocol: session.protocol });
-    this.#coreLog.info("keepalive expired", {
-      session: session.sessionId,
-      protocol: session.protocol,
-      timeoutMs,
-    });
-    session.close({ code: "keepalive_timeout", message: `no frame for ${timeoutMs} ms` });
-  };
-
-  /** Marks a sessionless device seen; it goes offline after `idleMs` without another call. */
-  seen(deviceId: string, protocol: Protocol, idleMs: number): void {
-    if (this.#closing) return; // shutting down: presence no longer changes
-    this.registry.touch(deviceId, protocol);
-    const e = this.#idle.get(deviceId);
-    if (e?.active) return e.touch(idleMs);
-    this.#idle.set(deviceId, this.deadlines.add(idleMs, this.#idleExpired, deviceId));
-  }
-
-  #idleExpired = (deviceId: string): void => {
-    this.#idle.delete(deviceId);
-    this.registry.markIdle(deviceId);
-  };
 
   #presence(id: string, state: "online" | "offline", protocol?: Protocol): void {
     this.#coreLog.info(`device ${state}`, { device: id, protocol });
@@ -459,6 +436,7 @@ export class Core implements AsyncDisposable {
   /** Drains the pipeline and stops the supervisor. Idempotent. */
   async close(): Promise<void> {
     this.#closing = true;
+    this.supervisor.stop();
     this.flow.close(); // shutting down: deliver what is queued without waiting for anyone
     await this.pipeline.close();
     this.deadlines.close();

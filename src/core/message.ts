@@ -4,8 +4,11 @@
  * @module
  */
 
-/** Where a message came from. */
-export type Protocol = "binary" | "mqtt" | "coap" | "http" | "upstream" | "system";
+/**
+ * Where a message came from: the label an adapter registered its port under (`core.port({ name })`),
+ * or `system` for what the core itself publishes (presence). The core names no adapter.
+ */
+export type Protocol = string;
 
 /** Quality of service, MQTT-style: 0 at most once, 1 at least once, 2 exactly once. */
 export type QoS = 0 | 1 | 2;

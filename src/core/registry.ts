@@ -1,12 +1,16 @@
 /**
  * The device registry: credentials, the live session of each device (one at a time: a new session
- * for a connected id takes over), presence (`online`/`offline`) and per-device counters.
+ * for a connected id takes over), presence (`online`/`offline`), per-device counters, and every
+ * session or stream opened under an identity, so that a credential change closes all of them on
+ * every protocol.
  *
  * @module
  */
 
 import { type DeviceAclRules, devicePrincipal, type Principal } from "./acl.ts";
+import { type Attachment, Attachments } from "./attachments.ts";
 import { secretEquals, verifyToken } from "./credentials.ts";
+import type { Identity } from "./login.ts";
 import type { Protocol } from "./message.ts";
 import { isDeviceId } from "./topics.ts";
 
@@ -102,6 +106,12 @@ export interface RegistryOptions {
   now?: () => number;
 }
 
+function sameService(a: ServiceAccount, b: ServiceAccount): boolean {
+  return a.token === b.token && a.tokenHash === b.tokenHash &&
+    a.publish.join("\n") === b.publish.join("\n") &&
+    a.subscribe.join("\n") === b.subscribe.join("\n");
+}
+
 function checkSecret(given: string, c: { token?: string; tokenHash?: string }): boolean {
   if (c.tokenHash) return verifyToken(given, c.tokenHash);
   if (c.token !== undefined) return secretEquals(given, c.token);
@@ -123,6 +133,7 @@ export class DeviceRegistry {
   #creds = new Map<string, DeviceCredential>();
   #services = new Map<string, ServiceAccount>();
   #anonymous: boolean;
+  #attachments = new Attachments();
   #deviceAcl: DeviceAclRules | undefined;
   #onPresence?: RegistryOptions["onPresence"];
   #now: () => number;
@@ -141,28 +152,83 @@ export class DeviceRegistry {
     return this.#anonymous;
   }
 
-  /** Turns anonymous access on or off (live); turning it off closes sessions of unknown devices. */
+  /**
+   * Turns anonymous access on or off (live); turning it off closes every session and stream of
+   * anonymous clients and of devices without credentials.
+   */
   setAnonymous(on: boolean): void {
+    const was = this.#anonymous;
     this.#anonymous = on;
-    if (!on) this.setCredentials([...this.#creds.values()], [...this.#services.values()]);
+    if (!was || on) return;
+    const reason: CloseReason = { code: "removed", message: "anonymous access was turned off" };
+    this.#attachments.revoke((key) => key.startsWith("anonymous:"), reason);
+    for (const rec of this.#devices.values()) {
+      if (rec.session && !this.#creds.has(rec.id)) rec.session.close(reason);
+    }
   }
 
-  /** Replaces credentials (live reload). Sessions of devices no longer known are closed. */
+  /**
+   * Replaces credentials (live reload). Every session and stream of a device whose credentials
+   * were removed or changed, and of a service account removed or changed (token or ACL), is
+   * closed: it authenticated with what is no longer valid.
+   */
   setCredentials(devices: DeviceCredential[], services: ServiceAccount[] = []): void {
-    const old = this.#creds;
+    const oldDevices = this.#creds;
+    const oldServices = this.#services;
     this.#creds = new Map(devices.map((d) => [d.id, d]));
     this.#services = new Map(services.map((s) => [s.name, s]));
-    for (const rec of this.#devices.values()) {
-      if (!rec.session) continue;
-      const before = old.get(rec.id);
-      const now = this.#creds.get(rec.id);
-      if (now && before && (now.token !== before.token || now.tokenHash !== before.tokenHash)) {
-        // Rotated: the session authenticated with the old token and must come back with the new.
-        rec.session.close({ code: "removed", message: `credentials of ${rec.id} changed` });
-      } else if (!now && !this.#anonymous) {
-        rec.session.close({ code: "removed", message: `device ${rec.id} was removed` });
+    const revoked = new Set<string>();
+    for (const [id, before] of oldDevices) {
+      const now = this.#creds.get(id);
+      if (!now || now.token !== before.token || now.tokenHash !== before.tokenHash) {
+        revoked.add(`device:${id}`);
+        const rec = this.#devices.get(id);
+        rec?.session?.close({
+          code: "removed",
+          message: now ? `credentials of ${id} changed` : `device ${id} was removed`,
+        });
       }
     }
+    for (const [name, before] of oldServices) {
+      const now = this.#services.get(name);
+      if (!now || !sameService(now, before)) revoked.add(`service:${name}`);
+    }
+    if (revoked.size) {
+      this.#attachments.revoke((key) => revoked.has(key), {
+        code: "removed",
+        message: "credentials changed",
+      });
+    }
+    if (!this.#anonymous) {
+      // Devices that got in anonymously before credentials existed: no longer allowed.
+      for (const rec of this.#devices.values()) {
+        if (rec.session && !this.#creds.has(rec.id) && !revoked.has(`device:${rec.id}`)) {
+          rec.session.close({ code: "removed", message: `device ${rec.id} was removed` });
+        }
+      }
+      this.#attachments.revoke((key) => key.startsWith("anonymous:"), {
+        code: "removed",
+        message: "anonymous access is off",
+      });
+    }
+  }
+
+  /**
+   * Tracks a session or stream opened under `who` until it detaches; it is closed with `removed`
+   * when those credentials stop being valid.
+   */
+  track(who: Identity, handle: SessionHandle): Attachment {
+    return this.#attachments.attach(who, handle);
+  }
+
+  /** Sessions and streams tracked. */
+  get tracked(): number {
+    return this.#attachments.size;
+  }
+
+  /** True when `id` has credentials. */
+  hasCredentials(id: string): boolean {
+    return this.#creds.has(id);
   }
 
   /** Number of devices with credentials. */

@@ -11,17 +11,22 @@
  * @module
  */
 
-import type { Principal } from "../../core/acl.ts";
-import type { DeviceRegistry } from "../../core/registry.ts";
+import {
+  type DevicePort,
+  Identity,
+  type LoginRefusalReason,
+  type Refusal,
+} from "../../core/mod.ts";
 
 /** Credentials read from an `Authorization` header. */
 export type RequestCredentials =
   | { scheme: "bearer"; token: string }
   | { scheme: "basic"; id: string; token: string };
 
-/** Outcome of {@link authenticateRequest}. */
+/** Outcome of {@link authenticateRequest}: the identity, a refused login, or a 401/403. */
 export type RequestAuth =
-  | { ok: true; principal: Principal }
+  | { ok: true; identity: Identity }
+  | { ok: false; refusal: Refusal<LoginRefusalReason> }
   | { ok: false; status: 401 | 403; detail: string };
 
 /**
@@ -59,46 +64,45 @@ export function parseAuthorization(value: string | null): RequestCredentials | u
   return { scheme: "basic", id: decoded.slice(0, colon), token: decoded.slice(colon + 1) };
 }
 
-/** The device id a principal acts as, if it is a device (or an anonymous device). */
-export function principalDeviceId(p: Principal): string | undefined {
-  return p.kind === "service" ? undefined : p.id;
-}
-
 /**
- * Authenticates a request for device `pathId`.
+ * Authenticates a request for device `pathId` from `address`. Without an `Authorization` header
+ * the request logs in without credentials, which only anonymous access lets in.
  *
  * @example
  * ```ts
- * import { DeviceRegistry } from "../../core/registry.ts";
+ * import { Core } from "../../core/mod.ts";
  * import { authenticateRequest } from "./auth.ts";
- * const reg = new DeviceRegistry({ devices: [{ id: "a", token: "ta" }, { id: "b", token: "tb" }] });
- * if (!authenticateRequest(reg, "a", "Bearer ta").ok) throw new Error();
- * const r = authenticateRequest(reg, "a", "Basic " + btoa("b:tb"));
- * if (r.ok || r.status !== 403) throw new Error("another device's credentials must be 403");
- * const s = authenticateRequest(reg, "a", "Bearer tb");
- * if (s.ok || s.status !== 401) throw new Error();
+ * const core = new Core({ devices: [{ id: "a", token: "ta" }, { id: "b", token: "tb" }] });
+ * const port = core.port({ name: "http" });
+ * if (!authenticateRequest(port, "a", "Bearer ta", "10.0.0.1").ok) throw new Error();
+ * const r = authenticateRequest(port, "a", "Basic " + btoa("b:tb"), "10.0.0.1");
+ * if (r.ok || !("status" in r) || r.status !== 403) throw new Error("another device's credentials must be 403");
+ * const s = authenticateRequest(port, "a", "Bearer tb", "10.0.0.1");
+ * if (s.ok || !("refusal" in s) || s.refusal.reason !== "bad_credentials") throw new Error();
+ * await core.close();
  * ```
  */
 export function authenticateRequest(
-  registry: DeviceRegistry,
+  port: DevicePort,
   pathId: string,
   authorization: string | null,
+  address: string,
 ): RequestAuth {
   const cred = parseAuthorization(authorization);
-  if (!cred) {
-    if (authorization) return { ok: false, status: 401, detail: "unsupported Authorization" };
-    return { ok: false, status: 401, detail: "missing Authorization: Bearer <device token>" };
+  if (!cred && authorization) {
+    return { ok: false, status: 401, detail: "unsupported Authorization" };
   }
-  const id = cred.scheme === "basic" ? cred.id : pathId;
-  const res = registry.authenticate(id, cred.token);
-  if (!res.ok) return { ok: false, status: 401, detail: "invalid device credentials" };
-  const who = principalDeviceId(res.principal);
-  if (who !== pathId) {
+  const user = cred?.scheme === "basic" ? cred.id : pathId;
+  const who = port.login({ user, secret: cred?.token }, address);
+  if (!(who instanceof Identity)) return { ok: false, refusal: who };
+  if (who.deviceId !== pathId) {
     return {
       ok: false,
       status: 403,
-      detail: `credentials of device ${who ?? "(service)"} cannot act for device ${pathId}`,
+      detail: `credentials of device ${
+        who.deviceId ?? "(service)"
+      } cannot act for device ${pathId}`,
     };
   }
-  return res;
+  return { ok: true, identity: who };
 }

@@ -6,11 +6,18 @@
  * @module
  */
 
-import type { Principal } from "../../core/acl.ts";
-import { type Core, protocolLabels } from "../../core/core.ts";
-import type { Logger } from "../../core/logger.ts";
-import type { CommandListener } from "../../core/command_store.ts";
-import { CHANNEL_RE, COMMAND_NAME_RE, isDeviceId } from "../../core/topics.ts";
+import {
+  CHANNEL_RE,
+  COMMAND_NAME_RE,
+  type CommandListener,
+  type Core,
+  type DevicePort,
+  type Identity,
+  isDeviceId,
+  type Logger,
+  type ProtocolSpec,
+  type Refusal,
+} from "../../core/mod.ts";
 import type { ApiContext } from "./_context.ts";
 import { authenticateRequest } from "./auth.ts";
 import { handleAck } from "./handle_ack.ts";
@@ -24,6 +31,9 @@ import {
   resolveDeviceApiOptions,
 } from "./options.ts";
 import { problem, type ProblemInit, type ProblemSlug } from "./problem.ts";
+
+/** The HTTP device API as the core knows it: the label of its messages, presence and metrics. */
+export const HTTP: ProtocolSpec = Object.freeze({ name: "http" });
 
 /** Path prefix of the API. */
 export const API_PREFIX = "/api/v1/";
@@ -57,14 +67,13 @@ const WWW_AUTHENTICATE = 'Bearer realm="ferry", Basic realm="ferry"';
  */
 export class DeviceApi implements AsyncDisposable {
   #addresses = new WeakMap<Request, string>();
-  #core: Core;
+  #port: DevicePort;
   #opts: ResolvedDeviceApiOptions;
   #log: Logger;
   #waiters = new Map<string, number>();
   #closing = new AbortController();
   #releaseCommands: () => void;
   #ctx: ApiContext;
-  #errorLabels = new Map<ProblemSlug, Readonly<{ protocol: "http"; code: string }>>();
   #openapi: string | undefined;
 
   /**
@@ -73,26 +82,22 @@ export class DeviceApi implements AsyncDisposable {
    * @throws {RangeError} when an option is out of range.
    */
   constructor(core: Core, options: DeviceApiOptions = {}) {
-    this.#core = core;
+    const port = this.#port = core.port(HTTP);
     this.#opts = resolveDeviceApiOptions(options);
-    this.#log = core.log.child("http-api");
+    this.#log = port.log;
     const o = this.#opts;
-    // The per-device rate every protocol shares (`limits.deviceRatePerSec`): one bucket per device.
-    const limiter = core.rates.enabled ? core.rates : undefined;
-    this.#releaseCommands = core.commands.open();
-    const labels = protocolLabels("http") as Readonly<{ protocol: "http" }>;
+    this.#releaseCommands = port.commands.open();
     this.#ctx = {
-      core,
+      port,
       opts: o,
       log: this.#log,
-      commands: core.commands,
+      commands: port.commands,
       listen: (id, fn) => this.#listen(id, fn),
-      limiter,
       closing: this.#closing.signal,
-      labels,
       fail: (slug, url, init) => this.#fail(slug, url, init),
+      refused: (r, url, extensions) => this.#refused(r, url, extensions),
       authorize: (req, url, id) => this.#authorize(req, url, id),
-      seen: (id) => core.seen(id, "http", o.idleTimeoutMs),
+      seen: (id) => port.seen(id, o.idleTimeoutMs),
     };
   }
 
@@ -103,7 +108,7 @@ export class DeviceApi implements AsyncDisposable {
 
   /** Commands pending for a device in the core's store (for tests and diagnostics). */
   pendingCommands(deviceId: string): number {
-    return this.#core.commands.count(deviceId);
+    return this.#port.commands.count(deviceId);
   }
 
   /** Open long-polls and SSE streams of a device. */
@@ -115,7 +120,7 @@ export class DeviceApi implements AsyncDisposable {
     const n = this.#waiters.get(deviceId) ?? 0;
     if (n >= this.#opts.maxWaitersPerDevice) return undefined;
     this.#waiters.set(deviceId, n + 1);
-    const stop = this.#core.commands.listen(deviceId, fn);
+    const stop = this.#port.commands.listen(deviceId, fn);
     let done = false;
     return () => {
       if (done) return;
@@ -128,40 +133,69 @@ export class DeviceApi implements AsyncDisposable {
   }
 
   #fail(slug: ProblemSlug, url: URL, init: ProblemInit = {}): Response {
-    let labels = this.#errorLabels.get(slug);
-    if (!labels) {
-      this.#errorLabels.set(slug, labels = Object.freeze({ protocol: "http", code: slug }));
-    }
-    this.#core.stats.errors.inc(labels);
+    this.#port.stats.error(slug);
     return problem(slug, { instance: url.pathname, ...init });
   }
 
-  #authorize(req: Request, url: URL, deviceId: string): Principal | Response {
-    // Failed logins are throttled per source address, like every other listener.
-    const address = this.#addresses.get(req);
-    const admission = this.#core.admission;
-    if (address !== undefined && admission.authBlocked(address)) {
-      this.#core.stats.drops.inc({ protocol: "http", reason: "auth_throttled" });
-      return this.#fail("login-throttled", url, {
-        detail: `too many failed logins from ${address}`,
-        headers: { "retry-after": "60" },
-      });
+  /** The problem answering a refusal by the core: one place maps every reason to HTTP. */
+  #refused(r: Refusal, url: URL, extensions: Record<string, unknown> = {}): Response {
+    const retry = r.retryAfterMs === undefined
+      ? undefined
+      : Math.max(1, Math.ceil(r.retryAfterMs / 1000));
+    const retryAfter = (sec: number | undefined): ProblemInit => {
+      const after = sec ?? this.#opts.overloadRetryAfterSec;
+      return {
+        detail: r.message,
+        headers: { "retry-after": String(after) },
+        extensions: { retryAfter: after, ...extensions },
+      };
+    };
+    switch (r.reason) {
+      case "bad_id":
+      case "bad_credentials":
+      case "no_credentials":
+        return this.#fail("unauthorized", url, {
+          detail: r.message,
+          headers: { "www-authenticate": WWW_AUTHENTICATE },
+          extensions,
+        });
+      case "throttled":
+        this.#port.stats.drop("auth_throttled");
+        return this.#fail("login-throttled", url, retryAfter(retry));
+      case "not_authorized":
+        return this.#fail("forbidden", url, { detail: r.message, extensions });
+      case "rate_limited":
+        return this.#fail("rate-limited", url, retryAfter(retry));
+      case "overloaded":
+        return this.#fail("overloaded", url, retryAfter(undefined));
+      case "too_large":
+        return this.#fail("payload-too-large", url, { detail: r.message, extensions });
+      case "quota":
+      case "failed":
+      case "shutting_down":
+      case "unavailable":
+        return this.#fail("unavailable", url, retryAfter(undefined));
     }
+  }
+
+  #authorize(req: Request, url: URL, deviceId: string): Identity | Response {
+    const address = this.#addresses.get(req) ?? "";
     const auth = authenticateRequest(
-      this.#core.registry,
+      this.#port,
       deviceId,
       req.headers.get("authorization"),
+      address,
     );
-    if (!auth.ok && auth.status === 401 && address !== undefined) admission.authFailed(address);
-    if (!auth.ok) {
-      if (auth.status === 403) return this.#fail("forbidden", url, { detail: auth.detail });
-      return this.#fail("unauthorized", url, {
-        detail: auth.detail,
-        headers: { "www-authenticate": WWW_AUTHENTICATE },
-      });
+    if (auth.ok) {
+      this.#ctx.seen(deviceId);
+      return auth.identity;
     }
-    this.#ctx.seen(deviceId);
-    return auth.principal;
+    if ("refusal" in auth) return this.#refused(auth.refusal, url);
+    if (auth.status === 403) return this.#fail("forbidden", url, { detail: auth.detail });
+    return this.#fail("unauthorized", url, {
+      detail: auth.detail,
+      headers: { "www-authenticate": WWW_AUTHENTICATE },
+    });
   }
 
   /**
@@ -171,7 +205,7 @@ export class DeviceApi implements AsyncDisposable {
     const path = url.pathname;
     if (!path.startsWith(API_PREFIX)) return undefined;
     if (info && "hostname" in info.remoteAddr) this.#addresses.set(req, info.remoteAddr.hostname);
-    this.#core.stats.framesIn.inc(this.#ctx.labels);
+    this.#port.stats.frameIn();
     return this.#dispatch(req, url, path.slice(API_PREFIX.length).split("/"));
   }
 
@@ -180,7 +214,7 @@ export class DeviceApi implements AsyncDisposable {
     if (seg.length === 1 && seg[0] === "openapi.json") {
       if (m !== "GET" && m !== "HEAD") return this.#notAllowed(url, "GET, HEAD");
       this.#openapi ??= JSON.stringify(
-        openApiDocument(this.#opts, this.#core.commands.limits),
+        openApiDocument(this.#opts, this.#port.commands.limits),
         null,
         2,
       );

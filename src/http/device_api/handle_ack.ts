@@ -7,9 +7,7 @@
  * @module
  */
 
-import { canPublish } from "../../core/acl.ts";
-import { createMessage } from "../../core/message.ts";
-import { ackTopic } from "../../core/topics.ts";
+import { ackTopic, type Draft } from "../../core/mod.ts";
 import type { ApiContext } from "./_context.ts";
 import { abortingResponse } from "./_aborting_response.ts";
 import { readBody } from "./body_reader.ts";
@@ -28,18 +26,18 @@ export async function handleAck(
   deviceId: string,
   name: string,
 ): Promise<Response> {
-  const { core, opts } = ctx;
-  const principal = ctx.authorize(req, url, deviceId);
-  if (principal instanceof Response) return principal;
+  const { port, opts } = ctx;
+  const who = ctx.authorize(req, url, deviceId);
+  if (who instanceof Response) return who;
   const topic = ackTopic(deviceId, name);
-  if (!canPublish(principal, topic)) {
+  if (!port.mayPublish(who, topic)) {
     return ctx.fail("forbidden", url, { detail: `Cannot publish to ${topic}` });
   }
   const limit = Math.min(MAX_ACK_BYTES, opts.maxBodyBytes);
   const body = await readBody(req, {
     maxBytes: limit,
     timeoutMs: opts.bodyTimeoutMs,
-    deadlines: core.deadlines,
+    deadlines: port.deadlines,
     signal: ctx.closing,
   });
   if (!body.ok) {
@@ -79,30 +77,16 @@ export async function handleAck(
       detail: "Cannot accept ack: status must be a string and id an integer command id",
     });
   }
-  const msg = createMessage({
+  const draft: Draft = {
     topic,
     payload: encoder.encode(JSON.stringify({ ...ack, status })),
     qos: 1,
-    ts: core.clock.now(),
-    protocol: "http",
-    deviceId,
+    retain: false,
     origin: `http:${deviceId}`,
     properties: { contentType: "application/json", payloadFormat: 1 },
-  });
-  try {
-    if (!(await core.publishIfRoom(msg))) {
-      const after = opts.overloadRetryAfterSec;
-      return ctx.fail("overloaded", url, {
-        detail: "The gateway pipeline is full: retry later",
-        headers: { "retry-after": String(after) },
-        extensions: { retryAfter: after },
-      });
-    }
-  } catch (err) {
-    return ctx.fail("unavailable", url, {
-      detail: `Cannot accept ack: ${(err as Error)?.message ?? String(err)}`,
-    });
-  }
+  };
+  const r = await port.publish(who, draft);
+  if (!r.ok) return ctx.refused(r, url);
   const done = ctx.commands.ack(deviceId, name, id as number | undefined);
   return Response.json({ acked: done?.seq ?? null }, {
     status: 202,

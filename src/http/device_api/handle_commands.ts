@@ -12,7 +12,7 @@
 
 import type { ApiContext } from "./_context.ts";
 import { intParam, secondsParam } from "./_params.ts";
-import type { PendingCommand } from "../../core/command_store.ts";
+import type { PendingCommand } from "../../core/mod.ts";
 import { commandView } from "./command_view.ts";
 
 /** Handles a long-poll for a device whose id the router validated. */
@@ -32,8 +32,7 @@ export async function handleLongPoll(
     });
   }
   const waitMs = Math.min(asked ?? ctx.opts.longPollDefaultMs, ctx.opts.longPollMaxMs);
-  const query = { after, via: "http" } as const;
-  const now = ctx.commands.pending(deviceId, query);
+  const now = ctx.commands.pending(deviceId, after);
   if (now.length > 0 || waitMs === 0) return answer(ctx, now);
   if (ctx.closing.aborted) return ctx.fail("unavailable", url, { detail: "Shutting down" });
 
@@ -47,7 +46,7 @@ export async function handleLongPoll(
       extensions: { limit: ctx.opts.maxWaitersPerDevice },
     });
   }
-  const clock = ctx.core.clock;
+  const clock = ctx.port.clock;
   const timer = clock.setTimeout(() => woke.resolve("timeout"), waitMs);
   const onClose = () => woke.resolve("closed");
   const onGone = () => woke.resolve("gone");
@@ -60,7 +59,7 @@ export async function handleLongPoll(
       why = await woke.promise;
       if (why !== "command") break;
       // Another protocol may have taken it meanwhile: then keep waiting.
-      cmds = ctx.commands.pending(deviceId, query);
+      cmds = ctx.commands.pending(deviceId, after);
       if (cmds.length > 0) break;
       woke = Promise.withResolvers<Why>();
     }
@@ -77,15 +76,15 @@ export async function handleLongPoll(
     });
   }
   ctx.seen(deviceId);
-  return answer(ctx, why === "command" ? cmds : ctx.commands.pending(deviceId, query));
+  return answer(ctx, why === "command" ? cmds : ctx.commands.pending(deviceId, after));
 }
 
 function answer(ctx: ApiContext, pending: PendingCommand[]): Response {
-  const cmds = pending.filter((c) => ctx.commands.claim(c, "http"));
+  const cmds = pending.filter((c) => ctx.commands.claim(c));
   if (cmds.length === 0) {
     return new Response(null, { status: 204, headers: { "cache-control": "no-store" } });
   }
-  ctx.core.stats.messagesOut.inc(ctx.labels, cmds.length);
+  ctx.port.stats.delivered(cmds.length);
   return Response.json({ commands: cmds.map(commandView) }, {
     headers: { "cache-control": "no-store" },
   });

@@ -11,7 +11,7 @@
 
 import type { ApiContext } from "./_context.ts";
 import { intParam } from "./_params.ts";
-import type { PendingCommand } from "../../core/command_store.ts";
+import type { PendingCommand } from "../../core/mod.ts";
 import { commandView } from "./command_view.ts";
 import { encodeSseComment, encodeSseEvent } from "./sse.ts";
 
@@ -32,7 +32,7 @@ export function handleStream(
     });
   }
   if (ctx.closing.aborted) return ctx.fail("unavailable", url, { detail: "Shutting down" });
-  const { core, opts, commands } = ctx;
+  const { port, opts, commands } = ctx;
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   let last = after;
   let ended = false;
@@ -43,7 +43,7 @@ export function handleStream(
     if (ended) return;
     ended = true;
     stop?.();
-    if (heartbeat !== undefined) core.clock.clearTimeout(heartbeat);
+    if (heartbeat !== undefined) port.clock.clearTimeout(heartbeat);
     ctx.closing.removeEventListener("abort", onClose);
     if (close) {
       try {
@@ -55,7 +55,7 @@ export function handleStream(
     if (ended) return;
     if ((controller.desiredSize ?? 0) < -backlogLimit) {
       // The client does not read: drop it rather than buffer without bound.
-      core.stats.drops.inc({ protocol: "http", reason: "slow_consumer" });
+      port.stats.drop("slow_consumer");
       ctx.log.warn("SSE client not reading: stream closed", { device: deviceId });
       end(true);
       return;
@@ -63,13 +63,13 @@ export function handleStream(
     controller.enqueue(chunk);
   };
   const send = (cmd: PendingCommand) => {
-    if (ended || cmd.seq <= last || !commands.claim(cmd, "http")) return;
+    if (ended || cmd.seq <= last || !commands.claim(cmd)) return;
     last = cmd.seq;
-    core.stats.messagesOut.inc(ctx.labels);
+    port.stats.delivered();
     push(encodeSseEvent({ id: cmd.seq, event: "command", data: JSON.stringify(commandView(cmd)) }));
   };
   const beat = () => {
-    heartbeat = core.clock.setTimeout(() => {
+    heartbeat = port.clock.setTimeout(() => {
       ctx.seen(deviceId);
       push(encodeSseComment("heartbeat"));
       if (!ended) beat();
@@ -88,7 +88,7 @@ export function handleStream(
     start(c) {
       controller = c;
       c.enqueue(encodeSseComment(`commands of ${deviceId}`, 2000));
-      for (const cmd of commands.pending(deviceId, { after, via: "http" })) send(cmd);
+      for (const cmd of commands.pending(deviceId, after)) send(cmd);
       ctx.closing.addEventListener("abort", onClose, { once: true });
       beat();
     },

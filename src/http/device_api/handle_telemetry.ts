@@ -7,9 +7,7 @@
  * @module
  */
 
-import { canPublish } from "../../core/acl.ts";
-import { createMessage, type Message } from "../../core/message.ts";
-import { telemetryTopic } from "../../core/topics.ts";
+import { type Draft, telemetryTopic } from "../../core/mod.ts";
 import type { ApiContext } from "./_context.ts";
 import { mediaType, splitBatch } from "./batch.ts";
 import { abortingResponse } from "./_aborting_response.ts";
@@ -28,27 +26,16 @@ export async function handleTelemetry(
   deviceId: string,
   channel: string | undefined,
 ): Promise<Response> {
-  const { core, opts } = ctx;
-  const principal = ctx.authorize(req, url, deviceId);
-  if (principal instanceof Response) return principal;
+  const { port, opts } = ctx;
+  const who = ctx.authorize(req, url, deviceId);
+  if (who instanceof Response) return who;
   const topic = telemetryTopic(deviceId, channel);
-  if (!canPublish(principal, topic)) {
-    return ctx.fail("forbidden", url, { detail: `Cannot publish to ${topic}` });
-  }
-  if (ctx.limiter && !ctx.limiter.hasToken(deviceId)) {
-    core.stats.drops.inc({ protocol: "http", reason: "rate_limited" });
-    const retry = ctx.limiter.take(deviceId, 1);
-    const after = retry.ok ? 1 : retry.retryAfterSec;
-    return ctx.fail("rate-limited", url, {
-      detail: `Device ${deviceId} exceeds ${ctx.limiter.ratePerSec} messages/s`,
-      headers: { "retry-after": String(after) },
-      extensions: { retryAfter: after },
-    });
-  }
-  if (!core.pipeline.hasRoom) return overloaded(ctx, url);
+  // Cheap refusals (ACL, rate, a full pipeline, shutting down) before the body is read.
+  const early = port.check(who, topic);
+  if (early) return ctx.refused(early, url);
   const declared = req.headers.get("content-length");
   if (declared !== null && Number(declared) > opts.maxBodyBytes) {
-    core.stats.drops.inc({ protocol: "http", reason: "too_large" });
+    port.stats.drop("too_large");
     return ctx.fail("payload-too-large", url, {
       detail: `Cannot accept body: length ${declared} exceeds the ${opts.maxBodyBytes} byte limit`,
       extensions: { limit: opts.maxBodyBytes },
@@ -57,13 +44,13 @@ export async function handleTelemetry(
   const body = await readBody(req, {
     maxBytes: opts.maxBodyBytes,
     timeoutMs: opts.bodyTimeoutMs,
-    deadlines: core.deadlines,
+    deadlines: port.deadlines,
     signal: ctx.closing,
   });
   if (!body.ok) {
     switch (body.reason) {
       case "too_large":
-        core.stats.drops.inc({ protocol: "http", reason: "too_large" });
+        port.stats.drop("too_large");
         return ctx.fail("payload-too-large", url, {
           detail: `Cannot accept body: more than the ${opts.maxBodyBytes} byte limit`,
           extensions: { limit: opts.maxBodyBytes },
@@ -80,7 +67,7 @@ export async function handleTelemetry(
         });
     }
   }
-  core.stats.bytesIn.inc(ctx.labels, body.bytes.byteLength);
+  port.stats.bytesIn(body.bytes.byteLength);
   const contentType = req.headers.get("content-type") ?? undefined;
   const split = splitBatch(body.bytes, contentType ?? null, {
     maxBatch: opts.maxBatch,
@@ -92,76 +79,39 @@ export async function handleTelemetry(
       ...(split.slug === "batch-too-large" ? { extensions: { limit: opts.maxBatch } } : {}),
     });
   }
-  const now = core.clock.now();
-  const make = (payload: Uint8Array, type: string | undefined): Message =>
-    createMessage({
-      topic,
-      payload,
-      qos: 1,
-      ts: now,
-      protocol: "http",
-      deviceId,
-      origin: `http:${deviceId}`,
-      ...(type
-        ? {
-          properties: { contentType: type, payloadFormat: TEXTUAL.test(mediaType(type)) ? 1 : 0 },
-        }
-        : {}),
-    });
+  const make = (payload: Uint8Array, type: string | undefined): Draft => ({
+    topic,
+    payload,
+    qos: 1,
+    retain: false,
+    origin: `http:${deviceId}`,
+    properties: type
+      ? { contentType: type, payloadFormat: TEXTUAL.test(mediaType(type)) ? 1 : 0 }
+      : undefined,
+  });
   const msgs = split.kind === "batch"
     ? split.items.map((p) => make(p, "application/json"))
     : [make(body.bytes, contentType)];
-  if (ctx.limiter) {
-    const t = ctx.limiter.take(deviceId, msgs.length);
-    if (!t.ok) {
-      core.stats.drops.inc({ protocol: "http", reason: "rate_limited" }, msgs.length);
-      return ctx.fail("rate-limited", url, {
-        detail: `Device ${deviceId} exceeds ${ctx.limiter.ratePerSec} messages/s`,
-        headers: { "retry-after": String(t.retryAfterSec) },
-        extensions: { retryAfter: t.retryAfterSec },
-      });
+  // Accepted once the core took every message (and the spool, if any, stored them). A batch
+  // refused part way says how many got in, so a retry is known to repeat them.
+  if (msgs.length === 1) {
+    const r = await port.publish(who, msgs[0]);
+    if (!r.ok) return ctx.refused(r, url);
+  } else {
+    const r = await port.publishAll(who, msgs);
+    if (!r.ok) {
+      if (r.accepted > 0) {
+        ctx.log.warn("telemetry batch refused part way", {
+          device: deviceId,
+          accepted: r.accepted,
+        });
+      }
+      return ctx.refused(r, url, { accepted: r.accepted });
     }
   }
-  let accepted = 0;
-  try {
-    if (msgs.length === 1) {
-      if (!(await core.publishIfRoom(msgs[0]))) return overloaded(ctx, url);
-    } else {
-      const p = core.pipeline;
-      if (!p.hasRoom || p.capacity - p.depth < msgs.length) {
-        core.stats.drops.inc({ protocol: "http", reason: "overloaded" }, msgs.length);
-        return overloaded(ctx, url);
-      }
-      // Room for all was checked: publish waits only if other producers raced in meanwhile.
-      for (const m of msgs) {
-        await core.publish(m, ctx.closing);
-        accepted++;
-      }
-    }
-  } catch (err) {
-    // Only a failing accept hook (spool) or shutdown gets here. Messages of a batch accepted
-    // before the failure cannot be taken back: say how many, so a retry is known to repeat them.
-    ctx.log.warn("telemetry not accepted", { device: deviceId, accepted, error: err });
-    return ctx.fail("unavailable", url, {
-      detail: `Cannot accept telemetry: ${(err as Error)?.message ?? String(err)}`,
-      headers: { "retry-after": String(opts.overloadRetryAfterSec) },
-      extensions: { accepted },
-    });
-  }
-  const rec = core.registry.device(deviceId);
-  rec.messagesIn += msgs.length;
   // The hot path: a plain string body and one header are cheaper than Response.json.
   return new Response(msgs.length === 1 ? ACCEPTED_ONE : `{"accepted":${msgs.length}}`, {
     status: 202,
     headers: JSON_HEADERS,
-  });
-}
-
-function overloaded(ctx: ApiContext, url: URL): Response {
-  const after = ctx.opts.overloadRetryAfterSec;
-  return ctx.fail("overloaded", url, {
-    detail: "The gateway pipeline is full: retry later",
-    headers: { "retry-after": String(after) },
-    extensions: { retryAfter: after },
   });
 }

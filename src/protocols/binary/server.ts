@@ -5,45 +5,17 @@
  * @module
  */
 
-import type { Core } from "../../core/core.ts";
-import type { Logger } from "../../core/logger.ts";
+import type { Core, DevicePort, Logger, ProtocolSpec } from "../../core/mod.ts";
 import type { ListenAddress, Listener } from "../listener.ts";
-import { TcpListener, type TlsFiles } from "../../net/tcp_listener.ts";
-import {
-  BinarySession,
-  type BinarySessionHost,
-  type BinarySessionOptions,
-  IDLE_READ_BUFFER,
-} from "./session.ts";
+import { acceptLoop } from "../../net/accept_loop.ts";
+import { TcpListener } from "../../net/tcp_listener.ts";
+import { type BinaryServerOptions, defaultBinaryServerOptions } from "./options.ts";
+import { BinarySession, type BinarySessionHost, IDLE_READ_BUFFER } from "./session.ts";
 
-/** Label set of every byte count (the same object each time: its metric key is cached). */
-const LABELS = Object.freeze({ protocol: "binary" });
 import { encodeError, encodeFrame, ErrorCode, FrameType } from "./frame.ts";
 
-/** Tunables of {@link BinaryServer} (the `binary` config section). */
-export interface BinaryServerOptions extends BinarySessionOptions {
-  /** Address to bind. @default "127.0.0.1" */
-  hostname: string;
-  /** Port (0 picks a free one). @default 7883 */
-  port: number;
-  /** Most concurrent connections; past it new ones get ERROR 9 and are closed. @default 50000 */
-  maxConnections: number;
-  /** Serve TLS with these PEM files (reloaded when they change). @default plain TCP */
-  tls?: TlsFiles;
-}
-
-/** Defaults of every option. */
-export const defaultBinaryServerOptions: BinaryServerOptions = {
-  hostname: "127.0.0.1",
-  port: 7883,
-  maxPayload: 65536,
-  helloTimeoutMs: 10_000,
-  defaultKeepAliveSec: 60,
-  maxKeepAliveSec: 3600,
-  drainTimeoutMs: 10_000,
-  maxPendingBytes: 1 << 20,
-  maxConnections: 50_000,
-};
+/** FBP/1 as the core knows it: the label of its messages, presence and metrics. */
+export const FBP: ProtocolSpec = Object.freeze({ name: "binary" });
 
 /**
  * Serves FBP/1 devices.
@@ -64,7 +36,7 @@ export const defaultBinaryServerOptions: BinaryServerOptions = {
 export class BinaryServer implements Listener {
   /** Listener name. */
   readonly name = "binary";
-  #core: Core;
+  #port: DevicePort;
   #opts: BinaryServerOptions;
   #log: Logger;
   #listener: TcpListener | undefined;
@@ -80,10 +52,10 @@ export class BinaryServer implements Listener {
 
   /** Creates the server; call {@link listen} to start. */
   constructor(core: Core, options: Partial<BinaryServerOptions> = {}) {
-    this.#core = core;
+    const port = this.#port = core.port(FBP);
     this.#opts = { ...defaultBinaryServerOptions, ...options };
-    this.#log = core.log.child("binary");
-    const stats = core.stats;
+    this.#log = port.log;
+    const stats = port.stats;
     const o = this.#opts;
     // One host object for every session: callbacks that get the session, no closures per session.
     this.#host = {
@@ -95,18 +67,18 @@ export class BinaryServer implements Listener {
       writerOptions: {
         maxPendingBytes: o.maxPendingBytes,
         drainTimeoutMs: o.drainTimeoutMs,
-        clock: core.clock,
-        onBytes: (n) => stats.bytesOut.inc(LABELS, n),
+        clock: port.clock,
+        onBytes: (n) => stats.bytesOut(n),
         onStall: (reason, session) => {
-          stats.errors.inc({ protocol: "binary", code: "slow_consumer" });
+          stats.error("slow_consumer");
           session.close({ code: "slow_consumer", message: reason });
         },
       },
       burstOptions: { minBuffer: IDLE_READ_BUFFER },
       onClosed: (session) => {
         if (!this.#sessions.delete(session)) return;
-        core.admission.release(session.address);
-        stats.connections.inc(LABELS, -1);
+        port.release(session.address);
+        stats.closed();
         if (this.#sessions.size === 0) this.#allClosed?.resolve();
       },
     };
@@ -122,7 +94,7 @@ export class BinaryServer implements Listener {
     if (this.#listener) throw new TypeError("Cannot listen: already listening");
     // Commands come from the core's store (one subscription for every device), dispatched by id:
     // a connected device gets each at once; one that is offline gets them on its next HELLO.
-    const commands = this.#core.commands;
+    const commands = this.#port.commands;
     this.#releaseCommands = commands.open();
     this.#stopWatching = commands.watch((cmd) => this.#byDevice.get(cmd.deviceId)?.offer(cmd));
     const l = this.#listener = new TcpListener({
@@ -133,51 +105,18 @@ export class BinaryServer implements Listener {
       onReloadError: (error) =>
         this.#log.error("TLS certificate not reloaded; the previous one stays", { error }),
     });
-    this.#accepting = this.#acceptLoop(l);
+    this.#accepting = acceptLoop({
+      listener: l,
+      port: this.#port,
+      maxConnections: this.#opts.maxConnections,
+      open: () => this.#sessions.size,
+      closing: () => this.#closed,
+      refuse,
+      serve: (conn) => {
+        this.#sessions.add(new BinarySession(this.#port, conn, this.#opts, this.#host));
+      },
+    });
     return Promise.resolve({ hostname: l.hostname, port: l.port });
-  }
-
-  async #acceptLoop(listener: TcpListener): Promise<void> {
-    const labels = { protocol: "binary" };
-    const stats = this.#core.stats;
-    for (;;) {
-      let conn: Deno.Conn | null;
-      try {
-        conn = await listener.accept();
-        if (conn === null) return;
-      } catch (err) {
-        if (this.#closed) return;
-        // EMFILE and friends: log, back off briefly, keep serving the others.
-        this.#log.error("accept failed", { error: err });
-        stats.errors.inc({ protocol: "binary", code: "accept_failed" });
-        await new Promise((r) => setTimeout(r, 100));
-        continue;
-      }
-      if (this.#closed) {
-        conn.close();
-        return;
-      }
-      if (this.#sessions.size >= this.#opts.maxConnections) {
-        stats.drops.inc({ protocol: "binary", reason: "max_connections" });
-        this.#log.warn("connection refused: limit reached", { limit: this.#opts.maxConnections });
-        refuse(conn, `connection limit ${this.#opts.maxConnections} reached`);
-        continue;
-      }
-      const address = (conn.remoteAddr as Deno.NetAddr).hostname;
-      if (!this.#core.admission.admit(address)) {
-        stats.drops.inc({ protocol: "binary", reason: "address_limit" });
-        this.#log.warn("connection refused: per-address limit reached", { address });
-        refuse(conn, `too many connections from ${address}`);
-        continue;
-      }
-      try {
-        (conn as Deno.TcpConn).setNoDelay?.(true);
-      } catch { /* not fatal */ }
-      stats.connectionsAccepted.inc(labels);
-      stats.connections.inc(labels);
-      const session = new BinarySession(this.#core, conn, this.#opts, this.#host);
-      this.#sessions.add(session);
-    }
   }
 
   /** Stops accepting, sends ERROR 9 to every device, closes them, waits for all to end. */

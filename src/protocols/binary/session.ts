@@ -6,17 +6,29 @@
  * @module
  */
 
-import { canPublish, type Principal } from "../../core/acl.ts";
-import type { PendingCommand } from "../../core/command_store.ts";
-import type { Core } from "../../core/core.ts";
-import type { DeadlineEntry } from "../../core/deadline_queue.ts";
-import type { Logger } from "../../core/logger.ts";
-import { createMessage, type Message } from "../../core/message.ts";
-import type { CloseReason, SessionHandle } from "../../core/registry.ts";
-import { ackTopic, telemetryTopic } from "../../core/topics.ts";
+import {
+  ackTopic,
+  type Attachment,
+  type CloseReason,
+  type DeadlineEntry,
+  type DevicePort,
+  type Draft,
+  errorMessage,
+  Identity,
+  type Logger,
+  type LoginRefusalReason,
+  type PendingCommand,
+  type PublishOptions,
+  type PublishRefusalReason,
+  type PublishResult,
+  type Refusal,
+  type SessionHandle,
+  telemetryTopic,
+} from "../../core/mod.ts";
 import { type BurstConsumer, type BurstOptions, serveBursts } from "../../net/burst_source.ts";
 import { ConnWriter, type ConnWriterOptions } from "../../net/conn_writer.ts";
-import { FrameParser } from "./codec.ts";
+import { OrderedAnswers } from "../../net/ordered_answers.ts";
+import { FrameDecoder, FrameParser } from "./codec.ts";
 import {
   AckStatus,
   decodeAck,
@@ -35,22 +47,7 @@ import {
   FrameType,
   HelloStatus,
 } from "./frame.ts";
-
-/** Tunables of a session (the binary section of the config). */
-export interface BinarySessionOptions {
-  /** Largest frame payload. @default 65536 */
-  maxPayload: number;
-  /** Time allowed for HELLO. @default 10000 */
-  helloTimeoutMs: number;
-  /** Keepalive granted when the device asks 0. @default 60 */
-  defaultKeepAliveSec: number;
-  /** Largest keepalive granted. @default 3600 */
-  maxKeepAliveSec: number;
-  /** Longest wait for a slow reader. @default 10000 */
-  drainTimeoutMs: number;
-  /** Outbound bytes queued before the connection is closed. @default 1048576 */
-  maxPendingBytes: number;
-}
+import type { BinarySessionOptions } from "./options.ts";
 
 /** What a session needs from its server. */
 export interface BinarySessionHost {
@@ -83,8 +80,35 @@ const CLOSE_CODES: Record<CloseReason["code"], number> = {
   slow_consumer: 0, // nothing can be written to a peer that does not read
 };
 
-/** Label sets used on every frame: the same objects each time (metric keys are cached). */
-const LABELS = Object.freeze({ protocol: "binary" });
+/** The HELLO_ACK status of a refused login [FBP-4.2-1]. */
+function helloStatus(r: Refusal<LoginRefusalReason>): number {
+  switch (r.reason) {
+    case "bad_id":
+      return HelloStatus.BAD_ID;
+    case "bad_credentials":
+    case "no_credentials":
+      return HelloStatus.BAD_CREDENTIALS;
+    case "throttled": // retryable: the right token gets in once the throttle ends
+    case "unavailable":
+      return HelloStatus.UNAVAILABLE;
+  }
+}
+
+/** The ACK status of a refused message (§9). */
+function ackStatus(r: Refusal<PublishRefusalReason>): number {
+  switch (r.reason) {
+    case "not_authorized":
+      return AckStatus.NOT_AUTHORIZED;
+    case "too_large":
+      return AckStatus.TOO_LARGE;
+    case "rate_limited":
+    case "overloaded":
+    case "quota":
+    case "shutting_down":
+    case "failed":
+      return AckStatus.OVERLOADED;
+  }
+}
 
 /** Read buffer of a quiet connection (a HELLO is ~40 bytes; bursts grow it up to 16 KiB). */
 export const IDLE_READ_BUFFER = 64;
@@ -93,36 +117,11 @@ let nextSessionId = 1;
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
-/** A decoded frame or an in-band decoding error (kept in stream order). */
+/** A decoded frame or a decoding error, in stream order. */
 type FrameEvent = Frame | FrameSyntaxError;
 
-/**
- * Splits bytes into frames, one array of them per chunk read (one stream step per read, not per
- * frame). Decoding errors travel in-band, in stream order: frames before a bad CRC or a fatal
- * error are handled (and ACKed) before the ERROR for it goes out, and a fatal error ends the
- * stream after it.
- */
-function frameEvents(parser: FrameParser): TransformStream<Uint8Array, FrameEvent[]> {
-  return new TransformStream<Uint8Array, FrameEvent[]>({
-    transform(chunk, controller) {
-      const events: FrameEvent[] = [];
-      const out = (e: FrameEvent) => events.push(e);
-      try {
-        parser.parse(chunk, out, out);
-      } catch (err) {
-        if (!(err instanceof FrameSyntaxError)) throw err;
-        events.push(err);
-        controller.enqueue(events);
-        controller.terminate();
-        return;
-      }
-      if (events.length) controller.enqueue(events);
-    },
-  });
-}
-
 /** One device connection speaking FBP/1. */
-export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]> {
+export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
   #number = nextSessionId++;
   /** Unique id of the connection (made when asked: idle sessions keep a number). */
   get sessionId(): string {
@@ -133,36 +132,42 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
     return "binary";
   }
   #parser: FrameParser | undefined;
-  #core: Core;
+  #port: DevicePort;
   #conn: Deno.Conn;
   #opts: BinarySessionOptions;
   #log: Logger;
   #writer: ConnWriter<BinarySession>;
-  #deviceId: string | undefined;
-  #principal: Principal | undefined;
+  #who: Identity | undefined; // once HELLO succeeded (its device id is the device's)
+  #attachment: Attachment | undefined;
   #keepalive: DeadlineEntry | undefined;
   #helloTimer: DeadlineEntry | undefined;
-  #commandsAttached = false;
   #host: BinarySessionHost;
   #closed = false;
   #nextSeq = 1;
   #pending: Map<number, string> | undefined; // command seq → name, made on the first command
+  #publishOptions: PublishOptions | undefined; // made on the first publish: wait, in its lane
+  #answers: OrderedAnswers | undefined; // ACK order, made on the first publish
 
   /** Starts serving `conn`. */
-  constructor(core: Core, conn: Deno.Conn, options: BinarySessionOptions, host: BinarySessionHost) {
+  constructor(
+    port: DevicePort,
+    conn: Deno.Conn,
+    options: BinarySessionOptions,
+    host: BinarySessionHost,
+  ) {
     const log = host.log;
     this.#host = host;
-    this.#core = core;
+    this.#port = port;
     this.#conn = conn;
     this.#opts = options;
     this.#log = log;
     this.#writer = new ConnWriter<BinarySession>(conn, host.writerOptions, this);
-    this.#helloTimer = core.deadlines.add(
+    this.#helloTimer = port.deadlines.add(
       options.helloTimeoutMs,
       BinarySession.#helloExpired,
       this,
     );
-    this.#parser = new FrameParser({ maxPayload: options.maxPayload });
+    this.#parser = new FrameParser({ maxPayload: options.maxPayload, budget: port.budget });
     // Each burst of traffic flows socket → codec TransformStream → consume(); between bursts
     // only a small read is pending (cheap idle connections). Never rejects; ends with end().
     serveBursts(conn, this, host.burstOptions);
@@ -171,7 +176,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
   /** HELLO timer expiry (one callback for every session: no closure each). */
   static #helloExpired = (s: BinarySession): void => {
     s.#helloTimer = undefined;
-    if (s.#deviceId === undefined) {
+    if (s.#who === undefined) {
       s.#error(ErrorCode.HELLO_TIMEOUT, 0, `no HELLO within ${s.#opts.helloTimeoutMs} ms`);
       s.#shutdown();
     }
@@ -203,7 +208,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
 
   /** The authenticated device, once HELLO succeeded. */
   get deviceId(): string | undefined {
-    return this.#deviceId;
+    return this.#who?.deviceId;
   }
 
   /** Subscriber id (for no-local). */
@@ -234,19 +239,35 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
     }
   }
 
-  /** A codec stream for a burst, over the session's parser (a partial frame spans bursts). */
-  codec(): TransformStream<Uint8Array, FrameEvent[]> {
-    return frameEvents(this.#parser!);
+  /**
+   * The codec a burst's bytes flow through: a {@link FrameDecoder} over the session's parser (a
+   * partial frame carries over from the handshake's reads). A bad CRC reaches `onError` in
+   * stream order (ERROR 3, the connection stays).
+   */
+  codec(): FrameDecoder {
+    return new FrameDecoder({ parser: this.#parser, onError: this.#onCrcError });
   }
 
-  /** Handles a burst's frames and errors in order; a full pipeline stops reading. */
-  async consume(frames: ReadableStream<FrameEvent[]>): Promise<void> {
-    for await (const events of frames) {
-      for (const ev of events) {
-        if (this.#closed) return;
-        const pending = this.#onEvent(ev); // a promise only while the core is full
-        if (pending) await pending;
+  #onCrcError = (err: FrameSyntaxError): void => {
+    this.#onEvent(err);
+  };
+
+  /**
+   * Handles a burst's frames in order; a full pipeline stops reading. A fatal framing error ends
+   * the stream after the frames before it: ERROR, then the connection closes.
+   */
+  async consume(batches: ReadableStream<Frame[]>): Promise<void> {
+    try {
+      for await (const frames of batches) {
+        for (const f of frames) {
+          if (this.#closed) return;
+          const pending = this.#onEvent(f); // a promise only while the core is full
+          if (pending) await pending;
+        }
       }
+    } catch (err) {
+      if (!(err instanceof FrameSyntaxError)) throw err;
+      if (!this.#closed) this.#onEvent(err);
     }
   }
 
@@ -257,12 +278,12 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
 
   /** Counts bytes read. */
   onBytes(n: number): void {
-    this.#core.stats.bytesIn.inc(LABELS, n);
+    this.#port.stats.bytesIn(n);
   }
 
   /** One decoded frame or in-band decoding error, in stream order. */
   #onEvent(ev: FrameEvent): Promise<void> | void {
-    this.#core.stats.framesIn.inc(LABELS);
+    this.#port.stats.frameIn();
     if (ev instanceof FrameSyntaxError) return this.#frameError(ev);
     this.#keepalive?.touch();
     return this.#onFrame(ev);
@@ -275,7 +296,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
   async #handshake(): Promise<boolean> {
     const parser = this.#parser!;
     const buf = new Uint8Array(IDLE_READ_BUFFER);
-    while (this.#deviceId === undefined && !this.#closed) {
+    while (this.#who === undefined && !this.#closed) {
       let n: number | null;
       try {
         n = await this.#conn.read(buf);
@@ -283,7 +304,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
         return false;
       }
       if (n === null) return false;
-      this.#core.stats.bytesIn.inc(LABELS, n);
+      this.#port.stats.bytesIn(n);
       const events: FrameEvent[] = [];
       const collect = (e: FrameEvent) => events.push(e);
       try {
@@ -301,15 +322,21 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
   }
 
   #frameError(err: FrameSyntaxError): void {
-    this.#core.stats.errors.inc({ protocol: "binary", code: String(err.code) });
+    this.#port.stats.error(String(err.code));
     this.#log.info("bad frame", {
       remote: this.#remoteText,
-      device: this.#deviceId,
+      device: this.deviceId,
       code: err.code,
       offset: err.offset,
       reason: err.message,
     });
-    this.#error(err.code, err.seq ?? 0, err.message);
+    if (
+      err.code === ErrorCode.OVERLOADED && err.seq !== undefined &&
+      ((err.flags ?? 0) & FLAG_ACK_REQUESTED)
+    ) {
+      // [FBP-2-7] a frame the budget could not take: its ACK says "retry later".
+      this.#ackInOrder(err.seq, AckStatus.OVERLOADED);
+    } else this.#error(err.code, err.seq ?? 0, err.message);
     if (err.fatal) this.#shutdown();
   }
 
@@ -321,28 +348,27 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
         `reserved flag bits set: 0x${f.flags.toString(16)}`,
       );
     }
-    if (this.#deviceId === undefined) {
+    const who = this.#who;
+    if (who === undefined) {
       if (f.type === FrameType.HELLO) return this.#hello(f);
       this.#error(ErrorCode.NOT_AUTHENTICATED, f.seq, "the first frame must be HELLO");
-      this.#core.stats.errors.inc({
-        protocol: "binary",
-        code: String(ErrorCode.NOT_AUTHENTICATED),
-      });
+      this.#port.stats.error(String(ErrorCode.NOT_AUTHENTICATED));
       return this.#shutdown();
     }
-    this.#core.registry.touch(this.#deviceId);
+    const id = who.deviceId!; // a device's login always names it
+    this.#port.touch(id);
     switch (f.type) {
       case FrameType.TELEMETRY:
-        return this.#telemetry(f);
+        return this.#telemetry(f, who, id);
       case FrameType.ACK:
-        return this.#ack(f);
+        return this.#ack(f, who, id);
       case FrameType.PING:
         this.#send(FrameType.PONG, f.seq, new Uint8Array(0));
         return;
       case FrameType.PONG:
         return;
       case FrameType.BYE:
-        this.#log.info("device said BYE", { device: this.#deviceId, remote: this.#remoteText });
+        this.#log.info("device said BYE", { device: this.deviceId, remote: this.#remoteText });
         this.#send(FrameType.BYE, f.seq, encodeBye(0));
         return this.#shutdown();
       case FrameType.HELLO:
@@ -362,9 +388,9 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
 
   /** Drops a frame with an ERROR (the connection stays). */
   #reject(f: Frame, code: number, reason: string): void {
-    this.#core.stats.errors.inc({ protocol: "binary", code: String(code) });
+    this.#port.stats.error(String(code));
     this.#log.info("frame rejected", {
-      device: this.#deviceId,
+      device: this.deviceId,
       remote: this.#remoteText,
       code,
       reason,
@@ -374,7 +400,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
       f.type === FrameType.TELEMETRY && (f.flags & FLAG_ACK_REQUESTED) &&
       code === ErrorCode.BAD_PAYLOAD
     ) {
-      this.#send(FrameType.ACK, f.seq, encodeAck(AckStatus.BAD_PAYLOAD));
+      this.#ackInOrder(f.seq, AckStatus.BAD_PAYLOAD);
     }
   }
 
@@ -383,56 +409,38 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
     try {
       hello = decodeHello(f.payload);
     } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
+      const reason = errorMessage(err);
       if (!helloIdValid(f.payload)) return this.#refuse(f, HelloStatus.BAD_ID, reason);
       return this.#reject(f, ErrorCode.BAD_PAYLOAD, reason);
     }
-    if (this.#core.closing) {
-      return this.#refuse(f, HelloStatus.UNAVAILABLE, "gateway is shutting down");
-    }
-    const admission = this.#core.admission;
-    if (admission.authBlocked(this.#addressText)) {
-      this.#core.stats.drops.inc({ protocol: "binary", reason: "auth_throttled" });
-      return this.#refuse(
-        f,
-        HelloStatus.BAD_CREDENTIALS,
-        `too many failed logins from ${this.#addressText}`,
-      );
-    }
-    const auth = this.#core.registry.authenticate(hello.id, hello.token);
-    if (!auth.ok) {
-      if (auth.reason === "bad_credentials") admission.authFailed(this.#addressText);
-      const status = auth.reason === "bad_id" ? HelloStatus.BAD_ID : HelloStatus.BAD_CREDENTIALS;
-      return this.#refuse(f, status, `authentication failed for "${hello.id}": ${auth.reason}`);
-    }
+    const who = this.#port.login({ user: hello.id, secret: hello.token }, this.#addressText);
+    if (!(who instanceof Identity)) return this.#refuse(f, helloStatus(who), who.message);
     const o = this.#opts;
     const keepAlive = hello.keepAlive === 0
       ? o.defaultKeepAliveSec
       : Math.min(hello.keepAlive, o.maxKeepAliveSec);
     this.#helloTimer?.cancel();
     this.#helloTimer = undefined;
-    this.#deviceId = hello.id;
-    this.#principal = auth.principal;
+    this.#who = who;
     this.#send(FrameType.HELLO_ACK, f.seq, encodeHelloAck({ status: HelloStatus.OK, keepAlive }));
     this.#host.attachCommands(hello.id, this);
-    this.#commandsAttached = true;
-    this.#core.registry.attach(hello.id, this);
-    this.#keepalive = this.#core.supervise(this, keepAlive * 1500);
+    this.#attachment = this.#port.attach(who, this);
+    this.#keepalive = this.#port.supervise(this, keepAlive * 1500);
     this.#log.info("device connected", { device: hello.id, remote: this.#remoteText, keepAlive });
     // Commands kept while the device was offline go out now, oldest first [FBP-6-3].
-    for (const cmd of this.#core.commands.pending(hello.id, { via: "binary" })) {
+    for (const cmd of this.#port.commands.pending(hello.id)) {
       if (!this.offer(cmd)) break;
     }
   }
 
   #refuse(f: Frame, status: number, reason: string): void {
-    this.#core.stats.errors.inc({ protocol: "binary", code: `hello_${status}` });
+    this.#port.stats.error(`hello_${status}`);
     this.#log.info("HELLO refused", { remote: this.#remoteText, status, reason });
     this.#send(FrameType.HELLO_ACK, f.seq, encodeHelloAck({ status, keepAlive: 0 }));
     this.#shutdown();
   }
 
-  #telemetry(f: Frame): Promise<void> | void {
+  #telemetry(f: Frame, who: Identity, id: string): Promise<void> | void {
     let body;
     try {
       body = decodeTelemetry(f.payload);
@@ -440,62 +448,58 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
       return this.#reject(
         f,
         ErrorCode.BAD_PAYLOAD,
-        err instanceof Error ? err.message : String(err),
+        errorMessage(err),
       );
     }
-    const id = this.#deviceId!;
     const ackWanted = (f.flags & FLAG_ACK_REQUESTED) !== 0;
-    if (!this.#core.rates.allow(id)) {
-      this.#core.stats.drops.inc({ protocol: "binary", reason: "rate_limited" });
-      this.#log.debug("telemetry over the device's rate limit", { device: id, seq: f.seq });
-      if (ackWanted) this.#send(FrameType.ACK, f.seq, encodeAck(AckStatus.OVERLOADED));
-      return;
-    }
-    const topic = telemetryTopic(id, body.channel || undefined);
-    if (!canPublish(this.#principal!, topic)) {
-      this.#core.stats.drops.inc({ protocol: "binary", reason: "not_authorized" });
-      this.#log.info("telemetry refused by the ACL", { device: id, topic });
-      if (ackWanted) this.#send(FrameType.ACK, f.seq, encodeAck(AckStatus.NOT_AUTHORIZED));
-      return;
-    }
-    const msg = createMessage({
-      topic,
+    const draft: Draft = {
+      topic: telemetryTopic(id, body.channel || undefined),
       payload: body.data,
-      qos: f.flags & FLAG_ACK_REQUESTED ? 1 : 0,
-      ts: this.#core.clock.now(),
-      protocol: "binary",
-      deviceId: id,
+      qos: ackWanted ? 1 : 0,
+      retain: false,
       origin: this.sessionId,
+    };
+    // Accepted at once when the core has room (no promise per frame); otherwise it waits (for the
+    // spool's commit, for room) while the session reads on, up to its lane's window, and the
+    // ACKs go out in frame order.
+    const seq = f.seq;
+    return this.#ordered().answer(
+      this.#port.publish(who, draft, this.#publishing()),
+      (r) => this.#answer(r, seq, ackWanted),
+    );
+  }
+
+  /** How this session publishes: waiting for room, in its lane. */
+  #publishing(): PublishOptions {
+    return this.#publishOptions ??= { wait: true, lane: this.#port.lane() };
+  }
+
+  /** The ACK order of this session. */
+  #ordered(): OrderedAnswers {
+    return this.#answers ??= new OrderedAnswers(this.#publishing().lane!.window, (err) => {
+      this.#log.error("answering telemetry failed", { device: this.deviceId, error: err });
+      this.#shutdown();
     });
-    const core = this.#core;
-    // Accepted at once when the pipeline has room and nothing (a spool) must run first: no
-    // promise per frame; otherwise wait for room, which stops this connection's reads.
-    if (!core.hasAcceptHook && core.pipeline.hasRoom && core.tryPublish(msg)) {
-      return this.#accepted(id, f.seq, ackWanted);
+  }
+
+  /** Sends an ACK after those still waiting (at once when none waits). */
+  #ackInOrder(seq: number, status: number): void {
+    const answers = this.#answers;
+    const send = () => void this.#send(FrameType.ACK, seq, encodeAck(status));
+    if (answers === undefined || answers.waiting === 0) send();
+    else answers.answer(undefined, send);
+  }
+
+  /** ACKs telemetry with the port's answer (acknowledged means accepted, durable with a spool). */
+  #answer(r: PublishResult, seq: number, ackWanted: boolean): void {
+    if (this.#closed) return;
+    if (!r.ok) {
+      this.#log.debug("telemetry refused", { device: this.deviceId, seq, reason: r.reason });
     }
-    return this.#publishAndAck(msg, f.seq, ackWanted);
+    if (ackWanted) this.#send(FrameType.ACK, seq, encodeAck(r.ok ? AckStatus.OK : ackStatus(r)));
   }
 
-  async #publishAndAck(msg: Message, seq: number, ackWanted: boolean): Promise<void> {
-    try {
-      await this.#core.publish(msg);
-    } catch (err) {
-      if (this.#closed) return;
-      this.#log.warn("telemetry not accepted", { device: msg.deviceId, error: err });
-      this.#core.stats.drops.inc({ protocol: "binary", reason: "overloaded" });
-      if (ackWanted) this.#send(FrameType.ACK, seq, encodeAck(AckStatus.OVERLOADED));
-      return;
-    }
-    this.#accepted(msg.deviceId!, seq, ackWanted);
-  }
-
-  /** Telemetry accepted by the core (acknowledged means accepted, durable with a spool). */
-  #accepted(id: string, seq: number, ackWanted: boolean): void {
-    this.#core.registry.device(id).messagesIn++;
-    if (ackWanted) this.#send(FrameType.ACK, seq, encodeAck(AckStatus.OK));
-  }
-
-  #ack(f: Frame): void {
+  #ack(f: Frame, who: Identity, id: string): void {
     let status: number;
     try {
       status = decodeAck(f.payload);
@@ -503,32 +507,29 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
       return this.#reject(
         f,
         ErrorCode.BAD_PAYLOAD,
-        err instanceof Error ? err.message : String(err),
+        errorMessage(err),
       );
     }
     const name = this.#pending?.get(f.seq);
     if (name === undefined) {
-      this.#log.debug("ACK for no pending command", { device: this.#deviceId, seq: f.seq });
+      this.#log.debug("ACK for no pending command", { device: this.deviceId, seq: f.seq });
       return;
     }
     this.#pending!.delete(f.seq);
-    const id = this.#deviceId!;
-    const topic = ackTopic(id, name);
-    if (!canPublish(this.#principal!, topic)) {
-      this.#core.stats.drops.inc({ protocol: "binary", reason: "not_authorized" });
-      this.#log.info("command ack refused by the ACL", { device: id, topic });
-      return;
-    }
-    const ack = createMessage({
-      topic,
+    const ack: Draft = {
+      topic: ackTopic(id, name),
       payload: encoder.encode(JSON.stringify({ seq: f.seq, status })),
       qos: 1,
-      ts: this.#core.clock.now(),
-      protocol: "binary",
-      deviceId: id,
+      retain: false,
       origin: this.sessionId,
-    });
-    this.#core.publish(ack).catch(() => {});
+    };
+    // The device waits for nothing here: its ACK is published without holding its reads.
+    const r = this.#port.publish(who, ack, this.#publishing());
+    const logged = (r: PublishResult) => {
+      if (!r.ok) this.#log.info("command ack not published", { topic: ack.topic, why: r.message });
+    };
+    if (r instanceof Promise) r.then(logged);
+    else logged(r);
   }
 
   /**
@@ -538,34 +539,34 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
    * the session cannot take it (closed, or claimed elsewhere); the command then stays pending.
    */
   offer(cmd: PendingCommand): boolean {
-    if (this.#closed || this.#deviceId === undefined) return false;
-    const store = this.#core.commands;
-    if (!store.claim(cmd, "binary")) return false;
+    if (this.#closed || this.#who === undefined) return false;
+    const commands = this.#port.commands;
+    if (!commands.claim(cmd)) return false;
     const seq = this.#nextSeq;
     const flags = cmd.msg.qos > 0 ? FLAG_ACK_REQUESTED : 0;
     let body;
     try {
       body = encodeCommand({ name: cmd.name, data: cmd.msg.payload });
     } catch (err) {
-      store.remove(cmd.deviceId, cmd.seq);
-      this.#log.warn("command not sendable over FBP/1", { device: this.#deviceId, error: err });
+      commands.discard(cmd); // never deliverable here
+      this.#log.warn("command not sendable over FBP/1", { device: this.deviceId, error: err });
       return true;
     }
     if (body.length > this.#opts.maxPayload) {
-      store.remove(cmd.deviceId, cmd.seq);
-      this.#core.stats.drops.inc({ protocol: "binary", reason: "too_large" });
+      commands.discard(cmd);
+      this.#port.stats.drop("too_large");
       this.#log.warn("command too large for the device", {
-        device: this.#deviceId,
+        device: this.deviceId,
         bytes: body.length,
       });
       return true;
     }
     if (!this.#send(FrameType.COMMAND, seq, body, flags)) {
-      store.release(cmd, "binary"); // not written: it waits for the next connection
+      commands.release(cmd); // not written: it waits for the next connection
       return false;
     }
     this.#nextSeq = (this.#nextSeq + 1) >>> 0 || 1;
-    store.remove(cmd.deviceId, cmd.seq);
+    commands.delivered(cmd);
     if (flags) {
       this.#pending ??= new Map();
       this.#pending.set(seq, cmd.name);
@@ -573,14 +574,12 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
         this.#pending.delete(this.#pending.keys().next().value!);
       }
     }
-    this.#core.stats.messagesOut.inc(LABELS);
-    this.#core.registry.device(this.#deviceId).messagesOut++;
     return true;
   }
 
   #send(type: number, seq: number, payload: Uint8Array, flags = 0): boolean {
     if (!this.#writer.write(encodeFrame({ type, flags, seq, payload }))) return false;
-    this.#core.stats.framesOut.inc(LABELS);
+    this.#port.stats.frameOut();
     return true;
   }
 
@@ -593,7 +592,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
     if (this.#closed) return;
     const code = CLOSE_CODES[reason.code];
     this.#log.info("closing session", {
-      device: this.#deviceId,
+      device: this.deviceId,
       remote: this.#remoteText,
       reason: reason.code,
       detail: reason.message,
@@ -606,10 +605,12 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
   #shutdown(): Promise<void> {
     return this.#shutdownPromise ??= (async () => {
       this.#closed = true;
+      this.#parser?.release(); // a frame cut off by the close gives its reservation back
       this.#helloTimer?.cancel();
       this.#keepalive?.cancel();
-      if (this.#commandsAttached) this.#host.detachCommands(this.#deviceId!, this);
-      if (this.#deviceId !== undefined) this.#core.registry.detach(this.#deviceId, this);
+      const id = this.#who?.deviceId;
+      if (id !== undefined) this.#host.detachCommands(id, this);
+      this.#attachment?.detach();
       // Let queued frames (the ERROR saying why) reach the peer, bounded by the drain timeout.
       await this.#writer.flushed();
       try {

@@ -15,20 +15,26 @@
  * @module
  */
 
-import { canPublish, type Principal } from "../../core/acl.ts";
-import type { PendingCommand } from "../../core/command_store.ts";
-import { createMessage, type Message } from "../../core/message.ts";
 import {
   ackTopic,
   CHANNEL_RE,
+  type CloseReason,
   COMMAND_NAME_RE,
+  type Draft,
+  type Identity,
   isDeviceId,
+  payloadText,
+  type PendingCommand,
+  type PublishResult,
+  type Refusal,
   telemetryTopic,
-} from "../../core/topics.ts";
+} from "../../core/mod.ts";
+import { EndpointLogins } from "./_endpoint_logins.ts";
 import { Code, ContentFormat } from "./message.ts";
-import { encodeString, encodeUint, Opt } from "./options.ts";
+import { tokenKey } from "./observe.ts";
+import { encodeString, encodeUint, Opt } from "./option_codec.ts";
 import { type CoapRequest, type CoapResource, type CoapResponse, queryParam } from "./resource.ts";
-import type { ResourceHost } from "./server.ts";
+import type { ResourceHost } from "./resource_host.ts";
 
 /** Ferry's device resources and what they hold. */
 export interface DeviceResources {
@@ -39,13 +45,6 @@ export interface DeviceResources {
 }
 
 const text = new TextEncoder();
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
-
-function base64(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += String.fromCharCode(b);
-  return btoa(s);
-}
 
 /** Content-Format numbers ⇄ MIME types carried in `Message.properties.contentType`. */
 const FORMATS: Array<[number, string]> = [
@@ -57,9 +56,11 @@ const FORMATS: Array<[number, string]> = [
   [60, "application/cbor"],
 ];
 
+const MIME_BY_FORMAT = new Map(FORMATS);
+
 /** MIME type of a Content-Format number, RFC 7252 §12.3. */
 export function mimeOf(format: number | undefined): string | undefined {
-  return FORMATS.find(([n]) => n === format)?.[1];
+  return format === undefined ? undefined : MIME_BY_FORMAT.get(format);
 }
 
 /** Content-Format number of a MIME type (parameters other than charset ignored). */
@@ -70,7 +71,48 @@ export function formatOf(mime: string | undefined): number | undefined {
   return hit?.[0];
 }
 
-type Auth = { ok: true; principal: Principal; who: string } | { ok: false; res: CoapResponse };
+type Auth = { ok: true; identity: Identity; who: string } | { ok: false; res: CoapResponse };
+
+/**
+ * The response to a refusal by the core: 4.01 for a refused login, 4.03 for the ACL, 4.13 for
+ * size, 4.29 with Max-Age for rate and throttling (RFC 8516), 5.03 with Max-Age for the rest.
+ */
+export function refusalResponse(r: Refusal): CoapResponse {
+  const maxAge = r.retryAfterMs === undefined
+    ? undefined
+    : Math.max(1, Math.ceil(r.retryAfterMs / 1000));
+  switch (r.reason) {
+    case "bad_id":
+    case "bad_credentials":
+    case "no_credentials":
+      return { code: Code.UNAUTHORIZED, payload: text.encode(r.message) };
+    case "not_authorized":
+      return { code: Code.FORBIDDEN, payload: text.encode(r.message) };
+    case "throttled":
+    case "rate_limited":
+      return { code: Code.TOO_MANY_REQUESTS, maxAge: maxAge ?? 1 };
+    case "too_large":
+      return { code: Code.REQUEST_ENTITY_TOO_LARGE, payload: text.encode(r.message) };
+    case "unavailable":
+    case "overloaded":
+    case "quota":
+    case "shutting_down":
+    case "failed":
+      return { code: Code.SERVICE_UNAVAILABLE, maxAge };
+  }
+}
+
+/**
+ * The final notification of an observation the core closed: 4.01 when the credentials it was
+ * registered with were revoked, 5.03 with Max-Age when the gateway is going away, 5.03 for the
+ * rest.
+ */
+export function closeResponse(reason: CloseReason, retryAfterSec = 2): CoapResponse {
+  const payload = text.encode(reason.message);
+  return reason.code === "removed"
+    ? { code: Code.UNAUTHORIZED, payload }
+    : { code: Code.SERVICE_UNAVAILABLE, maxAge: retryAfterSec, payload };
+}
 
 /**
  * Builds the device resources on a server's host.
@@ -88,108 +130,73 @@ type Auth = { ok: true; principal: Principal; who: string } | { ok: false; res: 
  * ```
  */
 export function createDeviceResources(host: ResourceHost): DeviceResources {
-  const { core, options } = host;
-  const stats = core.stats;
-  const store = core.commands;
-
-  const unauthorized = (msg: string): Auth => {
-    stats.errors.inc({ protocol: "coap", code: "unauthorized" });
-    return { ok: false, res: { code: Code.UNAUTHORIZED, payload: text.encode(msg) } };
-  };
+  const { port, options } = host;
+  const commandsOf = port.commands;
+  // A device's login is remembered per endpoint until its credentials change (see
+  // _endpoint_logins.ts); presence is refreshed at most once a second per endpoint.
+  const logins = new EndpointLogins(port, { max: options.maxExchanges, refreshMs: 1000 });
 
   /**
-   * Checks `?token=` (or `?t=`) and `?id=`; refreshes presence unless re-checking for a
-   * notification. An address with too many failed attempts (the core's admission control, shared
-   * with every protocol) gets 4.29 Too Many Requests with Max-Age (RFC 8516) without a check.
+   * Logs the request in with `?token=` (or `?t=`) as the device in `?id=` (else the path's) and
+   * refreshes presence. Failed logins are throttled by the core (4.29 Too Many Requests with
+   * Max-Age, RFC 8516).
    */
   function authenticate(req: CoapRequest, pathId: string): Auth {
-    const admission = core.admission;
-    if (!req.notification && admission.authBlocked(req.remoteAddress)) {
-      stats.drops.inc({ protocol: "coap", reason: "auth_throttled" });
-      return { ok: false, res: { code: Code.TOO_MANY_REQUESTS, maxAge: 60 } };
-    }
     const token = queryParam(req.query, "token") ?? queryParam(req.query, "t");
-    if (token === undefined) {
-      if (!req.notification) admission.authFailed(req.remoteAddress);
-      return unauthorized("Missing token query parameter");
-    }
     const who = queryParam(req.query, "id") ?? pathId;
-    const r = core.registry.authenticate(who, token);
-    if (!r.ok) {
-      if (!req.notification && r.reason === "bad_credentials") {
-        admission.authFailed(req.remoteAddress);
-      }
-      return unauthorized("Bad credentials");
+    const r = logins.login(req.endpoint, who, token, req.remoteAddress);
+    if ("refused" in r) {
+      port.stats.error("unauthorized");
+      return { ok: false, res: refusalResponse(r.refused) };
     }
-    if (req.notification) return { ok: true, principal: r.principal, who };
-    if (!core.closing) core.seen(who, "coap", options.idleTimeoutMs);
-    host.bindEndpoint(req.endpoint, who);
-    return { ok: true, principal: r.principal, who };
+    if (r.refresh) {
+      if (!port.closing) port.seen(who, options.idleTimeoutMs);
+      host.bindEndpoint(req.endpoint, who);
+    }
+    return { ok: true, identity: r.identity, who };
   }
 
   const forbidden = (msg: string): CoapResponse => {
-    stats.errors.inc({ protocol: "coap", code: "forbidden" });
+    port.stats.error("forbidden");
     return { code: Code.FORBIDDEN, payload: text.encode(msg) };
   };
 
   /**
    * Publishes a device's message. The answer comes once the core accepted it and, when a spool is
-   * configured (the core's accept hook), once it is stored: for a CON that is when the 2.04 goes
-   * out (as a separate response if it takes longer than `separateResponseAfterMs`). Without a
-   * hook the answer is immediate (`tryPublish`, piggybacked); with one (`core.hasAcceptHook`),
-   * `publishIfRoom` waits for the durable append.
+   * configured, once it is stored: for a CON that is when the 2.04 goes out (as a separate
+   * response if it takes longer than `separateResponseAfterMs`). UDP cannot be paused: a full
+   * pipeline is refused (5.03 with Max-Age) rather than waited for.
    */
   function publish(
     req: CoapRequest,
-    deviceId: string,
+    identity: Identity,
     topic: string,
   ): CoapResponse | Promise<CoapResponse> {
-    // The per-device rate shared by every protocol: RFC 8516 4.29 with Max-Age to retry.
-    if (!core.rates.allow(deviceId)) {
-      stats.drops.inc({ protocol: "coap", reason: "rate_limited" });
-      return {
-        code: Code.TOO_MANY_REQUESTS,
-        maxAge: Math.max(1, core.rates.retryAfterSec(deviceId)),
-      };
-    }
-    const msg = createMessage({
+    const contentType = mimeOf(req.contentFormat);
+    const draft: Draft = {
       topic,
       payload: req.payload,
       qos: req.confirmable ? 1 : 0,
-      ts: core.clock.now(),
-      protocol: "coap",
-      deviceId,
+      retain: false,
       origin: `coap:${req.endpoint}`,
-      properties: req.contentFormat !== undefined && mimeOf(req.contentFormat)
-        ? { contentType: mimeOf(req.contentFormat) }
-        : undefined,
-    });
-    if (core.closing) return unavailable();
-    // UDP cannot be paused: refuse when the pipeline is full (the core counts the drop).
-    if (core.hasAcceptHook) return publishDurably(msg, deviceId);
-    return core.tryPublish(msg) ? accepted(deviceId) : unavailable();
+      properties: contentType !== undefined ? { contentType } : undefined,
+    };
+    const r = port.publish(identity, draft);
+    return r instanceof Promise ? r.then(answer) : answer(r);
   }
 
-  async function publishDurably(msg: Message, deviceId: string): Promise<CoapResponse> {
-    try {
-      return (await core.publishIfRoom(msg)) ? accepted(deviceId) : unavailable();
-    } catch (err) { // the accept hook (spool) refused it
-      host.log.warn("message refused by the accept hook", { device: deviceId, error: err });
-      return unavailable();
-    }
-  }
-
-  function accepted(deviceId: string): CoapResponse {
-    core.registry.device(deviceId).messagesIn++;
-    return { code: Code.CHANGED };
-  }
-
-  function unavailable(): CoapResponse {
-    return { code: Code.SERVICE_UNAVAILABLE, maxAge: options.retryAfterSec };
+  function answer(r: PublishResult): CoapResponse {
+    if (r.ok) return { code: Code.CHANGED };
+    const res = refusalResponse(r);
+    // 5.03 says when to retry as configured for this listener (`coap.retryAfterSec`).
+    if (res.code === Code.SERVICE_UNAVAILABLE) res.maxAge = options.retryAfterSec;
+    return res;
   }
 
   /** Checks path, credentials and ACL of a telemetry request; the topic when allowed. */
-  function checkTelemetry(req: CoapRequest): { topic: string } | { res: CoapResponse } {
+  function checkTelemetry(
+    req: CoapRequest,
+  ): { topic: string; identity: Identity } | { res: CoapResponse } {
     const { id, channel } = req.params;
     if (!isDeviceId(id) || (channel !== undefined && (!channel || !CHANNEL_RE.test(channel)))) {
       return { res: { code: Code.NOT_FOUND } };
@@ -197,15 +204,15 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
     const auth = authenticate(req, id);
     if (!auth.ok) return { res: auth.res };
     const topic = telemetryTopic(id, channel);
-    if (auth.who !== id || !canPublish(auth.principal, topic)) {
+    if (auth.who !== id || !port.mayPublish(auth.identity, topic)) {
       return { res: forbidden(`Not allowed to publish for device ${id}`) };
     }
-    return { topic };
+    return { topic, identity: auth.identity };
   }
 
   function telemetry(req: CoapRequest): CoapResponse | Promise<CoapResponse> {
     const c = checkTelemetry(req);
-    return "res" in c ? c.res : publish(req, req.params.id, c.topic);
+    return "res" in c ? c.res : publish(req, c.identity, c.topic);
   }
 
   function telemetryPreflight(req: CoapRequest): CoapResponse | undefined {
@@ -213,20 +220,19 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
     return "res" in c ? c.res : undefined;
   }
 
-  function publishAck(deviceId: string, name: string, payload: Uint8Array): void {
-    const msg = createMessage({
+  function publishAck(identity: Identity, deviceId: string, name: string): void {
+    const draft: Draft = {
       topic: ackTopic(deviceId, name),
-      payload,
+      payload: new Uint8Array(),
       qos: 1,
-      ts: core.clock.now(),
-      protocol: "coap",
-      deviceId,
-    });
-    if (core.closing) return;
-    core.publishIfRoom(msg).then(
-      (ok) => ok || host.log.warn("delivery ack dropped: pipeline full", { device: deviceId }),
-      (err) => host.log.warn("delivery ack refused", { device: deviceId, error: err }),
-    );
+      retain: false,
+    };
+    const logged = (r: PublishResult) => {
+      if (!r.ok) host.log.warn("delivery ack not published", { device: deviceId, why: r.message });
+    };
+    const r = port.publish(identity, draft);
+    if (r instanceof Promise) r.then(logged);
+    else logged(r);
   }
 
   /**
@@ -240,22 +246,15 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
       code: Code.CONTENT,
       etag: encodeUint(cmd.seq).length ? encodeUint(cmd.seq) : new Uint8Array([0]),
       maxAge: exp !== undefined
-        ? Math.max(0, Math.ceil((exp - core.clock.now()) / 1000))
+        ? Math.max(0, Math.ceil((exp - port.clock.now()) / 1000))
         : undefined,
       options: [{ number: Opt.FERRY_COMMAND, value: encodeString(cmd.name) }],
     };
     if (accept === ContentFormat.JSON) {
-      let body: Record<string, unknown>;
-      try {
-        body = { name: cmd.name, seq: cmd.seq, payload: strictUtf8.decode(cmd.msg.payload) };
-      } catch {
-        body = {
-          name: cmd.name,
-          seq: cmd.seq,
-          payload: base64(cmd.msg.payload),
-          encoding: "base64",
-        };
-      }
+      const t = payloadText(cmd.msg.payload);
+      const body = t.encoding === "utf8"
+        ? { name: cmd.name, seq: cmd.seq, payload: t.payload }
+        : { name: cmd.name, seq: cmd.seq, payload: t.payload, encoding: "base64" };
       return {
         ...base,
         contentFormat: ContentFormat.JSON,
@@ -271,49 +270,76 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
 
   const commandsTarget = (id: string) => `/d/${id}/commands`;
 
-  function delivered(id: string): void {
-    stats.messagesOut.inc({ protocol: "coap" });
-    core.registry.device(id).messagesOut++;
+  /** Identities of live observations of commands, by `endpoint|token`. */
+  const observing = new Map<string, Identity>();
+  const observationKey = (req: CoapRequest) => `${req.endpoint}|${tokenKey(req.message.token)}`;
+
+  /**
+   * An observation of a device's commands is a stream of that device: attached to the identity
+   * it was registered with (no presence of its own), so revoking the device's credentials ends
+   * it at once with a final 4.01 (RFC 7641 §3.2), and detached when it ends for any reason.
+   */
+  function observed(req: CoapRequest, identity: Identity) {
+    return (end: (final: CoapResponse) => void): () => void => {
+      const key = observationKey(req);
+      observing.set(key, identity);
+      const attachment = port.attach(identity, {
+        sessionId: `coap:${key}`,
+        protocol: port.protocol,
+        close: (reason) => {
+          host.log.info("observation ended", {
+            endpoint: req.endpoint,
+            device: identity.deviceId,
+            why: reason.code,
+            detail: reason.message,
+          });
+          end(closeResponse(reason, options.retryAfterSec));
+        },
+      }, false);
+      return () => {
+        if (observing.get(key) === identity) observing.delete(key);
+        attachment.detach();
+      };
+    };
   }
 
   function commands(req: CoapRequest): CoapResponse | null {
     const { id } = req.params;
     if (req.notification) {
-      // Credentials are checked again: a device removed or re-keyed since it registered gets a
-      // final 4.01 notification, which ends the observation (RFC 7641 §3.2).
-      const auth = authenticate(req, id);
-      if (!auth.ok) return auth.res;
+      // The identity the observation was registered with; its credentials are not checked again
+      // (a revocation ends the observation through the port, see `observed`).
+      const identity = observing.get(observationKey(req));
+      if (!identity) return null;
       // RFC 7641 §4.2: the new state is the oldest pending command. It is claimed for CoAP (no
       // other protocol hands it out meanwhile) and stays pending until the client acknowledges
       // the Confirmable notification (then devices/{id}/acks/{name}); a lost one is released.
-      const head = store.next(id, "coap");
-      if (!head || !store.claim(head, "coap")) return null;
+      const head = commandsOf.next(id);
+      if (!head || !commandsOf.claim(head)) return null;
       return {
         ...commandResponse(head, req.accept),
         onDelivered: (confirmed) => {
-          if (!store.remove(id, head.seq)) return;
-          delivered(id);
-          if (confirmed) publishAck(id, head.name, new Uint8Array());
-          if (store.next(id, "coap")) host.notify(commandsTarget(id));
+          if (!commandsOf.delivered(head)) return;
+          if (confirmed) publishAck(identity, id, head.name);
+          if (commandsOf.next(id)) host.notify(commandsTarget(id));
         },
-        onLost: () => store.release(head, "coap"),
+        onLost: () => commandsOf.release(head),
       };
     }
     if (!isDeviceId(id)) return { code: Code.NOT_FOUND };
     const auth = authenticate(req, id);
     if (!auth.ok) return auth.res;
     if (auth.who !== id) return forbidden(`Not allowed to read commands of device ${id}`);
-    const head = store.next(id, "coap");
+    const head = commandsOf.next(id);
     // After a registration, the rest of the queue follows as notifications.
-    if (req.observe === 0 && store.pending(id, { via: "coap" }).length > 1) {
+    if (req.observe === 0 && commandsOf.pending(id).length > 1) {
       queueMicrotask(() => host.notify(commandsTarget(id)));
     }
-    if (!head) return { code: Code.CONTENT };
+    const onObserved = req.observe === 0 ? observed(req, auth.identity) : undefined;
+    if (!head) return { code: Code.CONTENT, onObserved };
     // A direct read hands the command over: deduplication replays this response to a
     // retransmitted request, so it is not lost when only the ACK was.
-    store.remove(id, head.seq);
-    delivered(id);
-    return commandResponse(head, req.accept);
+    commandsOf.delivered(head);
+    return { ...commandResponse(head, req.accept), onObserved };
   }
 
   function acks(req: CoapRequest): CoapResponse | Promise<CoapResponse> {
@@ -322,15 +348,15 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
     const auth = authenticate(req, id);
     if (!auth.ok) return auth.res;
     const topic = ackTopic(id, name);
-    if (auth.who !== id || !canPublish(auth.principal, topic)) {
+    if (auth.who !== id || !port.mayPublish(auth.identity, topic)) {
       return forbidden(`Not allowed to acknowledge for device ${id}`);
     }
-    return publish(req, id, topic);
+    return publish(req, auth.identity, topic);
   }
 
   // Commands come from the core's store; an observer of the device hears of each new one.
-  const release = store.open();
-  const stopWatching = store.watch((cmd) => host.notify(commandsTarget(cmd.deviceId)));
+  const release = commandsOf.open();
+  const stopWatching = commandsOf.watch((cmd) => host.notify(commandsTarget(cmd.deviceId)));
 
   const description = [
     "Ferry CoAP device API (token in ?token=):",
@@ -365,5 +391,5 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
     { path: "/d/{id}/commands", methods: [Code.GET], observable: true, handle: commands },
     { path: "/d/{id}/acks/{name}", methods: [Code.POST], handle: acks },
   ];
-  return { resources, close: () => (stopWatching(), release()) };
+  return { resources, close: () => (stopWatching(), release(), logins.close()) };
 }

@@ -1,34 +1,38 @@
 /**
- * CONNECT (MQTT 3.1.1 §3.1, MQTT 5 §3.1): protocol name and level, client identifier rules,
- * authentication against the device registry, will validation and the values negotiated for the
- * connection. Pure decision; the connection applies it and sends CONNACK.
+ * CONNECT (MQTT 3.1.1 §3.1, MQTT 5 §3.1), end to end: protocol name and level, client identifier
+ * rules, login through the core's port, will validation and the values negotiated for the
+ * connection ({@link evaluateConnect}, a pure decision), then the session opened (or taken over)
+ * and CONNACK sent ({@link handleConnect}), or the refusal sent ({@link refuseConnect}).
  *
  * @module
  */
 
-import type { IConnectPacket } from "mqtt-packet";
+import type { IConnackPacket, IConnectPacket } from "mqtt-packet";
+import type { MqttConnection } from "./connection.ts";
+import type { MqttSession } from "./session.ts";
 import {
-  canPublish,
-  type Core,
-  createMessage,
+  type DevicePort,
+  type Draft,
+  Identity,
   isDeviceId,
-  type Principal,
   validateTopic,
 } from "../../core/mod.ts";
-import type { Message } from "../../core/mod.ts";
-import type { ProtocolVersion } from "./codec.ts";
+import type { TransportCredentials } from "../../net/stream_conn.ts";
+import { encodePacket, type ProtocolVersion } from "./codec.ts";
 import { MqttMalformedError } from "./errors.ts";
 import type { MqttServerOptions } from "./options.ts";
 import { toMessageProperties } from "./properties.ts";
-import { ReasonCode } from "./reason_codes.ts";
+import { connackReturnCode, ReasonCode, refusalReasonCode } from "./reason_codes.ts";
 import { isWellFormedUtf8 } from "./utf8.ts";
 
 /** A will message and its delay (MQTT 5 §3.1.3.2). */
 export interface Will {
-  /** The message to publish. */
-  msg: Message;
+  /** The message to publish (its expiry, if any, relative until then). */
+  draft: Draft;
   /** Will Delay Interval, seconds. */
   delaySec: number;
+  /** Who publishes it: the connection's identity. */
+  who: Identity;
 }
 
 /** What an accepted CONNECT negotiated. */
@@ -41,7 +45,7 @@ export interface AcceptedConnect {
   /** True when the server assigned the id. */
   assigned: boolean;
   /** Who connected. */
-  principal: Principal;
+  who: Identity;
   /** Device id to attach for presence, if any. */
   deviceId?: string;
   /** Clean session / clean start. */
@@ -91,25 +95,28 @@ function passwordText(p: IConnectPacket["password"]): string {
 }
 
 /**
- * Decides on a CONNECT packet.
+ * Decides on a CONNECT packet from `address`.
  *
  * @example
  * ```ts
  * import { Core } from "../../core/mod.ts";
  * import { evaluateConnect } from "./handle_connect.ts";
  * import { resolveMqttServerOptions } from "./options.ts";
+ * import { MQTT } from "./server.ts";
  * const core = new Core({ devices: [{ id: "s1", token: "t" }] });
+ * const port = core.port(MQTT);
  * const base = { cmd: "connect", protocolId: "MQTT", protocolVersion: 4, clean: true, keepalive: 30 } as const;
- * const ok = evaluateConnect({ ...base, clientId: "s1", username: "s1", password: "t" } as never, core, resolveMqttServerOptions());
- * const bad = evaluateConnect({ ...base, clientId: "s1", username: "s1", password: "x" } as never, core, resolveMqttServerOptions());
+ * const ok = evaluateConnect({ ...base, clientId: "s1", username: "s1", password: "t" } as never, port, resolveMqttServerOptions(), "127.0.0.1");
+ * const bad = evaluateConnect({ ...base, clientId: "s1", username: "s1", password: "x" } as never, port, resolveMqttServerOptions(), "127.0.0.1");
  * await core.close();
  * if (!ok.ok || bad.ok || bad.reasonCode !== 0x86) throw new Error();
  * ```
  */
 export function evaluateConnect(
   packet: IConnectPacket,
-  core: Core,
+  port: DevicePort,
   options: Required<MqttServerOptions>,
+  address: string,
 ): AcceptedConnect | RefusedConnect {
   const refuse = (reasonCode: number, message: string): RefusedConnect => ({
     ok: false,
@@ -143,10 +150,46 @@ export function evaluateConnect(
     return refuse(ReasonCode.ProtocolError, "Maximum Packet Size is 0");
   }
 
-  // Client identifier ([MQTT-3.1.3-6] .. [MQTT-3.1.3-9]).
+  // Client identifier ([MQTT-3.1.3-6] .. [MQTT-3.1.3-9]); an empty one is settled after login.
   let clientId = packet.clientId ?? "";
   let assigned = false;
-  if (clientId.length === 0) {
+  if (clientId.length > (version === 3 ? 23 : options.maxClientIdLength)) {
+    return refuse(ReasonCode.ClientIdentifierNotValid, "client id is too long");
+  }
+
+  // Authentication: device (user name = device id, password = token), then service account;
+  // without credentials, anonymous if allowed. An anonymous client speaks for a device (presence)
+  // only when `anonymousPresence` is on and its user name or client id is a device id.
+  const user = packet.username;
+  const anonymousId = !options.anonymousPresence
+    ? undefined
+    : user !== undefined && isDeviceId(user)
+    ? user
+    : clientId;
+  const who = port.login({
+    user,
+    secret: user === undefined ? undefined : passwordText(packet.password),
+    services: true,
+    anonymousId,
+  }, address);
+  if (!(who instanceof Identity)) return refuse(refusalReasonCode(who), who.message);
+  const deviceId = who.deviceId;
+
+  // A device's client id is its device id (one session per device, as FBP/1's HELLO names it); an
+  // empty one is given it. Other principals may not use a registered device's id, and an empty
+  // client id is assigned one ([MQTT-3.1.3-6]) when the session ends with the connection.
+  const p = who.principal;
+  if (p.kind === "device") {
+    if (clientId.length === 0) {
+      clientId = p.id;
+      assigned = version === 5; // v5 reports it (Assigned Client Identifier); 3.1.1 just uses it
+    } else if (clientId !== p.id) {
+      return refuse(
+        ReasonCode.ClientIdentifierNotValid,
+        `the client id of device "${p.id}" must be its device id`,
+      );
+    }
+  } else if (clientId.length === 0) {
     // [MQTT-3.1.3-8] (3.1.1); in v5 refusing it is allowed ([MQTT-3.1.3-8] MAY, 0x85) and a session
     // nobody can name again is of no use, so Clean Start 0 is refused the same way.
     if (version === 3 || !packet.clean) {
@@ -154,37 +197,12 @@ export function evaluateConnect(
     }
     clientId = assignClientId(options.assignedIdPrefix);
     assigned = true;
-  } else if (clientId.length > (version === 3 ? 23 : options.maxClientIdLength)) {
-    return refuse(ReasonCode.ClientIdentifierNotValid, "client id is too long");
+  } else if (port.knownDevice(clientId)) {
+    return refuse(
+      ReasonCode.NotAuthorized,
+      `client id "${clientId}" is reserved for the registered device of that id`,
+    );
   }
-
-  // Authentication: device (user name = device id, password = token), then service account.
-  let principal: Principal;
-  if (packet.username !== undefined) {
-    const password = passwordText(packet.password);
-    const dev = core.registry.authenticate(packet.username, password);
-    if (dev.ok) principal = dev.principal;
-    else {
-      const svc = core.registry.authenticateService(packet.username, password);
-      if (svc.ok) principal = svc.principal;
-      else if (dev.reason === "bad_id" && core.registry.anonymous) {
-        // Anonymous mode, and the user name is no device id: treat it like a client without
-        // credentials (as mosquitto's allow_anonymous does), which grants nothing more.
-        principal = { kind: "anonymous", id: isDeviceId(clientId) ? clientId : undefined };
-      } else return refuse(ReasonCode.BadUserNameOrPassword, "bad user name or password");
-    }
-  } else if (core.registry.anonymous) {
-    principal = { kind: "anonymous", id: isDeviceId(clientId) ? clientId : undefined };
-  } else {
-    return refuse(ReasonCode.NotAuthorized, "anonymous clients are not allowed");
-  }
-  // Presence: device principals always; anonymous clients whose client id is a device id only
-  // when `anonymousPresence` is on (a test broker for generic MQTT suites may want it off).
-  const deviceId = principal.kind === "device"
-    ? principal.id
-    : principal.kind === "anonymous" && options.anonymousPresence
-    ? principal.id
-    : undefined;
 
   // Will ([MQTT-3.1.2-9] .. [MQTT-3.1.2-16]).
   let will: Will | undefined;
@@ -197,7 +215,7 @@ export function evaluateConnect(
       throw new MqttMalformedError(`Cannot accept CONNECT: will topic: ${err}`);
     }
     if (err) return refuse(ReasonCode.TopicNameInvalid, `will topic: ${err}`);
-    if (!canPublish(principal, w.topic)) {
+    if (!port.mayPublish(who, w.topic)) {
       return refuse(ReasonCode.NotAuthorized, `will topic ${w.topic} is not allowed`);
     }
     const payload = typeof w.payload === "string"
@@ -208,16 +226,15 @@ export function evaluateConnect(
       return refuse(ReasonCode.PayloadFormatInvalid, "will payload is not UTF-8");
     }
     will = {
-      msg: createMessage({
+      draft: {
         topic: w.topic,
         payload,
-        qos: w.qos,
-        retain: w.retain,
-        protocol: "mqtt",
-        deviceId: principal.kind === "device" ? principal.id : undefined,
+        qos: w.qos ?? 0,
+        retain: w.retain ?? false,
         properties: toMessageProperties(w.properties as never, 0),
-      }),
+      },
       delaySec: (wp?.willDelayInterval as number | undefined) ?? 0,
+      who,
     };
   }
 
@@ -242,7 +259,7 @@ export function evaluateConnect(
     version,
     clientId,
     assigned,
-    principal,
+    who,
     deviceId,
     cleanStart: packet.clean === true,
     sessionExpirySec,
@@ -255,4 +272,147 @@ export function evaluateConnect(
     topicAliasMaximum: props.topicAliasMaximum ?? 0,
     problemInformation: props.requestProblemInformation !== false,
   };
+}
+
+/**
+ * A connected client: what a connection keeps of its accepted CONNECT, and its session. A class
+ * with fixed fields, so an idle connection holds a few words instead of the whole decision
+ * object; handlers of packets after CONNECT get it, never an optional.
+ */
+export class Client {
+  /** Client identifier. */
+  readonly clientId: string;
+  /** Who connected. */
+  readonly who: Identity;
+  /** The device it speaks for, if any (presence). */
+  readonly deviceId: string | undefined;
+  /** Session expiry, seconds. */
+  readonly sessionExpirySec: number;
+  /** Client Maximum Packet Size. */
+  readonly maximumPacketSize: number;
+  /** Client Topic Alias Maximum. */
+  readonly topicAliasMaximum: number;
+  /** False when the client asked for no reason strings on errors. */
+  readonly problemInformation: boolean;
+  /** The session. */
+  readonly session: MqttSession;
+
+  /** Keeps what the connection needs of `c`, with its session. */
+  constructor(c: AcceptedConnect, session: MqttSession) {
+    this.session = session;
+    this.clientId = c.clientId;
+    this.who = c.who;
+    this.deviceId = c.deviceId;
+    this.sessionExpirySec = c.sessionExpirySec;
+    this.maximumPacketSize = c.maximumPacketSize;
+    this.topicAliasMaximum = c.topicAliasMaximum;
+    this.problemInformation = c.problemInformation;
+  }
+}
+
+/**
+ * The CONNECT as login sees it when the transport carried credentials (a WebSocket upgrade's
+ * token, for browsers that cannot put one in CONNECT): they apply only when the CONNECT has no
+ * password of its own, for the name the transport gave (HTTP Basic), else the CONNECT's user
+ * name, else its client id. With no name at all they are not used.
+ *
+ * @example
+ * ```ts
+ * import { withTransportCredentials } from "./handle_connect.ts";
+ * const p = { cmd: "connect", protocolId: "MQTT", protocolVersion: 4, clean: true, keepalive: 0,
+ *   clientId: "s1" } as const;
+ * const q = withTransportCredentials(p as never, { secret: "t" });
+ * if (q.username !== "s1" || String(q.password) !== "t") throw new Error();
+ * ```
+ */
+export function withTransportCredentials(
+  p: IConnectPacket,
+  creds: TransportCredentials,
+): IConnectPacket {
+  if (p.password !== undefined) return p;
+  const username = creds.user ?? p.username ?? (p.clientId || undefined);
+  if (username === undefined) return p;
+  return { ...p, username, password: creds.secret as unknown as IConnectPacket["password"] };
+}
+
+/** Handles CONNECT: refuses it, or opens the session and sends CONNACK. */
+export function handleConnect(conn: MqttConnection, p: IConnectPacket): void {
+  const { port, options, store, log } = conn.ctx;
+  const v = p.protocolVersion;
+  if (v === 3 || v === 4 || v === 5) conn.version = v;
+  const creds = conn.takeTransportCredentials();
+  const c = evaluateConnect(
+    creds ? withTransportCredentials(p, creds) : p,
+    port,
+    options,
+    conn.address,
+  );
+  if (!c.ok) {
+    log.info("connection refused", {
+      peer: conn.peer,
+      clientId: p.clientId,
+      reasonCode: c.reasonCode,
+      why: c.message,
+    });
+    port.stats.error("connect_refused");
+    refuseConnect(conn, c.reasonCode, c.message, p.properties?.maximumPacketSize);
+    return;
+  }
+  const opened = store.open(c, conn);
+  if (!opened.ok) {
+    log.info("connection refused", { peer: conn.peer, clientId: c.clientId, why: opened.message });
+    port.stats.error("connect_refused");
+    refuseConnect(conn, opened.reasonCode, opened.message, c.maximumPacketSize);
+    return;
+  }
+  conn.accept(c, opened.session);
+  const connack: IConnackPacket = {
+    cmd: "connack",
+    // [MQTT-3.2.2-2] .. [MQTT-3.2.2-3]; 3.1 has no session present flag.
+    sessionPresent: conn.version !== 3 && opened.present,
+  };
+  if (conn.version === 5) {
+    connack.reasonCode = ReasonCode.Success;
+    const props: NonNullable<IConnackPacket["properties"]> = {
+      receiveMaximum: options.receiveMaximum,
+      topicAliasMaximum: options.maxTopicAlias,
+    };
+    if (options.maxPacketSize < 268_435_455) props.maximumPacketSize = options.maxPacketSize;
+    if (c.assigned) props.assignedClientIdentifier = c.clientId; // [MQTT-3.2.2-16]
+    if (c.expiryCapped) props.sessionExpiryInterval = c.sessionExpirySec;
+    if (c.serverKeepAlive !== undefined) props.serverKeepAlive = c.serverKeepAlive;
+    connack.properties = props;
+  } else connack.returnCode = 0;
+  conn.send(connack);
+  log.debug("client connected", {
+    peer: conn.peer,
+    clientId: c.clientId,
+    version: conn.version,
+    principal: c.who.principal.kind,
+    sessionPresent: opened.present,
+  });
+  // [MQTT-4.4.0-1] resend in-flight messages, then the queue, after CONNACK.
+  opened.session.attach(conn);
+}
+
+/**
+ * Refuses a CONNECT: CONNACK with the reason (the 3.1.1 return code for older levels), then the
+ * connection closes.
+ */
+export function refuseConnect(
+  conn: MqttConnection,
+  reasonCode: number,
+  message: string,
+  maxPacketSize = Infinity,
+): void {
+  // [MQTT-3.2.2-4] session present 0 on a refusal; [MQTT-3.2.2-5] then close.
+  const connack: IConnackPacket = { cmd: "connack", sessionPresent: false };
+  if (conn.version === 5) {
+    connack.reasonCode = reasonCode;
+    connack.properties = { reasonString: message.slice(0, 200) };
+    // [MQTT-3.2.2-19] no Reason String that would exceed the client's Maximum Packet Size.
+    if (encodePacket(connack, 5).length > maxPacketSize) delete connack.properties;
+  } else connack.returnCode = connackReturnCode(reasonCode);
+  conn.send(connack);
+  conn.shutdown();
 }

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { CloseCode } from "../../core/mod.ts";
+import type { CloseCode, Refusal } from "../../core/mod.ts";
 
 /**
  * MQTT 5 reason codes used by the server.
@@ -76,6 +76,42 @@ export function closeReasonCode(code: CloseCode): number {
       return ReasonCode.NotAuthorized;
     case "protocol_error":
       return ReasonCode.ProtocolError;
+  }
+}
+
+/**
+ * The MQTT 5 reason code of a refusal by the core: a CONNACK reason for a refused login, a
+ * PUBACK/PUBREC reason for a refused message (only the codes MQTT 5 §3.4.2.1 allows there).
+ * MQTT 3.1/3.1.1 clients get {@link connackReturnCode} of it, or, for a message, no refusal.
+ *
+ * @example
+ * ```ts
+ * import { refusalReasonCode } from "./reason_codes.ts";
+ * const r = { ok: false, reason: "rate_limited", message: "" } as const;
+ * if (refusalReasonCode(r) !== 0x97) throw new Error();
+ * ```
+ */
+export function refusalReasonCode(r: Refusal): number {
+  switch (r.reason) {
+    case "bad_id":
+    case "bad_credentials":
+      return ReasonCode.BadUserNameOrPassword;
+    case "no_credentials":
+    case "not_authorized":
+      return ReasonCode.NotAuthorized;
+    case "throttled": // retryable: 3.1.1 return code 3, "server unavailable"
+      return ReasonCode.QuotaExceeded;
+    case "unavailable":
+      return ReasonCode.ServerUnavailable;
+    case "rate_limited":
+    case "overloaded":
+    case "quota":
+    case "too_large":
+      return ReasonCode.QuotaExceeded;
+    case "failed":
+      return ReasonCode.ImplementationSpecificError;
+    case "shutting_down":
+      return ReasonCode.UnspecifiedError;
   }
 }
 

@@ -10,7 +10,13 @@
  * @module
  */
 
-import { type Core, type Message, ownPayload, type QoS, type Subscriber } from "../../core/mod.ts";
+import {
+  type DevicePort,
+  type Message,
+  ownPayload,
+  type QoS,
+  type Subscriber,
+} from "../../core/mod.ts";
 
 /** MQTT filter matching on pre-split levels ([MQTT-4.7.2-1]: `$` topics skip first-level wildcards). */
 function levelsMatch(f: string[], t: string[], dollar: boolean): boolean {
@@ -135,9 +141,10 @@ interface Subscription {
  * @example
  * ```ts
  * import { Core, createMessage } from "../../core/mod.ts";
+ * import { MQTT } from "./server.ts";
  * import { MqttSession } from "./session.ts";
  * const core = new Core({ anonymous: true });
- * const s = new MqttSession("c1", core, { maxQueued: 10, dropPolicy: "oldest", maxInflight: 4 });
+ * const s = new MqttSession("c1", core.port(MQTT), { maxQueued: 10, dropPolicy: "oldest", maxInflight: 4 });
  * s.subscribe("a/+", { qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 });
  * await core.publish(createMessage({ topic: "a/b", payload: new Uint8Array([1]), qos: 1 }));
  * await core.close();
@@ -152,7 +159,13 @@ export class MqttSession implements Subscriber {
   readonly clientId: string;
   /** Session Expiry Interval, seconds (0: the session ends with its connection). */
   expirySec = 0;
-  #core: Core;
+  /**
+   * The identity that owns the session (`Identity.key` of the principal that created it): another
+   * principal presenting its client id is refused. `undefined` for a session restored from a file
+   * that did not record it (the next principal to use it becomes its owner).
+   */
+  owner: string | undefined = undefined;
+  #port: DevicePort;
   #opts: MqttSessionOptions;
   // Collections are created on first use: an idle session costs a few hundred bytes.
   #subs: Map<string, Subscription> | undefined;
@@ -170,10 +183,10 @@ export class MqttSession implements Subscriber {
   seq = 0;
 
   /** Creates an empty session. */
-  constructor(clientId: string, core: Core, options: MqttSessionOptions) {
+  constructor(clientId: string, port: DevicePort, options: MqttSessionOptions) {
     this.clientId = clientId;
     this.id = `mqtt-${++nextSessionNumber}`;
-    this.#core = core;
+    this.#port = port;
     this.#opts = options;
   }
 
@@ -241,7 +254,7 @@ export class MqttSession implements Subscriber {
       this.#journal?.changed(this);
       return true;
     }
-    const off = this.#core.subscribe(filter, this.subscriber);
+    const off = this.#port.subscribe(filter, this.subscriber);
     subs.set(filter, { opts, levels: filter.split("/"), off });
     this.#journal?.changed(this);
     return false;
@@ -465,7 +478,7 @@ export class MqttSession implements Subscriber {
 
   #expired(out: Outgoing): boolean {
     const exp = out.msg.properties?.expiresAt;
-    return exp !== undefined && exp <= this.#core.clock.now();
+    return exp !== undefined && exp <= this.#port.clock.now();
   }
 
   #limit(): number {

@@ -9,8 +9,9 @@
  * @module
  */
 
-import type { Core, Logger, SessionHandle, TimerHandle } from "../../core/mod.ts";
+import type { DevicePort, Draft, Logger, SessionHandle, TimerHandle } from "../../core/mod.ts";
 import type { AcceptedConnect, Will } from "./handle_connect.ts";
+import { ReasonCode } from "./reason_codes.ts";
 import type { MqttServerOptions } from "./options.ts";
 import { MqttSession, type MqttSessionOptions } from "./session.ts";
 import { parseSharedFilter, type SharedSubscriptions } from "./shared_subscriptions.ts";
@@ -36,34 +37,37 @@ export interface RestoreResult {
   messages: number;
 }
 
-/** Result of {@link SessionStore.open}. */
+/** Result of {@link SessionStore.open}: the session, or a refusal with its MQTT 5 reason code. */
 export type OpenResult =
   | { ok: true; session: MqttSession; present: boolean }
-  | { ok: false; message: string };
+  | { ok: false; reasonCode: number; message: string };
 
 /**
  * Sessions by client id.
  *
  * @example
  * ```ts
- * import { Core } from "../../core/mod.ts";
+ * import { Core, Identity } from "../../core/mod.ts";
  * import { resolveMqttServerOptions } from "./options.ts";
  * import { SessionStore } from "./session_store.ts";
  * import { SharedSubscriptions } from "./shared_subscriptions.ts";
+ * import { MQTT } from "./server.ts";
  * const core = new Core({ anonymous: true });
- * const store = new SessionStore(core, new SharedSubscriptions(core), resolveMqttServerOptions(), core.log);
+ * const port = core.port(MQTT);
+ * const store = new SessionStore(port, new SharedSubscriptions(port), resolveMqttServerOptions(), core.log);
  * const owner = { sessionId: "1", protocol: "mqtt", close() {} } as const;
- * const r = store.open({ clientId: "c", cleanStart: false, sessionExpirySec: 60 } as never, owner);
+ * const who = new Identity({ kind: "anonymous" });
+ * const r = store.open({ clientId: "c", cleanStart: false, sessionExpirySec: 60, who } as never, owner);
  * if (!r.ok || r.present) throw new Error();
  * store.release(owner, "c", undefined);
- * const again = store.open({ clientId: "c", cleanStart: false, sessionExpirySec: 60 } as never, owner);
+ * const again = store.open({ clientId: "c", cleanStart: false, sessionExpirySec: 60, who } as never, owner);
  * if (!again.ok || !again.present) throw new Error("session not kept");
  * store.close();
  * await core.close();
  * ```
  */
 export class SessionStore {
-  #core: Core;
+  #port: DevicePort;
   #shared: SharedSubscriptions;
   #opts: Required<MqttServerOptions>;
   #log: Logger;
@@ -74,25 +78,20 @@ export class SessionStore {
 
   /** Creates an empty store. */
   constructor(
-    core: Core,
+    port: DevicePort,
     shared: SharedSubscriptions,
     options: Required<MqttServerOptions>,
     log: Logger,
   ) {
-    this.#core = core;
+    this.#port = port;
     this.#shared = shared;
     this.#opts = options;
     this.#log = log;
-    const labels = new Map<string, { protocol: "mqtt"; reason: string }>();
     this.#sessionOptions = {
       maxQueued: options.maxQueuedMessages,
       dropPolicy: options.queueDropPolicy,
       maxInflight: options.maxInflight,
-      onDrop: (reason) => {
-        let l = labels.get(reason);
-        if (!l) labels.set(reason, l = { protocol: "mqtt", reason });
-        core.stats.drops.inc(l);
-      },
+      onDrop: (reason) => port.stats.drop(reason),
       onError: (error) => log.error("delivery failed", { error }),
     };
   }
@@ -105,7 +104,7 @@ export class SessionStore {
    */
   persist(persistence: SessionPersistence): RestoreResult {
     this.#persist = persistence;
-    const now = this.#core.clock.now();
+    const now = this.#port.clock.now();
     const result: RestoreResult = { restored: 0, expired: 0, messages: 0 };
     for (const st of persistence.load()) {
       const left = st.expirySec === 0xffffffff
@@ -121,8 +120,9 @@ export class SessionStore {
         persistence.forgetId(st.clientId);
         continue;
       }
-      const session = new MqttSession(st.clientId, this.#core, this.#sessionOptions);
+      const session = new MqttSession(st.clientId, this.#port, this.#sessionOptions);
       session.expirySec = st.expirySec;
+      session.owner = st.owner;
       for (const [filter, opts] of st.state.subscriptions) session.subscribe(filter, opts);
       for (const [filter, opts] of st.state.shared) {
         const p = parseSharedFilter(filter);
@@ -163,11 +163,22 @@ export class SessionStore {
   }
 
   /**
-   * Opens the session of an accepted CONNECT for `owner`. A live connection with the same client id
-   * is closed with `taken_over`; clean start discards the previous session.
+   * Opens the session of an accepted CONNECT for `owner`. A session belongs to the identity that
+   * created it: another identity presenting its client id is refused (0x87), whatever its clean
+   * start says (a clean start would discard another principal's session). A live connection of
+   * the same identity with the same client id is closed with `taken_over`; clean start discards
+   * the previous session.
    */
   open(c: AcceptedConnect, owner: SessionHandle): OpenResult {
     let e = this.#entries.get(c.clientId);
+    const key = c.who.key;
+    if (e && e.session.owner !== undefined && e.session.owner !== key) {
+      return {
+        ok: false,
+        reasonCode: ReasonCode.NotAuthorized,
+        message: `client id "${c.clientId}" belongs to another principal's session`,
+      };
+    }
     if (e?.owner && e.owner !== owner) {
       // [MQTT-3.1.4-3] takeover: the existing connection is closed (v5: DISCONNECT 0x8E).
       e.owner.close({ code: "taken_over", message: "another connection used the client id" });
@@ -175,11 +186,11 @@ export class SessionStore {
       this.#takenOver.set(e.owner, !c.cleanStart && e.session.expirySec !== 0);
     }
     if (e) {
-      if (e.expiry !== undefined) this.#core.clock.clearTimeout(e.expiry);
+      if (e.expiry !== undefined) this.#port.clock.clearTimeout(e.expiry);
       e.expiry = undefined;
       if (e.will?.timer !== undefined) {
         // MQTT 5 §3.1.3.2.2: a new connection before the delay cancels the will…
-        this.#core.clock.clearTimeout(e.will.timer);
+        this.#port.clock.clearTimeout(e.will.timer);
         const w = e.will.will;
         e.will = undefined;
         // …unless the session ends now (clean start), which publishes it.
@@ -194,14 +205,19 @@ export class SessionStore {
     else {
       if (e) this.#discard(c.clientId, e);
       if (this.#entries.size >= this.#opts.maxSessions) {
-        return { ok: false, message: `session limit ${this.#opts.maxSessions} reached` };
+        return {
+          ok: false,
+          reasonCode: ReasonCode.QuotaExceeded,
+          message: `session limit ${this.#opts.maxSessions} reached`,
+        };
       }
       e = {
-        session: new MqttSession(c.clientId, this.#core, this.#sessionOptions),
+        session: new MqttSession(c.clientId, this.#port, this.#sessionOptions),
       };
       this.#entries.set(c.clientId, e);
     }
     e.owner = owner;
+    e.session.owner = key;
     e.session.expirySec = c.sessionExpirySec;
     e.version = c.version;
     const p = this.#persist;
@@ -247,7 +263,7 @@ export class SessionStore {
         });
       } else e.will = { will }; // published when the session expires, which comes first
     }
-    if (s.journal) this.#persist?.save(s, e.version ?? 4, this.#core.clock.now());
+    if (s.journal) this.#persist?.save(s, e.version ?? 4, this.#port.clock.now());
     if (s.expirySec !== 0xffffffff) this.#expireIn(id, e, s.expirySec * 1000);
   }
 
@@ -266,10 +282,10 @@ export class SessionStore {
    */
   close(): void {
     for (const [id, e] of this.#entries) {
-      if (e.will?.timer !== undefined) this.#core.clock.clearTimeout(e.will.timer);
+      if (e.will?.timer !== undefined) this.#port.clock.clearTimeout(e.will.timer);
       e.will = undefined;
       if (e.session.journal) {
-        if (e.expiry !== undefined) this.#core.clock.clearTimeout(e.expiry);
+        if (e.expiry !== undefined) this.#port.clock.clearTimeout(e.expiry);
         e.expiry = undefined;
         this.#entries.delete(id);
       } else this.#discard(id, e);
@@ -281,15 +297,15 @@ export class SessionStore {
   }
 
   #timerMs(ms: number, fn: () => void): TimerHandle {
-    const h = this.#core.clock.setTimeout(fn, Math.min(ms, MAX_TIMER_MS));
-    this.#core.clock.unref?.(h);
+    const h = this.#port.clock.setTimeout(fn, Math.min(ms, MAX_TIMER_MS));
+    this.#port.clock.unref?.(h);
     return h;
   }
 
   #discard(id: string, e: Entry): void {
-    if (e.expiry !== undefined) this.#core.clock.clearTimeout(e.expiry);
+    if (e.expiry !== undefined) this.#port.clock.clearTimeout(e.expiry);
     if (e.will) {
-      if (e.will.timer !== undefined) this.#core.clock.clearTimeout(e.will.timer);
+      if (e.will.timer !== undefined) this.#port.clock.clearTimeout(e.will.timer);
       this.#publishWill(e.will.will); // the session ends: a pending will goes out
       e.will = undefined;
     }
@@ -303,19 +319,22 @@ export class SessionStore {
   }
 
   #publishWill(will: Will): void {
-    if (this.#core.closing) return;
-    const now = this.#core.clock.now();
-    const props = will.msg.properties;
+    const port = this.#port;
+    if (port.closing) return;
+    const now = port.clock.now();
+    const props = will.draft.properties;
     // The will's expiry is kept relative until it is published.
-    const msg = {
-      ...will.msg,
-      ts: now,
+    const draft: Draft = {
+      ...will.draft,
       properties: props?.expiresAt !== undefined
         ? { ...props, expiresAt: props.expiresAt + now }
         : props,
     };
-    this.#core.publish(msg).catch((err) =>
-      this.#log.warn("will not published", { topic: msg.topic, error: err })
-    );
+    const logged = (r: { ok: boolean; message?: string }) => {
+      if (!r.ok) this.#log.warn("will not published", { topic: draft.topic, why: r.message });
+    };
+    const r = port.publish(will.who, draft, { wait: true });
+    if (r instanceof Promise) r.then(logged);
+    else logged(r);
   }
 }

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Core, QoS } from "../../core/mod.ts";
+import type { DevicePort, QoS } from "../../core/mod.ts";
 import type { MqttSession, SubscriptionOptions } from "./session.ts";
 
 /** A parsed `$share/{group}/{filter}`. */
@@ -55,11 +55,13 @@ interface Group {
  * import { Core, createMessage } from "../../core/mod.ts";
  * import { MqttSession } from "./session.ts";
  * import { SharedSubscriptions } from "./shared_subscriptions.ts";
+ * import { MQTT } from "./server.ts";
  * const core = new Core({ anonymous: true });
- * const shared = new SharedSubscriptions(core);
+ * const port = core.port(MQTT);
+ * const shared = new SharedSubscriptions(port);
  * const opts = { qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 } as const;
- * const a = new MqttSession("a", core, { maxQueued: 9, dropPolicy: "oldest", maxInflight: 9 });
- * const b = new MqttSession("b", core, { maxQueued: 9, dropPolicy: "oldest", maxInflight: 9 });
+ * const a = new MqttSession("a", port, { maxQueued: 9, dropPolicy: "oldest", maxInflight: 9 });
+ * const b = new MqttSession("b", port, { maxQueued: 9, dropPolicy: "oldest", maxInflight: 9 });
  * shared.join({ group: "g", filter: "t" }, a, opts);
  * shared.join({ group: "g", filter: "t" }, b, opts);
  * for (let i = 0; i < 4; i++) {
@@ -70,12 +72,12 @@ interface Group {
  * ```
  */
 export class SharedSubscriptions {
-  #core: Core;
+  #port: DevicePort;
   #groups = new Map<string, Group>();
 
   /** Creates the registry of groups. */
-  constructor(core: Core) {
-    this.#core = core;
+  constructor(port: DevicePort) {
+    this.#port = port;
   }
 
   /** Number of groups. */
@@ -89,7 +91,7 @@ export class SharedSubscriptions {
     let g = this.#groups.get(key);
     if (!g) {
       const group: Group = { members: new Map(), cursor: 0, off: () => {} };
-      group.off = this.#core.subscribe(s.filter, {
+      group.off = this.#port.subscribe(s.filter, {
         id: `$share/${s.group}`,
         deliver: (msg) => {
           const members = [...group.members];
@@ -115,7 +117,7 @@ export class SharedSubscriptions {
             });
           } catch (err) {
             // Never let one member's failure stop the core's fan-out.
-            this.#core.log.error("shared delivery failed", { group: s.group, error: err });
+            this.#port.log.error("shared delivery failed", { group: s.group, error: err });
           }
         },
       });

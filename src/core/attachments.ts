@@ -1,0 +1,82 @@
+/**
+ * Every live session and stream, by the identity it was opened for: an MQTT or FBP/1 connection,
+ * an HTTP SSE stream or long-poll, a CoAP observation. When credentials change (a device removed
+ * or rotated, a service account removed, anonymous access turned off), every one of them that was
+ * opened under the old credentials is closed, on every protocol.
+ *
+ * @module
+ */
+
+import type { Identity } from "./login.ts";
+import type { CloseReason, SessionHandle } from "./registry.ts";
+
+/** An open attachment; `detach` ends it (idempotent). */
+export interface Attachment {
+  /** Forgets the handle (the session or stream ended). Idempotent. */
+  detach(): void;
+}
+
+class Entry implements Attachment {
+  constructor(readonly owner: Attachments, readonly key: string, readonly handle: SessionHandle) {}
+  detach(): void {
+    this.owner.remove(this);
+  }
+}
+
+/**
+ * Live handles by identity key.
+ *
+ * @example
+ * ```ts
+ * import { Attachments } from "./attachments.ts";
+ * import { Identity } from "./login.ts";
+ * const a = new Attachments();
+ * const closed: string[] = [];
+ * const handle = { sessionId: "s1", protocol: "test", close: (r: { code: string }) => closed.push(r.code) };
+ * a.attach(new Identity({ kind: "device", id: "d1" }, "d1"), handle);
+ * a.revoke((key) => key === "device:d1", { code: "removed", message: "gone" });
+ * if (closed[0] !== "removed" || a.size !== 0) throw new Error();
+ * ```
+ */
+export class Attachments {
+  #byKey = new Map<string, Set<Entry>>();
+  #size = 0;
+
+  /** Live handles. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Tracks `handle`, opened for `who`, until it detaches. */
+  attach(who: Identity, handle: SessionHandle): Attachment {
+    const key = who.key;
+    const e = new Entry(this, key, handle);
+    let set = this.#byKey.get(key);
+    if (!set) this.#byKey.set(key, set = new Set());
+    set.add(e);
+    this.#size++;
+    return e;
+  }
+
+  /** Internal: forgets `e`. */
+  remove(e: Entry): void {
+    const set = this.#byKey.get(e.key);
+    if (!set?.delete(e)) return;
+    this.#size--;
+    if (set.size === 0) this.#byKey.delete(e.key);
+  }
+
+  /** Closes (and forgets) every handle whose identity key `revoked` says is no longer valid. */
+  revoke(revoked: (key: string) => boolean, reason: CloseReason): number {
+    let n = 0;
+    for (const [key, set] of [...this.#byKey]) {
+      if (!revoked(key)) continue;
+      for (const e of [...set]) {
+        this.remove(e);
+        n++;
+        e.handle.close(reason);
+      }
+    }
+    return n;
+  }
+}
