@@ -27,10 +27,15 @@ const AEDES_DIR = `${BENCH}peers/aedes`;
 /** Listener ports of a running server. */
 export interface Ports {
   mqtt?: number;
+  /** MQTT over WebSocket (Ferry's `mqtt.websocket.port`, on by default since #16). */
+  mqttWs?: number;
   binary?: number;
   coap?: number;
   http?: number;
 }
+
+/** The ports Ferry is given: every listener it has, `mqttWs` when the checkout has that one. */
+export type FerryPorts = Required<Omit<Ports, "mqttWs">> & Pick<Ports, "mqttWs">;
 
 /** A running server process. */
 export interface Server extends AsyncDisposable {
@@ -282,17 +287,61 @@ async function commitOf(dir: string): Promise<string> {
   return `${rev}${dirty ? " (with uncommitted changes)" : ""} “${short}”`;
 }
 
-/** The config file Ferry is given: ports and data dir only, plus the upstream when bridging. */
-export function ferryConfig(ports: Required<Ports>, dataDir: string, upstream?: string): string {
+/**
+ * The config file Ferry is given: ports and data dir only, plus the upstream when bridging. Every
+ * listener gets a port (MQTT over WebSocket too, when `ports.mqttWs` is given: a checkout from
+ * before #16 refuses the key), so two gateways never fight over a default port and nothing else
+ * on the machine is in the way.
+ */
+export function ferryConfig(ports: FerryPorts, dataDir: string, upstream?: string): string {
   const c: Record<string, unknown> = {
     binary: { port: ports.binary },
-    mqtt: { port: ports.mqtt },
+    mqtt: ports.mqttWs === undefined
+      ? { port: ports.mqtt }
+      : { port: ports.mqtt, websocket: { port: ports.mqttWs } },
     coap: { port: ports.coap },
     http: { port: ports.http },
     dataDir,
   };
   if (upstream) c.northbound = { url: upstream };
   return JSON.stringify(c, null, 2) + "\n";
+}
+
+const wsSupport = new Map<string, Promise<boolean>>();
+
+/**
+ * Whether the checkout's gateway has the MQTT-over-WebSocket listener (its `--help` names
+ * `--mqtt-ws-port`), asked once per checkout, as its start task runs it.
+ */
+function hasWebSocketListener(checkout: string, task: StartTask): Promise<boolean> {
+  let p = wsSupport.get(checkout);
+  if (!p) {
+    p = output(Deno.execPath(), ["run", ...task.runtimeFlags, task.script, "--help"], checkout)
+      .then((help) => help.includes("--mqtt-ws-port"));
+    wsSupport.set(checkout, p);
+  }
+  return p;
+}
+
+/**
+ * The ports a gateway's log says it listens on (`"msg":"… listening"` lines with a `port`) that
+ * are not among `given`: a listener the benchmark did not give a port to (it took its default).
+ *
+ * @example
+ * ```ts
+ * import { unexpectedListeners } from "./_servers.ts";
+ * const log = '{"msg":"mqtt listening","port":5}\n{"msg":"mqttWs listening","port":8083}\n';
+ * const odd = unexpectedListeners(log, [5]);
+ * if (odd.length !== 1 || !odd[0].includes("8083")) throw new Error();
+ * ```
+ */
+export function unexpectedListeners(log: string, given: number[]): string[] {
+  const out: string[] = [];
+  for (const line of log.split("\n")) {
+    const m = /"msg":"([^"]*listening[^"]*)".*?"port":(\d+)/.exec(line);
+    if (m && !given.includes(Number(m[2]))) out.push(`${m[1]} on port ${m[2]}`);
+  }
+  return out;
 }
 
 /** Ferry from the checkout at `dir`, started with its own `deno task start` command line. */
@@ -307,23 +356,31 @@ export function ferry(name: string, dir = HERE_CHECKOUT): ServerKind {
         command: [...task.words, "--config", "{dir}/ferry.json"],
         cwd: checkout,
         version: await commitOf(checkout),
-        config: ferryConfig({ binary: 0, mqtt: 0, coap: 0, http: 0 }, "{dir}/data").replace(
-          /: 0/g,
-          ": {free port}",
-        ),
+        config: ferryConfig(
+          {
+            binary: 0,
+            mqtt: 0,
+            coap: 0,
+            http: 0,
+            mqttWs: await hasWebSocketListener(checkout, task) ? 0 : undefined,
+          },
+          "{dir}/data",
+        ).replace(/: 0/g, ": {free port}"),
         notes:
-          "the gateway process exactly as `deno task start` runs it (tasks.start read from this checkout's deno.json at run time; `deno` is the running Deno), default config except ports and dataDir; logs (JSON, info) go to a file",
+          "the gateway process exactly as `deno task start` runs it (tasks.start read from this checkout's deno.json at run time; `deno` is the running Deno), default config except a free port for every listener (MQTT over WebSocket included) and dataDir; a run fails if the log shows a listener on a port it was not given; logs (JSON, info) go to a file",
       };
     },
     async start(o) {
       const task = await readStartTask(checkout);
+      const ws = await hasWebSocketListener(checkout, task);
       let lastErr: unknown;
       for (let attempt = 0; attempt < 2; attempt++) { // a second try if a picked port was taken
-        const ports = {
+        const ports: FerryPorts = {
           binary: freePort(),
           mqtt: freePort(),
           coap: freePort("udp"),
           http: freePort(),
+          mqttWs: ws ? freePort() : undefined,
         };
         const cfg = `${o.dir}/ferry.json`;
         await Deno.writeTextFile(cfg, ferryConfig(ports, `${o.dir}/data`, o.upstream));
@@ -350,6 +407,17 @@ export function ferry(name: string, dir = HERE_CHECKOUT): ServerKind {
             }
             return /"msg":"ready"/.test(text);
           });
+          const odd = unexpectedListeners(
+            Deno.readTextFileSync(log),
+            Object.values(ports).filter((p): p is number => p !== undefined),
+          );
+          if (odd.length) {
+            throw new Error(
+              `${name} listens where the benchmark gave it no port (${
+                odd.join(", ")
+              }): a listener ferryConfig does not know`,
+            );
+          }
           return s;
         } catch (err) {
           lastErr = err;
@@ -432,6 +500,21 @@ export function mosquitto(name = "mosquitto", bridge = false): ServerKind {
       return s;
     },
   };
+}
+
+/** `node --version`, or `undefined` when there is no `node` to run. */
+export async function nodeVersion(): Promise<string | undefined> {
+  try {
+    const o = await new Deno.Command("node", {
+      args: ["--version"],
+      stdin: "null",
+      stderr: "null",
+      signal: AbortSignal.timeout(5000),
+    }).output();
+    return o.success ? new TextDecoder().decode(o.stdout).trim() : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 let aedesInstall: Promise<void> | undefined;

@@ -15,7 +15,12 @@ import {
   spread,
 } from "../bench/_stats.ts";
 import { parseMetrics, rateBetween, sumOf } from "../bench/_metrics.ts";
-import { ferryConfig, mosquittoConfig, parseStartTask } from "../bench/_servers.ts";
+import {
+  ferryConfig,
+  mosquittoConfig,
+  parseStartTask,
+  unexpectedListeners,
+} from "../bench/_servers.ts";
 import { publishTemplate, scanFrames, topicEndsWith } from "../bench/_mqtt_wire.ts";
 import {
   ACK_REQUESTED,
@@ -137,6 +142,21 @@ Deno.test("ferryConfig sets only ports, the data dir and an optional upstream", 
     JSON.parse(ferryConfig(ports, "/d", "mqtt://127.0.0.1:9")).northbound,
     { url: "mqtt://127.0.0.1:9" },
   );
+  // MQTT over WebSocket (on by default on 8083) gets a port of its own when the checkout has it.
+  assertEquals(JSON.parse(ferryConfig({ ...ports, mqttWs: 5 }, "/d")).mqtt, {
+    port: 2,
+    websocket: { port: 5 },
+  });
+});
+
+Deno.test("unexpectedListeners names a listener on a port the bench did not give", () => {
+  const log = [
+    '{"level":"info","msg":"binary listening","hostname":"127.0.0.1","port":41000}',
+    '{"level":"info","msg":"WebSocket listening","hostname":"127.0.0.1","port":8083}',
+    '{"level":"info","msg":"ready"}',
+  ].join("\n");
+  assertEquals(unexpectedListeners(log, [41000, 8083]), []);
+  assertEquals(unexpectedListeners(log, [41000]), ["WebSocket listening on port 8083"]);
 });
 
 Deno.test("mosquittoConfig is Debian's defaults on a loopback listener, a bridge when asked", () => {
