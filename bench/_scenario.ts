@@ -129,6 +129,8 @@ export interface BenchResult {
   machine: Record<string, unknown>;
   /** How each server was run. */
   servers: Record<string, ServerInfo>;
+  /** Servers left out without being asked to (name → why), e.g. aedes without Node. */
+  skipped?: Record<string, string>;
   /** Scenario results in run order. */
   scenarios: ScenarioResult[];
 }

@@ -5,7 +5,8 @@
  * `deno task bench:report FILE` renders the README's tables from them.
  *
  * ```
- * deno task bench [--quick] [--only id,…] [--skip server,…] [--compare DIR] [--reps N] [--list]
+ * deno task bench [--quick] [--only id,…] [--skip server,…] [--compare DIR] [--reps N] [--out DIR]
+ *                 [--list]
  * ```
  *
  * - `--quick`: smaller counts, 2 s windows, one repetition (the JSON says so).
@@ -16,13 +17,24 @@
  * - `--skip`: leave these servers out (e.g. `aedes,mosquitto-bridge` to shorten a `--compare`
  *   run); Ferry cannot be skipped.
  * - `--reps N`: repetitions (default 3; 1 with `--quick`).
+ * - `--out DIR`: where the result file goes (default `bench/results/`, git-ignored).
+ *
+ * aedes runs on Node; without `node` on the PATH it is left out and the results say so.
  *
  * A scenario never stops the run: each run is isolated and bounded, failures are reported.
  *
  * @module
  */
 
-import { aedes, ferry, floor, libcoap, mosquitto, type ServerKind } from "./_servers.ts";
+import {
+  aedes,
+  ferry,
+  floor,
+  libcoap,
+  mosquitto,
+  nodeVersion,
+  type ServerKind,
+} from "./_servers.ts";
 import { type BenchResult, runScenario, type Scenario } from "./_scenario.ts";
 import { loadavg, progress } from "./_util.ts";
 import { startupScenarios } from "./scenarios/startup.ts";
@@ -40,6 +52,7 @@ export interface BenchArgs {
   compare?: string;
   reps: number;
   list: boolean;
+  out?: string;
 }
 
 /** Parses the command line; throws a `TypeError` naming a bad flag. */
@@ -57,6 +70,7 @@ export function parseArgs(args: string[]): BenchArgs {
     else if (a === "--only") out.only = value().split(",").map((s) => s.trim()).filter(Boolean);
     else if (a === "--skip") out.skip = value().split(",").map((s) => s.trim()).filter(Boolean);
     else if (a === "--compare") out.compare = value();
+    else if (a === "--out") out.out = value();
     else if (a === "--reps") {
       out.reps = Number(value());
       if (!Number.isInteger(out.reps) || out.reps < 1) throw new TypeError("--reps wants N >= 1");
@@ -97,6 +111,12 @@ async function main(): Promise<number> {
     console.error(`bench: ${(err as Error).message}`);
     return 2;
   }
+  const skipped: Record<string, string> = {};
+  const node = await nodeVersion();
+  if (!node && !args.skip.includes("aedes")) {
+    skipped.aedes = "node is not installed (aedes runs on Node, not Deno)";
+    args.skip.push("aedes");
+  }
   const ferries = [ferry("ferry")];
   if (args.compare) {
     const dir = await Deno.realPath(args.compare).catch(() => undefined);
@@ -124,6 +144,10 @@ async function main(): Promise<number> {
   globalThis.addEventListener("unhandledrejection", (e) => {
     e.preventDefault();
     progress(`unhandled rejection (ignored): ${e.reason}`);
+  });
+  globalThis.addEventListener("error", (e) => {
+    e.preventDefault();
+    progress(`uncaught error (ignored): ${e.error ?? e.message}`);
   });
 
   const t0 = performance.now();
@@ -162,6 +186,7 @@ async function main(): Promise<number> {
       loadavgAtStart: loadavg(),
     },
     servers,
+    skipped: Object.keys(skipped).length ? skipped : undefined,
     scenarios: [],
   };
   for (const s of chosen) {
@@ -171,9 +196,11 @@ async function main(): Promise<number> {
   result.wallSeconds = Math.round((performance.now() - t0) / 1000);
   result.machine.loadavgAtEnd = loadavg();
   const text = JSON.stringify(result, null, 2);
-  const dir = new URL("./results/", import.meta.url);
+  const dir = args.out ?? new URL("./results/", import.meta.url).pathname;
   await Deno.mkdir(dir, { recursive: true });
-  const file = new URL(`${date.replaceAll(":", "-")}${args.quick ? "-quick" : ""}.json`, dir);
+  const file = `${dir.replace(/\/+$/, "")}/${date.replaceAll(":", "-")}${
+    args.quick ? "-quick" : ""
+  }.json`;
   await Deno.writeTextFile(file, text + "\n");
   console.log(text);
   const failed = result.scenarios.flatMap((s) =>
@@ -182,7 +209,7 @@ async function main(): Promise<number> {
   progress(
     `done in ${result.wallSeconds} s; ${
       failed.length ? `failed runs: ${failed.join(", ")}` : "no run failed"
-    }; results in ${file.pathname}; render with: deno task bench:report ${file.pathname}`,
+    }; results in ${file}; render with: deno task bench:report ${file}`,
   );
   return 0;
 }
