@@ -325,10 +325,12 @@ async function connections(p: ConnectionsParams) {
   await sleep(p.settleMs);
   const rssIdle = win.rss();
   mark = performance.now();
-  const more = await pool(p.hold - p.idle, p.concurrency, (i) => open(p.idle + i));
-  phase("openMore");
+  const more = await pool(Math.max(0, p.hold - p.idle), p.concurrency, (i) => open(p.idle + i));
   const all = [...conns, ...more];
-  await sleep(1000);
+  if (more.length) {
+    phase("openMore");
+    await sleep(1000);
+  }
   // Every held connection answers a PINGREQ.
   let alive = 0;
   for (const c of all) {
