@@ -47,7 +47,7 @@ export function coapScenarios(servers: ServerKind[], quick: boolean): Scenario[]
   const params = {
     clients: 100,
     processes: 2,
-    warmupMs: quick ? 1000 : 2000,
+    warmupMs: 1000,
     windowMs: quick ? 2000 : 10_000,
     timeoutMs: 2000,
   };

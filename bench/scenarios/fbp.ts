@@ -44,7 +44,7 @@ export function fbpScenarios(servers: ServerKind[], quick: boolean): Scenario[] 
     devices: quick ? 200 : 1000,
     inFlight: 4,
     payloadBytes: 64,
-    warmupMs: quick ? 1000 : 2000,
+    warmupMs: 1000,
     windowMs: quick ? 2000 : 10_000,
     graceMs: 10_000,
   };

@@ -90,7 +90,7 @@ export function httpScenarios(
   const base = {
     clients: quick ? 50 : 200,
     processes: 2,
-    warmupMs: quick ? 1000 : 2000,
+    warmupMs: 1000,
     windowMs: quick ? 2000 : 10_000,
   };
   const single: LoadShape = { ...base, batch: 1 };

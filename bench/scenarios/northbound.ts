@@ -30,7 +30,7 @@ export function northboundScenarios(servers: ServerKind[], quick: boolean): Scen
     inFlight: 16,
     payloadBytes: 64,
     pacedFraction: 0.5,
-    warmupMs: quick ? 1000 : 2000,
+    warmupMs: 1000,
     windowMs: quick ? 2000 : 10_000,
     drainCapMs: quick ? 20_000 : 30_000,
   };
