@@ -367,7 +367,7 @@ export function ferry(name: string, dir = HERE_CHECKOUT): ServerKind {
           "{dir}/data",
         ).replace(/: 0/g, ": {free port}"),
         notes:
-          "the gateway process exactly as `deno task start` runs it (tasks.start read from this checkout's deno.json at run time; `deno` is the running Deno), default config except a free port for every listener (MQTT over WebSocket included) and dataDir; a run fails if the log shows a listener on a port it was not given; logs (JSON, info) go to a file",
+          "the gateway process exactly as `deno task start` runs it (tasks.start read from this checkout's deno.json at run time; `deno` is the running Deno), default config except a free port for every listener (MQTT over WebSocket too, where the checkout has it) and dataDir; a run fails if the log shows a listener on a port it was not given; logs (JSON, info) go to a file",
       };
     },
     async start(o) {

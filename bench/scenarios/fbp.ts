@@ -1,5 +1,5 @@
 /**
- * FBP/1 scenarios: RSS per idle device connection at 15,000, and ACKed telemetry from 1,000
+ * FBP/1 scenarios: RSS per idle device connection at 10,000, and ACKed telemetry from 1,000
  * devices (4 frames in flight each) with ACK latency, for Ferry (as `deno task start` runs it) and
  * the bare floor server (`bench/peers/bare_fbp_server.ts`, same runtime flags). The load runs in
  * its own process (`bench/load/fbp.ts`).
@@ -35,7 +35,7 @@ export function fbpScenarios(servers: ServerKind[], quick: boolean): Scenario[] 
   const idle: Omitted<FbpIdleParams> = {
     mode: "idle",
     warm: 200,
-    idle: quick ? 1000 : 15_000,
+    idle: quick ? 1000 : 10_000, // 15,000 took ~70 s a repetition at load 14
     concurrency: 100,
     settleMs: quick ? 2000 : 3000,
   };
