@@ -13,9 +13,9 @@
  *
  * Rules: `copy` returns one output per message (`rules/copy/…`, same payload), `drop` returns null.
  *
- * Run alone: `deno task bench:rules [--quick] [--messages N] [--repeats N] [--profile DIR]`
- * (`--profile` passes `--cpu-prof` to the gateways, profiles written to DIR); or
- * `deno task bench --only rules`.
+ * Run: `deno task bench:rules [--quick] [--messages N] [--repeats N] [--profile DIR]`
+ * (`--profile` passes `--cpu-prof` to the gateways, profiles written to DIR). Not (yet) a scenario
+ * of `deno task bench` (bench/run.ts was rebuilt around scenarios on main).
  *
  * @module
  */
@@ -23,7 +23,8 @@
 import mqttPacket, { type Packet } from "mqtt-packet";
 import { Buffer } from "node:buffer";
 import { mqtt } from "../tests/_dev_deps.ts";
-import { median, percentile, progress, sleep } from "./_util.ts";
+import { median, percentile } from "./_stats.ts";
+import { progress, sleep } from "./_util.ts";
 
 /** Rules the gateway can run. */
 export type BenchRule = "none" | "copy" | "drop";

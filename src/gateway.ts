@@ -32,6 +32,7 @@ import type { ListenAddress, Listener } from "./protocols/listener.ts";
 import { SessionPersistence } from "./protocols/mqtt/session_persistence.ts";
 import { RetainedTable } from "./persistence/retained_table.ts";
 import { StateDb } from "./persistence/state_db.ts";
+import { registerProcessMetrics, SysTopics } from "./ops/mod.ts";
 import { type AttachedRules, attachRules } from "./rules/attach.ts";
 import type { DeadLetterSink } from "./rules/dead_letter.ts";
 import type { RuleEngine } from "./rules/engine.ts";
@@ -167,6 +168,7 @@ export class Gateway implements AsyncDisposable {
   #watcher: Deno.FsWatcher | undefined;
   #stopMonitor: (() => void) | undefined;
   #watching: Promise<void> | undefined;
+  #sys: SysTopics | undefined;
 
   /** Builds the core; call {@link start}. */
   constructor(config: FerryConfig, options: GatewayOptions = {}) {
@@ -280,6 +282,7 @@ export class Gateway implements AsyncDisposable {
     }
     this.#watch();
     this.#stopMonitor = monitorEventLoop(this.core.metrics);
+    registerProcessMetrics(this.core.metrics);
     const anonymous = this.core.registry.anonymous;
     log.info("starting", {
       host: c.host,
@@ -341,11 +344,20 @@ export class Gateway implements AsyncDisposable {
         }
         this.#addresses[name] = await listenOrExplain(name, c.host, c[name].port, () => l.listen());
         this.#listeners.push(l);
-        log.info(`${name} listening`, { ...this.#addresses[name] });
+        log.info(`${name} listening`, {
+          ...this.#addresses[name],
+          ...(name === "coap"
+            ? { mode: this.#options.coapMode ?? "ferry" }
+            : { tls: !!c[name].tls }),
+        });
         if (l instanceof MqttServer) this.#mqtt = l;
         if (l instanceof MqttServer && l.webSocketAddress) {
           this.#addresses.mqttWs = l.webSocketAddress;
-          log.info("mqttWs listening", { ...l.webSocketAddress, path: c.mqtt.websocket.path });
+          log.info("mqttWs listening", {
+            ...l.webSocketAddress,
+            tls: !!c.mqtt.websocket.tls,
+            path: c.mqtt.websocket.path,
+          });
           if (c.mqtt.tls && !c.mqtt.websocket.tls && !isLoopback(c.host)) {
             log.warn(
               "MQTT over TCP is TLS-only but MQTT over WebSocket is plain ws:// beyond loopback: set mqtt.websocket.tls (or mqtt.websocket.enabled false)",
@@ -395,15 +407,19 @@ export class Gateway implements AsyncDisposable {
           c.http.port,
           () => http.listen(),
         );
-        log.info("http listening", { ...this.#addresses.http });
+        log.info("http listening", { ...this.#addresses.http, tls: !!c.http.tls });
       }
     } catch (err) {
       log.error("start-up failed", { error: err });
       await this.stop();
       throw err;
     }
+    if (c.sys.intervalSec > 0) {
+      this.#sys = new SysTopics(this.core, c.sys);
+      this.#sys.start();
+    }
     this.#ready = true;
-    log.info("ready", { addresses: this.#addresses });
+    log.info("ready", { addresses: this.#addresses, sysIntervalSec: c.sys.intervalSec });
     return this.#addresses;
   }
 
@@ -477,6 +493,7 @@ export class Gateway implements AsyncDisposable {
       } catch { /* closed */ }
       await this.#watching;
       this.#stopMonitor?.();
+      await this.#sys?.close();
       await Promise.all(this.#listeners.map((l) => l.close()));
       await this.#settleRules(); // rule outputs still need the pipeline
       await this.core.close(); // the drain may still append to the spool

@@ -29,6 +29,7 @@ import { mqttOptionsSchema, mqttPersistenceSchema } from "../protocols/mqtt/opti
 import { mqttWsConfigSchema } from "../protocols/mqtt/ws_options.ts";
 import { resolveRules, rulesOptionsSchema } from "../rules/options.ts";
 import { isLoopback } from "../core/address.ts";
+import { sysOptionsSchema } from "../ops/options.ts";
 import { parseJsonc } from "./jsonc.ts";
 import {
   bool,
@@ -83,6 +84,7 @@ export const configSchema = obj("Ferry configuration", {
   rules: rulesOptionsSchema,
   pipeline: pipelineOptionsSchema,
   commands: commandsOptionsSchema,
+  sys: sysOptionsSchema,
   binary: obj(binaryOptionsSchema.doc, {
     enabled: enabled("FBP/1"),
     port: binaryPort,

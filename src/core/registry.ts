@@ -101,7 +101,12 @@ export interface RegistryOptions {
   /** ACL rules for devices (`{id}` substituted); the built-in default rules when absent. */
   deviceAcl?: DeviceAclRules;
   /** Called on every presence change. */
-  onPresence?: (id: string, state: "online" | "offline", protocol?: Protocol) => void;
+  onPresence?: (
+    id: string,
+    state: "online" | "offline",
+    protocol?: Protocol,
+    reason?: string,
+  ) => void;
   /** Time source. @default Date.now */
   now?: () => number;
 }
@@ -231,6 +236,11 @@ export class DeviceRegistry {
     return this.#creds.has(id);
   }
 
+  /** True when `name` is a service account. */
+  hasService(name: string): boolean {
+    return this.#services.has(name);
+  }
+
   /** Number of devices with credentials. */
   get credentialCount(): number {
     return this.#creds.size;
@@ -318,12 +328,15 @@ export class DeviceRegistry {
     return prev !== session ? prev : undefined;
   }
 
-  /** Ends `session` for the device; presence goes offline unless another session took over. */
-  detach(id: string, session: SessionHandle): void {
+  /**
+   * Ends `session` for the device (`reason`: why, for the presence log); presence goes offline
+   * unless another session took over.
+   */
+  detach(id: string, session: SessionHandle, reason = "closed"): void {
     const rec = this.#devices.get(id);
     if (!rec || rec.session !== session) return;
     rec.session = undefined;
-    this.#setState(rec, "offline");
+    this.#setState(rec, "offline", reason);
   }
 
   /** Marks activity of a device; a sessionless device (CoAP, HTTP) goes online. */
@@ -340,7 +353,7 @@ export class DeviceRegistry {
   /** Marks a sessionless device offline (idle timeout). No effect while it has a session. */
   markIdle(id: string): void {
     const rec = this.#devices.get(id);
-    if (rec && !rec.session) this.#setState(rec, "offline");
+    if (rec && !rec.session) this.#setState(rec, "offline", "idle_timeout");
   }
 
   /** Closes every live session with `reason`. */
@@ -348,9 +361,9 @@ export class DeviceRegistry {
     for (const rec of this.#devices.values()) rec.session?.close(reason);
   }
 
-  #setState(rec: DeviceRecord, state: "online" | "offline"): void {
+  #setState(rec: DeviceRecord, state: "online" | "offline", reason?: string): void {
     if (rec.state === state) return;
     rec.state = state;
-    this.#onPresence?.(rec.id, state, rec.protocol);
+    this.#onPresence?.(rec.id, state, rec.protocol, reason);
   }
 }
