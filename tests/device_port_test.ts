@@ -35,25 +35,33 @@ Deno.test("A service's message is admitted into a full pipeline at once, after w
   const d1 = deviceOf(core, "d1");
   const holder = {};
   dev.hold(holder); // a slow subscriber: delivery waits, the queue fills
-  const results: Array<PublishResult | Promise<PublishResult>> = [];
-  for (const t of ["m0", "m1", "m2"]) {
-    results.push(dev.publish(d1, draft("devices/d1/telemetry", t)));
+  // Publish until the pipeline refuses (how many fit depends on its run-now path and capacity).
+  const accepted: string[] = [];
+  let refused: PublishResult | Promise<PublishResult> | undefined;
+  for (let i = 0; i < 100 && refused === undefined; i++) {
+    const r = dev.publish(d1, draft("devices/d1/telemetry", `m${i}`));
+    assert(!(r instanceof Promise), "no wait asked: an answer in the call");
+    if (r.ok) accepted.push(`m${i}`);
+    else refused = r;
   }
-  assertEquals(results.map((r) => "ok" in r && r.ok), [true, true, true]);
-  const refused = dev.publish(d1, draft("devices/d1/telemetry", "m3"));
-  assert(!(refused instanceof Promise) && !refused.ok && refused.reason === "overloaded");
+  assert(
+    refused !== undefined && !(refused instanceof Promise) && !refused.ok &&
+      refused.reason === "overloaded",
+    "the queue is full",
+  );
 
   const rules = core.port({ name: "rules" });
   const svc = rules.service({ name: "r", publish: ["rules/r/#"] }, "d1");
   const out = rules.publish(svc, draft("rules/r/d1", "derived"));
   assert(!(out instanceof Promise) && out.ok, "accepted in the call, into the full queue");
 
-  const waiting = dev.publish(d1, draft("devices/d1/telemetry", "m4"), { wait: true });
+  const waiting = dev.publish(d1, draft("devices/d1/telemetry", "last"), { wait: true });
   assert(waiting instanceof Promise, "a producer waits while the queue is over capacity");
   dev.unhold(holder);
   assertEquals(await waiting, { ok: true });
   await core.close();
-  assertEquals(seen, ["m0", "m1", "m2", "derived", "m4"]);
+  assert(accepted.length >= 1);
+  assertEquals(seen, [...accepted, "derived", "last"]);
 });
 
 Deno.test("A service publishes only within its filters, under its own principal, speaking for the device", async () => {
@@ -81,6 +89,7 @@ Deno.test("Derived messages are not rate-limited and do not count as the device'
   const core = new Core({ anonymous: true, log, deviceRatePerSec: 1, deviceBurst: 1 });
   const dev = core.port({ name: "test" });
   const d1 = deviceOf(core, "d1");
+  core.registry.device("d1"); // its record (a connected device has one from its presence)
   assertEquals(dev.publish(d1, draft("devices/d1/telemetry", "a")), { ok: true });
   const limited = dev.publish(d1, draft("devices/d1/telemetry", "b"));
   assert(!(limited instanceof Promise) && !limited.ok && limited.reason === "rate_limited");
