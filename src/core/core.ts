@@ -11,6 +11,7 @@
 
 import type { DeviceAclRules } from "./acl.ts";
 import { Admission, type AdmissionOptions } from "./admission.ts";
+import { ByteBudget } from "./byte_budget.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import {
   CommandStore,
@@ -20,7 +21,7 @@ import {
 import { RateLimiter } from "./rate_limiter.ts";
 import { DeadlineQueue } from "./deadline_queue.ts";
 import { BoundPort, type DevicePort, type PortHost, type ProtocolSpec } from "./device_port.ts";
-import { Logger } from "./logger.ts";
+import { Logger, LogLimiter } from "./logger.ts";
 import { LoginGate } from "./login.ts";
 import { createMessage, type Message, type Protocol } from "./message.ts";
 import { MetricsRegistry } from "./metrics.ts";
@@ -87,6 +88,11 @@ export interface CoreOptions {
   subscriberHoldMs?: number;
   /** Limits of the pending-command store ({@link Core.commands}). */
   commands?: Partial<CommandStoreLimits>;
+  /**
+   * Payload bytes in flight (read from clients, not yet accepted) across every protocol.
+   * @default 67108864 (64 MiB)
+   */
+  maxInflightBytes?: number;
 }
 
 export type { CoreMetrics };
@@ -127,8 +133,10 @@ export class Core implements AsyncDisposable {
   readonly flow: FlowGate;
   /** One timer heap for every keepalive and idle deadline. */
   readonly deadlines: DeadlineQueue;
-  /** Per-address connection caps, for every listener. */
+  /** The descriptor budget and per-address connection caps, for every listener. */
   readonly admission: Admission;
+  /** Payload bytes in flight, for every protocol. */
+  readonly bytes: ByteBudget;
   /** Login for every protocol: authentication and the failed-login throttle. */
   readonly logins: LoginGate;
   /** Keepalives of sessions, idle presence of sessionless devices. */
@@ -155,7 +163,21 @@ export class Core implements AsyncDisposable {
     this.#coreLog = this.log.child("core");
     this.metrics = options.metrics ?? new MetricsRegistry();
     this.retained = new RetainedStore();
-    this.admission = new Admission(options.admission);
+    const refusals = new LogLimiter(this.#coreLog, { now: () => this.clock.now() });
+    this.admission = new Admission({
+      ...options.admission,
+      onRefuse: (reason, address) => {
+        this.stats.refusedConnections.inc({ reason });
+        refusals.warn(
+          `admission:${reason}`,
+          reason === "descriptors"
+            ? "connection refused: the descriptor budget is spent"
+            : "connection refused: per-address limit reached",
+          { reason, address, budget: this.admission.budget, open: this.admission.total },
+        );
+      },
+    });
+    this.bytes = new ByteBudget(options.maxInflightBytes ?? 64 * 1024 * 1024);
     this.rates = new RateLimiter({
       ratePerSec: options.deviceRatePerSec,
       burst: options.deviceBurst,
@@ -250,6 +272,26 @@ export class Core implements AsyncDisposable {
     );
     m.gauge("ferry_retained_messages", "Retained topics", () => this.retained.size);
     m.gauge("ferry_pending_commands", "Commands kept for devices", () => this.commands.size);
+    m.gauge(
+      "ferry_connection_budget",
+      "Connections all listeners together may hold (open-file limit minus the reserve)",
+      () => Number.isFinite(this.admission.budget) ? this.admission.budget : -1,
+    );
+    m.gauge(
+      "ferry_connections_admitted",
+      "Connections holding a slot of the budget, every listener",
+      () => this.admission.total,
+    );
+    m.gauge(
+      "ferry_inflight_bytes",
+      "Payload bytes in flight, every protocol",
+      () => this.bytes.inUse,
+    );
+    m.gauge(
+      "ferry_inflight_bytes_limit",
+      "Budget of payload bytes in flight",
+      () => this.bytes.limit,
+    );
   }
 
   /** True once `close()` started. */
@@ -349,6 +391,8 @@ export class Core implements AsyncDisposable {
       },
       admit: (address) => this.admission.admit(address),
       release: (address) => this.admission.release(address),
+      reserveBytes: (n) => this.bytes.reserve(n),
+      releaseBytes: (n) => this.bytes.release(n),
       get acceptHook() {
         return core.#accept;
       },

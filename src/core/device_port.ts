@@ -146,10 +146,21 @@ export interface DevicePort {
   /** True once the gateway is shutting down. */
   readonly closing: boolean;
 
-  /** Takes a connection slot for `address`; false when its per-address cap is reached. */
+  /**
+   * Takes a connection slot for `address` before a listener keeps an accepted connection: false
+   * when the process's descriptor budget (shared by every listener) is spent or the address is at
+   * its cap.
+   */
   admit(address: string): boolean;
   /** Gives a connection slot back. */
   release(address: string): void;
+  /**
+   * Reserves `n` payload bytes of the gateway's in-flight budget before buffering them (a request
+   * body, say); false when it is spent: pause reading or answer "overloaded".
+   */
+  reserveBytes(n: number): boolean;
+  /** Gives reserved bytes back. */
+  releaseBytes(n: number): void;
 
   /** Logs a client in: its identity, or a typed refusal. */
   login(request: LoginRequest, address: string): Identity | Refusal<LoginRefusalReason>;
@@ -212,10 +223,14 @@ export interface PortHost {
   readonly retained: RetainedStore;
   readonly store: CommandStore;
   readonly closing: boolean;
-  /** Per-address connection caps. */
+  /** The descriptor budget and per-address connection caps. */
   admit(address: string): boolean;
   /** Gives a connection slot back. */
   release(address: string): void;
+  /** Reserves payload bytes in flight. */
+  reserveBytes(n: number): boolean;
+  /** Gives reserved bytes back. */
+  releaseBytes(n: number): void;
   /** The durable stage every message passes before acceptance, if any. */
   readonly acceptHook: ((msg: Message) => void | Promise<void>) | undefined;
   /** Subscribes a subscriber. */
@@ -273,6 +288,14 @@ export class BoundPort implements DevicePort {
 
   release(address: string): void {
     this.#host.release(address);
+  }
+
+  reserveBytes(n: number): boolean {
+    return this.#host.reserveBytes(n);
+  }
+
+  releaseBytes(n: number): void {
+    this.#host.releaseBytes(n);
   }
 
   login(request: LoginRequest, address: string): Identity | Refusal<LoginRefusalReason> {

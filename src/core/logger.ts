@@ -128,3 +128,125 @@ export class Logger {
 
 /** A logger that writes nothing (tests, embedding). */
 export const silentLogger: Logger = new Logger({ sink: () => {}, level: "error" });
+
+/** Tunables of {@link LogLimiter}. */
+export interface LogLimiterOptions {
+  /** Each key writes at most one line per interval; the rest are summarised, ms. @default 10000 */
+  intervalMs?: number;
+  /** Keys tracked at most; past it, new keys share one summary. @default 1000 */
+  maxKeys?: number;
+  /** Time source. @default Date.now */
+  now?: () => number;
+}
+
+interface Suppressed {
+  since: number;
+  count: number;
+  level: LogLevel;
+  msg: string;
+}
+
+/**
+ * Rate-limited logging for lines an outsider can cause (bad requests, failed logins, refused
+ * connections, a full disk refusing every message): the first line of a kind (`key`) in an
+ * interval is written, the rest are counted and summarised in one line
+ * (`… (37 more in the last 10 s)`) when the kind next occurs after the interval, or on
+ * {@link LogLimiter.flush}. The table of kinds is bounded.
+ *
+ * @example
+ * ```ts
+ * import { Logger, LogLimiter } from "./logger.ts";
+ * const lines: string[] = [];
+ * let t = 0;
+ * const log = new Logger({ sink: (l) => lines.push(l), now: () => t });
+ * const limited = new LogLimiter(log, { intervalMs: 1000, now: () => t });
+ * for (let i = 0; i < 100; i++) limited.warn("bad-login", "login failed", { address: "10.0.0.1" });
+ * t = 1500;
+ * limited.warn("bad-login", "login failed", { address: "10.0.0.2" });
+ * if (lines.length !== 3 || JSON.parse(lines[1]).suppressed !== 99) throw new Error(lines.join("\n"));
+ * ```
+ */
+export class LogLimiter {
+  #log: Logger;
+  #interval: number;
+  #maxKeys: number;
+  #now: () => number;
+  #seen = new Map<string, Suppressed>();
+
+  /** Limits lines written to `log`. */
+  constructor(log: Logger, options: LogLimiterOptions = {}) {
+    this.#log = log;
+    this.#interval = options.intervalMs ?? 10_000;
+    this.#maxKeys = options.maxKeys ?? 1000;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Kinds tracked now. */
+  get size(): number {
+    return this.#seen.size;
+  }
+
+  /** Writes a warning of kind `key`, unless one was written within the interval. */
+  warn(key: string, msg: string, fields?: LogFields): void {
+    this.#line("warn", key, msg, fields);
+  }
+
+  /** Writes an info line of kind `key`, unless one was written within the interval. */
+  info(key: string, msg: string, fields?: LogFields): void {
+    this.#line("info", key, msg, fields);
+  }
+
+  /** Writes an error of kind `key`, unless one was written within the interval. */
+  error(key: string, msg: string, fields?: LogFields): void {
+    this.#line("error", key, msg, fields);
+  }
+
+  /** Writes the summaries of every kind with suppressed lines, and forgets them. */
+  flush(): void {
+    const now = this.#now();
+    for (const [key, s] of this.#seen) {
+      this.#summarise(s, now);
+      this.#seen.delete(key);
+    }
+  }
+
+  #line(level: LogLevel, key: string, msg: string, fields?: LogFields): void {
+    if (!this.#log.enabled(level)) return;
+    const now = this.#now();
+    let s = this.#seen.get(key);
+    if (s && now - s.since < this.#interval) {
+      s.count++;
+      return;
+    }
+    if (s) {
+      this.#summarise(s, now);
+      this.#seen.delete(key); // re-inserted last: the Map's order is the age order
+    } else if (this.#seen.size >= this.#maxKeys) {
+      this.#shrink(now);
+      if (this.#seen.size >= this.#maxKeys) key = "(other)";
+      s = this.#seen.get(key);
+      if (s && now - s.since < this.#interval) {
+        s.count++;
+        return;
+      }
+    }
+    this.#seen.set(key, { since: now, count: 0, level, msg });
+    this.#log[level](msg, fields);
+  }
+
+  #summarise(s: Suppressed, now: number): void {
+    if (s.count === 0) return;
+    const seconds = Math.max(1, Math.round((now - s.since) / 1000));
+    this.#log[s.level](`${s.msg} (${s.count} more in the last ${seconds} s)`, {
+      suppressed: s.count,
+    });
+  }
+
+  #shrink(now: number): void {
+    for (const [k, s] of this.#seen) {
+      if (now - s.since < this.#interval) break; // the rest are younger
+      this.#summarise(s, now);
+      this.#seen.delete(k);
+    }
+  }
+}

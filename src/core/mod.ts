@@ -9,6 +9,7 @@ export * from "./acl.ts";
 export * from "./admission.ts";
 export * from "./attachments.ts";
 export * from "./backoff.ts";
+export * from "./byte_budget.ts";
 export * from "./clock.ts";
 export * from "./command_store.ts";
 export * from "./core.ts";
