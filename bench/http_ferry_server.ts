@@ -20,7 +20,7 @@ const core = new Core({
   log: new Logger({ level: "warn" }),
 });
 const api = new DeviceApi(core, { maxBatch: 1000 });
-const http = new HttpServer(core, { hostname: "127.0.0.1", port: 0 });
+const http = new HttpServer(core, { hostname: "127.0.0.1", port: 0, allowedHosts: ["bench"] });
 http.route((req, url) => api.handle(req, url));
 const { port } = await http.listen();
 console.log(`listening ${port}`);

@@ -15,6 +15,7 @@ import { HttpServer } from "./http/server.ts";
 import { BinaryServer } from "./protocols/binary/server.ts";
 import { CoapServer } from "./protocols/coap/server.ts";
 import { MqttServer } from "./protocols/mqtt/server.ts";
+import { ConsoleAuth, mayReadSys } from "./http/console/auth.ts";
 import { Dashboard } from "./http/dashboard/dashboard.ts";
 import { DeviceApi } from "./http/device_api/mod.ts";
 import { type Northbound, startNorthbound } from "./northbound/mod.ts";
@@ -92,6 +93,7 @@ export class Gateway implements AsyncDisposable {
   #stopping: Promise<void> | undefined;
   #ready = false;
   #fileDevices: DeviceEntry[] = [];
+  #auth: ConsoleAuth | undefined;
   #watcher: Deno.FsWatcher | undefined;
   #stopMonitor: (() => void) | undefined;
   #watching: Promise<void> | undefined;
@@ -113,7 +115,9 @@ export class Gateway implements AsyncDisposable {
       admission: {
         maxConnectionsPerAddress: config.limits.maxConnectionsPerAddress,
         exemptLoopback: config.limits.exemptLoopback,
+        reservedDescriptors: config.limits.reservedDescriptors,
       },
+      maxInflightBytes: config.limits.maxInflightBytes,
       authFailuresPerMinute: config.limits.authFailuresPerMinute,
       deviceRatePerSec: config.limits.deviceRatePerSec,
       deviceBurst: config.limits.deviceBurst || undefined,
@@ -240,6 +244,12 @@ export class Gateway implements AsyncDisposable {
           port: c.http.port,
           tls: c.http.tls,
           ready: () => this.#ready,
+          maxConnections: c.http.maxConnections,
+          headersTimeoutMs: c.http.headersTimeoutMs,
+          idleTimeoutMs: c.http.idleTimeoutMs,
+          shutdownGraceMs: c.http.shutdownGraceMs,
+          allowedHosts: c.http.allowedHosts,
+          publicMetrics: c.http.publicMetrics,
         });
         if (c.http.deviceApi.enabled) {
           const {
@@ -252,16 +262,36 @@ export class Gateway implements AsyncDisposable {
           const api = this.#deviceApi = new DeviceApi(this.core, o);
           this.#http.route((req, url, info) => api.handle(req, url, info));
         }
-        const requireLogin = c.auth.services.length > 0 || !isLoopback(c.host);
-        if (requireLogin && c.auth.services.length === 0) {
-          log.warn(
-            "dashboard needs a service account to log in (auth.services); none is configured",
+        const auth = new ConsoleAuth(this.core.registry, {
+          trustedProxies: c.http.trustedProxies,
+          secure: c.http.tls !== undefined,
+          now: () => this.core.clock.now(),
+        });
+        const http = this.#http;
+        // /metrics and the API documents: public, or for accounts whose ACL allows $SYS/#.
+        http.guardMetrics((req, info) => {
+          const caller = auth.identify(req, info.remoteAddr.hostname);
+          if (!caller) {
+            return new Response("Cannot serve metrics: credentials required\n", {
+              status: 401,
+              headers: { "www-authenticate": 'Basic realm="ferry"', "cache-control": "no-store" },
+            });
+          }
+          return mayReadSys(caller) ? true : new Response(
+            `Cannot serve metrics: account "${caller.name}" may not read $SYS/#\n`,
+            { status: 403, headers: { "cache-control": "no-store" } },
           );
-        }
-        const dashboard = this.#dashboard = new Dashboard(this.core, { requireLogin });
-        this.#http.route((req, url) => dashboard.handle(req, url));
+        });
+        http.route((req, url, info) =>
+          url.pathname === "/api/v1/openapi.json" ? http.guard(req, info) : undefined
+        );
+        const dashboard = this.#dashboard = new Dashboard(this.core, auth);
+        this.#http.route((req, url, info) => dashboard.handle(req, url, info));
+        if (c.http.loginLink) dashboard.onLoginLink((token) => this.#writeLoginLink(token));
+        this.#auth = auth;
         this.#addresses.http = await this.#http.listen();
         log.info("http listening", { ...this.#addresses.http });
+        if (c.http.loginLink) this.#printLoginLink(auth.linkToken);
       }
     } catch (err) {
       log.error("start-up failed", { error: err });
@@ -271,6 +301,45 @@ export class Gateway implements AsyncDisposable {
     this.#ready = true;
     log.info("ready", { addresses: this.#addresses });
     return this.#addresses;
+  }
+
+  /** The dashboard's one-time login link for `token` (on the bound address). */
+  #loginUrl(token: string): string {
+    const a = this.#addresses.http!;
+    const wild = a.hostname === "0.0.0.0" || a.hostname === "::";
+    const host = wild ? "localhost" : a.hostname.includes(":") ? `[${a.hostname}]` : a.hostname;
+    const scheme = this.config.http.tls ? "https" : "http";
+    return `${scheme}://${host}:${a.port}/dashboard/login?once=${token}`;
+  }
+
+  /** Path of the file that holds a fresh one-time login link. */
+  get loginLinkFile(): string {
+    return `${this.config.dataDir.replace(/\/+$/, "")}/dashboard-login-link`;
+  }
+
+  /**
+   * Prints the one-time login link on stdout (never in the log: it is a secret) and keeps it in
+   * `dataDir/dashboard-login-link` (mode 0600), rewritten with a fresh link after each use.
+   */
+  #printLoginLink(token: string): void {
+    const url = this.#loginUrl(token);
+    console.log(`ferry: open the dashboard with this one-time link: ${url}`);
+    this.#writeLoginLink(token);
+  }
+
+  #writeLoginLink(token: string): void {
+    const log = this.#log.child("dashboard");
+    const path = this.loginLinkFile;
+    try {
+      Deno.mkdirSync(this.config.dataDir, { recursive: true });
+      const tmp = `${path}.tmp`;
+      Deno.writeTextFileSync(tmp, `${this.#loginUrl(token)}\n`, { mode: 0o600 });
+      Deno.chmodSync(tmp, 0o600);
+      Deno.renameSync(tmp, path);
+      log.info("dashboard one-time login link written", { file: path });
+    } catch (err) {
+      log.warn("cannot write the dashboard login link file", { file: path, error: err });
+    }
   }
 
   /**
@@ -313,13 +382,17 @@ export class Gateway implements AsyncDisposable {
       } catch { /* closed */ }
       await this.#watching;
       this.#stopMonitor?.();
-      await Promise.all(this.#listeners.map((l) => l.close()));
+      // HTTP stops with the other listeners: waits and streams end, requests in progress get at
+      // most http.shutdownGraceMs, then every connection is cut (a stalled upload cannot hold the
+      // shutdown). Nothing unanswered was acknowledged.
+      await this.#deviceApi?.close();
+      await this.#dashboard?.close();
+      await Promise.all(
+        [...this.#listeners, ...(this.#http ? [this.#http] : [])].map((l) => l.close()),
+      );
       await this.core.close(); // the drain may still append to the spool
       this.#state?.close(); // after the drain: it may still queue for offline sessions
       await this.#northbound?.close();
-      await this.#dashboard?.close();
-      await this.#deviceApi?.close();
-      await this.#http?.close();
       log.info("stopped");
     })();
   }

@@ -140,6 +140,7 @@ Deno.test("Dashboard API refuses requests without a session and throttles repeat
   for (let i = 0; i < 12; i++) {
     const r = await fetch(`${base}/dashboard/login`, {
       method: "POST",
+      headers: { "content-type": "application/json" },
       body: JSON.stringify({ name: "ops", token: "nope" }),
     });
     last = r.status;

@@ -9,6 +9,7 @@
 import { defaultCoapServerOptions } from "../protocols/coap/server.ts";
 import { defaultMqttServerOptions } from "../protocols/mqtt/options.ts";
 import { defaultDeviceApiOptions } from "../http/device_api/options.ts";
+import { defaultHttpServerOptions as httpDefaults } from "../http/options.ts";
 import { defaultCommandStoreLimits as cmdDefaults } from "../core/command_store.ts";
 import { defaultNorthboundOptions as nb, type NorthboundOptions } from "../northbound/options.ts";
 import { parseJsonc } from "./jsonc.ts";
@@ -220,6 +221,18 @@ export const configSchema: Field = {
           0,
           600_000,
           "Longest a subscriber whose send buffer is full may hold delivery (and so publishers) back",
+        ),
+        reservedDescriptors: int(
+          256,
+          16,
+          1_000_000,
+          "Descriptors kept back from every listener together (spool, state file, upstream, runtime); the rest of the open-file limit is the connection budget",
+        ),
+        maxInflightBytes: int(
+          64 * 1024 * 1024,
+          65_536,
+          1024 * 1024 * 1024 * 1024,
+          "Payload bytes in flight across every protocol (read, not yet accepted); past it: 503/overloaded",
         ),
       },
     },
@@ -720,7 +733,58 @@ export const configSchema: Field = {
       fields: {
         enabled: { type: "boolean", default: true, doc: "Start the HTTP listener" },
         port: port(8080, "HTTP"),
-        tls: { ...tlsFiles, doc: "Serve HTTPS (PEM files, read at start-up)" } as Field,
+        tls: { ...tlsFiles, doc: "Serve HTTPS (PEM files, reloaded when they change)" } as Field,
+        maxConnections: int(
+          httpDefaults.maxConnections,
+          1,
+          1_000_000,
+          "Open HTTP connections at most (within the descriptor budget); more get 503",
+        ),
+        headersTimeoutMs: int(
+          httpDefaults.headersTimeoutMs,
+          100,
+          600_000,
+          "A new connection must send a whole request head within this time",
+        ),
+        idleTimeoutMs: int(
+          httpDefaults.idleTimeoutMs,
+          100,
+          3_600_000,
+          "After an answer, the client must read it and begin its next request within this time",
+        ),
+        shutdownGraceMs: int(
+          httpDefaults.shutdownGraceMs,
+          1,
+          60_000,
+          "On shutdown, requests in progress may finish for this long before connections are cut",
+        ),
+        allowedHosts: {
+          type: "array",
+          items: { type: "string", doc: "host name, or *.domain" },
+          default: [],
+          doc:
+            'Host names requests may name besides IP literals, localhost and this machine\'s name (DNS rebinding); ["*"] accepts any',
+        },
+        trustedProxies: {
+          type: "array",
+          items: { type: "string", doc: "IP address" },
+          default: [],
+          doc:
+            "Peers whose X-Forwarded-For is believed (the dashboard login throttle); nobody's by default",
+        },
+        publicMetrics: {
+          type: "enum",
+          values: ["auto", true, false],
+          default: "auto",
+          doc:
+            "Serve /metrics and the OpenAPI documents without credentials (auto: only on loopback)",
+        },
+        loginLink: {
+          type: "boolean",
+          default: true,
+          doc:
+            "Print a one-time dashboard login link at start (and keep a fresh one in dataDir/dashboard-login-link)",
+        },
         deviceApi: {
           type: "object",
           doc: "HTTP device API under /api/v1 (docs/http-api.md)",
@@ -829,6 +893,8 @@ export interface FerryConfig {
     deviceRatePerSec: number;
     deviceBurst: number;
     subscriberHoldMs: number;
+    reservedDescriptors: number;
+    maxInflightBytes: number;
   };
   pipeline: { queueCapacity: number; concurrency: number };
   commands: CommandsConfig;
@@ -898,6 +964,14 @@ export interface FerryConfig {
     enabled: boolean;
     port: number;
     tls?: { certFile: string; keyFile: string };
+    maxConnections: number;
+    headersTimeoutMs: number;
+    idleTimeoutMs: number;
+    shutdownGraceMs: number;
+    allowedHosts: string[];
+    trustedProxies: string[];
+    publicMetrics: "auto" | boolean;
+    loginLink: boolean;
     deviceApi: {
       enabled: boolean;
       maxBodyBytes: number;

@@ -254,6 +254,11 @@ export class DeviceRegistry {
     };
   }
 
+  /** The service account `name` as configured now (read-only), if any. */
+  service(name: string): Readonly<ServiceAccount> | undefined {
+    return this.#services.get(name);
+  }
+
   /** The record of a device (created on first use). */
   device(id: string): DeviceRecord {
     let rec = this.#devices.get(id);

@@ -154,7 +154,7 @@ $("login").addEventListener("submit", async (e) => {
   if (r.ok) { $("login-error").textContent = ""; start(true); }
   else $("login-error").textContent = r.status === 429 ? "too many attempts, wait a minute" : "sign-in failed";
 });
-$("logout").addEventListener("click", async () => { await fetch("/dashboard/logout", { method: "POST" }); start(false); });
+$("logout").addEventListener("click", async () => { await fetch("/dashboard/logout", { method: "POST", headers: { "content-type": "application/json" }, body: "{}" }); start(false); });
 $("search").addEventListener("input", renderDevices);
 $("devices").addEventListener("click", (e) => { const tr = e.target.closest("tr.dev"); if (tr) openDetail(tr.dataset.id); });
 $("command-form").addEventListener("submit", async (e) => {

@@ -10,7 +10,6 @@
 import { type Draft, telemetryTopic } from "../../core/mod.ts";
 import type { ApiContext } from "./_context.ts";
 import { mediaType, splitBatch } from "./batch.ts";
-import { abortingResponse } from "./_aborting_response.ts";
 import { readBody } from "./body_reader.ts";
 
 const ACCEPTED_ONE = '{"accepted":1}';
@@ -57,10 +56,11 @@ export async function handleTelemetry(
         });
       case "timeout":
         ctx.log.warn("request body timed out", { device: deviceId, received: body.received });
-        return abortingResponse(ctx.fail("request-timeout", url, {
+        return ctx.fail("request-timeout", url, {
           detail: `Cannot accept body: not complete within ${opts.bodyTimeoutMs} ms`,
           extensions: { timeoutMs: opts.bodyTimeoutMs },
-        }));
+          headers: { connection: "close" },
+        });
       case "aborted":
         return ctx.fail("unavailable", url, {
           detail: ctx.closing.aborted ? "The gateway is shutting down" : "The request was aborted",
