@@ -2,13 +2,16 @@
  * Ferry's command line.
  *
  * - `ferry [flags]`: run the gateway (see `--help`).
- * - `ferry config check` / `ferry config schema`: validate the config, print its JSON Schema.
+ * - `ferry config check` / `ferry config schema`: check the config without starting (every key,
+ *   files readable, host resolves, data dir writable), print its JSON Schema.
  * - `ferry device add|rotate|remove|list`: manage the device registry file.
+ * - `ferry --version`, `ferry --help`.
  *
  * @module
  */
 
 import {
+  anonymousAllowed,
   deviceFilePath,
   type FerryConfig,
   loadConfigFile,
@@ -17,8 +20,10 @@ import {
   resolveConfig,
   USAGE,
 } from "./src/config/mod.ts";
-import { configSchema } from "./src/config/config.ts";
-import { ConfigError, toJsonSchema } from "./src/config/schema.ts";
+import { configJsonSchema } from "./src/config/reference.ts";
+import { ConfigError } from "./src/config/schema.ts";
+import { checkConfig } from "./src/config/check.ts";
+import { versionLine } from "./src/version.ts";
 import {
   addDevice,
   DeviceFileError,
@@ -64,10 +69,26 @@ async function runGateway(config: FerryConfig, coapMode?: "plugtest"): Promise<n
   return 0;
 }
 
+/** Says so when a change of the registry turned anonymous access off or on (`auto`). */
+function noteAnonymous(config: FerryConfig, before: number, after: number): void {
+  const was = anonymousAllowed(config, before);
+  const now = anonymousAllowed(config, after);
+  if (was && !now) {
+    console.error(
+      `ferry: anonymous access is now off (auth.anonymous "auto"): every device needs its id and token`,
+    );
+  } else if (!was && now) {
+    console.error(
+      `ferry: no device is registered any more: anonymous access is on again on loopback (auth.anonymous "auto"; set it to false to keep unregistered devices out)`,
+    );
+  }
+}
+
 async function deviceCommand(config: FerryConfig, words: string[]): Promise<number> {
   const path = deviceFilePath(config);
   const [verb, id, ...rest] = words;
   if (rest.length) throw new UsageError(`unexpected arguments: ${rest.join(" ")}`);
+  const before = verb === "list" ? 0 : (await readDeviceFile(path)).devices.length;
   switch (verb) {
     case "add":
     case "rotate": {
@@ -79,12 +100,14 @@ async function deviceCommand(config: FerryConfig, words: string[]): Promise<numb
           verb === "add" ? "added" : "rotated"
         } in ${path}; the token above is shown once and stored only as a hash`,
       );
+      noteAnonymous(config, before, before + (verb === "add" ? 1 : 0));
       return 0;
     }
     case "remove":
       if (!id) throw new UsageError("usage: ferry device remove <id>");
       await removeDevice(path, id);
       console.error(`ferry: device "${id}" removed from ${path}`);
+      noteAnonymous(config, before, before - 1);
       return 0;
     case "list": {
       const file = await readDeviceFile(path);
@@ -104,17 +127,13 @@ export async function main(args: string[]): Promise<number> {
       console.log(USAGE);
       return 0;
     }
+    if (parsed.version) {
+      console.log(versionLine());
+      return 0;
+    }
     const [cmd, ...words] = parsed.command;
     if (cmd === "config" && words[0] === "schema") {
-      console.log(JSON.stringify(
-        {
-          $schema: "https://json-schema.org/draft/2020-12/schema",
-          title: "Ferry configuration",
-          ...toJsonSchema(configSchema),
-        },
-        null,
-        2,
-      ));
+      console.log(JSON.stringify(configJsonSchema(), null, 2));
       return 0;
     }
     const config = await loadConfig(parsed.configFile, parsed.overrides);
@@ -125,7 +144,11 @@ export async function main(args: string[]): Promise<number> {
         if (words[0] !== "check" || words.length > 1) {
           throw new UsageError("usage: ferry config check|schema");
         }
-        await readDeviceFile(deviceFilePath(config));
+        {
+          const problems = await checkConfig(config);
+          for (const p of problems) console.error(`ferry: ${p.message}`);
+          if (problems.length) return 2;
+        }
         console.log(`ferry: config ${parsed.configFile ?? "(embedded default)"} is valid`);
         return 0;
       case "device":

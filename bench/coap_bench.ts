@@ -11,7 +11,7 @@
 
 import { encodeMessage } from "../src/protocols/coap/codec.ts";
 import { type CoapOption, CoapType, Code } from "../src/protocols/coap/message.ts";
-import { encodeString, encodeUint, Opt } from "../src/protocols/coap/options.ts";
+import { encodeString, encodeUint, Opt } from "../src/protocols/coap/option_codec.ts";
 import { type ChildServer, percentile, progress, rssOf, sleep, spawnServer } from "./_util.ts";
 
 const FERRY = new URL("./coap_ferry_server.ts", import.meta.url).pathname;

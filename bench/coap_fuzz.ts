@@ -10,7 +10,7 @@
 
 import { CoapSyntaxError, decodeMessage, encodeMessage } from "../src/protocols/coap/codec.ts";
 import { CoapType, Code } from "../src/protocols/coap/message.ts";
-import { encodeString, encodeUint, Opt } from "../src/protocols/coap/options.ts";
+import { encodeString, encodeUint, Opt } from "../src/protocols/coap/option_codec.ts";
 import { request, startCoap, TestPeer } from "../tests/_coap_harness.ts";
 
 const count = Number(Deno.args[0] ?? 200_000);

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { Aedes } from "aedes";
+import { Aedes } from "./_dev_deps.ts";
 import { createServer } from "node:net";
 
 const broker = await Aedes.createBroker();

@@ -100,7 +100,8 @@ async function spawnPeer(peer: Peer): Promise<ChildServer> {
   if (peer === "aedes") {
     return spawnServer(
       Deno.execPath(),
-      ["run", "-A", `${HERE}mqtt_aedes_server.ts`],
+      // aedes is a bench-only dependency: pinned in dev.lock, not in the gateway's deno.lock.
+      ["run", "-A", `--lock=${HERE}../dev.lock`, `${HERE}mqtt_aedes_server.ts`],
       findListening,
     );
   }

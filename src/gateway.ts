@@ -59,6 +59,33 @@ const FACTORIES: Record<Exclude<ListenerName, "http">, Factory> = {
 };
 
 /**
+ * Binds a listener; a failure names the listener and the address, as in
+ * `mqtt: cannot listen on 127.0.0.1:1883: address already in use`.
+ */
+async function listenOrExplain(
+  name: ListenerName,
+  host: string,
+  port: number,
+  listen: () => Promise<ListenAddress>,
+): Promise<ListenAddress> {
+  try {
+    return await listen();
+  } catch (err) {
+    const why = err instanceof Deno.errors.AddrInUse
+      ? "address already in use"
+      : err instanceof Deno.errors.AddrNotAvailable
+      ? "address not available on this machine"
+      : err instanceof Deno.errors.PermissionDenied
+      ? "permission denied (ports below 1024 need privileges)"
+      : (err as Error).message.replace(/ \(os error \d+\)$/, "");
+    const where = host.includes(":") && !host.startsWith("[")
+      ? `[${host}]:${port}`
+      : `${host}:${port}`;
+    throw new Error(`${name}: cannot listen on ${where}: ${why}`, { cause: err });
+  }
+}
+
+/**
  * A running Ferry gateway.
  *
  * @example
@@ -94,6 +121,7 @@ export class Gateway implements AsyncDisposable {
   #ready = false;
   #fileDevices: DeviceEntry[] = [];
   #auth: ConsoleAuth | undefined;
+  #registryLoaded = false;
   #watcher: Deno.FsWatcher | undefined;
   #stopMonitor: (() => void) | undefined;
   #watching: Promise<void> | undefined;
@@ -117,11 +145,11 @@ export class Gateway implements AsyncDisposable {
         exemptLoopback: config.limits.exemptLoopback,
         reservedDescriptors: config.limits.reservedDescriptors,
       },
-      maxInflightBytes: config.limits.maxInflightBytes,
       authFailuresPerMinute: config.limits.authFailuresPerMinute,
       deviceRatePerSec: config.limits.deviceRatePerSec,
       deviceBurst: config.limits.deviceBurst || undefined,
       subscriberHoldMs: config.limits.subscriberHoldMs,
+      payloadBudgetBytes: config.limits.payloadBudgetBytes,
       commands: config.commands,
     });
   }
@@ -156,8 +184,23 @@ export class Gateway implements AsyncDisposable {
     const reg = this.core.registry;
     const anonymous = anonymousAllowed(this.config, this.#fileDevices.length);
     reg.setCredentials(devices, this.config.auth.services);
-    if (reg.anonymous !== anonymous) reg.setAnonymous(anonymous);
     log.info("device registry loaded", { path, devices: devices.length, anonymous });
+    if (reg.anonymous !== anonymous) {
+      const running = this.#registryLoaded; // not the load at start-up
+      reg.setAnonymous(anonymous);
+      // `auto` follows the registry: say so when it flips on a running gateway.
+      if (running && !anonymous) {
+        log.warn(
+          'anonymous access is now off: a device is registered (auth.anonymous "auto"); every device needs its id and token',
+          { devices: devices.length },
+        );
+      } else if (running) {
+        log.warn(
+          'anonymous access is on again: no device is registered (auth.anonymous "auto" on loopback); set auth.anonymous to false to keep unregistered devices out',
+        );
+      }
+    }
+    this.#registryLoaded = true;
     return true;
   }
 
@@ -234,7 +277,7 @@ export class Gateway implements AsyncDisposable {
           );
           continue;
         }
-        this.#addresses[name] = await l.listen();
+        this.#addresses[name] = await listenOrExplain(name, c.host, c[name].port, () => l.listen());
         this.#listeners.push(l);
         log.info(`${name} listening`, { ...this.#addresses[name] });
       }
@@ -251,17 +294,6 @@ export class Gateway implements AsyncDisposable {
           allowedHosts: c.http.allowedHosts,
           publicMetrics: c.http.publicMetrics,
         });
-        if (c.http.deviceApi.enabled) {
-          const {
-            enabled: _,
-            maxPendingCommands: _m,
-            commandTtlMs: _t,
-            maxCommandDevices: _d,
-            ...o
-          } = c.http.deviceApi;
-          const api = this.#deviceApi = new DeviceApi(this.core, o);
-          this.#http.route((req, url, info) => api.handle(req, url, info));
-        }
         const auth = new ConsoleAuth(this.core.registry, {
           trustedProxies: c.http.trustedProxies,
           secure: c.http.tls !== undefined,
@@ -285,11 +317,27 @@ export class Gateway implements AsyncDisposable {
         http.route((req, url, info) =>
           url.pathname === "/api/v1/openapi.json" ? http.guard(req, info) : undefined
         );
+        if (c.http.deviceApi.enabled) {
+          const {
+            enabled: _,
+            maxPendingCommands: _m,
+            commandTtlMs: _t,
+            maxCommandDevices: _d,
+            ...o
+          } = c.http.deviceApi;
+          const api = this.#deviceApi = new DeviceApi(this.core, o);
+          http.route((req, url, info) => api.handle(req, url, info));
+        }
         const dashboard = this.#dashboard = new Dashboard(this.core, auth);
-        this.#http.route((req, url, info) => dashboard.handle(req, url, info));
+        http.route((req, url, info) => dashboard.handle(req, url, info));
         if (c.http.loginLink) dashboard.onLoginLink((token) => this.#writeLoginLink(token));
         this.#auth = auth;
-        this.#addresses.http = await this.#http.listen();
+        this.#addresses.http = await listenOrExplain(
+          "http",
+          c.host,
+          c.http.port,
+          () => http.listen(),
+        );
         log.info("http listening", { ...this.#addresses.http });
         if (c.http.loginLink) this.#printLoginLink(auth.linkToken);
       }

@@ -121,7 +121,7 @@ export async function openPage(): Promise<BrowserPage> {
       }
     },
     evaluate,
-    async waitFor(expression, what, timeoutMs = 5000) {
+    async waitFor(expression, what, timeoutMs = 20_000) {
       const until = Date.now() + timeoutMs;
       while (!(await evaluate<boolean>(`!!(${expression})`))) {
         if (Date.now() > until) {

@@ -15,8 +15,9 @@ import {
   type CoapType,
   CoapType as T,
 } from "../src/protocols/coap/message.ts";
-import { encodeString, Opt } from "../src/protocols/coap/options.ts";
-import { CoapServer, type CoapServerOptions } from "../src/protocols/coap/server.ts";
+import { encodeString, Opt } from "../src/protocols/coap/option_codec.ts";
+import type { CoapServerOptions } from "../src/protocols/coap/options.ts";
+import { CoapServer } from "../src/protocols/coap/server.ts";
 import { memoryLogger } from "./_harness.ts";
 
 /** A running core + CoAP server. */
@@ -141,7 +142,7 @@ export class TestPeer implements AsyncDisposable {
   /** Waits for the next message matching `pred` (consumed); fails after `timeoutMs`. */
   async recv(
     pred: (m: CoapMessage) => boolean = () => true,
-    timeoutMs = 3000,
+    timeoutMs = 15_000, // a failure deadline: wide, so a loaded machine does not trip it
   ): Promise<CoapMessage> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -175,7 +176,7 @@ export class TestPeer implements AsyncDisposable {
   }
 
   /** Sends a request and waits for the reply with its message ID (ACK/RST) or token. */
-  async exchange(msg: CoapMessage, timeoutMs = 3000): Promise<CoapMessage> {
+  async exchange(msg: CoapMessage, timeoutMs = 15_000): Promise<CoapMessage> {
     await this.send(msg);
     return await this.recv(
       (m) =>
@@ -262,6 +263,8 @@ export class LossyRelay implements AsyncDisposable {
   #closed = false;
   /** Datagrams seen per direction. */
   readonly counts = { up: 0, down: 0 };
+  /** Datagrams dropped (either direction). */
+  dropped = 0;
 
   /** Listens on a free port and relays to `127.0.0.1:serverPort`. */
   constructor(
@@ -288,6 +291,7 @@ export class LossyRelay implements AsyncDisposable {
         if (dir === "up") this.#client = addr as Deno.NetAddr;
         const dest = dir === "up" ? server : this.#client;
         const n = decide(dir, this.counts[dir]++, data);
+        if (n === 0) this.dropped++;
         if (!dest) continue;
         for (let i = 0; i < n; i++) await to.send(data, dest).catch(() => {});
       }

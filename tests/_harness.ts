@@ -8,7 +8,8 @@ import type { Clock } from "../src/core/clock.ts";
 import { Core, type CoreOptions } from "../src/core/core.ts";
 import { Logger } from "../src/core/logger.ts";
 import type { Message } from "../src/core/message.ts";
-import { BinaryServer, type BinaryServerOptions } from "../src/protocols/binary/server.ts";
+import { BinaryServer } from "../src/protocols/binary/server.ts";
+import type { BinaryServerOptions } from "../src/protocols/binary/options.ts";
 
 /** A logger that keeps lines in memory (and prints them when FERRY_TEST_LOG is set). */
 export function memoryLogger(): { log: Logger; lines: string[] } {
@@ -61,11 +62,29 @@ export async function startBinary(
   };
 }
 
-/** Polls `cond` every 5 ms until it holds; fails after `timeoutMs`. */
+/**
+ * Whether `p` settles within `ms` (its rejection is rethrown). For "it ends at all" assertions:
+ * `ms` is a failure deadline, not a speed.
+ */
+export async function endsWithin(p: PromiseLike<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<false>((r) => timer = setTimeout(() => r(false), ms));
+  try {
+    return await Promise.race([Promise.resolve(p).then(() => true as const), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Polls `cond` every 5 ms until it holds; fails after `timeoutMs`. The deadline only decides when
+ * a test that is failing gives up: it is wide (20 s) so a loaded machine does not fail a test
+ * whose condition comes late.
+ */
 export async function waitFor(
   cond: () => boolean,
   what: string,
-  timeoutMs = 5000,
+  timeoutMs = 20_000,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!cond()) {

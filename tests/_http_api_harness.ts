@@ -185,7 +185,7 @@ export function sseReader(body: ReadableStream<Uint8Array>): {
     }
   };
   return {
-    async next(timeoutMs = 5000) {
+    async next(timeoutMs = 20_000) {
       const deadline = Date.now() + timeoutMs;
       while (queue.length === 0) {
         if (ended) return undefined;
@@ -215,7 +215,7 @@ export function sseReader(body: ReadableStream<Uint8Array>): {
 export async function readRaw(
   conn: Deno.Conn,
   until: (text: string) => boolean,
-  timeoutMs = 5000,
+  timeoutMs = 20_000,
 ): Promise<string> {
   const buf = new Uint8Array(8192);
   let text = "";

@@ -5,7 +5,7 @@
  * @module
  */
 
-import mqtt from "mqtt";
+import { mqtt } from "./_dev_deps.ts";
 
 const MOSQUITTO = "/usr/sbin/mosquitto";
 
@@ -43,7 +43,7 @@ export function freePort(): number {
   return port;
 }
 
-async function waitAccepting(port: number, child: Deno.ChildProcess, timeoutMs = 5000) {
+async function waitAccepting(port: number, child: Deno.ChildProcess, timeoutMs = 20_000) {
   const deadline = Date.now() + timeoutMs;
   let exited = false;
   child.status.then(() => exited = true);

@@ -6,7 +6,7 @@
  * @module
  */
 
-import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import { type IClientOptions, mqtt, type MqttClient } from "./_dev_deps.ts";
 import mqttPacket, { type Packet } from "mqtt-packet";
 import { Buffer } from "node:buffer";
 import { Core, type CoreOptions, Logger } from "../src/core/mod.ts";
@@ -121,7 +121,7 @@ export class Inbox {
     });
   }
   /** Waits until `n` messages arrived (fails after `ms`). */
-  async waitFor(n: number, ms = 3000): Promise<this> {
+  async waitFor(n: number, ms = 20_000): Promise<this> {
     const until = Date.now() + ms;
     while (this.messages.length < n) {
       const left = until - Date.now();
@@ -207,7 +207,7 @@ export class RawClient {
   }
 
   /** The next packet from the server (fails after `ms` or when the connection closed first). */
-  async next(ms = 3000): Promise<Packet> {
+  async next(ms = 20_000): Promise<Packet> {
     const until = Date.now() + ms;
     while (!this.#packets.length) {
       if (this.#closed) throw new Error("connection closed before a packet arrived");
@@ -224,7 +224,7 @@ export class RawClient {
   }
 
   /** Waits until the server closes the connection; returns the packets it sent before. */
-  async waitClosed(ms = 3000): Promise<Packet[]> {
+  async waitClosed(ms = 20_000): Promise<Packet[]> {
     await within(this.#reading, ms, "server to close the connection");
     return this.#packets.splice(0);
   }
@@ -241,7 +241,7 @@ export class RawClient {
 export async function run(
   cmd: string,
   args: string[],
-  ms = 5000,
+  ms = 20_000,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(cmd, {
     args,
@@ -359,7 +359,7 @@ export function rawPacket(first: number, body: number[]): Uint8Array {
 }
 
 /** Polls `cond` every 5 ms until it holds; fails after `ms`. */
-export async function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
+export async function until(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out: ${what}`);

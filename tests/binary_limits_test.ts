@@ -23,7 +23,7 @@ Deno.test("FBP/1 connections past the per-address cap get ERROR 9 and the slot f
   await Promise.all([b.close(), d.close()]);
 });
 
-Deno.test("FBP/1 repeated failed logins from one address are throttled for a minute, even with the right token", async () => {
+Deno.test("FBP/1 repeated failed logins for a device from one address are throttled for a minute (UNAVAILABLE, retryable), even with the right token", async () => {
   const clock = new FakeClock(Date.now());
   await using h = await startBinary({
     clock,
@@ -43,7 +43,7 @@ Deno.test("FBP/1 repeated failed logins from one address are throttled for a min
     }
   };
   for (let i = 0; i < 3; i++) assertEquals(await attempt("wrong"), HelloStatus.BAD_CREDENTIALS);
-  assertEquals(await attempt("right"), HelloStatus.BAD_CREDENTIALS, "not throttled");
+  assertEquals(await attempt("right"), HelloStatus.UNAVAILABLE, "not throttled");
   assert(h.lines.some((l) => l.includes("too many failed logins from 127.0.0.1")));
   assert(
     !h.lines.some((l) => l.includes("wrong") || l.includes("right")),

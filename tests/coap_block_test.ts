@@ -8,7 +8,7 @@
 import { FakeClock } from "../src/core/clock.ts";
 import { decodeBlock, encodeBlock } from "../src/protocols/coap/block.ts";
 import { Code, ContentFormat } from "../src/protocols/coap/message.ts";
-import { decodeUint, encodeUint, Opt } from "../src/protocols/coap/options.ts";
+import { decodeUint, encodeUint, Opt } from "../src/protocols/coap/option_codec.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { opt, request, startCoap, TestPeer, textOf } from "./_coap_harness.ts";
 import { dec, waitFor } from "./_harness.ts";

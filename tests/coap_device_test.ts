@@ -9,7 +9,7 @@ import { FakeClock } from "../src/core/clock.ts";
 import { MQTT } from "../src/protocols/mqtt/server.ts";
 import { createMessage } from "../src/core/message.ts";
 import { CoapType, Code } from "../src/protocols/coap/message.ts";
-import { decodeString, decodeUint, encodeUint, Opt } from "../src/protocols/coap/options.ts";
+import { decodeString, decodeUint, encodeUint, Opt } from "../src/protocols/coap/option_codec.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { opt, request, startCoap, TestPeer, textOf } from "./_coap_harness.ts";
 import { enc, waitFor } from "./_harness.ts";
@@ -434,4 +434,88 @@ Deno.test("CoAP answers 5.03 when the spool (accept hook) refuses the message", 
   await using peer = new TestPeer(h.port);
   const r = await peer.exchange(post("d/s1/telemetry", ["token=t1"]));
   assertEquals(r.code, Code.SERVICE_UNAVAILABLE);
+});
+
+// ---- Revocation through the device port: an observation of commands is a stream of the device ----
+
+Deno.test("CoAP revoking a device's credentials ends its commands observation at once with a final 4.01", async () => {
+  await using h = await startCoap();
+  await using peer = new TestPeer(h.port);
+  await peer.exchange(observeGet("s1", [0x51]));
+  // attached to the core: the observation, and the endpoint's remembered login
+  assertEquals([h.server.observerCount, h.core.registry.tracked], [1, 2]);
+  h.core.registry.setCredentials([{ id: "s2", token: "t2" }]); // no command needed to learn it
+  const n = await peer.recv();
+  assertEquals([n.type, n.code, n.token[0], opt(n, Opt.OBSERVE)], [
+    CoapType.CON,
+    Code.UNAUTHORIZED,
+    0x51,
+    undefined,
+  ]);
+  assertEquals(textOf(n), "credentials changed");
+  assertEquals([h.server.observerCount, h.core.registry.tracked], [0, 0]);
+  assert(h.lines.some((l) => l.includes("observation ended") && l.includes('"why":"removed"')));
+  await peer.send(ack(n.messageId));
+  await waitFor(() => h.server.outstanding === 0, "4.01 acknowledged");
+  // no login was tried on the device's behalf, so none failed (nothing counts towards throttling)
+  assertEquals(h.core.stats.errors.get({ protocol: "coap", code: "login_refused" }), 0);
+  // the other device's observation is untouched
+  await peer.exchange(observeGet("s2", [0x52]));
+  assertEquals(h.server.observerCount, 1);
+});
+
+Deno.test("CoAP detaches an observation from the core however it ends (Observe=1, RST, re-registration, close)", async () => {
+  const h = await startCoap();
+  await using peer = new TestPeer(h.port);
+  // one attachment stays throughout: the endpoint's remembered login
+  await peer.exchange(observeGet("s1", [1]));
+  await peer.exchange(observeGet("s1", [1])); // same token: replaces, one attachment
+  assertEquals(h.core.registry.tracked, 1 + 1);
+  await peer.exchange(observeGet("s1", [1], CoapType.CON, 1));
+  assertEquals(h.core.registry.tracked, 0 + 1);
+  await peer.exchange(observeGet("s1", [2]));
+  await h.core.publish(command("s1", "x", "1"));
+  const n = await peer.recv();
+  await peer.send(rst(n.messageId));
+  await waitFor(() => h.core.registry.tracked === 0 + 1, "detached on RST");
+  await peer.exchange(observeGet("s1", [3]));
+  assertEquals(h.core.registry.tracked, 1 + 1);
+  await h.server.close();
+  assertEquals(h.core.registry.tracked, 0);
+  await h.core.close();
+});
+
+Deno.test("CoAP notifications are not logins: a revoked device's pending command counts no failed login", async () => {
+  await using h = await startCoap({ core: { authFailuresPerMinute: 1 } });
+  await using peer = new TestPeer(h.port);
+  await peer.exchange(observeGet("s1", [4]));
+  h.core.registry.setCredentials([{ id: "s1", token: "new" }, { id: "s2", token: "t2" }]);
+  const fin = await peer.recv();
+  assertEquals(fin.code, Code.UNAUTHORIZED);
+  await peer.send(ack(fin.messageId));
+  await h.core.publish(command("s1", "x", "1")); // nobody observes: stays pending
+  await peer.quiet(50, (m) => m.code === Code.CONTENT);
+  // the device is not throttled: it registers again with its new token and gets the command
+  const again = await peer.exchange(request({
+    path: "d/s1/commands",
+    query: ["token=new"],
+    token: new Uint8Array([5]),
+    options: [{ number: Opt.OBSERVE, value: encodeUint(0) }],
+  }));
+  assertEquals([again.code, textOf(again)], [Code.CONTENT, "1"]);
+});
+
+Deno.test("CoAP remembers an endpoint's login until its credentials change, then logs in again", async () => {
+  await using h = await startCoap({ core: { authFailuresPerMinute: 1 } });
+  await using peer = new TestPeer(h.port);
+  const telemetry = (token: string) => peer.exchange(post("d/s1/telemetry", [`token=${token}`]));
+  assertEquals((await telemetry("t1")).code, Code.CHANGED);
+  assertEquals((await telemetry("t1")).code, Code.CHANGED);
+  // another token from the same endpoint is a new login (refused, and counted)
+  assertEquals((await telemetry("nope")).code, Code.UNAUTHORIZED);
+  assertEquals(h.core.stats.errors.get({ protocol: "coap", code: "login_refused" }), 1);
+  h.core.registry.setCredentials([{ id: "s1", token: "t1b" }, { id: "s2", token: "t2" }]);
+  assertEquals(h.core.registry.tracked, 0); // the remembered login was revoked with the token
+  assertEquals((await peer.exchange(post("d/s2/telemetry", ["token=t2"]))).code, Code.CHANGED);
+  assertEquals((await peer.exchange(post("d/s2/telemetry", ["token=t1"]))).code, Code.UNAUTHORIZED);
 });

@@ -5,7 +5,7 @@
  * @module
  */
 
-import coap from "coap";
+import { coap } from "./_dev_deps.ts";
 import { createMessage } from "../src/core/message.ts";
 import { CoapServer } from "../src/protocols/coap/server.ts";
 import { assert, assertEquals } from "./_assert.ts";
@@ -112,9 +112,9 @@ Deno.test("coap-client observe (-s) receives a command published into the core a
     signal: AbortSignal.timeout(15_000),
   }).spawn();
   const out = child.output();
-  await waitFor(() => h.server.observerCount === 1, "registration", 5000);
+  await waitFor(() => h.server.observerCount === 1, "registration");
   await h.core.publish(cmd("s1", "reboot", "now"));
-  await waitFor(() => h.seen.some((m) => m.topic === "devices/s1/acks/reboot"), "ack", 5000);
+  await waitFor(() => h.seen.some((m) => m.topic === "devices/s1/acks/reboot"), "ack");
   const r = await out;
   assertEquals(dec(r.stdout).trim(), "now");
 });
@@ -239,7 +239,7 @@ Deno.test("a CoAP POST reaches an MQTT subscriber and an MQTT command reaches a 
   }).spawn();
   const out = child.output();
   await sub.subscribeAsync("devices/c1/acks/#", { qos: 1 });
-  await waitFor(() => server.observerCount === 1, "registration", 5000);
+  await waitFor(() => server.observerCount === 1, "registration");
   await sub.publishAsync("devices/c1/commands/blink", "from-mqtt", { qos: 1 });
   const res = await out;
   assertEquals(dec(res.stdout).trim(), "from-mqtt");
@@ -304,10 +304,47 @@ Deno.test("coap-client -N observe gets NON notifications of commands", async () 
     signal: AbortSignal.timeout(15_000),
   }).spawn();
   const out = child.output();
-  await waitFor(() => h.server.observerCount === 1, "registration", 5000);
+  await waitFor(() => h.server.observerCount === 1, "registration");
   await h.core.publish(cmd("s1", "led", "off"));
   const r = await out;
   assertEquals(dec(r.stdout).trim(), "off");
   // NON notifications carry no confirmation: no ack topic, the command is handed over at sending
   assertEquals(h.seen.some((m) => m.topic === "devices/s1/acks/led"), false);
+});
+
+Deno.test("coap-client: plugtest /multi-format in JSON (-A 50) and CBOR (-A 60), and ?rt=Type1 discovery", async () => {
+  await using h = await startCoap({ server: { mode: "plugtest" } });
+  const json = await runCoapClient(["-B", "5", "-A", "50", `${base(h.port)}/multi-format`]);
+  assertEquals(json.code, 0, json.stderr);
+  assertEquals(Object.keys(JSON.parse(json.stdout)), ["type", "code", "mid"]);
+  const cbor = await runCoapClient(["-B", "5", "-A", "60", `${base(h.port)}/multi-format`]);
+  assert(cbor.stdout.includes("dtypecCONdcode"), cbor.stdout); // CBOR text strings, raw
+  const links = await runCoapClient(["-B", "5", `${base(h.port)}/.well-known/core?rt=Type1`]);
+  assertEquals(
+    [...links.stdout.matchAll(/<([^>]+)>/g)].map((m) => m[1]),
+    ["/link1", "/link3"],
+  );
+});
+
+Deno.test("coap-client observing /obs gets 4.06 when another coap-client PUTs XML (TD_COAP_OBS_08)", async () => {
+  await using h = await startCoap({ server: { mode: "plugtest" } });
+  const observer = runCoapClient(["-B", "6", "-s", "4", `${base(h.port)}/obs`]); // runs meanwhile
+  await waitFor(() => h.server.observerCount === 1, "registration", 5000);
+  const put = await runCoapClient(
+    ["-B", "5", "-m", "put", "-t", "41", "-e", "<x/>", `${base(h.port)}/obs`],
+  );
+  assertEquals(put.code, 0, put.stderr);
+  assert((await observer).stderr.includes("4.06"));
+  assertEquals(h.server.observerCount, 0);
+});
+
+Deno.test("coap-client POST of sesame to /obs-reset clears a coap-client's observation", async () => {
+  await using h = await startCoap({ server: { mode: "plugtest" } });
+  const observer = runCoapClient(["-B", "4", "-s", "3", `${base(h.port)}/obs-non`]);
+  await waitFor(() => h.server.observerCount === 1, "registration", 5000);
+  const reset = `${base(h.port)}/obs-reset`;
+  const r = await runCoapClient(["-B", "5", "-m", "post", "-e", "sesame", reset]);
+  assertEquals(r.code, 0, r.stderr);
+  assertEquals(h.server.observerCount, 0);
+  await observer;
 });

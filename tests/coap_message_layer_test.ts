@@ -8,7 +8,7 @@
 import { FakeClock } from "../src/core/clock.ts";
 import { decodeMessage, encodeMessage } from "../src/protocols/coap/codec.ts";
 import { CoapType, Code, ContentFormat } from "../src/protocols/coap/message.ts";
-import { decodeUint, encodeString, Opt } from "../src/protocols/coap/options.ts";
+import { decodeUint, encodeString, Opt } from "../src/protocols/coap/option_codec.ts";
 import type { CoapResponse } from "../src/protocols/coap/resource.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { opt, request, startCoap, TestPeer, textOf } from "./_coap_harness.ts";
@@ -74,6 +74,7 @@ Deno.test("CoAP replays the cached ACK to a duplicate CON and publishes it only 
     req.messageId,
     req.messageId,
   ]);
+  await waitFor(() => h.seen.some((m) => m.topic === "devices/s1/telemetry"), "the publication");
   await new Promise((r) => setTimeout(r, 100));
   assertEquals(h.seen.filter((m) => m.topic === "devices/s1/telemetry").length, 1);
   assertEquals(h.core.stats.drops.get({ protocol: "coap", reason: "duplicate" }), 2);

@@ -15,7 +15,7 @@ import { HttpServer } from "../src/http/server.ts";
 import { FbpClient } from "../src/protocols/binary/client.ts";
 import { BinaryServer } from "../src/protocols/binary/server.ts";
 import { CoapType, Code } from "../src/protocols/coap/message.ts";
-import { decodeString, encodeUint, Opt } from "../src/protocols/coap/options.ts";
+import { decodeString, encodeUint, Opt } from "../src/protocols/coap/option_codec.ts";
 import { CoapServer } from "../src/protocols/coap/server.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { opt, request, TestPeer, textOf } from "./_coap_harness.ts";

@@ -1,6 +1,7 @@
 import { createMessage } from "../src/core/mod.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { Inbox, sleep, startMqtt, within } from "./_mqtt_harness.ts";
+import { waitFor } from "./_harness.ts";
 
 const devices = [{ id: "s1", token: "t1" }, { id: "s2", token: "t2" }];
 const services = [{
@@ -32,6 +33,7 @@ Deno.test("a device may publish only under devices/{its id}/ (v5 PUBACK 0x87 oth
     (denied as { code?: number }).code ?? (denied as { reasonCode?: number }).reasonCode,
     0x87,
   );
+  await waitFor(() => seen.length > 0, "the accepted publish", 20_000);
   await sleep(20);
   assertEquals(seen, ["devices/s1/telemetry/temp s1"]);
 });
@@ -111,6 +113,7 @@ Deno.test("cross-protocol: an MQTT publish to devices/{id}/commands/{name} reach
   });
   const app = await h.client({ protocolVersion: 5 });
   await app.publishAsync("devices/fbp7/commands/led", "on", { qos: 1 });
+  await waitFor(() => got.length > 0, "the command", 20_000);
   await sleep(20);
   assertEquals(got, ["devices/fbp7/commands/led:on:mqtt"]);
 });
@@ -171,15 +174,15 @@ Deno.test("backpressure: a QoS 1 PUBLISH is acknowledged only once the pipeline 
   const early = r.pending.filter((p) => p.cmd === "puback").length;
   assert(early <= 2, `acknowledged ${early} before the pipeline had room`);
   release();
-  for (let i = 0; i < 4 - early; i++) await within(r.next(), 2000, "puback");
-  await sleep(10);
+  for (let i = 0; i < 4 - early; i++) await within(r.next(), 20_000, "puback");
+  await waitFor(() => handled >= 4, "the four handled", 20_000);
   assertEquals(handled, 4);
 });
 
 Deno.test("an anonymous client whose client id is a device id gets presence", async () => {
   await using h = await startMqtt();
   await h.client({ protocolVersion: 4, clientId: "anon-dev" });
-  await sleep(10);
+  await waitFor(() => h.core.registry.get("anon-dev") !== undefined, "presence", 20_000);
   assertEquals(h.core.registry.get("anon-dev")?.state, "online");
 });
 
@@ -198,14 +201,14 @@ Deno.test("a subscriber that stops reading is closed as a slow consumer instead 
       keepalive: 0,
     });
     await send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "flood", qos: 0 }] });
-    for (let i = 0; i < 100 && h.core.router.size === 0; i++) await sleep(5);
+    await waitFor(() => h.core.router.size > 0, "the subscription", 20_000);
     const payload = new Uint8Array(16 * 1024);
     // never read: ~32 MB offered, far beyond socket buffers and maxPendingBytes
     for (let i = 0; i < 2000 && h.server.connectionCount > 0; i++) {
       await h.core.publish(createMessage({ topic: "flood", payload, protocol: "system" }));
       if (i % 50 === 0) await sleep(1);
     }
-    for (let i = 0; i < 400 && h.server.connectionCount > 0; i++) await sleep(5);
+    await waitFor(() => h.server.connectionCount === 0, "the slow reader closed", 20_000);
     assertEquals(h.server.connectionCount, 0);
   } finally {
     conn.close();
@@ -219,7 +222,7 @@ Deno.test("with anonymousPresence off an anonymous client gets no presence, a de
   });
   await h.client({ protocolVersion: 4, clientId: "anon9" });
   await h.client({ protocolVersion: 4, clientId: "dev9", username: "dev9", password: "t" });
-  await sleep(10);
+  await waitFor(() => h.core.registry.get("dev9") !== undefined, "dev9's presence", 20_000);
   assertEquals(h.core.registry.get("anon9")?.state, undefined);
   assertEquals(h.core.registry.get("dev9")?.state, "online");
 });

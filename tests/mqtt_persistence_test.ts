@@ -4,7 +4,7 @@
  * directory; peers are MQTT.js, mosquitto_pub / mosquitto_sub and a raw-socket client.
  */
 
-import mqtt from "mqtt";
+import { mqtt } from "./_dev_deps.ts";
 import type { IConnackPacket, IPublishPacket } from "mqtt-packet";
 import { assert, assertEquals } from "./_assert.ts";
 import { RawClient, run, within } from "./_mqtt_harness.ts";

@@ -3,6 +3,7 @@ import mqttPacket from "mqtt-packet";
 import { Buffer } from "node:buffer";
 import { assert, assertEquals } from "./_assert.ts";
 import { Inbox, run, sleep, startMqtt, within } from "./_mqtt_harness.ts";
+import { waitFor } from "./_harness.ts";
 
 for (const version of [4, 5] as const) {
   Deno.test(`MQTT.js v${version} publishes QoS 0, 1 and 2 and a QoS 2 subscriber receives each at its QoS`, async () => {
@@ -86,7 +87,7 @@ Deno.test("unacknowledged QoS 1 messages are resent with DUP and the same packet
   const first = await r.next() as IPublishPacket;
   assertEquals(first.dup, false);
   r.close(); // no PUBACK
-  for (let i = 0; i < 100 && h.server.connectionCount > 1; i++) await sleep(5);
+  await waitFor(() => h.server.connectionCount <= 1, "the first connection gone", 20_000);
   const r2 = await h.raw(4);
   const ack = await r2.connect({ clientId: "dup", clean: false }) as { sessionPresent: boolean };
   assertEquals(ack.sessionPresent, true);
@@ -166,7 +167,7 @@ for (const v of ["mqttv311", "mqttv5"]) {
     const pub = await h.client({ protocolVersion: 4 });
     const output = child.output();
     // wait for the subscription to exist, then publish
-    for (let i = 0; i < 200 && h.core.router.size === 0; i++) await sleep(5);
+    await waitFor(() => h.core.router.size > 0, "the subscription", 20_000);
     for (let i = 0; i < 3; i++) await pub.publishAsync(`ms/${i}`, `x${i}`, { qos: 2 });
     const out = await within(output, 6000, "mosquitto_sub");
     assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
@@ -237,7 +238,7 @@ Deno.test("an unacknowledged PUBREL is resent on reconnect of a persistent sessi
   await r.send({ cmd: "pubrec", messageId: p.messageId });
   assertEquals((await r.next()).cmd, "pubrel");
   r.close(); // no PUBCOMP
-  for (let i = 0; i < 100 && h.server.connectionCount > 1; i++) await sleep(5);
+  await waitFor(() => h.server.connectionCount <= 1, "the first connection gone", 20_000);
   const r2 = await h.raw(4);
   await r2.connect({ clientId: "rel", clean: false });
   const again = await r2.next() as { cmd: string; messageId: number };

@@ -3,6 +3,7 @@ import { Buffer } from "node:buffer";
 import { FakeClock } from "../src/core/mod.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { Inbox, sleep, startMqtt } from "./_mqtt_harness.ts";
+import { waitFor } from "./_harness.ts";
 
 type WithCode = { cmd: string; reasonCode?: number };
 
@@ -149,7 +150,7 @@ Deno.test("message expiry: an expired queued message is dropped and the interval
   await r.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "mx/#", qos: 1 }] });
   await r.next();
   r.close();
-  for (let i = 0; i < 100 && h.server.connectionCount > 0; i++) await sleep(5);
+  await waitFor(() => h.server.connectionCount === 0, "the connection gone", 20_000);
   const pub = await h.raw(5);
   await pub.connect();
   const send = (t: string, s: number, id: number) =>
@@ -255,7 +256,7 @@ Deno.test("shared subscriptions deliver each message to one member of the group"
   await b.subscribeAsync("$share/g/sh/#", { qos: 1 });
   const pub = await h.client({ protocolVersion: 5 });
   for (let i = 0; i < 10; i++) await pub.publishAsync("sh/x", String(i), { qos: 1 });
-  for (let i = 0; i < 200 && ia.messages.length + ib.messages.length < 10; i++) await sleep(5);
+  await waitFor(() => ia.messages.length + ib.messages.length >= 10, "ten deliveries", 20_000);
   await sleep(20);
   assertEquals(ia.messages.length + ib.messages.length, 10);
   assertEquals([ia.messages.length, ib.messages.length], [5, 5]);
@@ -361,7 +362,7 @@ Deno.test("mosquitto_pub v5 properties reach mosquitto_sub unchanged", async () 
     stderr: "piped",
   }).spawn();
   const output = child.output();
-  for (let i = 0; i < 200 && h.core.router.size === 0; i++) await sleep(5);
+  await waitFor(() => h.core.router.size > 0, "the subscription", 20_000);
   const pub = await run("mosquitto_pub", [
     "-p",
     port,

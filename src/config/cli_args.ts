@@ -4,7 +4,8 @@
  * @module
  */
 
-import { ConfigError } from "./schema.ts";
+import { configSchema } from "./config.ts";
+import { ConfigError, defaults } from "./schema.ts";
 
 /** Parsed command line. */
 export interface CliArgs {
@@ -14,6 +15,8 @@ export interface CliArgs {
   configFile?: string;
   /** `--help`. */
   help: boolean;
+  /** `--version`. */
+  version: boolean;
   /** Config overrides as a nested object, e.g. `{ binary: { port: 0 } }`. */
   overrides: Record<string, unknown>;
 }
@@ -37,28 +40,41 @@ export const FLAGS: Record<string, FlagSpec> = {
   "--gateway-id": { key: "northbound.gatewayId", kind: "string" },
 };
 
+/** The synopsis: every form of the command line (the README's "Command line" shows it). */
+export const SYNOPSIS =
+  `ferry [--config FILE] [--host H] [--binary-port N] [--mqtt-port N] [--coap-port N]
+      [--http-port N] [--data-dir DIR] [--log-level L] [--log-format json|pretty]
+      [--upstream mqtt[s]://HOST:PORT] [--gateway-id ID]
+ferry config check [--config FILE] [flags]   check the config without starting
+ferry config schema                          print the config's JSON Schema
+ferry device add|rotate|remove <id> [--config FILE] [--data-dir DIR]
+ferry device list [--config FILE] [--data-dir DIR]
+ferry coap-plugtest [--host H] [--coap-port N]   ETSI CoAP plugtest resources only
+ferry --version | --help`;
+
+/** The embedded defaults, for the usage text (written once, in the schema fragments). */
+const d = defaults(configSchema);
+
 /** Usage text. */
-export const USAGE = `Usage: ferry [--config FILE] [--host H] [--binary-port N] [--mqtt-port N]
-             [--coap-port N] [--http-port N] [--data-dir DIR] [--log-level L] [--log-format F]
-             [--upstream mqtt[s]://HOST:PORT] [--gateway-id ID]
-       ferry config check|schema [--config FILE]
-       ferry coap-plugtest [--host H] [--coap-port N]   (ETSI CoAP plugtest resources only)
-       ferry device add|rotate|remove <id> | ferry device list   [--config FILE] [--data-dir DIR]
+export const USAGE = `Usage:
+${SYNOPSIS.replace(/^/gm, "  ")}
 
 Starts the Ferry IoT gateway. With no config file it runs on the embedded defaults:
-every listener on 127.0.0.1, anonymous devices allowed only on loopback.
+every listener on ${d.host}, devices without credentials let in only on loopback and only
+until the first \`ferry device add\` (auth.anonymous "auto").
 
   --config FILE      JSON/JSONC config file (flags override it)
-  --host H           address every listener binds (default 127.0.0.1)
-  --binary-port N    FBP/1 TCP port (default 7883; 0 = pick a free port)
-  --mqtt-port N      MQTT port (default 1883)
-  --coap-port N      CoAP UDP port (default 5683)
-  --http-port N      HTTP port for /healthz and /metrics (default 8080)
-  --data-dir DIR     directory for durable state (default ./data)
-  --log-level L      debug | info | warn | error (default info)
-  --log-format F     json | pretty (default json)
+  --host H           address every listener binds (default ${d.host})
+  --binary-port N    FBP/1 TCP port (default ${d.binary.port}; 0 = pick a free port)
+  --mqtt-port N      MQTT port (default ${d.mqtt.port})
+  --coap-port N      CoAP UDP port (default ${d.coap.port})
+  --http-port N      HTTP port for /healthz and /metrics (default ${d.http.port})
+  --data-dir DIR     directory for durable state (default ${d.dataDir})
+  --log-level L      debug | info | warn | error (default ${d.log.level})
+  --log-format F     json | pretty (default ${d.log.format})
   --upstream URL     bridge to an upstream broker: mqtt://host:port or mqtts://host:port
   --gateway-id ID    this gateway's id upstream (default: the host name)
+  --version          print the version and exit
   --help             this text
 `;
 
@@ -84,7 +100,7 @@ function setPath(obj: Record<string, unknown>, path: string, value: unknown): vo
  * ```
  */
 export function parseCliArgs(argv: string[]): CliArgs {
-  const out: CliArgs = { command: [], help: false, overrides: {} };
+  const out: CliArgs = { command: [], help: false, version: false, overrides: {} };
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i];
     let value: string | undefined;
@@ -95,6 +111,10 @@ export function parseCliArgs(argv: string[]): CliArgs {
     }
     if (arg === "--help" || arg === "-h") {
       out.help = true;
+      continue;
+    }
+    if (arg === "--version" || arg === "-V") {
+      out.version = true;
       continue;
     }
     if (!arg.startsWith("-")) {

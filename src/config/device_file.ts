@@ -4,6 +4,11 @@
  * rotation, and never stored). Writes are atomic (temp file + rename), so a running gateway that
  * reloads on change never reads half a file.
  *
+ * The file keeps its owner and mode across writes; a new one belongs to the owner of its
+ * directory (mode 0600). So `sudo ferry device add` on a gateway that runs as its own user writes a
+ * file that user can still read, and a user who cannot keep the owner is refused with a message
+ * saying which user to run as.
+ *
  * @module
  */
 
@@ -69,14 +74,99 @@ export async function readDeviceFile(path: string): Promise<DeviceFile> {
   return f as DeviceFile;
 }
 
-/** Writes the file atomically (mode 0600: it holds credential hashes). */
+/** Owner and mode a written device file gets. */
+export interface FileOwner {
+  /** User id. */
+  uid: number;
+  /** Group id. */
+  gid: number;
+  /** Permission bits. */
+  mode: number;
+}
+
+/** The name of user `uid` from /etc/passwd, else the number. */
+function userName(uid: number): string {
+  try {
+    for (const line of Deno.readTextFileSync("/etc/passwd").split("\n")) {
+      const f = line.split(":");
+      if (f.length > 2 && Number(f[2]) === uid) return f[0];
+    }
+  } catch { /* no passwd file */ }
+  return String(uid);
+}
+
+/**
+ * The owner and mode `path` must keep: the existing file's, else its directory's owner with mode
+ * 0600 (the file holds credential hashes). `undefined` when there is nothing to keep (no owner
+ * known). Throws {@link DeviceFileError} when user `uid` could not give the file that owner: only
+ * root can give a file to another user.
+ *
+ * @example
+ * ```ts
+ * import { DeviceFileError, ownerToKeep } from "./device_file.ts";
+ * const dir = await Deno.makeTempDir();
+ * const me = Deno.uid() ?? 0;
+ * const o = ownerToKeep(`${dir}/devices.json`, me);
+ * if (o?.uid !== me || o.mode !== 0o600) throw new Error();
+ * try { ownerToKeep(`${dir}/devices.json`, me + 1); throw new Error("kept"); }
+ * catch (e) { if (!(e instanceof DeviceFileError) || !e.message.includes("sudo -u")) throw e; }
+ * await Deno.remove(dir);
+ * ```
+ */
+export function ownerToKeep(path: string, uid: number): FileOwner | undefined {
+  let info: Deno.FileInfo;
+  let mode = 0o600;
+  try {
+    info = Deno.statSync(path);
+    mode = (info.mode ?? 0o600) & 0o7777;
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+    try {
+      info = Deno.statSync(dirOf(path));
+    } catch {
+      return undefined; // the directory is made by this write: the writer owns it
+    }
+  }
+  if (info.uid === null || info.gid === null) return undefined;
+  if (uid !== 0 && uid !== info.uid) {
+    const owner = userName(info.uid);
+    throw new DeviceFileError(
+      `Cannot write device file ${path}: it must stay owned by ${owner}, the owner of ${
+        info.isFile ? "the file" : "its directory"
+      }, so the gateway can read it; run the command as that user (sudo -u ${owner} ferry device …) or as root`,
+    );
+  }
+  return { uid: info.uid, gid: info.gid, mode };
+}
+
+function dirOf(path: string): string {
+  return path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
+}
+
+/**
+ * Writes the file atomically, keeping its owner and mode (see {@link ownerToKeep}; a new file is
+ * 0600: it holds credential hashes).
+ */
 export async function writeDeviceFile(path: string, file: DeviceFile): Promise<void> {
-  const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) : ".";
+  const dir = dirOf(path);
+  const owner = ownerToKeep(path, Deno.uid() ?? 0);
   await Deno.mkdir(dir, { recursive: true });
   const tmp = `${path}.tmp-${Deno.pid}`;
   file.devices.sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
-  await Deno.writeTextFile(tmp, JSON.stringify(file, null, 2) + "\n", { mode: 0o600 });
-  await Deno.rename(tmp, path);
+  try {
+    await Deno.writeTextFile(tmp, JSON.stringify(file, null, 2) + "\n", { mode: 0o600 });
+    if (owner) {
+      const now = await Deno.stat(tmp);
+      if (now.uid !== owner.uid || now.gid !== owner.gid) {
+        await Deno.chown(tmp, owner.uid, owner.gid);
+      }
+      await Deno.chmod(tmp, owner.mode);
+    }
+    await Deno.rename(tmp, path);
+  } catch (err) {
+    await Deno.remove(tmp).catch(() => {});
+    throw new DeviceFileError(`Cannot write device file ${path}: ${(err as Error).message}`);
+  }
 }
 
 /** A fresh random token: 32 bytes, base64url. */

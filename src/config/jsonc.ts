@@ -1,6 +1,7 @@
 /**
  * A JSONC reader: JSON plus `//` and `/* *\/` comments and trailing commas, with errors that name
- * the line and column.
+ * the line and column. A key given twice in one object is an error (JSON.parse would keep the last
+ * silently: `{"host":"127.0.0.1","host":"0.0.0.0"}` would bind every interface).
  *
  * @module
  */
@@ -17,8 +18,9 @@
  */
 export function parseJsonc(text: string): unknown {
   const out = stripTrailingCommas(stripComments(text));
+  let value: unknown;
   try {
-    return JSON.parse(out);
+    value = JSON.parse(out);
   } catch (err) {
     const message = (err as Error).message;
     const m = /position (\d+)/.exec(message);
@@ -31,6 +33,81 @@ export function parseJsonc(text: string): unknown {
     }
     throw new SyntaxError(`Cannot parse config: ${message}`);
   }
+  checkDuplicateKeys(out);
+  return value;
+}
+
+/** Line and column (1-based) of offset `pos`. */
+function lineColumn(text: string, pos: number): string {
+  const before = text.slice(0, pos);
+  return `line ${before.split("\n").length}, column ${pos - before.lastIndexOf("\n")}`;
+}
+
+/**
+ * Throws a SyntaxError naming the first key that appears twice in one object, with its dotted
+ * path. `text` is valid JSON (comments and trailing commas already blanked).
+ *
+ * @example
+ * ```ts
+ * import { parseJsonc } from "./jsonc.ts";
+ * try { parseJsonc('{"mqtt":{"port":1,"port":2}}'); throw new Error("accepted"); }
+ * catch (e) { if (!(e instanceof SyntaxError) || !e.message.includes('"mqtt.port"')) throw e; }
+ * ```
+ */
+function checkDuplicateKeys(text: string): void {
+  let i = 0;
+  const ws = () => {
+    while (i < text.length && /\s/.test(text[i])) i++;
+  };
+  const value = (path: string): void => {
+    ws();
+    const c = text[i];
+    if (c === "{") {
+      i++;
+      const seen = new Set<string>();
+      ws();
+      if (text[i] === "}") {
+        i++;
+        return;
+      }
+      for (;;) {
+        ws();
+        const at = i;
+        const end = skipString(text, i);
+        const key = JSON.parse(text.slice(i, end)) as string;
+        i = end;
+        const keyPath = path ? `${path}.${key}` : key;
+        if (seen.has(key)) {
+          throw new SyntaxError(
+            `Cannot parse config: key "${keyPath}" appears twice (${lineColumn(text, at)})`,
+          );
+        }
+        seen.add(key);
+        ws();
+        i++; // ':'
+        value(keyPath);
+        ws();
+        if (text[i++] === "}") return;
+      }
+    } else if (c === "[") {
+      i++;
+      ws();
+      if (text[i] === "]") {
+        i++;
+        return;
+      }
+      for (let n = 0;; n++) {
+        value(`${path}[${n}]`);
+        ws();
+        if (text[i++] === "]") return;
+      }
+    } else if (c === '"') {
+      i = skipString(text, i);
+    } else {
+      while (i < text.length && !/[\s,\]}]/.test(text[i])) i++;
+    }
+  };
+  value("");
 }
 
 /** Index just past the string literal starting at `i` (a `"`). */

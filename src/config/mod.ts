@@ -4,6 +4,7 @@
  * @module
  */
 
+export * from "./check.ts";
 export * from "./cli_args.ts";
 export * from "./config.ts";
 export * from "./jsonc.ts";

@@ -1,7 +1,9 @@
 /**
- * Who may publish and subscribe where. By default a device may publish only under
- * `devices/{its id}/` (not to its own commands or status, which the gateway owns) and subscribe only
- * inside its own subtree. Configured device rules (`auth.deviceAcl`, with `{id}` substituted) replace
+ * Who may publish and subscribe where. By default a device may publish only its own telemetry
+ * (`devices/{its id}/telemetry[/{channel}]`) and its acknowledgements of commands
+ * (`devices/{its id}/acks/{name}`), exactly as the namespace spells them (its commands and status
+ * belong to the gateway; nothing else under its id exists), and subscribe only inside its own
+ * subtree. Configured device rules (`auth.deviceAcl`, with `{id}` substituted) replace
  * that default. A service account gets the filters its config lists; the anonymous principal
  * exists only when the configuration allows it.
  *
@@ -9,6 +11,10 @@
  */
 
 import { topicMatches } from "./topic_router.ts";
+import { CHANNEL_RE, COMMAND_NAME_RE, parseTopic } from "./topics.ts";
+
+/** A named channel: the namespace's channel grammar, not empty (the default channel has no level). */
+const CHANNEL_OK = new RegExp(CHANNEL_RE.source.replace("{0,64}", "{1,64}"));
 
 /** An authenticated party. */
 export type Principal =
@@ -55,10 +61,11 @@ export function canPublish(p: Principal, topic: string): boolean {
       return p.publish.some((f) => topicMatches(f, topic));
     case "device": {
       if (p.publish) return p.publish.some((f) => topicMatches(f, topic));
-      const prefix = `devices/${p.id}/`;
-      if (!topic.startsWith(prefix)) return false;
-      const rest = topic.slice(prefix.length);
-      return !rest.startsWith("commands/") && rest !== "status";
+      const t = parseTopic(topic);
+      if (t.kind === "telemetry") {
+        return t.deviceId === p.id && (t.channel === undefined || CHANNEL_OK.test(t.channel));
+      }
+      return t.kind === "ack" && t.deviceId === p.id && COMMAND_NAME_RE.test(t.name);
     }
   }
 }

@@ -10,6 +10,9 @@
  * @module
  */
 
+import { isLoopback } from "./address.ts";
+import { defaultLimits } from "./options.ts";
+
 /** Why a connection was not admitted. */
 export type AdmissionRefusal = "descriptors" | "address_limit";
 
@@ -31,10 +34,6 @@ export interface AdmissionOptions {
   maxDescriptors?: number;
   /** Called when a connection is refused (count it, log it: rate-limited). */
   onRefuse?: (reason: AdmissionRefusal, address: string) => void;
-}
-
-function isLoopbackAddress(a: string): boolean {
-  return a.startsWith("127.") || a === "::1" || a === "::ffff:127.0.0.1";
 }
 
 /**
@@ -86,10 +85,10 @@ export class Admission {
 
   /** Creates the controller. */
   constructor(options: AdmissionOptions = {}) {
-    this.#max = options.maxConnectionsPerAddress ?? 1024;
-    this.#exempt = options.exemptLoopback ?? true;
+    this.#max = options.maxConnectionsPerAddress ?? defaultLimits.maxConnectionsPerAddress;
+    this.#exempt = options.exemptLoopback ?? defaultLimits.exemptLoopback;
     const limit = options.maxDescriptors ?? processDescriptorLimit();
-    const reserve = options.reservedDescriptors ?? 256;
+    const reserve = options.reservedDescriptors ?? defaultLimits.reservedDescriptors;
     this.#budget = Math.max(1, limit - reserve);
     this.#onRefuse = options.onRefuse;
   }
@@ -116,7 +115,7 @@ export class Admission {
   admit(address: string): boolean {
     if (this.#total >= this.#budget) return this.#refuse("descriptors", address);
     const n = this.#perAddress.get(address) ?? 0;
-    if (this.#max > 0 && n >= this.#max && !(this.#exempt && isLoopbackAddress(address))) {
+    if (this.#max > 0 && n >= this.#max && !(this.#exempt && isLoopback(address))) {
       return this.#refuse("address_limit", address);
     }
     this.#perAddress.set(address, n + 1);

@@ -23,6 +23,8 @@
  */
 
 import type { Clock } from "./clock.ts";
+import { defaults, type Infer } from "../config/schema.ts";
+import { commandsOptionsSchema } from "./options.ts";
 import { type Message, ownPayload, type Protocol } from "./message.ts";
 import { parseTopic } from "./topics.ts";
 
@@ -46,14 +48,7 @@ export interface PendingCommand {
 export type CommandDropReason = "queue_full" | "expired" | "too_many_devices";
 
 /** The limits of a {@link CommandStore}. */
-export interface CommandStoreLimits {
-  /** Commands kept per device; the oldest is dropped past it. @default 32 */
-  maxPerDevice: number;
-  /** Time to live of a pending command, ms (a message's own earlier `expiresAt` wins). @default 86400000 */
-  ttlMs: number;
-  /** Devices with pending commands at once; commands for further devices are dropped. @default 10000 */
-  maxDevices: number;
-}
+export type CommandStoreLimits = Infer<typeof commandsOptionsSchema>;
 
 /** Tunables of {@link CommandStore}. */
 export interface CommandStoreOptions extends CommandStoreLimits {
@@ -73,11 +68,9 @@ export interface CommandStoreOptions extends CommandStoreLimits {
 }
 
 /** Defaults of the limits. */
-export const defaultCommandStoreLimits: Readonly<CommandStoreLimits> = Object.freeze({
-  maxPerDevice: 32,
-  ttlMs: 86_400_000,
-  maxDevices: 10_000,
-});
+export const defaultCommandStoreLimits: Readonly<CommandStoreLimits> = Object.freeze(
+  defaults(commandsOptionsSchema),
+);
 
 /** Called (synchronously, must not throw) when a command becomes available: new or released. */
 export type CommandListener = (cmd: PendingCommand) => void;

@@ -11,7 +11,6 @@
 
 import type { DeviceAclRules } from "./acl.ts";
 import { Admission, type AdmissionOptions } from "./admission.ts";
-import { ByteBudget } from "./byte_budget.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import {
   CommandStore,
@@ -21,11 +20,14 @@ import {
 import { RateLimiter } from "./rate_limiter.ts";
 import { DeadlineQueue } from "./deadline_queue.ts";
 import { BoundPort, type DevicePort, type PortHost, type ProtocolSpec } from "./device_port.ts";
-import { Logger, LogLimiter } from "./logger.ts";
+import { Logger } from "./logger.ts";
+import { LogThrottle } from "./log_throttle.ts";
 import { LoginGate } from "./login.ts";
 import { createMessage, type Message, type Protocol } from "./message.ts";
 import { MetricsRegistry } from "./metrics.ts";
 import { FlowGate } from "./flow_gate.ts";
+import { PayloadBudget } from "./payload_budget.ts";
+import { defaultLimits } from "./options.ts";
 import { Pipeline } from "./pipeline.ts";
 import { type CoreMetrics, coreMetrics, ProtocolStats } from "./protocol_stats.ts";
 import { type DeviceCredential, DeviceRegistry, type ServiceAccount } from "./registry.ts";
@@ -89,10 +91,10 @@ export interface CoreOptions {
   /** Limits of the pending-command store ({@link Core.commands}). */
   commands?: Partial<CommandStoreLimits>;
   /**
-   * Payload bytes in flight (read from clients, not yet accepted) across every protocol.
-   * @default 67108864 (64 MiB)
+   * Payload bytes held in flight across every protocol (queued messages, large packets being
+   * received) before producers wait or are refused. @default 67108864 (64 MiB)
    */
-  maxInflightBytes?: number;
+  payloadBudgetBytes?: number;
 }
 
 export type { CoreMetrics };
@@ -135,12 +137,12 @@ export class Core implements AsyncDisposable {
   readonly deadlines: DeadlineQueue;
   /** The descriptor budget and per-address connection caps, for every listener. */
   readonly admission: Admission;
-  /** Payload bytes in flight, for every protocol. */
-  readonly bytes: ByteBudget;
   /** Login for every protocol: authentication and the failed-login throttle. */
   readonly logins: LoginGate;
   /** Keepalives of sessions, idle presence of sessionless devices. */
   readonly supervisor: Supervisor;
+  /** Payload bytes in flight, across every protocol. */
+  readonly budget: PayloadBudget;
   /** Per-device message rate limits, for every protocol. */
   readonly rates: RateLimiter;
   /**
@@ -163,7 +165,7 @@ export class Core implements AsyncDisposable {
     this.#coreLog = this.log.child("core");
     this.metrics = options.metrics ?? new MetricsRegistry();
     this.retained = new RetainedStore();
-    const refusals = new LogLimiter(this.#coreLog, { now: () => this.clock.now() });
+    const refusals = new LogThrottle(this.#coreLog, { clock: this.clock });
     this.admission = new Admission({
       ...options.admission,
       onRefuse: (reason, address) => {
@@ -177,7 +179,7 @@ export class Core implements AsyncDisposable {
         );
       },
     });
-    this.bytes = new ByteBudget(options.maxInflightBytes ?? 64 * 1024 * 1024);
+
     this.rates = new RateLimiter({
       ratePerSec: options.deviceRatePerSec,
       burst: options.deviceBurst,
@@ -201,15 +203,19 @@ export class Core implements AsyncDisposable {
     });
     this.flow = new FlowGate({
       clock: this.clock,
-      maxHoldMs: options.subscriberHoldMs ?? 1000,
+      maxHoldMs: options.subscriberHoldMs ?? defaultLimits.subscriberHoldMs,
       onEvict: () => {
         this.stats.drops.inc({ protocol: "system", reason: "subscriber_hold_expired" });
         this.#coreLog.warn("a slow subscriber held delivery too long: no longer waiting for it", {
-          holdMs: options.subscriberHoldMs ?? 1000,
+          holdMs: options.subscriberHoldMs ?? defaultLimits.subscriberHoldMs,
         });
       },
     });
+    this.budget = new PayloadBudget(
+      options.payloadBudgetBytes ?? defaultLimits.payloadBudgetBytes,
+    );
     this.pipeline = new Pipeline((m) => this.#handle(m), {
+      budget: this.budget,
       capacity: options.queueCapacity,
       concurrency: options.concurrency,
       onError: (err, msg) => {
@@ -255,6 +261,16 @@ export class Core implements AsyncDisposable {
     );
     m.gauge("ferry_pipeline_handlers", "Handler pool size", () => this.pipeline.concurrency);
     m.gauge(
+      "ferry_payload_budget_used_bytes",
+      "Payload bytes held in flight (queued messages, large packets being received)",
+      () => this.budget.used,
+    );
+    m.gauge(
+      "ferry_payload_budget_bytes",
+      "Payload bytes the gateway may hold in flight",
+      () => this.budget.total,
+    );
+    m.gauge(
       "ferry_pipeline_waiting_producers",
       "Producers blocked on a full queue",
       () => this.pipeline.waiting,
@@ -281,16 +297,6 @@ export class Core implements AsyncDisposable {
       "ferry_connections_admitted",
       "Connections holding a slot of the budget, every listener",
       () => this.admission.total,
-    );
-    m.gauge(
-      "ferry_inflight_bytes",
-      "Payload bytes in flight, every protocol",
-      () => this.bytes.inUse,
-    );
-    m.gauge(
-      "ferry_inflight_bytes_limit",
-      "Budget of payload bytes in flight",
-      () => this.bytes.limit,
     );
   }
 
@@ -386,13 +392,12 @@ export class Core implements AsyncDisposable {
       flow: this.flow,
       retained: this.retained,
       store: this.commands,
+      budget: this.budget,
       get closing() {
         return core.#closing;
       },
       admit: (address) => this.admission.admit(address),
       release: (address) => this.admission.release(address),
-      reserveBytes: (n) => this.bytes.reserve(n),
-      releaseBytes: (n) => this.bytes.release(n),
       get acceptHook() {
         return core.#accept;
       },

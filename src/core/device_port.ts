@@ -20,10 +20,13 @@ import type { Attachment } from "./attachments.ts";
 import type { Clock } from "./clock.ts";
 import type { CommandListener, CommandStore, PendingCommand } from "./command_store.ts";
 import type { DeadlineEntry, DeadlineQueue } from "./deadline_queue.ts";
+import { errorMessage } from "./error_message.ts";
 import type { FlowGate } from "./flow_gate.ts";
 import type { Logger } from "./logger.ts";
+import { LogThrottle } from "./log_throttle.ts";
 import type { Identity, LoginGate, LoginRequest } from "./login.ts";
 import type { Message, MessageProperties, Protocol, QoS } from "./message.ts";
+import type { PayloadBudget } from "./payload_budget.ts";
 import { PipelineClosedError } from "./pipeline.ts";
 import type { Pipeline } from "./pipeline.ts";
 import type { ProtocolStats } from "./protocol_stats.ts";
@@ -139,12 +142,19 @@ export interface DevicePort {
   readonly clock: Clock;
   /** The protocol's logger. */
   readonly log: Logger;
+  /** The protocol's rate-limited log, for what peers can repeat at will (bad input, refusals). */
+  readonly throttled: LogThrottle;
   /** The protocol's counters. */
   readonly stats: ProtocolStats;
   /** The shared timer heap, for the protocol's own deadlines (handshake, retransmission). */
   readonly deadlines: DeadlineQueue;
   /** True once the gateway is shutting down. */
   readonly closing: boolean;
+  /**
+   * The gateway's budget of payload bytes in flight: a large packet takes its size before it is
+   * buffered (and gives it back once handled); when it does not fit, stop reading or refuse.
+   */
+  readonly budget: PayloadBudget;
 
   /**
    * Takes a connection slot for `address` before a listener keeps an accepted connection: false
@@ -154,14 +164,9 @@ export interface DevicePort {
   admit(address: string): boolean;
   /** Gives a connection slot back. */
   release(address: string): void;
-  /**
-   * Reserves `n` payload bytes of the gateway's in-flight budget before buffering them (a request
-   * body, say); false when it is spent: pause reading or answer "overloaded".
-   */
-  reserveBytes(n: number): boolean;
-  /** Gives reserved bytes back. */
-  releaseBytes(n: number): void;
 
+  /** True when `id` is a device with credentials (its id is reserved for it, e.g. as a client id). */
+  knownDevice(id: string): boolean;
   /** Logs a client in: its identity, or a typed refusal. */
   login(request: LoginRequest, address: string): Identity | Refusal<LoginRefusalReason>;
   /** Publishes what `who` sent: accepted, or a typed refusal (a promise only when it must wait). */
@@ -222,15 +227,12 @@ export interface PortHost {
   readonly flow: FlowGate;
   readonly retained: RetainedStore;
   readonly store: CommandStore;
+  readonly budget: PayloadBudget;
   readonly closing: boolean;
   /** The descriptor budget and per-address connection caps. */
   admit(address: string): boolean;
   /** Gives a connection slot back. */
   release(address: string): void;
-  /** Reserves payload bytes in flight. */
-  reserveBytes(n: number): boolean;
-  /** Gives reserved bytes back. */
-  releaseBytes(n: number): void;
   /** The durable stage every message passes before acceptance, if any. */
   readonly acceptHook: ((msg: Message) => void | Promise<void>) | undefined;
   /** Subscribes a subscriber. */
@@ -252,6 +254,7 @@ export class BoundPort implements DevicePort {
   readonly protocol: Protocol;
   readonly stats: ProtocolStats;
   readonly log: Logger;
+  readonly throttled: LogThrottle;
   readonly commands: DeviceCommands;
   #host: PortHost;
   #overloaded: Refusal<PublishRefusalReason>;
@@ -262,6 +265,7 @@ export class BoundPort implements DevicePort {
     this.protocol = protocol;
     this.stats = stats;
     this.log = host.log.child(protocol);
+    this.throttled = new LogThrottle(this.log, { clock: host.clock });
     this.commands = new BoundCommands(host.store, protocol, this);
     this.#overloaded = refusal(
       "overloaded",
@@ -278,6 +282,10 @@ export class BoundPort implements DevicePort {
     return this.#host.deadlines;
   }
 
+  get budget(): PayloadBudget {
+    return this.#host.budget;
+  }
+
   get closing(): boolean {
     return this.#host.closing;
   }
@@ -290,12 +298,8 @@ export class BoundPort implements DevicePort {
     this.#host.release(address);
   }
 
-  reserveBytes(n: number): boolean {
-    return this.#host.reserveBytes(n);
-  }
-
-  releaseBytes(n: number): void {
-    this.#host.releaseBytes(n);
+  knownDevice(id: string): boolean {
+    return this.#host.registry.hasCredentials(id);
   }
 
   login(request: LoginRequest, address: string): Identity | Refusal<LoginRefusalReason> {
@@ -461,7 +465,7 @@ export class BoundPort implements DevicePort {
     }
     this.log.warn("message not accepted", { error: err });
     return this.#refuse(
-      refusal("failed", `Cannot accept message: ${(err as Error)?.message ?? err}`, 1000),
+      refusal("failed", `Cannot accept message: ${errorMessage(err)}`, 1000),
     );
   }
 

@@ -10,6 +10,7 @@
  */
 
 import type { Principal } from "./acl.ts";
+import { defaultLimits } from "./options.ts";
 import type { DeviceRegistry } from "./registry.ts";
 import { type LoginRefusalReason, type Refusal, refusal } from "./refusal.ts";
 import { isDeviceId } from "./topics.ts";
@@ -101,7 +102,7 @@ export class LoginGate {
   /** Creates the gate over `registry`. */
   constructor(registry: DeviceRegistry, options: LoginGateOptions = {}) {
     this.#registry = registry;
-    this.#max = options.failuresPerMinute ?? 20;
+    this.#max = options.failuresPerMinute ?? defaultLimits.authFailuresPerMinute;
     this.#maxTracked = options.maxTracked ?? 100_000;
     this.#now = options.now ?? Date.now;
   }

@@ -6,20 +6,24 @@
  */
 
 export * from "./acl.ts";
+export * from "./address.ts";
 export * from "./admission.ts";
 export * from "./attachments.ts";
 export * from "./backoff.ts";
-export * from "./byte_budget.ts";
 export * from "./clock.ts";
 export * from "./command_store.ts";
 export * from "./core.ts";
 export * from "./credentials.ts";
 export * from "./deadline_queue.ts";
+export * from "./encoding.ts";
+export * from "./error_message.ts";
 export * from "./device_port.ts";
 export * from "./logger.ts";
+export * from "./log_throttle.ts";
 export * from "./login.ts";
 export * from "./message.ts";
 export * from "./metrics.ts";
+export * from "./payload_budget.ts";
 export * from "./pipeline.ts";
 export * from "./protocol_stats.ts";
 export * from "./rate_limiter.ts";

@@ -1,6 +1,7 @@
 /**
- * The ingest pipeline: a bounded queue (a `ReadableStream` with a count high-water mark) drained by
- * a semaphore-bounded pool of handlers. Producers either wait for room ({@link Pipeline.submit},
+ * The ingest pipeline: a bounded queue (a `ReadableStream` with a count high-water mark, and the
+ * payload bytes it holds counted against the gateway's {@link PayloadBudget}) drained by a
+ * semaphore-bounded pool of handlers. Producers either wait for room ({@link Pipeline.submit},
  * used by stream listeners: while they wait they stop reading their socket, which is the
  * backpressure) or are refused at once ({@link Pipeline.offer}, for UDP and HTTP, which must refuse
  * rather than buffer). Messages with the same key (the device) are handled one after the other,
@@ -11,8 +12,10 @@
  * @module
  */
 
+import type { PayloadBudget } from "./payload_budget.ts";
 import { type Permit, Semaphore } from "./semaphore.ts";
 import type { Message } from "./message.ts";
+import { defaultPipelineOptions } from "./options.ts";
 
 /** Tunables of {@link Pipeline}. */
 export interface PipelineOptions {
@@ -24,6 +27,18 @@ export interface PipelineOptions {
   keyOf?: (msg: Message) => string;
   /** Called when a handler throws; the message is then counted as failed. */
   onError?: (err: unknown, msg: Message) => void;
+  /**
+   * The payload bytes queued messages may hold (shared with what else draws on it); a message is
+   * let into a non-empty queue only when its payload fits. @default unbounded
+   */
+  budget?: PayloadBudget;
+}
+
+/** A producer waiting for room, with the payload bytes it needs. */
+interface Waiter {
+  resolve(): void;
+  reject(e: unknown): void;
+  bytes: number;
 }
 
 /** Error of a submit to a closed pipeline. */
@@ -59,7 +74,8 @@ export class Pipeline implements AsyncDisposable {
   #pool: Semaphore;
   #keyOf: (msg: Message) => string;
   #onError?: (err: unknown, msg: Message) => void;
-  #waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
+  #budget: PayloadBudget | undefined;
+  #waiters: Waiter[] = [];
   #tails = new Map<string, Promise<void>>();
   #capacity: number;
   #closed = false;
@@ -73,13 +89,14 @@ export class Pipeline implements AsyncDisposable {
   /** Starts draining into `handler`. */
   constructor(handler: MessageHandler, options: PipelineOptions = {}) {
     this.#handler = handler;
-    this.#capacity = options.capacity ?? 1024;
+    this.#capacity = options.capacity ?? defaultPipelineOptions.queueCapacity;
     if (!Number.isInteger(this.#capacity) || this.#capacity < 1) {
       throw new RangeError(`Cannot create pipeline: capacity must be >= 1, got ${this.#capacity}`);
     }
-    this.#pool = new Semaphore(options.concurrency ?? 16);
+    this.#pool = new Semaphore(options.concurrency ?? defaultPipelineOptions.concurrency);
     this.#keyOf = options.keyOf ?? ((m) => m.deviceId ?? m.topic);
     this.#onError = options.onError;
+    this.#budget = options.budget;
     this.#stream = new ReadableStream<Message>({
       start: (c) => {
         this.#controller = c;
@@ -119,24 +136,39 @@ export class Pipeline implements AsyncDisposable {
     return { handled: this.#handled, failed: this.#failed };
   }
 
-  /** True when a message would be accepted right now. */
+  /** True when a message would be accepted right now (by count; see {@link roomFor}). */
   get hasRoom(): boolean {
     return !this.#closed && (this.#controller.desiredSize ?? 0) > 0 &&
       this.#waiters.length === 0;
   }
 
+  /** True when `msg` would be accepted right now: count, and its payload within the budget. */
+  roomFor(msg: Message): boolean {
+    return this.hasRoom && this.#bytesFit(msg.payload.byteLength);
+  }
+
+  /** Payload bytes fit the budget (one message always fits an empty queue: no deadlock). */
+  #bytesFit(bytes: number): boolean {
+    return this.#budget === undefined || this.#queued === 0 || this.#budget.fits(bytes);
+  }
+
   /**
    * Enqueues `msg` if there is room now; returns false (and enqueues nothing) when the queue is
-   * full or closed. For producers that must refuse instead of wait.
+   * full (by count or bytes) or closed. For producers that must refuse instead of wait.
    */
   offer(msg: Message): boolean {
     if (!this.hasRoom) return false;
-    if (!this.#runNow(msg)) this.#enqueue(msg);
+    if (this.#runNow(msg)) return true;
+    if (!this.#bytesFit(msg.payload.byteLength)) return false;
+    this.#enqueue(msg);
     return true;
   }
 
   #enqueue(msg: Message): void {
     this.#queued++;
+    // Queued, it holds its payload: counted against the budget until a handler takes it (room was
+    // checked; an empty queue takes one message even past the budget).
+    this.#budget?.take(msg.payload.byteLength);
     this.#controller.enqueue(msg);
   }
 
@@ -147,15 +179,17 @@ export class Pipeline implements AsyncDisposable {
    */
   async submit(msg: Message, signal?: AbortSignal): Promise<void> {
     if (this.#closed) throw new PipelineClosedError();
-    if (!this.hasRoom) {
+    const bytes = msg.payload.byteLength;
+    if (!this.hasRoom || (!this.#runNowPossible(msg) && !this.#bytesFit(bytes))) {
       signal?.throwIfAborted();
       await new Promise<void>((resolve, reject) => {
-        const w = {
+        const w: Waiter = {
           resolve: () => {
             signal?.removeEventListener("abort", onAbort);
             resolve();
           },
           reject,
+          bytes,
         };
         const onAbort = () => {
           const i = this.#waiters.indexOf(w);
@@ -174,7 +208,8 @@ export class Pipeline implements AsyncDisposable {
   #wakeOne(): void {
     // Called when the queue has room: let the longest-waiting producer in. One at a time: it
     // enqueues right after its await, and the stream asks again while room is left.
-    if (this.#waiters.length && (this.#controller.desiredSize ?? 0) > 0) {
+    const w = this.#waiters[0];
+    if (w && (this.#controller.desiredSize ?? 0) > 0 && this.#bytesFit(w.bytes)) {
       this.#waiters.shift()!.resolve();
     }
   }
@@ -189,6 +224,7 @@ export class Pipeline implements AsyncDisposable {
         break;
       }
       this.#queued--;
+      this.#budget?.give(value.payload.byteLength);
       this.#dispatch(value, permit);
       // Room freed by the read: let a waiting producer in even if the stream does not call pull.
       if (this.#waiters.length) this.#wakeOne();
@@ -202,6 +238,12 @@ export class Pipeline implements AsyncDisposable {
    * (nothing done) otherwise. The handler then runs in the producer's call, so a producer is paced
    * by the handlers' cost exactly as it would be by a full queue.
    */
+  /** Whether {@link #runNow} could take `msg` now (it would not queue it). */
+  #runNowPossible(msg: Message): boolean {
+    return this.#queued === 0 && !this.#direct && this.#waiters.length === 0 &&
+      this.#pool.available > 0 && !(this.#tails.size !== 0 && this.#tails.has(this.#keyOf(msg)));
+  }
+
   #runNow(msg: Message): boolean {
     if (this.#queued !== 0 || this.#direct || this.#waiters.length !== 0) return false;
     const permit = this.#pool.tryAcquire();

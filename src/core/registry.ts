@@ -226,6 +226,11 @@ export class DeviceRegistry {
     return this.#attachments.size;
   }
 
+  /** True when `id` has credentials. */
+  hasCredentials(id: string): boolean {
+    return this.#creds.has(id);
+  }
+
   /** Number of devices with credentials. */
   get credentialCount(): number {
     return this.#creds.size;

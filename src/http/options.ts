@@ -1,68 +1,77 @@
 /**
- * Every tunable of the HTTP listener in one object, with defaults. The gateway maps its `http`
- * config section onto {@link HttpServerOptions}.
+ * Every tunable of the HTTP listener: its part of the `http` config-schema fragment (connection
+ * caps and deadlines, accepted host names, trusted proxies, public metrics, the dashboard's login
+ * link), the defaults written once there, and {@link HttpServerOptions} derived from it.
  *
  * @module
  */
 
-/** Tunables of the HTTP listener. */
-export interface HttpServerOptions {
-  /** Address to bind. @default "127.0.0.1" */
+import { bool, defaults, type Infer, int, list, obj, oneOf, str } from "../config/schema.ts";
+
+/** The listener's part of the `http` config section (the gateway adds `enabled`, `port`, `tls`). */
+export const httpServerOptionsSchema = obj("HTTP listener", {
+  maxConnections: int(
+    "Open HTTP connections at most (within the descriptor budget of every listener); more get 503",
+    { min: 1, max: 1_000_000, default: 1024 },
+  ),
+  headersTimeoutMs: int(
+    "A new connection must send a whole request head within this time, ms (slowloris)",
+    { min: 100, max: 600_000, default: 10_000 },
+  ),
+  idleTimeoutMs: int(
+    "After an answer the client must read it and begin its next request within this time, ms (idle keep-alives, a head dribbled byte by byte, a client that does not read)",
+    { min: 100, max: 3_600_000, default: 30_000 },
+  ),
+  shutdownGraceMs: int(
+    "On shutdown, requests in progress may finish for this long before every connection is cut, ms",
+    { min: 1, max: 60_000, default: 5_000 },
+  ),
+  allowedHosts: list(
+    str("host name, or *.domain for its subdomains"),
+    'Host names requests may name besides IP literals, localhost and this machine\'s name; others get 421 (DNS rebinding). ["*"] accepts any',
+    { default: [] },
+  ),
+  trustedProxies: list(
+    str("IP address"),
+    "Peers whose X-Forwarded-For is believed (the dashboard's login throttle); none by default",
+    { default: [] },
+  ),
+  publicMetrics: oneOf(
+    ["auto", true, false],
+    "Serve /metrics and the OpenAPI documents without credentials (auto: only while bound to loopback); otherwise an account whose ACL covers $SYS/# is needed",
+    { default: "auto" },
+  ),
+  loginLink: bool(
+    "Print a one-time dashboard login link at start, and keep a fresh one in {dataDir}/dashboard-login-link (0600)",
+    { default: true },
+  ),
+});
+
+/** The fragment's values. */
+export type HttpServerConfig = Infer<typeof httpServerOptionsSchema>;
+
+/** Defaults of the listener's tunables. */
+export const defaultHttpServerOptions: Readonly<HttpServerConfig> = Object.freeze(
+  defaults(httpServerOptionsSchema),
+);
+
+/** Tunables of {@link HttpServer}: where to listen, and the fragment's keys (all optional). */
+export interface HttpServerOptions extends Partial<Omit<HttpServerConfig, "loginLink">> {
+  /** Address to bind. */
   hostname: string;
-  /** Port (0 picks a free one). @default 8080 */
+  /** Port (0 picks a free one). */
   port: number;
   /** Serve HTTPS with these PEM files (reloaded when they change). */
   tls?: { certFile: string; keyFile: string };
   /** Whether the gateway is ready (all listeners up, not shutting down). */
   ready?: () => boolean;
-  /** Open HTTP connections at most; more are answered 503 and closed. @default 1024 */
-  maxConnections?: number;
-  /**
-   * A new connection must have sent a whole request head within this long, ms; else it is closed
-   * (slowloris). @default 10000
-   */
-  headersTimeoutMs?: number;
-  /**
-   * After an answer (other than an event stream), the client must read it and send its next
-   * request head within this long, ms; else the connection is closed (an idle keep-alive, a head
-   * dribbled byte by byte, a client that does not read). @default 30000
-   */
-  idleTimeoutMs?: number;
-  /**
-   * On shutdown, requests in progress may finish for this long before every connection is cut,
-   * ms. @default 5000
-   */
-  shutdownGraceMs?: number;
-  /**
-   * Host names (besides IP literals, `localhost` and this machine's host name) that requests may
-   * name in `Host`; others get 421 (DNS rebinding). `"*"` accepts any. @default []
-   */
-  allowedHosts?: string[];
-  /**
-   * Serve `/metrics` and the OpenAPI documents without credentials. `"auto"`: only while the
-   * listener is bound to loopback; otherwise they need a service account whose ACL allows
-   * subscribing to `$SYS/#` (HTTP Basic or a dashboard session). @default "auto"
-   */
-  publicMetrics?: boolean | "auto";
 }
 
-/** {@link HttpServerOptions} with defaults filled in. */
+/** {@link HttpServerOptions} with defaults filled in and `publicMetrics` decided. */
 export type ResolvedHttpServerOptions =
-  & Required<Omit<HttpServerOptions, "tls" | "ready" | "publicMetrics">>
-  & Pick<HttpServerOptions, "tls" | "ready">
+  & Omit<HttpServerConfig, "loginLink" | "publicMetrics">
+  & Pick<HttpServerOptions, "hostname" | "port" | "tls" | "ready">
   & { publicMetrics: boolean };
-
-/** Defaults of the tunables. */
-export const defaultHttpServerOptions = Object.freeze({
-  hostname: "127.0.0.1",
-  port: 8080,
-  maxConnections: 1024,
-  headersTimeoutMs: 10_000,
-  idleTimeoutMs: 30_000,
-  shutdownGraceMs: 5_000,
-  allowedHosts: [] as string[],
-  publicMetrics: "auto" as boolean | "auto",
-});
 
 /** True for loopback host names and addresses. */
 export function isLoopbackHost(host: string): boolean {
@@ -70,9 +79,8 @@ export function isLoopbackHost(host: string): boolean {
 }
 
 /**
- * Fills in defaults and checks ranges.
+ * Fills in defaults and decides `publicMetrics`.
  *
- * @throws {RangeError} when a number is out of range.
  * @example
  * ```ts
  * import { resolveHttpServerOptions } from "./options.ts";
@@ -82,24 +90,9 @@ export function isLoopbackHost(host: string): boolean {
  * ```
  */
 export function resolveHttpServerOptions(o: HttpServerOptions): ResolvedHttpServerOptions {
-  const d = defaultHttpServerOptions;
-  const out = {
-    ...d,
-    ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)),
-  } as HttpServerOptions & typeof d;
-  for (
-    const k of [
-      "maxConnections",
-      "headersTimeoutMs",
-      "idleTimeoutMs",
-      "shutdownGraceMs",
-    ] as const
-  ) {
-    const v = out[k];
-    if (typeof v !== "number" || !Number.isFinite(v) || v < 1) {
-      throw new RangeError(`Cannot configure the HTTP listener: ${k} must be >= 1, got ${v}`);
-    }
-  }
+  const { loginLink: _, ...d } = defaultHttpServerOptions;
+  const given = Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+  const out = { ...d, ...given } as HttpServerOptions & typeof d;
   const pm = out.publicMetrics;
   return {
     ...out,

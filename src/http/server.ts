@@ -25,7 +25,6 @@
 import type { Core } from "../core/core.ts";
 import type { DeadlineEntry } from "../core/deadline_queue.ts";
 import type { DevicePort } from "../core/device_port.ts";
-import { LogLimiter } from "../core/logger.ts";
 import { TcpListener } from "../net/tcp_listener.ts";
 import type { ListenAddress, Listener } from "../protocols/listener.ts";
 import { serveConnection, type ServedConnection } from "./_serve_connection.ts";
@@ -143,7 +142,6 @@ export class HttpServer implements Listener {
   #links = new Set<Link>();
   #allClosed: PromiseWithResolvers<void> | undefined;
   #closing: Promise<void> | undefined;
-  #limited: LogLimiter;
   #hosts: Set<string>;
   #anyHost: boolean;
   #wildcards: string[];
@@ -155,7 +153,6 @@ export class HttpServer implements Listener {
     this.#core = core;
     this.#port = core.port({ name: "http" });
     const o = this.#opts = resolveHttpServerOptions(options);
-    this.#limited = new LogLimiter(this.#port.log, { now: () => core.clock.now() });
     const names = o.allowedHosts.map((h) => h.toLowerCase());
     this.#anyHost = names.includes("*");
     this.#wildcards = names.filter((h) => h.startsWith("*.")).map((h) => h.slice(1));
@@ -228,7 +225,7 @@ export class HttpServer implements Listener {
         if (this.#closing) return;
         // EMFILE and friends: never fatal. Log (rate-limited), back off briefly, serve the rest.
         stats.error("accept_failed");
-        this.#limited.error("accept", "accept failed", { error: err });
+        this.#port.throttled.error("accept", "accept failed", { error: err });
         await new Promise((r) => setTimeout(r, 50));
         continue;
       }
@@ -239,7 +236,7 @@ export class HttpServer implements Listener {
       const address = (conn.remoteAddr as Deno.NetAddr).hostname;
       if (this.#links.size >= this.#opts.maxConnections) {
         stats.drop("connection_limit");
-        this.#limited.warn("connection_limit", "connection refused: limit reached", {
+        this.#port.throttled.warn("connection_limit", "connection refused: limit reached", {
           limit: this.#opts.maxConnections,
           address,
         });
@@ -275,12 +272,14 @@ export class HttpServer implements Listener {
         conn,
         (req, info) => this.#request(link, req, info),
         (err) => {
-          this.#limited.error("handler_failed", "request failed", { error: errorText(err) });
+          this.#port.throttled.error("handler_failed", "request failed", { error: errorText(err) });
           return text(500, "Internal error");
         },
       );
     } catch (err) {
-      this.#limited.error("serve_failed", "cannot serve a connection", { error: errorText(err) });
+      this.#port.throttled.error("serve_failed", "cannot serve a connection", {
+        error: errorText(err),
+      });
       closeQuietly(conn);
       this.#closed(link);
       return;
@@ -313,7 +312,7 @@ export class HttpServer implements Listener {
       res = await this.#handle(req, info);
     } catch (err) {
       this.#port.stats.error("handler_failed");
-      this.#limited.error("handler_failed", "request failed", { error: errorText(err) });
+      this.#port.throttled.error("handler_failed", "request failed", { error: errorText(err) });
       res = text(500, "Internal error");
     }
     // A body left unread, or an answer that says close (a 408): close once it is sent, so
@@ -345,14 +344,14 @@ export class HttpServer implements Listener {
     if (!HOST.test(host)) {
       // Never echo or log the value: a malformed Host may carry anything, a token included.
       this.#port.stats.error("bad_host");
-      this.#limited.warn("bad_host", "request refused: malformed Host", {
+      this.#port.throttled.warn("bad_host", "request refused: malformed Host", {
         address: info.remoteAddr.hostname,
       });
       return text(400, "Cannot serve: malformed or missing Host");
     }
     if (!this.knownHost(host)) {
       this.#port.stats.error("unknown_host");
-      this.#limited.warn("unknown_host", "request refused: unknown Host", {
+      this.#port.throttled.warn("unknown_host", "request refused: unknown Host", {
         host: hostName(host).slice(0, 100),
         address: info.remoteAddr.hostname,
       });
@@ -435,7 +434,7 @@ export class HttpServer implements Listener {
       }, this.#opts.shutdownGraceMs);
       await this.#allClosed.promise;
       clearTimeout(grace);
-      this.#limited.flush();
+      this.#port.throttled.flush();
     })();
   }
 

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { type Clock, systemClock } from "../core/clock.ts";
+import { type Clock, errorMessage, systemClock } from "../core/mod.ts";
 
 /** Anything with a `write(buf)` like `Deno.Conn`. */
 export interface ByteWriter {
@@ -295,7 +295,7 @@ export class ConnWriter<O = undefined> {
         this.#opts.onBytes?.(buf.length);
         if (this.#high && this.#pending <= this.#lowWater) this.#lowAgain();
       } catch (err) {
-        this.#fail(err instanceof Error ? err.message : String(err));
+        this.#fail(errorMessage(err));
       }
     }
     unwatch(this);

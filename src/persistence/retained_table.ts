@@ -20,6 +20,19 @@ interface Row {
   props: string | null;
 }
 
+/** The table of retained messages, one row per topic. */
+const RETAINED_TABLE = `
+CREATE TABLE IF NOT EXISTS retained (
+  topic TEXT PRIMARY KEY,
+  payload BLOB NOT NULL,
+  qos INTEGER NOT NULL,
+  ts INTEGER NOT NULL,
+  protocol TEXT NOT NULL,
+  device TEXT,
+  props TEXT
+) WITHOUT ROWID;
+`;
+
 /**
  * Retained messages in the state file (writes go with the next group commit).
  *
@@ -47,6 +60,7 @@ export class RetainedTable implements RetainedPersistence {
   /** Uses the `retained` table of `db`. */
   constructor(db: StateDb) {
     this.#db = db;
+    db.define(RETAINED_TABLE);
     const d = db.database;
     this.#put = d.prepare("INSERT OR REPLACE INTO retained VALUES (?,?,?,?,?,?,?)");
     this.#del = d.prepare("DELETE FROM retained WHERE topic = ?");

@@ -1,10 +1,10 @@
 /**
- * The gateway's durable state file (`{dataDir}/mqtt-state.db` by default): an embedded SQLite
- * database (Deno's built-in `node:sqlite`) holding what must survive a restart besides the
- * northbound spool: persistent MQTT sessions and retained messages. Its owners (the retained
- * table, the MQTT session journal) prepare their statements on it and queue writes with
- * {@link StateDb.write}; every write queued before the next macrotask shares one transaction
- * and one fsync (group commit, as the spool does).
+ * The gateway's durable state file (`mqtt.persistence.file` in the data directory): an embedded
+ * SQLite database (Deno's built-in `node:sqlite`) holding what must survive a restart besides the
+ * northbound spool. It knows none of its contents: each owner (the retained messages' table, a
+ * protocol's session journal) defines its own tables ({@link StateDb.define}), prepares its
+ * statements on it and queues writes with {@link StateDb.write}; every write queued before the
+ * next macrotask shares one transaction and one fsync (group commit, as the spool does).
  *
  * - `journal_mode=WAL`, `synchronous=FULL` by default: a commit that returned survives a crash
  *   and a power cut.
@@ -62,45 +62,6 @@ export interface StateOp {
   gen: number;
 }
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS retained (
-  topic TEXT PRIMARY KEY,
-  payload BLOB NOT NULL,
-  qos INTEGER NOT NULL,
-  ts INTEGER NOT NULL,
-  protocol TEXT NOT NULL,
-  device TEXT,
-  props TEXT
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS mqtt_sessions (
-  client_id TEXT PRIMARY KEY,
-  version INTEGER NOT NULL,
-  expiry_sec INTEGER NOT NULL,
-  disconnected_at INTEGER,
-  next_id INTEGER NOT NULL,
-  subs TEXT NOT NULL,
-  inbound TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS mqtt_messages (
-  client_id TEXT NOT NULL,
-  seq INTEGER NOT NULL,
-  packet_id INTEGER,
-  state TEXT,
-  qos INTEGER NOT NULL,
-  retain INTEGER NOT NULL,
-  sub_ids TEXT,
-  topic TEXT NOT NULL,
-  payload BLOB NOT NULL,
-  msg_qos INTEGER NOT NULL,
-  msg_retain INTEGER NOT NULL,
-  ts INTEGER NOT NULL,
-  protocol TEXT NOT NULL,
-  device TEXT,
-  props TEXT,
-  PRIMARY KEY (client_id, seq)
-) WITHOUT ROWID;
-`;
-
 /**
  * The state file, with group commit.
  *
@@ -109,11 +70,12 @@ CREATE TABLE IF NOT EXISTS mqtt_messages (
  * import { StateDb } from "./state_db.ts";
  * const dir = await Deno.makeTempDir();
  * const db = StateDb.open(`${dir}/state.db`);
- * const put = db.database.prepare("INSERT INTO retained VALUES (?,?,?,?,?,?,?)");
- * db.write(put, ["a", new Uint8Array([1]), 0, 0, "system", null, null]);
+ * db.define("CREATE TABLE IF NOT EXISTS notes (k TEXT PRIMARY KEY, v BLOB) WITHOUT ROWID");
+ * const put = db.database.prepare("INSERT INTO notes VALUES (?,?)");
+ * db.write(put, ["a", new Uint8Array([1])]);
  * if (!db.pending) throw new Error("not queued");
  * await db.flushed();
- * const n = db.database.prepare("SELECT count(*) AS n FROM retained").get() as { n: number };
+ * const n = db.database.prepare("SELECT count(*) AS n FROM notes").get() as { n: number };
  * if (n.n !== 1) throw new Error("not committed");
  * db.close();
  * await Deno.remove(dir, { recursive: true });
@@ -126,7 +88,7 @@ export class StateDb implements Disposable {
   #ops: StateOp[] = [];
   #gen = 1;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  #waiters: Array<() => void> = [];
+  #waiters: Array<(committed: boolean) => void> = [];
   #closed = false;
   #onWriteError?: (err: StateDbWriteError) => void;
   #setAside: string | undefined;
@@ -165,6 +127,11 @@ export class StateDb implements Disposable {
     return this.#setAside;
   }
 
+  /** Creates an owner's tables (statements with `IF NOT EXISTS`), before it prepares its statements. */
+  define(ddl: string): void {
+    this.#db.exec(ddl);
+  }
+
   /** The database, for owners to prepare statements and read at start-up. */
   get database(): DatabaseSync {
     return this.#db;
@@ -197,9 +164,12 @@ export class StateDb implements Disposable {
     return op !== undefined && op.gen === this.#gen && !op.dead && !this.#closed;
   }
 
-  /** Resolves once every write queued so far is committed (or its commit failed and was logged). */
-  flushed(): Promise<void> {
-    if (this.#ops.length === 0) return Promise.resolve();
+  /**
+   * Resolves once every write queued so far was committed (`true`), or its commit failed (`false`,
+   * reported to `onWriteError`): what depends on those writes must then not be acknowledged.
+   */
+  flushed(): Promise<boolean> {
+    if (this.#ops.length === 0) return Promise.resolve(true);
     return new Promise((resolve) => this.#waiters.push(resolve));
   }
 
@@ -215,9 +185,10 @@ export class StateDb implements Disposable {
     this.#waiters = [];
     this.#gen++;
     if (this.#closed || ops.length === 0) {
-      for (const w of waiters) w();
+      for (const w of waiters) w(!this.#closed);
       return;
     }
+    let committed = false;
     const t0 = performance.now();
     try {
       this.#db.exec("BEGIN IMMEDIATE");
@@ -226,6 +197,7 @@ export class StateDb implements Disposable {
       this.stats.commits++;
       this.stats.writes += ops.length;
       this.stats.lastCommitMs = performance.now() - t0;
+      committed = true;
     } catch (err) {
       try {
         this.#db.exec("ROLLBACK");
@@ -237,7 +209,7 @@ export class StateDb implements Disposable {
         }),
       );
     }
-    for (const w of waiters) w();
+    for (const w of waiters) w(committed);
   }
 
   /** Commits what is queued and closes the file. Idempotent. */
@@ -276,8 +248,7 @@ function openChecked(path: string, options: StateDbOptions): DatabaseSync {
     if (v !== 0 && v !== STATE_SCHEMA_VERSION) {
       throw new Error(`schema version ${v}, expected ${STATE_SCHEMA_VERSION}`);
     }
-    db.exec(SCHEMA);
-    db.exec(`PRAGMA user_version = ${STATE_SCHEMA_VERSION}`);
+    db.exec(`PRAGMA user_version = ${STATE_SCHEMA_VERSION}`); // owners define their tables
     return db;
   } catch (err) {
     try {

@@ -23,7 +23,6 @@
 
 import type { Core } from "../../core/core.ts";
 import type { DevicePort } from "../../core/device_port.ts";
-import { LogLimiter } from "../../core/logger.ts";
 import type { Counter, Gauge } from "../../core/metrics.ts";
 import type { DeviceRecord, SessionHandle } from "../../core/registry.ts";
 import { COMMAND_NAME_RE, commandTopic, isDeviceId } from "../../core/topics.ts";
@@ -160,7 +159,6 @@ export class Dashboard {
   #unsubscribe: () => void;
   #streams = new Set<() => void>();
   #started = Date.now();
-  #log: LogLimiter;
   #onLink: ((token: string) => void) | undefined;
 
   /** Creates the dashboard, judging callers with `auth`. */
@@ -174,7 +172,6 @@ export class Dashboard {
       maxStreams: options.maxStreams ?? 32,
       maxBodyBytes: options.maxBodyBytes ?? 16_384,
     };
-    this.#log = new LogLimiter(core.log.child("dashboard"), { now: () => core.clock.now() });
     this.#recent = new RecentMessages(this.#opts.recentMessages);
     const sub = {
       id: "dashboard",
@@ -273,7 +270,10 @@ export class Dashboard {
 
   #refuse(r: { status: number; message: string }, address: string): Response {
     this.#port.stats.error(r.status === 415 ? "csrf_content_type" : "csrf_origin");
-    this.#log.warn(`csrf:${r.status}`, "dashboard call refused", { reason: r.message, address });
+    this.#port.throttled.warn(`csrf:${r.status}`, "dashboard call refused", {
+      reason: r.message,
+      address,
+    });
     return json({ error: r.message }, r.status);
   }
 
@@ -285,12 +285,12 @@ export class Dashboard {
     }
     const sid = once ? this.#auth.redeem(once, address) : undefined;
     if (!sid) {
-      this.#log.warn(`link:${address}`, "dashboard login link refused (used or wrong)", {
+      this.#port.throttled.warn(`link:${address}`, "dashboard login link refused (used or wrong)", {
         address,
       });
       return json({ error: "this login link is not valid (each link works once)" }, 401);
     }
-    this.#log.info(`link-ok`, "dashboard login by the one-time link", { address });
+    this.#port.throttled.info(`link-ok`, "dashboard login by the one-time link", { address });
     this.#onLink?.(this.#auth.linkToken);
     return new Response(null, {
       status: 303,
@@ -313,7 +313,7 @@ export class Dashboard {
     const r = this.#auth.login(b.name, b.token, address);
     if ("refused" in r) {
       this.#port.stats.error("login_refused");
-      this.#log.warn(`login:${address}`, "dashboard login failed", {
+      this.#port.throttled.warn(`login:${address}`, "dashboard login failed", {
         account: b.name.slice(0, 64),
         address,
         reason: r.refused,
@@ -339,10 +339,14 @@ export class Dashboard {
     const topic = commandTopic(id, name);
     if (!mayWrite(caller, topic)) {
       this.#port.stats.error("forbidden");
-      this.#log.warn(`forbidden:${caller.name}`, "dashboard command refused by the ACL", {
-        account: caller.name,
-        topic,
-      });
+      this.#port.throttled.warn(
+        `forbidden:${caller.name}`,
+        "dashboard command refused by the ACL",
+        {
+          account: caller.name,
+          topic,
+        },
+      );
       return json({ error: `account "${caller.name}" may not publish to ${topic}` }, 403);
     }
     const body = await readJson(req, this.#opts.maxBodyBytes);
@@ -468,7 +472,6 @@ export class Dashboard {
   close(): Promise<void> {
     for (const stop of [...this.#streams]) stop();
     this.#unsubscribe();
-    this.#log.flush();
     return Promise.resolve();
   }
 }

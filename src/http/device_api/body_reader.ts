@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { DeadlineQueue } from "../../core/deadline_queue.ts";
+import type { DeadlineQueue } from "../../core/mod.ts";
 
 /** Outcome of {@link readBody}. */
 export type BodyResult =

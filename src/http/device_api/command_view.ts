@@ -5,8 +5,7 @@
  * @module
  */
 
-import { encodeBase64 } from "./_base64.ts";
-import type { PendingCommand } from "../../core/command_store.ts";
+import { payloadText, type PendingCommand } from "../../core/mod.ts";
 
 /** JSON form of a command. */
 export interface CommandView {
@@ -26,8 +25,6 @@ export interface CommandView {
   payload: string;
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
-
 /**
  * The JSON view of a command.
  *
@@ -41,14 +38,7 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
  * ```
  */
 export function commandView(cmd: PendingCommand): CommandView {
-  let encoding: "utf8" | "base64" = "utf8";
-  let payload: string;
-  try {
-    payload = utf8.decode(cmd.msg.payload);
-  } catch {
-    encoding = "base64";
-    payload = encodeBase64(cmd.msg.payload);
-  }
+  const { encoding, payload } = payloadText(cmd.msg.payload);
   const ct = cmd.msg.properties?.contentType;
   return {
     id: cmd.seq,

@@ -84,7 +84,7 @@ export class DeviceApi implements AsyncDisposable {
   constructor(core: Core, options: DeviceApiOptions = {}) {
     const port = this.#port = core.port(HTTP);
     this.#opts = resolveDeviceApiOptions(options);
-    this.#log = core.log.child("http-api");
+    this.#log = port.log;
     const o = this.#opts;
     this.#releaseCommands = port.commands.open();
     this.#ctx = {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { type CommandStoreLimits, defaultCommandStoreLimits } from "../../core/command_store.ts";
+import type { CommandStoreLimits } from "../../core/mod.ts";
 import { PROBLEMS, type ProblemSlug, problemType } from "./problem.ts";
 import type { ResolvedDeviceApiOptions } from "./options.ts";
 
@@ -44,13 +44,14 @@ const RETRY_AFTER = {
  * ```ts
  * import { defaultDeviceApiOptions } from "./options.ts";
  * import { openApiDocument } from "./openapi.ts";
- * const doc = openApiDocument(defaultDeviceApiOptions) as { openapi: string; paths: Record<string, unknown> };
+ * const limits = { maxPerDevice: 32, ttlMs: 86_400_000, maxDevices: 10_000 };
+ * const doc = openApiDocument(defaultDeviceApiOptions, limits) as { openapi: string; paths: Record<string, unknown> };
  * if (doc.openapi !== "3.1.0" || !doc.paths["/api/v1/devices/{id}/telemetry"]) throw new Error();
  * ```
  */
 export function openApiDocument(
   o: Readonly<ResolvedDeviceApiOptions>,
-  commands: Readonly<CommandStoreLimits> = defaultCommandStoreLimits,
+  commands: Readonly<CommandStoreLimits>,
 ): Json {
   const id = {
     name: "id",

@@ -1,50 +1,67 @@
 /**
- * Every tunable of the HTTP device API in one flat, JSON-friendly object, with defaults and
- * validation. The gateway maps its `http.deviceApi` config section onto {@link DeviceApiOptions}.
+ * Every tunable of the HTTP device API: the `http.deviceApi` config-schema fragment,
+ * {@link DeviceApiOptions} derived from it (one flat, JSON-friendly object), the defaults (written
+ * once, in the fragment) and validation.
  *
  * @module
  */
 
-/** Tunables of the HTTP device API (all optional; see {@link defaultDeviceApiOptions}). */
-export interface DeviceApiOptions {
-  /** Largest request body accepted (bytes); larger bodies get 413. @default 262144 */
-  maxBodyBytes?: number;
-  /** Most messages in one batch request (JSON array or NDJSON); more get 413. @default 1000 */
-  maxBatch?: number;
-  /**
-   * Time allowed to receive a whole request body (ms). A body still unfinished after it gets 408
-   * and the response is aborted. @default 10000
-   */
-  bodyTimeoutMs?: number;
-  /** Longest long-poll wait a client may ask for with `?timeout=` (ms). @default 60000 */
-  longPollMaxMs?: number;
-  /** Long-poll wait when the request gives no `timeout` (ms). @default 30000 */
-  longPollDefaultMs?: number;
-  /** Interval of SSE comment heartbeats, which also refresh presence (ms). @default 15000 */
-  sseHeartbeatMs?: number;
-  /** An HTTP device goes offline after this long without a request (ms). @default 120000 */
-  idleTimeoutMs?: number;
-  /** Open long-polls plus SSE streams per device; more get 429. @default 4 */
-  maxWaitersPerDevice?: number;
-  /** `Retry-After` (s) sent when the pipeline is full. @default 1 */
-  overloadRetryAfterSec?: number;
-}
+import { defaults, type Infer, int, obj } from "../../config/schema.ts";
+
+/** The device API's part of the `http.deviceApi` config section (the gateway adds `enabled`). */
+export const deviceApiOptionsSchema = obj("HTTP device API under /api/v1 (docs/http-api.md)", {
+  maxBodyBytes: int("Largest request body, bytes (413 past it)", {
+    min: 1,
+    max: 64 * 1024 * 1024,
+    default: 262_144,
+  }),
+  maxBatch: int("Most messages in one batch request", { min: 1, max: 100_000, default: 1000 }),
+  bodyTimeoutMs: int("A body not finished in this time gets 408", {
+    min: 100,
+    max: 600_000,
+    default: 10_000,
+  }),
+  longPollMaxMs: int("Longest long-poll a client may ask for", {
+    min: 100,
+    max: 3_600_000,
+    default: 60_000,
+  }),
+  longPollDefaultMs: int("Long-poll wait without ?timeout=", {
+    min: 100,
+    max: 3_600_000,
+    default: 30_000,
+  }),
+  sseHeartbeatMs: int("SSE heartbeat interval", { min: 100, max: 3_600_000, default: 15_000 }),
+  idleTimeoutMs: int("An HTTP device goes offline after this long without a request", {
+    min: 1000,
+    max: 7 * 86_400_000,
+    default: 120_000,
+  }),
+  maxWaitersPerDevice: int("Open long-polls plus SSE streams per device", {
+    min: 1,
+    max: 1000,
+    default: 4,
+  }),
+  overloadRetryAfterSec: int("Retry-After when the pipeline is full", {
+    min: 1,
+    max: 3600,
+    default: 1,
+  }),
+});
 
 /** {@link DeviceApiOptions} with every field set. */
-export type ResolvedDeviceApiOptions = Required<DeviceApiOptions>;
+export type ResolvedDeviceApiOptions = Infer<typeof deviceApiOptionsSchema>;
+
+/**
+ * Tunables of the HTTP device API: the keys of {@link deviceApiOptionsSchema} (its docs say what
+ * each means), all optional; see {@link defaultDeviceApiOptions}.
+ */
+export type DeviceApiOptions = Partial<ResolvedDeviceApiOptions>;
 
 /** The defaults of every option. */
-export const defaultDeviceApiOptions: Readonly<ResolvedDeviceApiOptions> = Object.freeze({
-  maxBodyBytes: 262_144,
-  maxBatch: 1000,
-  bodyTimeoutMs: 10_000,
-  longPollMaxMs: 60_000,
-  longPollDefaultMs: 30_000,
-  sseHeartbeatMs: 15_000,
-  idleTimeoutMs: 120_000,
-  maxWaitersPerDevice: 4,
-  overloadRetryAfterSec: 1,
-});
+export const defaultDeviceApiOptions: Readonly<ResolvedDeviceApiOptions> = Object.freeze(
+  defaults(deviceApiOptionsSchema),
+);
 
 const MIN_ONE = new Set<keyof DeviceApiOptions>([
   "maxBodyBytes",

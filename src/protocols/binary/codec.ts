@@ -4,8 +4,9 @@
  * - {@link FrameParser} is the synchronous core: an explicit HEADER → BODY state machine that takes
  *   chunks split at any byte boundary, with many frames per chunk, and enforces the payload cap as
  *   soon as the length field is read, before buffering a single payload byte.
- * - {@link FrameDecoder} wraps it as a `TransformStream<Uint8Array, Frame>`.
- * - {@link FrameEncoder} is the `TransformStream<Frame, Uint8Array>` for the other direction.
+ * - {@link FrameDecoder} wraps it as the `TransformStream<Uint8Array, Frame[]>` sessions pipe their
+ *   socket bytes through. (Outgoing frames are encoded straight into the connection's writer with
+ *   `encodeFrame`: no stream step per frame on the way out.)
  *
  * The codec checks framing only (magic, length cap, CRC). Unknown types, reserved flags and body
  * syntax are the session's business (ERROR 4/6, see `docs/binary-protocol.md`), so the decoder
@@ -14,9 +15,9 @@
  * @module
  */
 
+import { ParserStream } from "../../net/parser_stream.ts";
 import { crc32 } from "./crc32.ts";
 import {
-  encodeFrame,
   ErrorCode,
   type Frame,
   FrameSyntaxError,
@@ -54,10 +55,24 @@ export interface FrameParserOptions {
    * @default ignore the error
    */
   onError?: (err: FrameSyntaxError) => void;
+  /**
+   * The gateway's payload budget: a frame larger than `reserveAbove` that arrives over several
+   * reads takes its size from it before its payload is buffered, and gives it back once whole. A
+   * frame that does not fit is read and dropped unbuffered and reported to `onError` with code 11
+   * (OVERLOADED, non-fatal). [FBP-2-7]
+   */
+  budget?: { tryTake(n: number): boolean; give(n: number): void };
+  /** Frames above this payload size are reserved in `budget`, bytes. @default 16384 */
+  reserveAbove?: number;
 }
 
 /** Tunables of {@link FrameDecoder}. */
 export interface FrameDecoderOptions {
+  /**
+   * The parser to run (its state, a partial frame, carries over from earlier reads).
+   * @default a new parser with `maxPayload`
+   */
+  parser?: FrameParser;
   /**
    * Largest accepted payload in bytes, an integer in `0..0xFFFFFFFF`. A frame declaring more
    * errors the stream (ERROR 2, fatal) as soon as its length field is read. [FBP-2-2]
@@ -130,6 +145,10 @@ export class FrameParser {
   #offset = 0;
   #frameStart = 0;
   #failed: FrameSyntaxError | undefined;
+  #budget: FrameParserOptions["budget"];
+  #reserveAbove: number;
+  #reserved = 0; // payload bytes of the frame being assembled, taken from the budget
+  #dropping = false; // the frame being read did not fit the budget: its bytes are skipped
 
   /** Creates a parser. @throws {RangeError} If `maxPayload` is not an integer in range. */
   constructor(options: FrameParserOptions = {}) {
@@ -141,6 +160,8 @@ export class FrameParser {
     }
     this.#maxPayload = maxPayload;
     this.#onError = options.onError;
+    this.#budget = options.budget;
+    this.#reserveAbove = options.reserveAbove ?? 16_384;
   }
 
   /** Header and trailer scratch, made for a frame split across chunks and dropped after it. */
@@ -249,7 +270,12 @@ export class FrameParser {
         this.#type = header[8];
         this.#flags = header[9];
         this.#seq = readU32(header, 10);
-        this.#payload = new Uint8Array(this.#length);
+        this.#dropping = false;
+        if (this.#budget && this.#length > this.#reserveAbove) {
+          if (this.#budget.tryTake(this.#length)) this.#reserved = this.#length;
+          else this.#dropping = true; // [FBP-2-7] read and dropped, nothing buffered
+        }
+        this.#payload = this.#dropping ? EMPTY : new Uint8Array(this.#length);
         this.#have = 0;
         this.#state = BODY;
       } else {
@@ -257,7 +283,7 @@ export class FrameParser {
         const length = this.#length;
         if (this.#have < length) {
           const n = Math.min(length - this.#have, end - pos);
-          this.#payload.set(chunk.subarray(pos, pos + n), this.#have);
+          if (!this.#dropping) this.#payload.set(chunk.subarray(pos, pos + n), this.#have);
           this.#have += n;
           this.#offset += n;
           pos += n;
@@ -271,11 +297,28 @@ export class FrameParser {
         pos += n;
         if (got + n < TRAILER_SIZE) break;
         const payload = this.#payload;
-        const crc = crc32(payload, crc32(this.#header!));
-        const expected = readU32(this.#trailer!, 0);
         this.#state = HEADER;
         this.#have = 0;
         this.#payload = EMPTY;
+        this.release();
+        if (this.#dropping) {
+          this.#dropping = false;
+          this.#header = this.#trailer = undefined;
+          this.#report(
+            new FrameSyntaxError(
+              `Cannot take frame seq ${this.#seq}: its ${length} bytes exceed the gateway's free payload budget`,
+              {
+                offset: this.#frameStart,
+                code: ErrorCode.OVERLOADED,
+                seq: this.#seq,
+                flags: this.#flags,
+              },
+            ),
+          );
+          continue;
+        }
+        const crc = crc32(payload, crc32(this.#header!));
+        const expected = readU32(this.#trailer!, 0);
         this.#header = this.#trailer = undefined; // an idle connection keeps no scratch
         this.#finish(crc, expected, () => payload, onFrame);
       }
@@ -326,10 +369,22 @@ export class FrameParser {
           seq: this.#seq,
         },
       );
-      (this.#callOnError ?? this.#onError)?.(err);
+      this.#report(err);
       return;
     }
     onFrame({ type: this.#type, flags: this.#flags, seq: this.#seq, payload: payload() });
+  }
+
+  /** Reports a non-fatal error to this call's or the constructor's `onError`. */
+  #report(err: FrameSyntaxError): void {
+    (this.#callOnError ?? this.#onError)?.(err);
+  }
+
+  /** Gives back what a frame being assembled took from the budget (also when the connection ends). */
+  release(): void {
+    if (this.#reserved === 0) return;
+    this.#budget?.give(this.#reserved);
+    this.#reserved = 0;
   }
 
   /** [FBP-2-1] Checks `bytes[at + from, at + to)` against magic bytes `from..to`. */
@@ -375,138 +430,39 @@ function hex32(n: number): string {
 }
 
 /**
- * Decodes a byte stream into FBP/1 {@link Frame}s.
+ * Decodes a byte stream into batches of {@link Frame}s: one batch per chunk that completes any
+ * (one stream step per read), in order. This is what a session pipes each burst of socket bytes
+ * through (`src/net/burst_source.ts`); it is built from a {@link FrameParser} (the session's own,
+ * so a frame split across a handshake read and a burst is not lost).
  *
  * Framing errors: bad magic and a too-large frame error the stream with a fatal
  * {@link FrameSyntaxError} (send ERROR `err.code`, then close); a frame with a bad CRC is dropped,
  * reported to `onError` (send ERROR 3, keep the connection) and decoding goes on. A stream that
- * ends inside a frame errors with a fatal `FrameSyntaxError` of code 6.
- *
- * Errors keep their place in the stream: frames decoded before an error are read first, then
- * `onError` runs or the readable errors. (A plain `TransformStream` that errors discards the frames
- * still queued, so errors travel in-band through an inner stream and are raised by the outer
- * readable when the reader reaches them.) The writable side errors with the same fatal error once
- * the reader has reached it; bytes written after a fatal error are discarded.
+ * ends inside a frame errors with a fatal `FrameSyntaxError` of code 6. Errors keep their place in
+ * the stream (see `src/net/parser_stream.ts`): frames before an error are read first, then
+ * `onError` runs or the readable errors; the writable errors with the same fatal error once the
+ * reader has reached it.
  *
  * @example
  * ```ts
  * import { FrameDecoder } from "./codec.ts";
  * import { encodeFrame, FrameType } from "./frame.ts";
  * const ping = encodeFrame({ type: FrameType.PING, flags: 0, seq: 9, payload: new Uint8Array() });
- * const frames = await Array.fromAsync(
+ * const batches = await Array.fromAsync(
  *   ReadableStream.from([ping.subarray(0, 3), ping.subarray(3)]).pipeThrough(new FrameDecoder()),
  * );
+ * const frames = batches.flat();
  * if (frames.length !== 1 || frames[0].type !== FrameType.PING || frames[0].seq !== 9) {
  *   throw new Error("bad");
  * }
  * ```
  */
-export class FrameDecoder implements TransformStream<Uint8Array, Frame> {
-  #readable: ReadableStream<Frame>;
-  #writable: WritableStream<Uint8Array>;
-
+export class FrameDecoder extends ParserStream<Frame, FrameSyntaxError> {
   /** Creates a decoder. @throws {RangeError} If `maxPayload` is out of range. */
   constructor(options: FrameDecoderOptions = {}) {
-    const onError = options.onError;
-    let failed = false;
-    let sink: TransformStreamDefaultController<Frame | FrameSyntaxError> | undefined;
-    const parser = new FrameParser({
-      maxPayload: options.maxPayload,
-      onError: (err) => sink?.enqueue(err),
+    super(options.parser ?? new FrameParser({ maxPayload: options.maxPayload }), {
+      onError: options.onError,
+      isParseError: (err) => err instanceof FrameSyntaxError,
     });
-    const inner = new TransformStream<Uint8Array, Frame | FrameSyntaxError>({
-      transform(chunk, controller) {
-        if (failed) return; // The fatal error is queued; it ends the stream when it is reached.
-        sink = controller;
-        try {
-          parser.parse(chunk, (frame) => controller.enqueue(frame));
-        } catch (err) {
-          if (!(err instanceof FrameSyntaxError)) throw err;
-          failed = true;
-          controller.enqueue(err);
-        }
-      },
-      flush(controller) {
-        if (failed) return;
-        try {
-          parser.end();
-        } catch (err) {
-          if (!(err instanceof FrameSyntaxError)) throw err;
-          controller.enqueue(err);
-        }
-      },
-    });
-    const reader = inner.readable.getReader();
-    this.#readable = new ReadableStream<Frame>({
-      async pull(controller) {
-        while (true) {
-          const { done, value } = await reader.read();
-          if (done) return controller.close();
-          if (!(value instanceof FrameSyntaxError)) return controller.enqueue(value);
-          if (value.fatal) {
-            controller.error(value);
-            // Cancelling the inner readable errors the writable side with the same error.
-            await reader.cancel(value);
-            return;
-          }
-          onError?.(value);
-        }
-      },
-      cancel(reason) {
-        return reader.cancel(reason);
-      },
-    }, { highWaterMark: 0 });
-    this.#writable = inner.writable;
-  }
-
-  /** The decoded frames. */
-  get readable(): ReadableStream<Frame> {
-    return this.#readable;
-  }
-
-  /** Where the raw bytes go. */
-  get writable(): WritableStream<Uint8Array> {
-    return this.#writable;
-  }
-}
-
-/**
- * Encodes {@link Frame}s into bytes with {@link encodeFrame}, one chunk per frame.
- *
- * @example
- * ```ts
- * import { FrameDecoder, FrameEncoder } from "./codec.ts";
- * import { FrameType } from "./frame.ts";
- * const frames = await Array.fromAsync(
- *   ReadableStream.from([{ type: FrameType.PONG, flags: 0, seq: 4, payload: new Uint8Array() }])
- *     .pipeThrough(new FrameEncoder())
- *     .pipeThrough(new FrameDecoder()),
- * );
- * if (frames.length !== 1 || frames[0].seq !== 4) throw new Error("bad");
- * ```
- */
-export class FrameEncoder implements TransformStream<Frame, Uint8Array> {
-  #readable: ReadableStream<Uint8Array>;
-  #writable: WritableStream<Frame>;
-
-  /** Creates an encoder. */
-  constructor() {
-    const { readable, writable } = new TransformStream<Frame, Uint8Array>({
-      transform(frame, controller) {
-        controller.enqueue(encodeFrame(frame));
-      },
-    });
-    this.#readable = readable;
-    this.#writable = writable;
-  }
-
-  /** The encoded bytes. */
-  get readable(): ReadableStream<Uint8Array> {
-    return this.#readable;
-  }
-
-  /** Where the frames go. */
-  get writable(): WritableStream<Frame> {
-    return this.#writable;
   }
 }

@@ -84,6 +84,8 @@ export const ErrorCode = {
   SHUTTING_DOWN: 9,
   /** No HELLO within the hello timeout. Connection closes. */
   HELLO_TIMEOUT: 10,
+  /** The gateway's payload budget could not take the frame: read and dropped, retry later. */
+  OVERLOADED: 11,
 } as const;
 
 /** One of the {@link ErrorCode} values. */
@@ -141,6 +143,8 @@ export interface FrameSyntaxErrorOptions {
   fatal?: boolean;
   /** The seq of the frame in error, when its header was read (it may itself be corrupt). */
   seq?: number;
+  /** The flags of the frame in error, when its header was read. */
+  flags?: number;
   /** The underlying error, if any. */
   cause?: unknown;
 }
@@ -176,6 +180,8 @@ export class FrameSyntaxError extends SyntaxError {
   readonly fatal: boolean;
   /** The seq from the header of the frame in error, when it was read. */
   readonly seq: number | undefined;
+  /** The flags of the frame in error, when its header was read. */
+  readonly flags: number | undefined;
 
   /** Creates the error; `message` should say what was expected and what was found. */
   constructor(message: string, options: FrameSyntaxErrorOptions) {
@@ -184,6 +190,7 @@ export class FrameSyntaxError extends SyntaxError {
     this.code = options.code;
     this.fatal = options.fatal ?? false;
     this.seq = options.seq;
+    this.flags = options.flags;
   }
 }
 
@@ -550,14 +557,7 @@ export function encodeTelemetry(body: TelemetryBody): Uint8Array {
     "TELEMETRY channel",
     "0..64 of [a-z0-9_-]",
   );
-  if (!(body.data instanceof Uint8Array)) {
-    throw new TypeError("Cannot encode TELEMETRY data: not a Uint8Array");
-  }
-  const out = new Uint8Array(1 + channel.length + body.data.length);
-  out[0] = channel.length;
-  out.set(channel, 1);
-  out.set(body.data, 1 + channel.length);
-  return out;
+  return namedBody(channel, body.data, "TELEMETRY");
 }
 
 /**
@@ -649,13 +649,18 @@ export interface CommandBody {
  */
 export function encodeCommand(body: CommandBody): Uint8Array {
   const name = encodeName(body.name, NAME_CHARS, 1, "COMMAND name", "1..64 of [A-Za-z0-9._-]");
-  if (!(body.data instanceof Uint8Array)) {
-    throw new TypeError("Cannot encode COMMAND data: not a Uint8Array");
+  return namedBody(name, body.data, "COMMAND");
+}
+
+/** `u8 nameLen, name, data…`: the layout TELEMETRY and COMMAND bodies share. */
+function namedBody(name: Uint8Array, data: Uint8Array, what: string): Uint8Array {
+  if (!(data instanceof Uint8Array)) {
+    throw new TypeError(`Cannot encode ${what} data: not a Uint8Array`);
   }
-  const out = new Uint8Array(1 + name.length + body.data.length);
+  const out = new Uint8Array(1 + name.length + data.length);
   out[0] = name.length;
   out.set(name, 1);
-  out.set(body.data, 1 + name.length);
+  out.set(data, 1 + name.length);
   return out;
 }
 

@@ -8,5 +8,6 @@ export * from "./client.ts";
 export * from "./codec.ts";
 export * from "./crc32.ts";
 export * from "./frame.ts";
+export * from "./options.ts";
 export * from "./server.ts";
 export * from "./session.ts";

@@ -7,43 +7,15 @@
 
 import type { Core, DevicePort, Logger, ProtocolSpec } from "../../core/mod.ts";
 import type { ListenAddress, Listener } from "../listener.ts";
-import { TcpListener, type TlsFiles } from "../../net/tcp_listener.ts";
-import {
-  BinarySession,
-  type BinarySessionHost,
-  type BinarySessionOptions,
-  IDLE_READ_BUFFER,
-} from "./session.ts";
+import { acceptLoop } from "../../net/accept_loop.ts";
+import { TcpListener } from "../../net/tcp_listener.ts";
+import { type BinaryServerOptions, defaultBinaryServerOptions } from "./options.ts";
+import { BinarySession, type BinarySessionHost, IDLE_READ_BUFFER } from "./session.ts";
 
 import { encodeError, encodeFrame, ErrorCode, FrameType } from "./frame.ts";
 
 /** FBP/1 as the core knows it: the label of its messages, presence and metrics. */
 export const FBP: ProtocolSpec = Object.freeze({ name: "binary" });
-
-/** Tunables of {@link BinaryServer} (the `binary` config section). */
-export interface BinaryServerOptions extends BinarySessionOptions {
-  /** Address to bind. @default "127.0.0.1" */
-  hostname: string;
-  /** Port (0 picks a free one). @default 7883 */
-  port: number;
-  /** Most concurrent connections; past it new ones get ERROR 9 and are closed. @default 50000 */
-  maxConnections: number;
-  /** Serve TLS with these PEM files (reloaded when they change). @default plain TCP */
-  tls?: TlsFiles;
-}
-
-/** Defaults of every option. */
-export const defaultBinaryServerOptions: BinaryServerOptions = {
-  hostname: "127.0.0.1",
-  port: 7883,
-  maxPayload: 65536,
-  helloTimeoutMs: 10_000,
-  defaultKeepAliveSec: 60,
-  maxKeepAliveSec: 3600,
-  drainTimeoutMs: 10_000,
-  maxPendingBytes: 1 << 20,
-  maxConnections: 50_000,
-};
 
 /**
  * Serves FBP/1 devices.
@@ -133,49 +105,18 @@ export class BinaryServer implements Listener {
       onReloadError: (error) =>
         this.#log.error("TLS certificate not reloaded; the previous one stays", { error }),
     });
-    this.#accepting = this.#acceptLoop(l);
+    this.#accepting = acceptLoop({
+      listener: l,
+      port: this.#port,
+      maxConnections: this.#opts.maxConnections,
+      open: () => this.#sessions.size,
+      closing: () => this.#closed,
+      refuse,
+      serve: (conn) => {
+        this.#sessions.add(new BinarySession(this.#port, conn, this.#opts, this.#host));
+      },
+    });
     return Promise.resolve({ hostname: l.hostname, port: l.port });
-  }
-
-  async #acceptLoop(listener: TcpListener): Promise<void> {
-    const stats = this.#port.stats;
-    for (;;) {
-      let conn: Deno.Conn | null;
-      try {
-        conn = await listener.accept();
-        if (conn === null) return;
-      } catch (err) {
-        if (this.#closed) return;
-        // EMFILE and friends: log, back off briefly, keep serving the others.
-        this.#log.error("accept failed", { error: err });
-        stats.error("accept_failed");
-        await new Promise((r) => setTimeout(r, 100));
-        continue;
-      }
-      if (this.#closed) {
-        conn.close();
-        return;
-      }
-      if (this.#sessions.size >= this.#opts.maxConnections) {
-        stats.drop("max_connections");
-        this.#log.warn("connection refused: limit reached", { limit: this.#opts.maxConnections });
-        refuse(conn, `connection limit ${this.#opts.maxConnections} reached`);
-        continue;
-      }
-      const address = (conn.remoteAddr as Deno.NetAddr).hostname;
-      if (!this.#port.admit(address)) {
-        stats.drop("address_limit");
-        this.#log.warn("connection refused: per-address limit reached", { address });
-        refuse(conn, `too many connections from ${address}`);
-        continue;
-      }
-      try {
-        (conn as Deno.TcpConn).setNoDelay?.(true);
-      } catch { /* not fatal */ }
-      stats.opened();
-      const session = new BinarySession(this.#port, conn, this.#opts, this.#host);
-      this.#sessions.add(session);
-    }
   }
 
   /** Stops accepting, sends ERROR 9 to every device, closes them, waits for all to end. */

@@ -13,6 +13,7 @@ import {
   type DeadlineEntry,
   type DevicePort,
   type Draft,
+  errorMessage,
   Identity,
   type Logger,
   type LoginRefusalReason,
@@ -25,7 +26,7 @@ import {
 } from "../../core/mod.ts";
 import { type BurstConsumer, type BurstOptions, serveBursts } from "../../net/burst_source.ts";
 import { ConnWriter, type ConnWriterOptions } from "../../net/conn_writer.ts";
-import { FrameParser } from "./codec.ts";
+import { FrameDecoder, FrameParser } from "./codec.ts";
 import {
   AckStatus,
   decodeAck,
@@ -44,22 +45,7 @@ import {
   FrameType,
   HelloStatus,
 } from "./frame.ts";
-
-/** Tunables of a session (the binary section of the config). */
-export interface BinarySessionOptions {
-  /** Largest frame payload. @default 65536 */
-  maxPayload: number;
-  /** Time allowed for HELLO. @default 10000 */
-  helloTimeoutMs: number;
-  /** Keepalive granted when the device asks 0. @default 60 */
-  defaultKeepAliveSec: number;
-  /** Largest keepalive granted. @default 3600 */
-  maxKeepAliveSec: number;
-  /** Longest wait for a slow reader. @default 10000 */
-  drainTimeoutMs: number;
-  /** Outbound bytes queued before the connection is closed. @default 1048576 */
-  maxPendingBytes: number;
-}
+import type { BinarySessionOptions } from "./options.ts";
 
 /** What a session needs from its server. */
 export interface BinarySessionHost {
@@ -80,6 +66,9 @@ export interface BinarySessionHost {
   onClosed(session: BinarySession): void;
 }
 
+/** How telemetry is published: waiting for room (which stops this connection's reads). */
+const WAIT = Object.freeze({ wait: true });
+
 /** Commands sent and not yet acknowledged, per session. */
 const MAX_PENDING_COMMANDS = 1024;
 
@@ -99,8 +88,8 @@ function helloStatus(r: Refusal<LoginRefusalReason>): number {
       return HelloStatus.BAD_ID;
     case "bad_credentials":
     case "no_credentials":
-    case "throttled":
       return HelloStatus.BAD_CREDENTIALS;
+    case "throttled": // retryable: the right token gets in once the throttle ends
     case "unavailable":
       return HelloStatus.UNAVAILABLE;
   }
@@ -129,36 +118,11 @@ let nextSessionId = 1;
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
-/** A decoded frame or an in-band decoding error (kept in stream order). */
+/** A decoded frame or a decoding error, in stream order. */
 type FrameEvent = Frame | FrameSyntaxError;
 
-/**
- * Splits bytes into frames, one array of them per chunk read (one stream step per read, not per
- * frame). Decoding errors travel in-band, in stream order: frames before a bad CRC or a fatal
- * error are handled (and ACKed) before the ERROR for it goes out, and a fatal error ends the
- * stream after it.
- */
-function frameEvents(parser: FrameParser): TransformStream<Uint8Array, FrameEvent[]> {
-  return new TransformStream<Uint8Array, FrameEvent[]>({
-    transform(chunk, controller) {
-      const events: FrameEvent[] = [];
-      const out = (e: FrameEvent) => events.push(e);
-      try {
-        parser.parse(chunk, out, out);
-      } catch (err) {
-        if (!(err instanceof FrameSyntaxError)) throw err;
-        events.push(err);
-        controller.enqueue(events);
-        controller.terminate();
-        return;
-      }
-      if (events.length) controller.enqueue(events);
-    },
-  });
-}
-
 /** One device connection speaking FBP/1. */
-export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]> {
+export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
   #number = nextSessionId++;
   /** Unique id of the connection (made when asked: idle sessions keep a number). */
   get sessionId(): string {
@@ -174,12 +138,10 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
   #opts: BinarySessionOptions;
   #log: Logger;
   #writer: ConnWriter<BinarySession>;
-  #deviceId: string | undefined;
-  #who: Identity | undefined;
+  #who: Identity | undefined; // once HELLO succeeded (its device id is the device's)
   #attachment: Attachment | undefined;
   #keepalive: DeadlineEntry | undefined;
   #helloTimer: DeadlineEntry | undefined;
-  #commandsAttached = false;
   #host: BinarySessionHost;
   #closed = false;
   #nextSeq = 1;
@@ -204,7 +166,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
       BinarySession.#helloExpired,
       this,
     );
-    this.#parser = new FrameParser({ maxPayload: options.maxPayload });
+    this.#parser = new FrameParser({ maxPayload: options.maxPayload, budget: port.budget });
     // Each burst of traffic flows socket → codec TransformStream → consume(); between bursts
     // only a small read is pending (cheap idle connections). Never rejects; ends with end().
     serveBursts(conn, this, host.burstOptions);
@@ -213,7 +175,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
   /** HELLO timer expiry (one callback for every session: no closure each). */
   static #helloExpired = (s: BinarySession): void => {
     s.#helloTimer = undefined;
-    if (s.#deviceId === undefined) {
+    if (s.#who === undefined) {
       s.#error(ErrorCode.HELLO_TIMEOUT, 0, `no HELLO within ${s.#opts.helloTimeoutMs} ms`);
       s.#shutdown();
     }
@@ -245,7 +207,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
 
   /** The authenticated device, once HELLO succeeded. */
   get deviceId(): string | undefined {
-    return this.#deviceId;
+    return this.#who?.deviceId;
   }
 
   /** Subscriber id (for no-local). */
@@ -276,19 +238,35 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
     }
   }
 
-  /** A codec stream for a burst, over the session's parser (a partial frame spans bursts). */
-  codec(): TransformStream<Uint8Array, FrameEvent[]> {
-    return frameEvents(this.#parser!);
+  /**
+   * The codec a burst's bytes flow through: a {@link FrameDecoder} over the session's parser (a
+   * partial frame carries over from the handshake's reads). A bad CRC reaches `onError` in
+   * stream order (ERROR 3, the connection stays).
+   */
+  codec(): FrameDecoder {
+    return new FrameDecoder({ parser: this.#parser, onError: this.#onCrcError });
   }
 
-  /** Handles a burst's frames and errors in order; a full pipeline stops reading. */
-  async consume(frames: ReadableStream<FrameEvent[]>): Promise<void> {
-    for await (const events of frames) {
-      for (const ev of events) {
-        if (this.#closed) return;
-        const pending = this.#onEvent(ev); // a promise only while the core is full
-        if (pending) await pending;
+  #onCrcError = (err: FrameSyntaxError): void => {
+    this.#onEvent(err);
+  };
+
+  /**
+   * Handles a burst's frames in order; a full pipeline stops reading. A fatal framing error ends
+   * the stream after the frames before it: ERROR, then the connection closes.
+   */
+  async consume(batches: ReadableStream<Frame[]>): Promise<void> {
+    try {
+      for await (const frames of batches) {
+        for (const f of frames) {
+          if (this.#closed) return;
+          const pending = this.#onEvent(f); // a promise only while the core is full
+          if (pending) await pending;
+        }
       }
+    } catch (err) {
+      if (!(err instanceof FrameSyntaxError)) throw err;
+      if (!this.#closed) this.#onEvent(err);
     }
   }
 
@@ -317,7 +295,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
   async #handshake(): Promise<boolean> {
     const parser = this.#parser!;
     const buf = new Uint8Array(IDLE_READ_BUFFER);
-    while (this.#deviceId === undefined && !this.#closed) {
+    while (this.#who === undefined && !this.#closed) {
       let n: number | null;
       try {
         n = await this.#conn.read(buf);
@@ -346,12 +324,18 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
     this.#port.stats.error(String(err.code));
     this.#log.info("bad frame", {
       remote: this.#remoteText,
-      device: this.#deviceId,
+      device: this.deviceId,
       code: err.code,
       offset: err.offset,
       reason: err.message,
     });
-    this.#error(err.code, err.seq ?? 0, err.message);
+    if (
+      err.code === ErrorCode.OVERLOADED && err.seq !== undefined &&
+      ((err.flags ?? 0) & FLAG_ACK_REQUESTED)
+    ) {
+      // [FBP-2-7] a frame the budget could not take: its ACK says "retry later".
+      this.#send(FrameType.ACK, err.seq, encodeAck(AckStatus.OVERLOADED));
+    } else this.#error(err.code, err.seq ?? 0, err.message);
     if (err.fatal) this.#shutdown();
   }
 
@@ -363,25 +347,27 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
         `reserved flag bits set: 0x${f.flags.toString(16)}`,
       );
     }
-    if (this.#deviceId === undefined) {
+    const who = this.#who;
+    if (who === undefined) {
       if (f.type === FrameType.HELLO) return this.#hello(f);
       this.#error(ErrorCode.NOT_AUTHENTICATED, f.seq, "the first frame must be HELLO");
       this.#port.stats.error(String(ErrorCode.NOT_AUTHENTICATED));
       return this.#shutdown();
     }
-    this.#port.touch(this.#deviceId);
+    const id = who.deviceId!; // a device's login always names it
+    this.#port.touch(id);
     switch (f.type) {
       case FrameType.TELEMETRY:
-        return this.#telemetry(f);
+        return this.#telemetry(f, who, id);
       case FrameType.ACK:
-        return this.#ack(f);
+        return this.#ack(f, who, id);
       case FrameType.PING:
         this.#send(FrameType.PONG, f.seq, new Uint8Array(0));
         return;
       case FrameType.PONG:
         return;
       case FrameType.BYE:
-        this.#log.info("device said BYE", { device: this.#deviceId, remote: this.#remoteText });
+        this.#log.info("device said BYE", { device: this.deviceId, remote: this.#remoteText });
         this.#send(FrameType.BYE, f.seq, encodeBye(0));
         return this.#shutdown();
       case FrameType.HELLO:
@@ -403,7 +389,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
   #reject(f: Frame, code: number, reason: string): void {
     this.#port.stats.error(String(code));
     this.#log.info("frame rejected", {
-      device: this.#deviceId,
+      device: this.deviceId,
       remote: this.#remoteText,
       code,
       reason,
@@ -422,7 +408,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
     try {
       hello = decodeHello(f.payload);
     } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
+      const reason = errorMessage(err);
       if (!helloIdValid(f.payload)) return this.#refuse(f, HelloStatus.BAD_ID, reason);
       return this.#reject(f, ErrorCode.BAD_PAYLOAD, reason);
     }
@@ -434,11 +420,9 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
       : Math.min(hello.keepAlive, o.maxKeepAliveSec);
     this.#helloTimer?.cancel();
     this.#helloTimer = undefined;
-    this.#deviceId = hello.id;
     this.#who = who;
     this.#send(FrameType.HELLO_ACK, f.seq, encodeHelloAck({ status: HelloStatus.OK, keepAlive }));
     this.#host.attachCommands(hello.id, this);
-    this.#commandsAttached = true;
     this.#attachment = this.#port.attach(who, this);
     this.#keepalive = this.#port.supervise(this, keepAlive * 1500);
     this.#log.info("device connected", { device: hello.id, remote: this.#remoteText, keepAlive });
@@ -455,7 +439,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
     this.#shutdown();
   }
 
-  #telemetry(f: Frame): Promise<void> | void {
+  #telemetry(f: Frame, who: Identity, id: string): Promise<void> | void {
     let body;
     try {
       body = decodeTelemetry(f.payload);
@@ -463,12 +447,12 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
       return this.#reject(
         f,
         ErrorCode.BAD_PAYLOAD,
-        err instanceof Error ? err.message : String(err),
+        errorMessage(err),
       );
     }
     const ackWanted = (f.flags & FLAG_ACK_REQUESTED) !== 0;
     const draft: Draft = {
-      topic: telemetryTopic(this.#deviceId!, body.channel || undefined),
+      topic: telemetryTopic(id, body.channel || undefined),
       payload: body.data,
       qos: ackWanted ? 1 : 0,
       retain: false,
@@ -476,7 +460,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
     };
     // Accepted at once when the core has room (no promise per frame); otherwise the wait for
     // room stops this connection's reads.
-    const r = this.#port.publish(this.#who!, draft, { wait: true });
+    const r = this.#port.publish(who, draft, WAIT);
     if (r instanceof Promise) return r.then((r) => this.#answer(r, f.seq, ackWanted));
     this.#answer(r, f.seq, ackWanted);
   }
@@ -485,12 +469,12 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
   #answer(r: PublishResult, seq: number, ackWanted: boolean): void {
     if (this.#closed) return;
     if (!r.ok) {
-      this.#log.debug("telemetry refused", { device: this.#deviceId, seq, reason: r.reason });
+      this.#log.debug("telemetry refused", { device: this.deviceId, seq, reason: r.reason });
     }
     if (ackWanted) this.#send(FrameType.ACK, seq, encodeAck(r.ok ? AckStatus.OK : ackStatus(r)));
   }
 
-  #ack(f: Frame): void {
+  #ack(f: Frame, who: Identity, id: string): void {
     let status: number;
     try {
       status = decodeAck(f.payload);
@@ -498,24 +482,24 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
       return this.#reject(
         f,
         ErrorCode.BAD_PAYLOAD,
-        err instanceof Error ? err.message : String(err),
+        errorMessage(err),
       );
     }
     const name = this.#pending?.get(f.seq);
     if (name === undefined) {
-      this.#log.debug("ACK for no pending command", { device: this.#deviceId, seq: f.seq });
+      this.#log.debug("ACK for no pending command", { device: this.deviceId, seq: f.seq });
       return;
     }
     this.#pending!.delete(f.seq);
     const ack: Draft = {
-      topic: ackTopic(this.#deviceId!, name),
+      topic: ackTopic(id, name),
       payload: encoder.encode(JSON.stringify({ seq: f.seq, status })),
       qos: 1,
       retain: false,
       origin: this.sessionId,
     };
     // The device waits for nothing here: its ACK is published without holding its reads.
-    const r = this.#port.publish(this.#who!, ack, { wait: true });
+    const r = this.#port.publish(who, ack, WAIT);
     const logged = (r: PublishResult) => {
       if (!r.ok) this.#log.info("command ack not published", { topic: ack.topic, why: r.message });
     };
@@ -530,7 +514,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
    * the session cannot take it (closed, or claimed elsewhere); the command then stays pending.
    */
   offer(cmd: PendingCommand): boolean {
-    if (this.#closed || this.#deviceId === undefined) return false;
+    if (this.#closed || this.#who === undefined) return false;
     const commands = this.#port.commands;
     if (!commands.claim(cmd)) return false;
     const seq = this.#nextSeq;
@@ -540,14 +524,14 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
       body = encodeCommand({ name: cmd.name, data: cmd.msg.payload });
     } catch (err) {
       commands.discard(cmd); // never deliverable here
-      this.#log.warn("command not sendable over FBP/1", { device: this.#deviceId, error: err });
+      this.#log.warn("command not sendable over FBP/1", { device: this.deviceId, error: err });
       return true;
     }
     if (body.length > this.#opts.maxPayload) {
       commands.discard(cmd);
       this.#port.stats.drop("too_large");
       this.#log.warn("command too large for the device", {
-        device: this.#deviceId,
+        device: this.deviceId,
         bytes: body.length,
       });
       return true;
@@ -583,7 +567,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
     if (this.#closed) return;
     const code = CLOSE_CODES[reason.code];
     this.#log.info("closing session", {
-      device: this.#deviceId,
+      device: this.deviceId,
       remote: this.#remoteText,
       reason: reason.code,
       detail: reason.message,
@@ -596,9 +580,11 @@ export class BinarySession implements SessionHandle, BurstConsumer<FrameEvent[]>
   #shutdown(): Promise<void> {
     return this.#shutdownPromise ??= (async () => {
       this.#closed = true;
+      this.#parser?.release(); // a frame cut off by the close gives its reservation back
       this.#helloTimer?.cancel();
       this.#keepalive?.cancel();
-      if (this.#commandsAttached) this.#host.detachCommands(this.#deviceId!, this);
+      const id = this.#who?.deviceId;
+      if (id !== undefined) this.#host.detachCommands(id, this);
       this.#attachment?.detach();
       // Let queued frames (the ERROR saying why) reach the peer, bounded by the drain timeout.
       await this.#writer.flushed();

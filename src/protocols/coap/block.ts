@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Clock, TimerHandle } from "../../core/clock.ts";
+import type { Clock, TimerHandle } from "../../core/mod.ts";
 
 /** A decoded Block1/Block2 value, RFC 7959 §2.2. */
 export interface BlockValue {

@@ -8,16 +8,17 @@
  *   RFC 7252 demands a format error (reserved token lengths 9-15 are read as RFC 8974 extended
  *   tokens, a payload marker with no payload is accepted, truncated options read past the end), so
  *   decoding is done here.
- * - {@link encodeMessage} serialises with `npm:coap-packet`'s `generate`, behind a size cap.
- * - {@link CoapDecoder} and {@link CoapEncoder} wrap both as `TransformStream`s (one datagram per
- *   chunk) for stream pipelines and tests.
+ * - {@link encodeMessage} serialises in one pass into shared slabs, behind a size cap (the tests
+ *   check it byte for byte against `npm:coap-packet`'s `generate`).
+ *
+ * CoAP is datagrams, not a byte stream: the server decodes each datagram it receives in one call
+ * and sends each encoded message in one `send`, with no stream step in between (a stream pipeline
+ * per datagram would cost more than the decoding; see `docs/architecture.md`).
  *
  * @module
  */
 
-import { Buffer } from "node:buffer";
-import { generate } from "coap-packet";
-import { type CoapMessage, type CoapOption, type CoapType, codeString } from "./message.ts";
+import type { CoapMessage, CoapOption, CoapType } from "./message.ts";
 
 /** Largest datagram Ferry sends or accepts by default (UDP payload limit over IPv4). */
 export const MAX_DATAGRAM = 65_507;
@@ -72,6 +73,12 @@ export class CoapSyntaxError extends SyntaxError {
 
 const EMPTY = new Uint8Array(0);
 
+/** Options of {@link decodeMessage}. */
+export interface DecodeOptions {
+  /** Largest datagram accepted; a larger one is refused before its bytes are read. @default 65507 */
+  maxSize?: number;
+}
+
 /**
  * Decodes one datagram.
  *
@@ -85,7 +92,14 @@ const EMPTY = new Uint8Array(0);
  * }
  * ```
  */
-export function decodeMessage(bytes: Uint8Array): CoapMessage {
+export function decodeMessage(bytes: Uint8Array, limits: DecodeOptions = {}): CoapMessage {
+  const max = limits.maxSize ?? MAX_DATAGRAM;
+  if (bytes.length > max) { // a hard cap before looking at the bytes
+    throw new CoapSyntaxError(`${bytes.length} bytes exceeds the ${max} byte limit`, {
+      reason: "too_large",
+      offset: max,
+    });
+  }
   // HEADER (RFC 7252 §3)
   if (bytes.length < 4) {
     throw new CoapSyntaxError(`${bytes.length} bytes is shorter than the 4-byte header`, {
@@ -154,21 +168,11 @@ export function decodeMessage(bytes: Uint8Array): CoapMessage {
         header,
       });
     }
-    const ext = (n: number): number => {
-      if (n === 13) {
-        if (pos + 1 > bytes.length) throw truncated(pos, header);
-        return bytes[pos++] + 13;
-      }
-      if (n === 14) {
-        if (pos + 2 > bytes.length) throw truncated(pos, header);
-        const v = ((bytes[pos] << 8) | bytes[pos + 1]) + 269;
-        pos += 2;
-        return v;
-      }
-      return n;
-    };
-    delta = ext(delta);
-    length = ext(length);
+    // RFC 7252 §3.1: nibbles 13 and 14 take one or two extension bytes.
+    delta = extended(bytes, pos, delta, header);
+    pos += extSize(ob >> 4);
+    length = extended(bytes, pos, length, header);
+    pos += extSize(ob & 0x0f);
     number += delta;
     if (number > 0xffff) {
       throw new CoapSyntaxError(`option number ${number} exceeds 65535`, {
@@ -197,6 +201,23 @@ export function decodeMessage(bytes: Uint8Array): CoapMessage {
   return { type, code, messageId, token, options, payload };
 }
 
+/** Bytes of extension after a delta or length nibble, RFC 7252 §3.1. */
+function extSize(nibble: number): number {
+  return nibble < 13 ? 0 : nibble - 12;
+}
+
+/** The value of a delta or length nibble, reading its extension at `pos` (RFC 7252 §3.1). */
+function extended(
+  bytes: Uint8Array,
+  pos: number,
+  nibble: number,
+  header: { type: CoapType; messageId: number; code: number },
+): number {
+  if (nibble < 13) return nibble;
+  if (pos + nibble - 12 > bytes.length) throw truncated(pos, header);
+  return nibble === 13 ? bytes[pos] + 13 : ((bytes[pos] << 8) | bytes[pos + 1]) + 269;
+}
+
 function truncated(
   offset: number,
   header: { type: CoapType; messageId: number; code: number },
@@ -215,8 +236,44 @@ export interface EncodeOptions {
 }
 
 /**
- * Encodes a message with `coap-packet`. Throws `RangeError` if it would exceed `maxSize`, and
- * `TypeError` for a token longer than 8 bytes (RFC 7252 §3).
+ * Datagrams are written into shared 64 KiB slabs: a view on an off-heap buffer goes to the socket
+ * without a copy (a small `Uint8Array` lives on V8's heap, and handing it to an op copies it into
+ * a fresh allocation), and one allocation serves thousands of datagrams. A slab is freed when the
+ * last datagram in it is (the deduplication cache keeps replies, in time order).
+ */
+const SLAB = 65_536;
+let slab = new ArrayBuffer(SLAB);
+let slabUsed = 0;
+
+function allocate(n: number): Uint8Array {
+  if (n > SLAB / 4) return new Uint8Array(n);
+  if (slabUsed + n > SLAB) {
+    slab = new ArrayBuffer(SLAB);
+    slabUsed = 0;
+  }
+  const out = new Uint8Array(slab, slabUsed, n);
+  slabUsed += (n + 7) & ~7;
+  return out;
+}
+
+/** Bytes of the delta or length nibble's extension, RFC 7252 §3.1. */
+function extBytes(n: number): number {
+  return n < 13 ? 0 : n < 269 ? 1 : 2;
+}
+
+function nibble(n: number): number {
+  return n < 13 ? n : n < 269 ? 13 : 14;
+}
+
+function byOptionNumber(a: CoapOption, b: CoapOption): number {
+  return a.number - b.number;
+}
+
+/**
+ * Encodes a message, RFC 7252 §3: header, token, options in ascending number order (§3.1 deltas;
+ * repeated options keep their order), payload marker and payload. Throws `RangeError` if it
+ * would exceed `maxSize` or an option number is out of range, and `TypeError` for a token longer
+ * than 8 bytes (RFC 7252 §3).
  *
  * @example
  * ```ts
@@ -231,132 +288,74 @@ export interface EncodeOptions {
  */
 export function encodeMessage(msg: CoapMessage, options: EncodeOptions = {}): Uint8Array {
   const max = options.maxSize ?? MAX_DATAGRAM;
-  if (msg.token.length > 8) {
-    throw new TypeError(`Cannot encode CoAP message: token of ${msg.token.length} bytes exceeds 8`);
+  const token = msg.token;
+  if (token.length > 8) {
+    throw new TypeError(`Cannot encode CoAP message: token of ${token.length} bytes exceeds 8`);
   }
-  const empty = msg.code === 0;
-  const out = generate(
-    {
-      code: codeString(msg.code),
-      messageId: msg.messageId,
-      confirmable: msg.type === 0,
-      ack: msg.type === 2,
-      reset: msg.type === 3,
-      token: Buffer.from(msg.token.buffer, msg.token.byteOffset, msg.token.length),
-      options: empty ? [] : msg.options.map((o) => ({
-        name: String(o.number),
-        value: Buffer.from(o.value.buffer, o.value.byteOffset, o.value.length),
-      })),
-      payload: empty
-        ? Buffer.alloc(0)
-        : Buffer.from(msg.payload.buffer, msg.payload.byteOffset, msg.payload.length),
-    } as unknown as Parameters<typeof generate>[0],
-    Number.MAX_SAFE_INTEGER,
-  );
-  if (out.length > max) {
+  const empty = msg.code === 0; // RFC 7252 §4.1: an Empty message is the 4-byte header alone
+  let opts = empty ? [] : msg.options;
+  for (let i = 1; i < opts.length; i++) {
+    if (opts[i].number < opts[i - 1].number) {
+      opts = [...opts].sort(byOptionNumber); // stable: repeated options keep their order
+      break;
+    }
+  }
+  const payload = empty ? EMPTY : msg.payload;
+  let size = 4 + (empty ? 0 : token.length);
+  let prev = 0;
+  for (const o of opts) {
+    const delta = o.number - prev;
+    const len = o.value.length;
+    if (o.number > 0xffff || len > 65_804) {
+      throw new RangeError(`Cannot encode CoAP option ${o.number} of ${len} bytes`);
+    }
+    size += 1 + extBytes(delta) + extBytes(len) + len;
+    prev = o.number;
+  }
+  if (payload.length > 0) size += 1 + payload.length;
+  if (size > max) {
     throw new RangeError(
-      `Cannot encode CoAP message: ${out.length} bytes exceeds the ${max} byte limit`,
+      `Cannot encode CoAP message: ${size} bytes exceeds the ${max} byte limit`,
     );
   }
-  return new Uint8Array(out.buffer, out.byteOffset, out.length);
+  const out = allocate(size);
+  const tkl = empty ? 0 : token.length;
+  out[0] = 0x40 | (msg.type << 4) | tkl; // version 1
+  out[1] = msg.code;
+  out[2] = (msg.messageId >> 8) & 0xff;
+  out[3] = msg.messageId & 0xff;
+  let pos = 4;
+  if (tkl) {
+    out.set(token, pos);
+    pos += tkl;
+  }
+  prev = 0;
+  for (const o of opts) {
+    const delta = o.number - prev;
+    const len = o.value.length;
+    out[pos++] = (nibble(delta) << 4) | nibble(len);
+    pos = writeExt(out, pos, delta);
+    pos = writeExt(out, pos, len);
+    if (len) {
+      out.set(o.value, pos);
+      pos += len;
+    }
+    prev = o.number;
+  }
+  if (payload.length > 0) {
+    out[pos++] = 0xff;
+    out.set(payload, pos);
+  }
+  return out;
 }
 
-/** Options of {@link CoapDecoder}. */
-export interface CoapDecoderOptions {
-  /** Largest datagram accepted; larger ones are dropped before decoding. @default 65507 */
-  maxSize?: number;
-  /** Called for each datagram that is dropped. @default ignore */
-  onError?: (err: CoapSyntaxError) => void;
-}
-
-/**
- * `TransformStream<Uint8Array, CoapMessage>`: one datagram in, one message out; malformed or
- * oversize datagrams are reported to `onError` and dropped.
- *
- * @example
- * ```ts
- * import { CoapDecoder } from "./codec.ts";
- * const out = await Array.fromAsync(
- *   ReadableStream.from([new Uint8Array([0x40, 0, 0, 1]), new Uint8Array([0x80])])
- *     .pipeThrough(new CoapDecoder()),
- * );
- * if (out.length !== 1 || out[0].code !== 0) throw new Error();
- * ```
- */
-export class CoapDecoder implements TransformStream<Uint8Array, CoapMessage> {
-  #readable: ReadableStream<CoapMessage>;
-  #writable: WritableStream<Uint8Array>;
-
-  /** Creates a decoder. */
-  constructor(options: CoapDecoderOptions = {}) {
-    const max = options.maxSize ?? MAX_DATAGRAM;
-    const { readable, writable } = new TransformStream<Uint8Array, CoapMessage>({
-      transform(chunk, controller) {
-        try {
-          // Hard cap before looking at the bytes.
-          if (chunk.length > max) {
-            throw new CoapSyntaxError(`${chunk.length} bytes exceeds the ${max} byte limit`, {
-              reason: "too_large",
-              offset: max,
-            });
-          }
-          controller.enqueue(decodeMessage(chunk));
-        } catch (err) {
-          if (!(err instanceof CoapSyntaxError)) throw err;
-          options.onError?.(err);
-        }
-      },
-    });
-    this.#readable = readable;
-    this.#writable = writable;
+function writeExt(out: Uint8Array, pos: number, n: number): number {
+  if (n < 13) return pos;
+  if (n < 269) {
+    out[pos] = n - 13;
+    return pos + 1;
   }
-
-  /** Decoded messages. */
-  get readable(): ReadableStream<CoapMessage> {
-    return this.#readable;
-  }
-
-  /** Datagrams in. */
-  get writable(): WritableStream<Uint8Array> {
-    return this.#writable;
-  }
-}
-
-/**
- * `TransformStream<CoapMessage, Uint8Array>`: one message in, one datagram out.
- *
- * @example
- * ```ts
- * import { CoapEncoder } from "./codec.ts";
- * import { emptyMessage } from "./message.ts";
- * const out = await Array.fromAsync(
- *   ReadableStream.from([emptyMessage(3, 5)]).pipeThrough(new CoapEncoder()),
- * );
- * if (out[0].join() !== "112,0,0,5") throw new Error();
- * ```
- */
-export class CoapEncoder implements TransformStream<CoapMessage, Uint8Array> {
-  #readable: ReadableStream<Uint8Array>;
-  #writable: WritableStream<CoapMessage>;
-
-  /** Creates an encoder. */
-  constructor(options: EncodeOptions = {}) {
-    const { readable, writable } = new TransformStream<CoapMessage, Uint8Array>({
-      transform(msg, controller) {
-        controller.enqueue(encodeMessage(msg, options));
-      },
-    });
-    this.#readable = readable;
-    this.#writable = writable;
-  }
-
-  /** Encoded datagrams. */
-  get readable(): ReadableStream<Uint8Array> {
-    return this.#readable;
-  }
-
-  /** Messages in. */
-  get writable(): WritableStream<CoapMessage> {
-    return this.#writable;
-  }
+  out[pos] = (n - 269) >> 8;
+  out[pos + 1] = (n - 269) & 0xff;
+  return pos + 2;
 }

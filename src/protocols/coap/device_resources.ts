@@ -18,19 +18,23 @@
 import {
   ackTopic,
   CHANNEL_RE,
+  type CloseReason,
   COMMAND_NAME_RE,
   type Draft,
   Identity,
   isDeviceId,
+  payloadText,
   type PendingCommand,
   type PublishResult,
   type Refusal,
   telemetryTopic,
 } from "../../core/mod.ts";
+import { EndpointLogins } from "./_endpoint_logins.ts";
 import { Code, ContentFormat } from "./message.ts";
-import { encodeString, encodeUint, Opt } from "./options.ts";
+import { tokenKey } from "./observe.ts";
+import { encodeString, encodeUint, Opt } from "./option_codec.ts";
 import { type CoapRequest, type CoapResource, type CoapResponse, queryParam } from "./resource.ts";
-import type { ResourceHost } from "./server.ts";
+import type { ResourceHost } from "./resource_host.ts";
 
 /** Ferry's device resources and what they hold. */
 export interface DeviceResources {
@@ -41,13 +45,6 @@ export interface DeviceResources {
 }
 
 const text = new TextEncoder();
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
-
-function base64(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += String.fromCharCode(b);
-  return btoa(s);
-}
 
 /** Content-Format numbers ⇄ MIME types carried in `Message.properties.contentType`. */
 const FORMATS: Array<[number, string]> = [
@@ -59,9 +56,11 @@ const FORMATS: Array<[number, string]> = [
   [60, "application/cbor"],
 ];
 
+const MIME_BY_FORMAT = new Map(FORMATS);
+
 /** MIME type of a Content-Format number, RFC 7252 §12.3. */
 export function mimeOf(format: number | undefined): string | undefined {
-  return FORMATS.find(([n]) => n === format)?.[1];
+  return format === undefined ? undefined : MIME_BY_FORMAT.get(format);
 }
 
 /** Content-Format number of a MIME type (parameters other than charset ignored). */
@@ -104,6 +103,18 @@ export function refusalResponse(r: Refusal): CoapResponse {
 }
 
 /**
+ * The final notification of an observation the core closed: 4.01 when the credentials it was
+ * registered with were revoked, 5.03 with Max-Age when the gateway is going away, 5.03 for the
+ * rest.
+ */
+export function closeResponse(reason: CloseReason, retryAfterSec = 2): CoapResponse {
+  const payload = text.encode(reason.message);
+  return reason.code === "removed"
+    ? { code: Code.UNAUTHORIZED, payload }
+    : { code: Code.SERVICE_UNAVAILABLE, maxAge: retryAfterSec, payload };
+}
+
+/**
  * Builds the device resources on a server's host.
  *
  * @example
@@ -121,24 +132,28 @@ export function refusalResponse(r: Refusal): CoapResponse {
 export function createDeviceResources(host: ResourceHost): DeviceResources {
   const { port, options } = host;
   const commandsOf = port.commands;
+  // A device's login is remembered per endpoint until its credentials change (see
+  // _endpoint_logins.ts); presence is refreshed at most once a second per endpoint.
+  const logins = new EndpointLogins(port, { max: options.maxExchanges, refreshMs: 1000 });
 
   /**
-   * Logs the request in with `?token=` (or `?t=`) as the device in `?id=` (else the path's);
-   * refreshes presence unless re-checking for a notification. Failed logins are throttled by the
-   * core (4.29 Too Many Requests with Max-Age, RFC 8516).
+   * Logs the request in with `?token=` (or `?t=`) as the device in `?id=` (else the path's) and
+   * refreshes presence. Failed logins are throttled by the core (4.29 Too Many Requests with
+   * Max-Age, RFC 8516).
    */
   function authenticate(req: CoapRequest, pathId: string): Auth {
     const token = queryParam(req.query, "token") ?? queryParam(req.query, "t");
     const who = queryParam(req.query, "id") ?? pathId;
-    const identity = port.login({ user: who, secret: token }, req.remoteAddress);
-    if (!(identity instanceof Identity)) {
-      if (!req.notification) port.stats.error("unauthorized");
-      return { ok: false, res: refusalResponse(identity) };
+    const r = logins.login(req.endpoint, who, token, req.remoteAddress);
+    if ("refused" in r) {
+      port.stats.error("unauthorized");
+      return { ok: false, res: refusalResponse(r.refused) };
     }
-    if (req.notification) return { ok: true, identity, who };
-    if (!port.closing) port.seen(who, options.idleTimeoutMs);
-    host.bindEndpoint(req.endpoint, who);
-    return { ok: true, identity, who };
+    if (r.refresh) {
+      if (!port.closing) port.seen(who, options.idleTimeoutMs);
+      host.bindEndpoint(req.endpoint, who);
+    }
+    return { ok: true, identity: r.identity, who };
   }
 
   const forbidden = (msg: string): CoapResponse => {
@@ -157,15 +172,14 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
     identity: Identity,
     topic: string,
   ): CoapResponse | Promise<CoapResponse> {
+    const contentType = mimeOf(req.contentFormat);
     const draft: Draft = {
       topic,
       payload: req.payload,
       qos: req.confirmable ? 1 : 0,
       retain: false,
       origin: `coap:${req.endpoint}`,
-      properties: req.contentFormat !== undefined && mimeOf(req.contentFormat)
-        ? { contentType: mimeOf(req.contentFormat) }
-        : undefined,
+      properties: contentType !== undefined ? { contentType } : undefined,
     };
     const r = port.publish(identity, draft);
     return r instanceof Promise ? r.then(answer) : answer(r);
@@ -237,17 +251,10 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
       options: [{ number: Opt.FERRY_COMMAND, value: encodeString(cmd.name) }],
     };
     if (accept === ContentFormat.JSON) {
-      let body: Record<string, unknown>;
-      try {
-        body = { name: cmd.name, seq: cmd.seq, payload: strictUtf8.decode(cmd.msg.payload) };
-      } catch {
-        body = {
-          name: cmd.name,
-          seq: cmd.seq,
-          payload: base64(cmd.msg.payload),
-          encoding: "base64",
-        };
-      }
+      const t = payloadText(cmd.msg.payload);
+      const body = t.encoding === "utf8"
+        ? { name: cmd.name, seq: cmd.seq, payload: t.payload }
+        : { name: cmd.name, seq: cmd.seq, payload: t.payload, encoding: "base64" };
       return {
         ...base,
         contentFormat: ContentFormat.JSON,
@@ -263,19 +270,51 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
 
   const commandsTarget = (id: string) => `/d/${id}/commands`;
 
+  /** Identities of live observations of commands, by `endpoint|token`. */
+  const observing = new Map<string, Identity>();
+  const observationKey = (req: CoapRequest) => `${req.endpoint}|${tokenKey(req.message.token)}`;
+
+  /**
+   * An observation of a device's commands is a stream of that device: attached to the identity
+   * it was registered with (no presence of its own), so revoking the device's credentials ends
+   * it at once with a final 4.01 (RFC 7641 §3.2), and detached when it ends for any reason.
+   */
+  function observed(req: CoapRequest, identity: Identity) {
+    return (end: (final: CoapResponse) => void): () => void => {
+      const key = observationKey(req);
+      observing.set(key, identity);
+      const attachment = port.attach(identity, {
+        sessionId: `coap:${key}`,
+        protocol: port.protocol,
+        close: (reason) => {
+          host.log.info("observation ended", {
+            endpoint: req.endpoint,
+            device: identity.deviceId,
+            why: reason.code,
+            detail: reason.message,
+          });
+          end(closeResponse(reason, options.retryAfterSec));
+        },
+      }, false);
+      return () => {
+        if (observing.get(key) === identity) observing.delete(key);
+        attachment.detach();
+      };
+    };
+  }
+
   function commands(req: CoapRequest): CoapResponse | null {
     const { id } = req.params;
     if (req.notification) {
-      // Credentials are checked again: a device removed or re-keyed since it registered gets a
-      // final 4.01 notification, which ends the observation (RFC 7641 §3.2).
-      const auth = authenticate(req, id);
-      if (!auth.ok) return auth.res;
+      // The identity the observation was registered with; its credentials are not checked again
+      // (a revocation ends the observation through the port, see `observed`).
+      const identity = observing.get(observationKey(req));
+      if (!identity) return null;
       // RFC 7641 §4.2: the new state is the oldest pending command. It is claimed for CoAP (no
       // other protocol hands it out meanwhile) and stays pending until the client acknowledges
       // the Confirmable notification (then devices/{id}/acks/{name}); a lost one is released.
       const head = commandsOf.next(id);
       if (!head || !commandsOf.claim(head)) return null;
-      const identity = auth.identity;
       return {
         ...commandResponse(head, req.accept),
         onDelivered: (confirmed) => {
@@ -295,11 +334,12 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
     if (req.observe === 0 && commandsOf.pending(id).length > 1) {
       queueMicrotask(() => host.notify(commandsTarget(id)));
     }
-    if (!head) return { code: Code.CONTENT };
+    const onObserved = req.observe === 0 ? observed(req, auth.identity) : undefined;
+    if (!head) return { code: Code.CONTENT, onObserved };
     // A direct read hands the command over: deduplication replays this response to a
     // retransmitted request, so it is not lost when only the ACK was.
     commandsOf.delivered(head);
-    return commandResponse(head, req.accept);
+    return { ...commandResponse(head, req.accept), onObserved };
   }
 
   function acks(req: CoapRequest): CoapResponse | Promise<CoapResponse> {
@@ -351,5 +391,5 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
     { path: "/d/{id}/commands", methods: [Code.GET], observable: true, handle: commands },
     { path: "/d/{id}/acks/{name}", methods: [Code.POST], handle: acks },
   ];
-  return { resources, close: () => (stopWatching(), release()) };
+  return { resources, close: () => (stopWatching(), release(), logins.close()) };
 }

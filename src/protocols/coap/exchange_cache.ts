@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { Clock } from "../../core/clock.ts";
+import type { Clock } from "../../core/mod.ts";
 
 /** What is remembered of one received message. */
 export interface ExchangeEntry {
@@ -27,8 +27,15 @@ export interface ExchangeCacheOptions {
   maxEntries?: number;
 }
 
+interface Slot extends ExchangeEntry {
+  endpoint: string;
+  mid: number;
+}
+
 /**
- * Remembers recent message IDs per endpoint.
+ * Remembers recent message IDs per endpoint: a map per endpoint keyed by the numeric ID (no key
+ * string per datagram), and one queue in arrival order for expiry and eviction (no iteration over
+ * a Map's deleted entries).
  *
  * @example
  * ```ts
@@ -43,7 +50,10 @@ export interface ExchangeCacheOptions {
  * ```
  */
 export class ExchangeCache {
-  #entries = new Map<string, ExchangeEntry>();
+  #byEndpoint = new Map<string, Map<number, Slot>>();
+  #queue: Slot[] = [];
+  #head = 0;
+  #size = 0;
   #clock: Clock;
   #max: number;
   #evicted = 0;
@@ -56,7 +66,7 @@ export class ExchangeCache {
 
   /** Entries held now. */
   get size(): number {
-    return this.#entries.size;
+    return this.#size;
   }
 
   /** Entries evicted early because the cache was full. */
@@ -66,7 +76,7 @@ export class ExchangeCache {
 
   /** The live entry of a message, if it was seen within its lifetime. */
   get(endpoint: string, messageId: number): ExchangeEntry | undefined {
-    const e = this.#entries.get(`${endpoint}#${messageId}`);
+    const e = this.#byEndpoint.get(endpoint)?.get(messageId);
     if (e && e.expiresAt <= this.#clock.now()) return undefined;
     return e;
   }
@@ -75,31 +85,63 @@ export class ExchangeCache {
   add(endpoint: string, messageId: number, lifetimeMs: number): ExchangeEntry {
     const now = this.#clock.now();
     this.#sweep(now);
-    const key = `${endpoint}#${messageId}`;
-    this.#entries.delete(key); // re-insert at the back (an expired MID being reused)
-    if (this.#entries.size >= this.#max) {
-      const oldest = this.#entries.keys().next().value;
-      if (oldest !== undefined) {
-        this.#entries.delete(oldest);
-        this.#evicted++;
-      }
-    }
-    const entry: ExchangeEntry = { expiresAt: now + lifetimeMs, processing: true };
-    this.#entries.set(key, entry);
-    return entry;
+    let ids = this.#byEndpoint.get(endpoint);
+    if (!ids) this.#byEndpoint.set(endpoint, ids = new Map());
+    else if (ids.delete(messageId)) this.#size--; // an expired ID being reused
+    if (this.#size >= this.#max && this.#evictOldest()) this.#evicted++;
+    const slot: Slot = { expiresAt: now + lifetimeMs, processing: true, endpoint, mid: messageId };
+    ids.set(messageId, slot);
+    this.#size++;
+    this.#queue.push(slot);
+    return slot;
   }
 
   /** Forgets every entry. */
   clear(): void {
-    this.#entries.clear();
+    this.#byEndpoint.clear();
+    this.#queue = [];
+    this.#head = 0;
+    this.#size = 0;
   }
 
-  // Entries are inserted in time order, so expired ones gather at the front (NON entries, which
+  /** Removes the oldest live entry; false when there is none. */
+  #evictOldest(): boolean {
+    const q = this.#queue;
+    while (this.#head < q.length) {
+      const slot = q[this.#head++];
+      if (this.#remove(slot)) {
+        this.#compact();
+        return true;
+      }
+    }
+    this.#compact();
+    return false;
+  }
+
+  /** Forgets `slot` if it is still the entry of its ID. */
+  #remove(slot: Slot): boolean {
+    const ids = this.#byEndpoint.get(slot.endpoint);
+    if (ids?.get(slot.mid) !== slot) return false;
+    ids.delete(slot.mid);
+    if (ids.size === 0) this.#byEndpoint.delete(slot.endpoint);
+    this.#size--;
+    return true;
+  }
+
+  // Entries are queued in time order, so expired ones gather at the front (NON entries, which
   // live shorter, may linger behind a CON entry until it expires; get() checks expiry anyway).
   #sweep(now: number): void {
-    for (const [k, e] of this.#entries) {
-      if (e.expiresAt > now) break;
-      this.#entries.delete(k);
+    const q = this.#queue;
+    while (this.#head < q.length && q[this.#head].expiresAt <= now) {
+      this.#remove(q[this.#head++]);
+    }
+    this.#compact();
+  }
+
+  #compact(): void {
+    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
     }
   }
 }

@@ -1,5 +1,6 @@
 /**
- * Sending Observe notifications, RFC 7641 §4.2–§4.5: re-render the observed resource, number the
+ * Observe, RFC 7641: registering and deregistering observers (§3.1, §3.6, §4.1), and sending
+ * notifications (§4.2–§4.5): re-render the observed resource, number the
  * notification (§4.4), pick NON or CON (like the registration, a CON at least every
  * `observeConfirmableIntervalMs`, §4.5), keep one CON in flight per observer and send the newest
  * state after it (§4.5.1), end the observation on a non-2.xx state (§3.2), on a Reset (§3.6) or
@@ -9,14 +10,20 @@
  * @module
  */
 
-import type { Clock, TimerHandle } from "../../core/clock.ts";
-import type { Logger } from "../../core/logger.ts";
+import type { Clock, Logger, TimerHandle } from "../../core/mod.ts";
 import { type CoapMessage, type CoapOption, CoapType, Code, codeClass } from "./message.ts";
 import { encodeMessage } from "./codec.ts";
-import type { Observation, ObserverRegistry } from "./observe.ts";
-import { encodeUint, Opt } from "./options.ts";
-import type { CoapResource, CoapResponse } from "./resource.ts";
+import { boundFormat, NO_FORMAT, type Observation, type ObserverRegistry } from "./observe.ts";
+import { encodeUint, Opt } from "./option_codec.ts";
+import type { CoapRequest, CoapResource, CoapResponse } from "./resource.ts";
 import type { Retransmitter } from "./retransmitter.ts";
+
+const text = new TextEncoder();
+const EMPTY = new Uint8Array(0);
+
+function formatName(f: number): string {
+  return f === NO_FORMAT ? "none" : String(f);
+}
 
 /** What the notifier needs of the server. */
 export interface NotifierHost {
@@ -43,12 +50,14 @@ export interface NotifierHost {
     token: Uint8Array,
     res: CoapResponse,
     options: CoapOption[],
-    cacheKey: string,
+    cacheKey: () => string,
   ): CoapMessage;
   /** Sends a datagram. */
   send(bytes: Uint8Array, addr: Deno.NetAddr): void;
   /** Counts a notification sent. */
   counted(): void;
+  /** Counts a registration that was refused (`max_observers`). */
+  dropped(reason: string): void;
 }
 
 /**
@@ -77,6 +86,65 @@ export class Notifier {
     this.#host = host;
   }
 
+  /**
+   * Handles the Observe option of a GET answered with `res`: registers (0) or deregisters (1) the
+   * client `req` came from, on `target` (a path like `/obs`); returns the sequence number to put
+   * in the response, `undefined` when it is not (or no longer) registered.
+   */
+  register(
+    req: CoapRequest,
+    addr: Deno.NetAddr,
+    resource: CoapResource,
+    res: CoapResponse,
+    target: string,
+  ): number | undefined {
+    const host = this.#host;
+    const token = req.message.token;
+    const existing = host.observers.get(req.endpoint, token);
+    if (req.observe === 1) { // RFC 7641 §3.6: deregistration
+      if (existing) host.observers.remove(existing);
+      return undefined;
+    }
+    if (req.observe !== 0) return undefined;
+    // RFC 7641 §4.1: only a 2.xx response registers (or keeps) the observer.
+    if (codeClass(res.code) !== 2) {
+      if (existing) host.observers.remove(existing);
+      return undefined;
+    }
+    const obs: Observation = {
+      endpoint: req.endpoint,
+      addr,
+      token,
+      target,
+      resource,
+      // Kept lean (RFC 7641 §4.2 re-renders from path, query and Accept): no body, no options.
+      request: {
+        ...req,
+        observe: undefined,
+        payload: EMPTY,
+        options: [],
+        message: { ...req.message, options: [], payload: EMPTY },
+      },
+      confirmable: req.confirmable,
+      seq: existing ? existing.seq : 1,
+      lastConfirmableAt: host.clock.now(),
+      dirty: false,
+      // RFC 7641 §4.2: notifications keep this response's Content-Format.
+      format: boundFormat(res),
+    };
+    if (existing?.inFlight !== undefined) {
+      host.retransmitter.cancel(existing.endpoint, existing.inFlight);
+    }
+    // RFC 7641 §4.1: same endpoint and token replaces; a full list means no registration.
+    if (!host.observers.add(obs)) {
+      host.dropped("max_observers");
+      return undefined;
+    }
+    obs.seq = (obs.seq + 1) & 0xffffff;
+    obs.ended = res.onObserved?.((final) => this.endOne(obs, final));
+    return obs.seq;
+  }
+
   /** Notifies every observer of `target` (a path like `/obs`). */
   notify(target: string): void {
     if (this.#host.closed()) return;
@@ -95,8 +163,12 @@ export class Notifier {
     }
     obs.dirty = false;
     let result: ReturnType<CoapResource["handle"]>;
+    // RFC 7641 §4.2: the resource is asked for the registration's Content-Format (its Accept, or
+    // the format the observation is bound to), so resources with several formats keep to it.
+    const f = obs.format;
+    const accept = obs.request.accept ?? (f !== undefined && f !== NO_FORMAT ? f : undefined);
     try {
-      result = obs.resource.handle({ ...obs.request, notification: true });
+      result = obs.resource.handle({ ...obs.request, accept, notification: true });
     } catch (err) {
       host.log.error("notification render failed", { target: obs.target, error: err });
       return;
@@ -105,10 +177,40 @@ export class Notifier {
       // A liveness probe of an unchanged resource re-sends its current (empty) state.
       if (!res && probe) res = { code: Code.CONTENT };
       if (!res || host.closed() || !host.observers.get(obs.endpoint, obs.token)) return;
-      this.#send(obs, res);
+      this.#send(obs, this.#keepFormat(obs, res));
     };
     if (result instanceof Promise) result.then(send, () => {});
     else send(result);
+  }
+
+  /**
+   * RFC 7641 §4.2: "The Content-Format specified in a 2.xx notification MUST be the same as the one
+   * used in the initial response"; when the resource can no longer provide it the observer gets a
+   * final 4.06 and is removed. A registration answered without a body binds the first body's.
+   */
+  #keepFormat(obs: Observation, res: CoapResponse): CoapResponse {
+    if (codeClass(res.code) !== 2) return res;
+    const f = boundFormat(res);
+    if (f === undefined || f === obs.format) return res;
+    if (obs.format === undefined) {
+      obs.format = f;
+      return res;
+    }
+    const was = formatName(obs.format);
+    const now = formatName(f);
+    this.#host.log.info("observation ended: content format changed", {
+      endpoint: obs.endpoint,
+      target: obs.target,
+      registered: was,
+      now,
+    });
+    // Removed first: giving back what the representation claimed may make the resource notify.
+    this.#host.observers.remove(obs);
+    res.onLost?.(); // the representation was not sent: whatever it claimed is given back
+    return {
+      code: Code.NOT_ACCEPTABLE,
+      payload: text.encode(`Content-Format changed from ${was} to ${now}`),
+    };
   }
 
   #send(obs: Observation, res: CoapResponse): void {
@@ -135,7 +237,7 @@ export class Notifier {
       obs.token,
       res,
       options,
-      `${obs.endpoint}|${obs.target.slice(1)}?${obs.request.query.join("&")}`,
+      () => `${obs.endpoint}|${obs.target.slice(1)}?${obs.request.query.join("&")}`,
     );
     const bytes = encodeMessage(msg);
     host.counted();
@@ -163,6 +265,27 @@ export class Notifier {
       // observation (the client is gone or no longer interested).
       if (outcome === "rst" || outcome === "timeout") this.cancel(obs, outcome);
     });
+  }
+
+  /**
+   * Ends the observations of `target` (every observation when `undefined`): with the final
+   * notification `final`, a non-2.xx response (RFC 7641 §3.2), or silently without one. A CON
+   * notification still in flight is no longer retransmitted. Returns how many ended.
+   */
+  end(target: string | undefined, final?: CoapResponse): number {
+    const host = this.#host;
+    const list = target === undefined ? host.observers.all() : host.observers.of(target);
+    for (const obs of list) this.endOne(obs, final);
+    return list.length;
+  }
+
+  /** Ends one observation, like {@link end}. */
+  endOne(obs: Observation, final?: CoapResponse): void {
+    const host = this.#host;
+    if (host.observers.get(obs.endpoint, obs.token) !== obs) return;
+    if (obs.inFlight !== undefined) host.retransmitter.cancel(obs.endpoint, obs.inFlight);
+    if (final && codeClass(final.code) !== 2 && !host.closed()) this.#send(obs, final);
+    else this.cancel(obs, "ended");
   }
 
   /** A Reset that matches no CON: true when it answered a NON notification (§3.6: deregister). */

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { CoapRequest, CoapResource } from "./resource.ts";
+import type { CoapRequest, CoapResource, CoapResponse } from "./resource.ts";
 
 /** One registered observer. */
 export interface Observation {
@@ -32,6 +32,36 @@ export interface Observation {
   inFlight?: number;
   /** The state changed while a notification was in flight: send again once it is settled. */
   dirty: boolean;
+  /**
+   * The Content-Format every 2.xx notification must keep (RFC 7641 §4.2): the registration
+   * response's, {@link NO_FORMAT} when it had a body without one, `undefined` while no
+   * representation was sent yet (an empty 2.05: the first body binds it).
+   */
+  format?: number;
+  /** Called once when the observation ends (removed from the registry for any reason). */
+  ended?: () => void;
+}
+
+/** {@link Observation.format} of a representation sent without a Content-Format option. */
+export const NO_FORMAT = -1;
+
+/**
+ * The format a response binds an observation to (RFC 7641 §4.2): its Content-Format, or
+ * {@link NO_FORMAT} for a body without one; `undefined` for a response without a body (no
+ * representation, so nothing to bind).
+ *
+ * @example
+ * ```ts
+ * import { boundFormat, NO_FORMAT } from "./observe.ts";
+ * const body = new Uint8Array([1]);
+ * if (boundFormat({ code: 69, payload: body, contentFormat: 50 }) !== 50) throw new Error();
+ * if (boundFormat({ code: 69, payload: body }) !== NO_FORMAT) throw new Error();
+ * if (boundFormat({ code: 69 }) !== undefined) throw new Error();
+ * ```
+ */
+export function boundFormat(res: CoapResponse): number | undefined {
+  if (!res.payload?.length) return undefined;
+  return res.contentFormat ?? NO_FORMAT;
 }
 
 /** Hex of a token, for map keys. */
@@ -97,6 +127,7 @@ export class ObserverRegistry {
     const set = this.#byTarget.get(obs.target);
     set?.delete(obs);
     if (set?.size === 0) this.#byTarget.delete(obs.target);
+    obs.ended?.();
     return true;
   }
 
@@ -119,7 +150,9 @@ export class ObserverRegistry {
 
   /** Removes every observer. */
   clear(): void {
+    const all = [...this.#byKey.values()];
     this.#byKey.clear();
     this.#byTarget.clear();
+    for (const obs of all) obs.ended?.();
   }
 }

@@ -1,178 +1,105 @@
 /**
- * The CoAP option registry Ferry understands (RFC 7252 §5.10 and §12.2, RFC 7641 §2, RFC 7959
- * §2.1, §4), option classes (§5.4.6) and value formats (§3.2).
+ * Every tunable of the CoAP listener: the `coap` config-schema fragment, {@link CoapServerOptions}
+ * derived from it, and the defaults (written once, in the fragment). The CoAP wire options
+ * (Uri-Path, Observe, Block1/2…) are in `option_codec.ts`.
  *
  * @module
  */
 
-/** Option numbers, RFC 7252 §12.2, RFC 7641 §2, RFC 7959 §2.1 and §4, RFC 7967 §2. */
-export const Opt = {
-  IF_MATCH: 1,
-  URI_HOST: 3,
-  ETAG: 4,
-  IF_NONE_MATCH: 5,
-  OBSERVE: 6,
-  URI_PORT: 7,
-  LOCATION_PATH: 8,
-  URI_PATH: 11,
-  CONTENT_FORMAT: 12,
-  MAX_AGE: 14,
-  URI_QUERY: 15,
-  ACCEPT: 17,
-  LOCATION_QUERY: 20,
-  BLOCK2: 23,
-  BLOCK1: 27,
-  SIZE2: 28,
-  PROXY_URI: 35,
-  PROXY_SCHEME: 39,
-  SIZE1: 60,
-  NO_RESPONSE: 258,
-  /**
-   * Ferry's own elective option carrying the command name on `/d/{id}/commands` responses. In the
-   * experimental range (RFC 7252 §12.2: 65000-65535), even so elective: clients that do not know
-   * it ignore it (§5.4.1).
-   */
-  FERRY_COMMAND: 65000,
-} as const;
+import { defaults, type Infer, int, num, obj, oneOf } from "../../config/schema.ts";
+import { portField } from "../../net/options.ts";
+import type { CoapResource } from "./resource.ts";
 
-/** Value format of an option, RFC 7252 §3.2. */
-export type OptionFormat = "empty" | "opaque" | "uint" | "string";
+/** The `coap` section of the config (without `enabled` and the deprecated command keys). */
+export const coapOptionsSchema = obj("CoAP listener (UDP)", {
+  port: portField(5683, "CoAP"),
+  maxPayload: int("Largest request body (after Block1 reassembly), bytes", {
+    min: 64,
+    max: 16 * 1024 * 1024,
+    default: 65_536,
+  }),
+  blockSize: oneOf([16, 32, 64, 128, 256, 512, 1024], "Block size for Block2 responses, bytes", {
+    default: 1024,
+  }),
+  idleTimeoutMs: int("A CoAP device goes offline after this long without a request", {
+    min: 1000,
+    max: 7 * 86_400_000,
+    default: 300_000,
+  }),
+  ackTimeoutMs: int("ACK_TIMEOUT (RFC 7252 §4.8)", { min: 100, max: 60_000, default: 2000 }),
+  ackRandomFactor: num("ACK_RANDOM_FACTOR", { min: 1, max: 4, default: 1.5 }),
+  maxRetransmit: int("MAX_RETRANSMIT", { min: 0, max: 20, default: 4 }),
+  exchangeLifetimeMs: int("EXCHANGE_LIFETIME: how long duplicates are recognised", {
+    min: 1000,
+    max: 3_600_000,
+    default: 247_000,
+  }),
+  separateResponseAfterMs: int(
+    "Send an empty ACK and a separate response when the answer takes longer",
+    { min: 0, max: 60_000, default: 1000 },
+  ),
+  maxObservers: int("Observe registrations kept at most", {
+    min: 1,
+    max: 1_000_000,
+    default: 10_000,
+  }),
+  maxBlockTransfers: int("Concurrent Block1 reassemblies", { min: 1, max: 100_000, default: 256 }),
+  blockTimeoutMs: int("A Block1 transfer not finished in this time is dropped", {
+    min: 1000,
+    max: 3_600_000,
+    default: 60_000,
+  }),
+  retryAfterSec: int("Max-Age of a 5.03 when overloaded", { min: 1, max: 3600, default: 2 }),
+  nonLifetimeMs: int("NON_LIFETIME: how long NON duplicates are recognised", {
+    min: 1000,
+    max: 3_600_000,
+    default: 145_000,
+  }),
+  maxExchanges: int("Exchanges remembered for duplicate detection at most", {
+    min: 1,
+    max: 10_000_000,
+    default: 100_000,
+  }),
+  maxInflightRequests: int("Requests being processed at once; more get 5.03", {
+    min: 1,
+    max: 1_000_000,
+    default: 1024,
+  }),
+  maxPendingSends: int("Datagrams queued on the socket before new ones are dropped", {
+    min: 1,
+    max: 1_000_000,
+    default: 4096,
+  }),
+  observeConfirmableIntervalMs: int("A CON notification at least this often (RFC 7641 §4.5)", {
+    min: 1000,
+    max: 7 * 86_400_000,
+    default: 86_400_000,
+  }),
+});
 
-/** What Ferry knows about an option. */
-export interface OptionSpec {
-  /** Registry name. */
-  name: string;
-  /** Value format. */
-  format: OptionFormat;
-  /** Shortest valid value in bytes. */
-  min: number;
-  /** Longest valid value in bytes. */
-  max: number;
-  /** May occur more than once. */
-  repeatable: boolean;
-}
-
-function spec(
-  name: string,
-  format: OptionFormat,
-  min: number,
-  max: number,
-  repeatable = false,
-): OptionSpec {
-  return { name, format, min, max, repeatable };
-}
-
-/** Options recognised by the server, with their length ranges (RFC 7252 §5.10 Table 4). */
-export const OPTION_SPECS: ReadonlyMap<number, OptionSpec> = new Map([
-  [Opt.IF_MATCH, spec("If-Match", "opaque", 0, 8, true)],
-  [Opt.URI_HOST, spec("Uri-Host", "string", 1, 255)],
-  [Opt.ETAG, spec("ETag", "opaque", 1, 8, true)],
-  [Opt.IF_NONE_MATCH, spec("If-None-Match", "empty", 0, 0)],
-  [Opt.OBSERVE, spec("Observe", "uint", 0, 3)],
-  [Opt.URI_PORT, spec("Uri-Port", "uint", 0, 2)],
-  [Opt.LOCATION_PATH, spec("Location-Path", "string", 0, 255, true)],
-  [Opt.URI_PATH, spec("Uri-Path", "string", 0, 255, true)],
-  [Opt.CONTENT_FORMAT, spec("Content-Format", "uint", 0, 2)],
-  [Opt.MAX_AGE, spec("Max-Age", "uint", 0, 4)],
-  [Opt.URI_QUERY, spec("Uri-Query", "string", 0, 255, true)],
-  [Opt.ACCEPT, spec("Accept", "uint", 0, 2)],
-  [Opt.LOCATION_QUERY, spec("Location-Query", "string", 0, 255, true)],
-  [Opt.BLOCK2, spec("Block2", "uint", 0, 3)],
-  [Opt.BLOCK1, spec("Block1", "uint", 0, 3)],
-  [Opt.SIZE2, spec("Size2", "uint", 0, 4)],
-  [Opt.PROXY_URI, spec("Proxy-Uri", "string", 1, 1034)],
-  [Opt.PROXY_SCHEME, spec("Proxy-Scheme", "string", 1, 255)],
-  [Opt.SIZE1, spec("Size1", "uint", 0, 4)],
-  [Opt.NO_RESPONSE, spec("No-Response", "uint", 0, 1)],
-]);
-
-/** Critical options have an odd number, RFC 7252 §5.4.6. */
-export function isCritical(number: number): boolean {
-  return (number & 1) === 1;
-}
+/** Tunables of {@link CoapServer}: the `coap` config section plus what the file cannot say. */
+export type CoapServerOptions = Infer<typeof coapOptionsSchema> & {
+  /** Address to bind. @default "127.0.0.1" */
+  hostname: string;
+  /** Resource set: Ferry's device resources or the ETSI plugtest set. @default "ferry" */
+  mode: "ferry" | "plugtest";
+  /** Extra resources to serve (embedding and tests; not part of the config file). */
+  resources?: CoapResource[];
+  /** Source of randomness for retransmission timeouts (tests). @default Math.random */
+  random?: () => number;
+};
 
 /**
- * Encodes a non-negative integer as a minimal big-endian uint option value (zero is the empty
- * string), RFC 7252 §3.2.
+ * Defaults of every option.
  *
  * @example
  * ```ts
- * import { encodeUint } from "./options.ts";
- * if (encodeUint(0).length !== 0 || encodeUint(256).join() !== "1,0") throw new Error();
+ * import { defaultCoapServerOptions } from "./options.ts";
+ * if (defaultCoapServerOptions.ackTimeoutMs !== 2000) throw new Error();
  * ```
  */
-export function encodeUint(n: number): Uint8Array {
-  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) {
-    throw new RangeError(`Cannot encode uint option: ${n} is not an integer in 0..2^32-1`);
-  }
-  const bytes: number[] = [];
-  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v % 256);
-  return new Uint8Array(bytes);
-}
-
-/** Decodes a uint option value (leading zeros tolerated), RFC 7252 §3.2. */
-export function decodeUint(value: Uint8Array): number {
-  let n = 0;
-  for (const b of value) n = n * 256 + b;
-  return n;
-}
-
-const utf8 = new TextDecoder();
-const utf8enc = new TextEncoder();
-
-/** Decodes a string option value (UTF-8). */
-export function decodeString(value: Uint8Array): string {
-  return utf8.decode(value);
-}
-
-/** Encodes a string option value (UTF-8). */
-export function encodeString(s: string): Uint8Array {
-  return utf8enc.encode(s);
-}
-
-/**
- * Checks a request's options against the registry: an unrecognised option, a value outside the
- * option's length range (§5.4.3) or a second instance of a non-repeatable option (§5.4.5) counts as
- * unrecognised. Returns the first such option that is critical (the request must be answered 4.02,
- * §5.4.1), or undefined; elective ones are silently ignored.
- *
- * @example
- * ```ts
- * import { firstBadCriticalOption } from "./options.ts";
- * const opts = [{ number: 11, value: new Uint8Array([0x61]) }, { number: 2049, value: new Uint8Array() }];
- * if (firstBadCriticalOption(opts) !== 2049) throw new Error();
- * ```
- */
-export function firstBadCriticalOption(
-  options: ReadonlyArray<{ number: number; value: Uint8Array }>,
-  known: ReadonlyMap<number, OptionSpec> = OPTION_SPECS,
-): number | undefined {
-  let prev = -1;
-  for (const o of options) {
-    const s = known.get(o.number);
-    const repeated = o.number === prev;
-    prev = o.number;
-    const ok = s !== undefined && o.value.length >= s.min && o.value.length <= s.max &&
-      (!repeated || s.repeatable);
-    if (!ok && isCritical(o.number)) return o.number;
-  }
-  return undefined;
-}
-
-/** Options of a request with elective unrecognised or malformed instances removed (§5.4.1). */
-export function recognisedOptions<T extends { number: number; value: Uint8Array }>(
-  options: ReadonlyArray<T>,
-  known: ReadonlyMap<number, OptionSpec> = OPTION_SPECS,
-): T[] {
-  const out: T[] = [];
-  let prev = -1;
-  for (const o of options) {
-    const s = known.get(o.number);
-    const repeated = o.number === prev;
-    prev = o.number;
-    if (s && o.value.length >= s.min && o.value.length <= s.max && (!repeated || s.repeatable)) {
-      out.push(o);
-    }
-  }
-  return out;
-}
+export const defaultCoapServerOptions: Readonly<CoapServerOptions> = Object.freeze({
+  hostname: "127.0.0.1",
+  mode: "ferry" as const,
+  ...defaults(coapOptionsSchema),
+});

@@ -68,6 +68,12 @@ export interface CoapResponse {
   onDelivered?: (confirmed: boolean) => void;
   /** Called when a Confirmable notification/separate response carrying this was not confirmed. */
   onLost?: () => void;
+  /**
+   * Called when this response registered an observation (RFC 7641 §4.1): `end` ends it with a
+   * final non-2.xx notification (§3.2), e.g. when the credentials it was made with are revoked.
+   * Returns what to call once the observation ends, for whatever reason.
+   */
+  onObserved?: (end: (final: CoapResponse) => void) => () => void;
 }
 
 /** Link attributes of RFC 6690 §3 for `/.well-known/core`. */

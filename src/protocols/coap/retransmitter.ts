@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { Clock, TimerHandle } from "../../core/clock.ts";
+import type { Clock, TimerHandle } from "../../core/mod.ts";
 import { initialTimeoutMs, type TransmissionParameters } from "./transmission.ts";
 
 /** How a Confirmable transmission ended. */

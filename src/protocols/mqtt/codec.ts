@@ -1,9 +1,11 @@
 /**
- * The MQTT codec of one connection: {@link MqttDecoder} turns socket bytes into packets and
- * {@link MqttEncoder} packets into bytes. Framing (fixed header, Remaining Length) is an explicit
- * state machine here, so the size cap applies before anything is buffered; each complete frame is
- * then decoded by `npm:mqtt-packet`, and the decoded packet is checked for the rules mqtt-packet
- * does not enforce (UTF-8, duplicate properties).
+ * The MQTT codec of one connection. {@link MqttFrameDecoder} is the synchronous parser: framing
+ * (fixed header, Remaining Length) is an explicit state machine, so the size cap applies before
+ * anything is buffered; each complete frame is then decoded by `npm:mqtt-packet` (or the fast path
+ * for the hot packets), and checked for the rules mqtt-packet does not enforce (UTF-8, duplicate
+ * and misplaced properties). A connection hands it each read's bytes and handles the packets in the
+ * same step (`src/net/burst_source.ts` says why MQTT takes no stream step per read). Packets out
+ * are encoded with {@link encodePacket} or the fast encoder straight into the connection's writer.
  *
  * @module
  */
@@ -20,12 +22,20 @@ import { propertyProblem } from "./_property_scan.ts";
 /** MQTT protocol levels: 3 = 3.1, 4 = 3.1.1, 5 = 5.0. */
 export type ProtocolVersion = 3 | 4 | 5;
 
-/** Tunables of {@link MqttDecoder}. */
+/** Tunables of {@link MqttFrameDecoder}. */
 export interface MqttDecoderOptions {
   /** Largest whole packet accepted, bytes. @default 268435455 */
   maxPacketSize?: number;
   /** Protocol level before a CONNECT is seen (clients decoding server packets). */
   protocolVersion?: ProtocolVersion;
+  /**
+   * The gateway's payload budget: a packet larger than `reserveAbove` takes its size from it before
+   * a byte of it is buffered, and gives it back once whole. A packet that does not fit is refused
+   * (0x97 Quota exceeded) rather than buffered.
+   */
+  budget?: { tryTake(n: number): boolean; give(n: number): void };
+  /** Packets above this size are reserved in `budget`, bytes. @default 16384 */
+  reserveAbove?: number;
 }
 
 const enum State {
@@ -101,8 +111,8 @@ function parseFrame(
 }
 
 /**
- * A synchronous MQTT frame decoder: feed it chunks, get whole packets. Used by
- * {@link MqttDecoder}, and directly by the fuzz tests.
+ * A synchronous MQTT frame decoder: feed it chunks, get whole packets. A connection runs it on
+ * each read; the fuzz tests run it directly.
  *
  * @example
  * ```ts
@@ -124,11 +134,16 @@ export class MqttFrameDecoder {
   #frame: Uint8Array | undefined;
   #filled = 0;
   #offset = 0; // bytes of the input consumed before the current frame
+  #budget: MqttDecoderOptions["budget"];
+  #reserveAbove: number;
+  #reserved = 0; // bytes of the frame being assembled, taken from the budget
 
   /** Creates a decoder. */
   constructor(options: MqttDecoderOptions = {}) {
     this.#max = options.maxPacketSize ?? 268_435_455;
     this.#version = options.protocolVersion;
+    this.#budget = options.budget;
+    this.#reserveAbove = options.reserveAbove ?? 16_384;
   }
 
   /** Largest whole packet accepted, bytes (may be raised after CONNECT). */
@@ -149,6 +164,15 @@ export class MqttFrameDecoder {
   /** Decodes every complete packet in `chunk` (plus what was buffered); throws on a bad one. */
   push(chunk: Uint8Array): Packet[] {
     const out: Packet[] = [];
+    this.parse(chunk, (p) => out.push(p));
+    return out;
+  }
+
+  /**
+   * Decodes every complete packet in `chunk` (plus what was buffered) to `emit`, in order; a bad
+   * packet throws, after the packets before it were emitted.
+   */
+  parse(chunk: Uint8Array, emit: (packet: Packet) => void): void {
     let i = 0;
     while (i < chunk.length) {
       if (this.#state === State.Header) {
@@ -186,9 +210,18 @@ export class MqttFrameDecoder {
         const start = i - headLen;
         if (start >= 0 && chunk.length - i >= this.#len) {
           // Whole frame inside this chunk: decode a view, no copy.
-          out.push(this.#decode(chunk.subarray(start, i + this.#len)));
+          emit(this.#decode(chunk.subarray(start, i + this.#len)));
           i += this.#len;
           continue;
+        }
+        if (this.#budget && size > this.#reserveAbove) {
+          if (!this.#budget.tryTake(size)) {
+            throw new MqttProtocolError(
+              `Cannot accept packet: its ${size} bytes exceed the gateway's free payload budget`,
+              { reasonCode: ReasonCode.QuotaExceeded },
+            );
+          }
+          this.#reserved = size;
         }
         const frame = new Uint8Array(size);
         frame[0] = this.#header;
@@ -200,7 +233,7 @@ export class MqttFrameDecoder {
         this.#frame = frame;
         this.#filled = headLen;
         this.#state = State.Body;
-        if (this.#len === 0) out.push(this.#finish());
+        if (this.#len === 0) emit(this.#finish());
         continue;
       }
       const frame = this.#frame!;
@@ -208,15 +241,29 @@ export class MqttFrameDecoder {
       frame.set(chunk.subarray(i, i + n), this.#filled);
       this.#filled += n;
       i += n;
-      if (this.#filled === frame.length) out.push(this.#finish());
+      if (this.#filled === frame.length) emit(this.#finish());
     }
-    return out;
+  }
+
+  /** The input ended: throws when it ended inside a packet. */
+  end(): void {
+    if (this.buffered > 0) {
+      throw this.#malformed("connection ended inside a packet");
+    }
   }
 
   #finish(): Packet {
     const frame = this.#frame!;
     this.#frame = undefined;
+    this.release();
     return this.#decode(frame);
+  }
+
+  /** Gives back what a packet being assembled took from the budget (also when the connection ends). */
+  release(): void {
+    if (this.#reserved === 0) return;
+    this.#budget?.give(this.#reserved);
+    this.#reserved = 0;
   }
 
   #malformed(why: string): MqttMalformedError {
@@ -277,49 +324,6 @@ export class MqttFrameDecoder {
 }
 
 /**
- * Decodes a connection's bytes into MQTT packets, as a `TransformStream`.
- *
- * @example
- * ```ts
- * import { MqttDecoder } from "./codec.ts";
- * const bytes = ReadableStream.from([new Uint8Array([0xc0, 0x00])]);
- * const packets = await Array.fromAsync(bytes.pipeThrough(new MqttDecoder({ protocolVersion: 4 })));
- * if (packets[0].cmd !== "pingreq") throw new Error();
- * ```
- */
-export class MqttDecoder implements TransformStream<Uint8Array, Packet> {
-  #readable: ReadableStream<Packet>;
-  #writable: WritableStream<Uint8Array>;
-
-  /** Creates a decoder stream. */
-  constructor(options: MqttDecoderOptions = {}) {
-    const d = new MqttFrameDecoder(options);
-    const t = new TransformStream<Uint8Array, Packet>({
-      transform(chunk, controller) {
-        for (const p of d.push(chunk)) controller.enqueue(p);
-      },
-      flush() {
-        if (d.buffered > 0) {
-          throw new MqttMalformedError("Cannot decode packet: connection ended inside a packet");
-        }
-      },
-    });
-    this.#readable = t.readable;
-    this.#writable = t.writable;
-  }
-
-  /** Decoded packets. */
-  get readable(): ReadableStream<Packet> {
-    return this.#readable;
-  }
-
-  /** Socket bytes. */
-  get writable(): WritableStream<Uint8Array> {
-    return this.#writable;
-  }
-}
-
-/**
  * Encodes one packet for a protocol level.
  *
  * @example
@@ -331,42 +335,4 @@ export class MqttDecoder implements TransformStream<Uint8Array, Packet> {
  */
 export function encodePacket(packet: Packet, version: ProtocolVersion): Uint8Array {
   return mqttPacket.generate(packet, { protocolVersion: version });
-}
-
-/**
- * Encodes MQTT packets into bytes, as a `TransformStream`.
- *
- * @example
- * ```ts
- * import { MqttEncoder } from "./codec.ts";
- * const out = await Array.fromAsync(
- *   ReadableStream.from([{ cmd: "pingreq" } as const]).pipeThrough(new MqttEncoder(4)),
- * );
- * if (out[0][0] !== 0xc0) throw new Error();
- * ```
- */
-export class MqttEncoder implements TransformStream<Packet, Uint8Array> {
-  #readable: ReadableStream<Uint8Array>;
-  #writable: WritableStream<Packet>;
-
-  /** Creates an encoder for a protocol level. */
-  constructor(version: ProtocolVersion) {
-    const t = new TransformStream<Packet, Uint8Array>({
-      transform(p, controller) {
-        controller.enqueue(encodePacket(p, version));
-      },
-    });
-    this.#readable = t.readable;
-    this.#writable = t.writable;
-  }
-
-  /** Encoded bytes. */
-  get readable(): ReadableStream<Uint8Array> {
-    return this.#readable;
-  }
-
-  /** Packets to encode. */
-  get writable(): WritableStream<Packet> {
-    return this.#writable;
-  }
 }

@@ -1,12 +1,15 @@
 /**
- * CONNECT (MQTT 3.1.1 §3.1, MQTT 5 §3.1): protocol name and level, client identifier rules,
- * authentication against the device registry, will validation and the values negotiated for the
- * connection. Pure decision; the connection applies it and sends CONNACK.
+ * CONNECT (MQTT 3.1.1 §3.1, MQTT 5 §3.1), end to end: protocol name and level, client identifier
+ * rules, login through the core's port, will validation and the values negotiated for the
+ * connection ({@link evaluateConnect}, a pure decision), then the session opened (or taken over)
+ * and CONNACK sent ({@link handleConnect}), or the refusal sent ({@link refuseConnect}).
  *
  * @module
  */
 
-import type { IConnectPacket } from "mqtt-packet";
+import type { IConnackPacket, IConnectPacket } from "mqtt-packet";
+import type { MqttConnection } from "./connection.ts";
+import type { MqttSession } from "./session.ts";
 import {
   type DevicePort,
   type Draft,
@@ -14,11 +17,11 @@ import {
   isDeviceId,
   validateTopic,
 } from "../../core/mod.ts";
-import type { ProtocolVersion } from "./codec.ts";
+import { encodePacket, type ProtocolVersion } from "./codec.ts";
 import { MqttMalformedError } from "./errors.ts";
 import type { MqttServerOptions } from "./options.ts";
 import { toMessageProperties } from "./properties.ts";
-import { ReasonCode, refusalReasonCode } from "./reason_codes.ts";
+import { connackReturnCode, ReasonCode, refusalReasonCode } from "./reason_codes.ts";
 import { isWellFormedUtf8 } from "./utf8.ts";
 
 /** A will message and its delay (MQTT 5 §3.1.3.2). */
@@ -146,18 +149,10 @@ export function evaluateConnect(
     return refuse(ReasonCode.ProtocolError, "Maximum Packet Size is 0");
   }
 
-  // Client identifier ([MQTT-3.1.3-6] .. [MQTT-3.1.3-9]).
+  // Client identifier ([MQTT-3.1.3-6] .. [MQTT-3.1.3-9]); an empty one is settled after login.
   let clientId = packet.clientId ?? "";
   let assigned = false;
-  if (clientId.length === 0) {
-    // [MQTT-3.1.3-8] (3.1.1); in v5 refusing it is allowed ([MQTT-3.1.3-8] MAY, 0x85) and a session
-    // nobody can name again is of no use, so Clean Start 0 is refused the same way.
-    if (version === 3 || !packet.clean) {
-      return refuse(ReasonCode.ClientIdentifierNotValid, "empty client id needs a clean session");
-    }
-    clientId = assignClientId(options.assignedIdPrefix);
-    assigned = true;
-  } else if (clientId.length > (version === 3 ? 23 : options.maxClientIdLength)) {
+  if (clientId.length > (version === 3 ? 23 : options.maxClientIdLength)) {
     return refuse(ReasonCode.ClientIdentifierNotValid, "client id is too long");
   }
 
@@ -178,6 +173,35 @@ export function evaluateConnect(
   }, address);
   if (!(who instanceof Identity)) return refuse(refusalReasonCode(who), who.message);
   const deviceId = who.deviceId;
+
+  // A device's client id is its device id (one session per device, as FBP/1's HELLO names it); an
+  // empty one is given it. Other principals may not use a registered device's id, and an empty
+  // client id is assigned one ([MQTT-3.1.3-6]) when the session ends with the connection.
+  const p = who.principal;
+  if (p.kind === "device") {
+    if (clientId.length === 0) {
+      clientId = p.id;
+      assigned = version === 5; // v5 reports it (Assigned Client Identifier); 3.1.1 just uses it
+    } else if (clientId !== p.id) {
+      return refuse(
+        ReasonCode.ClientIdentifierNotValid,
+        `the client id of device "${p.id}" must be its device id`,
+      );
+    }
+  } else if (clientId.length === 0) {
+    // [MQTT-3.1.3-8] (3.1.1); in v5 refusing it is allowed ([MQTT-3.1.3-8] MAY, 0x85) and a session
+    // nobody can name again is of no use, so Clean Start 0 is refused the same way.
+    if (version === 3 || !packet.clean) {
+      return refuse(ReasonCode.ClientIdentifierNotValid, "empty client id needs a clean session");
+    }
+    clientId = assignClientId(options.assignedIdPrefix);
+    assigned = true;
+  } else if (port.knownDevice(clientId)) {
+    return refuse(
+      ReasonCode.NotAuthorized,
+      `client id "${clientId}" is reserved for the registered device of that id`,
+    );
+  }
 
   // Will ([MQTT-3.1.2-9] .. [MQTT-3.1.2-16]).
   let will: Will | undefined;
@@ -247,4 +271,116 @@ export function evaluateConnect(
     topicAliasMaximum: props.topicAliasMaximum ?? 0,
     problemInformation: props.requestProblemInformation !== false,
   };
+}
+
+/**
+ * A connected client: what a connection keeps of its accepted CONNECT, and its session. A class
+ * with fixed fields, so an idle connection holds a few words instead of the whole decision
+ * object; handlers of packets after CONNECT get it, never an optional.
+ */
+export class Client {
+  /** Client identifier. */
+  readonly clientId: string;
+  /** Who connected. */
+  readonly who: Identity;
+  /** The device it speaks for, if any (presence). */
+  readonly deviceId: string | undefined;
+  /** Session expiry, seconds. */
+  readonly sessionExpirySec: number;
+  /** Client Maximum Packet Size. */
+  readonly maximumPacketSize: number;
+  /** Client Topic Alias Maximum. */
+  readonly topicAliasMaximum: number;
+  /** False when the client asked for no reason strings on errors. */
+  readonly problemInformation: boolean;
+  /** The session. */
+  readonly session: MqttSession;
+
+  /** Keeps what the connection needs of `c`, with its session. */
+  constructor(c: AcceptedConnect, session: MqttSession) {
+    this.session = session;
+    this.clientId = c.clientId;
+    this.who = c.who;
+    this.deviceId = c.deviceId;
+    this.sessionExpirySec = c.sessionExpirySec;
+    this.maximumPacketSize = c.maximumPacketSize;
+    this.topicAliasMaximum = c.topicAliasMaximum;
+    this.problemInformation = c.problemInformation;
+  }
+}
+
+/** Handles CONNECT: refuses it, or opens the session and sends CONNACK. */
+export function handleConnect(conn: MqttConnection, p: IConnectPacket): void {
+  const { port, options, store, log } = conn.ctx;
+  const v = p.protocolVersion;
+  if (v === 3 || v === 4 || v === 5) conn.version = v;
+  const c = evaluateConnect(p, port, options, conn.address);
+  if (!c.ok) {
+    log.info("connection refused", {
+      peer: conn.peer,
+      clientId: p.clientId,
+      reasonCode: c.reasonCode,
+      why: c.message,
+    });
+    port.stats.error("connect_refused");
+    refuseConnect(conn, c.reasonCode, c.message, p.properties?.maximumPacketSize);
+    return;
+  }
+  const opened = store.open(c, conn);
+  if (!opened.ok) {
+    log.info("connection refused", { peer: conn.peer, clientId: c.clientId, why: opened.message });
+    port.stats.error("connect_refused");
+    refuseConnect(conn, opened.reasonCode, opened.message, c.maximumPacketSize);
+    return;
+  }
+  conn.accept(c, opened.session);
+  const connack: IConnackPacket = {
+    cmd: "connack",
+    // [MQTT-3.2.2-2] .. [MQTT-3.2.2-3]; 3.1 has no session present flag.
+    sessionPresent: conn.version !== 3 && opened.present,
+  };
+  if (conn.version === 5) {
+    connack.reasonCode = ReasonCode.Success;
+    const props: NonNullable<IConnackPacket["properties"]> = {
+      receiveMaximum: options.receiveMaximum,
+      topicAliasMaximum: options.maxTopicAlias,
+    };
+    if (options.maxPacketSize < 268_435_455) props.maximumPacketSize = options.maxPacketSize;
+    if (c.assigned) props.assignedClientIdentifier = c.clientId; // [MQTT-3.2.2-16]
+    if (c.expiryCapped) props.sessionExpiryInterval = c.sessionExpirySec;
+    if (c.serverKeepAlive !== undefined) props.serverKeepAlive = c.serverKeepAlive;
+    connack.properties = props;
+  } else connack.returnCode = 0;
+  conn.send(connack);
+  log.debug("client connected", {
+    peer: conn.peer,
+    clientId: c.clientId,
+    version: conn.version,
+    principal: c.who.principal.kind,
+    sessionPresent: opened.present,
+  });
+  // [MQTT-4.4.0-1] resend in-flight messages, then the queue, after CONNACK.
+  opened.session.attach(conn);
+}
+
+/**
+ * Refuses a CONNECT: CONNACK with the reason (the 3.1.1 return code for older levels), then the
+ * connection closes.
+ */
+export function refuseConnect(
+  conn: MqttConnection,
+  reasonCode: number,
+  message: string,
+  maxPacketSize = Infinity,
+): void {
+  // [MQTT-3.2.2-4] session present 0 on a refusal; [MQTT-3.2.2-5] then close.
+  const connack: IConnackPacket = { cmd: "connack", sessionPresent: false };
+  if (conn.version === 5) {
+    connack.reasonCode = reasonCode;
+    connack.properties = { reasonString: message.slice(0, 200) };
+    // [MQTT-3.2.2-19] no Reason String that would exceed the client's Maximum Packet Size.
+    if (encodePacket(connack, 5).length > maxPacketSize) delete connack.properties;
+  } else connack.returnCode = connackReturnCode(reasonCode);
+  conn.send(connack);
+  conn.shutdown();
 }

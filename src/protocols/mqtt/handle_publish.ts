@@ -1,16 +1,21 @@
 /**
- * Incoming PUBLISH (MQTT 3.1.1 §3.3, MQTT 5 §3.3): DUP/QoS/packet id rules, topic aliases, topic
- * validation and payload format, giving the draft the port decides on (rate, ACL, acceptance).
+ * Incoming PUBLISH (MQTT 3.1.1 §3.3, MQTT 5 §3.3), end to end: DUP/QoS/packet id rules, topic
+ * aliases, topic validation and payload format ({@link evaluatePublish}, a pure decision, giving
+ * the draft), then the core's port decides (rate, ACL, acceptance, durability) and the answer goes
+ * out as PUBACK/PUBREC ({@link handlePublish}): only once accepted ([MQTT-4.3.2-2],
+ * [MQTT-4.3.3-2]), and with persistent sessions only once the state it caused is committed.
  *
  * @module
  */
 
 import type { IPublishPacket } from "mqtt-packet";
-import { type Draft, validateTopic } from "../../core/mod.ts";
+import { type Draft, type PublishResult, validateTopic } from "../../core/mod.ts";
+import type { MqttConnection } from "./connection.ts";
+import type { Client } from "./handle_connect.ts";
 import type { ProtocolVersion } from "./codec.ts";
 import { MqttMalformedError, MqttProtocolError } from "./errors.ts";
 import { toMessageProperties } from "./properties.ts";
-import { ReasonCode } from "./reason_codes.ts";
+import { ReasonCode, refusalReasonCode } from "./reason_codes.ts";
 import { isWellFormedUtf8 } from "./utf8.ts";
 
 /** What the decision needs of the connection. */
@@ -114,4 +119,124 @@ export function evaluatePublish(packet: IPublishPacket, ctx: PublishContext): Pu
     if (mp) draft.properties = mp;
   }
   return { accept: true, draft };
+}
+
+/** Handles PUBLISH: a promise only while the core takes it (which stops reading meanwhile). */
+export function handlePublish(
+  conn: MqttConnection,
+  c: Client,
+  p: IPublishPacket,
+): Promise<void> | undefined {
+  const { port, options, log } = conn.ctx;
+  const session = c.session;
+  const id = p.messageId;
+  if (p.qos === 2 && session.hasInbound(id!)) {
+    // [MQTT-4.3.3-10] a resent QoS 2 PUBLISH is acknowledged again but not delivered again.
+    conn.send({ cmd: "pubrec", messageId: id });
+    return;
+  }
+  if (p.qos === 2 && session.inboundCount >= options.receiveMaximum) {
+    // [MQTT-3.3.4-9] more unacknowledged QoS 2 than our Receive Maximum.
+    throw new MqttProtocolError("Cannot accept PUBLISH: Receive Maximum exceeded", {
+      reasonCode: ReasonCode.ReceiveMaximumExceeded,
+    });
+  }
+  const ctx = conn.publishContext ??= {
+    version: conn.version,
+    origin: session.id,
+    maxTopicAlias: options.maxTopicAlias,
+    now: 0,
+  };
+  ctx.now = port.clock.now();
+  const d = evaluatePublish(p, ctx);
+  if (!d.accept) {
+    log.info("publish refused", { clientId: c.clientId, topic: p.topic, why: d.message });
+    port.stats.drop("bad_payload");
+    refusePublish(conn, c, p, d.reasonCode);
+    return;
+  }
+  // Accepted at once when the core has room (no promise per message); otherwise the wait for
+  // room (or for the durable stage) stops this connection's reads.
+  const r = port.publish(c.who, d.draft, conn.publishOptions);
+  if (r instanceof Promise) return r.then((r) => published(conn, c, p, r));
+  return published(conn, c, p, r);
+}
+
+/** Answers a PUBLISH with the core's answer. */
+function published(
+  conn: MqttConnection,
+  c: Client,
+  p: IPublishPacket,
+  r: PublishResult,
+): Promise<void> | undefined {
+  if (conn.closing) return;
+  if (r.ok) {
+    const durable = conn.ctx.durable;
+    if (p.qos !== 0 && durable?.pending) {
+      // Acknowledged means durable: wait for the commit of what this message caused, and never
+      // acknowledge what it could not write (the client sends it again).
+      return durable.flushed().then((committed) =>
+        committed ? acknowledge(conn, c, p) : notDurable(conn, c, p)
+      );
+    }
+    acknowledge(conn, c, p);
+    return;
+  }
+  conn.ctx.log.debug("publish refused", {
+    clientId: conn.clientId,
+    topic: p.topic,
+    reason: r.reason,
+  });
+  if (p.qos === 0) return;
+  if (conn.version !== 5 && r.reason !== "not_authorized") {
+    // 3.1.1 cannot refuse a PUBLISH: close without acknowledging; the client sends it again.
+    throw new MqttProtocolError(`Cannot accept PUBLISH: ${r.message}`);
+  }
+  refusePublish(conn, c, p, refusalReasonCode(r));
+  return undefined;
+}
+
+/**
+ * A QoS 1/2 PUBLISH whose state could not be committed (disk full, I/O error): v5 refuses it
+ * (0x80); 3.1.1 cannot, so the connection closes without acknowledging it and the client resends.
+ */
+function notDurable(conn: MqttConnection, c: Client, p: IPublishPacket): void {
+  conn.ctx.port.stats.drop("state_not_written");
+  conn.ctx.port.throttled.error(
+    "state_not_written",
+    "publish not acknowledged: state not written",
+    {
+      clientId: c.clientId,
+    },
+  );
+  if (conn.closing) return;
+  if (conn.version === 5) {
+    refusePublish(conn, c, p, ReasonCode.UnspecifiedError);
+  } else conn.shutdown();
+}
+
+/** Answers a refused QoS 1/2 PUBLISH: v5 with `reasonCode`; 3.1.1 acknowledges and drops it. */
+function refusePublish(
+  conn: MqttConnection,
+  c: Client,
+  p: IPublishPacket,
+  reasonCode: number,
+): void {
+  // 3.1.1 cannot refuse a PUBLISH: acknowledge and drop, as mosquitto does.
+  const rc = conn.version === 5 ? reasonCode : undefined;
+  if (p.qos === 1) conn.send({ cmd: "puback", messageId: p.messageId, reasonCode: rc });
+  if (p.qos === 2) {
+    if (conn.version !== 5) c.session.addInbound(p.messageId!);
+    conn.send({ cmd: "pubrec", messageId: p.messageId, reasonCode: rc });
+  }
+}
+
+/** Acknowledges an accepted PUBLISH ([MQTT-4.3.2-2], [MQTT-4.3.3-2]: only once accepted). */
+function acknowledge(conn: MqttConnection, c: Client, p: IPublishPacket): void {
+  if (conn.closing) return;
+  if (p.qos === 1) conn.send({ cmd: "puback", messageId: p.messageId });
+  else if (p.qos === 2) {
+    c.session.addInbound(p.messageId!);
+    conn.send({ cmd: "pubrec", messageId: p.messageId });
+  }
 }

@@ -1,12 +1,15 @@
 /**
- * SUBSCRIBE and UNSUBSCRIBE (MQTT 3.1.1 §3.8/§3.10, MQTT 5 §3.8/§3.10): filter validation, the
- * subscribe ACL, granted QoS, subscription options and identifiers, shared subscriptions, and the
- * retained messages to send after SUBACK.
+ * SUBSCRIBE and UNSUBSCRIBE (MQTT 3.1.1 §3.8/§3.10, MQTT 5 §3.8/§3.10), end to end: filter
+ * validation, the subscribe ACL, granted QoS, subscription options and identifiers, shared
+ * subscriptions ({@link applySubscribe}, {@link applyUnsubscribe}), then SUBACK and the retained
+ * messages after it ({@link handleSubscribe}), or UNSUBACK ({@link handleUnsubscribe}).
  *
  * @module
  */
 
-import type { ISubscribePacket, IUnsubscribePacket } from "mqtt-packet";
+import type { ISubscribePacket, IUnsubscribePacket, Packet } from "mqtt-packet";
+import type { MqttConnection } from "./connection.ts";
+import type { Client } from "./handle_connect.ts";
 import { type DevicePort, type Identity, type QoS, validateFilter } from "../../core/mod.ts";
 import type { ProtocolVersion } from "./codec.ts";
 import { MqttProtocolError } from "./errors.ts";
@@ -48,19 +51,19 @@ export interface SubscribeResult {
  * import { Core, Identity } from "../../core/mod.ts";
  * import { MqttSession } from "./session.ts";
  * import { SharedSubscriptions } from "./shared_subscriptions.ts";
- * import { handleSubscribe } from "./handle_subscribe.ts";
+ * import { applySubscribe } from "./handle_subscribe.ts";
  * import { MQTT } from "./server.ts";
  * const core = new Core({ anonymous: true });
  * const port = core.port(MQTT);
  * const session = new MqttSession("c", port, { maxQueued: 9, dropPolicy: "oldest", maxInflight: 9 });
  * const ctx = { version: 4, who: new Identity({ kind: "device", id: "s1" }, "s1"), session, shared: new SharedSubscriptions(port), port } as const;
- * const r = handleSubscribe({ cmd: "subscribe", messageId: 1, subscriptions: [
+ * const r = applySubscribe({ cmd: "subscribe", messageId: 1, subscriptions: [
  *   { topic: "devices/s1/commands/+", qos: 2 }, { topic: "devices/#", qos: 1 }] } as never, ctx);
  * await core.close();
  * if (r.granted.join() !== "2,128") throw new Error(r.granted.join());
  * ```
  */
-export function handleSubscribe(packet: ISubscribePacket, ctx: SubscribeContext): SubscribeResult {
+export function applySubscribe(packet: ISubscribePacket, ctx: SubscribeContext): SubscribeResult {
   const v5 = ctx.version === 5;
   const identifier = packet.properties?.subscriptionIdentifier;
   if (identifier !== undefined && (identifier === 0 || Array.isArray(identifier))) {
@@ -143,18 +146,18 @@ export function handleSubscribe(packet: ISubscribePacket, ctx: SubscribeContext)
  * import { Core, Identity } from "../../core/mod.ts";
  * import { MqttSession } from "./session.ts";
  * import { SharedSubscriptions } from "./shared_subscriptions.ts";
- * import { handleUnsubscribe } from "./handle_subscribe.ts";
+ * import { applyUnsubscribe } from "./handle_subscribe.ts";
  * import { MQTT } from "./server.ts";
  * const core = new Core({ anonymous: true });
  * const port = core.port(MQTT);
  * const session = new MqttSession("c", port, { maxQueued: 9, dropPolicy: "oldest", maxInflight: 9 });
  * const ctx = { version: 5, who: new Identity({ kind: "anonymous" }), session, shared: new SharedSubscriptions(port), port } as const;
- * const codes = handleUnsubscribe({ cmd: "unsubscribe", messageId: 1, unsubscriptions: ["a"] } as never, ctx);
+ * const codes = applyUnsubscribe({ cmd: "unsubscribe", messageId: 1, unsubscriptions: ["a"] } as never, ctx);
  * await core.close();
  * if (codes[0] !== 0x11) throw new Error();
  * ```
  */
-export function handleUnsubscribe(packet: IUnsubscribePacket, ctx: SubscribeContext): number[] {
+export function applyUnsubscribe(packet: IUnsubscribePacket, ctx: SubscribeContext): number[] {
   if (!packet.messageId) {
     throw new MqttProtocolError("Cannot accept UNSUBSCRIBE: packet id 0 [MQTT-2.2.1-3]");
   }
@@ -174,4 +177,37 @@ export function handleUnsubscribe(packet: IUnsubscribePacket, ctx: SubscribeCont
     if (validateFilter(f)) return ReasonCode.TopicFilterInvalid;
     return ctx.session.unsubscribe(f) ? ReasonCode.Success : ReasonCode.NoSubscriptionExisted;
   });
+}
+
+/** The context of a connection's SUBSCRIBE/UNSUBSCRIBE. */
+function contextOf(conn: MqttConnection, c: Client): SubscribeContext {
+  return {
+    version: conn.version,
+    who: c.who,
+    session: c.session,
+    shared: conn.ctx.shared,
+    port: conn.ctx.port,
+    maxSubscriptions: conn.ctx.options.maxSubscriptions,
+  };
+}
+
+/** Handles SUBSCRIBE: SUBACK, then the retained messages of the new subscriptions. */
+export function handleSubscribe(conn: MqttConnection, c: Client, p: ISubscribePacket): void {
+  const r = applySubscribe(p, contextOf(conn, c));
+  if (r.refused.length) {
+    conn.ctx.port.stats.drop("subscription_refused", r.refused.length);
+    conn.ctx.log.info("subscription refused", { clientId: conn.clientId, refused: r.refused });
+  }
+  conn.send({ cmd: "suback", messageId: p.messageId, granted: r.granted });
+  for (const out of r.retained) c.session.enqueue(out);
+}
+
+/** Handles UNSUBSCRIBE: UNSUBACK even when nothing matched [MQTT-3.10.4-4]. */
+export function handleUnsubscribe(conn: MqttConnection, c: Client, p: IUnsubscribePacket): void {
+  const codes = applyUnsubscribe(p, contextOf(conn, c));
+  conn.send(
+    conn.version === 5
+      ? { cmd: "unsuback", messageId: p.messageId, granted: codes }
+      : { cmd: "unsuback", messageId: p.messageId } as Packet,
+  );
 }

@@ -25,9 +25,7 @@ export {
 } from "./options.ts";
 export {
   encodePacket,
-  MqttDecoder,
   type MqttDecoderOptions,
-  MqttEncoder,
   MqttFrameDecoder,
   type ProtocolVersion,
 } from "./codec.ts";

@@ -1,63 +1,119 @@
 /**
- * Every tunable of the MQTT listener in one flat, JSON-friendly object, so the config layer can map
- * a `mqtt` section onto it key by key.
+ * Every tunable of the MQTT listener: the `mqtt` config-schema fragment, {@link MqttServerOptions}
+ * derived from it (one flat, JSON-friendly object, so the config layer maps the `mqtt` section onto
+ * it key by key), and the defaults (written once, in the fragment).
  *
  * @module
  */
 
-/** Tunables of {@link MqttServer}. Every key is optional; see {@link defaultMqttServerOptions}. */
-export interface MqttServerOptions {
-  /** Address to bind. @default "0.0.0.0" */
-  hostname?: string;
-  /** TCP port to bind; 0 picks a free one. @default 1883 */
-  port?: number;
-  /** Time a new connection has to send CONNECT before it is closed. @default 10000 */
-  connectTimeoutMs?: number;
-  /** Largest packet accepted (whole packet, bytes); larger ones close the connection. @default 268435455 */
-  maxPacketSize?: number;
-  /** Largest first packet (CONNECT) from a client not yet authenticated, bytes. @default 262144 */
-  maxConnectPacketSize?: number;
-  /** Largest keepalive granted, seconds; v5 clients asking more get Server Keep Alive. @default 65535 */
-  maxKeepAlive?: number;
-  /** QoS 1/2 PUBLISHes a client may have unacknowledged towards us (v5 Receive Maximum). @default 64 */
-  receiveMaximum?: number;
-  /** Messages queued per session (offline or over the inflight window) before the drop policy. @default 1000 */
-  maxQueuedMessages?: number;
-  /** Which message goes when a session queue is full. @default "oldest" */
-  queueDropPolicy?: "oldest" | "newest";
-  /** QoS 1/2 PUBLISHes we send before waiting for acknowledgements. @default 32 */
-  maxInflight?: number;
-  /** Topic aliases a v5 client may use towards us (Topic Alias Maximum). @default 64 */
-  maxTopicAlias?: number;
-  /** Upper bound of a session's expiry, seconds (also used for 3.1.1 persistent sessions). @default 604800 */
-  sessionExpiryMaxSec?: number;
-  /** Open connections at most; past it new TCP connections are closed at once. @default 50000 */
-  maxConnections?: number;
-  /** Persistent sessions kept at most; past it a new persistent session is refused. @default 100000 */
-  maxSessions?: number;
-  /** Bytes queued on a socket before the subscriber counts as a slow consumer. @default 1048576 */
-  maxPendingBytes?: number;
-  /** Longest a write may wait on a slow socket before the connection is closed. @default 10000 */
-  drainTimeoutMs?: number;
-  /** Socket read buffer of an idle connection, bytes (grows while data streams in). @default 64 */
-  readBufferMin?: number;
-  /** Largest socket read buffer while data streams in, bytes. @default 16384 */
-  readBufferMax?: number;
-  /**
-   * Track presence (`devices/{id}/status`, registry) for anonymous clients whose client id is a
-   * valid device id. Turn off when generic MQTT test suites subscribe to `#` and expect only their
-   * own messages. @default true
-   */
-  anonymousPresence?: boolean;
-  /** Accept MQTT 3.1 (`MQIsdp`, level 3) as well as 3.1.1 and 5.0. @default true */
-  allowMqtt31?: boolean;
-  /** Longest client id accepted, characters. @default 256 */
-  maxClientIdLength?: number;
-  /** Subscriptions one session may hold; more are refused (SUBACK 0x97 / 0x80). @default 1000 */
-  maxSubscriptions?: number;
-  /** Prefix of the ids assigned to clients that connect with an empty one. @default "ferry-" */
-  assignedIdPrefix?: string;
-}
+import { bool, defaults, type Infer, int, obj, oneOf, str } from "../../config/schema.ts";
+import { portField } from "../../net/options.ts";
+
+/** The MQTT listener's part of the `mqtt` config section (the gateway adds `enabled` and `tls`). */
+export const mqttOptionsSchema = obj("MQTT 3.1.1/5 listener", {
+  port: portField(1883, "MQTT"),
+  maxConnections: int("Most concurrent MQTT connections", {
+    min: 1,
+    max: 10_000_000,
+    default: 50_000,
+  }),
+  maxConnectPacketSize: int("Largest packet before CONNECT is accepted, bytes", {
+    min: 64,
+    max: 268_435_455,
+    default: 262_144,
+  }),
+  anonymousPresence: bool(
+    "Presence (devices/{id}/status) for anonymous clients whose client id is a device id",
+    { default: true },
+  ),
+  assignedIdPrefix: str("Prefix of client ids assigned to clients that send an empty one", {
+    default: "ferry-",
+  }),
+  maxSubscriptions: int("Subscriptions one session may hold (more get SUBACK 0x97)", {
+    min: 1,
+    max: 10_000_000,
+    default: 1000,
+  }),
+  connectTimeoutMs: int("Time allowed for CONNECT", { min: 1, max: 3_600_000, default: 10_000 }),
+  maxPacketSize: int(
+    "Largest packet accepted, bytes (sized for a Raspberry Pi: raise it for firmware images)",
+    { min: 64, max: 268_435_455, default: 1_048_576 },
+  ),
+  maxKeepAlive: int("Largest keepalive granted, seconds", { min: 1, max: 65_535, default: 65_535 }),
+  receiveMaximum: int("QoS 1/2 publishes a client may have unacknowledged (v5 Receive Maximum)", {
+    min: 1,
+    max: 65_535,
+    default: 64,
+  }),
+  maxQueuedMessages: int("Messages queued per session before the drop policy", {
+    min: 1,
+    max: 10_000_000,
+    default: 1000,
+  }),
+  queueDropPolicy: oneOf(["oldest", "newest"], "Which message goes when a session queue is full", {
+    default: "oldest",
+  }),
+  maxInflight: int("QoS 1/2 publishes sent before waiting for acknowledgements", {
+    min: 1,
+    max: 65_535,
+    default: 32,
+  }),
+  maxTopicAlias: int("Topic aliases a v5 client may use", { min: 0, max: 65_535, default: 64 }),
+  sessionExpiryMaxSec: int("Upper bound of a session's expiry, seconds", {
+    min: 0,
+    max: 4_294_967_295,
+    default: 604_800,
+  }),
+  maxSessions: int("Persistent sessions kept at most", {
+    min: 1,
+    max: 10_000_000,
+    default: 100_000,
+  }),
+  maxPendingBytes: int("Outbound bytes queued per connection before closing it", {
+    min: 1024,
+    max: 1 << 30,
+    default: 1 << 20,
+  }),
+  drainTimeoutMs: int("Longest wait for a slow reader before closing it", {
+    min: 100,
+    max: 600_000,
+    default: 10_000,
+  }),
+  allowMqtt31: bool("Accept MQTT 3.1 as well as 3.1.1 and 5.0", { default: true }),
+  maxClientIdLength: int("Longest client id accepted", { min: 23, max: 65_535, default: 256 }),
+});
+
+/** The `mqtt.persistence` config section: the state file of sessions and retained messages. */
+export const mqttPersistenceSchema = obj(
+  "Durable persistent sessions and retained messages (docs/mqtt.md)",
+  {
+    enabled: bool("Keep persistent sessions and retained messages across restarts", {
+      default: true,
+    }),
+    file: str("State file, relative to dataDir", { default: "mqtt-state.db" }),
+    synchronous: oneOf(
+      ["full", "normal"],
+      "SQLite synchronous: full survives power loss, normal only crashes",
+      { default: "full" },
+    ),
+  },
+);
+
+/**
+ * Tunables of {@link MqttServer}: the keys of {@link mqttOptionsSchema} (its docs say what each
+ * means) plus those a config file does not set. Every key is optional; see
+ * {@link defaultMqttServerOptions}.
+ */
+export type MqttServerOptions = Partial<
+  Infer<typeof mqttOptionsSchema> & {
+    /** Address to bind. @default "0.0.0.0" */
+    hostname: string;
+    /** Socket read buffer of an idle connection, bytes (grows while data streams in). @default 64 */
+    readBufferMin: number;
+    /** Largest socket read buffer while data streams in, bytes. @default 16384 */
+    readBufferMax: number;
+  }
+>;
 
 /**
  * The defaults of every {@link MqttServerOptions} key.
@@ -70,28 +126,9 @@ export interface MqttServerOptions {
  */
 export const defaultMqttServerOptions: Readonly<Required<MqttServerOptions>> = Object.freeze({
   hostname: "0.0.0.0",
-  port: 1883,
-  connectTimeoutMs: 10_000,
-  maxPacketSize: 268_435_455,
-  maxConnectPacketSize: 262_144,
-  maxKeepAlive: 65_535,
-  receiveMaximum: 64,
-  maxQueuedMessages: 1000,
-  queueDropPolicy: "oldest" as const,
-  maxInflight: 32,
-  maxTopicAlias: 64,
-  sessionExpiryMaxSec: 604_800,
-  maxConnections: 50_000,
-  maxSessions: 100_000,
-  maxPendingBytes: 1 << 20,
-  drainTimeoutMs: 10_000,
   readBufferMin: 64,
   readBufferMax: 16_384,
-  anonymousPresence: true,
-  allowMqtt31: true,
-  maxClientIdLength: 256,
-  maxSubscriptions: 1000,
-  assignedIdPrefix: "ferry-",
+  ...defaults(mqttOptionsSchema),
 });
 
 /**

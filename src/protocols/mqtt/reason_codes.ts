@@ -96,10 +96,11 @@ export function refusalReasonCode(r: Refusal): number {
     case "bad_id":
     case "bad_credentials":
       return ReasonCode.BadUserNameOrPassword;
-    case "throttled":
     case "no_credentials":
     case "not_authorized":
       return ReasonCode.NotAuthorized;
+    case "throttled": // retryable: 3.1.1 return code 3, "server unavailable"
+      return ReasonCode.QuotaExceeded;
     case "unavailable":
       return ReasonCode.ServerUnavailable;
     case "rate_limited":

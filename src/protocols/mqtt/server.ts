@@ -8,6 +8,7 @@
 
 import type { Core, DevicePort, Logger, ProtocolSpec } from "../../core/mod.ts";
 import type { ListenAddress, Listener } from "../listener.ts";
+import { acceptLoop } from "../../net/accept_loop.ts";
 import { TcpListener, type TlsFiles } from "../../net/tcp_listener.ts";
 import { type ConnectionContext, MqttConnection } from "./connection.ts";
 import { type MqttServerOptions, resolveMqttServerOptions } from "./options.ts";
@@ -121,56 +122,20 @@ export class MqttServer implements Listener {
         this.#log.error("TLS certificate not reloaded; the previous one stays", { error }),
     });
     this.#listener = l;
-    this.#accepting = this.#acceptLoop(l);
+    this.#accepting = acceptLoop({
+      listener: l,
+      port: this.#port,
+      maxConnections: this.#options.maxConnections,
+      open: () => this.#connections.size,
+      closing: () => this.#closing !== undefined,
+      serve: (conn) => {
+        const c = new MqttConnection(this.#ctx, conn);
+        this.#connections.add(c);
+        c.run(); // never rejects; ends with onClosed
+      },
+    });
     this.#log.info("listening", { hostname: l.hostname, port: l.port, tls: l.tls });
     return Promise.resolve({ hostname: l.hostname, port: l.port });
-  }
-
-  async #acceptLoop(l: TcpListener): Promise<void> {
-    const stats = this.#port.stats;
-    for (;;) {
-      let conn: Deno.Conn | null;
-      try {
-        conn = await l.accept();
-        if (conn === null) return;
-      } catch (err) {
-        if (this.#closing) return;
-        if (err instanceof Deno.errors.BadResource) return;
-        this.#log.warn("accept failed", { error: err });
-        continue;
-      }
-      if (this.#closing) {
-        conn.close();
-        continue;
-      }
-      if (this.#connections.size >= this.#options.maxConnections) {
-        // Refuse before reading anything: a flood of connections must not exhaust memory or fds.
-        stats.drop("connection_limit");
-        this.#log.warn("connection refused: limit reached", {
-          limit: this.#options.maxConnections,
-        });
-        try {
-          conn.close();
-        } catch { /* closed */ }
-        continue;
-      }
-      const address = (conn.remoteAddr as Deno.NetAddr).hostname;
-      if (!this.#port.admit(address)) {
-        stats.drop("address_limit");
-        this.#log.warn("connection refused: per-address limit reached", { address });
-        try {
-          conn.close();
-        } catch { /* closed */ }
-        continue;
-      }
-      try {
-        (conn as Deno.TcpConn).setNoDelay?.(true);
-      } catch { /* not fatal */ }
-      stats.opened();
-      const c = new MqttConnection(this.#ctx, conn);
-      this.#connections.add(c);
-      c.run(); // never rejects; ends with onClosed
-    }
   }
 
   /**

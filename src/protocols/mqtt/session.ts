@@ -159,6 +159,12 @@ export class MqttSession implements Subscriber {
   readonly clientId: string;
   /** Session Expiry Interval, seconds (0: the session ends with its connection). */
   expirySec = 0;
+  /**
+   * The identity that owns the session (`Identity.key` of the principal that created it): another
+   * principal presenting its client id is refused. `undefined` for a session restored from a file
+   * that did not record it (the next principal to use it becomes its owner).
+   */
+  owner: string | undefined = undefined;
   #port: DevicePort;
   #opts: MqttSessionOptions;
   // Collections are created on first use: an idle session costs a few hundred bytes.

@@ -22,7 +22,7 @@
  * @module
  */
 
-import type { Message, Protocol, QoS } from "../../core/message.ts";
+import type { Message, Protocol, QoS } from "../../core/mod.ts";
 import { decodeProps, encodeProps } from "../../persistence/message_props.ts";
 import type { StateDb, StateOp } from "../../persistence/state_db.ts";
 import type {
@@ -33,6 +33,38 @@ import type {
   SessionState,
   SubscriptionOptions,
 } from "./session.ts";
+
+/** A persistent session per row, and its queued and in-flight messages, one row each. */
+const SESSION_TABLES = `
+CREATE TABLE IF NOT EXISTS mqtt_sessions (
+  client_id TEXT PRIMARY KEY,
+  version INTEGER NOT NULL,
+  expiry_sec INTEGER NOT NULL,
+  disconnected_at INTEGER,
+  next_id INTEGER NOT NULL,
+  subs TEXT NOT NULL,
+  inbound TEXT NOT NULL,
+  owner TEXT
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mqtt_messages (
+  client_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  packet_id INTEGER,
+  state TEXT,
+  qos INTEGER NOT NULL,
+  retain INTEGER NOT NULL,
+  sub_ids TEXT,
+  topic TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  msg_qos INTEGER NOT NULL,
+  msg_retain INTEGER NOT NULL,
+  ts INTEGER NOT NULL,
+  protocol TEXT NOT NULL,
+  device TEXT,
+  props TEXT,
+  PRIMARY KEY (client_id, seq)
+) WITHOUT ROWID;
+`;
 
 /** A session as found in the state file. */
 export interface StoredSession {
@@ -48,6 +80,8 @@ export interface StoredSession {
   state: SessionState;
   /** Highest journal sequence number used. */
   lastSeq: number;
+  /** The identity that owns it (`Identity.key`), when recorded. */
+  owner?: string;
 }
 
 interface SessionRow {
@@ -58,6 +92,7 @@ interface SessionRow {
   next_id: number;
   subs: string;
   inbound: string;
+  owner: string | null;
 }
 
 interface MessageRow {
@@ -122,11 +157,21 @@ export class SessionPersistence implements SessionJournal {
   #deleteMessages;
   #changes = new WeakMap<MqttSession, StateOp>();
 
-  /** Uses the `mqtt_sessions` and `mqtt_messages` tables of `db`. */
+  /** Uses (and creates) the `mqtt_sessions` and `mqtt_messages` tables of `db`. */
   constructor(db: StateDb) {
     this.#db = db;
+    db.define(SESSION_TABLES);
     const d = db.database;
-    this.#upsert = d.prepare("INSERT OR REPLACE INTO mqtt_sessions VALUES (?,?,?,?,?,?,?)");
+    // Files written before sessions recorded their owner get the column (empty: unknown owner).
+    const columns = d.prepare("PRAGMA table_info(mqtt_sessions)").all() as Array<{ name: string }>;
+    if (!columns.some((c) => c.name === "owner")) {
+      d.exec("ALTER TABLE mqtt_sessions ADD COLUMN owner TEXT");
+    }
+    this.#upsert = d.prepare(
+      "INSERT OR REPLACE INTO mqtt_sessions " +
+        "(client_id, version, expiry_sec, disconnected_at, next_id, subs, inbound, owner) " +
+        "VALUES (?,?,?,?,?,?,?,?)",
+    );
     this.#update = d.prepare(
       "UPDATE mqtt_sessions SET subs = ?, inbound = ?, next_id = ? WHERE client_id = ?",
     );
@@ -161,6 +206,7 @@ export class SessionPersistence implements SessionJournal {
         expirySec: r.expiry_sec,
         disconnectedAt: r.disconnected_at ?? undefined,
         lastSeq: 0,
+        owner: r.owner ?? undefined,
         state: {
           subscriptions: subs.s,
           shared: subs.sh,
@@ -235,6 +281,7 @@ export class SessionPersistence implements SessionJournal {
       snap.nextId,
       JSON.stringify({ s: snap.subscriptions, sh: snap.shared } satisfies SubsJson),
       JSON.stringify(snap.inbound),
+      s.owner ?? null,
     ]);
   }
 

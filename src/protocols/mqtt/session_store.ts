@@ -11,6 +11,7 @@
 
 import type { DevicePort, Draft, Logger, SessionHandle, TimerHandle } from "../../core/mod.ts";
 import type { AcceptedConnect, Will } from "./handle_connect.ts";
+import { ReasonCode } from "./reason_codes.ts";
 import type { MqttServerOptions } from "./options.ts";
 import { MqttSession, type MqttSessionOptions } from "./session.ts";
 import { parseSharedFilter, type SharedSubscriptions } from "./shared_subscriptions.ts";
@@ -36,17 +37,17 @@ export interface RestoreResult {
   messages: number;
 }
 
-/** Result of {@link SessionStore.open}. */
+/** Result of {@link SessionStore.open}: the session, or a refusal with its MQTT 5 reason code. */
 export type OpenResult =
   | { ok: true; session: MqttSession; present: boolean }
-  | { ok: false; message: string };
+  | { ok: false; reasonCode: number; message: string };
 
 /**
  * Sessions by client id.
  *
  * @example
  * ```ts
- * import { Core } from "../../core/mod.ts";
+ * import { Core, Identity } from "../../core/mod.ts";
  * import { resolveMqttServerOptions } from "./options.ts";
  * import { SessionStore } from "./session_store.ts";
  * import { SharedSubscriptions } from "./shared_subscriptions.ts";
@@ -55,10 +56,11 @@ export type OpenResult =
  * const port = core.port(MQTT);
  * const store = new SessionStore(port, new SharedSubscriptions(port), resolveMqttServerOptions(), core.log);
  * const owner = { sessionId: "1", protocol: "mqtt", close() {} } as const;
- * const r = store.open({ clientId: "c", cleanStart: false, sessionExpirySec: 60 } as never, owner);
+ * const who = new Identity({ kind: "anonymous" });
+ * const r = store.open({ clientId: "c", cleanStart: false, sessionExpirySec: 60, who } as never, owner);
  * if (!r.ok || r.present) throw new Error();
  * store.release(owner, "c", undefined);
- * const again = store.open({ clientId: "c", cleanStart: false, sessionExpirySec: 60 } as never, owner);
+ * const again = store.open({ clientId: "c", cleanStart: false, sessionExpirySec: 60, who } as never, owner);
  * if (!again.ok || !again.present) throw new Error("session not kept");
  * store.close();
  * await core.close();
@@ -120,6 +122,7 @@ export class SessionStore {
       }
       const session = new MqttSession(st.clientId, this.#port, this.#sessionOptions);
       session.expirySec = st.expirySec;
+      session.owner = st.owner;
       for (const [filter, opts] of st.state.subscriptions) session.subscribe(filter, opts);
       for (const [filter, opts] of st.state.shared) {
         const p = parseSharedFilter(filter);
@@ -160,11 +163,22 @@ export class SessionStore {
   }
 
   /**
-   * Opens the session of an accepted CONNECT for `owner`. A live connection with the same client id
-   * is closed with `taken_over`; clean start discards the previous session.
+   * Opens the session of an accepted CONNECT for `owner`. A session belongs to the identity that
+   * created it: another identity presenting its client id is refused (0x87), whatever its clean
+   * start says (a clean start would discard another principal's session). A live connection of
+   * the same identity with the same client id is closed with `taken_over`; clean start discards
+   * the previous session.
    */
   open(c: AcceptedConnect, owner: SessionHandle): OpenResult {
     let e = this.#entries.get(c.clientId);
+    const key = c.who.key;
+    if (e && e.session.owner !== undefined && e.session.owner !== key) {
+      return {
+        ok: false,
+        reasonCode: ReasonCode.NotAuthorized,
+        message: `client id "${c.clientId}" belongs to another principal's session`,
+      };
+    }
     if (e?.owner && e.owner !== owner) {
       // [MQTT-3.1.4-3] takeover: the existing connection is closed (v5: DISCONNECT 0x8E).
       e.owner.close({ code: "taken_over", message: "another connection used the client id" });
@@ -191,7 +205,11 @@ export class SessionStore {
     else {
       if (e) this.#discard(c.clientId, e);
       if (this.#entries.size >= this.#opts.maxSessions) {
-        return { ok: false, message: `session limit ${this.#opts.maxSessions} reached` };
+        return {
+          ok: false,
+          reasonCode: ReasonCode.QuotaExceeded,
+          message: `session limit ${this.#opts.maxSessions} reached`,
+        };
       }
       e = {
         session: new MqttSession(c.clientId, this.#port, this.#sessionOptions),
@@ -199,6 +217,7 @@ export class SessionStore {
       this.#entries.set(c.clientId, e);
     }
     e.owner = owner;
+    e.session.owner = key;
     e.session.expirySec = c.sessionExpirySec;
     e.version = c.version;
     const p = this.#persist;

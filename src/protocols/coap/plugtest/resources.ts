@@ -1,21 +1,26 @@
 /**
  * The ETSI CoAP plugtest resource set (as served by the Californium and libcoap plugtest servers),
- * on Ferry's own CoAP stack, so third-party plugtest tools can check the message layer:
+ * on Ferry's own CoAP stack, so third-party plugtest tools can run the test descriptions
+ * (TD_COAP_CORE, _LINK, _BLOCK, _OBS; docs/coap.md §7 maps each one to what serves it):
  * `/test`, `/separate`, `/seg1/seg2/seg3`, `/query`, `/location-query`, `/multi-format`,
  * `/validate`, `/create1`, `/large`, `/large-update`, `/large-create`, `/large-post`, `/obs`,
- * `/obs-non`, `/obs-reset`, `/path`, `/path/sub1` (and `/path/sub2`, `/path/sub3`).
+ * `/obs-non`, `/obs-large`, `/obs-reset`, `/link1`..`/link3`, `/path` and `/path/sub1`..`sub3`.
  * `ferry coap-plugtest` serves exactly these (CoapServer `mode: "plugtest"`).
  *
  * @module
  */
 
-import { Code, codeString, ContentFormat } from "./message.ts";
-import { Opt } from "./options.ts";
-import type { CoapRequest, CoapResource, CoapResponse } from "./resource.ts";
-import type { ResourceHost } from "./server.ts";
+import { Code, codeString, ContentFormat } from "../message.ts";
+import { Opt } from "../option_codec.ts";
+import type { CoapRequest, CoapResource, CoapResponse } from "../resource.ts";
+import type { ResourceHost } from "../resource_host.ts";
+import { encodeCborMap } from "./cbor.ts";
 
 const text = new TextEncoder();
 const TYPES = ["CON", "NON", "ACK", "RST"];
+
+/** Content-Format of CBOR, RFC 7049 §7.4 (RFC 8949 §9.5). */
+const CBOR = 60;
 
 /** Period of the observable plugtest resources (`/obs`, `/obs-non`), ms. */
 export const PLUGTEST_OBSERVE_PERIOD_MS = 5000;
@@ -55,15 +60,21 @@ function has(req: CoapRequest, number: number): boolean {
   return req.options.some((o) => o.number === number);
 }
 
+/** What `/multi-format` says about a request, in whichever format was asked. */
+function summary(req: CoapRequest): Record<string, string | number> {
+  const m = req.message;
+  return { type: TYPES[m.type], code: codeString(m.code), mid: m.messageId };
+}
+
 /**
  * Builds the plugtest resources on a server's host. The observable ones change every 5 s on the
  * host's clock, until the host's signal aborts.
  *
  * @example
  * ```ts
- * import { Core } from "../../core/core.ts";
- * import { silentLogger } from "../../core/logger.ts";
- * import { CoapServer } from "./server.ts";
+ * import { Core } from "../../../core/core.ts";
+ * import { silentLogger } from "../../../core/logger.ts";
+ * import { CoapServer } from "../server.ts";
  * const core = new Core({ anonymous: true, log: silentLogger });
  * const server = new CoapServer(core, { port: 0, mode: "plugtest" }); // uses createPlugtestResources
  * await server.close();
@@ -144,22 +155,32 @@ export function createPlugtestResources(host: ResourceHost): CoapResource[] {
     handle: () => ({ code: Code.CREATED, locationQuery: ["first=1", "second=2"] }),
   };
 
-  // /multi-format: text/plain or application/xml by Accept (TD_COAP_CORE_19); 4.06 otherwise.
+  // /multi-format: text/plain, application/xml, application/json or application/cbor by Accept
+  // (TD_COAP_CORE_20, Californium's set of four); 4.06 for any other Accept (RFC 7252 §5.10.4).
   const multiFormat: CoapResource = {
     path: "/multi-format",
     methods: [Code.GET],
-    produces: [ContentFormat.TEXT, ContentFormat.XML],
-    attributes: { ct: "0 41", title: "Resource that exists in different content formats" },
+    produces: [ContentFormat.TEXT, ContentFormat.XML, ContentFormat.JSON, CBOR],
+    attributes: { ct: "0 41 50 60", title: "Resource that exists in different content formats" },
     handle(req) {
-      const d = new TextDecoder().decode(describe(req));
-      if (req.accept === ContentFormat.XML) {
-        return {
-          code: Code.CONTENT,
-          contentFormat: ContentFormat.XML,
-          payload: text.encode(`<msg type="${req.message.type}" code="${req.method}">${d}</msg>`),
-        };
+      const s = summary(req);
+      switch (req.accept) {
+        case ContentFormat.XML:
+          return {
+            code: Code.CONTENT,
+            contentFormat: ContentFormat.XML,
+            payload: text.encode(`<msg type="${s.type}" code="${s.code}" mid="${s.mid}"/>`),
+          };
+        case ContentFormat.JSON:
+          return {
+            code: Code.CONTENT,
+            contentFormat: ContentFormat.JSON,
+            payload: text.encode(JSON.stringify(s)),
+          };
+        case CBOR:
+          return { code: Code.CONTENT, contentFormat: CBOR, payload: encodeCborMap(s) };
       }
-      return { code: Code.CONTENT, contentFormat: ContentFormat.TEXT, payload: text.encode(d) };
+      return { code: Code.CONTENT, contentFormat: ContentFormat.TEXT, payload: describe(req) };
     },
   };
 
@@ -281,12 +302,19 @@ export function createPlugtestResources(host: ResourceHost): CoapResource[] {
     }),
   };
 
-  // Observable resources (TD_COAP_OBS_01..10): a counter that changes every 5 s; PUT sets a value
-  // (and content format) and notifies; DELETE ends every observation with a 4.04 notification.
+  // Observable resources (TD_COAP_OBS): a clock that changes every 5 s in text/plain. A PUT sets
+  // a value and content format until the next tick, which restores the clock in text/plain (as
+  // Californium's plugtest does), so the descriptions run in sequence: OBS_08's PUT of XML ends
+  // text observers with 4.06 (RFC 7641 §4.2) and OBS_09 finds text/plain again. DELETE ends
+  // every observation with a final 4.04 (OBS_07) and drops the PUT value; the resource itself
+  // survives (GET answers the clock again), and the next PUT answers 2.01 Created.
   let tick = 0;
+  const clockText = () => text.encode(`${new Date(clock.now()).toISOString()} #${tick}`);
+  const resets: Array<() => void> = [];
   const observable = (path: string, title: string, notifications?: "non-confirmable") => {
     let value: { payload: Uint8Array; format: number } | undefined;
     let deleted = false;
+    resets.push(() => value = undefined);
     const resource: CoapResource = {
       path,
       methods: [Code.GET, Code.PUT, Code.DELETE],
@@ -297,7 +325,8 @@ export function createPlugtestResources(host: ResourceHost): CoapResource[] {
         if (req.method === Code.DELETE) {
           deleted = true;
           value = undefined;
-          queueMicrotask(() => host.notify(path));
+          // RFC 7641 §3.2: a non-2.xx notification ends the observations (after the 2.02 is out).
+          queueMicrotask(() => host.endObservations(path, { code: Code.NOT_FOUND }));
           return { code: Code.DELETED };
         }
         if (req.method === Code.PUT) {
@@ -307,15 +336,13 @@ export function createPlugtestResources(host: ResourceHost): CoapResource[] {
           queueMicrotask(() => host.notify(path));
           return { code: created ? Code.CREATED : Code.CHANGED };
         }
-        if (deleted) return { code: Code.NOT_FOUND }; // RFC 7641 §3.2: ends observations
         const format = value?.format ?? ContentFormat.TEXT;
-        // RFC 7641 §3.2 / RFC 7252 §5.10.4: a representation the observer cannot accept → 4.06.
+        // RFC 7252 §5.10.4, RFC 7641 §4.2: a representation the observer cannot accept → 4.06.
         if (req.accept !== undefined && req.accept !== format) return { code: Code.NOT_ACCEPTABLE };
         return {
           code: Code.CONTENT,
           contentFormat: format,
-          payload: value?.payload ??
-            text.encode(`${new Date(clock.now()).toISOString()} #${tick}`),
+          payload: value?.payload ?? clockText(),
           maxAge: 5,
         };
       },
@@ -328,7 +355,25 @@ export function createPlugtestResources(host: ResourceHost): CoapResource[] {
     "Observable resource which changes every 5 seconds (NON)",
     "non-confirmable",
   );
-  // /obs-reset: observable; a PUT/POST resets it to its initial state and notifies observers.
+  // /obs-large: observable and larger than a block, so notifications go block-wise
+  // (TD_COAP_OBS_13/14, RFC 7959 §3.4).
+  const obsLarge: CoapResource = {
+    path: "/obs-large",
+    methods: [Code.GET],
+    observable: true,
+    // rt "block" (it is the large one; `obs` marks it observable): `?rt=observe` keeps listing
+    // the three small observable resources the descriptions filter for.
+    attributes: { rt: "block", title: "Large observable resource which changes every 5 seconds" },
+    handle: () => ({
+      code: Code.CONTENT,
+      contentFormat: ContentFormat.TEXT,
+      payload: large(1280, `/obs-large #${tick}`),
+      maxAge: 5,
+    }),
+  };
+  // /obs-reset: observable; a PUT/POST resets it to its initial state and notifies observers, and
+  // a POST of "sesame" (the plugtest servers' convention for resetting a test run) forgets every
+  // observation of every resource, silently, as Californium's clearObserveRelations does.
   let resetBody = text.encode("initial state");
   const obsReset: CoapResource = {
     path: "/obs-reset",
@@ -339,6 +384,11 @@ export function createPlugtestResources(host: ResourceHost): CoapResource[] {
       if (req.method === Code.GET) {
         return { code: Code.CONTENT, contentFormat: ContentFormat.TEXT, payload: resetBody };
       }
+      if (req.method === Code.POST && new TextDecoder().decode(req.payload) === "sesame") {
+        const n = host.endObservations();
+        host.log.info("plugtest observations cleared", { observers: n });
+        return { code: Code.CHANGED };
+      }
       resetBody = req.payload.length ? req.payload.slice() : text.encode("initial state");
       queueMicrotask(() => host.notify("/obs-reset"));
       return { code: Code.CHANGED };
@@ -348,8 +398,10 @@ export function createPlugtestResources(host: ResourceHost): CoapResource[] {
   const schedule = () => {
     timer = clock.setTimeout(() => {
       tick++;
+      for (const reset of resets) reset();
       host.notify("/obs");
       host.notify("/obs-non");
+      host.notify("/obs-large");
       schedule();
     }, PLUGTEST_OBSERVE_PERIOD_MS);
     clock.unref?.(timer);
@@ -360,6 +412,19 @@ export function createPlugtestResources(host: ResourceHost): CoapResource[] {
       if (timer !== undefined) clock.clearTimeout(timer);
     }, { once: true });
   }
+
+  // /link1../link3: targets of the link-format filtering descriptions (TD_COAP_LINK_02..08):
+  // ?rt=Type1 → link1, link3; ?rt=Type2 → link1, link2; ?if=If* → link1, link2; ?href=/link* → all.
+  const link = (n: number, rt: string, iface: string): CoapResource => ({
+    path: `/link${n}`,
+    methods: [Code.GET],
+    attributes: { rt, if: iface, title: "Link test resource" },
+    handle: () => ({
+      code: Code.CONTENT,
+      contentFormat: ContentFormat.TEXT,
+      payload: text.encode(`/link${n}`),
+    }),
+  });
 
   const path: CoapResource = {
     path: "/path",
@@ -390,7 +455,11 @@ export function createPlugtestResources(host: ResourceHost): CoapResource[] {
     largePost,
     obs,
     obsNon,
+    obsLarge,
     obsReset,
+    link(1, "Type1 Type2", "If1"),
+    link(2, "Type2 Type3", "If2"),
+    link(3, "Type1 Type3", "foo"),
     path,
     simple("/path/sub1", "Hierarchical link description sub-resource"),
     simple("/path/sub2", "Hierarchical link description sub-resource"),

@@ -1,0 +1,14 @@
+/**
+ * The npm packages only the tests use (the MQTT.js client, node-coap), by full specifier: they
+ * are pinned in `dev.lock`, not in the gateway's `deno.lock` or import map, so starting the
+ * gateway never fetches them. The benchmark's own (aedes) are in `bench/_dev_deps.ts`.
+ *
+ * @module
+ */
+
+export { default as mqtt } from "npm:mqtt@5.16.0";
+export type { IClientOptions, MqttClient } from "npm:mqtt@5.16.0";
+export { default as coap } from "npm:coap@1.5.0";
+// The CoAP encoder is checked byte for byte against coap-packet (the gateway no longer uses it).
+export { generate as coapGenerate, parse as coapParse } from "npm:coap-packet@1.1.1";
+export { parse as parseYaml } from "npm:yaml@2.9.1";

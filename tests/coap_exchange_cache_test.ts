@@ -1,0 +1,48 @@
+/**
+ * The deduplication table of RFC 7252 §4.5: lifetime, bound and eviction order.
+ *
+ * @module
+ */
+
+import { FakeClock } from "../src/core/clock.ts";
+import { ExchangeCache } from "../src/protocols/coap/exchange_cache.ts";
+import { assert, assertEquals } from "./_assert.ts";
+
+Deno.test("ExchangeCache evicts the oldest entry when full and counts it", () => {
+  const cache = new ExchangeCache({ clock: new FakeClock(0), maxEntries: 3 });
+  for (let mid = 1; mid <= 5; mid++) cache.add(mid % 2 ? "a" : "b", mid, 1000);
+  assertEquals([cache.size, cache.evicted], [3, 2]);
+  assertEquals([1, 2, 3, 4, 5].map((m) => cache.get(m % 2 ? "a" : "b", m) !== undefined), [
+    false,
+    false,
+    true,
+    true,
+    true,
+  ]);
+});
+
+Deno.test("ExchangeCache keeps IDs per endpoint and forgets each after its own lifetime", () => {
+  const clock = new FakeClock(0);
+  const cache = new ExchangeCache({ clock });
+  cache.add("a", 7, 2000); // CON
+  cache.add("b", 7, 1000); // NON from another endpoint, same ID
+  clock.tick(1000);
+  assert(cache.get("a", 7) && !cache.get("b", 7));
+  const again = cache.add("b", 7, 1000); // the ID reused after its lifetime: a new message
+  assertEquals([again.processing, cache.size], [true, 2]);
+  clock.tick(1000);
+  cache.add("c", 1, 1000); // sweeps what expired
+  assertEquals([cache.get("a", 7), cache.get("b", 7), cache.size], [undefined, undefined, 1]);
+});
+
+Deno.test("ExchangeCache stays bounded over 200,000 messages from 1,000 endpoints", () => {
+  const clock = new FakeClock(0);
+  const cache = new ExchangeCache({ clock, maxEntries: 10_000 });
+  for (let i = 0; i < 200_000; i++) {
+    cache.add(`127.0.0.1:${10_000 + (i % 1000)}`, (i / 1000) & 0xffff, 247_000);
+    if (i % 1000 === 0) clock.tick(1);
+  }
+  assertEquals([cache.size, cache.evicted], [10_000, 190_000]);
+  assert(cache.get("127.0.0.1:10999", 199) !== undefined);
+  assert(cache.get("127.0.0.1:10000", 0) === undefined);
+});
