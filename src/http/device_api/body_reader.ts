@@ -38,6 +38,12 @@ export interface ReadBodyOptions {
 }
 
 const EMPTY = new Uint8Array(0);
+/**
+ * Bodies up to this declared length are read in one native call; longer ones chunk by chunk, so a
+ * body that stalls holds only what arrived (the native call sizes its buffer by the declared
+ * length at once).
+ */
+const ONE_CALL_MAX = 16_384;
 
 /**
  * Reads the body of `req` fully unless it exceeds `maxBytes`, misses the deadline, or `signal`
@@ -79,7 +85,7 @@ export async function readBody(req: Request, options: ReadBodyOptions): Promise<
   const onAbort = () => stop.resolve("aborted");
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    if (length >= 0) {
+    if (length >= 0 && length <= ONE_CALL_MAX) {
       // The runtime checks the length; `bytes()` cannot be cancelled, so a late body is left
       // pending (its rejection handled) and dropped with the connection.
       const all = req.bytes();
