@@ -253,3 +253,58 @@ Deno.test("attack: off loopback /metrics and the OpenAPI document need an accoun
   assertEquals(health.status, 200);
   await health.body?.cancel();
 });
+
+Deno.test("attack: rotating X-Forwarded-For does not dodge the login throttle, another account still gets in, and 200 failures write a handful of log lines", async () => {
+  await using gw = await attackGateway({ auth: { devices: DEVICES, services: SERVICES } });
+  let last = 0;
+  for (let i = 0; i < 200; i++) {
+    const r = await fetch(
+      `${gw.base}/dashboard/login`,
+      jsonInit("POST", { name: "ops", token: `guess-${i}` }, { "x-forwarded-for": `10.9.${i}.1` }),
+    );
+    last = r.status;
+    await r.body?.cancel();
+  }
+  assertEquals(last, 429, "a client-chosen X-Forwarded-For reset the throttle");
+  const right = await fetch(
+    `${gw.base}/dashboard/login`,
+    jsonInit("POST", { name: "ops", token: "ops-token" }, { "x-forwarded-for": "10.9.0.200" }),
+  );
+  assertEquals(right.status, 429, "the throttle is keyed by the peer, not the header");
+  await right.body?.cancel();
+  // Another account from the same address is not locked out by failures of "ops".
+  const other = await fetch(
+    `${gw.base}/dashboard/login`,
+    jsonInit("POST", { name: "watcher", token: "watcher-token" }),
+  );
+  assertEquals(other.status, 204);
+  await other.body?.cancel();
+  const lines = gw.proc.lines.filter((l) => String(l.msg).startsWith("dashboard login failed"));
+  assert(lines.length <= 3, `${lines.length} log lines for 200 failed logins`);
+});
+
+Deno.test("attack: behind a configured proxy the throttle follows the client address it forwards", async () => {
+  await using gw = await attackGateway({
+    auth: { devices: DEVICES, services: SERVICES },
+    http: { trustedProxies: ["127.0.0.1"] },
+  });
+  for (let i = 0; i < 12; i++) {
+    const r = await fetch(
+      `${gw.base}/dashboard/login`,
+      jsonInit("POST", { name: "ops", token: "nope" }, { "x-forwarded-for": "203.0.113.7" }),
+    );
+    await r.body?.cancel();
+  }
+  const attacker = await fetch(
+    `${gw.base}/dashboard/login`,
+    jsonInit("POST", { name: "ops", token: "ops-token" }, { "x-forwarded-for": "203.0.113.7" }),
+  );
+  assertEquals(attacker.status, 429);
+  await attacker.body?.cancel();
+  const operator = await fetch(
+    `${gw.base}/dashboard/login`,
+    jsonInit("POST", { name: "ops", token: "ops-token" }, { "x-forwarded-for": "198.51.100.4" }),
+  );
+  assertEquals(operator.status, 204, "the operator was locked out by someone else's failures");
+  await operator.body?.cancel();
+});
