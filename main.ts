@@ -45,15 +45,33 @@ async function loadConfig(
   return resolveConfig(mergeOverrides(raw, overrides));
 }
 
-async function runGateway(config: FerryConfig, coapMode?: "plugtest"): Promise<number> {
+async function runGateway(
+  config: FerryConfig,
+  coapMode?: "plugtest",
+  reread?: () => Promise<FerryConfig>,
+  configFile?: string,
+): Promise<number> {
   const gateway = new Gateway(config, { coapMode });
   const stopped = Promise.withResolvers<void>();
   const stop = () => {
     gateway.stop().then(stopped.resolve, stopped.reject);
   };
+  // The northbound bridges follow the config file (added, removed, changed: spool kept), on
+  // SIGHUP and when the file changes.
+  const reloadBridges = () => {
+    if (!config.northbound || !reread) return;
+    reread().then(
+      (c) => gateway.reloadNorthbound(c.northbound),
+      (err) => console.error(`ferry: config not reloaded: ${(err as Error).message}`),
+    );
+  };
   const reload = () => {
     gateway.reloadDevices();
+    reloadBridges();
   };
+  const watching = config.northbound && configFile
+    ? watchFile(configFile, reloadBridges)
+    : undefined;
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
   Deno.addSignalListener("SIGHUP", reload);
@@ -63,6 +81,7 @@ async function runGateway(config: FerryConfig, coapMode?: "plugtest"): Promise<n
     throw new UsageError(`cannot start: ${(err as Error).message}`);
   }
   await stopped.promise;
+  await watching?.close();
   Deno.removeSignalListener("SIGINT", stop);
   Deno.removeSignalListener("SIGTERM", stop);
   Deno.removeSignalListener("SIGHUP", reload);
@@ -82,6 +101,36 @@ function noteAnonymous(config: FerryConfig, before: number, after: number): void
       `ferry: no device is registered any more: anonymous access is on again on loopback (auth.anonymous "auto"; set it to false to keep unregistered devices out)`,
     );
   }
+}
+
+/** Calls `fn` (debounced) when `file` changes; the watcher's directory is the file's. */
+function watchFile(file: string, fn: () => void): { close(): Promise<void> } | undefined {
+  const path = file.startsWith("/") ? file : `${Deno.cwd()}/${file}`;
+  const dir = path.slice(0, path.lastIndexOf("/")) || "/";
+  const name = path.slice(path.lastIndexOf("/") + 1);
+  let watcher: Deno.FsWatcher;
+  try {
+    watcher = Deno.watchFs(dir, { recursive: false });
+  } catch {
+    return undefined; // SIGHUP still works
+  }
+  const loop = (async () => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    for await (const ev of watcher) {
+      if (!ev.paths.some((p) => p.endsWith(`/${name}`))) continue;
+      clearTimeout(timer); // editors write in several steps
+      timer = setTimeout(fn, 200);
+    }
+    clearTimeout(timer);
+  })();
+  return {
+    async close() {
+      try {
+        watcher.close();
+      } catch { /* closed */ }
+      await loop;
+    },
+  };
 }
 
 async function deviceCommand(config: FerryConfig, words: string[]): Promise<number> {
@@ -139,7 +188,12 @@ export async function main(args: string[]): Promise<number> {
     const config = await loadConfig(parsed.configFile, parsed.overrides);
     switch (cmd) {
       case undefined:
-        return await runGateway(config);
+        return await runGateway(
+          config,
+          undefined,
+          () => loadConfig(parsed.configFile, parsed.overrides),
+          parsed.configFile,
+        );
       case "config":
         if (words[0] !== "check" || words.length > 1) {
           throw new UsageError("usage: ferry config check|schema");

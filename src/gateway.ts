@@ -16,9 +16,11 @@ import { BinaryServer } from "./protocols/binary/server.ts";
 import { CoapServer } from "./protocols/coap/server.ts";
 import { MqttServer } from "./protocols/mqtt/server.ts";
 import { ConsoleAuth, mayReadSys } from "./http/console/auth.ts";
+import { WebSocketListenError } from "./protocols/mqtt/ws_listener.ts";
+import { mqttWsRoute } from "./protocols/mqtt/ws_route.ts";
 import { Dashboard } from "./http/dashboard/dashboard.ts";
 import { DeviceApi } from "./http/device_api/mod.ts";
-import { type Northbound, startNorthbound } from "./northbound/mod.ts";
+import { type Northbound, type NorthboundConfig, startNorthbound } from "./northbound/mod.ts";
 import type { ListenAddress, Listener } from "./protocols/listener.ts";
 import { SessionPersistence } from "./protocols/mqtt/session_persistence.ts";
 import { RetainedTable } from "./persistence/retained_table.ts";
@@ -34,8 +36,18 @@ export interface GatewayOptions {
   coapMode?: "ferry" | "plugtest";
 }
 
-/** Names of the listeners, in start order. */
-export type ListenerName = "binary" | "mqtt" | "coap" | "http";
+/** Fills each bridge's empty `gatewayId` with the host name. */
+function withGatewayId(config: NorthboundConfig): NorthboundConfig {
+  const host = () => Deno.hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64);
+  const fill = (b: NorthboundConfig & { gatewayId?: string }) => ({
+    ...b,
+    gatewayId: b.gatewayId || host(),
+  });
+  return Array.isArray(config) ? config.map(fill) : fill(config);
+}
+
+/** Names of the listeners, in start order (`mqttWs`: MQTT over WebSocket, started by `mqtt`). */
+export type ListenerName = "binary" | "mqtt" | "mqttWs" | "coap" | "http";
 
 type Factory = (
   core: Core,
@@ -44,11 +56,17 @@ type Factory = (
 ) => Listener | undefined;
 
 /** How each listener is built from the config; `undefined` means not built yet. */
-const FACTORIES: Record<Exclude<ListenerName, "http">, Factory> = {
+const FACTORIES: Record<Exclude<ListenerName, "http" | "mqttWs">, Factory> = {
   binary: (core, c) => new BinaryServer(core, { ...c.binary, hostname: c.host }),
   mqtt: (core, c, options) => {
-    const { enabled: _, persistence: _p, ...o } = c.mqtt;
-    return new MqttServer(core, { ...o, hostname: c.host, persistence: options.sessions });
+    const { enabled: _, persistence: _p, websocket, ...o } = c.mqtt;
+    const { enabled: ws, httpListener: _h, ...wso } = websocket;
+    return new MqttServer(core, {
+      ...o,
+      hostname: c.host,
+      persistence: options.sessions,
+      websocket: ws ? { ...wso, hostname: c.host } : undefined,
+    });
   },
   coap: (core, c, options) => {
     // The old command-queue keys configure the core's store (resolveConfig), not the server.
@@ -70,7 +88,13 @@ async function listenOrExplain(
 ): Promise<ListenAddress> {
   try {
     return await listen();
-  } catch (err) {
+  } catch (e) {
+    let err = e;
+    if (err instanceof WebSocketListenError) { // MQTT's second listener
+      name = "mqttWs";
+      port = err.port;
+      err = err.cause;
+    }
     const why = err instanceof Deno.errors.AddrInUse
       ? "address already in use"
       : err instanceof Deno.errors.AddrNotAvailable
@@ -111,6 +135,7 @@ export class Gateway implements AsyncDisposable {
   #options: GatewayOptions;
   #listeners: Listener[] = [];
   #http: HttpServer | undefined;
+  #mqtt: MqttServer | undefined;
   #dashboard: Dashboard | undefined;
   #deviceApi: DeviceApi | undefined;
   #northbound: Northbound | undefined;
@@ -150,6 +175,7 @@ export class Gateway implements AsyncDisposable {
       deviceBurst: config.limits.deviceBurst || undefined,
       subscriberHoldMs: config.limits.subscriberHoldMs,
       payloadBudgetBytes: config.limits.payloadBudgetBytes,
+      publishWindow: config.limits.publishWindow,
       commands: config.commands,
     });
   }
@@ -253,14 +279,14 @@ export class Gateway implements AsyncDisposable {
     try {
       if (c.northbound) {
         // Before any listener: every message a device gets acknowledged must go through the spool.
-        const gatewayId = c.northbound.gatewayId ||
-          Deno.hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64);
         this.#northbound = await startNorthbound(
           this.core,
-          { ...c.northbound, gatewayId },
+          withGatewayId(c.northbound),
           c.dataDir,
         );
-        log.info("northbound bridge started", { gatewayId });
+        log.info("northbound bridge started", {
+          bridges: this.#northbound.bridges.map((b) => b.name),
+        });
       }
       if (c.mqtt.enabled && c.mqtt.persistence.enabled) this.#openState();
       for (const name of ["binary", "mqtt", "coap"] as const) {
@@ -280,6 +306,16 @@ export class Gateway implements AsyncDisposable {
         this.#addresses[name] = await listenOrExplain(name, c.host, c[name].port, () => l.listen());
         this.#listeners.push(l);
         log.info(`${name} listening`, { ...this.#addresses[name] });
+        if (l instanceof MqttServer) this.#mqtt = l;
+        if (l instanceof MqttServer && l.webSocketAddress) {
+          this.#addresses.mqttWs = l.webSocketAddress;
+          log.info("mqttWs listening", { ...l.webSocketAddress, path: c.mqtt.websocket.path });
+          if (c.mqtt.tls && !c.mqtt.websocket.tls && !isLoopback(c.host)) {
+            log.warn(
+              "MQTT over TCP is TLS-only but MQTT over WebSocket is plain ws:// beyond loopback: set mqtt.websocket.tls (or mqtt.websocket.enabled false)",
+            );
+          }
+        }
       }
       if (c.http.enabled) {
         this.#http = new HttpServer(this.core, {
@@ -327,6 +363,19 @@ export class Gateway implements AsyncDisposable {
           } = c.http.deviceApi;
           const api = this.#deviceApi = new DeviceApi(this.core, o);
           http.route((req, url, info) => api.handle(req, url, info));
+        }
+        const ws = c.mqtt.websocket;
+        if (this.#mqtt && ws.httpListener) {
+          // MQTT over WebSocket on the HTTP port too, through the route hook (Deno's WebSocket).
+          const wsRoute = mqttWsRoute(this.#mqtt, {
+            path: ws.path,
+            allowedOrigins: ws.allowedOrigins,
+            maxQueuedBytes: c.mqtt.maxPendingBytes,
+          });
+          // The listener hands every route the runtime's handler info (it only reads remoteAddr).
+          http.route((req, url, info) => wsRoute(req, url, info as Deno.ServeHandlerInfo), {
+            upgrades: true,
+          });
         }
         const dashboard = this.#dashboard = new Dashboard(this.core, auth);
         http.route((req, url, info) => dashboard.handle(req, url, info));
@@ -390,6 +439,34 @@ export class Gateway implements AsyncDisposable {
     }
   }
 
+  /** The northbound bridges, when configured (dead letters, link states). */
+  get northbound(): Northbound | undefined {
+    return this.#northbound;
+  }
+
+  /**
+   * Applies a new `northbound` section live (SIGHUP): bridges added, removed or changed without a
+   * restart and without losing spooled messages. Adding the first bridge or removing the last
+   * needs a restart (the spool and the accept hook are set up before the listeners). Returns
+   * false (logged) when the section is unusable; the running bridges stay.
+   */
+  async reloadNorthbound(config: NorthboundConfig | undefined): Promise<boolean> {
+    const log = this.#log.child("gateway");
+    if (!this.#northbound || !config || (Array.isArray(config) && config.length === 0)) {
+      if (this.#northbound || config) {
+        log.warn("adding the first bridge or removing the last needs a restart");
+      }
+      return false;
+    }
+    try {
+      await this.#northbound.reload(withGatewayId(config));
+      return true;
+    } catch (err) {
+      log.error("northbound not reloaded; the running bridges stay", { error: err });
+      return false;
+    }
+  }
+
   /**
    * Opens the state file (persistent MQTT sessions, retained messages) and loads the retained
    * messages, before any listener accepts; the MQTT listener restores the sessions. A corrupt or
@@ -401,6 +478,8 @@ export class Gateway implements AsyncDisposable {
     const file = c.mqtt.persistence.file;
     Deno.mkdirSync(c.dataDir, { recursive: true });
     const path = file.startsWith("/") ? file : `${c.dataDir.replace(/\/+$/, "")}/${file}`;
+    // A corrupt file is set aside (and its new name logged); a full or failing disk throws and
+    // the gateway refuses to start, naming the file: a healthy file is never moved for that.
     const db = this.#state = StateDb.openOrSetAside(path, {
       synchronous: c.mqtt.persistence.synchronous,
       onWriteError: (error) => log.error("state not written", { file: path, error }),

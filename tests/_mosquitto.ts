@@ -35,12 +35,20 @@ export interface Mosquitto extends AsyncDisposable {
   start(): Promise<void>;
 }
 
-/** A free loopback TCP port (bound then released). */
+/**
+ * A free loopback TCP port below the kernel's ephemeral range (32768–60999 by default), so that
+ * while a broker is stopped no other test's connection or port-0 listener can take its port
+ * before it starts again on it.
+ */
 export function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
+  for (let i = 0; i < 1000; i++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port }).close();
+      return port;
+    } catch { /* taken: try another */ }
+  }
+  throw new Error("no free port in 20000-31999");
 }
 
 async function waitAccepting(port: number, child: Deno.ChildProcess, timeoutMs = 20_000) {

@@ -142,6 +142,7 @@ export class RawClient {
   #reading: Promise<void>;
   #wake: (() => void) | undefined;
   #version: ProtocolVersion;
+  #paused = false;
   /** Decoder error, if the server sent something undecodable. */
   error: unknown;
 
@@ -162,6 +163,7 @@ export class RawClient {
     const buf = new Uint8Array(65536);
     try {
       for (;;) {
+        if (this.#paused) return; // stopReading(): the socket's buffers fill up
         const n = await this.#conn.read(buf);
         if (n === null) break;
         this.#packets.push(...this.#decoder.push(buf.slice(0, n)));
@@ -227,6 +229,31 @@ export class RawClient {
   async waitClosed(ms = 20_000): Promise<Packet[]> {
     await within(this.#reading, ms, "server to close the connection");
     return this.#packets.splice(0);
+  }
+
+  /** Sends PINGREQ and waits for its PINGRESP: everything sent before has been read. */
+  async ping(ms = 20_000): Promise<void> {
+    await this.send(new Uint8Array([0xc0, 0]));
+    for (;;) if ((await this.next(ms)).cmd === "pingresp") return;
+  }
+
+  /** Stops reading (after the read in progress): a client that never reads again. */
+  stopReading(): void {
+    this.#paused = true;
+  }
+
+  /** Reads again, discarding, until the server closes the connection; false after `ms`. */
+  async closedByPeer(ms: number): Promise<boolean> {
+    const buf = new Uint8Array(65536);
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline) {
+      const n = await within(this.#conn.read(buf), deadline - Date.now(), "a read").catch(
+        (e) => e instanceof Error && /time/i.test(e.message) ? undefined : null,
+      );
+      if (n === null) return true;
+      if (n === undefined) return false;
+    }
+    return false;
   }
 
   /** Closes our side. Idempotent. */

@@ -81,6 +81,8 @@ Deno.test("The bundled gateway starts under the aarch64 Deno build in qemu-user 
         "0",
         "--mqtt-port",
         "0",
+        "--mqtt-ws-port",
+        "0",
         "--coap-port",
         "0",
         "--http-port",

@@ -66,6 +66,7 @@ const ADAPTER_MAY_IMPORT = new Set([
   "Identity",
   "Draft",
   "PublishOptions",
+  "PublishLane",
   "PublishResult",
   "BatchResult",
   "Refusal",

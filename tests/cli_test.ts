@@ -8,7 +8,18 @@ import { runMain, startGateway } from "./_process.ts";
 import { parseCliArgs, SYNOPSIS } from "../src/config/cli_args.ts";
 
 const root = new URL("../", import.meta.url);
-const PORTS = ["--binary-port", "0", "--http-port", "0", "--mqtt-port", "0", "--coap-port", "0"];
+const PORTS = [
+  "--binary-port",
+  "0",
+  "--http-port",
+  "0",
+  "--mqtt-port",
+  "0",
+  "--mqtt-ws-port",
+  "0",
+  "--coap-port",
+  "0",
+];
 
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir();

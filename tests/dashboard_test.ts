@@ -30,6 +30,8 @@ async function gatewayWithAccount() {
     "0",
     "--mqtt-port",
     "0",
+    "--mqtt-ws-port",
+    "0",
     "--coap-port",
     "0",
     "--http-port",

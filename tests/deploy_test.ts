@@ -110,7 +110,7 @@ Deno.test("The unit's start command, run as the service user with the unit's uma
     await Deno.mkdir(`${dir}/etc/ferry`, { recursive: true });
     await Deno.writeTextFile(
       `${dir}/etc/ferry/ferry.jsonc`,
-      `{ "binary": { "port": 0 }, "mqtt": { "port": 0 }, "coap": { "port": 0 }, "http": { "port": 0 } }`,
+      `{ "binary": { "port": 0 }, "mqtt": { "port": 0, "websocket": { "port": 0 } }, "coap": { "port": 0 }, "http": { "port": 0 } }`,
     );
     if (root0) {
       await Deno.chown(state, user, user);
@@ -245,7 +245,8 @@ Deno.test("deploy/docker: compose bridges Ferry to its mosquitto, and ports, hea
   ));
   // Northbound: the upstream is the mosquitto service, on the port it listens on in the network,
   // with no credentials, which mosquitto-no-auth.conf accepts.
-  const up = new URL(config.northbound!.url);
+  const nb = config.northbound;
+  const up = new URL(Array.isArray(nb) ? nb[0].url! : nb!.url!);
   assertEquals(up.hostname, "mosquitto");
   const inner = mosquitto.ports!.map((p) => p.split(":").at(-1));
   assertEquals(Number(up.port || 1883), 1883);
@@ -258,6 +259,7 @@ Deno.test("deploy/docker: compose bridges Ferry to its mosquitto, and ports, hea
     `${config.mqtt.port}/tcp`,
     `${config.coap.port}/udp`,
     `${config.http.port}/tcp`,
+    ...(config.mqtt.websocket.enabled ? [`${config.mqtt.websocket.port}/tcp`] : []),
   ]);
   const published = new Set(ferry.ports!.map((p) => {
     const target = p.split(":").at(-1)!;

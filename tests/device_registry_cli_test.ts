@@ -3,7 +3,18 @@ import { runMain, startGateway } from "./_process.ts";
 import { FbpClient, HelloRefusedError } from "../src/protocols/binary/client.ts";
 import { ErrorCode, HelloStatus } from "../src/protocols/binary/frame.ts";
 
-const PORTS = ["--binary-port", "0", "--http-port", "0", "--mqtt-port", "0", "--coap-port", "0"];
+const PORTS = [
+  "--binary-port",
+  "0",
+  "--http-port",
+  "0",
+  "--mqtt-port",
+  "0",
+  "--mqtt-ws-port",
+  "0",
+  "--coap-port",
+  "0",
+];
 
 async function refusedStatus(port: number, id: string, token: string): Promise<number | undefined> {
   try {

@@ -21,6 +21,8 @@ Deno.test("Gateway with --upstream and --gateway-id bridges device telemetry to 
       "0",
       "--mqtt-port",
       "0",
+      "--mqtt-ws-port",
+      "0",
       "--coap-port",
       "0",
       "--http-port",

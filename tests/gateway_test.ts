@@ -4,7 +4,18 @@ import { enc } from "./_harness.ts";
 import { FbpClient } from "../src/protocols/binary/client.ts";
 import { AckStatus, ErrorCode } from "../src/protocols/binary/frame.ts";
 
-const PORTS = ["--binary-port", "0", "--http-port", "0", "--mqtt-port", "0", "--coap-port", "0"];
+const PORTS = [
+  "--binary-port",
+  "0",
+  "--http-port",
+  "0",
+  "--mqtt-port",
+  "0",
+  "--mqtt-ws-port",
+  "0",
+  "--coap-port",
+  "0",
+];
 
 Deno.test("Gateway starts with no config on loopback, logs the free ports it picked, and serves /healthz and /metrics", async () => {
   await using gw = await startGateway(PORTS);

@@ -32,6 +32,8 @@ async function hostileGateway(
     "0",
     "--mqtt-port",
     "0",
+    "--mqtt-ws-port",
+    "0",
     "--coap-port",
     "0",
     "--http-port",

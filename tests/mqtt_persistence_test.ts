@@ -10,7 +10,18 @@ import { assert, assertEquals } from "./_assert.ts";
 import { RawClient, run, within } from "./_mqtt_harness.ts";
 import { type GatewayProcess, startGateway } from "./_process.ts";
 
-const PORTS = ["--binary-port", "0", "--http-port", "0", "--coap-port", "0", "--mqtt-port", "0"];
+const PORTS = [
+  "--binary-port",
+  "0",
+  "--http-port",
+  "0",
+  "--coap-port",
+  "0",
+  "--mqtt-port",
+  "0",
+  "--mqtt-ws-port",
+  "0",
+];
 
 function start(dir: string): Promise<GatewayProcess> {
   return startGateway(["--data-dir", dir, ...PORTS]);

@@ -162,7 +162,7 @@ Deno.test("Bridge backs off with capped full jitter while the upstream refuses",
   const { log, lines } = memoryLogger();
   const core = new Core({ clock, log });
   const dir = await Deno.makeTempDir();
-  const spool = Spool.open(`${dir}/s.db`, { clock });
+  const spool = await Spool.open(`${dir}/s.db`, { clock });
   let connects = 0;
   const bridge = new Bridge(core, spool, new TopicMap({ gatewayId: "gw" }), {
     connection: { hostname: "127.0.0.1", port: 1, clientId: "gw" },
@@ -199,11 +199,17 @@ Deno.test("Bridge backs off with capped full jitter while the upstream refuses",
   assertEquals(delays, [99, 199, 399, 799, 799, 799]);
   await clock.tickAsync(0);
   const text = core.metrics.render();
-  assert(text.includes("ferry_northbound_connect_failures_total 7"), "failures in /metrics");
-  assert(text.includes('ferry_northbound_state{state="backing_off"} 1'), "state in /metrics");
+  assert(
+    text.includes('ferry_northbound_connect_failures_total{bridge="default"} 7'),
+    "failures in /metrics",
+  );
+  assert(
+    text.includes('ferry_northbound_state_transitions_total{bridge="default",state="backing_off"}'),
+    "state in /metrics",
+  );
   await bridge.close();
   assertEquals(bridge.state, "closed");
-  spool.close();
+  await spool.close();
   await core.close();
   await Deno.remove(dir, { recursive: true });
 });
@@ -252,7 +258,7 @@ Deno.test("Bridge resets its backoff once a connection stayed up for stableAfter
   await Deno.remove(dir, { recursive: true });
 });
 
-Deno.test("Bridge drops and counts a message an MQTT 5 upstream refuses, and keeps forwarding the rest", async () => {
+Deno.test("Bridge moves a message an MQTT 5 upstream refuses to the dead letters, counts it, and keeps forwarding the rest", async () => {
   const dir = await Deno.makeTempDir({ prefix: "ferry-acl-" });
   await Deno.chmod(dir, 0o755);
   await Deno.writeTextFile(
@@ -274,9 +280,21 @@ Deno.test("Bridge drops and counts a message an MQTT 5 upstream refuses, and kee
     await waitFor(() => h.nb.spool.depth === 0, "the spool to empty");
     assert(h.nb.bridge.stats.rejected >= 1, `rejected ${h.nb.bridge.stats.rejected}`);
     assert(
-      /ferry_northbound_rejected_total\{reason="135"\} [1-9]/.test(h.gw.core.metrics.render()),
+      /ferry_northbound_rejected_total\{bridge="default",reason="135"\} [1-9]/.test(
+        h.gw.core.metrics.render(),
+      ),
     );
     assert(!h.sub.received.some((r) => r.text === "denied"));
+    // The broker refused it: it waits in the dead letters (with the device's presence, which the
+    // ACL refuses too), visible and retryable, instead of blocking the link or vanishing.
+    const dead = await h.nb.listDeadLetters();
+    assert(
+      dead.some((d) =>
+        d.reason === "rejected" && d.detail === "upstream reason code 0x87" &&
+        dec(d.payload) === "denied"
+      ),
+      JSON.stringify(dead),
+    );
     await no.close();
     await ok.close();
   } finally {

@@ -114,7 +114,7 @@ Deno.test("After a resumed session the bridge resends in-flight messages first w
     presence: false,
     backoffBaseMs: 10,
     backoffCapMs: 20,
-    spool: { maxBytes: one * 6, fullPolicy: "drop-oldest" },
+    spool: { maxBytes: one * 6, maxBytesPerDevice: one * 6, fullPolicy: "drop-oldest" },
   }, dir);
   const publish = (i: number) =>
     core.publish(createMessage({

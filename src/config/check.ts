@@ -154,23 +154,34 @@ export async function checkConfig(
     report(`${name}.tls.certFile`, await checkPem(tls.certFile));
     report(`${name}.tls.keyFile`, await checkPem(tls.keyFile));
   }
+  const ws = c.mqtt.websocket;
+  if (c.mqtt.enabled && ws.enabled && ws.tls) {
+    report("mqtt.websocket.tls.certFile", await checkPem(ws.tls.certFile));
+    report("mqtt.websocket.tls.keyFile", await checkPem(ws.tls.keyFile));
+  }
   const state = c.mqtt.persistence.file;
   if (c.mqtt.enabled && c.mqtt.persistence.enabled && state.startsWith("/")) {
     report("mqtt.persistence.file", await checkWritableDir(dirOf(state)));
   }
-  const nb = c.northbound;
-  if (nb) {
+  const bridges = c.northbound === undefined
+    ? []
+    : Array.isArray(c.northbound)
+    ? c.northbound
+    : [c.northbound];
+  for (const [i, nb] of bridges.entries()) {
+    const at = Array.isArray(c.northbound) ? `northbound[${i}]` : "northbound";
     try {
       resolveNorthboundOptions({ ...nb, gatewayId: nb.gatewayId || "check" });
     } catch (err) {
-      report("northbound", (err as Error).message);
+      report(at, (err as Error).message);
     }
     for (const key of ["caFile", "certFile", "keyFile"] as const) {
       const file = nb[key];
-      if (file !== undefined) report(`northbound.${key}`, await checkPem(file));
+      if (file !== undefined) report(`${at}.${key}`, await checkPem(file));
     }
-    if (nb.spool.file.startsWith("/")) {
-      report("northbound.spool.file", await checkWritableDir(dirOf(nb.spool.file)));
+    const spoolFile = nb.spool?.file;
+    if (spoolFile?.startsWith("/")) {
+      report(`${at}.spool.file`, await checkWritableDir(dirOf(spoolFile)));
     }
   }
   const dataDirBad = problems.some((p) => p.key === "dataDir");

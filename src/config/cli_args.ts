@@ -31,6 +31,7 @@ export const FLAGS: Record<string, FlagSpec> = {
   "--host": { key: "host", kind: "string" },
   "--binary-port": { key: "binary.port", kind: "port" },
   "--mqtt-port": { key: "mqtt.port", kind: "port" },
+  "--mqtt-ws-port": { key: "mqtt.websocket.port", kind: "port" },
   "--coap-port": { key: "coap.port", kind: "port" },
   "--http-port": { key: "http.port", kind: "port" },
   "--data-dir": { key: "dataDir", kind: "string" },
@@ -42,8 +43,8 @@ export const FLAGS: Record<string, FlagSpec> = {
 
 /** The synopsis: every form of the command line (the README's "Command line" shows it). */
 export const SYNOPSIS =
-  `ferry [--config FILE] [--host H] [--binary-port N] [--mqtt-port N] [--coap-port N]
-      [--http-port N] [--data-dir DIR] [--log-level L] [--log-format json|pretty]
+  `ferry [--config FILE] [--host H] [--binary-port N] [--mqtt-port N] [--mqtt-ws-port N]
+      [--coap-port N] [--http-port N] [--data-dir DIR] [--log-level L] [--log-format json|pretty]
       [--upstream mqtt[s]://HOST:PORT] [--gateway-id ID]
 ferry config check [--config FILE] [flags]   check the config without starting
 ferry config schema                          print the config's JSON Schema
@@ -67,6 +68,7 @@ until the first \`ferry device add\` (auth.anonymous "auto").
   --host H           address every listener binds (default ${d.host})
   --binary-port N    FBP/1 TCP port (default ${d.binary.port}; 0 = pick a free port)
   --mqtt-port N      MQTT port (default ${d.mqtt.port})
+  --mqtt-ws-port N   MQTT over WebSocket port (default ${d.mqtt.websocket.port}; mqtt.websocket.enabled false: off)
   --coap-port N      CoAP UDP port (default ${d.coap.port})
   --http-port N      HTTP port for /healthz and /metrics (default ${d.http.port})
   --data-dir DIR     directory for durable state (default ${d.dataDir})

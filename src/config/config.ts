@@ -17,11 +17,17 @@ import {
   limitsOptionsSchema,
   pipelineOptionsSchema,
 } from "../core/options.ts";
-import { defaultNorthboundOptions as nb } from "../northbound/options.ts";
+import {
+  northboundBridgeSchema,
+  type NorthboundConfig,
+  type NorthboundOptions,
+  resolveNorthboundList,
+} from "../northbound/options.ts";
 import { portField, tlsField } from "../net/options.ts";
 import { binaryOptionsSchema } from "../protocols/binary/options.ts";
 import { coapOptionsSchema } from "../protocols/coap/options.ts";
 import { mqttOptionsSchema, mqttPersistenceSchema } from "../protocols/mqtt/options.ts";
+import { mqttWsConfigSchema } from "../protocols/mqtt/ws_options.ts";
 import { isLoopback } from "../core/address.ts";
 import { parseJsonc } from "./jsonc.ts";
 import {
@@ -29,7 +35,6 @@ import {
   ConfigError,
   type Infer,
   int,
-  list,
   obj,
   oneOf,
   optional,
@@ -55,111 +60,6 @@ const COMMAND_KEYS = [
   ["maxDevices", "maxCommandDevices"],
 ] as const;
 
-const filters = (doc: string, def: readonly string[]) =>
-  list(str("filter"), doc, { default: [...def] });
-
-/** The `northbound` section (options and defaults in `src/northbound/options.ts`). */
-const northboundSchema = optional(obj(
-  "MQTT bridge to an upstream broker with a durable spool (docs/northbound.md); absent = no bridge",
-  {
-    url: str("Upstream broker: mqtt://host[:1883] or mqtts://host[:8883], optionally user:pass@", {
-      pattern: /^mqtts?:\/\/.+/,
-    }),
-    gatewayId: str("This gateway's id (default: the host name)", {
-      default: "",
-      pattern: /^([A-Za-z0-9._-]{1,64})?$/,
-    }),
-    prefix: str("Upstream topic prefix; {gatewayId} is substituted", { default: nb.prefix }),
-    forward: filters("Local filters forwarded upstream", nb.forward),
-    exclude: filters("Local filters never forwarded", nb.exclude),
-    clientId: optional(str("Upstream client id (default ferry-{gatewayId})")),
-    username: optional(str("Upstream user name")),
-    password: optional(str("Upstream password")),
-    caFile: optional(str("PEM CA bundle to trust for mqtts://")),
-    certFile: optional(str("PEM client certificate (mutual TLS)")),
-    keyFile: optional(str("PEM client key (mutual TLS)")),
-    keepAliveSec: int("Upstream keepalive, seconds", {
-      min: 1,
-      max: 65_535,
-      default: nb.keepAliveSec,
-    }),
-    protocolVersion: oneOf([4, 5], "MQTT 3.1.1 (4) or 5", { default: nb.protocolVersion }),
-    cleanSession: bool("Start a clean upstream session", { default: nb.cleanSession }),
-    sessionExpirySec: int("Upstream session expiry (MQTT 5), seconds", {
-      min: 0,
-      max: 4_294_967_295,
-      default: nb.sessionExpirySec,
-    }),
-    inflight: int("QoS 1 messages in flight upstream", {
-      min: 1,
-      max: 65_535,
-      default: nb.inflight,
-    }),
-    replayRatePerSec: int("Replay pace after an outage, messages/s (0 = unpaced)", {
-      min: 0,
-      max: 10_000_000,
-      default: nb.replayRatePerSec,
-    }),
-    backoffBaseMs: int("First reconnect backoff ceiling", {
-      min: 1,
-      max: 3_600_000,
-      default: nb.backoffBaseMs,
-    }),
-    backoffCapMs: int("Largest reconnect backoff ceiling", {
-      min: 1,
-      max: 3_600_000,
-      default: nb.backoffCapMs,
-    }),
-    stableAfterMs: int("A connection up this long resets the backoff", {
-      min: 0,
-      max: 3_600_000,
-      default: nb.stableAfterMs,
-    }),
-    connectTimeoutMs: int("Time allowed to connect upstream", {
-      min: 100,
-      max: 600_000,
-      default: nb.connectTimeoutMs,
-    }),
-    housekeepingMs: int("Spool TTL sweep and compaction interval", {
-      min: 100,
-      max: 3_600_000,
-      default: nb.housekeepingMs,
-    }),
-    compactAboveBytes: int("Compact the spool file after a drain when it exceeds this", {
-      min: 0,
-      max: 1 << 30,
-      default: nb.compactAboveBytes,
-    }),
-    presence: bool("Publish the gateway's own online/offline (will) upstream", {
-      default: nb.presence,
-    }),
-    spool: obj("Durable store-and-forward", {
-      file: str("Spool file, relative to dataDir", { default: nb.spool.file }),
-      maxBytes: int("Spool bound, bytes", {
-        min: 1024 * 1024,
-        max: Number.MAX_SAFE_INTEGER,
-        default: nb.spool.maxBytes,
-      }),
-      ttlSec: int("Messages older than this are dropped", {
-        min: 1,
-        max: 10 * 365 * 86_400,
-        default: nb.spool.ttlSec,
-      }),
-      fullPolicy: oneOf(["drop-oldest", "refuse-new"], "What happens when the spool is full", {
-        default: nb.spool.fullPolicy,
-      }),
-      synchronous: oneOf(["full", "normal"], "SQLite synchronous: full survives power loss", {
-        default: nb.spool.synchronous,
-      }),
-      onCorrupt: oneOf(
-        ["fail", "set-aside"],
-        "A corrupt spool: refuse to start, or set it aside and start empty",
-        { default: nb.spool.onCorrupt },
-      ),
-    }),
-  },
-));
-
 const enabled = (what: string) => bool(`Start the ${what} listener`, { default: true });
 const { port: binaryPort, tls: binaryTls, ...binaryFields } = binaryOptionsSchema.fields;
 const { port: mqttPort, ...mqttFields } = mqttOptionsSchema.fields;
@@ -178,7 +78,8 @@ export const configSchema = obj("Ferry configuration", {
   }),
   auth: authOptionsSchema,
   limits: limitsOptionsSchema,
-  northbound: northboundSchema,
+  // One bridge, or a list of them (each element validated on its own in resolveConfig).
+  northbound: optional(northboundBridgeSchema),
   pipeline: pipelineOptionsSchema,
   commands: commandsOptionsSchema,
   binary: obj(binaryOptionsSchema.doc, {
@@ -193,6 +94,7 @@ export const configSchema = obj("Ferry configuration", {
     tls: tlsField(),
     ...mqttFields,
     persistence: mqttPersistenceSchema,
+    websocket: mqttWsConfigSchema,
   }),
   coap: obj(coapOptionsSchema.doc, {
     enabled: enabled("CoAP"),
@@ -218,7 +120,9 @@ export const configSchema = obj("Ferry configuration", {
 });
 
 /** The validated configuration (inferred from {@link configSchema}). */
-export type FerryConfig = Infer<typeof configSchema>;
+export type FerryConfig = Omit<Infer<typeof configSchema>, "northbound"> & {
+  northbound?: NorthboundConfig;
+};
 
 /** A credential entry. */
 export type CredentialConfig = FerryConfig["auth"]["devices"][number];
@@ -234,7 +138,26 @@ export type CredentialConfig = FerryConfig["auth"]["devices"][number];
  * ```
  */
 export function resolveConfig(raw: unknown): FerryConfig {
-  const c: FerryConfig = validate(configSchema, raw, "");
+  // `northbound` may be one bridge or a list of them: each element is validated on its own.
+  const nbRaw = (raw as { northbound?: unknown } | null)?.northbound;
+  const c: FerryConfig = validate(
+    configSchema,
+    Array.isArray(nbRaw) ? { ...(raw as object), northbound: undefined } : raw,
+    "",
+  );
+  if (Array.isArray(nbRaw)) {
+    c.northbound = nbRaw.map((b, i) =>
+      validate(northboundBridgeSchema, b, `northbound[${i}]`) as NorthboundOptions
+    );
+  }
+  if (c.northbound) {
+    try {
+      const list = Array.isArray(c.northbound) ? c.northbound : [c.northbound];
+      resolveNorthboundList(list.map((b) => ({ ...b, gatewayId: b.gatewayId || "gateway" })));
+    } catch (err) {
+      throw new ConfigError("northbound", (err as Error).message);
+    }
+  }
   c.auth.devices.forEach((d, i) => {
     if ((d.token === undefined) === (d.tokenHash === undefined)) {
       throw new ConfigError(`auth.devices[${i}]`, "needs exactly one of token or tokenHash");

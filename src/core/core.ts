@@ -95,6 +95,11 @@ export interface CoreOptions {
    * received) before producers wait or are refused. @default 67108864 (64 MiB)
    */
   payloadBudgetBytes?: number;
+  /**
+   * Publishes one stream connection may have waiting (durable stage, room) while it reads on
+   * ({@link DevicePort.lane}). @default 64
+   */
+  publishWindow?: number;
 }
 
 export type { CoreMetrics };
@@ -157,10 +162,12 @@ export class Core implements AsyncDisposable {
   #ports = new Map<Protocol, BoundPort>();
   #ownCommands = new Set<Protocol>();
   #host: PortHost;
+  #publishWindow: number;
 
   /** Creates the core. */
   constructor(options: CoreOptions = {}) {
     this.clock = options.clock ?? systemClock;
+    this.#publishWindow = options.publishWindow ?? defaultLimits.publishWindow;
     this.log = options.log ?? new Logger();
     this.#coreLog = this.log.child("core");
     this.metrics = options.metrics ?? new MetricsRegistry();
@@ -393,6 +400,7 @@ export class Core implements AsyncDisposable {
       retained: this.retained,
       store: this.commands,
       budget: this.budget,
+      publishWindow: this.#publishWindow,
       get closing() {
         return core.#closing;
       },

@@ -30,6 +30,7 @@ import type { PayloadBudget } from "./payload_budget.ts";
 import { PipelineClosedError } from "./pipeline.ts";
 import type { Pipeline } from "./pipeline.ts";
 import type { ProtocolStats } from "./protocol_stats.ts";
+import { PublishLane } from "./publish_lane.ts";
 import type { RateLimiter } from "./rate_limiter.ts";
 import {
   type LoginRefusalReason,
@@ -91,6 +92,11 @@ export interface PublishOptions {
   wait?: boolean;
   /** Ends a wait (the connection closed): the result is then `shutting_down`. */
   signal?: AbortSignal;
+  /**
+   * The connection's lane (with `wait`): a message that has to wait does not hold up the next
+   * ones' durable stage, while entering the pipeline and settling stay in arrival order.
+   */
+  lane?: PublishLane;
 }
 
 /** The result of publishing a batch: all accepted, or a refusal saying how many got in first. */
@@ -155,6 +161,12 @@ export interface DevicePort {
    * buffered (and gives it back once handled); when it does not fit, stop reading or refuse.
    */
   readonly budget: PayloadBudget;
+
+  /**
+   * A new lane for one stream connection (`limits.publishWindow` waiting publishes): pass it in
+   * `PublishOptions.lane` and stop reading while it is `full`.
+   */
+  lane(): PublishLane;
 
   /**
    * Takes a connection slot for `address` before a listener keeps an accepted connection: false
@@ -228,6 +240,7 @@ export interface PortHost {
   readonly retained: RetainedStore;
   readonly store: CommandStore;
   readonly budget: PayloadBudget;
+  readonly publishWindow: number;
   readonly closing: boolean;
   /** The descriptor budget and per-address connection caps. */
   admit(address: string): boolean;
@@ -286,6 +299,10 @@ export class BoundPort implements DevicePort {
     return this.#host.budget;
   }
 
+  lane(): PublishLane {
+    return new PublishLane(this.#host.publishWindow);
+  }
+
   get closing(): boolean {
     return this.#host.closing;
   }
@@ -325,17 +342,37 @@ export class BoundPort implements DevicePort {
     msg.protocol = this.protocol;
     msg.deviceId = who.deviceId;
     const p = h.pipeline;
-    if (h.acceptHook === undefined) {
+    const lane = options?.lane;
+    const behind = lane !== undefined && lane.pending !== 0; // must not overtake its lane
+    const hook = h.acceptHook;
+    if (hook === undefined && !behind) {
       // The hot path: room now and nothing to make durable first, accepted in this call.
       if (p.offer(msg)) {
         h.accepted(msg);
         return ACCEPTED;
       }
       if (!options?.wait) return this.#refuse(this.#overloaded);
-      return this.#submit(msg, options.signal);
+      return lane ? lane.add(this.#submit(msg, options.signal)) : this.#submit(msg, options.signal);
     }
     if (!options?.wait && !p.hasRoom) return this.#refuse(this.#overloaded);
-    return this.#durable(msg, options?.signal);
+    // The durable stage starts now, in arrival order (one group commit takes many messages).
+    let durable: void | Promise<void> = undefined;
+    try {
+      if (hook) durable = hook(msg);
+    } catch (err) {
+      return this.#refusedBy(err);
+    }
+    if (durable === undefined && !behind) {
+      if (p.offer(msg)) {
+        h.accepted(msg);
+        return ACCEPTED;
+      }
+      return lane
+        ? lane.add(this.#submit(msg, options?.signal))
+        : this.#submit(msg, options?.signal);
+    }
+    const entered = this.#enter(msg, durable, lane?.tail, options?.signal);
+    return lane ? lane.add(entered) : entered;
   }
 
   async publishAll(who: Identity, drafts: Draft[]): Promise<BatchResult> {
@@ -443,10 +480,35 @@ export class BoundPort implements DevicePort {
   }
 
   /** The durable stage (if any), then the pipeline, waiting for room. */
-  async #durable(msg: Message, signal: AbortSignal | undefined): Promise<PublishResult> {
+  #durable(msg: Message, signal: AbortSignal | undefined): Promise<PublishResult> {
+    let durable: void | Promise<void> = undefined;
+    try {
+      durable = this.#host.acceptHook?.(msg);
+    } catch (err) {
+      return Promise.resolve(this.#refusedBy(err));
+    }
+    return this.#enter(msg, durable, undefined, signal);
+  }
+
+  /**
+   * Once the durable stage is done and the message before it (`before`, a lane's tail) entered,
+   * the pipeline, waiting for room.
+   */
+  async #enter(
+    msg: Message,
+    durable: void | Promise<void>,
+    before: Promise<unknown> | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<PublishResult> {
     const h = this.#host;
     try {
-      if (h.acceptHook) await h.acceptHook(msg);
+      if (durable) await durable;
+    } catch (err) {
+      if (before) await before; // settle in order even when refused
+      return this.#refusedBy(err);
+    }
+    if (before) await before;
+    try {
       // The hook ran: the message is durable. Wait for room rather than lose it.
       await h.pipeline.submit(msg, signal);
     } catch (err) {

@@ -26,6 +26,7 @@ export * from "./metrics.ts";
 export * from "./payload_budget.ts";
 export * from "./pipeline.ts";
 export * from "./protocol_stats.ts";
+export * from "./publish_lane.ts";
 export * from "./rate_limiter.ts";
 export * from "./refusal.ts";
 export * from "./registry.ts";

@@ -97,6 +97,10 @@ export const limitsOptionsSchema = obj("Limits shared by every listener", {
     "Payload bytes held in flight across all protocols (queued messages, large packets being received) before producers wait or are refused",
     { min: 65_536, max: 2 ** 40, default: 67_108_864 },
   ),
+  publishWindow: int(
+    "Publishes one FBP/1 or MQTT connection may have waiting (for the spool's commit, or for room) while it reads on; past it, it stops reading",
+    { min: 1, max: 65_535, default: 64 },
+  ),
 });
 
 /** The `pipeline` section. */

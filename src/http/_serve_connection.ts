@@ -122,3 +122,79 @@ export function serveConnection(
   const ac = new AbortController();
   return new ServedConnection(ac, internal(conn, ac.signal, handler, onError, () => {}));
 }
+
+/** `Deno.serveHttp`'s connection (deprecated, still in Deno 2.9; not in the public types). */
+interface LegacyHttpConn extends AsyncIterable<LegacyRequestEvent> {
+  close(): void;
+}
+interface LegacyRequestEvent {
+  readonly request: Request;
+  respondWith(r: Response | Promise<Response>): Promise<void>;
+}
+
+/**
+ * Serves HTTP on `conn` with the runtime's older per-connection server (`Deno.serveHttp`), for a
+ * listener that must hand connections over to another protocol (`Deno.upgradeWebSocket`): on
+ * Deno 2.9 the server of {@link serveConnection} closes an upgraded connection as soon as its HTTP
+ * part ends (the WebSocket closes 1005 right after it opened), this one does not. It costs more CPU
+ * per request (`docs/http-api.md`, "The HTTP listener"), so it is used only where an upgrade route
+ * is mounted. Same contract as {@link serveConnection}.
+ *
+ * @throws {TypeError} when the runtime lacks `Deno.serveHttp`.
+ * @example
+ * ```ts
+ * import { serveUpgradableConnection } from "./_serve_connection.ts";
+ * const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const client = Deno.connect({ hostname: "127.0.0.1", port: (l.addr as Deno.NetAddr).port });
+ * const s = serveUpgradableConnection(await l.accept(), () => new Response("hi"), () => new Response(null, { status: 500 }));
+ * const c = await client;
+ * await c.write(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+ * const buf = new Uint8Array(512);
+ * const n = await c.read(buf);
+ * s.close();
+ * await s.finished;
+ * c.close();
+ * l.close();
+ * if (!new TextDecoder().decode(buf.subarray(0, n!)).startsWith("HTTP/1.1 200")) throw new Error();
+ * ```
+ */
+export function serveUpgradableConnection(
+  conn: Deno.Conn,
+  handler: ConnectionHandler,
+  onError: (error: unknown) => Response | Promise<Response>,
+): ServedConnection {
+  const serveHttp = (Deno as unknown as { serveHttp?: (c: Deno.Conn) => LegacyHttpConn })
+    .serveHttp;
+  if (typeof serveHttp !== "function") {
+    throw new TypeError(
+      `Cannot serve HTTP upgrades: this Deno (${Deno.version.deno}) lacks Deno.serveHttp`,
+    );
+  }
+  const http = serveHttp(conn);
+  const ac = new AbortController();
+  ac.signal.addEventListener("abort", () => {
+    try {
+      http.close();
+    } catch { /* closed */ }
+  }, { once: true });
+  const info = {
+    remoteAddr: conn.remoteAddr as Deno.NetAddr,
+    completed: Promise.resolve(),
+  } as Deno.ServeHandlerInfo<Deno.NetAddr>;
+  const answer = async (req: Request): Promise<Response> => {
+    try {
+      return await handler(req, info);
+    } catch (err) {
+      return await onError(err);
+    }
+  };
+  const finished = (async () => {
+    try {
+      for await (const ev of http) {
+        // HTTP/1.1: the next request event comes once this answer is sent.
+        ev.respondWith(answer(ev.request)).catch(() => {/* the client went away */});
+      }
+    } catch { /* the connection failed or was closed */ }
+  })();
+  return new ServedConnection(ac, { finished });
+}

@@ -27,7 +27,11 @@ import type { DeadlineEntry } from "../core/deadline_queue.ts";
 import type { DevicePort } from "../core/device_port.ts";
 import { TcpListener } from "../net/tcp_listener.ts";
 import type { ListenAddress, Listener } from "../protocols/listener.ts";
-import { serveConnection, type ServedConnection } from "./_serve_connection.ts";
+import {
+  serveConnection,
+  type ServedConnection,
+  serveUpgradableConnection,
+} from "./_serve_connection.ts";
 import {
   type HttpServerOptions,
   type ResolvedHttpServerOptions,
@@ -136,6 +140,7 @@ export class HttpServer implements Listener {
   #port: DevicePort;
   #opts: ResolvedHttpServerOptions;
   #routes: Route[] = [];
+  #upgrades = false;
   #listener: TcpListener | undefined;
   #accepting: Promise<void> | undefined;
   #links = new Set<Link>();
@@ -174,8 +179,19 @@ export class HttpServer implements Listener {
     return this.#links.size;
   }
 
-  /** Adds a route, tried in order before the built-in ones. */
-  route(route: Route): void {
+  /**
+   * Adds a route, tried in order before the built-in ones. `upgrades: true` for a route that may
+   * answer `Deno.upgradeWebSocket`'s 101: the listener then serves its connections with the
+   * runtime's older per-connection server, the one that leaves an upgraded connection open (and
+   * costs more CPU per request; `docs/http-api.md`, "The HTTP listener"). Before {@link listen}.
+   */
+  route(route: Route, options: { upgrades?: boolean } = {}): void {
+    if (options.upgrades) {
+      if (this.#listener) {
+        throw new TypeError("Cannot add an upgrade route: the HTTP server is already listening");
+      }
+      this.#upgrades = true;
+    }
     this.#routes.push(route);
   }
 
@@ -267,7 +283,7 @@ export class HttpServer implements Listener {
     link.rearm = () => arm(FAR);
     arm(this.#opts.headersTimeoutMs);
     try {
-      link.served = serveConnection(
+      link.served = (this.#upgrades ? serveUpgradableConnection : serveConnection)(
         conn,
         (req, info) => this.#request(link, req, info),
         (err) => {
@@ -313,6 +329,14 @@ export class HttpServer implements Listener {
       this.#port.stats.error("handler_failed");
       this.#port.throttled.error("handler_failed", "request failed", { error: errorText(err) });
       res = text(500, "Internal error");
+    }
+    if (res.status === 101) {
+      // Upgraded (MQTT over WebSocket on this port): the connection now belongs to the upgraded
+      // protocol, which watches it (MQTT keepalive); no listener deadline, and the request must
+      // not be touched any more (the runtime has closed it).
+      link.deadline?.cancel();
+      link.deadline = undefined;
+      return res;
     }
     // A body left unread, or an answer that says close (a 408): close once it is sent, so
     // nothing of an abandoned upload stays (the runtime would wait for the rest of it).

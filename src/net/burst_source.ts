@@ -32,6 +32,11 @@ import { isClosedError } from "./closed_error.ts";
 export interface ByteReader {
   /** Reads into `p`; resolves to the count read or `null` at end of stream. */
   read(p: Uint8Array): Promise<number | null>;
+  /**
+   * Bytes the last read took from the socket into `p`, when the reader unframes them and returns
+   * fewer (a WebSocket): what sizes the next read buffer. Absent: the count `read` returned.
+   */
+  readonly lastReadSize?: number;
 }
 
 /**
@@ -130,7 +135,7 @@ export async function serveChunks(
       }
       if (n === null || consumer.closing) return;
       consumer.onBytes?.(n);
-      size = nextSize(size, n, min, max);
+      size = nextSize(size, conn.lastReadSize ?? n, min, max);
       const pending = consumer.chunk(n === buf.length ? buf : buf.subarray(0, n));
       if (pending) await pending;
     }

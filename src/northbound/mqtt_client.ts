@@ -1,8 +1,10 @@
 /**
  * A small MQTT 3.1.1 / 5.0 client for the northbound link, on the same `npm:mqtt-packet` codec as
  * the device-side broker: CONNECT (clean session or not, session expiry, username/password, will),
- * PUBLISH at QoS 0/1 with caller-chosen packet ids, PUBACK both ways, SUBSCRIBE, PINGREQ keepalive
- * and DISCONNECT, over `Deno.connect` or `Deno.connectTls` (CA, client certificate and key).
+ * PUBLISH at QoS 0/1/2 with caller-chosen packet ids and (v5) topic aliases, PUBACK both ways,
+ * PUBREC/PUBREL/PUBCOMP, SUBSCRIBE, PINGREQ keepalive and DISCONNECT, over `Deno.connect` or
+ * `Deno.connectTls` (CA, client certificate and key). The broker's v5 CONNACK limits (Receive
+ * Maximum, Maximum Packet Size, Topic Alias Maximum) are read into {@link MqttClient.limits}.
  *
  * It holds no retry logic and no queue: the bridge owns packet ids, the in-flight window and
  * reconnection. Writes issued in one event-loop turn go out as one socket write.
@@ -64,6 +66,16 @@ export interface IncomingPublish {
   retain: boolean;
 }
 
+/** What the broker allows this connection (MQTT 5 CONNACK properties; defaults for 3.1.1). */
+export interface UpstreamLimits {
+  /** Unacknowledged QoS 1/2 publishes the broker accepts at once [MQTT-3.2.2.3.3]. */
+  receiveMaximum: number;
+  /** Largest packet the broker accepts, bytes [MQTT-3.2.2.3.6]. */
+  maximumPacketSize: number;
+  /** Highest topic alias the broker accepts (0: none) [MQTT-3.2.2.3.8]. */
+  topicAliasMaximum: number;
+}
+
 /** The broker refused the connection (CONNACK with a non-zero code). */
 export class MqttConnectError extends Error {
   override name = "MqttConnectError";
@@ -77,13 +89,31 @@ export class MqttConnectError extends Error {
 }
 
 const encodeOpts = (v: 4 | 5) => ({ protocolVersion: v });
+
+/** A PUBLISH the client sends. */
+export interface OutgoingPublish {
+  /** Topic name (empty when a v5 topic alias stands for it). */
+  topic: string;
+  /** Payload bytes. */
+  payload: Uint8Array;
+  /** QoS. */
+  qos: 0 | 1 | 2;
+  /** RETAIN flag. */
+  retain?: boolean;
+  /** DUP flag (a resend). */
+  dup?: boolean;
+  /** Packet id (QoS > 0). */
+  messageId?: number;
+  /** v5 Topic Alias. */
+  topicAlias?: number;
+}
 const utf8 = new TextEncoder();
 
 /**
- * Encodes a PUBLISH without properties (the hot path; `mqtt-packet`'s generic encoder costs
- * several times more per message). Layout per MQTT 3.1.1 §3.3 / MQTT 5 §3.3: fixed header
- * (type 3, DUP, QoS, RETAIN), Remaining Length, topic, packet id (QoS > 0), [v5: property
- * length 0], payload.
+ * Encodes a PUBLISH (the hot path; `mqtt-packet`'s generic encoder costs several times more per
+ * message). Layout per MQTT 3.1.1 §3.3 / MQTT 5 §3.3: fixed header (type 3, DUP, QoS, RETAIN),
+ * Remaining Length, topic (empty when a v5 topic alias stands for it), packet id (QoS > 0),
+ * [v5: properties: none, or the Topic Alias (0x23)], payload.
  *
  * @example
  * ```ts
@@ -94,19 +124,13 @@ const utf8 = new TextEncoder();
  */
 export function encodePublish(
   version: 4 | 5,
-  p: {
-    topic: string;
-    payload: Uint8Array;
-    qos: 0 | 1;
-    retain?: boolean;
-    dup?: boolean;
-    messageId?: number;
-  },
+  p: OutgoingPublish,
 ): Uint8Array {
   const topic = utf8.encode(p.topic);
   if (topic.length > 65535) throw new RangeError("Cannot publish: topic longer than 65535 bytes");
-  const remaining = 2 + topic.length + (p.qos > 0 ? 2 : 0) + (version === 5 ? 1 : 0) +
-    p.payload.length;
+  const alias = version === 5 && p.topicAlias ? p.topicAlias : 0;
+  const remaining = 2 + topic.length + (p.qos > 0 ? 2 : 0) +
+    (version === 5 ? (alias ? 4 : 1) : 0) + p.payload.length;
   if (remaining > 268_435_455) throw new RangeError("Cannot publish: packet too large");
   let lenBytes = 1;
   for (let x = remaining; x > 127; x = Math.floor(x / 128)) lenBytes++;
@@ -130,9 +154,37 @@ export function encodePublish(
     out[o++] = id >> 8;
     out[o++] = id & 0xff;
   }
-  if (version === 5) out[o++] = 0; // no properties
+  if (alias) { // property length 3: Topic Alias (0x23), two bytes [MQTT-3.3.2.3.4]
+    out[o++] = 3;
+    out[o++] = 0x23;
+    out[o++] = alias >> 8;
+    out[o++] = alias & 0xff;
+  } else if (version === 5) out[o++] = 0; // no properties
   out.set(p.payload, o);
   return out;
+}
+
+/**
+ * Size in bytes of the PUBLISH {@link encodePublish} would produce (without a topic alias), to
+ * check against the broker's Maximum Packet Size before sending.
+ *
+ * @example
+ * ```ts
+ * import { encodePublish, publishSize } from "./mqtt_client.ts";
+ * const p = { topic: "a/b", payload: new Uint8Array(300), qos: 1 as const, messageId: 1 };
+ * if (publishSize(5, 3, 300, 1) !== encodePublish(5, p).length) throw new Error();
+ * ```
+ */
+export function publishSize(
+  version: 4 | 5,
+  topicBytes: number,
+  payloadBytes: number,
+  qos: 0 | 1 | 2,
+): number {
+  const remaining = 2 + topicBytes + (qos > 0 ? 2 : 0) + (version === 5 ? 1 : 0) + payloadBytes;
+  let lenBytes = 1;
+  for (let x = remaining; x > 127; x = Math.floor(x / 128)) lenBytes++;
+  return 1 + lenBytes + remaining;
 }
 
 /**
@@ -172,8 +224,18 @@ export class MqttClient implements AsyncDisposable {
   readonly closed: Promise<Error | undefined>;
   /** Whether the broker resumed a stored session (CONNACK session present). */
   sessionPresent = false;
+  /** The broker's limits for this connection (from its CONNACK). */
+  limits: UpstreamLimits = {
+    receiveMaximum: 65535,
+    maximumPacketSize: 268_435_460,
+    topicAliasMaximum: 0,
+  };
   /** Called for each PUBACK (packet id, reason code; 0 on 3.1.1). */
   onPuback: ((messageId: number, reasonCode: number) => void) | undefined;
+  /** Called for each PUBREC of a QoS 2 publish (packet id, reason code). */
+  onPubrec: ((messageId: number, reasonCode: number) => void) | undefined;
+  /** Called for each PUBCOMP (packet id, reason code). */
+  onPubcomp: ((messageId: number, reasonCode: number) => void) | undefined;
   /** Called for each incoming PUBLISH; QoS 1 ones must be answered with {@link puback}. */
   onPublish: ((msg: IncomingPublish) => void) | undefined;
 
@@ -227,6 +289,12 @@ export class MqttClient implements AsyncDisposable {
         );
       }
       client.sessionPresent = ack.sessionPresent;
+      const props = (ack as { properties?: Record<string, number> }).properties ?? {};
+      client.limits = {
+        receiveMaximum: props.receiveMaximum ?? 65535,
+        maximumPacketSize: props.maximumPacketSize ?? 268_435_460,
+        topicAliasMaximum: props.topicAliasMaximum ?? 0,
+      };
       client.#startKeepAlive();
       return client;
     } catch (err) {
@@ -282,17 +350,15 @@ export class MqttClient implements AsyncDisposable {
   }
 
   /** Queues a PUBLISH. */
-  publish(p: {
-    topic: string;
-    payload: Uint8Array;
-    qos: 0 | 1;
-    retain?: boolean;
-    dup?: boolean;
-    messageId?: number;
-  }): void {
+  publish(p: OutgoingPublish): void {
     if (this.#closed) return;
     const bytes = encodePublish(this.#version, p);
     this.#queue(bytes);
+  }
+
+  /** Releases a QoS 2 publish the broker answered with PUBREC. */
+  pubrel(messageId: number): void {
+    this.#write({ cmd: "pubrel", messageId } as Packet);
   }
 
   /** Acknowledges an incoming QoS 1 PUBLISH. */
@@ -379,6 +445,12 @@ export class MqttClient implements AsyncDisposable {
           messageId: p.messageId,
           retain: p.retain,
         });
+        break;
+      case "pubrec":
+        this.onPubrec?.(p.messageId!, (p as { reasonCode?: number }).reasonCode ?? 0);
+        break;
+      case "pubcomp":
+        this.onPubcomp?.(p.messageId!, (p as { reasonCode?: number }).reasonCode ?? 0);
         break;
       case "suback": {
         const r = this.#subacks.get(p.messageId!);

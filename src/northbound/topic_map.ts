@@ -1,5 +1,6 @@
 /**
- * Topic mapping between the gateway's namespace and the upstream broker's:
+ * Topic mapping between the gateway's namespace and the upstream broker's (rewrite rules, when
+ * configured, come first; see `topic_rewrite.ts`):
  *
  * | local                            | upstream                                  |
  * |----------------------------------|-------------------------------------------|
@@ -13,6 +14,7 @@
 
 import { topicMatches, validateFilter, validateTopic } from "../core/topic_router.ts";
 import { parseTopic } from "../core/topics.ts";
+import { checkRewrite, Rewriter, type RewriteRule } from "./topic_rewrite.ts";
 
 /** Tunables of {@link TopicMap}. */
 export interface TopicMapOptions {
@@ -24,6 +26,8 @@ export interface TopicMapOptions {
   forward?: string[];
   /** Local filters never forwarded (they come from upstream). @default ["devices/+/commands/#"] */
   exclude?: string[];
+  /** Rewrite rules, both directions (`{gatewayId}` substituted in templates). @default [] */
+  rewrite?: RewriteRule[];
 }
 
 /**
@@ -47,8 +51,12 @@ export class TopicMap {
   readonly prefix: string;
   /** Upstream filter subscribed to for downlink commands. */
   readonly downlinkFilter: string;
+  /** Every upstream filter to subscribe to: the default one and the downlink rules'. */
+  readonly downlinkFilters: string[];
   #forward: string[];
   #exclude: string[];
+  #up: Rewriter;
+  #down: Rewriter;
 
   /** Validates the filters and resolves the prefix. */
   constructor(options: TopicMapOptions) {
@@ -67,6 +75,19 @@ export class TopicMap {
       const err = validateFilter(f);
       if (err) throw new TypeError(`Cannot map topics: filter "${f}": ${err}`);
     }
+    const rules = (options.rewrite ?? []).map((r) => ({
+      ...r,
+      to: r.to.replaceAll("{gatewayId}", options.gatewayId),
+      from: r.from.replaceAll("{gatewayId}", options.gatewayId),
+    }));
+    checkRewrite(rules, {
+      forward: this.#forward,
+      exclude: this.#exclude,
+      downlinkFilter: this.downlinkFilter,
+    });
+    this.#up = new Rewriter(rules, "up");
+    this.#down = new Rewriter(rules, "down");
+    this.downlinkFilters = [this.downlinkFilter, ...this.#down.filters];
   }
 
   /** True when a local message on `topic` goes upstream. */
@@ -83,13 +104,17 @@ export class TopicMap {
     return true;
   }
 
-  /** The upstream topic of a local one. */
+  /** The upstream topic of a local one (an uplink rule's, or under the prefix). */
   toUpstream(topic: string): string {
-    return `${this.prefix}/${topic}`;
+    return this.#up.apply(topic) ?? `${this.prefix}/${topic}`;
   }
 
   /** The local command topic of an upstream one, or `undefined` when it is not a command. */
   fromUpstream(topic: string): string | undefined {
+    const rewritten = this.#down.apply(topic);
+    if (rewritten !== undefined) {
+      return parseTopic(rewritten).kind === "command" ? rewritten : undefined;
+    }
     if (!topic.startsWith(this.prefix + "/")) return undefined;
     const local = topic.slice(this.prefix.length + 1);
     return parseTopic(local).kind === "command" ? local : undefined;

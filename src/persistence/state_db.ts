@@ -11,29 +11,34 @@
  * - {@link StateDb.pending} / {@link StateDb.flushed}: an adapter that must not acknowledge a
  *   message before the state it caused is on disk waits for the commit (nothing is pending while
  *   only clean sessions are served, so they never wait).
- * - Corruption: `PRAGMA quick_check` and a schema version check on open; a corrupt, unreadable or
- *   foreign file raises {@link StateDbCorruptError}. {@link StateDb.openOrSetAside} renames it to
- *   `<file>.corrupt-<time>` (with its `-wal`, `-shm`) and starts empty instead.
+ * - Corruption: `PRAGMA quick_check` and a schema version check on open; a corrupt or foreign
+ *   file raises {@link StateDbCorruptError}. {@link StateDb.openOrSetAside} renames it to
+ *   `<file>.corrupt-<time>` (with its `-wal`, `-shm`) and starts empty instead. A file that
+ *   cannot be used because the disk is full or failing (or permissions) raises a
+ *   `SqliteFileError` of kind `io` and is never moved: the file may be healthy.
  * - The file is created with mode 0600: it holds message payloads.
  *
  * @module
  */
 
 import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite";
-import { openSqlite, setAside } from "./sqlite_file.ts";
+import {
+  asFileError,
+  describeIoFailure,
+  openSqlite,
+  setAside,
+  SqliteFileError,
+} from "./sqlite_file.ts";
 
 /** Version of the schema this code writes (`PRAGMA user_version`). */
 export const STATE_SCHEMA_VERSION = 1;
 
 /** The state file is corrupt, unreadable or not a Ferry state file. */
-export class StateDbCorruptError extends Error {
+export class StateDbCorruptError extends SqliteFileError {
   override name = "StateDbCorruptError";
-  /** The file concerned. */
-  readonly path: string;
-  /** Creates the error. */
+  /** Creates the error (kind `corrupt`). */
   constructor(message: string, path: string, options?: ErrorOptions) {
-    super(message, options);
-    this.path = path;
+    super("corrupt", path, message, options);
   }
 }
 
@@ -101,14 +106,18 @@ export class StateDb implements Disposable {
     this.#onWriteError = options.onWriteError;
   }
 
-  /** Opens (or creates) the file; throws {@link StateDbCorruptError} when it is unusable. */
+  /**
+   * Opens (or creates) the file; throws {@link StateDbCorruptError} when it is corrupt, a
+   * `SqliteFileError` of kind `io` when the disk is full or failing.
+   */
   static open(path: string, options: StateDbOptions = {}): StateDb {
     return new StateDb(path, openChecked(path, options), options);
   }
 
   /**
-   * Opens the file; when it is corrupt or unreadable, renames it (and its `-wal`, `-shm`) to
-   * `<file>.corrupt-<time>` and starts with an empty one ({@link StateDb.setAside} says where).
+   * Opens the file; when it is corrupt, renames it (and its `-wal`, `-shm`) to
+   * `<file>.corrupt-<time>` and starts with an empty one ({@link StateDb.setAside} says where). A
+   * full or failing disk is never a reason to move the file: that error is thrown.
    */
   static openOrSetAside(path: string, options: StateDbOptions = {}): StateDb {
     try {
@@ -246,17 +255,31 @@ function openChecked(path: string, options: StateDbOptions): DatabaseSync {
     const tables = db.prepare("SELECT count(*) AS n FROM sqlite_schema").get() as { n: number };
     if (v === 0 && tables.n !== 0) throw new Error("not a Ferry state file (foreign tables)");
     if (v !== 0 && v !== STATE_SCHEMA_VERSION) {
-      throw new Error(`schema version ${v}, expected ${STATE_SCHEMA_VERSION}`);
+      throw new Error(
+        `not a Ferry state file of this version (schema ${v}, expected ${STATE_SCHEMA_VERSION})`,
+      );
     }
-    db.exec(`PRAGMA user_version = ${STATE_SCHEMA_VERSION}`); // owners define their tables
+    // Also a write probe: a full or failing disk is found here, classified as such (never as
+    // corruption), and the gateway refuses to start naming the file. Owners define their tables.
+    db.exec(`PRAGMA user_version = ${STATE_SCHEMA_VERSION}`);
     return db;
   } catch (err) {
     try {
       db?.close();
     } catch { /* not open */ }
-    if (err instanceof Deno.errors.PermissionDenied) throw err;
+    const e = asFileError(path, err);
+    if (e.kind === "io") {
+      throw new SqliteFileError(
+        "io",
+        path,
+        `Cannot open state file ${path}: ${describeIoFailure(err, path)} (${
+          errMessage(err)
+        }); the file was left untouched`,
+        { cause: err },
+      );
+    }
     throw new StateDbCorruptError(
-      `Cannot open state file ${path}: the file is corrupt, unreadable or not a Ferry state file (${
+      `Cannot open state file ${path}: the file is corrupt or not a Ferry state file (${
         errMessage(err)
       })`,
       path,

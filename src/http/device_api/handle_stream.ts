@@ -79,6 +79,8 @@ export function handleStream(
     }, opts.sseHeartbeatMs);
   };
   const onClose = () => end(true);
+  // Declared before `end` may run (a revocation during `port.attach` ends the stream at once).
+  // deno-lint-ignore prefer-const
   let attachment: Attachment | undefined;
   const stop = ctx.listen(deviceId, (cmd) => send(cmd));
   if (!stop) {

@@ -18,6 +18,7 @@ import {
   type Logger,
   type LoginRefusalReason,
   type PendingCommand,
+  type PublishOptions,
   type PublishRefusalReason,
   type PublishResult,
   type Refusal,
@@ -26,6 +27,7 @@ import {
 } from "../../core/mod.ts";
 import { type BurstConsumer, type BurstOptions, serveBursts } from "../../net/burst_source.ts";
 import { ConnWriter, type ConnWriterOptions } from "../../net/conn_writer.ts";
+import { OrderedAnswers } from "../../net/ordered_answers.ts";
 import { FrameDecoder, FrameParser } from "./codec.ts";
 import {
   AckStatus,
@@ -65,9 +67,6 @@ export interface BinarySessionHost {
   /** Called once when a session has ended and released everything. */
   onClosed(session: BinarySession): void;
 }
-
-/** How telemetry is published: waiting for room (which stops this connection's reads). */
-const WAIT = Object.freeze({ wait: true });
 
 /** Commands sent and not yet acknowledged, per session. */
 const MAX_PENDING_COMMANDS = 1024;
@@ -146,6 +145,8 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
   #closed = false;
   #nextSeq = 1;
   #pending: Map<number, string> | undefined; // command seq → name, made on the first command
+  #publishOptions: PublishOptions | undefined; // made on the first publish: wait, in its lane
+  #answers: OrderedAnswers | undefined; // ACK order, made on the first publish
 
   /** Starts serving `conn`. */
   constructor(
@@ -334,7 +335,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
       ((err.flags ?? 0) & FLAG_ACK_REQUESTED)
     ) {
       // [FBP-2-7] a frame the budget could not take: its ACK says "retry later".
-      this.#send(FrameType.ACK, err.seq, encodeAck(AckStatus.OVERLOADED));
+      this.#ackInOrder(err.seq, AckStatus.OVERLOADED);
     } else this.#error(err.code, err.seq ?? 0, err.message);
     if (err.fatal) this.#shutdown();
   }
@@ -399,7 +400,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
       f.type === FrameType.TELEMETRY && (f.flags & FLAG_ACK_REQUESTED) &&
       code === ErrorCode.BAD_PAYLOAD
     ) {
-      this.#send(FrameType.ACK, f.seq, encodeAck(AckStatus.BAD_PAYLOAD));
+      this.#ackInOrder(f.seq, AckStatus.BAD_PAYLOAD);
     }
   }
 
@@ -458,11 +459,35 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
       retain: false,
       origin: this.sessionId,
     };
-    // Accepted at once when the core has room (no promise per frame); otherwise the wait for
-    // room stops this connection's reads.
-    const r = this.#port.publish(who, draft, WAIT);
-    if (r instanceof Promise) return r.then((r) => this.#answer(r, f.seq, ackWanted));
-    this.#answer(r, f.seq, ackWanted);
+    // Accepted at once when the core has room (no promise per frame); otherwise it waits (for the
+    // spool's commit, for room) while the session reads on, up to its lane's window, and the
+    // ACKs go out in frame order.
+    const seq = f.seq;
+    return this.#ordered().answer(
+      this.#port.publish(who, draft, this.#publishing()),
+      (r) => this.#answer(r, seq, ackWanted),
+    );
+  }
+
+  /** How this session publishes: waiting for room, in its lane. */
+  #publishing(): PublishOptions {
+    return this.#publishOptions ??= { wait: true, lane: this.#port.lane() };
+  }
+
+  /** The ACK order of this session. */
+  #ordered(): OrderedAnswers {
+    return this.#answers ??= new OrderedAnswers(this.#publishing().lane!.window, (err) => {
+      this.#log.error("answering telemetry failed", { device: this.deviceId, error: err });
+      this.#shutdown();
+    });
+  }
+
+  /** Sends an ACK after those still waiting (at once when none waits). */
+  #ackInOrder(seq: number, status: number): void {
+    const answers = this.#answers;
+    const send = () => void this.#send(FrameType.ACK, seq, encodeAck(status));
+    if (answers === undefined || answers.waiting === 0) send();
+    else answers.answer(undefined, send);
   }
 
   /** ACKs telemetry with the port's answer (acknowledged means accepted, durable with a spool). */
@@ -499,7 +524,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
       origin: this.sessionId,
     };
     // The device waits for nothing here: its ACK is published without holding its reads.
-    const r = this.#port.publish(who, ack, WAIT);
+    const r = this.#port.publish(who, ack, this.#publishing());
     const logged = (r: PublishResult) => {
       if (!r.ok) this.#log.info("command ack not published", { topic: ack.topic, why: r.message });
     };

@@ -21,7 +21,7 @@ import {
   type CloseReason,
   COMMAND_NAME_RE,
   type Draft,
-  Identity,
+  type Identity,
   isDeviceId,
   payloadText,
   type PendingCommand,

@@ -17,7 +17,8 @@
 import type { Packet } from "mqtt-packet";
 import { type BurstOptions, type ChunkConsumer, serveChunks } from "../../net/burst_source.ts";
 import { ConnWriter, type ConnWriterOptions } from "../../net/conn_writer.ts";
-import type { StreamConn } from "../../net/stream_conn.ts";
+import { OrderedAnswers } from "../../net/ordered_answers.ts";
+import type { StreamConn, TransportCredentials } from "../../net/stream_conn.ts";
 import type {
   Attachment,
   CloseReason,
@@ -140,6 +141,7 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
   #deadline: DeadlineEntry | undefined;
   #abort: AbortController | undefined;
   #publishOptions: PublishOptions | undefined; // made on the first PUBLISH (its signal only if it waits)
+  #answers: OrderedAnswers | undefined; // made on the first PUBLISH
   #dec: MqttFrameDecoder | undefined; // only while a packet is split across reads
   #packets: Packet[] | undefined; // decoded from the current read, dispatched up to #next
   #next = 0;
@@ -175,6 +177,11 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
     } catch {
       return "?";
     }
+  }
+
+  /** Credentials the transport carried (a WebSocket upgrade's token), handed over once. */
+  takeTransportCredentials(): TransportCredentials | undefined {
+    return this.#conn.takeCredentials?.();
   }
 
   /** Client id once connected. */
@@ -343,7 +350,19 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
       get signal() { // made only when a publish has to wait
         return (self.#abort ??= new AbortController()).signal;
       },
+      lane: this.ctx.port.lane(),
     };
+  }
+
+  /**
+   * The PUBACK/PUBREC order of this connection: answers go out in the order the PUBLISHes came
+   * while reading goes on, up to the lane's window (`limits.publishWindow`).
+   */
+  get answers(): OrderedAnswers {
+    return this.#answers ??= new OrderedAnswers(
+      this.publishOptions.lane!.window,
+      (err) => this.fail(err),
+    );
   }
 
   // ---- SessionLink ----
@@ -380,7 +399,7 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
     const { port, log } = this.ctx;
     if (err instanceof MqttMalformedError || err instanceof MqttProtocolError) {
       port.stats.error(err instanceof MqttMalformedError ? "malformed_packet" : "protocol_error");
-      log.warn("closing connection", {
+      port.throttled.warn("closing", "closing connection", {
         peer: this.peer,
         clientId: this.clientId,
         reasonCode: err.reasonCode,
@@ -466,7 +485,7 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
     this.#abort?.abort(new Error("connection closing"));
     this.#writer.flushed().finally(() => {
       try {
-        this.#conn.close();
+        this.#conn.close(this.#closeReason); // a WebSocket tells the peer why in its Close frame
       } catch { /* already closed */ }
     });
   }
@@ -479,7 +498,7 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
     port.unhold(this); // sends are ignored from now on: nothing to wait for
     await this.#writer.flushed();
     try {
-      this.#conn.close();
+      this.#conn.close(this.#closeReason);
     } catch { /* already closed */ }
     const c = this.client;
     if (c) {

@@ -17,6 +17,7 @@ import {
   isDeviceId,
   validateTopic,
 } from "../../core/mod.ts";
+import type { TransportCredentials } from "../../net/stream_conn.ts";
 import { encodePacket, type ProtocolVersion } from "./codec.ts";
 import { MqttMalformedError } from "./errors.ts";
 import type { MqttServerOptions } from "./options.ts";
@@ -309,12 +310,43 @@ export class Client {
   }
 }
 
+/**
+ * The CONNECT as login sees it when the transport carried credentials (a WebSocket upgrade's
+ * token, for browsers that cannot put one in CONNECT): they apply only when the CONNECT has no
+ * password of its own, for the name the transport gave (HTTP Basic), else the CONNECT's user
+ * name, else its client id. With no name at all they are not used.
+ *
+ * @example
+ * ```ts
+ * import { withTransportCredentials } from "./handle_connect.ts";
+ * const p = { cmd: "connect", protocolId: "MQTT", protocolVersion: 4, clean: true, keepalive: 0,
+ *   clientId: "s1" } as const;
+ * const q = withTransportCredentials(p as never, { secret: "t" });
+ * if (q.username !== "s1" || String(q.password) !== "t") throw new Error();
+ * ```
+ */
+export function withTransportCredentials(
+  p: IConnectPacket,
+  creds: TransportCredentials,
+): IConnectPacket {
+  if (p.password !== undefined) return p;
+  const username = creds.user ?? p.username ?? (p.clientId || undefined);
+  if (username === undefined) return p;
+  return { ...p, username, password: creds.secret as unknown as IConnectPacket["password"] };
+}
+
 /** Handles CONNECT: refuses it, or opens the session and sends CONNACK. */
 export function handleConnect(conn: MqttConnection, p: IConnectPacket): void {
   const { port, options, store, log } = conn.ctx;
   const v = p.protocolVersion;
   if (v === 3 || v === 4 || v === 5) conn.version = v;
-  const c = evaluateConnect(p, port, options, conn.address);
+  const creds = conn.takeTransportCredentials();
+  const c = evaluateConnect(
+    creds ? withTransportCredentials(p, creds) : p,
+    port,
+    options,
+    conn.address,
+  );
   if (!c.ok) {
     log.info("connection refused", {
       peer: conn.peer,

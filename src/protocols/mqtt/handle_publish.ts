@@ -121,19 +121,18 @@ export function evaluatePublish(packet: IPublishPacket, ctx: PublishContext): Pu
   return { accept: true, draft };
 }
 
-/** Handles PUBLISH: a promise only while the core takes it (which stops reading meanwhile). */
+/** Handles PUBLISH: a promise only when the connection must stop reading until one is answered. */
 export function handlePublish(
   conn: MqttConnection,
   c: Client,
   p: IPublishPacket,
 ): Promise<void> | undefined {
-  const { port, options, log } = conn.ctx;
+  const { port, options } = conn.ctx;
   const session = c.session;
   const id = p.messageId;
   if (p.qos === 2 && session.hasInbound(id!)) {
     // [MQTT-4.3.3-10] a resent QoS 2 PUBLISH is acknowledged again but not delivered again.
-    conn.send({ cmd: "pubrec", messageId: id });
-    return;
+    return conn.answers.answer(id, (messageId) => conn.send({ cmd: "pubrec", messageId }));
   }
   if (p.qos === 2 && session.inboundCount >= options.receiveMaximum) {
     // [MQTT-3.3.4-9] more unacknowledged QoS 2 than our Receive Maximum.
@@ -150,16 +149,20 @@ export function handlePublish(
   ctx.now = port.clock.now();
   const d = evaluatePublish(p, ctx);
   if (!d.accept) {
-    log.info("publish refused", { clientId: c.clientId, topic: p.topic, why: d.message });
+    port.throttled.info("bad_payload", "publish refused", {
+      clientId: c.clientId,
+      topic: p.topic,
+      why: d.message,
+    });
     port.stats.drop("bad_payload");
-    refusePublish(conn, c, p, d.reasonCode);
-    return;
+    return conn.answers.answer(d.reasonCode, (rc) => refusePublish(conn, c, p, rc));
   }
-  // Accepted at once when the core has room (no promise per message); otherwise the wait for
-  // room (or for the durable stage) stops this connection's reads.
-  const r = port.publish(c.who, d.draft, conn.publishOptions);
-  if (r instanceof Promise) return r.then((r) => published(conn, c, p, r));
-  return published(conn, c, p, r);
+  // Accepted at once when the core has room (no promise per message); otherwise it waits (for
+  // the spool's commit, for room) while the connection reads on, up to its lane's window.
+  return conn.answers.answer(
+    port.publish(c.who, d.draft, conn.publishOptions),
+    (r) => published(conn, c, p, r),
+  );
 }
 
 /** Answers a PUBLISH with the core's answer. */

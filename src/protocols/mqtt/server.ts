@@ -1,12 +1,15 @@
 /**
  * The MQTT listener: accepts TCP connections, serves each with an {@link MqttConnection}, owns the
  * session table and shared subscription groups, and shuts down gracefully (v5 clients get
- * DISCONNECT 0x8B Server shutting down).
+ * DISCONNECT 0x8B Server shutting down). Other sources of connections (the WebSocket listener,
+ * `ws_listener.ts`, and the route on the HTTP listener, `ws_route.ts`) hand theirs over through
+ * {@link MqttServer.serve}: one session table, one set of limits, whatever the transport.
  *
  * @module
  */
 
 import type { Core, DevicePort, Logger, ProtocolSpec } from "../../core/mod.ts";
+import type { StreamConn } from "../../net/stream_conn.ts";
 import type { ListenAddress, Listener } from "../listener.ts";
 import { acceptLoop } from "../../net/accept_loop.ts";
 import { TcpListener, type TlsFiles } from "../../net/tcp_listener.ts";
@@ -15,6 +18,8 @@ import { type MqttServerOptions, resolveMqttServerOptions } from "./options.ts";
 import { SessionStore } from "./session_store.ts";
 import type { SessionPersistence } from "./session_persistence.ts";
 import { SharedSubscriptions } from "./shared_subscriptions.ts";
+import { MqttWsListener } from "./ws_listener.ts";
+import { type MqttWsOptions, resolveMqttWsOptions } from "./ws_options.ts";
 
 /**
  * MQTT as the core knows it: the label of its messages, presence and metrics; its sessions
@@ -53,17 +58,25 @@ export class MqttServer implements Listener {
   #ctx: ConnectionContext;
   #closing: Promise<void> | undefined;
   #persistence: SessionPersistence | undefined;
+  #admitted = 0; // admitted by another source, not yet served (WebSocket handshakes)
+  #ws: MqttWsListener | undefined;
+  #wsAddress: ListenAddress | undefined;
 
   /**
    * Creates the server; nothing is bound until {@link listen}. With `persistence`, sessions that
    * outlive their connection are journaled to the state file and restored by {@link listen}
-   * before it accepts; the caller owns the state file and closes it after the core.
+   * before it accepts; the caller owns the state file and closes it after the core. With
+   * `websocket`, MQTT over WebSocket is served on a port of its own too (`ws_listener.ts`).
    */
   constructor(
     core: Core,
-    options: MqttServerOptions & { tls?: TlsFiles; persistence?: SessionPersistence } = {},
+    options: MqttServerOptions & {
+      tls?: TlsFiles;
+      persistence?: SessionPersistence;
+      websocket?: Partial<MqttWsOptions>;
+    } = {},
   ) {
-    const { tls, persistence, ...rest } = options;
+    const { tls, persistence, websocket, ...rest } = options;
     this.#tls = tls;
     this.#persistence = persistence;
     options = rest;
@@ -87,6 +100,7 @@ export class MqttServer implements Listener {
         if (this.#connections.size === 0) this.#allClosed?.resolve();
       },
     };
+    if (websocket) this.#ws = new MqttWsListener(this, resolveMqttWsOptions(websocket));
   }
 
   /** Resolved options. */
@@ -104,8 +118,86 @@ export class MqttServer implements Listener {
     return this.#store.size;
   }
 
-  /** Binds and starts accepting. */
-  listen(): Promise<ListenAddress> {
+  /** The WebSocket listener's address, once listening (when configured). */
+  get webSocketAddress(): ListenAddress | undefined {
+    return this.#wsAddress;
+  }
+
+  /** The core, through MQTT's port (for another source of connections: its log and timers). */
+  get devicePort(): DevicePort {
+    return this.#port;
+  }
+
+  /** Connections open plus those admitted and not yet served: what `maxConnections` bounds. */
+  get load(): number {
+    return this.#connections.size + this.#admitted;
+  }
+
+  /**
+   * A connection another source admitted through the core's admission (its address slot taken,
+   * counted opened, as `acceptLoop` does) is not served yet (a WebSocket handshake): it counts
+   * against `maxConnections` until it is {@link serve}d or {@link release}d.
+   */
+  admitted(): void {
+    this.#admitted++;
+  }
+
+  /**
+   * Admission for a source with no accept loop of its own (the route on the HTTP listener): false,
+   * counted and logged, when the server is closing or full or the address is at its cap; otherwise
+   * as {@link admitted}.
+   */
+  admit(address: string): boolean {
+    if (this.#closing) return false;
+    const { stats, throttled } = this.#port;
+    if (this.load >= this.#options.maxConnections) {
+      stats.drop("connection_limit");
+      throttled.warn("connection_limit", "connection refused: limit reached", {
+        limit: this.#options.maxConnections,
+      });
+      return false;
+    }
+    if (!this.#port.admit(address)) {
+      stats.drop("address_limit");
+      throttled.warn(`address_limit:${address}`, "connection refused: per-address limit", {
+        address,
+      });
+      return false;
+    }
+    stats.opened();
+    this.#admitted++;
+    return true;
+  }
+
+  /** An admitted connection will not be served (its handshake failed): its slot goes back. */
+  release(address: string): void {
+    this.#admitted--;
+    this.#port.release(address);
+    this.#port.stats.closed();
+  }
+
+  /**
+   * Serves an admitted connection from another source, a transport adapted to bytes (a
+   * WebSocket): an MQTT connection like a TCP one from then on. Closed at once, with the shutdown
+   * reason, when the server is closing.
+   */
+  serve(conn: StreamConn): void {
+    this.#admitted--;
+    if (this.#closing) {
+      this.#port.release((conn.remoteAddr as Deno.NetAddr).hostname);
+      this.#port.stats.closed();
+      try {
+        conn.close({ code: "shutting_down", message: "the gateway is shutting down" });
+      } catch { /* closed */ }
+      return;
+    }
+    const c = new MqttConnection(this.#ctx, conn);
+    this.#connections.add(c);
+    c.run(); // never rejects; ends with onClosed
+  }
+
+  /** Binds and starts accepting (TCP, and WebSocket when configured). */
+  async listen(): Promise<ListenAddress> {
     if (this.#listener) throw new TypeError("Cannot listen: the MQTT server is already listening");
     if (this.#closing) throw new TypeError("Cannot listen: the MQTT server is closed");
     if (this.#persistence) {
@@ -126,7 +218,7 @@ export class MqttServer implements Listener {
       listener: l,
       port: this.#port,
       maxConnections: this.#options.maxConnections,
-      open: () => this.#connections.size,
+      open: () => this.load,
       closing: () => this.#closing !== undefined,
       serve: (conn) => {
         const c = new MqttConnection(this.#ctx, conn);
@@ -135,7 +227,13 @@ export class MqttServer implements Listener {
       },
     });
     this.#log.info("listening", { hostname: l.hostname, port: l.port, tls: l.tls });
-    return Promise.resolve({ hostname: l.hostname, port: l.port });
+    try {
+      this.#wsAddress = await this.#ws?.listen();
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+    return { hostname: l.hostname, port: l.port };
   }
 
   /**
@@ -145,6 +243,7 @@ export class MqttServer implements Listener {
   close(): Promise<void> {
     return this.#closing ??= (async () => {
       this.#listener?.close();
+      const wsClosed = this.#ws?.close(); // stops accepting now; resolves once its sockets closed
       await this.#accepting;
       await this.#listener?.closed();
       this.#allClosed = Promise.withResolvers();
@@ -153,6 +252,7 @@ export class MqttServer implements Listener {
         c.close({ code: "shutting_down", message: "the gateway is shutting down" });
       }
       await this.#allClosed.promise;
+      await wsClosed;
       this.#store.close();
       this.#log.info("closed");
     })();
