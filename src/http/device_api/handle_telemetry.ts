@@ -7,17 +7,18 @@
  * @module
  */
 
-import { type Draft, type Identity, refusal, telemetryTopic } from "../../core/mod.ts";
+import { type Draft, type Identity, type Refusal, telemetryTopic } from "../../core/mod.ts";
 import type { ApiContext } from "./_context.ts";
 import { mediaType, splitBatch } from "./batch.ts";
 import { readBody } from "./body_reader.ts";
 
 const ACCEPTED_ONE = '{"accepted":1}';
-const OVER_BUDGET = refusal(
-  "overloaded",
-  "Cannot accept body: the gateway's budget of payload bytes in flight is spent",
-  1000,
-);
+const OVER_BUDGET: Refusal<"overloaded"> = Object.freeze({
+  ok: false,
+  reason: "overloaded",
+  message: "Cannot accept body: the gateway's budget of payload bytes in flight is spent",
+  retryAfterMs: 1000,
+});
 const JSON_HEADERS: HeadersInit = [["content-type", "application/json"]];
 
 const TEXTUAL = /^(text\/|application\/(json|x-ndjson|ndjson|jsonl|xml)$|.*\+json$|.*\+xml$)/;
