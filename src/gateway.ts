@@ -6,7 +6,7 @@
  */
 
 import { anonymousAllowed, deviceFilePath, type FerryConfig, isLoopback } from "./config/config.ts";
-import { type DeviceEntry, readDeviceFile } from "./config/device_file.ts";
+import { addDevice, type DeviceEntry, readDeviceFile, removeDevice } from "./config/device_file.ts";
 import { type Clock, systemClock } from "./core/clock.ts";
 import { Core } from "./core/core.ts";
 import { Logger } from "./core/logger.ts";
@@ -18,6 +18,7 @@ import { MqttServer } from "./protocols/mqtt/server.ts";
 import { ConsoleAuth, mayReadSys } from "./http/console/auth.ts";
 import { WebSocketListenError } from "./protocols/mqtt/ws_listener.ts";
 import { mqttWsRoute } from "./protocols/mqtt/ws_route.ts";
+import { AdminApi, type DeviceFileAdmin } from "./http/admin/admin_api.ts";
 import { Dashboard } from "./http/dashboard/dashboard.ts";
 import { DeviceApi } from "./http/device_api/mod.ts";
 import { type Northbound, type NorthboundConfig, startNorthbound } from "./northbound/mod.ts";
@@ -353,6 +354,15 @@ export class Gateway implements AsyncDisposable {
         http.route((req, url, info) =>
           url.pathname === "/api/v1/openapi.json" ? http.guard(req, info) : undefined
         );
+        // The management API and the OpenAPI document (the device API's routes and its own),
+        // before the device API: both live under /api/v1/.
+        const admin = new AdminApi(this.core, auth, {
+          devices: this.#deviceFileAdmin(),
+          baseDocument: c.http.deviceApi.enabled
+            ? () => this.#deviceApi!.openApiDocument()
+            : undefined,
+        });
+        http.route((req, url, info) => admin.handle(req, url, info));
         if (c.http.deviceApi.enabled) {
           const {
             enabled: _,
@@ -407,6 +417,34 @@ export class Gateway implements AsyncDisposable {
     const host = wild ? "localhost" : a.hostname.includes(":") ? `[${a.hostname}]` : a.hostname;
     const scheme = this.config.http.tls ? "https" : "http";
     return `${scheme}://${host}:${a.port}/dashboard/login?once=${token}`;
+  }
+
+  /**
+   * The registry file as the management API changes it: the same file and functions as
+   * `ferry device add|rotate|remove`, then the same live reload as a change on disk.
+   */
+  #deviceFileAdmin(): DeviceFileAdmin {
+    const path = () => deviceFilePath(this.config);
+    const reload = async () => {
+      if (!await this.reloadDevices()) throw new Error("the registry file was not reloaded");
+    };
+    return {
+      add: async (id) => {
+        const token = await addDevice(path(), id);
+        await reload();
+        return token;
+      },
+      rotate: async (id) => {
+        const token = await addDevice(path(), id, { rotate: true });
+        await reload();
+        return token;
+      },
+      remove: async (id) => {
+        await removeDevice(path(), id);
+        await reload();
+      },
+      has: async (id) => (await readDeviceFile(path())).devices.some((d) => d.id === id),
+    };
   }
 
   /** Path of the file that holds a fresh one-time login link. */

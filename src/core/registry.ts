@@ -21,7 +21,8 @@ export type CloseCode =
   | "shutting_down"
   | "removed"
   | "protocol_error"
-  | "slow_consumer";
+  | "slow_consumer"
+  | "administrative";
 
 /** A close request with a human reason. */
 export interface CloseReason {

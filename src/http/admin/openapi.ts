@@ -1,0 +1,330 @@
+/**
+ * The management API's part of the OpenAPI 3.1 document served at `/api/v1/openapi.json`: its
+ * routes, schemas and responses, merged into the device API's document (or a document of their
+ * own when the device API is off).
+ *
+ * @module
+ */
+
+type Json = Record<string, unknown>;
+
+const err = (description: string, headers?: Json): Json => ({
+  description,
+  ...(headers ? { headers } : {}),
+  content: { "application/json": { schema: { $ref: "#/components/schemas/AdminError" } } },
+});
+const r = (name: string): Json => ({ $ref: `#/components/responses/${name}` });
+const s = (name: string): Json => ({ $ref: `#/components/schemas/${name}` });
+
+/** Responses of every management call. */
+const COMMON: Json = { "400": r("AdminBadRequest"), "401": r("AdminUnauthorized") };
+/** And of a state-changing one (CSRF guard, ACL). */
+const CHANGE: Json = {
+  ...COMMON,
+  "403": r("AdminForbidden"),
+  "415": r("AdminUnsupportedMediaType"),
+};
+const SECURITY = [{ serviceBasic: [] }, { dashboardSession: [] }];
+
+const ID_PARAM: Json = {
+  name: "id",
+  in: "path",
+  required: true,
+  description: "Device id (1..64 characters of `[A-Za-z0-9._:-]`).",
+  schema: { type: "string", pattern: "^[A-Za-z0-9._:-]{1,64}$" },
+};
+
+const EMPTY_JSON_BODY: Json = {
+  required: true,
+  description: "`{}`: the JSON content type is what the CSRF guard asks of a state-changing call.",
+  content: { "application/json": { schema: { type: "object" } } },
+};
+
+/**
+ * The document with the management routes added to `base` (the device API's document, whose
+ * `/api/v1/openapi.json` entry it keeps).
+ *
+ * @example
+ * ```ts
+ * import { adminOpenApi } from "./openapi.ts";
+ * const doc = adminOpenApi(undefined, { maxLimit: 1000, defaultLimit: 100 }) as { paths: Record<string, unknown> };
+ * if (!doc.paths["/api/v1/admin/devices"] || !doc.paths["/api/v1/openapi.json"]) throw new Error();
+ * ```
+ */
+export function adminOpenApi(
+  base: Json | undefined,
+  limits: { maxLimit: number; defaultLimit: number },
+): Json {
+  const doc: Json = base ?? {
+    openapi: "3.1.0",
+    info: { title: "Ferry HTTP API", version: "1.0.0" },
+    servers: [{ url: "/" }],
+    paths: {
+      "/api/v1/openapi.json": {
+        get: {
+          operationId: "getOpenApi",
+          summary: "This document",
+          security: [],
+          responses: {
+            "200": {
+              description: "The OpenAPI document.",
+              content: { "application/json": { schema: { type: "object" } } },
+            },
+          },
+        },
+      },
+    },
+    components: {},
+  };
+  const info = doc.info as Json;
+  info.description = `${info.description ?? ""}\n\nManagement API (\`/api/v1/admin/\`): ` +
+    "service accounts (HTTP Basic with the account's name and token, or a dashboard session " +
+    "cookie), judged by the account's ACL: a device is visible when the account's subscribe " +
+    "filters reach under `devices/{id}/`; add, rotate, remove and disconnect need its publish " +
+    "filters to match `$ferry/admin/devices/{id}`. State-changing calls must be " +
+    "`Content-Type: application/json` and, from a browser, same-origin.";
+  const paths = doc.paths as Json;
+  paths["/api/v1/admin/devices"] = {
+    get: {
+      operationId: "adminListDevices",
+      summary: "List devices (cursor paging, filters, sort)",
+      security: SECURITY,
+      parameters: [
+        {
+          name: "limit",
+          in: "query",
+          description: `Page size (default ${limits.defaultLimit}).`,
+          schema: { type: "integer", minimum: 1, maximum: limits.maxLimit },
+        },
+        {
+          name: "cursor",
+          in: "query",
+          description: "`nextCursor` of the previous page (same sort and order).",
+          schema: { type: "string" },
+        },
+        {
+          name: "prefix",
+          in: "query",
+          description: "Only ids starting with this.",
+          schema: { type: "string" },
+        },
+        {
+          name: "protocol",
+          in: "query",
+          description: "Only devices last seen on this protocol.",
+          schema: { type: "string", enum: ["binary", "mqtt", "coap", "http"] },
+        },
+        {
+          name: "state",
+          in: "query",
+          schema: { type: "string", enum: ["online", "offline"] },
+        },
+        {
+          name: "sort",
+          in: "query",
+          description: "Sort key (ties by id).",
+          schema: { type: "string", enum: ["id", "lastSeen"], default: "id" },
+        },
+        {
+          name: "order",
+          in: "query",
+          description: "Default: asc for id, desc for lastSeen.",
+          schema: { type: "string", enum: ["asc", "desc"] },
+        },
+      ],
+      responses: {
+        "200": {
+          description: "One page.",
+          content: { "application/json": { schema: s("DevicePage") } },
+        },
+        ...COMMON,
+      },
+    },
+    post: {
+      operationId: "adminAddDevice",
+      summary: "Register a device (registry file, live reload); its token is in the answer only",
+      security: SECURITY,
+      requestBody: {
+        required: true,
+        content: {
+          "application/json": {
+            schema: {
+              type: "object",
+              required: ["id"],
+              properties: { id: { type: "string", pattern: "^[A-Za-z0-9._:-]{1,64}$" } },
+            },
+          },
+        },
+      },
+      responses: {
+        "201": {
+          description: "Added; the token is shown once.",
+          headers: { Location: { schema: { type: "string" } } },
+          content: { "application/json": { schema: s("DeviceToken") } },
+        },
+        ...CHANGE,
+        "409": r("AdminConflict"),
+        "501": r("AdminNoRegistry"),
+      },
+    },
+  };
+  paths["/api/v1/admin/devices/{id}"] = {
+    parameters: [ID_PARAM],
+    get: {
+      operationId: "adminGetDevice",
+      summary: "One device",
+      security: SECURITY,
+      responses: {
+        "200": {
+          description: "The device.",
+          content: { "application/json": { schema: s("DeviceDetail") } },
+        },
+        ...COMMON,
+        "404": r("AdminNotFound"),
+      },
+    },
+    delete: {
+      operationId: "adminRemoveDevice",
+      summary: "Remove a device from the registry; its sessions and streams close at once",
+      security: SECURITY,
+      responses: {
+        "204": { description: "Removed." },
+        ...CHANGE,
+        "404": r("AdminNotFound"),
+        "409": r("AdminConflict"),
+        "501": r("AdminNoRegistry"),
+      },
+    },
+  };
+  paths["/api/v1/admin/devices/{id}/rotate"] = {
+    parameters: [ID_PARAM],
+    post: {
+      operationId: "adminRotateDevice",
+      summary: "New token; the old one stops working and its sessions close",
+      security: SECURITY,
+      requestBody: EMPTY_JSON_BODY,
+      responses: {
+        "200": {
+          description: "Rotated; the token is shown once.",
+          content: { "application/json": { schema: s("DeviceToken") } },
+        },
+        ...CHANGE,
+        "404": r("AdminNotFound"),
+        "409": r("AdminConflict"),
+        "501": r("AdminNoRegistry"),
+      },
+    },
+  };
+  paths["/api/v1/admin/devices/{id}/disconnect"] = {
+    parameters: [ID_PARAM],
+    post: {
+      operationId: "adminDisconnectDevice",
+      summary: "Close the device's live session (MQTT 5: DISCONNECT 0x98); it may reconnect",
+      security: SECURITY,
+      requestBody: EMPTY_JSON_BODY,
+      responses: {
+        "202": {
+          description: "The session is closing.",
+          content: {
+            "application/json": {
+              schema: {
+                type: "object",
+                required: ["id", "disconnected", "protocol"],
+                properties: {
+                  id: { type: "string" },
+                  disconnected: { type: "boolean", const: true },
+                  protocol: { type: "string" },
+                },
+              },
+            },
+          },
+        },
+        ...CHANGE,
+        "409": r("AdminConflict"),
+      },
+    },
+  };
+
+  const components = (doc.components ??= {}) as Json;
+  const schemes = (components.securitySchemes ??= {}) as Json;
+  schemes.serviceBasic = {
+    type: "http",
+    scheme: "basic",
+    description: "A service account's name and token.",
+  };
+  schemes.dashboardSession = {
+    type: "apiKey",
+    in: "cookie",
+    name: "ferry_session",
+    description: "The dashboard's session cookie (HttpOnly, SameSite=Strict).",
+  };
+  const schemas = (components.schemas ??= {}) as Json;
+  const device = {
+    id: { type: "string" },
+    protocol: { type: ["string", "null"], description: "Protocol of the last session/request." },
+    state: { type: "string", enum: ["online", "offline"] },
+    lastSeen: { type: ["integer", "null"], description: "ms since the epoch; null: never." },
+    registered: { type: "boolean", description: "Has credentials (config or registry file)." },
+    messagesIn: { type: "integer" },
+    messagesOut: { type: "integer" },
+    errors: { type: "integer" },
+  };
+  const required = Object.keys(device);
+  schemas.DeviceSummary = { type: "object", required, properties: device };
+  schemas.DeviceDetail = {
+    type: "object",
+    required: [...required, "connected", "session", "pendingCommands"],
+    properties: {
+      ...device,
+      connected: { type: "boolean" },
+      session: {
+        oneOf: [
+          { type: "null" },
+          {
+            type: "object",
+            required: ["id", "protocol"],
+            properties: { id: { type: "string" }, protocol: { type: "string" } },
+          },
+        ],
+      },
+      pendingCommands: { type: "integer", description: "Commands kept for the device." },
+    },
+  };
+  schemas.DevicePage = {
+    type: "object",
+    required: ["items", "total", "nextCursor"],
+    properties: {
+      items: { type: "array", items: s("DeviceSummary") },
+      total: { type: "integer", description: "Devices matching the filters." },
+      nextCursor: { type: ["string", "null"], description: "null on the last page." },
+    },
+  };
+  schemas.DeviceToken = {
+    type: "object",
+    required: ["id", "token"],
+    properties: { id: { type: "string" }, token: { type: "string" } },
+  };
+  schemas.AdminError = {
+    type: "object",
+    required: ["error"],
+    properties: { error: { type: "string" } },
+  };
+  const responses = (components.responses ??= {}) as Json;
+  responses.AdminBadRequest = err("Malformed parameter, path or body.");
+  responses.AdminUnauthorized = err(
+    "No or wrong credentials (429 with Retry-After when throttled).",
+    {
+      "WWW-Authenticate": { schema: { type: "string" } },
+    },
+  );
+  responses.AdminForbidden = err(
+    "The account's ACL does not allow it, or a cross-origin browser call.",
+  );
+  responses.AdminUnsupportedMediaType = err("Not Content-Type: application/json (CSRF guard).");
+  responses.AdminNotFound = err("No such device (or not visible to the account).");
+  responses.AdminConflict = err(
+    "Exists already (add), defined in the config rather than the registry file, or not connected (disconnect).",
+  );
+  responses.AdminNoRegistry = err("The gateway has no registry file.");
+  return doc;
+}
