@@ -33,6 +33,8 @@ export async function attackGateway(
   for (const l of ["binary", "mqtt", "coap"]) {
     if (on.has(l)) args.push(`--${l}-port`, "0");
   }
+  // MQTT's WebSocket listener (8083 by default) comes with MQTT.
+  if (on.has("mqtt")) args.push("--mqtt-ws-port", "0");
   const off = ["binary", "mqtt", "coap"].filter((l) => !on.has(l));
   const cfg = JSON.parse(await Deno.readTextFile(`${dir}/ferry.json`));
   for (const l of off) cfg[l] = { ...(cfg[l] ?? {}), enabled: false };
