@@ -414,7 +414,10 @@ export class Core implements AsyncDisposable {
         let l = labels.get(msg.protocol);
         if (!l) labels.set(msg.protocol, l = Object.freeze({ protocol: msg.protocol }));
         this.stats.messagesIn.inc(l);
-        if (msg.deviceId !== undefined) this.registry.device(msg.deviceId).messagesIn++;
+        // Counted on the device's record, never creating one (a removed device's last words,
+        // its offline status, must not bring it back into the list).
+        const rec = msg.deviceId === undefined ? undefined : this.registry.get(msg.deviceId);
+        if (rec) rec.messagesIn++;
       },
     };
   }

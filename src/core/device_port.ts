@@ -559,7 +559,8 @@ export class BoundPort implements DevicePort {
 
   delivered(deviceId: string | undefined, n = 1): void {
     this.stats.delivered(n);
-    if (deviceId !== undefined) this.#host.registry.device(deviceId).messagesOut += n;
+    const rec = deviceId === undefined ? undefined : this.#host.registry.get(deviceId);
+    if (rec) rec.messagesOut += n;
   }
 
   subscribe(filter: string, sub: Subscriber): () => void {

@@ -194,6 +194,14 @@ export class DeviceRegistry {
       const now = this.#services.get(name);
       if (!now || !sameService(now, before)) revoked.add(`service:${name}`);
     }
+    if (!this.#anonymous) {
+      // A removed device is no longer one of the gateway's: its record goes once it has no
+      // session (now, or when its closing session detaches).
+      for (const [id] of oldDevices) {
+        const rec = this.#devices.get(id);
+        if (!this.#creds.has(id) && rec && !rec.session) this.#devices.delete(id);
+      }
+    }
     if (revoked.size) {
       this.#attachments.revoke((key) => revoked.has(key), {
         code: "removed",
@@ -330,6 +338,8 @@ export class DeviceRegistry {
     if (!rec || rec.session !== session) return;
     rec.session = undefined;
     this.#setState(rec, "offline");
+    // Removed while connected (and no anonymous access): forgotten once offline.
+    if (!this.#anonymous && !this.#creds.has(id)) this.#devices.delete(id);
   }
 
   /** Marks activity of a device; a sessionless device (CoAP, HTTP) goes online. */

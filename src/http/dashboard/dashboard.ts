@@ -16,7 +16,7 @@
  * | `GET /dashboard/api/devices` | the devices the account may see |
  * | `GET /dashboard/api/devices/{id}` | one device and the recent messages the account may read |
  * | `POST /dashboard/api/devices/{id}/commands/{name}` `{data}` | publishes a command (QoS 1) |
- * | `GET /dashboard/events` | Server-Sent Events: `summary` every second, `devices` that changed |
+ * | `GET /dashboard/events` | Server-Sent Events: `summary` every second, `devices` that changed (not with `?devices=0`) |
  *
  * @module
  */
@@ -238,12 +238,20 @@ export class Dashboard {
     if (path === "/dashboard/api/me") {
       return json({
         account: caller.name,
-        may: { readSys: mayRead(caller, "$SYS/broker/uptime") },
+        may: {
+          readSys: mayRead(caller, "$SYS/broker/uptime"),
+          // Managing devices (management API): publish on $ferry/admin/devices/{id}.
+          manage: mayWrite(caller, "$ferry/admin/devices/any"),
+        },
       });
     }
     if (path === "/dashboard/api/summary") return json(this.#summary());
     if (path === "/dashboard/api/devices") return json(this.#devices(caller));
-    if (path === "/dashboard/events" && method === "GET") return this.#events(caller);
+    if (path === "/dashboard/events" && method === "GET") {
+      // `devices=0`: the summary only (the page pages its device table through the management
+      // API); otherwise the devices that changed too.
+      return this.#events(caller, url.searchParams.get("devices") !== "0");
+    }
     const m = /^\/dashboard\/api\/devices\/([^/]+)(?:\/commands\/([^/]+))?$/.exec(path);
     if (m) {
       let id: string;
@@ -406,7 +414,7 @@ export class Dashboard {
     };
   }
 
-  #events(caller: Caller): Response {
+  #events(caller: Caller, devices: boolean): Response {
     if (this.#streams.size >= this.#opts.maxStreams) {
       return json({ error: "too many dashboard streams" }, 503, { "retry-after": "5" });
     }
@@ -421,6 +429,7 @@ export class Dashboard {
     };
     const tick = () => {
       send("summary", this.#summary());
+      if (!devices) return;
       const changed: DeviceView[] = [];
       for (const d of this.#core.registry.list()) {
         if (!mayObserveDevice(caller, d.id)) continue;
