@@ -20,8 +20,25 @@ export interface Clock {
   unref?(handle: TimerHandle): void;
 }
 
+// Date.now() read once per synchronous stretch of work: a read of 100 packets asks for the time
+// several times per packet (message stamp, keepalive, rate bucket, expiry), and Date.now was 6% of
+// the QoS 0 ingest profile. The cached value is dropped at the next microtask checkpoint, so it
+// is never older than the synchronous code that is running now.
+let cachedNow = -1;
+const dropNow = () => {
+  cachedNow = -1;
+};
+function turnNow(): number {
+  if (cachedNow < 0) {
+    cachedNow = Date.now();
+    queueMicrotask(dropNow);
+  }
+  return cachedNow;
+}
+
 /**
- * The real clock, backed by `Date.now` and the platform's timers.
+ * The real clock, backed by `Date.now` (read once per synchronous stretch of work) and the
+ * platform's timers.
  *
  * @example
  * ```ts
@@ -30,7 +47,7 @@ export interface Clock {
  * ```
  */
 export const systemClock: Clock = {
-  now: () => Date.now(),
+  now: turnNow,
   setTimeout: (fn, ms) => setTimeout(fn, ms) as unknown as number,
   clearTimeout: (handle) => clearTimeout(handle),
   unref: (handle) => Deno.unrefTimer(handle),

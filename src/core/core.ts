@@ -451,7 +451,9 @@ export class Core implements AsyncDisposable {
     if (msg.retain) this.retained.set(msg);
     const exp = msg.properties?.expiresAt;
     if (exp === undefined || exp > this.clock.now()) {
-      this.router.forEachMatch(msg.topic, (s) => s.deliver(msg));
+      // (A subscriber that unsubscribes during delivery replaces the cached array, not this one.)
+      const subs = this.router.matches(msg.topic);
+      for (let i = 0; i < subs.length; i++) subs[i].deliver(msg);
     }
     // Synchronous unless a sink is async: the pipeline then skips its promise chain.
     if (this.#sinks.length) return this.#runSinks(msg);

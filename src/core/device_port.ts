@@ -189,6 +189,13 @@ export interface DevicePort {
   ): PublishResult | Promise<PublishResult>;
   /** Publishes a batch accepted or refused as a whole (waits only for the durable stage). */
   publishAll(who: Identity, drafts: Draft[]): Promise<BatchResult>;
+  /**
+   * Messages the gateway kept past the `publish` call that gave them (queued, waiting for room or
+   * for the durable stage, handled asynchronously), so far. An adapter that saw this count
+   * unchanged across its calls may reuse the buffer its payloads were views of: whatever keeps a
+   * message later (retained store, session queues, command store, dashboard) copied it.
+   */
+  readonly held: number;
   /** True when `who` may publish to `topic` (the ACL alone). */
   mayPublish(who: Identity, topic: string): boolean;
   /** True when `who` may subscribe to `filter` (the ACL alone). */
@@ -271,6 +278,7 @@ export class BoundPort implements DevicePort {
   readonly commands: DeviceCommands;
   #host: PortHost;
   #overloaded: Refusal<PublishRefusalReason>;
+  #held = 0;
 
   /** Binds `host` to `protocol`. */
   constructor(host: PortHost, protocol: Protocol, stats: ProtocolStats, retryAfterMs = 1000) {
@@ -329,6 +337,10 @@ export class BoundPort implements DevicePort {
     return r;
   }
 
+  get held(): number {
+    return this.#held + this.#host.pipeline.held;
+  }
+
   publish(
     who: Identity,
     draft: Draft,
@@ -352,9 +364,11 @@ export class BoundPort implements DevicePort {
         return ACCEPTED;
       }
       if (!options?.wait) return this.#refuse(this.#overloaded);
+      this.#held++;
       return lane ? lane.add(this.#submit(msg, options.signal)) : this.#submit(msg, options.signal);
     }
     if (!options?.wait && !p.hasRoom) return this.#refuse(this.#overloaded);
+    this.#held++; // the durable stage may keep it (a group commit), or it waits its lane
     // The durable stage starts now, in arrival order (one group commit takes many messages).
     let durable: void | Promise<void> = undefined;
     try {
@@ -378,6 +392,7 @@ export class BoundPort implements DevicePort {
   async publishAll(who: Identity, drafts: Draft[]): Promise<BatchResult> {
     const h = this.#host;
     if (drafts.length === 0) return ACCEPTED;
+    this.#held++;
     const first = this.#admissible(who, drafts[0].topic, drafts.length, false);
     if (first) return { ...first, accepted: 0 };
     for (const d of drafts) {

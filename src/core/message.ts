@@ -4,6 +4,8 @@
  * @module
  */
 
+import { systemClock } from "./clock.ts";
+
 /**
  * Where a message came from: the label an adapter registered its port under (`core.port({ name })`),
  * or `system` for what the core itself publishes (presence). The core names no adapter.
@@ -67,16 +69,17 @@ export function createMessage(
   return {
     qos: 0,
     retain: false,
-    ts: Date.now(),
+    ts: systemClock.now(),
     protocol: "system",
     ...init,
   };
 }
 
 /**
- * `bytes` as a buffer of its own: a small view into a much larger buffer (adapters decode
- * payloads as views into their socket reads, without copying) is copied, so that keeping it
- * costs its own size rather than pinning the whole read.
+ * `bytes` as a buffer of its own: a view into a larger buffer (adapters decode payloads as views
+ * into their socket reads, without copying, and may reuse a read buffer once the port kept none
+ * of its messages: `DevicePort.held`) is copied, so that keeping it neither pins the whole read
+ * nor sees its bytes change.
  *
  * @example
  * ```ts
@@ -87,7 +90,7 @@ export function createMessage(
  * ```
  */
 export function ownBytes(bytes: Uint8Array): Uint8Array {
-  if (bytes.buffer.byteLength <= bytes.byteLength + 256) return bytes;
+  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) return bytes;
   const copy = new Uint8Array(bytes.byteLength); // (`new Uint8Array(view)` is far slower)
   copy.set(bytes);
   return copy;
@@ -99,6 +102,6 @@ export function ownBytes(bytes: Uint8Array): Uint8Array {
  */
 export function ownPayload(msg: Message): Message {
   const p = msg.payload;
-  if (p.buffer.byteLength > p.byteLength + 256) msg.payload = ownBytes(p);
+  if (p.byteOffset !== 0 || p.byteLength !== p.buffer.byteLength) msg.payload = ownBytes(p);
   return msg;
 }

@@ -82,6 +82,7 @@ export class Pipeline implements AsyncDisposable {
   #pump: Promise<void>;
   #active = new Set<Promise<void>>();
   #handled = 0;
+  #held = 0;
   #failed = 0;
   #queued = 0; // enqueued and not yet taken by the drain loop
   #direct = false; // a handler is running in a producer's call
@@ -104,6 +105,15 @@ export class Pipeline implements AsyncDisposable {
       pull: () => this.#wakeOne(),
     }, new CountQueuingStrategy({ highWaterMark: this.#capacity }));
     this.#pump = this.#drain();
+  }
+
+  /**
+   * Messages kept past the call that offered them (queued, or handled asynchronously), so far.
+   * A producer that saw this count unchanged across its calls knows the pipeline holds none of
+   * the messages it gave, nor views of their payloads.
+   */
+  get held(): number {
+    return this.#held;
   }
 
   /** Messages waiting in the queue. */
@@ -166,6 +176,7 @@ export class Pipeline implements AsyncDisposable {
 
   #enqueue(msg: Message): void {
     this.#queued++;
+    this.#held++;
     // Queued, it holds its payload: counted against the budget until a handler takes it (room was
     // checked; an empty queue takes one message even past the budget).
     this.#budget?.take(msg.payload.byteLength);
@@ -246,28 +257,32 @@ export class Pipeline implements AsyncDisposable {
 
   #runNow(msg: Message): boolean {
     if (this.#queued !== 0 || this.#direct || this.#waiters.length !== 0) return false;
-    const permit = this.#pool.tryAcquire();
-    if (!permit) return false;
+    if (!this.#pool.tryTake()) return false; // a slot, no Permit object unless it goes async
     if (this.#tails.size !== 0 && this.#tails.has(this.#keyOf(msg))) {
-      permit.release();
+      this.#pool.give();
       return false;
     }
     this.#direct = true; // a handler that publishes again queues instead of nesting
     try {
-      this.#dispatch(msg, permit);
+      this.#dispatch(msg, undefined);
     } finally {
       this.#direct = false;
     }
     return true;
   }
 
-  /** Starts the handler for `msg` holding `permit`, after any message of its key in flight. */
-  #dispatch(value: Message, permit: Permit): void {
+  /**
+   * Starts the handler for `msg` holding `permit` (undefined: a slot taken with `tryTake`), after
+   * any message of its key in flight.
+   */
+  #dispatch(value: Message, slot: Permit | undefined): void {
     const key = this.#keyOf(value);
     const prev = this.#tails.get(key);
     let started: Promise<void>;
-    if (prev) started = prev.then(() => this.#run(value));
-    else {
+    if (prev) {
+      this.#held++;
+      started = prev.then(() => this.#run(value));
+    } else {
       // Nothing of this key in flight: run the handler now. A handler that finishes
       // synchronously (no async sink) costs no promise chain at all.
       let result: void | Promise<void> = undefined;
@@ -280,13 +295,16 @@ export class Pipeline implements AsyncDisposable {
       }
       if (!(result instanceof Promise)) {
         if (!threw) this.#handled++;
-        permit.release();
+        if (slot) slot.release();
+        else this.#pool.give();
         return;
       }
+      this.#held++;
       started = result.then(() => {
         this.#handled++;
       }, (err) => this.#fail(err, value));
     }
+    const permit = slot ?? this.#pool.adopt();
     const task: Promise<void> = started
       .finally(() => {
         permit.release();

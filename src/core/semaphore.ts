@@ -68,6 +68,29 @@ export class Semaphore {
     return this.#permit();
   }
 
+  /**
+   * Takes a slot without a {@link Permit} object, for a caller that gives it back within the same
+   * call ({@link give}) or turns it into a permit ({@link adopt}) when its work goes async. The
+   * pipeline's run-now path takes one per message: no allocation when the handler is synchronous.
+   */
+  tryTake(): boolean {
+    if (this.#available === 0) return false;
+    this.#available--;
+    return true;
+  }
+
+  /** Gives back a slot taken with {@link tryTake} (and not adopted). */
+  give(): void {
+    const next = this.#waiters.shift();
+    if (next) next(this.#permit());
+    else this.#available++;
+  }
+
+  /** A permit for a slot taken with {@link tryTake}; releasing it gives the slot back. */
+  adopt(): Permit {
+    return this.#permit();
+  }
+
   /** Waits for a permit (FIFO). Rejects with the signal's reason if `signal` aborts first. */
   acquire(signal?: AbortSignal): Promise<Permit> {
     signal?.throwIfAborted();

@@ -149,6 +149,15 @@ export class TopicRouter<T> {
    * once and cached until the subscriptions change, so a hot topic costs one map lookup.
    */
   forEachMatch(topic: string, fn: (value: T) => void): void {
+    const hits = this.matches(topic);
+    for (let i = 0; i < hits.length; i++) fn(hits[i]);
+  }
+
+  /**
+   * The values whose filters match `topic`, as a cached array that must not be changed (valid
+   * until the subscriptions change): the per-message path iterates it without a callback.
+   */
+  matches(topic: string): readonly T[] {
     let hits = this.#cache.get(topic);
     if (hits === undefined) {
       const found: T[] = [];
@@ -157,7 +166,7 @@ export class TopicRouter<T> {
       if (this.#cache.size >= MATCH_CACHE_SIZE) this.#cache.clear();
       this.#cache.set(topic, hits);
     }
-    for (let i = 0; i < hits.length; i++) fn(hits[i]);
+    return hits;
   }
 
   #walk(topic: string, fn: (value: T) => void): void {

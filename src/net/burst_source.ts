@@ -85,6 +85,12 @@ export interface ChunkConsumer {
   readonly closing?: boolean;
   /** Called with the byte count of each read. */
   onBytes?(n: number): void;
+  /**
+   * After `chunk` returned without a promise: whether anything may still hold a view of the bytes
+   * it was given. When it says no, the next read of the same size reuses the buffer (a consumer
+   * without this method gets a fresh buffer per read).
+   */
+  keepsChunk?(): boolean;
   /** Called once when reading has ended, with the error that ended it, if any. */
   end?(error?: unknown): void | Promise<void>;
 }
@@ -124,8 +130,13 @@ export async function serveChunks(
     const min = options.minBuffer ?? 64;
     const max = options.maxBuffer ?? 16384;
     let size = min;
+    // A buffer whose bytes nobody holds any more: the next read of its size goes into it. (A
+    // fresh 16 KB buffer per read was most of the garbage of a busy connection: every read's
+    // buffer lives across the wait for data, so the young generation promoted them all.)
+    let spare: Uint8Array | undefined;
     while (!consumer.closing) {
-      const buf = new Uint8Array(size);
+      const buf = spare !== undefined && spare.length === size ? spare : new Uint8Array(size);
+      spare = undefined;
       let n: number | null;
       try {
         n = await conn.read(buf);
@@ -138,6 +149,7 @@ export async function serveChunks(
       size = nextSize(size, conn.lastReadSize ?? n, min, max);
       const pending = consumer.chunk(n === buf.length ? buf : buf.subarray(0, n));
       if (pending) await pending;
+      else if (consumer.keepsChunk?.() === false) spare = buf;
     }
   } catch (err) {
     if (!consumer.end) throw err;

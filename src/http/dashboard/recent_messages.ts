@@ -82,7 +82,11 @@ export class RecentMessages {
     e.ts = msg.ts;
     e.size = payload.length;
     e.kept = kept;
-    if (kept > 0) this.#arena.set(payload.subarray(0, kept), slot * this.previewBytes);
+    const at = slot * this.previewBytes;
+    if (kept <= 64) { // a short head: a loop, not a subarray object per message
+      const arena = this.#arena;
+      for (let k = 0; k < kept; k++) arena[at + k] = payload[k];
+    } else this.#arena.set(payload.subarray(0, kept), at);
     this.#next = (slot + 1) % this.capacity;
     if (this.#size < this.capacity) this.#size++;
   }

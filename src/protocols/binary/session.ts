@@ -324,7 +324,8 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
 
   #frameError(err: FrameSyntaxError): void {
     this.#port.stats.error(String(err.code));
-    this.#log.info("bad frame", {
+    // Per-frame lines are throttled per kind: a peer sending garbage cannot flood the log.
+    this.#port.throttled.info(`bad_frame:${err.code}`, "bad frame", {
       remote: this.#remoteText,
       device: this.deviceId,
       code: err.code,
@@ -390,7 +391,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
   /** Drops a frame with an ERROR (the connection stays). */
   #reject(f: Frame, code: number, reason: string): void {
     this.#port.stats.error(String(code));
-    this.#log.info("frame rejected", {
+    this.#port.throttled.info(`frame_rejected:${code}`, "frame rejected", {
       device: this.deviceId,
       remote: this.#remoteText,
       code,
@@ -436,7 +437,11 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
 
   #refuse(f: Frame, status: number, reason: string): void {
     this.#port.stats.error(`hello_${status}`);
-    this.#log.info("HELLO refused", { remote: this.#remoteText, status, reason });
+    this.#port.throttled.info(`hello_refused:${status}`, "HELLO refused", {
+      remote: this.#remoteText,
+      status,
+      reason,
+    });
     this.#send(FrameType.HELLO_ACK, f.seq, encodeHelloAck({ status, keepAlive: 0 }));
     this.#shutdown();
   }

@@ -96,6 +96,31 @@ function writerOptions(ctx: ConnectionContext): ConnWriterOptions<MqttConnection
 const PINGRESP = new Uint8Array([0xd0, 0]);
 let nextConnection = 0;
 
+/**
+ * True when handling `packets` leaves no view of their frames behind once the port has kept none
+ * of their messages: PUBLISH at QoS 0/1 without properties or retain (payload views go to the
+ * port) and the acknowledgements and PINGREQ (numbers only). Anything else (CONNECT's will,
+ * v5 properties, QoS 2 state, retained messages) is assumed to keep its bytes.
+ */
+function leaveNoView(packets: Packet[]): boolean {
+  for (const p of packets) {
+    switch (p.cmd) {
+      case "publish":
+        if (p.qos === 2 || p.retain || p.properties !== undefined) return false;
+        break;
+      case "pingreq":
+      case "puback":
+      case "pubrec":
+      case "pubrel":
+      case "pubcomp":
+        break;
+      default:
+        return false;
+    }
+  }
+  return true;
+}
+
 /** Where the decoder of the read being parsed puts its packets (parsing is synchronous). */
 let decoded: Packet[] = [];
 const collect = (p: Packet): void => void decoded.push(p);
@@ -146,6 +171,7 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
   #packets: Packet[] | undefined; // decoded from the current read, dispatched up to #next
   #next = 0;
   #malformed: unknown; // a decoding error after the packets of #packets
+  #readMark = -1; // port.held when the current read's packets may leave no view behind, else -1
   #number: number;
 
   /** Wraps an accepted connection (TCP, TLS, or a WebSocket adapted to bytes). */
@@ -222,6 +248,7 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
       this.#malformed = err;
     }
     this.#packets = decoded;
+    this.#readMark = leaveNoView(decoded) ? this.ctx.port.held : -1;
     decoded = [];
     // Nothing left over: an idle connection keeps no decoder (a new one starts the next read).
     if (dec.buffered === 0) this.#dec = undefined;
@@ -243,6 +270,14 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
       throw bad;
     }
     return undefined;
+  }
+
+  /**
+   * Whether the last read's bytes may still be viewed: yes unless its packets are all of the kinds
+   * that keep no view of their frame and the port kept none of the messages they gave.
+   */
+  keepsChunk(): boolean {
+    return this.#readMark < 0 || this.#readMark !== this.ctx.port.held;
   }
 
   /** Counts bytes read. */
