@@ -82,10 +82,9 @@ async function call(
     body: o.body === undefined ? undefined : JSON.stringify(o.body),
   });
   const text = await res.text();
-  const template = path.split("?")[0].replace(
-    /^\/api\/v1\/admin\/devices\/[^/]+/,
-    "/api/v1/admin/devices/{id}",
-  );
+  const template = path.split("?")[0]
+    .replace(/^\/api\/v1\/admin\/devices\/[^/]+/, "/api/v1/admin/devices/{id}")
+    .replace(/\/commands\/[^/]+$/, "/commands/{name}");
   exercised.add(`${method.toLowerCase()} ${template}`);
   return {
     status: res.status,
@@ -305,6 +304,61 @@ Deno.test("Admin API at 2,500 devices: cursor pages walk every visible device on
   await Promise.all([a.endAsync(), b.endAsync()]);
 });
 
+Deno.test("Admin API commands: one sent to an MQTT device arrives on its subscription; one for an offline HTTP device is listed as kept and is what its long-poll then gets; the ACL decides who may send and see them", async () => {
+  await using g = await gateway({
+    config: [{ id: "devA", token: "a" }, { id: "devB", token: "b" }],
+  });
+  const a = await within(device(g.mqttUrl, "devA", "a"), 8000, "login");
+  await a.subscribeAsync("devices/devA/commands/#", { qos: 1 });
+  const got = new Promise<[string, string]>((r) => a.on("message", (t, p) => r([t, p.toString()])));
+  const sent = await call(g.base, "POST", "/api/v1/admin/devices/devA/commands/reboot", {
+    body: { data: "now" },
+  });
+  assertEquals(sent.status, 202);
+  assertEquals(sent.body!.topic, "devices/devA/commands/reboot");
+  assertEquals(await within(got, 8000, "the command"), ["devices/devA/commands/reboot", "now"]);
+
+  const kept = await call(g.base, "POST", "/api/v1/admin/devices/devB/commands/open", {
+    body: { data: { pct: 50 }, contentType: "application/json" },
+  });
+  assertEquals([kept.status, kept.body!.pending], [202, 1]);
+  const list = await call(g.base, "GET", "/api/v1/admin/devices/devB/commands");
+  assertEquals(list.status, 200);
+  const items = list.body!.items as Array<Record<string, unknown>>;
+  assertEquals(
+    items.map((c) => [c.name, c.payload, c.contentType, c.claimedBy]),
+    [["open", '{"pct":50}', "application/json", null]],
+  );
+  // The HTTP device's long-poll gets exactly that command.
+  const poll = await fetch(`${g.base}/api/v1/devices/devB/commands?timeout=5`, {
+    headers: { authorization: "Bearer b" },
+  });
+  assertEquals(poll.status, 200);
+  const { commands } = await poll.json();
+  assertEquals(commands.map((c: { id: number; name: string }) => [c.id, c.name]), [
+    [items[0].id, "open"],
+  ]);
+
+  // viewer (subscribe devices/devA/#, publish nothing) may neither send nor see devB's.
+  assertEquals(
+    (await call(g.base, "POST", "/api/v1/admin/devices/devA/commands/reboot", {
+      as: VIEWER,
+      body: { data: "x" },
+    })).status,
+    403,
+  );
+  assertEquals(
+    (await call(g.base, "GET", "/api/v1/admin/devices/devB/commands", { as: VIEWER })).status,
+    404,
+  );
+  assertEquals(
+    (await call(g.base, "POST", "/api/v1/admin/devices/devA/commands/bad name", { body: {} }))
+      .status,
+    400,
+  );
+  await a.endAsync();
+});
+
 Deno.test("OpenAPI document: valid OpenAPI 3.1 (npm @seriousme/openapi-schema-validator), and every management route in it was exercised above; the device API's routes are the ones its tests exercise", async () => {
   await using g = await gateway();
   const res = await fetch(`${g.base}/api/v1/openapi.json`);
@@ -325,7 +379,7 @@ Deno.test("OpenAPI document: valid OpenAPI 3.1 (npm @seriousme/openapi-schema-va
     }
   }
   const admin = operations.filter((o) => o.includes("/api/v1/admin/"));
-  assertEquals(admin.length, 6);
+  assertEquals(admin.length, 8);
   for (const op of admin) assert(exercised.has(op), `${op} is in the document but not exercised`);
   // The device API's own routes: tests/http_api_*_test.ts exercise each (http_api_openapi_test
   // checks the document lists exactly these).

@@ -1,7 +1,7 @@
 /**
  * The management API, `/api/v1/admin/...`: devices listed with cursor paging, filters and sort,
  * one device's detail, add / rotate / remove (the same registry file and live reload as
- * `ferry device …`), and disconnect (kick). Described in the OpenAPI document served at
+ * `ferry device …`), disconnect (kick), and commands: send one, list those kept for the device. Described in the OpenAPI document served at
  * `/api/v1/openapi.json` (with the device API's routes; {@link adminOpenApi}).
  *
  * Callers are service accounts (HTTP Basic with the account's name and token, or a dashboard
@@ -9,6 +9,8 @@
  *
  * - a device is listed, shown, and its counters read only when the account's subscribe filters
  *   reach under `devices/{id}/` (as the dashboard);
+ * - a command is sent when the account may publish on `devices/{id}/commands/{name}`, and a kept
+ *   command is listed when it may subscribe to it (as over MQTT);
  * - add, rotate, remove and disconnect need the account's publish filters to match
  *   `$ferry/admin/devices/{id}`: `#` does not (MQTT: `#` never matches a `$` topic), so managing
  *   devices is granted explicitly (`$ferry/admin/#`); the one-time login link's administrator may;
@@ -23,8 +25,15 @@
 import type { Core } from "../../core/core.ts";
 import type { DevicePort } from "../../core/device_port.ts";
 import type { DeviceRecord } from "../../core/registry.ts";
-import { isDeviceId } from "../../core/topics.ts";
-import { type Caller, type ConsoleAuth, mayObserveDevice, mayWrite } from "../console/auth.ts";
+import { COMMAND_NAME_RE, commandTopic, isDeviceId } from "../../core/topics.ts";
+import {
+  type Caller,
+  type ConsoleAuth,
+  mayObserveDevice,
+  mayRead,
+  mayWrite,
+} from "../console/auth.ts";
+import { commandView } from "../device_api/command_view.ts";
 import { readJson } from "../dashboard/dashboard.ts";
 import type { RequestInfo } from "../server.ts";
 import { adminOpenApi } from "./openapi.ts";
@@ -225,6 +234,20 @@ export class AdminApi {
       if (method === "DELETE") return await this.#remove(id, caller);
       return error(405, "use GET or DELETE", { allow: "GET, DELETE" });
     }
+    if (seg[2] === "commands" && seg.length === 3) {
+      if (method !== "GET") return error(405, "use GET", { allow: "GET" });
+      return this.#pending(id, caller);
+    }
+    if (seg[2] === "commands" && seg.length === 4) {
+      if (method !== "POST") return error(405, "use POST", { allow: "POST" });
+      let name: string;
+      try {
+        name = decodeURIComponent(seg[3]);
+      } catch {
+        return error(400, "malformed percent-encoding in the path");
+      }
+      return await this.#command(req, id, name, caller);
+    }
     if (seg.length === 3 && (seg[2] === "rotate" || seg[2] === "disconnect")) {
       if (method !== "POST") return error(405, "use POST", { allow: "POST" });
       return seg[2] === "rotate" ? await this.#rotate(id, caller) : this.#disconnect(id, caller);
@@ -298,6 +321,49 @@ export class AdminApi {
       session: d.session ? { id: d.session.sessionId, protocol: d.session.protocol } : null,
       pendingCommands: this.#core.commands.count(id),
     });
+  }
+
+  #pending(id: string, caller: Caller): Response {
+    if (!mayObserveDevice(caller, id)) return error(404, `no device "${id}"`);
+    const items = this.#core.commands.pending(id)
+      .filter((c) => mayRead(caller, commandTopic(id, c.name)))
+      .map((c) => ({ ...commandView(c), claimedBy: c.claimedBy ?? null }));
+    return json({ items });
+  }
+
+  async #command(req: Request, id: string, name: string, caller: Caller): Promise<Response> {
+    if (!COMMAND_NAME_RE.test(name)) {
+      return error(400, `"${name.slice(0, 80)}" is not a command name`);
+    }
+    const topic = commandTopic(id, name);
+    if (!mayWrite(caller, topic)) {
+      this.#port.stats.error("forbidden");
+      return error(403, `account "${caller.name}" may not publish to ${topic}`);
+    }
+    const body = await readJson(req, 65_536);
+    if ("error" in body) return body.error;
+    const v = body.value as { data?: unknown; contentType?: unknown } | null;
+    const data = typeof v?.data === "string" ? v.data : JSON.stringify(v?.data ?? "");
+    const contentType = typeof v?.contentType === "string"
+      ? v.contentType.slice(0, 128)
+      : undefined;
+    const r = await this.#port.publish(caller.identity, {
+      topic,
+      payload: new TextEncoder().encode(data),
+      qos: 1,
+      retain: false,
+      origin: "admin",
+      ...(contentType ? { properties: { contentType } } : {}),
+    }, { wait: true });
+    if (!r.ok) {
+      return error(
+        r.reason === "not_authorized" ? 403 : 503,
+        r.message,
+        r.retryAfterMs ? { "retry-after": String(Math.ceil(r.retryAfterMs / 1000)) } : {},
+      );
+    }
+    this.#log("command sent", caller, id);
+    return json({ sent: true, topic, pending: this.#core.commands.count(id) }, 202);
   }
 
   /** 403 unless `caller` may manage device `id`. */

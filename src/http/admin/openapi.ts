@@ -245,6 +245,79 @@ export function adminOpenApi(
     },
   };
 
+  paths["/api/v1/admin/devices/{id}/commands"] = {
+    parameters: [ID_PARAM],
+    get: {
+      operationId: "adminListCommands",
+      summary: "Commands kept for the device (those the account may subscribe to)",
+      security: SECURITY,
+      responses: {
+        "200": {
+          description: "Oldest first.",
+          content: {
+            "application/json": {
+              schema: {
+                type: "object",
+                required: ["items"],
+                properties: { items: { type: "array", items: s("PendingCommand") } },
+              },
+            },
+          },
+        },
+        ...COMMON,
+        "404": r("AdminNotFound"),
+      },
+    },
+  };
+  paths["/api/v1/admin/devices/{id}/commands/{name}"] = {
+    parameters: [ID_PARAM, {
+      name: "name",
+      in: "path",
+      required: true,
+      description: "Command name (1..64 characters of `[A-Za-z0-9._-]`).",
+      schema: { type: "string", pattern: "^[A-Za-z0-9._-]{1,64}$" },
+    }],
+    post: {
+      operationId: "adminSendCommand",
+      summary: "Publish a command (QoS 1) on devices/{id}/commands/{name}, as the account",
+      security: SECURITY,
+      requestBody: {
+        required: true,
+        content: {
+          "application/json": {
+            schema: {
+              type: "object",
+              properties: {
+                data: { description: "A string is sent as is, anything else as its JSON." },
+                contentType: { type: "string", description: "MIME type kept with the command." },
+              },
+            },
+          },
+        },
+      },
+      responses: {
+        "202": {
+          description: "Accepted by the gateway (delivered to subscribers, or kept).",
+          content: {
+            "application/json": {
+              schema: {
+                type: "object",
+                required: ["sent", "topic", "pending"],
+                properties: {
+                  sent: { type: "boolean", const: true },
+                  topic: { type: "string" },
+                  pending: { type: "integer", description: "Commands now kept for the device." },
+                },
+              },
+            },
+          },
+        },
+        ...CHANGE,
+        "503": r("AdminUnavailable"),
+      },
+    },
+  };
+
   const components = (doc.components ??= {}) as Json;
   const schemes = (components.securitySchemes ??= {}) as Json;
   schemes.serviceBasic = {
@@ -304,6 +377,23 @@ export function adminOpenApi(
     required: ["id", "token"],
     properties: { id: { type: "string" }, token: { type: "string" } },
   };
+  schemas.PendingCommand = {
+    type: "object",
+    required: ["id", "name", "ts", "expiresAt", "encoding", "payload", "claimedBy"],
+    properties: {
+      id: { type: "integer" },
+      name: { type: "string" },
+      ts: { type: "integer", description: "Published at (ms since the epoch)." },
+      expiresAt: { type: "integer" },
+      contentType: { type: "string" },
+      encoding: { type: "string", enum: ["utf8", "base64"] },
+      payload: { type: "string" },
+      claimedBy: {
+        type: ["string", "null"],
+        description: "The protocol delivering it (sent, not yet acknowledged), or null.",
+      },
+    },
+  };
   schemas.AdminError = {
     type: "object",
     required: ["error"],
@@ -326,5 +416,8 @@ export function adminOpenApi(
     "Exists already (add), defined in the config rather than the registry file, or not connected (disconnect).",
   );
   responses.AdminNoRegistry = err("The gateway has no registry file.");
+  responses.AdminUnavailable = err("The gateway could not take the message now (Retry-After).", {
+    "Retry-After": { schema: { type: "integer" } },
+  });
   return doc;
 }
