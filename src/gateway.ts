@@ -358,6 +358,7 @@ export class Gateway implements AsyncDisposable {
         // before the device API: both live under /api/v1/.
         const admin = new AdminApi(this.core, auth, {
           devices: this.#deviceFileAdmin(),
+          northbound: () => this.#northbound,
           baseDocument: c.http.deviceApi.enabled
             ? () => this.#deviceApi!.openApiDocument()
             : undefined,

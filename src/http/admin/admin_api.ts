@@ -26,6 +26,7 @@ import type { Core } from "../../core/core.ts";
 import type { DevicePort } from "../../core/device_port.ts";
 import type { DeviceRecord } from "../../core/registry.ts";
 import { COMMAND_NAME_RE, commandTopic, isDeviceId } from "../../core/topics.ts";
+import { payloadText } from "../../core/mod.ts";
 import {
   type Caller,
   type ConsoleAuth,
@@ -50,10 +51,49 @@ export interface DeviceFileAdmin {
   has(id: string): Promise<boolean>;
 }
 
+/** A dead letter as the northbound lists it. */
+export interface DeadLetterRecord {
+  id: number;
+  bridge: string;
+  topic: string;
+  payload: Uint8Array;
+  qos: number;
+  retain: boolean;
+  deviceId?: string;
+  ts: number;
+  reason: string;
+  detail?: string;
+  deadAt: number;
+}
+
+/** What the API reads and does of the northbound (`Northbound` is one). */
+export interface NorthboundAdmin {
+  readonly bridges: ReadonlyArray<
+    { readonly name: string; readonly state: string; readonly url: string }
+  >;
+  readonly spool: {
+    readonly depth: number;
+    readonly bytes: number;
+    readonly maxBytes: number;
+    readonly deadLetterCount: number;
+    readonly deadLetterBytes: number;
+  };
+  listDeadLetters(
+    options?: { bridge?: string; afterId?: number; limit?: number },
+  ): Promise<DeadLetterRecord[]>;
+  retryDeadLetters(ids: number[]): Promise<number>;
+  deleteDeadLetters(ids: number[]): Promise<number>;
+}
+
+/** The topic whose subscribe (read) or publish (retry, delete) permission covers the northbound. */
+export const NORTHBOUND_TOPIC = "$ferry/admin/northbound";
+
 /** Tunables of {@link AdminApi}. */
 export interface AdminApiOptions {
   /** The registry file; without it add/rotate/remove answer 501. */
   devices?: DeviceFileAdmin;
+  /** The northbound, when configured. */
+  northbound?: () => NorthboundAdmin | undefined;
   /** The document to extend with the management routes (the device API's). */
   baseDocument?: () => Record<string, unknown>;
   /** Largest page. @default 1000 */
@@ -216,6 +256,7 @@ export class AdminApi {
       }
     }
     const seg = url.pathname.slice(PREFIX.length).split("/");
+    if (seg[0] === "northbound") return await this.#northbound(req, url, seg, caller);
     if (seg[0] !== "devices") return error(404, "no such route");
     if (seg.length === 1) {
       if (method === "GET") return this.#list(url, caller);
@@ -321,6 +362,94 @@ export class AdminApi {
       session: d.session ? { id: d.session.sessionId, protocol: d.session.protocol } : null,
       pendingCommands: this.#core.commands.count(id),
     });
+  }
+
+  async #northbound(req: Request, url: URL, seg: string[], caller: Caller): Promise<Response> {
+    const nb = this.#opts.northbound?.();
+    const method = req.method;
+    const read = mayRead(caller, NORTHBOUND_TOPIC);
+    if (!read && !mayWrite(caller, NORTHBOUND_TOPIC)) {
+      return error(403, `account "${caller.name}" may not read ${NORTHBOUND_TOPIC}`);
+    }
+    if (!nb) return error(404, "no northbound bridge is configured");
+    if (seg.length === 1) {
+      if (method !== "GET") return error(405, "use GET", { allow: "GET" });
+      if (!read) return error(403, `account "${caller.name}" may not read ${NORTHBOUND_TOPIC}`);
+      const sp = nb.spool;
+      return json({
+        bridges: nb.bridges.map((b) => ({ name: b.name, state: b.state, upstream: b.url })),
+        spool: {
+          messages: sp.depth,
+          bytes: sp.bytes,
+          maxBytes: sp.maxBytes,
+          deadLetters: sp.deadLetterCount,
+          deadLetterBytes: sp.deadLetterBytes,
+        },
+      });
+    }
+    if (seg[1] !== "dead-letters") return error(404, "no such route");
+    if (seg.length === 2) {
+      if (method !== "GET") return error(405, "use GET", { allow: "GET" });
+      if (!read) return error(403, `account "${caller.name}" may not read ${NORTHBOUND_TOPIC}`);
+      const q = url.searchParams;
+      const limit = Number(q.get("limit") ?? "100");
+      const after = Number(q.get("after") ?? "0");
+      if (!Number.isInteger(limit) || limit < 1 || limit > this.#opts.maxLimit) {
+        return error(400, `limit is an integer from 1 to ${this.#opts.maxLimit}`);
+      }
+      if (!Number.isInteger(after) || after < 0) return error(400, "after is a dead letter id");
+      const rows = await nb.listDeadLetters({
+        bridge: q.get("bridge") ?? undefined,
+        afterId: after,
+        limit: limit + 1,
+      });
+      const page = rows.slice(0, limit);
+      return json({
+        items: page.map((d) => {
+          const { encoding, payload } = payloadText(d.payload);
+          return {
+            id: d.id,
+            bridge: d.bridge,
+            topic: d.topic,
+            deviceId: d.deviceId ?? null,
+            qos: d.qos,
+            retain: d.retain,
+            size: d.payload.byteLength,
+            encoding,
+            payload,
+            ts: d.ts,
+            reason: d.reason,
+            detail: d.detail ?? null,
+            deadAt: d.deadAt,
+          };
+        }),
+        nextAfter: rows.length > limit ? page[page.length - 1].id : null,
+      });
+    }
+    if (seg.length === 3 && (seg[2] === "retry" || seg[2] === "delete")) {
+      if (method !== "POST") return error(405, "use POST", { allow: "POST" });
+      if (!mayWrite(caller, NORTHBOUND_TOPIC)) {
+        return error(403, `account "${caller.name}" may not publish to ${NORTHBOUND_TOPIC}`);
+      }
+      const body = await readJson(req, 65_536);
+      if ("error" in body) return body.error;
+      const ids = (body.value as { ids?: unknown } | null)?.ids;
+      if (
+        !Array.isArray(ids) || ids.length === 0 || ids.length > 10_000 ||
+        !ids.every((i) => Number.isInteger(i) && i > 0)
+      ) {
+        return error(400, "expected a JSON body {ids: [dead letter ids]} (1..10000 of them)");
+      }
+      const n = seg[2] === "retry"
+        ? await nb.retryDeadLetters(ids as number[])
+        : await nb.deleteDeadLetters(ids as number[]);
+      this.#core.log.child("admin").info(`dead letters ${seg[2]} through the management API`, {
+        account: caller.name,
+        count: n,
+      });
+      return json(seg[2] === "retry" ? { retried: n } : { deleted: n });
+    }
+    return error(404, "no such route");
   }
 
   #pending(id: string, caller: Caller): Response {

@@ -318,6 +318,113 @@ export function adminOpenApi(
     },
   };
 
+  const NB_READ = "The account must be able to subscribe to `$ferry/admin/northbound`.";
+  const NB_WRITE = "The account must be able to publish to `$ferry/admin/northbound`.";
+  const noBridge = { "404": r("AdminNotFound"), "403": r("AdminForbidden") };
+  paths["/api/v1/admin/northbound"] = {
+    get: {
+      operationId: "adminNorthbound",
+      summary: "Bridges (link state, upstream) and the spool (depth, dead letters)",
+      description: NB_READ,
+      security: SECURITY,
+      responses: {
+        "200": {
+          description: "The northbound now.",
+          content: { "application/json": { schema: s("Northbound") } },
+        },
+        ...COMMON,
+        ...noBridge,
+      },
+    },
+  };
+  paths["/api/v1/admin/northbound/dead-letters"] = {
+    get: {
+      operationId: "adminListDeadLetters",
+      summary: "Dead letters, oldest first",
+      description: NB_READ,
+      security: SECURITY,
+      parameters: [
+        { name: "bridge", in: "query", schema: { type: "string" } },
+        {
+          name: "after",
+          in: "query",
+          description: "`nextAfter` of the previous page.",
+          schema: { type: "integer", minimum: 0 },
+        },
+        {
+          name: "limit",
+          in: "query",
+          schema: { type: "integer", minimum: 1, maximum: limits.maxLimit, default: 100 },
+        },
+      ],
+      responses: {
+        "200": {
+          description: "One page.",
+          content: {
+            "application/json": {
+              schema: {
+                type: "object",
+                required: ["items", "nextAfter"],
+                properties: {
+                  items: { type: "array", items: s("DeadLetter") },
+                  nextAfter: { type: ["integer", "null"] },
+                },
+              },
+            },
+          },
+        },
+        ...COMMON,
+        ...noBridge,
+      },
+    },
+  };
+  const idsBody: Json = {
+    required: true,
+    content: {
+      "application/json": {
+        schema: {
+          type: "object",
+          required: ["ids"],
+          properties: {
+            ids: { type: "array", minItems: 1, maxItems: 10000, items: { type: "integer" } },
+          },
+        },
+      },
+    },
+  };
+  for (
+    const [verb, key, summary] of [
+      ["retry", "retried", "Put dead letters back at the tail of their bridge's queue"],
+      ["delete", "deleted", "Delete dead letters"],
+    ] as const
+  ) {
+    paths[`/api/v1/admin/northbound/dead-letters/${verb}`] = {
+      post: {
+        operationId: verb === "retry" ? "adminRetryDeadLetters" : "adminDeleteDeadLetters",
+        summary,
+        description: NB_WRITE,
+        security: SECURITY,
+        requestBody: idsBody,
+        responses: {
+          "200": {
+            description: "How many.",
+            content: {
+              "application/json": {
+                schema: {
+                  type: "object",
+                  required: [key],
+                  properties: { [key]: { type: "integer" } },
+                },
+              },
+            },
+          },
+          ...CHANGE,
+          "404": r("AdminNotFound"),
+        },
+      },
+    };
+  }
+
   const components = (doc.components ??= {}) as Json;
   const schemes = (components.securitySchemes ??= {}) as Json;
   schemes.serviceBasic = {
@@ -392,6 +499,71 @@ export function adminOpenApi(
         type: ["string", "null"],
         description: "The protocol delivering it (sent, not yet acknowledged), or null.",
       },
+    },
+  };
+  schemas.Northbound = {
+    type: "object",
+    required: ["bridges", "spool"],
+    properties: {
+      bridges: {
+        type: "array",
+        items: {
+          type: "object",
+          required: ["name", "state", "upstream"],
+          properties: {
+            name: { type: "string" },
+            state: {
+              type: "string",
+              enum: ["idle", "connecting", "replaying", "live", "backing_off", "closed"],
+            },
+            upstream: { type: "string", description: "The upstream URL (no credentials)." },
+          },
+        },
+      },
+      spool: {
+        type: "object",
+        required: ["messages", "bytes", "maxBytes", "deadLetters", "deadLetterBytes"],
+        properties: {
+          messages: { type: "integer" },
+          bytes: { type: "integer" },
+          maxBytes: { type: "integer" },
+          deadLetters: { type: "integer" },
+          deadLetterBytes: { type: "integer" },
+        },
+      },
+    },
+  };
+  schemas.DeadLetter = {
+    type: "object",
+    required: [
+      "id",
+      "bridge",
+      "topic",
+      "deviceId",
+      "qos",
+      "retain",
+      "size",
+      "encoding",
+      "payload",
+      "ts",
+      "reason",
+      "detail",
+      "deadAt",
+    ],
+    properties: {
+      id: { type: "integer" },
+      bridge: { type: "string" },
+      topic: { type: "string", description: "Local topic." },
+      deviceId: { type: ["string", "null"] },
+      qos: { type: "integer", enum: [0, 1, 2] },
+      retain: { type: "boolean" },
+      size: { type: "integer" },
+      encoding: { type: "string", enum: ["utf8", "base64"] },
+      payload: { type: "string" },
+      ts: { type: "integer", description: "Accepted at (ms since the epoch)." },
+      reason: { type: "string", description: "too_large, link_dropped, rejected, checksum." },
+      detail: { type: ["string", "null"] },
+      deadAt: { type: "integer" },
     },
   };
   schemas.AdminError = {
