@@ -7,11 +7,18 @@
  * and when the server closed the connection) is compared. Differences are printed as a table; each
  * one is judged against the spec in `docs/mqtt.md` ("Differences from mosquitto").
  *
- * Ferry runs in-process with `anonymousPresence` off (no `devices/{id}/status` presence) and every
- * topic is outside `devices/`, so both brokers see a plain anonymous MQTT namespace.
+ * Ferry runs in-process with its defaults (anonymous clients get no `devices/{id}/status`
+ * presence) and every topic is outside `devices/`, so both brokers see a plain anonymous MQTT
+ * namespace. Every packet either server sends is read strictly (`tests/_mqtt_wire.ts`): a malformed
+ * or truncated packet shows as `MALFORMED(…)` / `TRUNCATED(…)` in the transcript.
+ *
+ * A scenario whose transcripts differ is played twice more (this machine's load can delay one
+ * server past the settling time): it is reported only when all three plays differ. Each reported
+ * difference must be one of {@link KNOWN}, the rows of "Differences from the reference broker" in
+ * `docs/mqtt.md`; any other is listed as undocumented and the script exits with status 1.
  *
  * ```
- * deno run -A bench/mqtt_differential.ts [--all] [--only name-substring]
+ * deno run -A bench/mqtt_differential.ts [--all] [--only name-substring] [--quiet ms]
  * ```
  *
  * @module
@@ -20,6 +27,7 @@
 import { Core, Logger } from "../src/core/mod.ts";
 import { MqttServer } from "../src/protocols/mqtt/mod.ts";
 import { startMosquitto } from "../tests/_mosquitto.ts";
+import { checkServerPacket } from "../tests/_mqtt_wire.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Packet building (raw bytes: many scenarios are packets no client library would send)
@@ -571,6 +579,274 @@ function scenarios(): Scenario[] {
     [2, c5("p0", { clean: false, props: [0x11, ...u32(60), 0x21, ...u16(1)] })],
     [2, ack(0x40, 1)],
   ]);
+
+  // ---- issue #14 item 1: malformed MQTT 5 property sections, every packet type ----
+  const tb = (x: string) => [...te.encode(x)];
+  const malformed5 = (name: string, bytes: Uint8Array) =>
+    add(`v5 ${name}`, [5, 5], [
+      [0, c5()],
+      [0, SUB5(1, "#", 1)],
+      [1, c5("c1")],
+      [1, bytes],
+      [0, PINGREQ],
+    ]);
+  malformed5(
+    "PUBLISH Message Expiry overrunning a 1-byte Property Length (the issue's bytes)",
+    pkt(0x32, [...str("topic"), 0x12, 0x34, 1, 0x02, ...tb("payload")]),
+  );
+  malformed5(
+    "PUBLISH User Property without its value",
+    pkt(0x32, [...str("t"), 0, 1, 4, 0x26, ...str("a"), ...tb("x")]),
+  );
+  malformed5("PUBLISH Content Type without its string", pkt(0x32, [...str("t"), 0, 1, 1, 0x03]));
+  malformed5(
+    "PUBLISH Content Type longer than its section",
+    pkt(0x32, [...str("t"), 0, 1, 4, 0x03, 0, 5, 0x61, ...tb("bcdef")]),
+  );
+  malformed5("PUBLISH Property Length past the packet", pkt(0x30, [...str("t"), 9, 0x01, 0]));
+  malformed5("PUBLISH unknown property 0x7f", pkt(0x30, [...str("t"), 2, 0x7f, 0, ...tb("x")]));
+  malformed5(
+    "PUBLISH Content Type of ill-formed UTF-8",
+    pkt(0x30, [...str("t"), 4, 0x03, 0, 1, 0xff, ...tb("x")]),
+  );
+  malformed5(
+    "SUBSCRIBE Property Length past the filters",
+    pkt(0x82, [0, 1, 9, ...str("f"), 0]),
+  );
+  malformed5("UNSUBSCRIBE unknown property 0x7f", pkt(0xa2, [0, 1, 2, 0x7f, 0, ...str("f")]));
+  malformed5("PUBACK Property Length past the end", pkt(0x40, [0, 1, 0, 5, 0x1f, 0]));
+  malformed5("PUBREC User Property without its value", pkt(0x50, [0, 1, 0, 4, 0x26, 0, 1, 0x61]));
+  malformed5("PUBREL unknown property 0x7f", pkt(0x62, [0, 1, 0, 2, 0x7f, 0]));
+  malformed5(
+    "PUBCOMP Reason String of ill-formed UTF-8",
+    pkt(0x70, [0, 1, 0, 4, 0x1f, 0, 1, 0xc0]),
+  );
+  malformed5("DISCONNECT Session Expiry cut off", pkt(0xe0, [0x00, 3, 0x11, 0, 0]));
+  malformed5("AUTH Authentication Method without its string", pkt(0xf0, [0x18, 1, 0x15]));
+  add("v5 CONNECT property overrun", [5], [[
+    0,
+    pkt(0x10, [...str("MQTT"), 5, 0x02, 0, 0, 5, 0x11, 0, 0, ...str("c0")]),
+  ]]);
+  add("v5 CONNECT will property overrun", [5], [[
+    0,
+    pkt(0x10, [
+      ...str("MQTT"),
+      5,
+      0x06,
+      0,
+      0,
+      0,
+      ...str("c0"),
+      4,
+      0x03,
+      0,
+      5,
+      0x61,
+      ...str("w"),
+      ...str("x"),
+    ]),
+  ]]);
+
+  // ---- items 2, 3: truncated and misplaced acknowledgements ----
+  const raw = (...b: number[]) => Uint8Array.from(b);
+  for (
+    const [name, bytes] of [
+      ["PUBREC 50 00", raw(0x50, 0)],
+      ["PUBREL 62 00", raw(0x62, 0)],
+      ["PUBACK 40 00", raw(0x40, 0)],
+      ["PUBACK 40 01 00", raw(0x40, 1, 0)],
+      ["PUBCOMP 70 01 00", raw(0x70, 1, 0)],
+      ["PUBACK with a byte after its properties", raw(0x40, 5, 0, 1, 0, 0, 0xff)],
+      ["PUBCOMP with a byte after its properties", raw(0x70, 5, 0, 1, 0, 0, 0xff)],
+      ["PUBACK of remaining length 3 (reason code only)", raw(0x40, 3, 0, 1, 0x10)],
+      ["PUBACK with packet id 0", raw(0x40, 2, 0, 0)],
+    ] as Array<[string, Uint8Array]>
+  ) add(`v5 ${name}`, [5], [[0, c5()], [0, bytes], [0, PINGREQ]]);
+  for (
+    const [name, bytes] of [
+      ["PUBACK with packet id 0", raw(0x40, 2, 0, 0)],
+      ["PUBREC with packet id 0", raw(0x50, 2, 0, 0)],
+      ["PUBREL with packet id 0", raw(0x62, 2, 0, 0)],
+      ["PUBCOMP with packet id 0", raw(0x70, 2, 0, 0)],
+    ] as Array<[string, Uint8Array]>
+  ) add(`v4 ${name}`, [4], [[0, c4()], [0, bytes], [0, PINGREQ]]);
+  const delivery = (v: 4 | 5, qos: number, reply: Uint8Array) =>
+    [
+      [0, v === 5 ? c5() : c4()],
+      [0, v === 5 ? SUB5(1, "k/#", qos) : SUB_OK(1, "k/#", qos)],
+      [1, v === 5 ? c5("c1") : c4("c1")],
+      [1, publish("k/a", "m", { qos, id: 1, v5: v === 5 })],
+      [0, reply],
+      [0, PINGREQ],
+    ] as Step[];
+  add("v4 PUBREC for a QoS 1 delivery", [4, 4], delivery(4, 1, ack(0x50, 1)));
+  add("v4 PUBACK for a QoS 2 delivery", [4, 4], delivery(4, 2, ack(0x40, 1)));
+  add("v4 PUBCOMP before PUBREC", [4, 4], delivery(4, 2, ack(0x70, 1)));
+  add("v5 PUBREC for a QoS 1 delivery", [5, 5], delivery(5, 1, ack(0x50, 1)));
+  add("v5 PUBREC 0x80 for a QoS 2 delivery: no PUBREL", [5, 5], delivery(5, 2, ack(0x50, 1, 0x80)));
+  add("v5 PUBREC 0x80 for an unknown id: no PUBREL", [5], [
+    [0, c5()],
+    [0, ack(0x50, 9, 0x80)],
+    [0, PINGREQ],
+  ]);
+  add("v4 UNSUBSCRIBE empty filter", [4], [[0, c4()], [0, unsubscribe(1, [""])], [0, PINGREQ]]);
+  add("v4 UNSUBSCRIBE a/#/b", [4], [[0, c4()], [0, unsubscribe(1, ["a/#/b"])], [0, PINGREQ]]);
+  add("v5 UNSUBSCRIBE empty filter", [5], [[0, c5()], [0, unsubscribe(1, [""], V5)], [
+    0,
+    PINGREQ,
+  ]]);
+
+  // ---- item 4: CONNECT fields without their flag; a small client Maximum Packet Size ----
+  const tail = (o: ConnectOpts, extra: Bytes) => {
+    const c = connect(o);
+    return pkt(c[0], [...c.subarray(c[1] & 0x80 ? 3 : 2), ...extra]);
+  };
+  add("v4 CONNECT user name present, User Name Flag 0", [4], [[0, tail({ id: "c0" }, str("u"))]]);
+  add("v4 CONNECT password present, Password Flag 0", [4], [[
+    0,
+    tail({ id: "c0", user: "u" }, str("p")),
+  ]]);
+  add("v5 CONNECT user name present, User Name Flag 0", [5], [[
+    0,
+    tail({ v: 5, id: "c0" }, str("u")),
+  ]]);
+  add("v5 CONNECT password present, Password Flag 0", [5], [[
+    0,
+    tail({ v: 5, id: "c0", user: "u" }, str("p")),
+  ]]);
+  add("v5 CONNECT Maximum Packet Size 12", [5], [[
+    0,
+    c5("c0", { props: [0x27, ...u32(12)] }),
+  ], [0, PINGREQ]]);
+  add("v5 CONNECT Maximum Packet Size 12, empty client id", [5], [[
+    0,
+    c5("", { props: [0x27, ...u32(12)] }),
+  ], [0, PINGREQ]]);
+
+  // ---- item 5: MQTT 3.1 has no 3.1.1 flag rules ----
+  add("v3 PUBREL sent again with DUP", [3], [
+    [0, connect({ v: 3, id: "c0" })],
+    [0, publish("q/a", "m", { qos: 2, id: 7 })],
+    [0, pkt(0x6a, [0, 7])],
+  ]);
+  add("v3 CONNECT reserved flag set", [3], [[0, connect({ v: 3, id: "c0", flags: 0x03 })], [
+    0,
+    PINGREQ,
+  ]]);
+  add("v3 SUBSCRIBE with DUP", [3], [[0, connect({ v: 3, id: "c0" })], [
+    0,
+    subscribe(1, [["t", 0]], { first: 0x8a }),
+  ]]);
+  add("v4 PUBREL with DUP", [4], [
+    [0, c4()],
+    [0, publish("q/a", "m", { qos: 2, id: 7 })],
+    [0, pkt(0x6a, [0, 7])],
+  ]);
+
+  // ---- item 6: wills on takeover and with Session Expiry 0 ----
+  const persistent = [0x11, ...u32(60)];
+  const willOf = (delay: number) => ({
+    topic: "w/a",
+    payload: "gone",
+    props: delay ? [0x18, ...u32(delay)] : [],
+  });
+  add("v5 takeover resuming the session: will (delay 0) not published", [5, 5, 5], [
+    [0, c5()],
+    [0, SUB5(1, "w/#", 0)],
+    [1, c5("p1", { clean: false, props: persistent, will: willOf(0) })],
+    [2, c5("p1", { clean: false, props: persistent })],
+    [0, PINGREQ],
+  ]);
+  add("v5 takeover resuming the session: will (delay 1) not published", [5, 5, 5], [
+    [0, c5()],
+    [0, SUB5(1, "w/#", 0)],
+    [1, c5("p1", { clean: false, props: persistent, will: willOf(1) })],
+    [2, c5("p1", { clean: false, props: persistent })],
+    ["wait", 1500],
+    [0, PINGREQ],
+  ]);
+  add("v5 takeover with Clean Start 1: delayed will published at once", [5, 5, 5], [
+    [0, c5()],
+    [0, SUB5(1, "w/#", 0)],
+    [1, c5("p1", { clean: false, props: persistent, will: willOf(60) })],
+    [2, c5("p1")],
+    [0, PINGREQ],
+  ]);
+  add("v4 takeover resuming the session (clean session 0): will", [4, 4, 4], [
+    [0, c4()],
+    [0, SUB_OK(1, "w/#", 0)],
+    [1, c4("p1", { clean: false, will: { topic: "w/a", payload: "gone" } })],
+    [2, c4("p1", { clean: false })],
+    [0, PINGREQ],
+  ]);
+  add("v5 Will Delay 1 with Session Expiry 0: socket closed, then Clean Start 1", [5, 5, 5], [
+    [0, c5()],
+    [0, SUB5(1, "w/#", 0)],
+    [1, c5("p1", { will: willOf(1) })],
+    ["close", 1],
+    [2, c5("p1")],
+    ["wait", 1500],
+    [0, PINGREQ],
+  ]);
+
+  // ---- item 8: where the spec leaves a choice ----
+  add("v5 CONNACK from a client", [5], [[0, c5()], [0, raw(0x20, 3, 0, 0, 0)]]);
+  add("v5 SUBACK from a client", [5], [[0, c5()], [0, raw(0x90, 4, 0, 1, 0, 0)]]);
+  add("v5 PINGRESP from a client", [5], [[0, c5()], [0, raw(0xd0, 0)]]);
+  add("v4 retained messages to a new subscriber, order", [4, 4], [
+    [1, c4("c1")],
+    [1, publish("r/b/x", "1", { retain: true })],
+    [1, publish("r/a", "2", { retain: true })],
+    [1, publish("r/b/y", "3", { retain: true })],
+    [1, PINGREQ],
+    [0, c4()],
+    [0, SUB_OK(1, "r/#", 0)],
+  ]);
+  add("v5 PUBLISH QoS 1 to $SYS/x", [5], [[0, c5()], [
+    0,
+    publish("$SYS/x", "m", { ...V5, qos: 1, id: 1 }),
+  ]]);
+  add("v5 PUBLISH QoS 1 to $x/a", [5, 5], [
+    [0, c5()],
+    [0, SUB5(1, "$x/#", 0)],
+    [1, c5("c1")],
+    [1, publish("$x/a", "m", { ...V5, qos: 1, id: 1 })],
+  ]);
+  add("v4 PUBLISH QoS 1 to $SYS/x", [4], [[0, c4()], [
+    0,
+    publish("$SYS/x", "m", { qos: 1, id: 1 }),
+  ]]);
+  add("v5 will topic $CONTROL/x", [5], [[
+    0,
+    c5("c0", { will: { topic: "$CONTROL/x", payload: "w" } }),
+  ]]);
+  add("v4 will topic $CONTROL/x", [4], [[
+    0,
+    c4("c0", { will: { topic: "$CONTROL/x", payload: "w" } }),
+  ]]);
+  add("v5 will topic $SYS/x", [5], [[0, c5("c0", { will: { topic: "$SYS/x", payload: "w" } })]]);
+  const deep = (n: number) => Array.from({ length: n }, () => "a").join("/");
+  add("v5 PUBLISH to a topic of 201 levels", [5], [[0, c5()], [
+    0,
+    publish(deep(201), "m", { ...V5, qos: 1, id: 1 }),
+  ]]);
+  add("v5 PUBLISH to a topic of 202 levels", [5], [[0, c5()], [
+    0,
+    publish(deep(202), "m", { ...V5, qos: 1, id: 1 }),
+  ]]);
+  add("v5 SUBSCRIBE to a filter of 202 levels", [5], [[0, c5()], [0, SUB5(1, deep(202), 0)]]);
+  add("v5 PUBLISH QoS 1 without subscribers", [5], [[0, c5()], [
+    0,
+    publish("nobody/here", "m", { ...V5, qos: 1, id: 1 }),
+  ]]);
+  add("v4 PINGREQ with a body byte (3.1.1)", [4], [[0, c4()], [0, raw(0xc0, 1, 0)]]);
+  add("v4 DISCONNECT with a body byte", [4, 4], [
+    [0, c4()],
+    [0, SUB_OK(1, "w/#", 0)],
+    [1, c4("c1", { will })],
+    [1, raw(0xe0, 1, 0)],
+    [0, PINGREQ],
+  ]);
   return s;
 }
 
@@ -596,6 +872,7 @@ const NAMES = [
   "AUTH",
 ];
 const hex = (n: number) => n.toString(16).padStart(2, "0");
+const hexBytes = (b: Uint8Array) => [...b].map(hex).join(" ");
 
 /** Property ids of a section at `i`, and the offset after it (values of some kept). */
 function readProps(b: Uint8Array, i: number): { ids: string[]; end: number } {
@@ -707,7 +984,7 @@ interface Peer {
 
 async function startFerry(): Promise<Peer> {
   const core = new Core({ anonymous: true, log: new Logger({ level: "error", sink: () => {} }) });
-  const server = new MqttServer(core, { hostname: "127.0.0.1", port: 0, anonymousPresence: false });
+  const server = new MqttServer(core, { hostname: "127.0.0.1", port: 0 });
   const { port } = await server.listen();
   return {
     name: "ferry",
@@ -749,7 +1026,10 @@ class Client {
         this.#frames();
       }
     } catch { /* reset, or closed by us */ }
-    if (!this.closed) this.events.push("closed");
+    if (!this.closed) {
+      if (this.#buf.length) this.events.push(`TRUNCATED(${hexBytes(this.#buf)})`);
+      this.events.push("closed");
+    }
     this.closed = true;
   }
 
@@ -768,7 +1048,9 @@ class Client {
         if (!(x & 0x80)) break;
       }
       if (b.length < i + len) return;
-      this.events.push(describe(b.subarray(0, i + len), this.version));
+      const frame = b.subarray(0, i + len);
+      const bad = checkServerPacket(frame, this.version);
+      this.events.push(bad ? `MALFORMED(${bad})` : describe(frame, this.version));
       this.#buf = b.slice(i + len);
     }
   }
@@ -792,8 +1074,11 @@ class Client {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** How long nothing new must arrive before a step counts as settled (`--quiet`). */
+let QUIET_MS = 150;
+
 /** Waits until no client has seen anything new for `quietMs` (at most `maxMs`). */
-async function settle(clients: Client[], quietMs = 60, maxMs = 600) {
+async function settle(clients: Client[], quietMs = QUIET_MS, maxMs = 10 * QUIET_MS) {
   const count = () => clients.reduce((n, c) => n + c.events.length, 0);
   const end = Date.now() + maxMs;
   let last = count();
@@ -844,24 +1129,130 @@ async function play(sc: Scenario, peer: Peer): Promise<string[]> {
 
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * The differences "Differences from the reference broker" in `docs/mqtt.md` argues, by scenario
+ * name: the row of that table each belongs to.
+ */
+export const KNOWN: Record<string, string> = {
+  "v3 client id of 24 characters": "3.1 client id of 24 characters",
+  "v4 PINGREQ with flags 1": "reserved fixed-header flags",
+  "v4 PUBLISH QoS 0 with DUP": "3.1.1 PUBLISH QoS 0 with DUP",
+  "v4 Remaining Length not minimal (PINGREQ 80 00)": "Remaining Length not minimal",
+  "v4 PUBACK with Remaining Length 3": "3.1.1 acknowledgement of the wrong length",
+  "v4 oversize CONNECT length announced": "CONNECT announcing 268 MB",
+  "v5 SUBSCRIBE to a filter of 202 levels": "a limit on topic levels",
+  "v4 QoS 2 inbound with a duplicate before PUBREL": "QoS 2 delivery on PUBLISH (method B)",
+  "v4 QoS 2 outbound flow": "QoS 2 delivery on PUBLISH (method B)",
+  "v4 subscription downgrades QoS 2 to 1": "QoS 2 delivery on PUBLISH (method B)",
+  "v5 CONNECT Receive Maximum 0": "CONNACK before closing a refused v5 CONNECT",
+  "v5 CONNECT Maximum Packet Size 0": "CONNACK before closing a refused v5 CONNECT",
+  "v5 second CONNECT": "DISCONNECT before closing (v5)",
+  "v5 AUTH without enhanced auth": "DISCONNECT before closing (v5)",
+  "v5 AUTH with flags 1": "DISCONNECT before closing (v5)",
+  "v5 PUBLISH Message Expiry twice": "DISCONNECT before closing (v5)",
+  "v5 SUBSCRIBE Subscription Identifier twice": "DISCONNECT before closing (v5)",
+  "v5 PUBACK with Reason String twice": "DISCONNECT before closing (v5)",
+  "v5 DISCONNECT with Session Expiry twice": "DISCONNECT before closing (v5)",
+  "v5 CONNACK from a client": "DISCONNECT before closing (v5)",
+  "v5 SUBACK from a client": "DISCONNECT before closing (v5)",
+  "v5 PINGRESP from a client": "DISCONNECT before closing (v5)",
+  "v5 takeover sends DISCONNECT 0x8E": "DISCONNECT before closing (v5)",
+  "v5 PUBLISH Payload Format 2": "v5 Payload Format Indicator 2",
+  "v5 PUBLISH Payload Format 1 with bad UTF-8": "v5 payload not UTF-8 under Payload Format 1",
+  "v5 PUBLISH with a wildcard Response Topic": "v5 wildcard Response Topic",
+  "v5 PUBLISH with Subscription Identifier": "v5 PUBLISH with a Subscription Identifier",
+  "v5 topic alias 0": "v5 reason codes the spec names",
+  "v5 Retain Handling 3": "v5 reason codes the spec names",
+  "v5 Subscription Identifier 0": "v5 reason codes the spec names",
+  "v5 SUBSCRIBE without filters": "v5 reason codes the spec names",
+  "v5 shared subscription with No Local": "v5 No Local on a shared subscription",
+  "v5 PUBREL for an unknown id": "v5 PUBREL for an unknown packet id",
+  "v5 resend on reconnect respects the new Receive Maximum":
+    "v5 resend with a lower Receive Maximum",
+  "v4 $-topic not matched by #": "$ topics published by clients",
+  "v5 PUBLISH QoS 1 to $x/a": "$ topics published by clients",
+  "v5 PUBLISH QoS 1 without subscribers": "PUBACK 0x10 No matching subscribers",
+  "v4 retained messages to a new subscriber, order": "retained messages in store order",
+  "v4 PINGREQ with a body byte": "3.1.1 PINGREQ with a body",
+  "v4 PINGREQ with a body byte (3.1.1)": "3.1.1 PINGREQ with a body",
+  "v4 PUBACK for a QoS 2 delivery": "acknowledgement of the wrong kind",
+  "v4 PUBCOMP before PUBREC": "acknowledgement of the wrong kind",
+  "v5 PUBREC for a QoS 1 delivery": "DISCONNECT before closing (v5)",
+  "v5 PUBREC 0x80 for a QoS 2 delivery: no PUBREL": "QoS 2 delivery on PUBLISH (method B)",
+  "v5 CONNECT Maximum Packet Size 12": "CONNACK that fits the client's Maximum Packet Size",
+  "v5 CONNECT Maximum Packet Size 12, empty client id":
+    "CONNACK that fits the client's Maximum Packet Size",
+  "v5 takeover resuming the session: will (delay 0) not published":
+    "DISCONNECT before closing (v5)",
+  "v5 takeover resuming the session: will (delay 1) not published":
+    "DISCONNECT before closing (v5)",
+  "v5 takeover with Clean Start 1: delayed will published at once":
+    "delayed will when the session ends",
+  "v5 Will Delay 1 with Session Expiry 0: socket closed, then Clean Start 1":
+    "delayed will when the session ends",
+  "v4 takeover resuming the session (clean session 0): will":
+    "will of a 3.1.1 connection taken over",
+  "v5 will topic $CONTROL/x": "$ will topics",
+  "v4 will topic $CONTROL/x": "$ will topics",
+  "v5 will topic $SYS/x": "$ will topics",
+  "v5 PUBLISH to a topic of 201 levels": "PUBACK 0x10 No matching subscribers",
+  "v5 PUBLISH to a topic of 202 levels": "a limit on topic levels",
+  "v5 PUBLISH Content Type of ill-formed UTF-8": "DISCONNECT before closing (v5)",
+  "v5 PUBACK Property Length past the end": "DISCONNECT before closing (v5)",
+  "v5 PUBREC User Property without its value": "DISCONNECT before closing (v5)",
+  "v5 PUBREL unknown property 0x7f": "DISCONNECT before closing (v5)",
+  "v5 PUBCOMP Reason String of ill-formed UTF-8": "DISCONNECT before closing (v5)",
+  "v5 DISCONNECT Session Expiry cut off": "DISCONNECT before closing (v5)",
+  "v5 AUTH Authentication Method without its string": "DISCONNECT before closing (v5)",
+  "v5 PUBREC 50 00": "DISCONNECT before closing (v5)",
+  "v5 PUBREL 62 00": "DISCONNECT before closing (v5)",
+  "v5 PUBACK 40 00": "DISCONNECT before closing (v5)",
+  "v5 PUBACK 40 01 00": "DISCONNECT before closing (v5)",
+  "v5 PUBCOMP 70 01 00": "DISCONNECT before closing (v5)",
+  "v5 PUBACK with a byte after its properties": "DISCONNECT before closing (v5)",
+  "v5 PUBCOMP with a byte after its properties": "DISCONNECT before closing (v5)",
+  "v5 PUBACK with packet id 0": "DISCONNECT before closing (v5)",
+};
+
+/** Plays a scenario on fresh brokers of both kinds. */
+async function playBoth(sc: Scenario): Promise<[string[], string[]]> {
+  const [ferry, mosq] = await Promise.all([startFerry(), startMosq()]);
+  try {
+    return await Promise.all([play(sc, ferry), play(sc, mosq)]);
+  } finally {
+    await Promise.all([ferry.close(), mosq.close()]);
+  }
+}
+
 if (import.meta.main) {
   const args = Deno.args;
   const only = args.includes("--only") ? args[args.indexOf("--only") + 1] : undefined;
+  if (args.includes("--quiet")) QUIET_MS = Number(args[args.indexOf("--quiet") + 1]);
   const list = scenarios().filter((s) => !only || s.name.includes(only));
-  let differ = 0;
+  const differ: string[] = [];
+  const undocumented: string[] = [];
+  const malformed: string[] = [];
   const rows: string[] = [];
   for (const sc of list) {
-    const [ferry, mosq] = await Promise.all([startFerry(), startMosq()]);
-    let a: string[], b: string[];
-    try {
-      [a, b] = await Promise.all([play(sc, ferry), play(sc, mosq)]);
-    } finally {
-      await Promise.all([ferry.close(), mosq.close()]);
+    let a: string[] = [];
+    let b: string[] = [];
+    let same = false;
+    for (let attempt = 0; attempt < 3 && !same; attempt++) {
+      [a, b] = await playBoth(sc);
+      same = a.join("\n") === b.join("\n");
     }
-    const same = a.join("\n") === b.join("\n");
-    if (!same) differ++;
+    if (a.some((l) => /MALFORMED|TRUNCATED/.test(l))) malformed.push(sc.name);
+    if (!same) {
+      differ.push(sc.name);
+      if (!KNOWN[sc.name]) undocumented.push(sc.name);
+    }
     if (!same || args.includes("--all")) {
-      rows.push(`### ${same ? "same" : "DIFFERS"}: ${sc.name}`);
+      const verdict = same
+        ? "same"
+        : KNOWN[sc.name]
+        ? `DIFFERS (${KNOWN[sc.name]})`
+        : "DIFFERS, UNDOCUMENTED";
+      rows.push(`### ${verdict}: ${sc.name}`);
       for (let i = 0; i < a.length; i++) {
         if (a[i] === b[i]) rows.push(`  = ${a[i]}`);
         else rows.push(`  ferry     ${a[i]}`, `  mosquitto ${b[i]}`);
@@ -869,5 +1260,13 @@ if (import.meta.main) {
     }
   }
   console.log(rows.join("\n"));
-  console.log(`\n${list.length} scenarios, ${differ} differ`);
+  console.log(
+    `\n${list.length} scenarios, ${differ.length} differ: ${
+      differ.length - undocumented.length
+    } documented in docs/mqtt.md, ${undocumented.length} undocumented`,
+  );
+  for (const name of undocumented) console.log(`  undocumented: ${name}`);
+  console.log(`Ferry sent a malformed or truncated packet in ${malformed.length} scenarios`);
+  for (const name of malformed) console.log(`  malformed: ${name}`);
+  if (undocumented.length || malformed.length) Deno.exit(1);
 }

@@ -12,6 +12,7 @@ import { Buffer } from "node:buffer";
 import { Core, type CoreOptions, Logger } from "../src/core/mod.ts";
 import { MqttServer, type MqttServerOptions } from "../src/protocols/mqtt/mod.ts";
 import { MqttFrameDecoder, type ProtocolVersion } from "../src/protocols/mqtt/codec.ts";
+import { ServerStream } from "./_mqtt_wire.ts";
 
 /** A started core + MQTT server. */
 export interface MqttHarness extends AsyncDisposable {
@@ -95,6 +96,12 @@ export async function startMqtt(
       for (const r of raws) r.close();
       await within(server.close(), 5000, "server close");
       await core.close();
+      // Every byte the server sent a raw client was read strictly (tests/_mqtt_wire.ts).
+      await Promise.all(raws.map((r) => within(r.done, 3000, "raw client reader")));
+      const problems = raws.flatMap((r) => r.wireProblems);
+      if (problems.length) {
+        throw new Error(`the server sent what is not an MQTT packet:\n${problems.join("\n")}`);
+      }
     },
   };
 }
@@ -142,6 +149,7 @@ export class RawClient {
   #reading: Promise<void>;
   #wake: (() => void) | undefined;
   #version: ProtocolVersion;
+  #wire: ServerStream;
   #paused = false;
   /** Decoder error, if the server sent something undecodable. */
   error: unknown;
@@ -150,7 +158,26 @@ export class RawClient {
     this.#conn = conn;
     this.#version = version;
     this.#decoder = new MqttFrameDecoder({ protocolVersion: version });
+    this.#wire = new ServerStream(version);
     this.#reading = this.#read();
+  }
+
+  /**
+   * What is wrong with the bytes the server sent, read strictly and independently of Ferry's
+   * codec (tests/_mqtt_wire.ts): malformed packets, and a packet the stream ended inside of.
+   */
+  get wireProblems(): string[] {
+    return this.#wire.problems;
+  }
+
+  /** Every whole frame the server sent, raw. */
+  get frames(): Uint8Array[] {
+    return this.#wire.frames;
+  }
+
+  /** Settles when reading has ended (the server or we closed the connection). */
+  get done(): Promise<void> {
+    return this.#reading;
   }
 
   /** Connects to the server. */
@@ -165,7 +192,11 @@ export class RawClient {
       for (;;) {
         if (this.#paused) return; // stopReading(): the socket's buffers fill up
         const n = await this.#conn.read(buf);
-        if (n === null) break;
+        if (n === null) {
+          this.#wire.end(); // the server closed: it must not have stopped inside a packet
+          break;
+        }
+        this.#wire.push(buf.subarray(0, n));
         this.#packets.push(...this.#decoder.push(buf.slice(0, n)));
         this.#wake?.();
       }

@@ -2,6 +2,9 @@ import { assert, assertEquals } from "./_assert.ts";
 import { enc, startBinary, waitFor } from "./_harness.ts";
 import { FbpClient } from "../src/protocols/binary/client.ts";
 import { AckStatus } from "../src/protocols/binary/frame.ts";
+import { startMqtt } from "./_mqtt_harness.ts";
+import mqttPacket from "mqtt-packet";
+import { Buffer } from "node:buffer";
 
 Deno.test("Backpressure: with a slow handler the gateway stops reading the socket and memory stays bounded, then catches up", async () => {
   await using h = await startBinary({ core: { queueCapacity: 4, concurrency: 1 } });
@@ -65,4 +68,39 @@ Deno.test("Backpressure: one device blocked on a full pipeline does not stop the
   await Promise.all(pending);
   await flood.close();
   await other.close();
+});
+
+Deno.test("Backpressure: an MQTT connection blocked on a full pipeline stops reading at its first waiting publish, not after its whole publish window", async () => {
+  await using h = await startMqtt({ core: { queueCapacity: 4, concurrency: 1 } });
+  const gate = Promise.withResolvers<void>();
+  let handled = 0;
+  h.core.addSink(async (m) => {
+    await gate.promise; // a deliberately stuck consumer
+    if (m.topic === "devices/flood/telemetry") handled++;
+  });
+  const c = await h.raw(4);
+  await c.connect({ clientId: "flood" });
+  const total = 300;
+  const size = 1024;
+  const one = mqttPacket.generate({
+    cmd: "publish",
+    topic: "devices/flood/telemetry",
+    payload: Buffer.alloc(size, 7),
+    qos: 0,
+    retain: false,
+    dup: false,
+  });
+  const all = new Uint8Array(one.length * total);
+  for (let i = 0; i < total; i++) all.set(one, i * one.length);
+  const sent = c.send(all); // 300 KB: far more than the gateway should take while stuck
+  await waitFor(() => h.core.pipeline.waiting === 1, "a publish waiting for room");
+  await new Promise((r) => setTimeout(r, 300));
+  // Reading stopped at the first publish that waits for room: what was read is the messages the
+  // pipeline holds (4 queued, 1 in the handler) and the rest of that read (at most 16 KB), not
+  // the 64 publishes of the connection's window.
+  const read = h.core.stats.bytesIn.get({ protocol: "mqtt" });
+  assert(read < 6 * one.length + 16384 + 200, `read ${read} bytes while the pipeline was full`);
+  gate.resolve();
+  await sent;
+  await waitFor(() => handled === total, `all ${total} handled (got ${handled})`);
 });

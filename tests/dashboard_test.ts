@@ -21,6 +21,9 @@ async function gatewayWithAccount() {
         }],
       },
       dataDir: dir,
+      // The anonymous MQTT client "thermo-1" below speaks for device thermo-1 (presence is off
+      // for anonymous clients by default since #14 item 9).
+      mqtt: { anonymousPresence: true },
     }),
   );
   const gw = await startGateway([

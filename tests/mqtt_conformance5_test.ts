@@ -6,11 +6,18 @@
  * @module
  */
 
-import type { Packet } from "mqtt-packet";
+import type { IConnackPacket, IPublishPacket, Packet } from "mqtt-packet";
 import { Buffer } from "node:buffer";
 import { FakeClock } from "../src/core/mod.ts";
 import { assert, assertEquals } from "./_assert.ts";
-import { Inbox, mqttString, rawPacket, startMqtt, until } from "./_mqtt_harness.ts";
+import {
+  Inbox,
+  type MqttHarness,
+  mqttString,
+  rawPacket,
+  startMqtt,
+  until,
+} from "./_mqtt_harness.ts";
 
 /** [cmd, reason code] of each packet, to compare what the server sent. */
 function codes(packets: Packet[]): Array<[string, number | undefined]> {
@@ -59,23 +66,30 @@ Deno.test("[MQTT-3.8.2-1] Subscription Identifier 0 gets DISCONNECT 0x82", async
   assertEquals(codes(await r.waitClosed()), [["disconnect", 0x82]]);
 });
 
-Deno.test("[MQTT-4.8.2-1] [MQTT-4.8.2-2] malformed shared subscription filters get SUBACK 0x8F", async () => {
-  await using h = await startMqtt();
-  const r = await h.raw(5);
-  await r.connect();
-  await r.send({
-    cmd: "subscribe",
-    messageId: 3,
-    subscriptions: [
-      { topic: "$share/g", qos: 1, nl: false, rap: false, rh: 0 },
-      { topic: "$share//a", qos: 1, nl: false, rap: false, rh: 0 },
-      { topic: "$share/g+/a", qos: 1, nl: false, rap: false, rh: 0 },
-      { topic: "$share/g/a", qos: 1, nl: false, rap: false, rh: 0 },
-    ],
+for (const bad of ["$share/g", "$share//a", "$share/g+/a"]) {
+  Deno.test(`[MQTT-4.8.2-1] [MQTT-4.8.2-2] a malformed shared subscription filter (${bad}) gets DISCONNECT 0x81 and nothing of its SUBSCRIBE is applied`, async () => {
+    await using h = await startMqtt();
+    const kept = { clientId: "msf", clean: false, properties: { sessionExpiryInterval: 60 } };
+    const r = await h.raw(5);
+    await r.connect(kept);
+    await r.send({
+      cmd: "subscribe",
+      messageId: 3,
+      subscriptions: [
+        { topic: "msf/a", qos: 1, nl: false, rap: false, rh: 0 },
+        { topic: bad, qos: 1, nl: false, rap: false, rh: 0 },
+      ],
+    });
+    // mosquitto 2.0 answers the same: 0x8F is for a filter "correctly formed" but not allowed.
+    assertEquals(codes(await r.waitClosed()), [["disconnect", 0x81]]);
+    const again = await h.raw(5);
+    assertEquals((await again.connect(kept) as IConnackPacket).sessionPresent, true);
+    const pub = await h.client({ protocolVersion: 5 });
+    await pub.publishAsync("msf/a", "m", { qos: 1 });
+    await again.send(Uint8Array.from([0xc0, 0]));
+    assertEquals((await again.next()).cmd, "pingresp"); // msf/a was not subscribed
   });
-  const ack = await r.next() as { cmd: string; granted: number[] };
-  assertEquals([ack.cmd, ack.granted], ["suback", [0x8f, 0x8f, 0x8f, 1]]);
-});
+}
 
 Deno.test("§4.8.2 a shared subscription gets no retained messages on subscribe", async () => {
   await using h = await startMqtt();
@@ -281,15 +295,36 @@ Deno.test("[MQTT-3.1.3-9] a delayed will is published at once when a Clean Start
   assert(!second.closed);
 });
 
-Deno.test("[MQTT-3.1.3-8] an empty client id with Clean Start 0 gets CONNACK 0x85", async () => {
+Deno.test("[MQTT-3.1.3-6] [MQTT-3.2.2-16] an empty client id with Clean Start 0 is accepted with an Assigned Client Identifier, and the session resumes under it", async () => {
   await using h = await startMqtt();
   const r = await h.raw(5);
   // CONNECT "MQTT" level 5, Clean Start 0, keepalive 0, Session Expiry 60, client id ""
   // (mqtt-packet refuses to encode it)
   await r.send(rawPacket(0x10, [...mqttString("MQTT"), 5, 0, 0, 0, 5, 0x11, 0, 0, 0, 60, 0, 0]));
-  const got = await r.waitClosed();
-  assertEquals(codes(got), [["connack", 0x85]]);
-  assertEquals((got[0] as { sessionPresent: boolean }).sessionPresent, false);
+  const ack = await r.next() as IConnackPacket;
+  assertEquals([ack.cmd, ack.reasonCode, ack.sessionPresent], ["connack", 0, false]);
+  // 20 LL 00 00 (session present 0, Success), then properties with 0x12 Assigned Client Identifier
+  assertEquals([...r.frames[0].subarray(2, 4)], [0, 0]);
+  const id = ack.properties?.assignedClientIdentifier;
+  assert(id !== undefined && id.length > 0, "no Assigned Client Identifier");
+  await r.send({
+    cmd: "subscribe",
+    messageId: 1,
+    subscriptions: [{ topic: "es/#", qos: 1, nl: false, rap: false, rh: 0 }],
+  });
+  assertEquals((await r.next()).cmd, "suback");
+  r.close();
+  const again = await h.raw(5);
+  const back = await again.connect({
+    clientId: id,
+    clean: false,
+    properties: { sessionExpiryInterval: 60 },
+  }) as IConnackPacket;
+  assertEquals([back.reasonCode, back.sessionPresent], [0, true]);
+  const pub = await h.client({ protocolVersion: 5 });
+  await pub.publishAsync("es/a", "kept", { qos: 1 });
+  const got = await again.next() as IPublishPacket;
+  assertEquals([got.topic, String(got.payload)], ["es/a", "kept"]);
 });
 
 Deno.test("§2.2.2.2 a property not valid for PUBLISH (Session Expiry Interval) gets DISCONNECT 0x81", async () => {
@@ -609,4 +644,232 @@ Deno.test("§2.2.2.2 User Property may appear more than once (SUBSCRIBE, UNSUBSC
   assertEquals(codes([await r.next()]), [["suback", undefined]]);
   await r.send(rawPacket(0xa2, [0, 2, up.length * 2, ...up, ...up, ...mqttString("a")]));
   assertEquals((await r.next()).cmd, "unsuback");
+});
+
+// ---- issue #14 item 4: CONNECT fields and the client's Maximum Packet Size ----
+
+const hexOf = (f: Uint8Array): string =>
+  [...f].map((x) => x.toString(16).padStart(2, "0")).join(" ");
+
+/** CONNECT "MQTT" 5 with `flags`, keepalive 0, properties `props`, client id `id`, then `tail`. */
+function connect5(
+  flags: number,
+  id: string,
+  props: number[] = [],
+  tail: number[] = [],
+): Uint8Array {
+  return rawPacket(0x10, [
+    ...mqttString("MQTT"),
+    5,
+    flags,
+    0,
+    0,
+    props.length,
+    ...props,
+    ...mqttString(id),
+    ...tail,
+  ]);
+}
+
+Deno.test("[MQTT-3.1.2-16] a user name present with the User Name Flag 0 is malformed: closed without CONNACK", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.send(connect5(0x02, "un5", [], mqttString("user")));
+  assertEquals(await r.waitClosed(), []);
+});
+
+Deno.test("[MQTT-3.1.2-18] a password present with the Password Flag 0 is malformed: closed without CONNACK", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.send(connect5(0x82, "pf5", [], [...mqttString("u"), ...mqttString("p")]));
+  assertEquals(await r.waitClosed(), []);
+});
+
+Deno.test("[MQTT-3.1.2-24] a CONNACK larger than the client's Maximum Packet Size leaves out optional properties until it fits", async () => {
+  await using h = await startMqtt(); // announces Receive Maximum, Topic Alias Maximum, Maximum Packet Size
+  const r = await h.raw(5);
+  // Maximum Packet Size 12: the full CONNACK is 16 bytes
+  await r.send(connect5(0x02, "mps", [0x27, 0, 0, 0, 12]));
+  await r.next();
+  // Topic Alias Maximum and Receive Maximum left out; Maximum Packet Size (1 MiB) kept: 10 bytes
+  assertEquals(hexOf(r.frames[0]), "20 08 00 00 05 27 00 10 00 00");
+  await r.send(Uint8Array.from([0xc0, 0]));
+  assertEquals((await r.next()).cmd, "pingresp");
+});
+
+Deno.test("[MQTT-3.1.2-24] a DISCONNECT whose Reason String would exceed the client's Maximum Packet Size goes out without it", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.send(connect5(0x02, "mpsd", [0x27, 0, 0, 0, 12]));
+  await r.next();
+  await r.send(Uint8Array.from([0xc0, 1, 0])); // PINGREQ with a body: malformed
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x81]]);
+  const sent = r.frames[1];
+  assert(sent.length <= 12, `DISCONNECT of ${sent.length} bytes: ${hexOf(sent)}`);
+});
+
+Deno.test("[MQTT-3.1.2-24] [MQTT-3.2.2-16] an assigned client id that cannot fit the client's Maximum Packet Size: CONNACK 0x85 without properties", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.send(connect5(0x02, "", [0x27, 0, 0, 0, 12]));
+  await r.waitClosed();
+  assertEquals(r.frames.map(hexOf), ["20 03 00 85 00"]);
+});
+
+Deno.test("[MQTT-3.1.2-24] a client whose Maximum Packet Size is below the 5 bytes of any CONNACK gets none", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.send(connect5(0x02, "tiny", [0x27, 0, 0, 0, 4]));
+  assertEquals(await r.waitClosed(), []);
+});
+
+// ---- issue #14 item 6: wills ----
+
+/** A raw v5 client subscribed to `topic` (QoS 0), for watching wills. */
+async function watcher(h: MqttHarness, topic: string) {
+  const sub = await h.raw(5);
+  await sub.connect();
+  await sub.send({
+    cmd: "subscribe",
+    messageId: 1,
+    subscriptions: [{ topic, qos: 0, nl: false, rap: false, rh: 0 }],
+  });
+  await sub.next();
+  return {
+    /** Topics delivered so far (a PINGREQ round trip first, so nothing is still in flight). */
+    async topics(): Promise<string[]> {
+      await sub.send(Uint8Array.from([0xc0, 0]));
+      const out: string[] = [];
+      for (let p = await sub.next(); p.cmd !== "pingresp"; p = await sub.next()) {
+        out.push((p as { topic: string }).topic);
+      }
+      return out;
+    },
+  };
+}
+
+for (const delay of [0, 30]) {
+  Deno.test(`[MQTT-3.1.2-8] [MQTT-3.1.3-9] a takeover that resumes the session does not publish the will (Will Delay ${delay})`, async () => {
+    const clock = new FakeClock(Date.now());
+    await using h = await startMqtt({ core: { clock } });
+    const w = await watcher(h, "rw/#");
+    const first = await h.raw(5);
+    await first.connect({
+      clientId: `rw${delay}`,
+      clean: false,
+      properties: { sessionExpiryInterval: 600 },
+      will: {
+        topic: "rw/will",
+        payload: "w" as never,
+        qos: 0,
+        retain: false,
+        properties: delay ? { willDelayInterval: delay } : {},
+      },
+    });
+    const second = await h.raw(5);
+    const ack = await second.connect({
+      clientId: `rw${delay}`,
+      clean: false,
+      properties: { sessionExpiryInterval: 600 },
+    }) as IConnackPacket;
+    assertEquals(ack.sessionPresent, true);
+    assertEquals(codes(await first.waitClosed()), [["disconnect", 0x8e]]);
+    // A new connection to the session came before the delay (0 included) had passed.
+    await clock.tickAsync(delay * 1000 + 1000);
+    assertEquals(await w.topics(), []);
+  });
+}
+
+Deno.test("MQTT 5 §3.1.2.11.2 §3.1.3.2.2 a Will Delay with Session Expiry 0 is published when the connection closes (the session ends then), and a Clean Start reconnect does not publish it again", async () => {
+  const clock = new FakeClock(Date.now());
+  await using h = await startMqtt({ core: { clock } });
+  const w = await watcher(h, "wd/#");
+  const r = await h.raw(5);
+  await r.connect({
+    clientId: "wd0",
+    will: {
+      topic: "wd/will",
+      payload: "w" as never,
+      qos: 0,
+      retain: false,
+      properties: { willDelayInterval: 30 },
+    },
+  });
+  r.close();
+  await until(() => h.server.connectionCount === 1, "wd0 gone");
+  assertEquals(await w.topics(), ["wd/will"]); // before any time passed
+  const again = await h.raw(5);
+  await again.connect({ clientId: "wd0", clean: true });
+  await clock.tickAsync(31_000);
+  assertEquals(await w.topics(), []);
+});
+
+// ---- issue #14 item 8: where the spec leaves a choice ----
+
+Deno.test("§4.7.2 a v5 PUBLISH to a $ topic gets PUBACK 0x87 and is not delivered", async () => {
+  await using h = await startMqtt();
+  const w = await watcher(h, "$x/#");
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send(rawPacket(0x32, [...mqttString("$x/a"), 0, 1, 0, 0x6d]));
+  await r.next();
+  assertEquals(hexOf(r.frames[1]), "40 04 00 01 87 00");
+  await r.send(rawPacket(0x32, [...mqttString("$SYS/x"), 0, 2, 0, 0x6d]));
+  await r.next();
+  assertEquals(hexOf(r.frames[2]), "40 04 00 02 87 00");
+  assertEquals(await w.topics(), []);
+});
+
+Deno.test("§4.7.2 a v5 will to a $ topic ($CONTROL/…) gets CONNACK 0x87", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  const ack = await r.connect({
+    clientId: "wc",
+    will: { topic: "$CONTROL/x", payload: "w" as never, qos: 0, retain: false },
+  });
+  assertEquals(codes([ack]), [["connack", 0x87]]);
+});
+
+Deno.test("topic levels: a v5 PUBLISH to a topic of more than 201 levels gets DISCONNECT 0x90; a filter that deep gets SUBACK 0x8F", async () => {
+  await using h = await startMqtt();
+  const levels = (n: number) => Array.from({ length: n }, () => "a").join("/");
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send({
+    cmd: "subscribe",
+    messageId: 1,
+    subscriptions: [{ topic: levels(202), qos: 0, nl: false, rap: false, rh: 0 }],
+  });
+  assertEquals((await r.next() as { granted: number[] }).granted, [0x8f]);
+  await r.send(rawPacket(0x30, [...mqttString(levels(202)), 0, 0x6d]));
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x90]]);
+});
+
+Deno.test("§3.4.2.1 a QoS 1 PUBLISH nobody subscribes to gets PUBACK 0x00, not 0x10 (sinks and bridges receive it)", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send(rawPacket(0x32, [...mqttString("nobody/here"), 0, 1, 0, 0x6d]));
+  await r.next();
+  assertEquals(hexOf(r.frames[1]), "40 02 00 01");
+});
+
+Deno.test("§4.13 a packet only a server sends (CONNACK) from a v5 client gets DISCONNECT 0x82", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(5);
+  await r.connect();
+  await r.send(Uint8Array.from([0x20, 3, 0, 0, 0]));
+  assertEquals(codes(await r.waitClosed()), [["disconnect", 0x82]]);
+});
+
+Deno.test("§4.6 retained messages reach a new subscriber in the order their topics were first retained", async () => {
+  await using h = await startMqtt();
+  const pub = await h.raw(5);
+  await pub.connect();
+  for (const [t, id] of [["ro/b/x", 1], ["ro/a", 2], ["ro/b/y", 3]] as const) {
+    await pub.send(rawPacket(0x33, [...mqttString(t), 0, id, 0, 0x6d])); // QoS 1, RETAIN
+    await pub.next();
+  }
+  const w = await watcher(h, "ro/#");
+  assertEquals(await w.topics(), ["ro/b/x", "ro/a", "ro/b/y"]);
 });

@@ -211,14 +211,16 @@ Deno.test("[MQTT-3.9.3-1] SUBACK return codes follow the order of the topic filt
   await using h = await startMqtt();
   const r = await h.raw(4);
   await r.connect();
+  // Refused but well formed (a malformed filter closes the connection): deeper than 201 levels.
+  const deep = (x: string) => `o/${"l/".repeat(201)}${x}`;
   await r.send({
     cmd: "subscribe",
     messageId: 7,
     subscriptions: [
       { topic: "o/2", qos: 2 },
-      { topic: "o/#/x", qos: 1 },
+      { topic: deep("x"), qos: 1 },
       { topic: "o/0", qos: 0 },
-      { topic: "o+", qos: 1 },
+      { topic: deep("y"), qos: 1 },
       { topic: "o/1", qos: 1 },
     ],
   });
@@ -323,4 +325,161 @@ Deno.test("§3.4.1 a PUBACK with a remaining length other than 2 is malformed an
   await r.connect();
   await r.send(Uint8Array.from([0x40, 3, 0, 1, 0]));
   assertEquals(await r.waitClosed(), []);
+});
+
+// ---- issue #14 item 4: a CONNECT holds exactly what its flags announce ----
+
+const hexOf = (f: Uint8Array): string =>
+  [...f].map((x) => x.toString(16).padStart(2, "0")).join(" ");
+
+Deno.test("[MQTT-3.1.2-18] a user name present with the User Name Flag 0 closes the connection without CONNACK", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(4);
+  await r.send(connectBytes(0x02, "un", { tail: mqttString("user") }));
+  assertEquals(await r.waitClosed(), []);
+});
+
+Deno.test("[MQTT-3.1.2-20] a password present with the Password Flag 0 closes the connection without CONNACK", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(4);
+  await r.send(connectBytes(0x02 | 0x80, "pf", { tail: [...mqttString("u"), ...mqttString("p")] }));
+  assertEquals(await r.waitClosed(), []);
+});
+
+// ---- issue #14 item 5: MQTT 3.1 is not 3.1.1 ----
+
+/** CONNECT "MQIsdp" level 3 with `flags`, keepalive 0, client id `id`. */
+function connect31(flags: number, id: string): Uint8Array {
+  return rawPacket(0x10, [...mqttString("MQIsdp"), 3, flags, 0, 0, ...mqttString(id)]);
+}
+
+Deno.test("MQTT 3.1 §3.6: a PUBREL sent again with DUP set is answered with PUBCOMP", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(3);
+  await r.send(connect31(0x02, "d31"));
+  assertEquals(codes([await r.next()]), [["connack", 0]]);
+  await r.send(rawPacket(0x34, [...mqttString("q31/a"), 0, 7, 0x6d])); // PUBLISH QoS 2, id 7
+  assertEquals((await r.next()).cmd, "pubrec");
+  await r.send(Uint8Array.from([0x6a, 2, 0, 7])); // PUBREL, DUP 1, QoS 1
+  assertEquals((await r.next()).cmd, "pubcomp");
+  assertEquals(r.frames.map(hexOf).slice(1), ["50 02 00 07", "70 02 00 07"]);
+});
+
+Deno.test("MQTT 3.1 §3.1: the reserved bit of the CONNECT flags has no rule; a 3.1 CONNECT with it set is accepted", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(3);
+  await r.send(connect31(0x03, "r31"));
+  await r.next();
+  assertEquals(hexOf(r.frames[0]), "20 02 00 00");
+});
+
+Deno.test("MQTT 3.1 §3.8: a SUBSCRIBE sent again with DUP set is answered with SUBACK", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(3);
+  await r.send(connect31(0x02, "s31"));
+  await r.next();
+  await r.send(rawPacket(0x8a, [0, 5, ...mqttString("t31"), 1]));
+  await r.next();
+  assertEquals(hexOf(r.frames[1]), "90 03 00 05 01");
+});
+
+Deno.test("MQTT 3.1 §3.10: an UNSUBSCRIBE sent again with DUP set is answered with UNSUBACK", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(3);
+  await r.send(connect31(0x02, "u31"));
+  await r.next();
+  await r.send(rawPacket(0xaa, [0, 6, ...mqttString("t31")])); // UNSUBSCRIBE, DUP 1, QoS 1
+  await r.next();
+  assertEquals(hexOf(r.frames[1]), "b0 02 00 06");
+});
+
+Deno.test("[MQTT-3.6.1-1] a 3.1.1 PUBREL with DUP set closes the connection (3.1's resend rule is not 3.1.1's)", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(4);
+  await r.connect();
+  await r.send(rawPacket(0x34, [...mqttString("q4/a"), 0, 7, 0x6d]));
+  assertEquals((await r.next()).cmd, "pubrec");
+  await r.send(Uint8Array.from([0x6a, 2, 0, 7]));
+  assertEquals(await r.waitClosed(), []);
+});
+
+// ---- issue #14 item 6: the will on a takeover ----
+
+Deno.test("[MQTT-3.1.2-8] 3.1.1: a takeover that resumes a clean session 0 still publishes the first connection's will", async () => {
+  await using h = await startMqtt();
+  const sub = await h.raw(4);
+  await sub.connect();
+  await sub.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "tw/#", qos: 0 }] });
+  await sub.next();
+  const first = await h.raw(4);
+  await first.connect({
+    clientId: "tw4",
+    clean: false,
+    will: { topic: "tw/will", payload: "gone" as never, qos: 0, retain: false },
+  });
+  const second = await h.raw(4);
+  const ack = await second.connect({ clientId: "tw4", clean: false }) as {
+    sessionPresent: boolean;
+  };
+  assertEquals(ack.sessionPresent, true);
+  await first.waitClosed();
+  // 3.1.1 has no Will Delay and no exception for a takeover: the connection closed other than by
+  // DISCONNECT, so its will goes out (mosquitto keeps it back: docs/mqtt.md).
+  assertEquals((await sub.next() as { topic?: string }).topic, "tw/will");
+});
+
+// ---- issue #14 item 8: `$` topics, topic levels ----
+
+Deno.test("§4.7.2 a 3.1.1 PUBLISH to a $ topic is acknowledged and dropped (3.1.1 cannot refuse it)", async () => {
+  await using h = await startMqtt();
+  const sub = await h.raw(4);
+  await sub.connect();
+  await sub.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "$x/#", qos: 1 }] });
+  await sub.next();
+  const r = await h.raw(4);
+  await r.connect();
+  await r.send(rawPacket(0x32, [...mqttString("$x/a"), 0, 1, 0x6d])); // QoS 1, id 1
+  await r.next();
+  assertEquals(hexOf(r.frames[1]), "40 02 00 01");
+  await sub.send(Uint8Array.from([0xc0, 0]));
+  assertEquals((await sub.next()).cmd, "pingresp"); // nothing delivered before it
+  assertEquals(h.core.stats.drops.get({ protocol: "mqtt", reason: "not_authorized" }), 1);
+});
+
+Deno.test("§4.7.2 a 3.1.1 will to a $ topic gets CONNACK 5 (not authorized)", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(4);
+  await r.send(
+    connectBytes(0x02 | 0x04, "wd", { tail: [...mqttString("$CONTROL/x"), ...mqttString("w")] }),
+  );
+  await r.waitClosed();
+  assertEquals(r.frames.map(hexOf), ["20 02 00 05"]);
+});
+
+Deno.test("topic levels: a 3.1.1 PUBLISH to a topic of more than 201 levels closes the connection, 201 are accepted", async () => {
+  await using h = await startMqtt();
+  const r = await h.raw(4);
+  await r.connect();
+  const levels = (n: number) => Array.from({ length: n }, () => "a").join("/");
+  await r.send(rawPacket(0x32, [...mqttString(levels(201)), 0, 1, 0x6d]));
+  assertEquals((await r.next()).cmd, "puback");
+  await r.send(rawPacket(0x32, [...mqttString(levels(202)), 0, 2, 0x6d]));
+  assertEquals(await r.waitClosed(), []);
+});
+
+// ---- issue #14 item 9: no gateway artefacts for a plain MQTT client ----
+
+Deno.test("by default an anonymous client is not a device: a # subscriber sees no devices/{id}/status", async () => {
+  await using h = await startMqtt();
+  const sub = await h.raw(4);
+  await sub.connect({ clientId: "watcher" });
+  await sub.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "#", qos: 0 }] });
+  await sub.next();
+  const r = await h.raw(4);
+  await r.connect({ clientId: "sensor-1" }); // a valid device id, but anonymous
+  r.close();
+  await until(() => h.server.connectionCount === 1, "sensor-1 gone");
+  await sub.send(Uint8Array.from([0xc0, 0]));
+  assertEquals((await sub.next()).cmd, "pingresp"); // no online/offline status before it
+  assertEquals(h.core.retained.match("devices/#").length, 0);
 });

@@ -179,8 +179,8 @@ Deno.test("backpressure: a QoS 1 PUBLISH is acknowledged only once the pipeline 
   assertEquals(handled, 4);
 });
 
-Deno.test("an anonymous client whose client id is a device id gets presence", async () => {
-  await using h = await startMqtt();
+Deno.test("with anonymousPresence on an anonymous client whose client id is a device id gets presence", async () => {
+  await using h = await startMqtt({ server: { anonymousPresence: true } });
   await h.client({ protocolVersion: 4, clientId: "anon-dev" });
   await waitFor(() => h.core.registry.get("anon-dev") !== undefined, "presence", 20_000);
   assertEquals(h.core.registry.get("anon-dev")?.state, "online");
@@ -215,11 +215,8 @@ Deno.test("a subscriber that stops reading is closed as a slow consumer instead 
   }
 });
 
-Deno.test("with anonymousPresence off an anonymous client gets no presence, a device still does", async () => {
-  await using h = await startMqtt({
-    core: { devices: [{ id: "dev9", token: "t" }] },
-    server: { anonymousPresence: false },
-  });
+Deno.test("by default (anonymousPresence off) an anonymous client gets no presence, a device still does", async () => {
+  await using h = await startMqtt({ core: { devices: [{ id: "dev9", token: "t" }] } });
   await h.client({ protocolVersion: 4, clientId: "anon9" });
   await h.client({ protocolVersion: 4, clientId: "dev9", username: "dev9", password: "t" });
   await waitFor(() => h.core.registry.get("dev9") !== undefined, "dev9's presence", 20_000);

@@ -40,7 +40,10 @@ Deno.test("MQTT: repeated bad passwords for a device from one address are thrott
 
 Deno.test("MQTT 5: a device over its rate limit gets PUBACK 0x97 (quota exceeded) and the message is not published", async () => {
   const clock = new FakeClock(Date.now());
-  await using h = await startMqtt({ core: { clock, deviceRatePerSec: 10, deviceBurst: 3 } });
+  await using h = await startMqtt({
+    core: { clock, deviceRatePerSec: 10, deviceBurst: 3 },
+    server: { anonymousPresence: true }, // the anonymous client "d1" speaks for device d1
+  });
   const seen: string[] = [];
   h.core.subscribe("devices/+/telemetry", {
     id: "obs",

@@ -23,9 +23,15 @@ const PORTS = [
   "0",
 ];
 
-function start(dir: string): Promise<GatewayProcess> {
-  return startGateway(["--data-dir", dir, ...PORTS]);
+function start(dir: string, config?: object): Promise<GatewayProcess> {
+  if (!config) return startGateway(["--data-dir", dir, ...PORTS]);
+  const file = `${dir}/ferry.json`;
+  Deno.writeTextFileSync(file, JSON.stringify(config));
+  return startGateway(["--config", file, "--data-dir", dir, ...PORTS]);
 }
+
+/** Anonymous clients whose client id is a device id speak for that device (presence). */
+const ANONYMOUS_PRESENCE = { mqtt: { anonymousPresence: true } };
 
 function mqttPort(gw: GatewayProcess): number {
   return gw.addresses.mqtt.port;
@@ -154,7 +160,7 @@ Deno.test("MQTT retained messages survive a restart and reach a new subscriber",
 Deno.test("MQTT presence: a device online when the gateway died is restored as offline, never a stale online", async () => {
   await withDir(async (dir) => {
     {
-      await using gw = await start(dir);
+      await using gw = await start(dir, ANONYMOUS_PRESENCE);
       const { client } = await collect(mqttPort(gw), "dev-presence", { clean: true });
       await gw.waitForLine((l) => l.msg === "device online" && l.device === "dev-presence");
       const seen = await run("mosquitto_sub", [
@@ -173,7 +179,7 @@ Deno.test("MQTT presence: a device online when the gateway died is restored as o
       await stop(gw, "SIGKILL"); // still connected: its status was `online`
       client.end(true);
     }
-    await using gw = await start(dir);
+    await using gw = await start(dir, ANONYMOUS_PRESENCE);
     const r = await run("mosquitto_sub", [
       "-p",
       `${mqttPort(gw)}`,

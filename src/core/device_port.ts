@@ -365,7 +365,7 @@ export class BoundPort implements DevicePort {
       }
       if (!options?.wait) return this.#refuse(this.#overloaded);
       this.#held++;
-      return lane ? lane.add(this.#submit(msg, options.signal)) : this.#submit(msg, options.signal);
+      return this.#waitForRoom(msg, lane, options.signal);
     }
     if (!options?.wait && !p.hasRoom) return this.#refuse(this.#overloaded);
     this.#held++; // the durable stage may keep it (a group commit), or it waits its lane
@@ -381,9 +381,7 @@ export class BoundPort implements DevicePort {
         h.accepted(msg);
         return ACCEPTED;
       }
-      return lane
-        ? lane.add(this.#submit(msg, options?.signal))
-        : this.#submit(msg, options?.signal);
+      return this.#waitForRoom(msg, lane, options?.signal);
     }
     const entered = this.#enter(msg, durable, lane?.tail, options?.signal);
     return lane ? lane.add(entered) : entered;
@@ -482,6 +480,19 @@ export class BoundPort implements DevicePort {
   #refuse<R extends Refusal<PublishRefusalReason>>(r: R, n = 1): R {
     this.stats.drop(r.reason, n);
     return r;
+  }
+
+  /** Waits for room in the pipeline, in `lane` (which then says the connection should wait). */
+  #waitForRoom(
+    msg: Message,
+    lane: PublishLane | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<PublishResult> {
+    const submitted = this.#submit(msg, signal);
+    if (lane === undefined) return submitted;
+    lane.add(submitted);
+    lane.waitsForRoom(submitted);
+    return submitted;
   }
 
   async #submit(msg: Message, signal: AbortSignal | undefined): Promise<PublishResult> {

@@ -36,6 +36,7 @@ export class PublishLane {
   readonly window: number;
   #tail: Promise<unknown> | undefined;
   #pending = 0;
+  #roomWait: Promise<void> | undefined;
 
   /** Creates a lane allowing `window` (≥ 1) waiting publishes. */
   constructor(window: number) {
@@ -55,6 +56,24 @@ export class PublishLane {
   /** Publishes waiting. */
   get pending(): number {
     return this.#pending;
+  }
+
+  /**
+   * A publish of this lane that waits for room in the pipeline (not for the durable stage), as a
+   * promise that settles with it: the connection should stop reading until then. Reading on
+   * would only move the pipeline's queue into waiting producers (a promise, a waiter and an abort
+   * listener each), which cost 3× the CPU per message when a slow subscriber held delivery back.
+   */
+  get roomWait(): Promise<void> | undefined {
+    return this.#roomWait;
+  }
+
+  /** Records that `p`, a publish of this lane already {@link add}ed, waits for room. */
+  waitsForRoom(p: Promise<unknown>): void {
+    const w: Promise<void> = p.then(() => {
+      if (this.#roomWait === w) this.#roomWait = undefined;
+    });
+    this.#roomWait = w;
   }
 
   /** True when the connection should stop reading until {@link tail} settles. */

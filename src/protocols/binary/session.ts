@@ -465,14 +465,15 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
       retain: false,
       origin: this.sessionId,
     };
-    // Accepted at once when the core has room (no promise per frame); otherwise it waits (for the
-    // spool's commit, for room) while the session reads on, up to its lane's window, and the
-    // ACKs go out in frame order.
+    // Accepted at once when the core has room (no promise per frame); otherwise it waits: for the
+    // spool's commit while the session reads on, up to its lane's window; for room in the
+    // pipeline with reading stopped (backpressure). ACKs go out in frame order.
     const seq = f.seq;
+    const options = this.#publishing();
     return this.#ordered().answer(
-      this.#port.publish(who, draft, this.#publishing()),
+      this.#port.publish(who, draft, options),
       (r) => this.#answer(r, seq, ackWanted),
-    );
+    ) ?? options.lane!.roomWait;
   }
 
   /** How this session publishes: waiting for room, in its lane. */

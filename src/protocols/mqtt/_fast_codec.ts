@@ -106,8 +106,14 @@ export function fastDecode(frame: Uint8Array, version: number | undefined): Pack
   return undefined;
 }
 
-/** Encodes PUBACK/PUBREC/PUBREL/PUBCOMP with success (no reason code, as v5 allows). */
+/**
+ * Encodes PUBACK/PUBREC/PUBREL/PUBCOMP with success (no reason code, as v5 allows). Throws a
+ * `RangeError` for an id outside 1..65535: a packet is never written with a made-up identifier.
+ */
 export function encodeAck(cmd: "puback" | "pubrec" | "pubrel" | "pubcomp", id: number): Uint8Array {
+  if (!(id >= 1 && id <= 65535 && (id | 0) === id)) {
+    throw new RangeError(`Cannot encode ${cmd}: packet identifier ${id} is not in 1..65535`);
+  }
   const b = new Uint8Array(4); // (not from an array literal: that is the slow path)
   b[0] = cmd === "puback" ? 0x40 : cmd === "pubrec" ? 0x50 : cmd === "pubrel" ? 0x62 : 0x70;
   b[1] = 2;
@@ -166,6 +172,11 @@ export function encodePublish(
   v5: boolean,
   alloc: (n: number) => Uint8Array | undefined = allocate,
 ): Uint8Array | undefined {
+  if (p.qos > 0 && !(p.messageId! >= 1 && p.messageId! <= 65535)) {
+    throw new RangeError(
+      `Cannot encode PUBLISH: packet identifier ${p.messageId} is not in 1..65535`,
+    );
+  }
   const t = topicBytes(p.topic);
   const rl = 2 + t.length + (p.qos > 0 ? 2 : 0) + (v5 ? 1 : 0) + p.payload.length;
   let lenBytes = 1;

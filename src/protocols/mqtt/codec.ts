@@ -16,8 +16,7 @@ import { MqttMalformedError, MqttProtocolError } from "./errors.ts";
 import { ReasonCode } from "./reason_codes.ts";
 import { checkPacketStrings } from "./utf8.ts";
 import { fastDecode } from "./_fast_codec.ts";
-import { misplacedProperty } from "./properties.ts";
-import { propertyProblem } from "./_property_scan.ts";
+import { connectLevel, type ScanResult, strictScan } from "./_strict_scan.ts";
 
 /** MQTT protocol levels: 3 = 3.1, 4 = 3.1.1, 5 = 5.0. */
 export type ProtocolVersion = 3 | 4 | 5;
@@ -44,7 +43,31 @@ const enum State {
   Body,
 }
 
-const SINGLE_ALLOWED = new Set(["userProperties", "subscriptionIdentifier"]);
+/**
+ * The fixed-header flags 3.1.1 and 5.0 require for each packet type other than PUBLISH
+ * ([MQTT-2.2.2-1]); mqtt-packet enforces them for every level.
+ */
+const REQUIRED_FLAGS = [0, 0, 0, 0, 0, 0, 2, 0, 2, 0, 2, 0, 0, 0, 0, 0];
+
+/**
+ * An MQTT 3.1 frame as mqtt-packet accepts it. MQTT 3.1 (§2, §3) says the DUP, QoS and RETAIN bits
+ * of packets other than PUBLISH are "not used" (and a PUBREL, SUBSCRIBE or UNSUBSCRIBE sent again
+ * carries DUP 1), and bit 0 of the CONNECT flags is reserved without a rule: 3.1.1's
+ * [MQTT-2.2.2-2] and [MQTT-3.1.2-3] do not apply, so those bits are ignored (on a copy).
+ */
+function as31(frame: Uint8Array, type: number): Uint8Array {
+  let head = 1;
+  while (frame[head] & 0x80) head++;
+  head++;
+  const flagsAt = head + 2 + 6 + 1; // CONNECT: "MQIsdp", level, flags
+  const headerOk = (frame[0] & 0x0f) === REQUIRED_FLAGS[type];
+  const connectOk = type !== 1 || !(frame[flagsAt] & 0x01);
+  if (headerOk && connectOk) return frame;
+  const copy = frame.slice();
+  copy[0] = (type << 4) | REQUIRED_FLAGS[type];
+  if (type === 1) copy[flagsAt] &= 0xfe;
+  return copy;
+}
 
 /**
  * One mqtt-packet parser for every connection. Each call hands it exactly one complete frame and
@@ -283,6 +306,18 @@ export class MqttFrameDecoder {
       return fast;
     }
     const cmdType = frame[0] >> 4;
+    // The strict scan reads what mqtt-packet must not be trusted with (see _strict_scan.ts).
+    const level = cmdType === 1 ? connectLevel(frame) : this.#version;
+    let scan: ScanResult | undefined;
+    if (level !== undefined && (level === 5 || cmdType === 1 || cmdType >= 12)) {
+      try {
+        scan = strictScan(frame, level);
+      } catch (err) {
+        if (!(err instanceof MqttMalformedError)) throw err;
+        throw new MqttMalformedError(err.message, { offset: this.#offset });
+      }
+    }
+    if (level === 3 && cmdType !== 3) frame = as31(frame, cmdType);
     const { packet: p, error: err } = parseFrame(frame, this.#version);
     if (err) {
       // An unknown protocol name is malformed: closed without CONNACK ([MQTT-3.1.2-1] MAY).
@@ -300,24 +335,22 @@ export class MqttFrameDecoder {
     }
     if (!p) throw this.#malformed("packet is truncated");
     if (p.cmd === "connect") this.#version = p.protocolVersion as ProtocolVersion;
-    const why = checkPacketStrings(p, frame);
-    if (why) throw this.#malformed(why);
-    const misplaced = misplacedProperty(p);
-    if (misplaced) throw this.#malformed(`property ${misplaced} is not valid in ${p.cmd}`);
-    const props = (p as { properties?: Record<string, unknown> }).properties;
-    if (props) {
-      for (const [k, v] of Object.entries(props)) {
-        // MQTT 5 §2.2.2.2: a property other than these appearing twice is a Protocol Error.
-        if (Array.isArray(v) && !SINGLE_ALLOWED.has(k)) {
-          throw new MqttProtocolError(`Cannot accept ${p.cmd}: property ${k} appears twice`);
-        }
+    if (level === 5 && scan) {
+      // Properties as the scan read them, never as mqtt-packet did.
+      const a = p as { properties?: unknown; will?: { properties?: unknown }; payload?: unknown };
+      if (scan.properties) a.properties = scan.properties;
+      else delete a.properties;
+      if (a.will) {
+        if (scan.willProperties) a.will.properties = scan.willProperties;
+        else delete a.will.properties;
+      }
+      if (scan.payloadOffset !== undefined) {
+        const at = scan.payloadOffset;
+        a.payload = Buffer.from(frame.buffer, frame.byteOffset + at, frame.length - at);
       }
     }
-    if (this.#version === 5) {
-      // What mqtt-packet hides: 0/1 flags read as booleans, a repeat of a 0 or false value.
-      const problem = propertyProblem(frame);
-      if (problem) throw new MqttProtocolError(`Cannot accept ${p.cmd}: ${problem}`);
-    }
+    const why = checkPacketStrings(p, frame);
+    if (why) throw this.#malformed(why);
     this.#offset += frame.length;
     return p;
   }
@@ -334,5 +367,71 @@ export class MqttFrameDecoder {
  * ```
  */
 export function encodePacket(packet: Packet, version: ProtocolVersion): Uint8Array {
-  return mqttPacket.generate(packet, { protocolVersion: version });
+  const p = packet as { cmd: string; messageId?: number; qos?: number };
+  if (WITH_ID.has(p.cmd) || (p.cmd === "publish" && (p.qos ?? 0) > 0)) {
+    checkPacketId(p.cmd, p.messageId);
+  }
+  const bytes = mqttPacket.generate(packet, { protocolVersion: version });
+  // An outgoing packet is always whole (mqtt-packet can stop half way through a packet it cannot
+  // encode and still return the bytes written so far): its Remaining Length is what follows.
+  if (!isWholePacket(bytes)) {
+    throw new RangeError(`Cannot encode ${p.cmd}: the encoder did not produce a whole packet`);
+  }
+  return bytes;
+}
+
+/** Packet types that carry a packet identifier (MQTT 3.1.1 §2.3.1, MQTT 5 §2.2.1). */
+const WITH_ID = new Set([
+  "puback",
+  "pubrec",
+  "pubrel",
+  "pubcomp",
+  "subscribe",
+  "suback",
+  "unsubscribe",
+  "unsuback",
+]);
+
+/**
+ * Throws a `RangeError` unless `id` is a packet identifier: an integer 1..65535 ([MQTT-2.3.1-1],
+ * MQTT 5 [MQTT-2.2.1-3]).
+ *
+ * @example
+ * ```ts
+ * import { checkPacketId } from "./codec.ts";
+ * checkPacketId("puback", 1);
+ * let threw = false;
+ * try { checkPacketId("puback", -1); } catch (e) { threw = e instanceof RangeError; }
+ * if (!threw) throw new Error();
+ * ```
+ */
+export function checkPacketId(cmd: string, id: number | undefined): void {
+  if (!Number.isInteger(id) || id! < 1 || id! > 65535) {
+    throw new RangeError(`Cannot encode ${cmd}: packet identifier ${id} is not in 1..65535`);
+  }
+}
+
+/**
+ * True when `bytes` are exactly one whole packet: a fixed header whose Remaining Length (at most
+ * four bytes, MQTT 5 §1.5.5) counts every byte after it.
+ *
+ * @example
+ * ```ts
+ * import { isWholePacket } from "./codec.ts";
+ * if (!isWholePacket(new Uint8Array([0x40, 2, 0, 1]))) throw new Error();
+ * if (isWholePacket(new Uint8Array([0x62, 4]))) throw new Error("a header without its body");
+ * ```
+ */
+export function isWholePacket(bytes: Uint8Array): boolean {
+  let len = 0;
+  let mul = 1;
+  let i = 1;
+  for (;;) {
+    if (i >= bytes.length || i > 4) return false;
+    const b = bytes[i++];
+    len += (b & 0x7f) * mul;
+    mul *= 128;
+    if (!(b & 0x80)) break;
+  }
+  return i + len === bytes.length;
 }

@@ -488,7 +488,25 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
     ) {
       this.write(encodeAck(p.cmd, p.messageId!));
     } else if (p.cmd === "pingresp") this.write(PINGRESP);
-    else this.write(encodePacket(packet, this.version));
+    else {
+      let bytes = encodePacket(packet, this.version);
+      const max = this.client?.maximumPacketSize ?? Infinity;
+      if (bytes.length > max && p.properties !== undefined) {
+        // [MQTT-3.1.2-24]: never more than the client takes; a Reason String or User Property
+        // is the first thing to leave out ([MQTT-3.4.2-2] and the like).
+        bytes = encodePacket({ ...packet, properties: undefined } as Packet, this.version);
+      }
+      if (bytes.length > max) {
+        this.close({
+          code: "protocol_error",
+          message:
+            `Cannot send ${p.cmd}: ${bytes.length} bytes exceed the client's Maximum Packet ` +
+            `Size of ${max} [MQTT-3.1.2-24]`,
+        });
+        return;
+      }
+      this.write(bytes);
+    }
   }
 
   /** Queues encoded bytes; false when the writer refused them (the connection is closing). */

@@ -10,13 +10,7 @@
 import type { IConnackPacket, IConnectPacket } from "mqtt-packet";
 import type { MqttConnection } from "./connection.ts";
 import type { MqttSession } from "./session.ts";
-import {
-  type DevicePort,
-  type Draft,
-  Identity,
-  isDeviceId,
-  validateTopic,
-} from "../../core/mod.ts";
+import { type DevicePort, type Draft, Identity, isDeviceId } from "../../core/mod.ts";
 import type { TransportCredentials } from "../../net/stream_conn.ts";
 import { encodePacket, type ProtocolVersion } from "./codec.ts";
 import { MqttMalformedError } from "./errors.ts";
@@ -24,6 +18,7 @@ import type { MqttServerOptions } from "./options.ts";
 import { toMessageProperties } from "./properties.ts";
 import { connackReturnCode, ReasonCode, refusalReasonCode } from "./reason_codes.ts";
 import { isWellFormedUtf8 } from "./utf8.ts";
+import { isServerTopic, topicNameProblem } from "./topic_rules.ts";
 
 /** A will message and its delay (MQTT 5 §3.1.3.2). */
 export interface Will {
@@ -190,9 +185,12 @@ export function evaluateConnect(
       );
     }
   } else if (clientId.length === 0) {
-    // [MQTT-3.1.3-8] (3.1.1); in v5 refusing it is allowed ([MQTT-3.1.3-8] MAY, 0x85) and a session
-    // nobody can name again is of no use, so Clean Start 0 is refused the same way.
-    if (version === 3 || !packet.clean) {
+    // 3.1 ids are 1..23 characters (MQTT 3.1 §3.1); 3.1.1 [MQTT-3.1.3-8]: an empty id with clean
+    // session 0 gets return code 2. MQTT 5 [MQTT-3.1.3-6]/[MQTT-3.1.3-7]: the server MAY accept an
+    // empty id whatever Clean Start says and assigns one (Assigned Client Identifier,
+    // [MQTT-3.2.2-16]); mosquitto does and the Paho interoperability suite expects it. The client
+    // learns the id, so it can resume the session with it.
+    if (version === 3 || (version === 4 && !packet.clean)) {
       return refuse(ReasonCode.ClientIdentifierNotValid, "empty client id needs a clean session");
     }
     clientId = assignClientId(options.assignedIdPrefix);
@@ -208,13 +206,18 @@ export function evaluateConnect(
   let will: Will | undefined;
   if (packet.will) {
     const w = packet.will;
-    const err = validateTopic(w.topic);
+    const err = topicNameProblem(w.topic);
     if (err && version < 5) {
       // 3.1.1 has no return code for it: a CONNECT that does not conform is closed without
       // CONNACK ([MQTT-3.1.4-1], a will topic is a topic name: [MQTT-4.7.1-1], [MQTT-4.7.3-1]).
       throw new MqttMalformedError(`Cannot accept CONNECT: will topic: ${err}`);
     }
     if (err) return refuse(ReasonCode.TopicNameInvalid, `will topic: ${err}`);
+    if (isServerTopic(w.topic)) {
+      // MQTT §4.7.2 (a SHOULD): `$` topics are the server's (topic_rules.ts); a will is a
+      // PUBLISH made for the client. mosquitto 2.0.11 accepts it (docs/mqtt.md).
+      return refuse(ReasonCode.NotAuthorized, `will topic ${w.topic} starts with $`);
+    }
     if (!port.mayPublish(who, w.topic)) {
       return refuse(ReasonCode.NotAuthorized, `will topic ${w.topic} is not allowed`);
     }
@@ -355,7 +358,19 @@ export function handleConnect(conn: MqttConnection, p: IConnectPacket): void {
       why: c.message,
     });
     port.stats.error("connect_refused");
-    refuseConnect(conn, c.reasonCode, c.message, p.properties?.maximumPacketSize);
+    // (A Maximum Packet Size of 0 is itself the refusal's reason: it bounds nothing.)
+    refuseConnect(conn, c.reasonCode, c.message, p.properties?.maximumPacketSize || undefined);
+    return;
+  }
+  if (c.version === 5 && connackSize(c.assigned ? c.clientId : "") > c.maximumPacketSize) {
+    // [MQTT-3.1.2-24] no CONNACK larger than the client takes, and [MQTT-3.2.2-16] the assigned
+    // id must be in it: refused (0x85, when the refusal itself fits: see refuseConnect).
+    const why = c.assigned
+      ? "the assigned client id does not fit in the client's Maximum Packet Size"
+      : "no CONNACK fits in the client's Maximum Packet Size";
+    log.info("connection refused", { peer: conn.peer, why });
+    port.stats.error("connect_refused");
+    refuseConnect(conn, ReasonCode.ClientIdentifierNotValid, why, c.maximumPacketSize);
     return;
   }
   const opened = store.open(c, conn);
@@ -382,6 +397,7 @@ export function handleConnect(conn: MqttConnection, p: IConnectPacket): void {
     if (c.expiryCapped) props.sessionExpiryInterval = c.sessionExpirySec;
     if (c.serverKeepAlive !== undefined) props.serverKeepAlive = c.serverKeepAlive;
     connack.properties = props;
+    fitConnack(connack, c.maximumPacketSize);
   } else connack.returnCode = 0;
   conn.send(connack);
   log.debug("client connected", {
@@ -393,6 +409,57 @@ export function handleConnect(conn: MqttConnection, p: IConnectPacket): void {
   });
   // [MQTT-4.4.0-1] resend in-flight messages, then the queue, after CONNACK.
   opened.session.attach(conn);
+}
+
+/**
+ * Bytes of the smallest v5 CONNACK: no properties (5), or only an Assigned Client Identifier of
+ * `id` (its identifier byte and length prefix, then the UTF-8 bytes).
+ */
+function connackSize(id: string): number {
+  return id ? 5 + 3 + new TextEncoder().encode(id).length : 5;
+}
+
+/**
+ * The optional CONNACK properties, least needed first: what the client assumes without each.
+ * No Topic Alias Maximum: 0, the client sends no aliases (always safe). No Session Expiry
+ * Interval: the client believes its own (longer) value; session present tells it the truth later.
+ * No Receive Maximum: 65535, and QoS 2 beyond ours gets DISCONNECT 0x93. No Maximum Packet Size:
+ * no limit, and a larger packet gets DISCONNECT 0x95. No Server Keep Alive: the client keeps its
+ * own, and the server's keepalive closes it when idle. The Assigned Client Identifier is never
+ * dropped ([MQTT-3.2.2-16]).
+ */
+const OPTIONAL_CONNACK = [
+  "topicAliasMaximum",
+  "sessionExpiryInterval",
+  "receiveMaximum",
+  "maximumPacketSize",
+  "serverKeepAlive",
+] as const;
+
+/**
+ * Drops optional properties from a v5 CONNACK until it fits the client's Maximum Packet Size
+ * ([MQTT-3.1.2-24]: the server MUST NOT send a packet larger than it), least needed first.
+ *
+ * @example
+ * ```ts
+ * import { fitConnack } from "./handle_connect.ts";
+ * const ack = { cmd: "connack", sessionPresent: false, reasonCode: 0,
+ *   properties: { receiveMaximum: 64, topicAliasMaximum: 64, serverKeepAlive: 60 } } as const;
+ * const fitted = structuredClone(ack) as never as typeof ack & { properties: Record<string, number> };
+ * fitConnack(fitted as never, 13); // 5 bytes without properties, 3 for each of these
+ * if ("topicAliasMaximum" in fitted.properties || !("serverKeepAlive" in fitted.properties)) {
+ *   throw new Error(JSON.stringify(fitted.properties));
+ * }
+ * ```
+ */
+export function fitConnack(connack: IConnackPacket, maximumPacketSize: number): void {
+  if (maximumPacketSize >= 268_435_455) return;
+  const props = connack.properties as Record<string, unknown> | undefined;
+  if (!props) return;
+  for (const k of OPTIONAL_CONNACK) {
+    if (encodePacket(connack, 5).length <= maximumPacketSize) return;
+    delete props[k];
+  }
 }
 
 /**
@@ -413,6 +480,7 @@ export function refuseConnect(
     // [MQTT-3.2.2-19] no Reason String that would exceed the client's Maximum Packet Size.
     if (encodePacket(connack, 5).length > maxPacketSize) delete connack.properties;
   } else connack.returnCode = connackReturnCode(reasonCode);
-  conn.send(connack);
+  // [MQTT-3.1.2-24] a client that takes less than the 5 bytes of a bare CONNACK gets none.
+  if (conn.version !== 5 || encodePacket(connack, 5).length <= maxPacketSize) conn.send(connack);
   conn.shutdown();
 }

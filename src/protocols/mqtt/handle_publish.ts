@@ -10,6 +10,7 @@
 
 import type { IPublishPacket } from "mqtt-packet";
 import { type Draft, type PublishResult, validateTopic } from "../../core/mod.ts";
+import { isServerTopic, topicNameProblem } from "./topic_rules.ts";
 import type { MqttConnection } from "./connection.ts";
 import type { Client } from "./handle_connect.ts";
 import type { ProtocolVersion } from "./codec.ts";
@@ -34,10 +35,10 @@ export interface PublishContext {
   lastValid?: string;
 }
 
-/** Hand to the port, or refuse with a reason code (PUBACK/PUBREC in v5). */
+/** Hand to the port, or refuse with a reason code (PUBACK/PUBREC in v5) and a drop reason. */
 export type PublishDecision =
   | { accept: true; draft: Draft }
-  | { accept: false; reasonCode: number; message: string };
+  | { accept: false; reasonCode: number; message: string; drop: string };
 
 /**
  * Decides on an incoming PUBLISH. Throws {@link MqttProtocolError} / {@link MqttMalformedError}
@@ -84,13 +85,23 @@ export function evaluatePublish(packet: IPublishPacket, ctx: PublishContext): Pu
     // [MQTT-4.7.3-1]; v5 §3.3.2.1: an empty topic without a topic alias is a Protocol Error.
     throw new MqttProtocolError("Cannot accept PUBLISH: empty topic without a topic alias");
   }
-  const known = topic === ctx.lastValid;
-  const err = known ? undefined : validateTopic(topic);
-  if (err) {
-    // [MQTT-3.3.2-2], [MQTT-4.7.3-1]
-    throw new MqttProtocolError(`Cannot accept PUBLISH: ${err}`, {
-      reasonCode: ReasonCode.TopicNameInvalid,
-    });
+  if (topic !== ctx.lastValid) {
+    const err = topicNameProblem(topic);
+    if (err) {
+      // [MQTT-3.3.2-2], [MQTT-4.7.3-1]; more levels than the listener takes (topic_rules.ts)
+      throw new MqttProtocolError(`Cannot accept PUBLISH: ${err}`, {
+        reasonCode: ReasonCode.TopicNameInvalid,
+      });
+    }
+    if (isServerTopic(topic)) {
+      // §4.7.2: the Server SHOULD prevent Clients from exchanging messages on `$` topics.
+      return {
+        accept: false,
+        reasonCode: ReasonCode.NotAuthorized,
+        message: `topic ${topic} starts with $, which is kept for the server (MQTT §4.7.2)`,
+        drop: "not_authorized",
+      };
+    }
   }
   if (props?.subscriptionIdentifier !== undefined) {
     throw new MqttProtocolError(
@@ -110,6 +121,7 @@ export function evaluatePublish(packet: IPublishPacket, ctx: PublishContext): Pu
       accept: false,
       reasonCode: ReasonCode.PayloadFormatInvalid,
       message: "payload is not UTF-8 although the payload format indicator says so",
+      drop: "bad_payload",
     };
   }
   ctx.lastValid = topic;
@@ -149,20 +161,22 @@ export function handlePublish(
   ctx.now = port.clock.now();
   const d = evaluatePublish(p, ctx);
   if (!d.accept) {
-    port.throttled.info("bad_payload", "publish refused", {
+    port.throttled.info(d.drop, "publish refused", {
       clientId: c.clientId,
       topic: p.topic,
       why: d.message,
     });
-    port.stats.drop("bad_payload");
+    port.stats.drop(d.drop);
     return conn.answers.answer(d.reasonCode, (rc) => refusePublish(conn, c, p, rc));
   }
-  // Accepted at once when the core has room (no promise per message); otherwise it waits (for
-  // the spool's commit, for room) while the connection reads on, up to its lane's window.
+  // Accepted at once when the core has room (no promise per message); otherwise it waits: for
+  // the spool's commit while the connection reads on, up to its lane's window; for room in the
+  // pipeline with the connection's reading stopped (backpressure).
+  const publishing = conn.publishOptions;
   return conn.answers.answer(
-    port.publish(c.who, d.draft, conn.publishOptions),
+    port.publish(c.who, d.draft, publishing),
     (r) => published(conn, c, p, r),
-  );
+  ) ?? publishing.lane!.roomWait;
 }
 
 /** Answers a PUBLISH with the core's answer. */

@@ -12,10 +12,15 @@ import type { MqttConnection } from "./connection.ts";
 import type { Client } from "./handle_connect.ts";
 import { type DevicePort, type Identity, type QoS, validateFilter } from "../../core/mod.ts";
 import type { ProtocolVersion } from "./codec.ts";
-import { MqttProtocolError } from "./errors.ts";
+import { MqttMalformedError, MqttProtocolError } from "./errors.ts";
+import { topicFilterProblem } from "./topic_rules.ts";
 import { ReasonCode } from "./reason_codes.ts";
 import type { MqttSession, Outgoing, SubscriptionOptions } from "./session.ts";
-import { parseSharedFilter, type SharedSubscriptions } from "./shared_subscriptions.ts";
+import {
+  parseSharedFilter,
+  type SharedFilter,
+  type SharedSubscriptions,
+} from "./shared_subscriptions.ts";
 
 /** What SUBSCRIBE/UNSUBSCRIBE need of the connection. */
 export interface SubscribeContext {
@@ -77,19 +82,32 @@ export function applySubscribe(packet: ISubscribePacket, ctx: SubscribeContext):
     // [MQTT-3.8.3-3] (3.1.1), [MQTT-3.8.3-2] (5.0): at least one topic filter.
     throw new MqttProtocolError("Cannot accept SUBSCRIBE: no topic filter");
   }
+  // Every filter is checked for its form before any is applied: a malformed SUBSCRIBE changes
+  // nothing. [MQTT-4.7.3-1] (a zero-length filter), [MQTT-4.7.1-2], [MQTT-4.7.1-3] (wildcards),
+  // §4.8.2 (`$share/{name}/{filter}`): a violation closes the connection ([MQTT-4.8.0-1]; v5 0x81,
+  // since 0x8F is for a filter "correctly formed" but not allowed), as mosquitto 2.0 does and as
+  // UNSUBSCRIBE does. (MQTT leaves the choice: a 3.1.1 SUBACK 0x80 "Failure" was Ferry's before.)
+  const parsed = packet.subscriptions.map((s) => {
+    const shared = parseSharedFilter(s.topic);
+    const err = typeof shared === "string"
+      ? shared
+      : validateFilter(shared ? shared.filter : s.topic);
+    if (err) {
+      throw new MqttMalformedError(`Cannot accept SUBSCRIBE: ${JSON.stringify(s.topic)}: ${err}`);
+    }
+    return shared as SharedFilter | undefined;
+  });
   const out: SubscribeResult = { granted: [], retained: [], refused: [] };
   const fail = (code: number, why: string) => {
     out.granted.push(v5 ? code : 0x80); // [MQTT-3.9.3-2] 3.1.1 has one failure code
     out.refused.push(why);
   };
-  for (const s of packet.subscriptions) {
-    const shared = parseSharedFilter(s.topic);
-    if (typeof shared === "string") {
-      fail(ReasonCode.TopicFilterInvalid, `${s.topic}: ${shared}`);
-      continue;
-    }
+  for (const [i, s] of packet.subscriptions.entries()) {
+    const shared = parsed[i];
     const filter = shared ? shared.filter : s.topic;
-    const err = validateFilter(filter);
+    // Well formed, but more levels than Ferry takes (topic_rules.ts): 0x8F "correctly formed but
+    // not allowed" for that filter only (mosquitto closes with 0x81: docs/mqtt.md).
+    const err = topicFilterProblem(filter);
     if (err) {
       fail(ReasonCode.TopicFilterInvalid, `${s.topic}: ${err}`);
       continue;
@@ -165,16 +183,28 @@ export function applyUnsubscribe(packet: IUnsubscribePacket, ctx: SubscribeConte
     // [MQTT-3.10.3-2]: at least one topic filter.
     throw new MqttProtocolError("Cannot accept UNSUBSCRIBE: no topic filter");
   }
-  return packet.unsubscriptions.map((f) => {
+  // Every filter is checked before any is removed: a malformed UNSUBSCRIBE changes nothing.
+  const parsed = packet.unsubscriptions.map((f) => {
     const shared = parseSharedFilter(f);
-    if (typeof shared === "string") return ReasonCode.TopicFilterInvalid;
+    const err = typeof shared === "string"
+      ? shared
+      : topicFilterProblem(shared ? shared.filter : f);
+    if (err) {
+      // [MQTT-4.7.3-1] (a zero-length filter), [MQTT-4.7.1-2], [MQTT-4.7.1-3]: 3.1.1 UNSUBACK has
+      // no failure code, so the violation closes the connection ([MQTT-4.8.0-1]); v5 0x8F is for
+      // a filter "correctly formed" but not allowed, so this one is malformed (0x81, as mosquitto).
+      throw new MqttMalformedError(`Cannot accept UNSUBSCRIBE: ${JSON.stringify(f)}: ${err}`);
+    }
+    return shared as SharedFilter | undefined;
+  });
+  return packet.unsubscriptions.map((f, i) => {
+    const shared = parsed[i];
     if (shared) {
       ctx.session.removeShared(f);
       return ctx.shared.leave(shared, ctx.session)
         ? ReasonCode.Success
         : ReasonCode.NoSubscriptionExisted;
     }
-    if (validateFilter(f)) return ReasonCode.TopicFilterInvalid;
     return ctx.session.unsubscribe(f) ? ReasonCode.Success : ReasonCode.NoSubscriptionExisted;
   });
 }

@@ -23,8 +23,8 @@ export const mqttOptionsSchema = obj("MQTT 3.1.1/5 listener", {
     default: 262_144,
   }),
   anonymousPresence: bool(
-    "Presence (devices/{id}/status) for anonymous clients whose client id is a device id",
-    { default: true },
+    "Presence (retained devices/{id}/status) also for anonymous clients whose client id is a device id",
+    { default: false },
   ),
   assignedIdPrefix: str("Prefix of client ids assigned to clients that send an empty one", {
     default: "ferry-",

@@ -97,6 +97,12 @@ export interface SessionJournal {
   changed(s: MqttSession): void;
 }
 
+/**
+ * What an acknowledgement from the client did: completed a step (`ok`), named no message in
+ * flight (`unknown`), or named one in flight at the other QoS or in the other state (`wrong`).
+ */
+export type AckResult = "ok" | "unknown" | "wrong";
+
 /** Everything of a session that is kept across restarts (see {@link MqttSession.snapshot}). */
 export interface SessionState {
   /** Non-shared subscriptions. */
@@ -417,42 +423,52 @@ export class MqttSession implements Subscriber {
     if (this.#link === link) this.#link = undefined;
   }
 
-  /** Handles PUBACK; returns false for an unknown packet id. */
-  puback(packetId: number): boolean {
+  /**
+   * Handles PUBACK: `"unknown"` for a packet id not in flight (ignored), `"wrong"` when the id is
+   * in flight at QoS 2 (a protocol violation, [MQTT-4.8.0-1]).
+   */
+  puback(packetId: number): AckResult {
     const e = this.#inflight?.get(packetId);
-    if (!e || e.qos !== 1) return false;
+    if (!e) return "unknown";
+    if (e.qos !== 1) return "wrong";
     this.#unhold(e);
     this.#forget(e);
     this.#pump();
-    return true;
+    return "ok";
   }
 
   /**
    * Handles PUBREC: with a success code the message moves to `pubrel` and PUBREL is sent
-   * ([MQTT-4.3.3-4]); an error code ends the flow. Returns false for an unknown packet id.
+   * ([MQTT-4.3.3-4]; a repeated PUBREC sends it again); an error code (≥ 0x80) ends the flow
+   * without PUBREL (MQTT 5 §4.3.3). `"wrong"` when the id is in flight at QoS 1.
    */
-  pubrec(packetId: number, reasonCode = 0): boolean {
+  pubrec(packetId: number, reasonCode = 0): AckResult {
     const e = this.#inflight?.get(packetId);
-    if (!e || e.qos !== 2) return false;
+    if (!e) return "unknown";
+    if (e.qos !== 2) return "wrong";
     this.#unhold(e);
     if (reasonCode >= 0x80) {
       this.#forget(e);
       this.#pump();
-      return true;
+      return "ok";
     }
     e.state = "pubrel";
     this.#journal?.released(this, e);
     this.#link?.sendPubrel(packetId);
-    return true;
+    return "ok";
   }
 
-  /** Handles PUBCOMP; returns false for an unknown packet id. */
-  pubcomp(packetId: number): boolean {
+  /**
+   * Handles PUBCOMP: `"wrong"` when the id is in flight at QoS 1, or at QoS 2 still waiting for
+   * its PUBREC.
+   */
+  pubcomp(packetId: number): AckResult {
     const e = this.#inflight?.get(packetId);
-    if (!e || e.state !== "pubrel") return false;
+    if (!e) return "unknown";
+    if (e.state !== "pubrel") return "wrong";
     this.#forget(e);
     this.#pump();
-    return true;
+    return "ok";
   }
 
   /** Removes every subscription and drops queued and in-flight messages. Idempotent. */

@@ -72,7 +72,8 @@ export class SessionStore {
   #opts: Required<MqttServerOptions>;
   #log: Logger;
   #entries = new Map<string, Entry>();
-  #takenOver = new WeakMap<SessionHandle, boolean>(); // closed by a takeover → session resumed?
+  // Closed by a takeover → does its will go out (see open)?
+  #takenOver = new WeakMap<SessionHandle, boolean>();
   #sessionOptions: MqttSessionOptions; // one object shared by every session
   #persist: SessionPersistence | undefined;
 
@@ -182,8 +183,13 @@ export class SessionStore {
     if (e?.owner && e.owner !== owner) {
       // [MQTT-3.1.4-3] takeover: the existing connection is closed (v5: DISCONNECT 0x8E).
       e.owner.close({ code: "taken_over", message: "another connection used the client id" });
-      // Whether its session lives on decides when its will goes out (see release).
-      this.#takenOver.set(e.owner, !c.cleanStart && e.session.expirySec !== 0);
+      // Its will: MQTT 5 [MQTT-3.1.2-8], [MQTT-3.1.3-9]: not sent when a new connection to the
+      // session comes before the Will Delay Interval has passed (the takeover is that connection,
+      // whatever the delay, 0 included); sent at once when the session ends instead (Clean Start
+      // 1, or expiry 0). MQTT 3.1.1 [MQTT-3.1.2-8]: the will MUST be published when the
+      // connection closes other than by DISCONNECT, and 3.1.1 has no exception for a takeover.
+      const resumed = !c.cleanStart && e.session.expirySec !== 0;
+      this.#takenOver.set(e.owner, e.version !== 5 || !resumed);
     }
     if (e) {
       if (e.expiry !== undefined) this.#port.clock.clearTimeout(e.expiry);
@@ -239,11 +245,10 @@ export class SessionStore {
     const id = clientId;
     const e = this.#entries.get(id);
     if (!e || e.owner !== owner) {
-      // Taken over. Resumed by the new connection: only an immediate will goes out. Ended (clean
-      // start, or expiry 0): the will goes out now, whatever its delay (MQTT 5 §3.1.3.2.2).
-      const resumed = this.#takenOver.get(owner) ?? true;
+      // Taken over (open() decided about the will), or the session went some other way.
+      const publish = this.#takenOver.get(owner) ?? will?.delaySec === 0;
       this.#takenOver.delete(owner);
-      if (will && (will.delaySec === 0 || !resumed)) this.#publishWill(will);
+      if (will && publish) this.#publishWill(will);
       return;
     }
     e.owner = undefined;

@@ -28,23 +28,18 @@ function collect(value: unknown, out: string[]): void {
   }
 }
 
-/** Strings of a packet that MQTT requires to be well-formed UTF-8 (not payloads or passwords). */
+/**
+ * Strings of a packet that MQTT requires to be well-formed UTF-8 (not payloads or passwords). The
+ * strings of MQTT 5 properties are not here: the strict scan (`_strict_scan.ts`) decodes those from
+ * the raw bytes itself.
+ */
 function packetStrings(p: Packet): string[] {
   const out: string[] = [];
   const a = p as unknown as Record<string, unknown>;
   for (const k of ["topic", "clientId", "username", "protocolId"]) collect(a[k], out);
   if (p.cmd === "subscribe") { for (const s of p.subscriptions) out.push(s.topic); }
   if (p.cmd === "unsubscribe") collect(p.unsubscriptions, out);
-  if (p.cmd === "connect" && p.will) {
-    out.push(p.will.topic);
-    const wp = { ...p.will.properties };
-    delete (wp as Record<string, unknown>).correlationData;
-    collect(wp, out);
-  }
-  const props = { ...(a.properties as Record<string, unknown> | undefined) };
-  delete props.correlationData;
-  delete props.authenticationData;
-  collect(props, out);
+  if (p.cmd === "connect" && p.will) out.push(p.will.topic);
   return out;
 }
 
