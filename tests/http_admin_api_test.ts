@@ -43,7 +43,7 @@ async function gateway(o: Devices = {}) {
         services: [
           {
             ...OPS,
-            publish: ["$ferry/admin/#", "devices/+/commands/#"],
+            publish: ["$ferry/admin/#", "devices/+/commands/#", "devices/+/telemetry/#"],
             subscribe: ["devices/#"],
           },
           { ...VIEWER, publish: [], subscribe: ["devices/devA/#"] },
@@ -364,6 +364,69 @@ Deno.test("Admin API commands: one sent to an MQTT device arrives on its subscri
   await a.endAsync();
 });
 
+Deno.test("Admin API retained messages: listed by filter as the account may read them, cleared the MQTT way (a new subscriber then gets no retained message); the ACL guards both", async () => {
+  await using g = await gateway({
+    config: [{ id: "devA", token: "a" }, { id: "devB", token: "b" }],
+  });
+  for (const [id, token] of [["devA", "a"], ["devB", "b"]]) {
+    const c = await within(device(g.mqttUrl, id, token), 8000, "login");
+    await c.publishAsync(`devices/${id}/telemetry/temp`, `21-${id}`, { qos: 1, retain: true });
+    await c.endAsync();
+  }
+  const list = await call(g.base, "GET", "/api/v1/admin/retained?filter=devices/%2B/telemetry/%23");
+  assertEquals(list.status, 200);
+  assertEquals(
+    (list.body!.items as Array<{ topic: string; payload: string }>).map((
+      m,
+    ) => [m.topic, m.payload]),
+    [["devices/devA/telemetry/temp", "21-devA"], ["devices/devB/telemetry/temp", "21-devB"]],
+  );
+  const paged = await call(
+    g.base,
+    "GET",
+    "/api/v1/admin/retained?filter=devices/%2B/telemetry/%23&limit=1",
+  );
+  assertEquals(paged.body!.nextAfter, "devices/devA/telemetry/temp");
+  // viewer reads only devA's, and may clear nothing.
+  const seen = await call(g.base, "GET", "/api/v1/admin/retained?filter=%23", { as: VIEWER });
+  assert(
+    (seen.body!.items as Array<{ topic: string }>).every((m) =>
+      m.topic.startsWith("devices/devA/")
+    ),
+  );
+  const q = "/api/v1/admin/retained?topic=devices/devA/telemetry/temp";
+  assertEquals((await call(g.base, "DELETE", q, { as: VIEWER })).status, 403);
+
+  /** A fresh subscriber: the first message it gets on devA's telemetry. */
+  const firstMessage = async () => {
+    const sub = await within(
+      mqtt.connectAsync(g.mqttUrl, {
+        username: OPS.name,
+        password: OPS.token,
+        protocolVersion: 5,
+        reconnectPeriod: 0,
+      }, false),
+      8000,
+      "subscriber",
+    );
+    const first = new Promise<string>((r) => sub.on("message", (_t, p) => r(p.toString())));
+    await sub.subscribeAsync("devices/devA/telemetry/#", { qos: 1 });
+    const marker = await within(device(g.mqttUrl, "devA", "a"), 8000, "login");
+    await marker.publishAsync("devices/devA/telemetry/marker", "marker", { qos: 1 });
+    const text = await within(first, 8000, "a message");
+    await Promise.all([sub.endAsync(), marker.endAsync()]);
+    return text;
+  };
+  assertEquals(await firstMessage(), "21-devA", "the retained message comes first");
+  assertEquals((await call(g.base, "DELETE", q)).status, 204);
+  assertEquals(await firstMessage(), "marker", "no retained message any more");
+  assertEquals((await call(g.base, "DELETE", q)).status, 404);
+  assertEquals(
+    (await call(g.base, "GET", "/api/v1/admin/retained?filter=devices/%23/x")).status,
+    400,
+  );
+});
+
 Deno.test("Admin API northbound (gateway process, mosquitto with a 20,000-byte packet limit): link and spool state; a message the upstream cannot take is listed as a dead letter, retried (the upstream refuses it again), deleted; the ACL guards it", async () => {
   await using broker = await startMosquitto({ extra: ["max_packet_size 20000"] });
   await using gw = await startFerry({
@@ -463,7 +526,7 @@ Deno.test("OpenAPI document: valid OpenAPI 3.1 (npm @seriousme/openapi-schema-va
     }
   }
   const admin = operations.filter((o) => o.includes("/api/v1/admin/"));
-  assertEquals(admin.length, 12);
+  assertEquals(admin.length, 14);
   for (const op of admin) assert(exercised.has(op), `${op} is in the document but not exercised`);
   // The device API's own routes: tests/http_api_*_test.ts exercise each (http_api_openapi_test
   // checks the document lists exactly these).

@@ -27,6 +27,7 @@ import type { DevicePort } from "../../core/device_port.ts";
 import type { DeviceRecord } from "../../core/registry.ts";
 import { COMMAND_NAME_RE, commandTopic, isDeviceId } from "../../core/topics.ts";
 import { payloadText } from "../../core/mod.ts";
+import { validateFilter, validateTopic } from "../../core/topic_router.ts";
 import {
   type Caller,
   type ConsoleAuth,
@@ -257,6 +258,11 @@ export class AdminApi {
     }
     const seg = url.pathname.slice(PREFIX.length).split("/");
     if (seg[0] === "northbound") return await this.#northbound(req, url, seg, caller);
+    if (seg[0] === "retained" && seg.length === 1) {
+      if (method === "GET") return this.#retained(url, caller);
+      if (method === "DELETE") return await this.#clearRetained(url, caller);
+      return error(405, "use GET or DELETE", { allow: "GET, DELETE" });
+    }
     if (seg[0] !== "devices") return error(404, "no such route");
     if (seg.length === 1) {
       if (method === "GET") return this.#list(url, caller);
@@ -450,6 +456,65 @@ export class AdminApi {
       return json(seg[2] === "retry" ? { retried: n } : { deleted: n });
     }
     return error(404, "no such route");
+  }
+
+  #retained(url: URL, caller: Caller): Response {
+    const q = url.searchParams;
+    const filter = q.get("filter") ?? "#";
+    const bad = validateFilter(filter);
+    if (bad) return error(400, `filter: ${bad}`);
+    const limit = Number(q.get("limit") ?? String(this.#opts.defaultLimit));
+    if (!Number.isInteger(limit) || limit < 1 || limit > this.#opts.maxLimit) {
+      return error(400, `limit is an integer from 1 to ${this.#opts.maxLimit}`);
+    }
+    const after = q.get("after") ?? "";
+    // Topics the account may read (its subscribe ACL), in topic order, after `after`.
+    const rows = this.#core.retained.match(filter)
+      .filter((m) => m.topic > after && mayRead(caller, m.topic))
+      .sort((a, b) => a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : 0);
+    const page = rows.slice(0, limit);
+    return json({
+      items: page.map((m) => {
+        const { encoding, payload } = payloadText(m.payload);
+        return {
+          topic: m.topic,
+          qos: m.qos,
+          size: m.payload.byteLength,
+          ts: m.ts,
+          deviceId: m.deviceId ?? null,
+          encoding,
+          payload,
+        };
+      }),
+      total: rows.length,
+      nextAfter: rows.length > limit ? page[page.length - 1].topic : null,
+    });
+  }
+
+  /** Clears a retained message the MQTT way: an empty retained publish, as the account. */
+  async #clearRetained(url: URL, caller: Caller): Promise<Response> {
+    const topic = url.searchParams.get("topic") ?? "";
+    const bad = validateTopic(topic);
+    if (bad) return error(400, `topic: ${bad}`);
+    if (!this.#core.retained.get(topic) || !mayRead(caller, topic)) {
+      return error(404, `no retained message on ${topic}`);
+    }
+    if (!mayWrite(caller, topic)) {
+      return error(403, `account "${caller.name}" may not publish to ${topic}`);
+    }
+    const r = await this.#port.publish(caller.identity, {
+      topic,
+      payload: new Uint8Array(0),
+      qos: 1,
+      retain: true,
+      origin: "admin",
+    }, { wait: true });
+    if (!r.ok) return error(r.reason === "not_authorized" ? 403 : 503, r.message);
+    this.#core.log.child("admin").info("retained message cleared through the management API", {
+      account: caller.name,
+      topic,
+    });
+    return new Response(null, { status: 204, headers: { "cache-control": "no-store" } });
   }
 
   #pending(id: string, caller: Caller): Response {

@@ -425,6 +425,84 @@ export function adminOpenApi(
     };
   }
 
+  paths["/api/v1/admin/retained"] = {
+    get: {
+      operationId: "adminListRetained",
+      summary: "Retained messages matching a filter (those the account may subscribe to)",
+      security: SECURITY,
+      parameters: [
+        {
+          name: "filter",
+          in: "query",
+          description: "An MQTT topic filter (default `#`).",
+          schema: { type: "string" },
+        },
+        {
+          name: "after",
+          in: "query",
+          description: "`nextAfter` of the previous page (a topic).",
+          schema: { type: "string" },
+        },
+        {
+          name: "limit",
+          in: "query",
+          schema: { type: "integer", minimum: 1, maximum: limits.maxLimit },
+        },
+      ],
+      responses: {
+        "200": {
+          description: "One page, in topic order.",
+          content: {
+            "application/json": {
+              schema: {
+                type: "object",
+                required: ["items", "total", "nextAfter"],
+                properties: {
+                  items: {
+                    type: "array",
+                    items: {
+                      type: "object",
+                      required: ["topic", "qos", "size", "ts", "deviceId", "encoding", "payload"],
+                      properties: {
+                        topic: { type: "string" },
+                        qos: { type: "integer", enum: [0, 1, 2] },
+                        size: { type: "integer" },
+                        ts: { type: "integer" },
+                        deviceId: { type: ["string", "null"] },
+                        encoding: { type: "string", enum: ["utf8", "base64"] },
+                        payload: { type: "string" },
+                      },
+                    },
+                  },
+                  total: { type: "integer" },
+                  nextAfter: { type: ["string", "null"] },
+                },
+              },
+            },
+          },
+        },
+        ...COMMON,
+      },
+    },
+    delete: {
+      operationId: "adminClearRetained",
+      summary: "Clear the retained message of a topic (an empty retained publish, as the account)",
+      security: SECURITY,
+      parameters: [{
+        name: "topic",
+        in: "query",
+        required: true,
+        schema: { type: "string" },
+      }],
+      responses: {
+        "204": { description: "Cleared." },
+        ...CHANGE,
+        "404": r("AdminNotFound"),
+        "503": r("AdminUnavailable"),
+      },
+    },
+  };
+
   const components = (doc.components ??= {}) as Json;
   const schemes = (components.securitySchemes ??= {}) as Json;
   schemes.serviceBasic = {
