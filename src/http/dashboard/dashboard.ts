@@ -13,6 +13,7 @@
  * | `POST /dashboard/logout` | ends the session |
  * | `GET /dashboard/api/me` | 200 with the account and what it may do, or 401 |
  * | `GET /dashboard/api/summary` | health, link, spool, counters |
+ * | `GET /dashboard/api/history` | the counters sampled every `updateMs` for the last 600 samples |
  * | `GET /dashboard/api/devices` | the devices the account may see |
  * | `GET /dashboard/api/devices/{id}` | one device and the recent messages the account may read |
  * | `POST /dashboard/api/devices/{id}/commands/{name}` `{data}` | publishes a command (QoS 1) |
@@ -49,6 +50,21 @@ export interface DashboardOptions {
   maxStreams?: number;
   /** Largest JSON body of a dashboard call, bytes. @default 16384 */
   maxBodyBytes?: number;
+}
+
+/** Samples kept for the charts: 10 minutes at the default interval. */
+const HISTORY = 600;
+
+/** One sample of the counters the charts draw. */
+interface HistorySample {
+  /** ms since the epoch. */
+  time: number;
+  /** `ferry_messages_received_total`. */
+  messagesIn: number;
+  /** `ferry_messages_delivered_total`. */
+  messagesOut: number;
+  connections: number;
+  devicesOnline: number;
 }
 
 /** A device as the dashboard shows it. */
@@ -159,6 +175,9 @@ export class Dashboard {
   #unsubscribe: () => void;
   #streams = new Set<() => void>();
   #started = Date.now();
+  /** The last {@link HISTORY} samples of the counters the charts draw (one per `updateMs`). */
+  #history: HistorySample[] = [];
+  #sampler: ReturnType<typeof setInterval>;
   #onLink: ((token: string) => void) | undefined;
 
   /** Creates the dashboard, judging callers with `auth`. */
@@ -179,6 +198,9 @@ export class Dashboard {
     };
     const offs = [core.subscribe("devices/#", sub)];
     this.#unsubscribe = () => offs.forEach((f) => f());
+    // A short history, so that the charts survive a reload (served by /dashboard/api/history).
+    this.#sampler = setInterval(() => this.#sample(), this.#opts.updateMs);
+    Deno.unrefTimer(this.#sampler as unknown as number);
   }
 
   /** Calls `fn` with each new one-time login token (after the link was used). */
@@ -246,6 +268,9 @@ export class Dashboard {
       });
     }
     if (path === "/dashboard/api/summary") return json(this.#summary());
+    if (path === "/dashboard/api/history") {
+      return json({ intervalMs: this.#opts.updateMs, samples: this.#history });
+    }
     if (path === "/dashboard/api/devices") return json(this.#devices(caller));
     if (path === "/dashboard/events" && method === "GET") {
       // `devices=0`: the summary only (the page pages its device table through the management
@@ -478,7 +503,20 @@ export class Dashboard {
   }
 
   /** Ends every SSE stream and stops following messages. */
+  #sample(): void {
+    const s = this.#summary();
+    this.#history.push({
+      time: s.time as number,
+      messagesIn: s.messagesIn as number,
+      messagesOut: s.messagesOut as number,
+      connections: s.connections as number,
+      devicesOnline: s.devicesOnline as number,
+    });
+    if (this.#history.length > HISTORY) this.#history.shift();
+  }
+
   close(): Promise<void> {
+    clearInterval(this.#sampler);
     for (const stop of [...this.#streams]) stop();
     this.#unsubscribe();
     return Promise.resolve();

@@ -57,8 +57,8 @@ export const DASHBOARD_HTML = `<!doctype html>
   <section class="cards">
     <div class="card"><div class="k">devices online</div><div class="v" id="online">0</div></div>
     <div class="card"><div class="k">connections</div><div class="v" id="connections">0</div></div>
-    <div class="card"><div class="k">messages in /s</div><div class="v" id="rate-in">0</div><canvas id="chart-in" width="200" height="40"></canvas></div>
-    <div class="card"><div class="k">messages out /s</div><div class="v" id="rate-out">0</div><canvas id="chart-out" width="200" height="40"></canvas></div>
+    <div class="card"><div class="k">messages in /s</div><div class="v" id="rate-in">0</div><canvas id="chart-in" width="200" height="40"></canvas><div class="k" id="span-in"></div></div>
+    <div class="card"><div class="k">messages out /s</div><div class="v" id="rate-out">0</div><canvas id="chart-out" width="200" height="40"></canvas><div class="k" id="span-out"></div></div>
     <div class="card"><div class="k">pipeline queue</div><div class="v" id="queue">0</div></div>
     <div class="card"><div class="k">upstream link</div><div class="v" id="upstream">—</div></div>
     <div class="card"><div class="k">spool depth</div><div class="v" id="spool">—</div></div>
@@ -87,7 +87,8 @@ export const DASHBOARD_HTML = `<!doctype html>
 <script>
 "use strict";
 const $ = (id) => document.getElementById(id);
-const history = { in: [], out: [] };
+const history = { in: [], out: [], since: 0 };
+const HISTORY = 600;
 let last = null, selected = null, es = null, me = null, refresher = null;
 // The table's view: server-side paging (cursor stack for "prev"), filters and sort.
 const view = { sort: "id", order: "asc", cursors: [null], page: 0, limit: 50, next: null, loading: false, again: false };
@@ -116,11 +117,33 @@ function renderSummary(s) {
     const dt = (s.time - last.time) / 1000 || 1;
     const rin = Math.max(0, (s.messagesIn - last.messagesIn) / dt), rout = Math.max(0, (s.messagesOut - last.messagesOut) / dt);
     history.in.push(rin); history.out.push(rout);
-    if (history.in.length > 60) { history.in.shift(); history.out.shift(); }
+    if (history.in.length > HISTORY) { history.in.shift(); history.out.shift(); }
     $("rate-in").textContent = rin.toFixed(1); $("rate-out").textContent = rout.toFixed(1);
-    spark($("chart-in"), history.in); spark($("chart-out"), history.out);
+    drawCharts();
   }
   last = s;
+}
+
+// Time axis: the span the chart covers, and its peak in messages per second.
+function drawCharts() {
+  spark($("chart-in"), history.in); spark($("chart-out"), history.out);
+  const span = Math.round(history.in.length * (history.intervalMs || 1000) / 1000);
+  const label = (v) => (span >= 120 ? Math.round(span / 60) + " min" : span + " s") + " ago → now · peak " + Math.max(0, ...v).toFixed(1) + " msg/s";
+  $("span-in").textContent = label(history.in); $("span-out").textContent = label(history.out);
+}
+
+// The server's short history: the charts survive a reload.
+async function loadHistory() {
+  const r = await fetch("/dashboard/api/history");
+  if (!r.ok) return;
+  const h = await r.json();
+  history.in = []; history.out = []; history.intervalMs = h.intervalMs;
+  for (let i = 1; i < h.samples.length; i++) {
+    const a = h.samples[i - 1], b = h.samples[i], dt = (b.time - a.time) / 1000 || 1;
+    history.in.push(Math.max(0, (b.messagesIn - a.messagesIn) / dt));
+    history.out.push(Math.max(0, (b.messagesOut - a.messagesOut) / dt));
+  }
+  drawCharts();
 }
 
 function row(d) {
@@ -206,6 +229,7 @@ async function start(loggedIn) {
   const r = await fetch("/dashboard/api/me");
   me = r.ok ? await r.json() : null;
   show($("add-form"), !!(me && me.may.manage));
+  await loadHistory();
   connect();
   firstPage();
   refresher = setInterval(loadDevices, 1000);
