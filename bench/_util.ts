@@ -1,5 +1,6 @@
 /**
- * Benchmark helpers: child processes, RSS, percentiles, progress on the terminal.
+ * Benchmark helpers about processes and the machine (Linux `/proc`): resident memory and CPU time
+ * of a process, the load average, free loopback ports, progress lines on stderr.
  *
  * @module
  */
@@ -12,82 +13,75 @@ export function rssOf(pid: number): number {
   return Number(m[1]) * 1024;
 }
 
-/** The p-th percentile (0..100) of `values` (sorted copy). */
-export function percentile(values: number[], p: number): number {
-  if (values.length === 0) return NaN;
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+/** Clock ticks per second of `/proc/{pid}/stat` (USER_HZ, 100 on every Linux we run on). */
+const USER_HZ = 100;
+
+/** CPU seconds (user + system, all threads) a process has used so far (Linux `/proc`). */
+export function cpuSecondsOf(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  // The command name (field 2) may hold spaces: fields are counted after its closing parenthesis.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / USER_HZ; // utime, stime (fields 14, 15)
 }
 
-/** Median. */
-export function median(values: number[]): number {
-  return percentile(values, 50);
+/** The 1, 5 and 15 minute load averages. */
+export function loadavg(): [number, number, number] {
+  const [a, b, c] = Deno.loadavg();
+  return [a, b, c];
 }
 
-/** Writes a progress line to stderr. */
-export function progress(msg: string): void {
-  Deno.stderr.writeSync(new TextEncoder().encode(`[bench] ${msg}\n`));
-}
-
-/** A server started as a child process that prints its port. */
-export interface ChildServer extends AsyncDisposable {
-  pid: number;
-  port: number;
-  child: Deno.ChildProcess;
-}
-
-/**
- * Spawns a command and waits until `findPort` extracts the port from its stderr/stdout lines.
- */
-export async function spawnServer(
-  cmd: string,
-  args: string[],
-  findPort: (line: string) => number | undefined,
-  timeoutMs = 20_000,
-): Promise<ChildServer> {
-  const child = new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).spawn();
-  const found = Promise.withResolvers<number>();
-  const pump = async (stream: ReadableStream<Uint8Array>) => {
-    const dec = new TextDecoder();
-    let buf = "";
-    for await (const chunk of stream) {
-      buf += dec.decode(chunk, { stream: true });
-      let i;
-      while ((i = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        const p = findPort(line);
-        if (p) found.resolve(p);
-      }
-    }
-  };
-  const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
-  const timer = setTimeout(
-    () => found.reject(new Error(`${cmd} did not report a port`)),
-    timeoutMs,
-  );
-  const port = await found.promise.finally(() => clearTimeout(timer));
-  return {
-    pid: child.pid,
-    port,
-    child,
-    async [Symbol.asyncDispose]() {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* gone */ }
-      const t = setTimeout(() => {
-        try {
-          child.kill("SIGKILL");
-        } catch { /* gone */ }
-      }, 5000);
-      await child.status;
-      clearTimeout(t);
-      await pumps;
-    },
-  };
+/** A loopback port free at the time of the call (TCP or UDP). */
+export function freePort(transport: "tcp" | "udp" = "tcp"): number {
+  if (transport === "udp") {
+    const s = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+    const port = (s.addr as Deno.NetAddr).port;
+    s.close();
+    return port;
+  }
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
 }
 
 /** Sleeps. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+const encoder = new TextEncoder();
+
+/** Writes a progress line to stderr. */
+export function progress(msg: string): void {
+  Deno.stderr.writeSync(encoder.encode(`[bench] ${msg}\n`));
+}
+
+/**
+ * Samples a process's RSS every `everyMs` until disposed; `peak` is the largest seen. A sampler
+ * always stops: use it with `using`.
+ */
+export class RssSampler implements Disposable {
+  #timer: ReturnType<typeof setInterval>;
+  #pid: number;
+  /** Largest RSS seen, bytes. */
+  peak: number;
+
+  /** Starts sampling `pid`. */
+  constructor(pid: number, everyMs = 100) {
+    this.#pid = pid;
+    this.peak = rssOf(pid);
+    this.#timer = setInterval(() => this.sample(), everyMs);
+  }
+
+  /** Takes one sample now (a process that is gone is ignored). */
+  sample(): void {
+    try {
+      this.peak = Math.max(this.peak, rssOf(this.#pid));
+    } catch { /* gone: the scenario reports it */ }
+  }
+
+  /** Stops sampling. */
+  [Symbol.dispose](): void {
+    clearInterval(this.#timer);
+  }
 }

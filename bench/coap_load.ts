@@ -140,6 +140,22 @@ function startFlags(dir: string): string[] {
   return words.slice(2, words.indexOf("main.ts"));
 }
 
+/**
+ * `--mqtt-ws-port 0` when the checkout has that listener (MQTT over WebSocket, on 8083 by default
+ * since #16: without a free port of its own it would take 8083; an older checkout refuses the flag).
+ */
+async function wsPortFlag(dir: string): Promise<string[]> {
+  const help = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...startFlags(dir), "main.ts", "--help"],
+    cwd: dir,
+    stdin: "null",
+    stderr: "null",
+  }).output();
+  return new TextDecoder().decode(help.stdout).includes("--mqtt-ws-port")
+    ? ["--mqtt-ws-port", "0"]
+    : [];
+}
+
 async function startFerry(dir: string): Promise<Server> {
   const data = await Deno.makeTempDir({ prefix: "ferry-coap-load-" });
   const child = new Deno.Command(Deno.execPath(), {
@@ -155,6 +171,7 @@ async function startFerry(dir: string): Promise<Server> {
       "0",
       "--coap-port",
       "0",
+      ...await wsPortFlag(dir),
       "--data-dir",
       data,
     ],

@@ -222,6 +222,8 @@ async function startGateway(dir: string, northbound: unknown) {
       "0",
       "--http-port",
       "0",
+      "--mqtt-ws-port", // MQTT over WebSocket is on by default (8083): a free port like the rest
+      "0",
     ],
     stdout: "null",
     stderr: "piped",

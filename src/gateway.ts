@@ -26,6 +26,7 @@ import type { ListenAddress, Listener } from "./protocols/listener.ts";
 import { SessionPersistence } from "./protocols/mqtt/session_persistence.ts";
 import { RetainedTable } from "./persistence/retained_table.ts";
 import { StateDb } from "./persistence/state_db.ts";
+import { registerProcessMetrics, SysTopics } from "./ops/mod.ts";
 
 /** Options of {@link Gateway}. */
 export interface GatewayOptions {
@@ -151,6 +152,7 @@ export class Gateway implements AsyncDisposable {
   #watcher: Deno.FsWatcher | undefined;
   #stopMonitor: (() => void) | undefined;
   #watching: Promise<void> | undefined;
+  #sys: SysTopics | undefined;
 
   /** Builds the core; call {@link start}. */
   constructor(config: FerryConfig, options: GatewayOptions = {}) {
@@ -265,6 +267,7 @@ export class Gateway implements AsyncDisposable {
     }
     this.#watch();
     this.#stopMonitor = monitorEventLoop(this.core.metrics);
+    registerProcessMetrics(this.core.metrics);
     const anonymous = this.core.registry.anonymous;
     log.info("starting", {
       host: c.host,
@@ -306,11 +309,20 @@ export class Gateway implements AsyncDisposable {
         }
         this.#addresses[name] = await listenOrExplain(name, c.host, c[name].port, () => l.listen());
         this.#listeners.push(l);
-        log.info(`${name} listening`, { ...this.#addresses[name] });
+        log.info(`${name} listening`, {
+          ...this.#addresses[name],
+          ...(name === "coap"
+            ? { mode: this.#options.coapMode ?? "ferry" }
+            : { tls: !!c[name].tls }),
+        });
         if (l instanceof MqttServer) this.#mqtt = l;
         if (l instanceof MqttServer && l.webSocketAddress) {
           this.#addresses.mqttWs = l.webSocketAddress;
-          log.info("mqttWs listening", { ...l.webSocketAddress, path: c.mqtt.websocket.path });
+          log.info("mqttWs listening", {
+            ...l.webSocketAddress,
+            tls: !!c.mqtt.websocket.tls,
+            path: c.mqtt.websocket.path,
+          });
           if (c.mqtt.tls && !c.mqtt.websocket.tls && !isLoopback(c.host)) {
             log.warn(
               "MQTT over TCP is TLS-only but MQTT over WebSocket is plain ws:// beyond loopback: set mqtt.websocket.tls (or mqtt.websocket.enabled false)",
@@ -398,7 +410,7 @@ export class Gateway implements AsyncDisposable {
           c.http.port,
           () => http.listen(),
         );
-        log.info("http listening", { ...this.#addresses.http });
+        log.info("http listening", { ...this.#addresses.http, tls: !!c.http.tls });
         if (c.http.loginLink) this.#printLoginLink(auth.linkToken);
       }
     } catch (err) {
@@ -406,8 +418,12 @@ export class Gateway implements AsyncDisposable {
       await this.stop();
       throw err;
     }
+    if (c.sys.intervalSec > 0) {
+      this.#sys = new SysTopics(this.core, c.sys);
+      this.#sys.start();
+    }
     this.#ready = true;
-    log.info("ready", { addresses: this.#addresses });
+    log.info("ready", { addresses: this.#addresses, sysIntervalSec: c.sys.intervalSec });
     return this.#addresses;
   }
 
@@ -548,6 +564,7 @@ export class Gateway implements AsyncDisposable {
       } catch { /* closed */ }
       await this.#watching;
       this.#stopMonitor?.();
+      await this.#sys?.close();
       // HTTP stops with the other listeners: waits and streams end, requests in progress get at
       // most http.shutdownGraceMs, then every connection is cut (a stalled upload cannot hold the
       // shutdown). Nothing unanswered was acknowledged.

@@ -1,7 +1,7 @@
 /**
  * The npm packages only the tests use (the MQTT.js client, node-coap), by full specifier: they
  * are pinned in `dev.lock`, not in the gateway's `deno.lock` or import map, so starting the
- * gateway never fetches them. The benchmark's own (aedes) are in `bench/_dev_deps.ts`.
+ * gateway never fetches them. The benchmark's aedes runs on Node (`bench/peers/aedes/`).
  *
  * @module
  */

@@ -290,7 +290,7 @@ Deno.test("Attack: a QoS 0 subscriber that never reads is closed and holds no un
   // Closed once its socket stopped taking bytes for drainTimeoutMs (the kernel buffers a few MB
   // first): a failure deadline only, wide for a loaded machine.
   const line = await g.waitForLine(
-    (l) => l.msg === "connection closed" && l.clientId === "lazy",
+    (l) => l.msg === "client disconnected" && l.clientId === "lazy",
     90_000,
   );
   closed = true;

@@ -84,6 +84,8 @@ Deno.test("Dashboard in headless Chromium: login, an MQTT device appears online 
     protocolVersion: 4,
     reconnectPeriod: 0,
   });
+  // Anonymous: it is the device thermo-1 once it sends as it (docs/operations.md, Presence).
+  await client.publishAsync("devices/thermo-1/telemetry", "21.5", { qos: 1 });
   const t0 = Date.now();
   await page.waitFor(
     `(() => { const r = document.querySelector('tr.dev[data-id="thermo-1"]'); return r && r.children[2].textContent === "online"; })()`,

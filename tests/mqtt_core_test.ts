@@ -179,9 +179,14 @@ Deno.test("backpressure: a QoS 1 PUBLISH is acknowledged only once the pipeline 
   assertEquals(handled, 4);
 });
 
-Deno.test("with anonymousPresence on an anonymous client whose client id is a device id gets presence", async () => {
+Deno.test("with anonymousPresence on an anonymous client whose client id is a device id gets presence once it publishes as that device", async () => {
   await using h = await startMqtt({ server: { anonymousPresence: true } });
-  await h.client({ protocolVersion: 4, clientId: "anon-dev" });
+  const c = await h.client({ protocolVersion: 4, clientId: "anon-dev" });
+  // Subscribing, or publishing outside its own topics (a tool), makes no device of it.
+  await c.subscribeAsync("devices/+/status", { qos: 1 });
+  await c.publishAsync("devices/other/commands/x", "1", { qos: 1 });
+  assertEquals(h.core.registry.get("anon-dev"), undefined);
+  await c.publishAsync("devices/anon-dev/telemetry", "1", { qos: 1 });
   await waitFor(() => h.core.registry.get("anon-dev") !== undefined, "presence", 20_000);
   assertEquals(h.core.registry.get("anon-dev")?.state, "online");
 });

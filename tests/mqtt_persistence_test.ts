@@ -162,6 +162,8 @@ Deno.test("MQTT presence: a device online when the gateway died is restored as o
     {
       await using gw = await start(dir, ANONYMOUS_PRESENCE);
       const { client } = await collect(mqttPort(gw), "dev-presence", { clean: true });
+      // Anonymous: the device once it sends as it (docs/operations.md, Presence).
+      await client.publishAsync("devices/dev-presence/telemetry", "1", { qos: 1 });
       await gw.waitForLine((l) => l.msg === "device online" && l.device === "dev-presence");
       const seen = await run("mosquitto_sub", [
         "-p",

@@ -29,6 +29,7 @@ import { coapOptionsSchema } from "../protocols/coap/options.ts";
 import { mqttOptionsSchema, mqttPersistenceSchema } from "../protocols/mqtt/options.ts";
 import { mqttWsConfigSchema } from "../protocols/mqtt/ws_options.ts";
 import { isLoopback } from "../core/address.ts";
+import { sysOptionsSchema } from "../ops/options.ts";
 import { parseJsonc } from "./jsonc.ts";
 import {
   bool,
@@ -82,6 +83,7 @@ export const configSchema = obj("Ferry configuration", {
   northbound: optional(northboundBridgeSchema),
   pipeline: pipelineOptionsSchema,
   commands: commandsOptionsSchema,
+  sys: sysOptionsSchema,
   binary: obj(binaryOptionsSchema.doc, {
     enabled: enabled("FBP/1"),
     port: binaryPort,

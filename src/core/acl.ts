@@ -7,6 +7,11 @@
  * that default. A service account gets the filters its config lists; the anonymous principal
  * exists only when the configuration allows it.
  *
+ * Topics starting with `$` (`$SYS/…`, the gateway's own statistics) are the server's: a wildcard
+ * in the first level of an ACL filter does not reach them, as it does not match them
+ * ([MQTT-4.7.2-1]), and anonymous clients may neither publish nor subscribe under `$SYS`. Only an
+ * account whose ACL names them (`$SYS/#`) reads them.
+ *
  * @module
  */
 
@@ -37,11 +42,14 @@ export type Principal =
  * import { filterCovers } from "./acl.ts";
  * if (!filterCovers("devices/+/telemetry/#", "devices/a/telemetry/x")) throw new Error();
  * if (filterCovers("devices/+/telemetry", "devices/#")) throw new Error();
+ * if (filterCovers("#", "$SYS/#") || !filterCovers("$SYS/#", "$SYS/broker/uptime")) throw new Error();
  * ```
  */
 export function filterCovers(allowed: string, requested: string): boolean {
   const a = allowed.split("/");
   const r = requested.split("/");
+  // [MQTT-4.7.2-1] a leading wildcard does not match `$` topics: nor does it cover them.
+  if (requested.startsWith("$") && (a[0] === "#" || a[0] === "+")) return false;
   for (let i = 0; i < a.length; i++) {
     if (a[i] === "#") return true;
     if (i >= r.length) return false;
@@ -52,11 +60,16 @@ export function filterCovers(allowed: string, requested: string): boolean {
   return a.length === r.length;
 }
 
+/** True for `$SYS` and the topics and filters under it. */
+function isSysTopic(topicOrFilter: string): boolean {
+  return topicOrFilter === "$SYS" || topicOrFilter.startsWith("$SYS/");
+}
+
 /** True when `p` may publish to `topic`. */
 export function canPublish(p: Principal, topic: string): boolean {
   switch (p.kind) {
     case "anonymous":
-      return true;
+      return !isSysTopic(topic); // the server's statistics: nobody anonymous writes them
     case "service":
       return p.publish.some((f) => topicMatches(f, topic));
     case "device": {
@@ -74,7 +87,7 @@ export function canPublish(p: Principal, topic: string): boolean {
 export function canSubscribe(p: Principal, filter: string): boolean {
   switch (p.kind) {
     case "anonymous":
-      return true;
+      return !isSysTopic(filter);
     case "service":
       return p.subscribe.some((f) => filterCovers(f, filter));
     case "device":

@@ -12,8 +12,11 @@ import type { CloseReason, SessionHandle } from "./registry.ts";
 
 /** An open attachment; `detach` ends it (idempotent). */
 export interface Attachment {
-  /** Forgets the handle (the session or stream ended). Idempotent. */
-  detach(): void;
+  /**
+   * Forgets the handle (the session or stream ended; `reason` says why, for the presence log:
+   * `disconnect`, `peer_closed`, `keepalive_timeout`, …). Idempotent.
+   */
+  detach(reason?: string): void;
 }
 
 class Entry implements Attachment {

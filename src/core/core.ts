@@ -36,6 +36,12 @@ import { type RetainedPersistence, RetainedStore } from "./retained_store.ts";
 import { TopicRouter } from "./topic_router.ts";
 import { parseTopic, statusTopic } from "./topics.ts";
 
+/** The protocol label of what the core itself publishes (presence, `$SYS` statistics). */
+const SYSTEM = "system";
+
+/** Topics under `$SYS` are statistics of this run: never kept on disk. */
+const isSys = (topic: string) => topic.startsWith("$SYS/");
+
 /** Presence payloads, shared by every device's retained status (payloads are read-only). */
 const ONLINE = new TextEncoder().encode("online");
 const OFFLINE = new TextEncoder().encode("offline");
@@ -202,7 +208,7 @@ export class Core implements AsyncDisposable {
       anonymous: options.anonymous,
       deviceAcl: options.deviceAcl,
       now: () => this.clock.now(),
-      onPresence: (id, state, protocol) => this.#presence(id, state, protocol),
+      onPresence: (id, state, protocol, reason) => this.#presence(id, state, protocol, reason),
     });
     this.logins = new LoginGate(this.registry, {
       failuresPerMinute: options.authFailuresPerMinute,
@@ -223,6 +229,7 @@ export class Core implements AsyncDisposable {
     );
     this.pipeline = new Pipeline((m) => this.#handle(m), {
       budget: this.budget,
+      gate: this.flow, // a subscriber is behind: nothing is dispatched, the queue fills
       capacity: options.queueCapacity,
       concurrency: options.concurrency,
       onError: (err, msg) => {
@@ -334,18 +341,20 @@ export class Core implements AsyncDisposable {
     const isStatus = (topic: string) => parseTopic(topic).kind === "status";
     return this.retained.persist({
       load: () =>
-        persistence.load().map((m) => {
+        persistence.load().filter((m) => !isSys(m.topic)).map((m) => {
           if (!isStatus(m.topic)) return m;
           offlineOnDisk.add(m.topic);
           return { ...m, payload: OFFLINE };
         }),
       set: (msg) => {
+        if (isSys(msg.topic)) return;
         if (!isStatus(msg.topic)) return persistence.set(msg);
         if (offlineOnDisk.has(msg.topic)) return;
         offlineOnDisk.add(msg.topic);
         persistence.set({ ...msg, payload: OFFLINE });
       },
       delete: (topic) => {
+        if (isSys(topic)) return;
         offlineOnDisk.delete(topic);
         persistence.delete(topic);
       },
@@ -411,26 +420,32 @@ export class Core implements AsyncDisposable {
       },
       subscribe: (filter, sub) => this.subscribe(filter, sub),
       accepted: (msg) => {
+        // What the core publishes itself (presence, `$SYS`) is no message a client sent.
+        if (msg.protocol === SYSTEM) return;
         let l = labels.get(msg.protocol);
         if (!l) labels.set(msg.protocol, l = Object.freeze({ protocol: msg.protocol }));
         this.stats.messagesIn.inc(l);
-        // Counted on the device's record, never creating one (a removed device's last words,
-        // its offline status, must not bring it back into the list).
-        const rec = msg.deviceId === undefined ? undefined : this.registry.get(msg.deviceId);
-        if (rec) rec.messagesIn++;
+        // Its last-seen time moves with its traffic, whatever the protocol (an MQTT device's
+        // would otherwise stay at its connect time). No record is made here: a device has one
+        // from its login or presence, and an anonymous tool that speaks for none is no device.
+        const rec = msg.deviceId !== undefined ? this.registry.get(msg.deviceId) : undefined;
+        if (rec !== undefined) {
+          rec.messagesIn++;
+          rec.lastSeen = msg.ts;
+        }
       },
     };
   }
 
-  #presence(id: string, state: "online" | "offline", protocol?: Protocol): void {
-    this.#coreLog.info(`device ${state}`, { device: id, protocol });
+  #presence(id: string, state: "online" | "offline", protocol?: Protocol, reason?: string): void {
+    this.#coreLog.info(`device ${state}`, { device: id, protocol, reason });
     const msg = createMessage({
       topic: statusTopic(id),
       payload: state === "online" ? ONLINE : OFFLINE, // shared: one buffer for every device
       qos: 1,
       retain: true,
       ts: this.clock.now(),
-      protocol: "system",
+      protocol: SYSTEM,
       deviceId: id,
     });
     if (this.#closing) { // the pipeline no longer takes messages: record the last value directly

@@ -209,9 +209,11 @@ export interface DevicePort {
   /**
    * Attaches a session or stream of `who`: closed when `who`'s credentials are revoked; with
    * `presence`, it becomes the device's live session (online, and a previous session of the
-   * device on any protocol is taken over).
+   * device on any protocol is taken over); with `"on_publish"`, once `who` first publishes under
+   * `devices/{its id}/` (a client that only subscribes, a monitoring tool, is no device and
+   * leaves no status).
    */
-  attach(who: Identity, handle: SessionHandle, presence?: boolean): Attachment;
+  attach(who: Identity, handle: SessionHandle, presence?: boolean | "on_publish"): Attachment;
   /** Marks a device that has no session seen; it goes offline after `idleMs` without another. */
   seen(deviceId: string, idleMs: number): void;
   /** Notes activity of a device (its last-seen time). */
@@ -333,7 +335,16 @@ export class BoundPort implements DevicePort {
       return refusal("unavailable", "Cannot log in: the gateway is shutting down", 5000);
     }
     const r = h.logins.login(request, address);
-    if ("ok" in r) this.stats.error(r.reason === "throttled" ? "login_throttled" : "login_refused");
+    if ("ok" in r) {
+      this.stats.error(r.reason === "throttled" ? "login_throttled" : "login_refused");
+      // Every protocol's failed logins, one line per address per interval (with a count after).
+      this.throttled.warn(`login_refused:${address}:${r.reason}`, "login refused", {
+        address,
+        user: request.user,
+        reason: r.reason,
+        why: r.message,
+      });
+    }
     return r;
   }
 
@@ -349,6 +360,7 @@ export class BoundPort implements DevicePort {
     const h = this.#host;
     const refused = this.#admissible(who, draft.topic, 1, true);
     if (refused) return refused;
+    if (who.presenceOnPublish !== undefined) this.#presenceIfOwn(who, draft.topic);
     const msg = draft as Message;
     msg.ts = h.clock.now();
     msg.protocol = this.protocol;
@@ -402,6 +414,7 @@ export class BoundPort implements DevicePort {
       const t = h.rates.take(id, drafts.length);
       if (!t.ok) return { ...this.#rateLimited(t.retryAfterSec, drafts.length), accepted: 0 };
     }
+    if (who.presenceOnPublish !== undefined) this.#presenceIfOwn(who, drafts[0].topic);
     let accepted = 0;
     const now = h.clock.now();
     for (const d of drafts) {
@@ -456,6 +469,17 @@ export class BoundPort implements DevicePort {
       if (!p.hasRoom || p.capacity - p.depth < n) return this.#refuse(this.#overloaded, n);
     }
     return undefined;
+  }
+
+  /**
+   * `who` publishes: the first time it does in its device's namespace (`devices/{id}/…`), it goes
+   * online (before its message); a tool publishing elsewhere (commands to others) stays no device.
+   */
+  #presenceIfOwn(who: Identity, topic: string): void {
+    if (!topic.startsWith(`devices/${who.deviceId}/`)) return;
+    const online = who.presenceOnPublish!;
+    who.presenceOnPublish = undefined;
+    online();
   }
 
   #allowedTopic(who: Identity, topic: string): Refusal<PublishRefusalReason> | undefined {
@@ -557,16 +581,28 @@ export class BoundPort implements DevicePort {
     );
   }
 
-  attach(who: Identity, handle: SessionHandle, presence = true): Attachment {
+  attach(
+    who: Identity,
+    handle: SessionHandle,
+    presence: boolean | "on_publish" = true,
+  ): Attachment {
     const reg = this.#host.registry;
     const tracked = reg.track(who, handle);
     const id = who.deviceId;
     if (!presence || id === undefined) return tracked;
-    reg.attach(id, handle);
+    let attached = presence === true;
+    if (attached) reg.attach(id, handle);
+    else {
+      who.presenceOnPublish = () => {
+        attached = true;
+        reg.attach(id, handle);
+      };
+    }
     return {
-      detach: () => {
+      detach: (reason?: string) => {
         tracked.detach();
-        reg.detach(id, handle);
+        who.presenceOnPublish = undefined;
+        if (attached) reg.detach(id, handle, reason);
       },
     };
   }

@@ -45,6 +45,12 @@ export class Identity {
    * ACL is consulted once per new topic. Written only by the core.
    */
   lastAllowed: string | undefined = undefined;
+  /**
+   * Presence that waits for this identity's first publish under its device's topics (an
+   * anonymous MQTT client is its device only once it sends as one), set by `DevicePort.attach`.
+   * Written only by the core.
+   */
+  presenceOnPublish: (() => void) | undefined = undefined;
 
   /** Wraps a principal. */
   constructor(principal: Principal, deviceId?: string) {
@@ -143,6 +149,12 @@ export class LoginGate {
       return new Identity({ kind: "anonymous", id }, id);
     }
     const secret = r.secret ?? "";
+    if (r.services && reg.hasService(r.user) && !reg.hasCredentials(r.user)) {
+      // A service account's name is no device: anonymous access must not shadow the account.
+      const svc = reg.authenticateService(r.user, secret);
+      if (svc.ok) return new Identity(svc.principal);
+      return refusal("bad_credentials", "Cannot log in: bad user name or password");
+    }
     const dev = reg.authenticate(r.user, secret);
     if (dev.ok) {
       const p = dev.principal;

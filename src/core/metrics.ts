@@ -39,12 +39,18 @@ interface Metric {
   render(out: string[]): void;
 }
 
-/** A monotonically increasing count, optionally per label set. */
+/**
+ * A monotonically increasing count, optionally per label set; or one read at scrape time from a
+ * source that counts by itself (`collect`: CPU seconds from the kernel, say).
+ */
 export class Counter implements Metric {
   readonly type = "counter" as const;
   #values = new Map<string, number>();
+  #collect?: () => number | undefined;
   /** Creates a counter; use {@link MetricsRegistry.counter}. */
-  constructor(readonly name: string, readonly help: string) {}
+  constructor(readonly name: string, readonly help: string, collect?: () => number | undefined) {
+    this.#collect = collect;
+  }
   /** Adds `n` (default 1). */
   inc(labels?: Labels, n = 1): void {
     const k = labelKey(labels);
@@ -52,16 +58,23 @@ export class Counter implements Metric {
   }
   /** Current value for a label set. */
   get(labels?: Labels): number {
+    if (this.#collect) return labels ? 0 : this.#collect() ?? 0;
     return this.#values.get(labelKey(labels)) ?? 0;
   }
   /** Sum over every label set. */
   total(): number {
+    if (this.#collect) return this.#collect() ?? 0;
     let t = 0;
     for (const v of this.#values.values()) t += v;
     return t;
   }
-  /** Renders exposition lines. */
+  /** Renders exposition lines (a collected counter with no value renders none). */
   render(out: string[]): void {
+    if (this.#collect) {
+      const v = this.#collect();
+      if (v !== undefined) out.push(`${this.name} ${fmt(v)}`);
+      return;
+    }
     if (this.#values.size === 0) out.push(`${this.name} 0`);
     for (const [k, v] of this.#values) out.push(`${this.name}${k ? `{${k}}` : ""} ${fmt(v)}`);
   }
@@ -170,9 +183,9 @@ export class Histogram implements Metric {
 export class MetricsRegistry {
   #metrics = new Map<string, Metric>();
 
-  /** Gets or creates a counter. */
-  counter(name: string, help: string): Counter {
-    return this.#get(name, () => new Counter(name, help)) as Counter;
+  /** Gets or creates a counter; `collect` makes it read at scrape time (`undefined`: no sample). */
+  counter(name: string, help: string, collect?: () => number | undefined): Counter {
+    return this.#get(name, () => new Counter(name, help, collect)) as Counter;
   }
 
   /** Gets or creates a gauge; `collect` makes it computed at scrape time. */

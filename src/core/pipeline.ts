@@ -1,13 +1,18 @@
 /**
- * The ingest pipeline: a bounded queue (a `ReadableStream` with a count high-water mark, and the
- * payload bytes it holds counted against the gateway's {@link PayloadBudget}) drained by a
- * semaphore-bounded pool of handlers. Producers either wait for room ({@link Pipeline.submit},
- * used by stream listeners: while they wait they stop reading their socket, which is the
- * backpressure) or are refused at once ({@link Pipeline.offer}, for UDP and HTTP, which must refuse
- * rather than buffer). Messages with the same key (the device) are handled one after the other,
- * in order; different keys run in parallel up to the pool size. When nothing is queued and nothing
- * of a message's key is in flight, the message skips the queue and its handler runs in the
- * producer's call (no stream step or promise per message on an unloaded gateway).
+ * The ingest pipeline: a bounded queue (an array used as a ring, its payload bytes counted against
+ * the gateway's {@link PayloadBudget}) drained by a semaphore-bounded pool of handlers. Producers
+ * either wait for room ({@link Pipeline.submit}, used by stream listeners: while they wait they
+ * stop reading their socket, which is the backpressure) or are refused at once
+ * ({@link Pipeline.offer}, for UDP and HTTP, which must refuse rather than buffer). Messages with
+ * the same key (the device) are handled one after the other, in order; different keys run in
+ * parallel up to the pool size. When nothing is queued and nothing of a message's key is in
+ * flight, the message skips the queue and its handler runs in the producer's call (no promise
+ * per message on an unloaded gateway). A `gate` (the core's subscriber flow gate) stops dispatch
+ * while it is closed: the queue fills and producers wait, one promise per closed spell.
+ *
+ * (The queue was a `ReadableStream` with a count high-water mark until the delivery benchmark
+ * showed its per-message read promise, and a handler awaiting the gate per message, cost more
+ * than the rest of the path: `docs/architecture.md`, "Where Ferry departs from web streams".)
  *
  * @module
  */
@@ -32,13 +37,18 @@ export interface PipelineOptions {
    * let into a non-empty queue only when its payload fits. @default unbounded
    */
   budget?: PayloadBudget;
+  /**
+   * Nothing is handed to a handler while this is closed (the core's flow gate: a subscriber is
+   * behind); the queue fills and producers wait. @default always open
+   */
+  gate?: { readonly open: boolean; wait(): Promise<void> };
 }
 
-/** A producer waiting for room, with the payload bytes it needs. */
+/** A producer waiting for room with its message (queued, in arrival order, once room is there). */
 interface Waiter {
+  msg: Message;
   resolve(): void;
   reject(e: unknown): void;
-  bytes: number;
 }
 
 /** Error of a submit to a closed pipeline. */
@@ -69,9 +79,10 @@ export type MessageHandler = (msg: Message) => void | Promise<void>;
  */
 export class Pipeline implements AsyncDisposable {
   #handler: MessageHandler;
-  #stream: ReadableStream<Message>;
-  #controller!: ReadableStreamDefaultController<Message>;
+  #queue: Array<Message | undefined> = []; // queued messages from #head on
+  #head = 0;
   #pool: Semaphore;
+  #gate: PipelineOptions["gate"];
   #keyOf: (msg: Message) => string;
   #onError?: (err: unknown, msg: Message) => void;
   #budget: PayloadBudget | undefined;
@@ -79,12 +90,14 @@ export class Pipeline implements AsyncDisposable {
   #tails = new Map<string, Promise<void>>();
   #capacity: number;
   #closed = false;
-  #pump: Promise<void>;
+  #pumping = false; // a drain of the queue is scheduled or running
+  #blocked = false; // the drain waits for a handler slot or for the gate
+  #idle: PromiseWithResolvers<void> | undefined; // close() waits for the queue to empty
   #active = new Set<Promise<void>>();
   #handled = 0;
   #held = 0;
   #failed = 0;
-  #queued = 0; // enqueued and not yet taken by the drain loop
+  #queued = 0; // enqueued and not yet taken by the drain
   #direct = false; // a handler is running in a producer's call
 
   /** Starts draining into `handler`. */
@@ -98,13 +111,7 @@ export class Pipeline implements AsyncDisposable {
     this.#keyOf = options.keyOf ?? ((m) => m.deviceId ?? m.topic);
     this.#onError = options.onError;
     this.#budget = options.budget;
-    this.#stream = new ReadableStream<Message>({
-      start: (c) => {
-        this.#controller = c;
-      },
-      pull: () => this.#wakeOne(),
-    }, new CountQueuingStrategy({ highWaterMark: this.#capacity }));
-    this.#pump = this.#drain();
+    this.#gate = options.gate;
   }
 
   /**
@@ -118,7 +125,7 @@ export class Pipeline implements AsyncDisposable {
 
   /** Messages waiting in the queue. */
   get depth(): number {
-    return this.#capacity - Math.max(0, this.#controller.desiredSize ?? 0);
+    return this.#queued;
   }
 
   /** Queue capacity. */
@@ -148,8 +155,7 @@ export class Pipeline implements AsyncDisposable {
 
   /** True when a message would be accepted right now (by count; see {@link roomFor}). */
   get hasRoom(): boolean {
-    return !this.#closed && (this.#controller.desiredSize ?? 0) > 0 &&
-      this.#waiters.length === 0;
+    return !this.#closed && this.#queued < this.#capacity && this.#waiters.length === 0;
   }
 
   /** True when `msg` would be accepted right now: count, and its payload within the budget. */
@@ -180,8 +186,86 @@ export class Pipeline implements AsyncDisposable {
     // Queued, it holds its payload: counted against the budget until a handler takes it (room was
     // checked; an empty queue takes one message even past the budget).
     this.#budget?.take(msg.payload.byteLength);
-    this.#controller.enqueue(msg);
+    this.#queue.push(msg);
+    if (!this.#pumping && !this.#blocked) {
+      this.#pumping = true;
+      queueMicrotask(this.#pumpNow);
+    }
   }
+
+  /** Takes the oldest queued message; lets waiting producers in while there is room. */
+  #take(): Message {
+    const q = this.#queue;
+    const msg = q[this.#head]!;
+    q[this.#head++] = undefined;
+    if (--this.#queued === 0) {
+      q.length = 0;
+      this.#head = 0;
+    } else if (this.#head >= 1024 && this.#head * 2 >= q.length) {
+      q.splice(0, this.#head); // compact now and then: amortised O(1) per message
+      this.#head = 0;
+    }
+    this.#budget?.give(msg.payload.byteLength);
+    this.#admitWaiters();
+    return msg;
+  }
+
+  /** Queues waiting producers' messages, oldest first, while they fit. */
+  #admitWaiters(): void {
+    const waiters = this.#waiters;
+    while (
+      waiters.length !== 0 && this.#queued < this.#capacity &&
+      this.#bytesFit(waiters[0].msg.payload.byteLength)
+    ) {
+      const w = waiters.shift()!;
+      this.#enqueue(w.msg);
+      w.resolve();
+    }
+  }
+
+  readonly #pumpNow = (): void => this.#pump();
+
+  /**
+   * Hands queued messages to handlers, in order, until the queue is empty or it must wait: for a
+   * handler slot, or for the gate (one promise per wait, not per message).
+   */
+  #pump(): void {
+    this.#pumping = false;
+    if (this.#blocked) return; // a wait is pending: its end pumps (never two waits at once)
+    const gate = this.#gate;
+    while (this.#queued !== 0) {
+      if (gate !== undefined && !gate.open) {
+        this.#blocked = true;
+        gate.wait().then(this.#unblock);
+        return;
+      }
+      if (!this.#pool.tryTake()) {
+        this.#blocked = true;
+        this.#pool.acquire().then((permit) => {
+          permit.release(); // the slot is taken again by the pump (the only one that waits)
+          this.#unblock();
+        });
+        return;
+      }
+      const msg = this.#take();
+      this.#direct = true; // a handler that publishes again queues instead of nesting
+      try {
+        this.#dispatch(msg, undefined);
+      } finally {
+        this.#direct = false;
+      }
+    }
+    const idle = this.#idle;
+    if (idle !== undefined) {
+      this.#idle = undefined;
+      idle.resolve();
+    }
+  }
+
+  readonly #unblock = (): void => {
+    this.#blocked = false;
+    this.#pump();
+  };
 
   /**
    * Enqueues `msg`, waiting (FIFO with other waiting producers) while the queue is full. Resolves
@@ -193,54 +277,28 @@ export class Pipeline implements AsyncDisposable {
     const bytes = msg.payload.byteLength;
     if (!this.hasRoom || (!this.#runNowPossible(msg) && !this.#bytesFit(bytes))) {
       signal?.throwIfAborted();
+      this.#held++;
       await new Promise<void>((resolve, reject) => {
         const w: Waiter = {
+          msg,
           resolve: () => {
             signal?.removeEventListener("abort", onAbort);
             resolve();
           },
           reject,
-          bytes,
         };
         const onAbort = () => {
           const i = this.#waiters.indexOf(w);
-          if (i >= 0) this.#waiters.splice(i, 1);
+          if (i < 0) return; // already queued
+          this.#waiters.splice(i, 1);
           reject(signal!.reason);
         };
         signal?.addEventListener("abort", onAbort, { once: true });
-        this.#waiters.push(w);
+        this.#waiters.push(w); // queued by #admitWaiters: the queue's turn, never ahead of it
       });
-      this.#enqueue(msg); // let in by #wakeOne: the queue's turn, never ahead of it
       return;
     }
     if (!this.#runNow(msg)) this.#enqueue(msg);
-  }
-
-  #wakeOne(): void {
-    // Called when the queue has room: let the longest-waiting producer in. One at a time: it
-    // enqueues right after its await, and the stream asks again while room is left.
-    const w = this.#waiters[0];
-    if (w && (this.#controller.desiredSize ?? 0) > 0 && this.#bytesFit(w.bytes)) {
-      this.#waiters.shift()!.resolve();
-    }
-  }
-
-  async #drain(): Promise<void> {
-    const reader = this.#stream.getReader();
-    for (;;) {
-      const permit = this.#pool.tryAcquire() ?? await this.#pool.acquire();
-      const { value, done } = await reader.read();
-      if (done) {
-        permit.release();
-        break;
-      }
-      this.#queued--;
-      this.#budget?.give(value.payload.byteLength);
-      this.#dispatch(value, permit);
-      // Room freed by the read: let a waiting producer in even if the stream does not call pull.
-      if (this.#waiters.length) this.#wakeOne();
-    }
-    reader.releaseLock();
   }
 
   /**
@@ -252,11 +310,13 @@ export class Pipeline implements AsyncDisposable {
   /** Whether {@link #runNow} could take `msg` now (it would not queue it). */
   #runNowPossible(msg: Message): boolean {
     return this.#queued === 0 && !this.#direct && this.#waiters.length === 0 &&
+      (this.#gate === undefined || this.#gate.open) &&
       this.#pool.available > 0 && !(this.#tails.size !== 0 && this.#tails.has(this.#keyOf(msg)));
   }
 
   #runNow(msg: Message): boolean {
     if (this.#queued !== 0 || this.#direct || this.#waiters.length !== 0) return false;
+    if (this.#gate !== undefined && !this.#gate.open) return false; // held: queue it
     if (!this.#pool.tryTake()) return false; // a slot, no Permit object unless it goes async
     if (this.#tails.size !== 0 && this.#tails.has(this.#keyOf(msg))) {
       this.#pool.give();
@@ -337,10 +397,11 @@ export class Pipeline implements AsyncDisposable {
     if (!this.#closed) {
       this.#closed = true;
       for (const w of this.#waiters.splice(0)) w.reject(new PipelineClosedError());
-      this.#controller.close();
     }
-    await this.#pump;
-    while (this.#active.size) await Promise.all([...this.#active]);
+    while (this.#queued !== 0 || this.#active.size !== 0) {
+      if (this.#queued !== 0) await (this.#idle ??= Promise.withResolvers<void>()).promise;
+      else await Promise.all([...this.#active]);
+    }
   }
 
   /** Same as {@link close}. */

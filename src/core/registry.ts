@@ -102,7 +102,12 @@ export interface RegistryOptions {
   /** ACL rules for devices (`{id}` substituted); the built-in default rules when absent. */
   deviceAcl?: DeviceAclRules;
   /** Called on every presence change. */
-  onPresence?: (id: string, state: "online" | "offline", protocol?: Protocol) => void;
+  onPresence?: (
+    id: string,
+    state: "online" | "offline",
+    protocol?: Protocol,
+    reason?: string,
+  ) => void;
   /** Time source. @default Date.now */
   now?: () => number;
 }
@@ -240,6 +245,11 @@ export class DeviceRegistry {
     return this.#creds.has(id);
   }
 
+  /** True when `name` is a service account. */
+  hasService(name: string): boolean {
+    return this.#services.has(name);
+  }
+
   /** Number of devices with credentials. */
   get credentialCount(): number {
     return this.#creds.size;
@@ -332,12 +342,15 @@ export class DeviceRegistry {
     return prev !== session ? prev : undefined;
   }
 
-  /** Ends `session` for the device; presence goes offline unless another session took over. */
-  detach(id: string, session: SessionHandle): void {
+  /**
+   * Ends `session` for the device (`reason`: why, for the presence log); presence goes offline
+   * unless another session took over.
+   */
+  detach(id: string, session: SessionHandle, reason = "closed"): void {
     const rec = this.#devices.get(id);
     if (!rec || rec.session !== session) return;
     rec.session = undefined;
-    this.#setState(rec, "offline");
+    this.#setState(rec, "offline", reason);
     // Removed while connected (and no anonymous access): forgotten once offline.
     if (!this.#anonymous && !this.#creds.has(id)) this.#devices.delete(id);
   }
@@ -356,7 +369,7 @@ export class DeviceRegistry {
   /** Marks a sessionless device offline (idle timeout). No effect while it has a session. */
   markIdle(id: string): void {
     const rec = this.#devices.get(id);
-    if (rec && !rec.session) this.#setState(rec, "offline");
+    if (rec && !rec.session) this.#setState(rec, "offline", "idle_timeout");
   }
 
   /** Closes every live session with `reason`. */
@@ -364,9 +377,9 @@ export class DeviceRegistry {
     for (const rec of this.#devices.values()) rec.session?.close(reason);
   }
 
-  #setState(rec: DeviceRecord, state: "online" | "offline"): void {
+  #setState(rec: DeviceRecord, state: "online" | "offline", reason?: string): void {
     if (rec.state === state) return;
     rec.state = state;
-    this.#onPresence?.(rec.id, state, rec.protocol);
+    this.#onPresence?.(rec.id, state, rec.protocol, reason);
   }
 }

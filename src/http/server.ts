@@ -470,7 +470,6 @@ export class HttpServer implements Listener {
     const m = this.#core.metrics;
     const mem = () => Deno.memoryUsage();
     m.gauge("ferry_process_resident_memory_bytes", "Resident set size", () => mem().rss);
-    m.gauge("process_resident_memory_bytes", "Resident set size", () => mem().rss);
     m.gauge("ferry_process_heap_used_bytes", "V8 heap used", () => mem().heapUsed);
     m.gauge("ferry_process_heap_total_bytes", "V8 heap committed", () => mem().heapTotal);
     m.gauge(
@@ -483,14 +482,7 @@ export class HttpServer implements Listener {
       "Seconds since start",
       () => (Date.now() - this.#started) / 1000,
     );
-    m.gauge("process_open_fds", "Open file descriptors", () => openDescriptors());
-    m.gauge("process_max_fds", "The open-file limit", () => maxDescriptors());
-    m.gauge("process_cpu_seconds_total", "User and system CPU time", () => cpuSeconds());
-    m.gauge(
-      "process_start_time_seconds",
-      "Start time of the process, seconds since the epoch",
-      () => Math.floor(this.#started / 1000),
-    );
+    // The standard process_* metrics are src/ops/process_metrics.ts's (registered by the gateway).
   }
 }
 
@@ -529,34 +521,4 @@ function closeQuietly(conn: Deno.Conn): void {
 /** An error for a log line: name and message, never a request's headers. */
 function errorText(err: unknown): string {
   return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-}
-
-function openDescriptors(): number {
-  try {
-    let n = 0;
-    for (const _ of Deno.readDirSync("/proc/self/fd")) n++;
-    return n;
-  } catch {
-    return -1;
-  }
-}
-
-function maxDescriptors(): number {
-  try {
-    const m = /^Max open files\s+(\d+)/m.exec(Deno.readTextFileSync("/proc/self/limits"));
-    return m ? Number(m[1]) : -1;
-  } catch {
-    return -1;
-  }
-}
-
-function cpuSeconds(): number {
-  try {
-    // /proc/self/stat fields 14 and 15: utime and stime in clock ticks (100 per second on Linux).
-    const stat = Deno.readTextFileSync("/proc/self/stat");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return -1;
-  }
 }

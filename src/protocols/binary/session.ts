@@ -234,7 +234,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
       this.#log.debug("connection read failed", { remote: this.#remoteText, error });
     }
     try {
-      await this.#shutdown();
+      await this.#shutdown(error !== undefined ? "read_failed" : "peer_closed");
     } finally {
       this.#host.onClosed(this);
     }
@@ -339,7 +339,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
       // [FBP-2-7] a frame the budget could not take: its ACK says "retry later".
       this.#ackInOrder(err.seq, AckStatus.OVERLOADED);
     } else this.#error(err.code, err.seq ?? 0, err.message);
-    if (err.fatal) this.#shutdown();
+    if (err.fatal) this.#shutdown("protocol_error");
   }
 
   #onFrame(f: Frame): Promise<void> | void {
@@ -355,7 +355,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
       if (f.type === FrameType.HELLO) return this.#hello(f);
       this.#error(ErrorCode.NOT_AUTHENTICATED, f.seq, "the first frame must be HELLO");
       this.#port.stats.error(String(ErrorCode.NOT_AUTHENTICATED));
-      return this.#shutdown();
+      return this.#shutdown("protocol_error");
     }
     const id = who.deviceId!; // a device's login always names it
     this.#port.touch(id);
@@ -372,7 +372,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
       case FrameType.BYE:
         this.#log.info("device said BYE", { device: this.deviceId, remote: this.#remoteText });
         this.#send(FrameType.BYE, f.seq, encodeBye(0));
-        return this.#shutdown();
+        return this.#shutdown("bye");
       case FrameType.HELLO:
         return this.#reject(
           f,
@@ -416,7 +416,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
       return this.#reject(f, ErrorCode.BAD_PAYLOAD, reason);
     }
     const who = this.#port.login({ user: hello.id, secret: hello.token }, this.#addressText);
-    if (!(who instanceof Identity)) return this.#refuse(f, helloStatus(who), who.message);
+    if (!(who instanceof Identity)) return this.#refuse(f, helloStatus(who), who.message, true);
     const o = this.#opts;
     const keepAlive = hello.keepAlive === 0
       ? o.defaultKeepAliveSec
@@ -435,13 +435,16 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
     }
   }
 
-  #refuse(f: Frame, status: number, reason: string): void {
+  /** Answers HELLO with a refusal and closes (`logged`: the port logged the failed login). */
+  #refuse(f: Frame, status: number, reason: string, logged = false): void {
     this.#port.stats.error(`hello_${status}`);
-    this.#port.throttled.info(`hello_refused:${status}`, "HELLO refused", {
-      remote: this.#remoteText,
-      status,
-      reason,
-    });
+    if (!logged) {
+      this.#port.throttled.info(`hello_refused:${status}`, "HELLO refused", {
+        remote: this.#remoteText,
+        status,
+        reason,
+      });
+    }
     this.#send(FrameType.HELLO_ACK, f.seq, encodeHelloAck({ status, keepAlive: 0 }));
     this.#shutdown();
   }
@@ -485,7 +488,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
   #ordered(): OrderedAnswers {
     return this.#answers ??= new OrderedAnswers(this.#publishing().lane!.window, (err) => {
       this.#log.error("answering telemetry failed", { device: this.deviceId, error: err });
-      this.#shutdown();
+      this.#shutdown("write_failed");
     });
   }
 
@@ -605,11 +608,12 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
       detail: reason.message,
     });
     if (code) this.#error(code, 0, reason.message);
-    this.#shutdown();
+    this.#shutdown(reason.code);
   }
 
   #shutdownPromise: Promise<void> | undefined;
-  #shutdown(): Promise<void> {
+  /** Closes the connection; `why` (the first given) is the reason its device goes offline. */
+  #shutdown(why?: string): Promise<void> {
     return this.#shutdownPromise ??= (async () => {
       this.#closed = true;
       this.#parser?.release(); // a frame cut off by the close gives its reservation back
@@ -617,7 +621,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
       this.#keepalive?.cancel();
       const id = this.#who?.deviceId;
       if (id !== undefined) this.#host.detachCommands(id, this);
-      this.#attachment?.detach();
+      this.#attachment?.detach(why ?? "closed");
       // Let queued frames (the ERROR saying why) reach the peer, bounded by the drain timeout.
       await this.#writer.flushed();
       try {

@@ -173,7 +173,7 @@ export class CoapServer implements Listener {
     const addr = this.#conn.addr as Deno.NetAddr;
     this.#loop = this.#layer.run(this.#conn);
     this.#notifier.startSweep();
-    this.#log.info("listening", {
+    this.#log.debug("listening", { // the gateway logs the one info line per listener
       hostname: addr.hostname,
       port: addr.port,
       mode: this.#opts.mode,

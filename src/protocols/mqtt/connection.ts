@@ -240,6 +240,15 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
    * it were handled.
    */
   chunk(bytes: Uint8Array): Promise<void> | undefined {
+    if (this.client === undefined && this.#dec === undefined && bytes[0] !== 0x10) {
+      // [MQTT-3.1.0-1] Not the start of a CONNECT (TLS, HTTP, a port scan): not MQTT, refused now
+      // rather than held until the connect timeout.
+      throw new MqttProtocolError(
+        `Cannot accept connection: first byte 0x${
+          bytes[0].toString(16).padStart(2, "0")
+        } is not a CONNECT packet (not MQTT?)`,
+      );
+    }
     const dec = this.#decoder();
     decoded = [];
     try {
@@ -367,7 +376,10 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
       this.#deadline?.cancel();
       this.#deadline = undefined;
     }
-    this.#attachment = this.ctx.port.attach(c.who, this); // presence when it speaks for a device
+    // Presence when it speaks for a device; an anonymous client, once it publishes (a monitoring
+    // subscriber or a tool that never does is no device and leaves no retained status).
+    const anonymous = c.who.principal.kind === "anonymous";
+    this.#attachment = this.ctx.port.attach(c.who, this, anonymous ? "on_publish" : true);
   }
 
   /** A normal DISCONNECT was received: close without a reason of our own. */
@@ -554,18 +566,22 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
       this.#conn.close(this.#closeReason);
     } catch { /* already closed */ }
     const c = this.client;
+    const why = this.#closeReason?.code ?? (this.#normalDisconnect ? "disconnect" : "peer_closed");
     if (c) {
       c.session.detach(this);
       const reason = this.#closeReason?.code;
       // Will: on any end but a normal DISCONNECT or a server shutdown ([MQTT-3.1.2-8]).
       // (A normal DISCONNECT has already cleared it unless v5 reason 0x04 asked to keep it.)
       store.release(this, c.clientId, reason === "shutting_down" ? undefined : this.will);
-      this.#attachment?.detach();
+      this.#attachment?.detach(why);
     }
-    log.debug("connection closed", {
+    // A client that connected gets a line with the reason (as mosquitto's "Client x closed its
+    // connection" / "has exceeded timeout"); a socket that never did, only at debug.
+    log[c ? "info" : "debug"](c ? "client disconnected" : "connection closed", {
       peer: this.peer,
       clientId: c?.clientId,
-      reason: this.#closeReason?.code ?? (this.#normalDisconnect ? "disconnect" : "peer_closed"),
+      reason: why,
+      detail: this.#closeReason?.message,
     });
   }
 }

@@ -72,6 +72,8 @@ export interface RefusedConnect {
   reasonCode: number;
   /** Why (logged; reason string for v5). */
   message: string;
+  /** The login was refused: the port logged it already (rate limited). */
+  login?: true;
 }
 
 let assignedCounter = 0;
@@ -167,7 +169,9 @@ export function evaluateConnect(
     services: true,
     anonymousId,
   }, address);
-  if (!(who instanceof Identity)) return refuse(refusalReasonCode(who), who.message);
+  if (!(who instanceof Identity)) {
+    return { ...refuse(refusalReasonCode(who), who.message), login: true };
+  }
   const deviceId = who.deviceId;
 
   // A device's client id is its device id (one session per device, as FBP/1's HELLO names it); an
@@ -351,12 +355,16 @@ export function handleConnect(conn: MqttConnection, p: IConnectPacket): void {
     conn.address,
   );
   if (!c.ok) {
-    log.info("connection refused", {
-      peer: conn.peer,
-      clientId: p.clientId,
-      reasonCode: c.reasonCode,
-      why: c.message,
-    });
+    // One line per address per interval (a peer can repeat this at will); a failed login was
+    // logged by the port.
+    if (!c.login) {
+      port.throttled.info(`connect_refused:${conn.address}`, "connection refused", {
+        peer: conn.peer,
+        clientId: p.clientId,
+        reasonCode: c.reasonCode,
+        why: c.message,
+      });
+    }
     port.stats.error("connect_refused");
     // (A Maximum Packet Size of 0 is itself the refusal's reason: it bounds nothing.)
     refuseConnect(conn, c.reasonCode, c.message, p.properties?.maximumPacketSize || undefined);
@@ -375,7 +383,11 @@ export function handleConnect(conn: MqttConnection, p: IConnectPacket): void {
   }
   const opened = store.open(c, conn);
   if (!opened.ok) {
-    log.info("connection refused", { peer: conn.peer, clientId: c.clientId, why: opened.message });
+    port.throttled.info(`connect_refused:${conn.address}`, "connection refused", {
+      peer: conn.peer,
+      clientId: c.clientId,
+      why: opened.message,
+    });
     port.stats.error("connect_refused");
     refuseConnect(conn, opened.reasonCode, opened.message, c.maximumPacketSize);
     return;
@@ -400,10 +412,14 @@ export function handleConnect(conn: MqttConnection, p: IConnectPacket): void {
     fitConnack(connack, c.maximumPacketSize);
   } else connack.returnCode = 0;
   conn.send(connack);
-  log.debug("client connected", {
+  // As useful as mosquitto's "New client connected from 10.0.0.5:51234 as s1 (p2, c1, k60, u's1')".
+  log.info("client connected", {
     peer: conn.peer,
     clientId: c.clientId,
-    version: conn.version,
+    protocol: conn.version === 5 ? "5.0" : conn.version === 4 ? "3.1.1" : "3.1",
+    cleanStart: c.cleanStart,
+    keepAlive: c.keepAlive,
+    user: p.username,
     principal: c.who.principal.kind,
     sessionPresent: opened.present,
   });

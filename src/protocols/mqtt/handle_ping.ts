@@ -7,7 +7,9 @@
 
 import type { MqttConnection } from "./connection.ts";
 
-/** Handles PINGREQ. */
+/** Handles PINGREQ; a device's last-seen time moves with it (a quiet device still pings). */
 export function handlePing(conn: MqttConnection): void {
+  const id = conn.client?.deviceId;
+  if (id !== undefined) conn.ctx.port.touch(id);
   conn.send({ cmd: "pingresp" });
 }

@@ -23,7 +23,7 @@ export const mqttOptionsSchema = obj("MQTT 3.1.1/5 listener", {
     default: 262_144,
   }),
   anonymousPresence: bool(
-    "Presence (retained devices/{id}/status) also for anonymous clients whose client id is a device id",
+    "Presence (retained devices/{id}/status) also for anonymous clients whose client id is a device id, from their first publish under devices/{id}/",
     { default: false },
   ),
   assignedIdPrefix: str("Prefix of client ids assigned to clients that send an empty one", {

@@ -226,7 +226,8 @@ export class MqttServer implements Listener {
         c.run(); // never rejects; ends with onClosed
       },
     });
-    this.#log.info("listening", { hostname: l.hostname, port: l.port, tls: l.tls });
+    // (debug: the gateway logs the one info line per listener)
+    this.#log.debug("listening", { hostname: l.hostname, port: l.port, tls: l.tls });
     try {
       this.#wsAddress = await this.#ws?.listen();
     } catch (err) {

@@ -155,7 +155,7 @@ export class MqttWsListener {
         this.#handshake(conn, address);
       },
     });
-    this.#log.info("WebSocket listening", {
+    this.#log.debug("WebSocket listening", { // the gateway logs the one info line per listener
       hostname: l.hostname,
       port: l.port,
       tls: l.tls,
