@@ -13,7 +13,7 @@ import {
   loadConfigFile,
   resolveConfig,
 } from "./config/config.ts";
-import { type DeviceEntry, readDeviceFile } from "./config/device_file.ts";
+import { addDevice, type DeviceEntry, readDeviceFile, removeDevice } from "./config/device_file.ts";
 import { type Clock, systemClock } from "./core/clock.ts";
 import { Core } from "./core/core.ts";
 import { Logger } from "./core/logger.ts";
@@ -23,8 +23,10 @@ import { HttpServer } from "./http/server.ts";
 import { BinaryServer } from "./protocols/binary/server.ts";
 import { CoapServer } from "./protocols/coap/server.ts";
 import { MqttServer } from "./protocols/mqtt/server.ts";
+import { ConsoleAuth, mayReadSys } from "./http/console/auth.ts";
 import { WebSocketListenError } from "./protocols/mqtt/ws_listener.ts";
 import { mqttWsRoute } from "./protocols/mqtt/ws_route.ts";
+import { AdminApi, type DeviceFileAdmin } from "./http/admin/admin_api.ts";
 import { Dashboard } from "./http/dashboard/dashboard.ts";
 import { DeviceApi } from "./http/device_api/mod.ts";
 import { type Northbound, type NorthboundConfig, startNorthbound } from "./northbound/mod.ts";
@@ -164,6 +166,7 @@ export class Gateway implements AsyncDisposable {
   #stopping: Promise<void> | undefined;
   #ready = false;
   #fileDevices: DeviceEntry[] = [];
+  #auth: ConsoleAuth | undefined;
   #registryLoaded = false;
   #watcher: Deno.FsWatcher | undefined;
   #stopMonitor: (() => void) | undefined;
@@ -187,6 +190,7 @@ export class Gateway implements AsyncDisposable {
       admission: {
         maxConnectionsPerAddress: config.limits.maxConnectionsPerAddress,
         exemptLoopback: config.limits.exemptLoopback,
+        reservedDescriptors: config.limits.reservedDescriptors,
       },
       authFailuresPerMinute: config.limits.authFailuresPerMinute,
       deviceRatePerSec: config.limits.deviceRatePerSec,
@@ -371,7 +375,46 @@ export class Gateway implements AsyncDisposable {
           port: c.http.port,
           tls: c.http.tls,
           ready: () => this.#ready,
+          maxConnections: c.http.maxConnections,
+          headersTimeoutMs: c.http.headersTimeoutMs,
+          idleTimeoutMs: c.http.idleTimeoutMs,
+          shutdownGraceMs: c.http.shutdownGraceMs,
+          allowedHosts: c.http.allowedHosts,
+          publicMetrics: c.http.publicMetrics,
         });
+        const auth = new ConsoleAuth(this.core.registry, {
+          trustedProxies: c.http.trustedProxies,
+          secure: c.http.tls !== undefined,
+          now: () => this.core.clock.now(),
+        });
+        const http = this.#http;
+        // /metrics and the API documents: public, or for accounts whose ACL allows $SYS/#.
+        http.guardMetrics((req, info) => {
+          const caller = auth.identify(req, info.remoteAddr.hostname);
+          if (!caller) {
+            return new Response("Cannot serve metrics: credentials required\n", {
+              status: 401,
+              headers: { "www-authenticate": 'Basic realm="ferry"', "cache-control": "no-store" },
+            });
+          }
+          return mayReadSys(caller) ? true : new Response(
+            `Cannot serve metrics: account "${caller.name}" may not read $SYS/#\n`,
+            { status: 403, headers: { "cache-control": "no-store" } },
+          );
+        });
+        http.route((req, url, info) =>
+          url.pathname === "/api/v1/openapi.json" ? http.guard(req, info) : undefined
+        );
+        // The management API and the OpenAPI document (the device API's routes and its own),
+        // before the device API: both live under /api/v1/.
+        const admin = new AdminApi(this.core, auth, {
+          devices: this.#deviceFileAdmin(),
+          northbound: () => this.#northbound,
+          baseDocument: c.http.deviceApi.enabled
+            ? () => this.#deviceApi!.openApiDocument()
+            : undefined,
+        });
+        http.route((req, url, info) => admin.handle(req, url, info));
         if (c.http.deviceApi.enabled) {
           const {
             enabled: _,
@@ -381,26 +424,25 @@ export class Gateway implements AsyncDisposable {
             ...o
           } = c.http.deviceApi;
           const api = this.#deviceApi = new DeviceApi(this.core, o);
-          this.#http.route((req, url, info) => api.handle(req, url, info));
+          http.route((req, url, info) => api.handle(req, url, info));
         }
         const ws = c.mqtt.websocket;
         if (this.#mqtt && ws.httpListener) {
           // MQTT over WebSocket on the HTTP port too, through the route hook (Deno's WebSocket).
-          this.#http.route(mqttWsRoute(this.#mqtt, {
+          const wsRoute = mqttWsRoute(this.#mqtt, {
             path: ws.path,
             allowedOrigins: ws.allowedOrigins,
             maxQueuedBytes: c.mqtt.maxPendingBytes,
-          }));
+          });
+          // The listener hands every route the runtime's handler info (it only reads remoteAddr).
+          http.route((req, url, info) => wsRoute(req, url, info as Deno.ServeHandlerInfo), {
+            upgrades: true,
+          });
         }
-        const requireLogin = c.auth.services.length > 0 || !isLoopback(c.host);
-        if (requireLogin && c.auth.services.length === 0) {
-          log.warn(
-            "dashboard needs a service account to log in (auth.services); none is configured",
-          );
-        }
-        const dashboard = this.#dashboard = new Dashboard(this.core, { requireLogin });
-        this.#http.route((req, url) => dashboard.handle(req, url));
-        const http = this.#http;
+        const dashboard = this.#dashboard = new Dashboard(this.core, auth);
+        http.route((req, url, info) => dashboard.handle(req, url, info));
+        if (c.http.loginLink) dashboard.onLoginLink((token) => this.#writeLoginLink(token));
+        this.#auth = auth;
         this.#addresses.http = await listenOrExplain(
           "http",
           c.host,
@@ -408,6 +450,7 @@ export class Gateway implements AsyncDisposable {
           () => http.listen(),
         );
         log.info("http listening", { ...this.#addresses.http, tls: !!c.http.tls });
+        if (c.http.loginLink) this.#printLoginLink(auth.linkToken);
       }
     } catch (err) {
       log.error("start-up failed", { error: err });
@@ -421,6 +464,73 @@ export class Gateway implements AsyncDisposable {
     this.#ready = true;
     log.info("ready", { addresses: this.#addresses, sysIntervalSec: c.sys.intervalSec });
     return this.#addresses;
+  }
+
+  /** The dashboard's one-time login link for `token` (on the bound address). */
+  #loginUrl(token: string): string {
+    const a = this.#addresses.http!;
+    const wild = a.hostname === "0.0.0.0" || a.hostname === "::";
+    const host = wild ? "localhost" : a.hostname.includes(":") ? `[${a.hostname}]` : a.hostname;
+    const scheme = this.config.http.tls ? "https" : "http";
+    return `${scheme}://${host}:${a.port}/dashboard/login?once=${token}`;
+  }
+
+  /**
+   * The registry file as the management API changes it: the same file and functions as
+   * `ferry device add|rotate|remove`, then the same live reload as a change on disk.
+   */
+  #deviceFileAdmin(): DeviceFileAdmin {
+    const path = () => deviceFilePath(this.config);
+    const reload = async () => {
+      if (!await this.reloadDevices()) throw new Error("the registry file was not reloaded");
+    };
+    return {
+      add: async (id) => {
+        const token = await addDevice(path(), id);
+        await reload();
+        return token;
+      },
+      rotate: async (id) => {
+        const token = await addDevice(path(), id, { rotate: true });
+        await reload();
+        return token;
+      },
+      remove: async (id) => {
+        await removeDevice(path(), id);
+        await reload();
+      },
+      has: async (id) => (await readDeviceFile(path())).devices.some((d) => d.id === id),
+    };
+  }
+
+  /** Path of the file that holds a fresh one-time login link. */
+  get loginLinkFile(): string {
+    return `${this.config.dataDir.replace(/\/+$/, "")}/dashboard-login-link`;
+  }
+
+  /**
+   * Prints the one-time login link on stdout (never in the log: it is a secret) and keeps it in
+   * `dataDir/dashboard-login-link` (mode 0600), rewritten with a fresh link after each use.
+   */
+  #printLoginLink(token: string): void {
+    const url = this.#loginUrl(token);
+    console.log(`ferry: open the dashboard with this one-time link: ${url}`);
+    this.#writeLoginLink(token);
+  }
+
+  #writeLoginLink(token: string): void {
+    const log = this.#log.child("dashboard");
+    const path = this.loginLinkFile;
+    try {
+      Deno.mkdirSync(this.config.dataDir, { recursive: true });
+      const tmp = `${path}.tmp`;
+      Deno.writeTextFileSync(tmp, `${this.#loginUrl(token)}\n`, { mode: 0o600 });
+      Deno.chmodSync(tmp, 0o600);
+      Deno.renameSync(tmp, path);
+      log.info("dashboard one-time login link written", { file: path });
+    } catch (err) {
+      log.warn("cannot write the dashboard login link file", { file: path, error: err });
+    }
   }
 
   /** The northbound bridges, when configured (dead letters, link states). */
@@ -494,15 +604,19 @@ export class Gateway implements AsyncDisposable {
       await this.#watching;
       this.#stopMonitor?.();
       await this.#sys?.close();
-      await Promise.all(this.#listeners.map((l) => l.close()));
+      // HTTP stops with the other listeners: waits and streams end, requests in progress get at
+      // most http.shutdownGraceMs, then every connection is cut (a stalled upload cannot hold the
+      // shutdown). Nothing unanswered was acknowledged.
+      await this.#deviceApi?.close();
+      await this.#dashboard?.close();
+      await Promise.all(
+        [...this.#listeners, ...(this.#http ? [this.#http] : [])].map((l) => l.close()),
+      );
       await this.#settleRules(); // rule outputs still need the pipeline
       await this.core.close(); // the drain may still append to the spool
       await this.#rules?.close();
       this.#state?.close(); // after the drain: it may still queue for offline sessions
       await this.#northbound?.close();
-      await this.#dashboard?.close();
-      await this.#deviceApi?.close();
-      await this.#http?.close();
       log.info("stopped");
     })();
   }

@@ -13,6 +13,8 @@ export interface GatewayProcess extends AsyncDisposable {
   lines: Array<Record<string, unknown>>;
   /** Raw stderr text so far. */
   stderr: () => string;
+  /** Raw stdout text so far (the one-time dashboard login link is printed there). */
+  stdout: () => string;
   /** Waits for a log line matching `pred`. */
   waitForLine(
     pred: (l: Record<string, unknown>) => boolean,
@@ -24,13 +26,32 @@ export interface GatewayProcess extends AsyncDisposable {
   status: Promise<Deno.CommandStatus>;
 }
 
+/** Options of {@link startGateway}. */
+export interface StartGatewayOptions {
+  /** Run with this open-file limit (`ulimit -n`), to exercise the descriptor budget. */
+  fileLimit?: number;
+}
+
 /** Starts `deno run main.ts ...args` and waits until it logs `ready`. */
 export async function startGateway(
   args: string[],
   env: Record<string, string> = {},
+  options: StartGatewayOptions = {},
 ): Promise<GatewayProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--unstable-net", "--v8-flags=--optimize-for-size", MAIN, ...args],
+  const deno = [
+    Deno.execPath(),
+    "run",
+    "-A",
+    "--unstable-net",
+    "--v8-flags=--optimize-for-size",
+    MAIN,
+    ...args,
+  ];
+  const child = new Deno.Command(options.fileLimit ? "/bin/sh" : deno[0], {
+    // `exec` keeps the pid the gateway's (signals and /proc/<pid> reach it).
+    args: options.fileLimit
+      ? ["-c", `ulimit -n ${options.fileLimit} && exec "$@"`, "sh", ...deno]
+      : deno.slice(1),
     stdout: "piped",
     stderr: "piped",
     env,
@@ -59,7 +80,11 @@ export async function startGateway(
     }
     for (const l of listeners.splice(0)) l();
   })();
-  const drainOut = child.stdout.pipeTo(new WritableStream());
+  let out = "";
+  const outDecoder = new TextDecoder();
+  const drainOut = child.stdout.pipeTo(
+    new WritableStream({ write: (c) => void (out += outDecoder.decode(c, { stream: true })) }),
+  );
   let exited = false;
   const status = Promise.all([child.status, readErr, drainOut]).then(([s]) => {
     exited = true;
@@ -87,6 +112,7 @@ export async function startGateway(
     child,
     lines,
     stderr: () => raw,
+    stdout: () => out,
     waitForLine,
     addresses: {},
     status,

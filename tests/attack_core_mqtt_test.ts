@@ -248,7 +248,7 @@ Deno.test("Attack: with the disk full, a QoS 1 publish whose state cannot be wri
 Deno.test("Attack: a QoS 0 subscriber that never reads is closed and holds no unbounded memory", async () => {
   await using g = await gateway({
     auth: { anonymous: true },
-    mqtt: { drainTimeoutMs: 1000 },
+    mqtt: { port: 0, websocket: { port: 0 }, drainTimeoutMs: 1000 },
     log: { level: "debug" },
   });
   const port = g.addresses.mqtt.port;
@@ -305,7 +305,7 @@ Deno.test("Attack: a packet over maxPacketSize is refused at its header, and lar
   await using g = await gateway({
     auth: { anonymous: true },
     limits: { payloadBudgetBytes: 1_000_000 },
-    mqtt: { maxPacketSize: 4_000_000 },
+    mqtt: { port: 0, websocket: { port: 0 }, maxPacketSize: 4_000_000 },
   });
   const port = g.addresses.mqtt.port;
   // 200 MB announced: refused from the Remaining Length alone.

@@ -151,6 +151,7 @@ Deno.test("Dashboard API refuses requests without a session and throttles repeat
   for (let i = 0; i < 12; i++) {
     const r = await fetch(`${base}/dashboard/login`, {
       method: "POST",
+      headers: { "content-type": "application/json" },
       body: JSON.stringify({ name: "ops", token: "nope" }),
     });
     last = r.status;
@@ -161,5 +162,50 @@ Deno.test("Dashboard API refuses requests without a session and throttles repeat
     !gw.stderr().includes("ops-token") && !gw.stderr().includes("nope"),
     "a secret reached the log",
   );
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("Dashboard charts survive a reload: the page draws the server's short history of messages per second (headless Chromium)", async () => {
+  const { gw, dir } = await gatewayWithAccount();
+  await using _gw = gw;
+  await using page = await openPage();
+  const base = `http://127.0.0.1:${gw.addresses.http.port}`;
+  await page.goto(`${base}/dashboard`);
+  await page.waitFor(`!document.getElementById("login").classList.contains("hidden")`, "login");
+  await page.evaluate(`(() => {
+    document.getElementById("login-name").value = "ops";
+    document.getElementById("login-token").value = "ops-token";
+    document.getElementById("login-submit").click();
+  })()`);
+  await page.waitFor(`!document.getElementById("app").classList.contains("hidden")`, "the app");
+  // Traffic for a few samples, then none.
+  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${gw.addresses.mqtt.port}`, {
+    clientId: "thermo-2",
+    protocolVersion: 4,
+    reconnectPeriod: 0,
+  });
+  const auth = { authorization: `Basic ${btoa("ops:ops-token")}` };
+  type History = { samples: Array<{ messagesIn: number }> };
+  const history = async () =>
+    await (await fetch(`${base}/dashboard/api/history`, { headers: auth })).json() as History;
+  for (let i = 0; i < 200; i++) {
+    await client.publishAsync("devices/thermo-2/telemetry", `${i}`, { qos: 1 });
+    await new Promise((r) => setTimeout(r, 20));
+    const h = await history();
+    if (i >= 20 && h.samples.length >= 4 && h.samples.at(-1)!.messagesIn >= 20) break;
+  }
+  await client.endAsync();
+  const h = await history();
+  assert(h.samples.length >= 4, `${h.samples.length} samples`);
+
+  // Reloaded with no traffic now: a peak above 0 can only come from the server's history.
+  await page.goto(`${base}/dashboard`);
+  await page.waitFor(`document.getElementById("span-in").textContent !== ""`, "the charts");
+  const drawn = await page.evaluate<{ n: number; peak: number; label: string }>(
+    `({ n: history.in.length, peak: Math.max(0, ...history.in), label: document.getElementById("span-in").textContent })`,
+  );
+  assert(drawn.n >= 3, `${drawn.n} points after the reload`);
+  assert(drawn.peak > 0, `peak ${drawn.peak}`);
+  assert(drawn.label.includes("msg/s") && drawn.label.includes("ago → now"), drawn.label);
   await Deno.remove(dir, { recursive: true });
 });

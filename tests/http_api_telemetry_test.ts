@@ -232,7 +232,7 @@ Deno.test("HTTP telemetry whose body never finishes gets 408 and does not block 
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: h.port });
   try {
     await conn.write(enc(
-      "POST /api/v1/devices/d1/telemetry HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t1\r\n" +
+      "POST /api/v1/devices/d1/telemetry HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer t1\r\n" +
         "Content-Length: 100\r\n\r\nhello",
     ));
     const text = await readRaw(conn, (t) => t.includes("request-timeout"));
@@ -256,7 +256,7 @@ Deno.test("HTTP telemetry chunked body that stalls gets 408 and does not block s
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: h.port });
   try {
     await conn.write(enc(
-      "POST /api/v1/devices/d1/telemetry HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t1\r\n" +
+      "POST /api/v1/devices/d1/telemetry HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer t1\r\n" +
         "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
     ));
     const text = await readRaw(conn, (t) => t.includes("request-timeout"));

@@ -59,7 +59,10 @@ Deno.test("MQTT over WebSocket on the HTTP listener: MQTT.js publishes and subsc
 
 Deno.test("On the HTTP listener, the upgrade policy and refusals are the WebSocket listener's: 426, 400 without mqtt, 403 for an origin", async () => {
   await using g = await gateway({ allowedOrigins: ["https://ok.example"] });
-  const plain = await fetch(`http://127.0.0.1:${g.port}/mqtt`);
+  // The HTTP listener counts its connections in the same admission: fetch's keep-alive pool is
+  // closed at the end so that its connection's slot comes back too.
+  using client = Deno.createHttpClient({});
+  const plain = await fetch(`http://127.0.0.1:${g.port}/mqtt`, { client });
   assertEquals(plain.status, 426);
   assert((await plain.text()).includes("speaks WebSocket only"));
   const none = await RawWs.open(g.port, { protocols: [] });
@@ -73,6 +76,7 @@ Deno.test("On the HTTP listener, the upgrade policy and refusals are the WebSock
   ok.close();
   none.close();
   origin.close();
+  client.close();
   await until(() => g.gw.core.admission.connections("127.0.0.1") === 0, "slots back", 8000);
 });
 

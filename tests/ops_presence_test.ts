@@ -17,7 +17,13 @@ async function device(
   gw: GatewayProcess,
   id: string,
 ): Promise<{ lastSeen: number; state: string }> {
-  const res = await fetch(`http://127.0.0.1:${gw.addresses.http.port}/dashboard/api/devices/${id}`);
+  // The dashboard always needs a login (#13): an account that may see every device.
+  const res = await fetch(
+    `http://127.0.0.1:${gw.addresses.http.port}/dashboard/api/devices/${id}`,
+    {
+      headers: { authorization: `Basic ${btoa("ops:ops-token")}` },
+    },
+  );
   assertEquals(res.status, 200);
   return await res.json();
 }
@@ -28,9 +34,12 @@ async function after(t: number): Promise<void> {
 }
 
 Deno.test("An MQTT device's last-seen time moves with its publishes and its pings", async () => {
-  // Loopback, no service account: the dashboard's API answers without a login.
   await using gw = await startFerry({
-    auth: { anonymous: false, devices: [{ id: "s1", token: "t" }] },
+    auth: {
+      anonymous: false,
+      devices: [{ id: "s1", token: "t" }],
+      services: [{ name: "ops", token: "ops-token", publish: [], subscribe: ["devices/#"] }],
+    },
   });
   const raw = await RawClient.connect(gw.addresses.mqtt.port, 4);
   await raw.connect({ clientId: "s1", username: "s1", password: "t" as never, keepalive: 60 });

@@ -182,6 +182,7 @@ Deno.test("wsCloseCode: shutdown 1001, protocol error 1002, slow consumer and re
     removed: 1008,
     taken_over: 1000,
     keepalive_timeout: 1000,
+    administrative: 1000,
   };
   for (const [code, ws] of Object.entries(table)) {
     assertEquals(wsCloseCode({ code: code as CloseCode, message: "" }), ws, code);

@@ -10,6 +10,7 @@
  */
 
 import { deviceApiOptionsSchema } from "../http/device_api/options.ts";
+import { httpServerOptionsSchema } from "../http/options.ts";
 import {
   authOptionsSchema,
   commandsOptionsSchema,
@@ -110,7 +111,8 @@ export const configSchema = obj("Ferry configuration", {
   http: obj("HTTP listener: /healthz, /readyz, /metrics, the dashboard and the device API", {
     enabled: enabled("HTTP"),
     port: portField(8080, "HTTP"),
-    tls: tlsField("Serve HTTPS (PEM files, read at start-up)"),
+    tls: tlsField("Serve HTTPS (PEM files, reloaded when they change)"),
+    ...httpServerOptionsSchema.fields,
     deviceApi: obj(deviceApiOptionsSchema.doc, {
       enabled: bool("Serve the device API", { default: true }),
       ...deviceApiOptionsSchema.fields,

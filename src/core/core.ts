@@ -21,6 +21,7 @@ import { RateLimiter } from "./rate_limiter.ts";
 import { DeadlineQueue } from "./deadline_queue.ts";
 import { BoundPort, type DevicePort, type PortHost, type ProtocolSpec } from "./device_port.ts";
 import { Logger } from "./logger.ts";
+import { LogThrottle } from "./log_throttle.ts";
 import { LoginGate } from "./login.ts";
 import { createMessage, type Message, type Protocol } from "./message.ts";
 import { MetricsRegistry } from "./metrics.ts";
@@ -145,7 +146,7 @@ export class Core implements AsyncDisposable {
   readonly flow: FlowGate;
   /** One timer heap for every keepalive and idle deadline. */
   readonly deadlines: DeadlineQueue;
-  /** Per-address connection caps, for every listener. */
+  /** The descriptor budget and per-address connection caps, for every listener. */
   readonly admission: Admission;
   /** Login for every protocol: authentication and the failed-login throttle. */
   readonly logins: LoginGate;
@@ -177,7 +178,21 @@ export class Core implements AsyncDisposable {
     this.#coreLog = this.log.child("core");
     this.metrics = options.metrics ?? new MetricsRegistry();
     this.retained = new RetainedStore();
-    this.admission = new Admission(options.admission);
+    const refusals = new LogThrottle(this.#coreLog, { clock: this.clock });
+    this.admission = new Admission({
+      ...options.admission,
+      onRefuse: (reason, address) => {
+        this.stats.refusedConnections.inc({ reason });
+        refusals.warn(
+          `admission:${reason}`,
+          reason === "descriptors"
+            ? "connection refused: the descriptor budget is spent"
+            : "connection refused: per-address limit reached",
+          { reason, address, budget: this.admission.budget, open: this.admission.total },
+        );
+      },
+    });
+
     this.rates = new RateLimiter({
       ratePerSec: options.deviceRatePerSec,
       burst: options.deviceBurst,
@@ -287,6 +302,16 @@ export class Core implements AsyncDisposable {
     );
     m.gauge("ferry_retained_messages", "Retained topics", () => this.retained.size);
     m.gauge("ferry_pending_commands", "Commands kept for devices", () => this.commands.size);
+    m.gauge(
+      "ferry_connection_budget",
+      "Connections all listeners together may hold (open-file limit minus the reserve)",
+      () => Number.isFinite(this.admission.budget) ? this.admission.budget : -1,
+    );
+    m.gauge(
+      "ferry_connections_admitted",
+      "Connections holding a slot of the budget, every listener",
+      () => this.admission.total,
+    );
   }
 
   /** True once `close()` started. */

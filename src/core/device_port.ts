@@ -181,7 +181,11 @@ export interface DevicePort {
    */
   lane(): PublishLane;
 
-  /** Takes a connection slot for `address`; false when its per-address cap is reached. */
+  /**
+   * Takes a connection slot for `address` before a listener keeps an accepted connection: false
+   * when the process's descriptor budget (shared by every listener) is spent or the address is at
+   * its cap.
+   */
   admit(address: string): boolean;
   /** Gives a connection slot back. */
   release(address: string): void;
@@ -273,7 +277,7 @@ export interface PortHost {
   readonly budget: PayloadBudget;
   readonly publishWindow: number;
   readonly closing: boolean;
-  /** Per-address connection caps. */
+  /** The descriptor budget and per-address connection caps. */
   admit(address: string): boolean;
   /** Gives a connection slot back. */
   release(address: string): void;
@@ -713,7 +717,8 @@ export class BoundPort implements DevicePort {
 
   delivered(deviceId: string | undefined, n = 1): void {
     this.stats.delivered(n);
-    if (deviceId !== undefined) this.#host.registry.device(deviceId).messagesOut += n;
+    const rec = deviceId === undefined ? undefined : this.#host.registry.get(deviceId);
+    if (rec) rec.messagesOut += n;
   }
 
   subscribe(filter: string, sub: Subscriber): () => void {

@@ -89,6 +89,10 @@ export const limitsOptionsSchema = obj("Limits shared by every listener", {
     "Longest a subscriber whose send buffer is full may hold delivery (and so publishers) back",
     { min: 0, max: 600_000, default: 1000 },
   ),
+  reservedDescriptors: int(
+    "Descriptors kept back from every listener together (spool, state file, upstream, runtime); the rest of the open-file limit is the connection budget all listeners share",
+    { min: 16, max: 1_000_000, default: 256 },
+  ),
   payloadBudgetBytes: int(
     "Payload bytes held in flight across all protocols (queued messages, large packets being received) before producers wait or are refused",
     { min: 65_536, max: 2 ** 40, default: 67_108_864 },

@@ -33,6 +33,8 @@ export interface CoreMetrics {
   errors: Counter;
   /** Sessions closed by the supervisor. */
   reaped: Counter;
+  /** Connections refused by admission, by reason (`descriptors`, `address_limit`). */
+  refusedConnections: Counter;
 }
 
 /** Registers the shared metrics in `m`. */
@@ -52,6 +54,10 @@ export function coreMetrics(m: MetricsRegistry): CoreMetrics {
     drops: m.counter("ferry_dropped_total", "Messages or frames dropped, by reason"),
     errors: m.counter("ferry_errors_total", "Protocol errors by code"),
     reaped: m.counter("ferry_sessions_reaped_total", "Sessions closed for keepalive timeout"),
+    refusedConnections: m.counter(
+      "ferry_connections_refused_total",
+      "Connections refused by admission (descriptor budget, per-address cap), by reason",
+    ),
   };
 }
 

@@ -21,7 +21,8 @@ export type CloseCode =
   | "shutting_down"
   | "removed"
   | "protocol_error"
-  | "slow_consumer";
+  | "slow_consumer"
+  | "administrative";
 
 /** A close request with a human reason. */
 export interface CloseReason {
@@ -198,6 +199,14 @@ export class DeviceRegistry {
       const now = this.#services.get(name);
       if (!now || !sameService(now, before)) revoked.add(`service:${name}`);
     }
+    if (!this.#anonymous) {
+      // A removed device is no longer one of the gateway's: its record goes once it has no
+      // session (now, or when its closing session detaches).
+      for (const [id] of oldDevices) {
+        const rec = this.#devices.get(id);
+        if (!this.#creds.has(id) && rec && !rec.session) this.#devices.delete(id);
+      }
+    }
     if (revoked.size) {
       this.#attachments.revoke((key) => revoked.has(key), {
         code: "removed",
@@ -269,6 +278,11 @@ export class DeviceRegistry {
     };
   }
 
+  /** The service account `name` as configured now (read-only), if any. */
+  service(name: string): Readonly<ServiceAccount> | undefined {
+    return this.#services.get(name);
+  }
+
   /** The record of a device (created on first use). */
   device(id: string): DeviceRecord {
     let rec = this.#devices.get(id);
@@ -337,6 +351,8 @@ export class DeviceRegistry {
     if (!rec || rec.session !== session) return;
     rec.session = undefined;
     this.#setState(rec, "offline", reason);
+    // Removed while connected (and no anonymous access): forgotten once offline.
+    if (!this.#anonymous && !this.#creds.has(id)) this.#devices.delete(id);
   }
 
   /** Marks activity of a device; a sessionless device (CoAP, HTTP) goes online. */

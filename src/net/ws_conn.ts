@@ -83,6 +83,7 @@ export function wsCloseCode(reason?: CloseReason): number {
     case undefined:
     case "taken_over":
     case "keepalive_timeout":
+    case "administrative":
       return WsCloseCode.Normal;
     case "shutting_down":
       return WsCloseCode.GoingAway;

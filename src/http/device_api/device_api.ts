@@ -209,6 +209,11 @@ export class DeviceApi implements AsyncDisposable {
     return this.#dispatch(req, url, path.slice(API_PREFIX.length).split("/"));
   }
 
+  /** The OpenAPI document of this API (a fresh object: callers may extend it). */
+  openApiDocument(): Record<string, unknown> {
+    return openApiDocument(this.#opts, this.#port.commands.limits);
+  }
+
   async #dispatch(req: Request, url: URL, seg: string[]): Promise<Response> {
     const m = req.method;
     if (seg.length === 1 && seg[0] === "openapi.json") {

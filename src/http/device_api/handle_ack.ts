@@ -9,7 +9,6 @@
 
 import { ackTopic, type Draft } from "../../core/mod.ts";
 import type { ApiContext } from "./_context.ts";
-import { abortingResponse } from "./_aborting_response.ts";
 import { readBody } from "./body_reader.ts";
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
@@ -48,10 +47,11 @@ export async function handleAck(
       });
     }
     if (body.reason === "timeout") {
-      return abortingResponse(ctx.fail("request-timeout", url, {
+      return ctx.fail("request-timeout", url, {
         detail: `Cannot accept ack: body not complete within ${opts.bodyTimeoutMs} ms`,
         extensions: { timeoutMs: opts.bodyTimeoutMs },
-      }));
+        headers: { connection: "close" },
+      });
     }
     return ctx.fail("unavailable", url, { detail: "The request was aborted" });
   }

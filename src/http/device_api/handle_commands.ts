@@ -13,6 +13,8 @@
 import type { ApiContext } from "./_context.ts";
 import { intParam, secondsParam } from "./_params.ts";
 import type { PendingCommand } from "../../core/mod.ts";
+
+let polls = 0;
 import { commandView } from "./command_view.ts";
 
 /** Handles a long-poll for a device whose id the router validated. */
@@ -36,7 +38,7 @@ export async function handleLongPoll(
   if (now.length > 0 || waitMs === 0) return answer(ctx, now);
   if (ctx.closing.aborted) return ctx.fail("unavailable", url, { detail: "Shutting down" });
 
-  type Why = "command" | "timeout" | "closed" | "gone";
+  type Why = "command" | "timeout" | "closed" | "gone" | "revoked";
   let woke = Promise.withResolvers<Why>();
   const stop = ctx.listen(deviceId, () => woke.resolve("command"));
   if (!stop) {
@@ -46,6 +48,13 @@ export async function handleLongPoll(
       extensions: { limit: ctx.opts.maxWaitersPerDevice },
     });
   }
+  // A wait is attached to the identity it was opened with: revoking the device's credentials
+  // ends it with 401, never with a command.
+  const attachment = ctx.port.attach(principal, {
+    sessionId: `http-poll-${++polls}`,
+    protocol: ctx.port.protocol,
+    close: () => woke.resolve("revoked"),
+  }, false);
   const clock = ctx.port.clock;
   const timer = clock.setTimeout(() => woke.resolve("timeout"), waitMs);
   const onClose = () => woke.resolve("closed");
@@ -65,9 +74,16 @@ export async function handleLongPoll(
     }
   } finally {
     stop();
+    attachment.detach();
     clock.clearTimeout(timer);
     ctx.closing.removeEventListener("abort", onClose);
     req.signal.removeEventListener("abort", onGone);
+  }
+  if (why === "revoked") {
+    return ctx.fail("unauthorized", url, {
+      detail: `The credentials of ${deviceId} were revoked while it waited`,
+      headers: { "www-authenticate": 'Bearer realm="ferry", Basic realm="ferry"' },
+    });
   }
   if (why === "closed") {
     return ctx.fail("unavailable", url, {

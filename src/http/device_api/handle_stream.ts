@@ -11,7 +11,9 @@
 
 import type { ApiContext } from "./_context.ts";
 import { intParam } from "./_params.ts";
-import type { PendingCommand } from "../../core/mod.ts";
+import type { Attachment, PendingCommand } from "../../core/mod.ts";
+
+let streams = 0;
 import { commandView } from "./command_view.ts";
 import { encodeSseComment, encodeSseEvent } from "./sse.ts";
 
@@ -43,6 +45,7 @@ export function handleStream(
     if (ended) return;
     ended = true;
     stop?.();
+    attachment?.detach();
     if (heartbeat !== undefined) port.clock.clearTimeout(heartbeat);
     ctx.closing.removeEventListener("abort", onClose);
     if (close) {
@@ -76,6 +79,9 @@ export function handleStream(
     }, opts.sseHeartbeatMs);
   };
   const onClose = () => end(true);
+  // Declared before `end` may run (a revocation during `port.attach` ends the stream at once).
+  // deno-lint-ignore prefer-const
+  let attachment: Attachment | undefined;
   const stop = ctx.listen(deviceId, (cmd) => send(cmd));
   if (!stop) {
     return ctx.fail("too-many-waiters", url, {
@@ -84,6 +90,19 @@ export function handleStream(
       extensions: { limit: opts.maxWaitersPerDevice },
     });
   }
+  // Removing or rotating the device (its credentials) ends the stream at once, on every
+  // protocol alike: the stream is attached to the identity it was opened with.
+  attachment = port.attach(principal, {
+    sessionId: `http-sse-${++streams}`,
+    protocol: port.protocol,
+    close: (reason) => {
+      port.throttled.info(`revoked:${deviceId}`, "SSE stream closed", {
+        device: deviceId,
+        reason: reason.code,
+      });
+      end(true);
+    },
+  }, false);
   const stream = new ReadableStream<Uint8Array>({
     start(c) {
       controller = c;

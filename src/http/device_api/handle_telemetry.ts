@@ -7,13 +7,18 @@
  * @module
  */
 
-import { type Draft, telemetryTopic } from "../../core/mod.ts";
+import { type Draft, type Identity, type Refusal, telemetryTopic } from "../../core/mod.ts";
 import type { ApiContext } from "./_context.ts";
 import { mediaType, splitBatch } from "./batch.ts";
-import { abortingResponse } from "./_aborting_response.ts";
 import { readBody } from "./body_reader.ts";
 
 const ACCEPTED_ONE = '{"accepted":1}';
+const OVER_BUDGET: Refusal<"overloaded"> = Object.freeze({
+  ok: false,
+  reason: "overloaded",
+  message: "Cannot accept body: the gateway's budget of payload bytes in flight is spent",
+  retryAfterMs: 1000,
+});
 const JSON_HEADERS: HeadersInit = [["content-type", "application/json"]];
 
 const TEXTUAL = /^(text\/|application\/(json|x-ndjson|ndjson|jsonl|xml)$|.*\+json$|.*\+xml$)/;
@@ -46,9 +51,13 @@ export async function handleTelemetry(
     timeoutMs: opts.bodyTimeoutMs,
     deadlines: port.deadlines,
     signal: ctx.closing,
+    budget: port.budget,
   });
   if (!body.ok) {
     switch (body.reason) {
+      case "overloaded":
+        port.stats.drop("payload_budget");
+        return ctx.refused(OVER_BUDGET, url);
       case "too_large":
         port.stats.drop("too_large");
         return ctx.fail("payload-too-large", url, {
@@ -56,17 +65,40 @@ export async function handleTelemetry(
           extensions: { limit: opts.maxBodyBytes },
         });
       case "timeout":
-        ctx.log.warn("request body timed out", { device: deviceId, received: body.received });
-        return abortingResponse(ctx.fail("request-timeout", url, {
+        port.throttled.warn("body_timeout", "request body timed out", {
+          device: deviceId,
+          received: body.received,
+        });
+        return ctx.fail("request-timeout", url, {
           detail: `Cannot accept body: not complete within ${opts.bodyTimeoutMs} ms`,
           extensions: { timeoutMs: opts.bodyTimeoutMs },
-        }));
+          headers: { connection: "close" },
+        });
       case "aborted":
         return ctx.fail("unavailable", url, {
           detail: ctx.closing.aborted ? "The gateway is shutting down" : "The request was aborted",
         });
     }
   }
+  try {
+    return await publishBody(ctx, req, url, who, topic, deviceId, body.bytes);
+  } finally {
+    port.budget.give(body.reserved); // accepted or refused: the pipeline now counts what it holds
+  }
+}
+
+/** Splits a received body into messages and publishes them as one batch. */
+async function publishBody(
+  ctx: ApiContext,
+  req: Request,
+  url: URL,
+  who: Identity,
+  topic: string,
+  deviceId: string,
+  bytes: Uint8Array,
+): Promise<Response> {
+  const { port, opts } = ctx;
+  const body = { bytes };
   port.stats.bytesIn(body.bytes.byteLength);
   const contentType = req.headers.get("content-type") ?? undefined;
   const split = splitBatch(body.bytes, contentType ?? null, {

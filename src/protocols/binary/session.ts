@@ -78,6 +78,7 @@ const CLOSE_CODES: Record<CloseReason["code"], number> = {
   removed: ErrorCode.NOT_AUTHENTICATED,
   protocol_error: ErrorCode.BAD_PAYLOAD,
   slow_consumer: 0, // nothing can be written to a peer that does not read
+  administrative: 0, // an operator disconnected the device: FBP/1 has no code for it, the link closes
 };
 
 /** The HELLO_ACK status of a refused login [FBP-4.2-1]. */

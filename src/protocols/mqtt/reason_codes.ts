@@ -51,6 +51,7 @@ export const ReasonCode = {
   SubscriptionIdentifiersNotSupported: 0xa1,
   WildcardSubscriptionsNotSupported: 0xa2,
   ServerShuttingDown: 0x8b,
+  AdministrativeAction: 0x98,
 } as const;
 
 /**
@@ -76,6 +77,8 @@ export function closeReasonCode(code: CloseCode): number {
       return ReasonCode.NotAuthorized;
     case "protocol_error":
       return ReasonCode.ProtocolError;
+    case "administrative": // an operator disconnected the client (management API)
+      return ReasonCode.AdministrativeAction;
   }
 }
 
