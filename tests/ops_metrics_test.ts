@@ -68,11 +68,12 @@ Deno.test("process_* metrics describe the gateway process: open sockets move pro
       conns.push(await Deno.connect({ hostname: "127.0.0.1", port: gw.addresses.binary.port }));
     }
     let m1 = await metrics(gw);
-    for (let i = 0; i < 100 && m1("ferry_connections") < 20; i++) {
+    const binary = 'ferry_connections{protocol="binary"}';
+    for (let i = 0; i < 400 && m1(binary) < 20; i++) { // (accepts lag under load)
       await new Promise((r) => setTimeout(r, 50));
       m1 = await metrics(gw);
     }
-    assertEquals(m1('ferry_connections{protocol="binary"}'), 20);
+    assertEquals(m1(binary), 20);
     assert(m1("process_open_fds") >= fds0 + 20, `${fds0} → ${m1("process_open_fds")}`);
     assert(m1("process_cpu_seconds_total") >= cpu0, "CPU seconds never go back");
   } finally {
