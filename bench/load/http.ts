@@ -33,12 +33,13 @@ export interface HttpLoadParams {
 
 const encoder = new TextEncoder();
 
-function request(id: string, batch: number): Uint8Array {
+function request(id: string, batch: number, port: number): Uint8Array {
   const body = batch === 1
     ? '{"temp":21.5,"hum":40}'
     : Array.from({ length: batch }, (_, i) => `{"temp":21.5,"hum":40,"i":${i}}`).join("\n");
   const b = encoder.encode(body);
-  const head = `POST /api/v1/devices/${id}/telemetry HTTP/1.1\r\nHost: bench\r\n` +
+  // The Host a client of 127.0.0.1:port sends (Ferry refuses unknown hosts: DNS rebinding).
+  const head = `POST /api/v1/devices/${id}/telemetry HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n` +
     `Authorization: Bearer bench\r\nContent-Type: ${
       batch === 1 ? "application/json" : "application/x-ndjson"
     }\r\nContent-Length: ${b.length}\r\n\r\n`;
@@ -116,7 +117,7 @@ async function main(p: HttpLoadParams) {
   const start = p.startAt + p.warmupMs;
   const end = start + p.windowMs;
   const loops = conns.map(async (conn, k) => {
-    const req = request(deviceId(p.firstClient + k), p.batch);
+    const req = request(deviceId(p.firstClient + k), p.batch, p.port);
     const reader = new ResponseReader(conn);
     try {
       while (!stop) {
@@ -126,10 +127,11 @@ async function main(p: HttpLoadParams) {
         const status = await reader.next();
         const at = Date.now(); // by wall clock: every process counts the same window
         if (at < start || at >= end) continue;
-        requests++;
-        hist.record(performance.now() - t0);
-        if (status === 202) accepted += p.batch;
-        else refused[status] = (refused[status] ?? 0) + 1;
+        if (status === 202) { // only accepted requests count (and are timed)
+          requests++;
+          hist.record(performance.now() - t0);
+          accepted += p.batch;
+        } else refused[status] = (refused[status] ?? 0) + 1;
       }
     } catch (err) {
       if (!stop) failed ??= err;

@@ -58,17 +58,35 @@ interface Device {
 async function main(p: NorthboundLoadParams) {
   const win = new Window(p.pid);
   let phase = 0;
-  // Upstream subscriber: one QoS 0 subscription to everything; counts our payloads by phase.
+  // Upstream subscriber: one QoS 1 subscription to everything (a broker may drop QoS 0 for a
+  // subscriber that falls behind, which would count as a message the gateway lost); counts our
+  // payloads by phase and acknowledges them in one write per read.
   const up = await MqttConn.open(p.upstreamPort, "bench-upstream", {
     readBytes: 65536,
     maxReadBytes: 1 << 20,
   });
-  await up.subscribe("#", 0);
+  await up.subscribe("#", 1);
+  const upAcks: number[] = [];
+  const flushUpAcks = () => {
+    const out = new Uint8Array(upAcks.length * 4);
+    for (let i = 0; i < upAcks.length; i++) {
+      out[i * 4] = 0x40;
+      out[i * 4 + 1] = 2;
+      out[i * 4 + 2] = upAcks[i] >> 8;
+      out[i * 4 + 3] = upAcks[i] & 0xff;
+    }
+    upAcks.length = 0;
+    up.write(out).catch(() => {});
+  };
   const upReceived = [0, 0, 0];
   let upInWindow = 0;
   const e2e: number[][] = [[], [], []];
   up.onFrame = (type, flags, buf, s, e) => {
     if (type !== PacketType.PUBLISH) return;
+    if (((flags >> 1) & 3) === 1) {
+      const idAt = s + 2 + ((buf[s] << 8) | buf[s + 1]);
+      if (upAcks.push((buf[idAt] << 8) | buf[idAt + 1]) === 1) queueMicrotask(flushUpAcks);
+    }
     const ps = publishPayloadStart(buf, s, flags);
     if (e - ps < 21) return;
     const v = new DataView(buf.buffer, buf.byteOffset + ps, e - ps);

@@ -58,6 +58,15 @@ async function load(ctx: RunContext, shape: LoadShape, keys: string[]): Promise<
   for (const p of parts) {
     for (const [c, n] of Object.entries(p.refused)) refused[c] = (refused[c] ?? 0) + n;
   }
+  const refusedCount = Object.values(refused).reduce((a, n) => a + n, 0);
+  const acceptedCount = parts.reduce((a, p) => a + p.requests, 0);
+  if (refusedCount > 0.01 * (refusedCount + acceptedCount)) {
+    // A figure made of refusals measures nothing: the run fails and says why.
+    throw new Error(
+      `the server refused ${refusedCount} of ${refusedCount + acceptedCount} requests ` +
+        `(status: count ${JSON.stringify(refused)})`,
+    );
+  }
   const r: Record<string, number | null> = {
     requestsPerSecond: round(parts.reduce((a, p) => a + p.requests, 0) / seconds),
     messagesPerSecond: round(parts.reduce((a, p) => a + p.accepted, 0) / seconds),
