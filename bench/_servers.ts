@@ -434,7 +434,12 @@ export function ferry(name: string, dir = HERE_CHECKOUT): ServerKind {
 // Peers
 
 /** mosquitto's config as the Debian package installs it, on a free port; `bridge` adds one. */
-export function mosquittoConfig(port: number, dir: string, bridgeTo?: string): string {
+export function mosquittoConfig(
+  port: number,
+  dir: string,
+  bridgeTo?: string,
+  measuring = false,
+): string {
   let c = `# As Debian's /etc/mosquitto/mosquitto.conf: persistence on, log to a file.
 persistence true
 persistence_location ${dir}/
@@ -442,6 +447,13 @@ log_dest file ${dir}/mosquitto.log
 listener ${port} 127.0.0.1
 allow_anonymous true
 `;
+  if (measuring) {
+    // An upstream that measures what reaches it: no per-client queue or in-flight bound, which
+    // would drop messages to a subscriber behind and count them as not forwarded.
+    c += `max_queued_messages 0
+max_inflight_messages 0
+`;
+  }
   if (bridgeTo) {
     const m = /^mqtt:\/\/([^:/]+):(\d+)/.exec(bridgeTo);
     if (!m) throw new TypeError(`Cannot bridge to "${bridgeTo}": want mqtt://host:port`);
@@ -454,7 +466,7 @@ topic devices/# out 1 "" ferry/mosquitto/
 }
 
 /** Debian's mosquitto; `bridge` makes it a bridge to `StartOptions.upstream`. */
-export function mosquitto(name = "mosquitto", bridge = false): ServerKind {
+export function mosquitto(name = "mosquitto", bridge = false, measuring = false): ServerKind {
   const bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].find((p) => {
     try {
       return Deno.statSync(p).isFile;
@@ -484,7 +496,10 @@ export function mosquitto(name = "mosquitto", bridge = false): ServerKind {
     async start(o) {
       const port = freePort();
       const conf = `${o.dir}/mosquitto.conf`;
-      await Deno.writeTextFile(conf, mosquittoConfig(port, o.dir, bridge ? o.upstream : undefined));
+      await Deno.writeTextFile(
+        conf,
+        mosquittoConfig(port, o.dir, bridge ? o.upstream : undefined, measuring),
+      );
       const out = `${o.dir}/mosquitto.out`;
       const t0 = performance.now();
       const s = makeServer(name, spawnLogged(bin, ["-c", conf], out), out, t0, {

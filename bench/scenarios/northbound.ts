@@ -34,7 +34,7 @@ export function northboundScenarios(servers: ServerKind[], quick: boolean): Scen
     windowMs: quick ? 2000 : 10_000,
     drainCapMs: quick ? 20_000 : 30_000,
   };
-  const upstream = mosquitto("upstream");
+  const upstream = mosquitto("upstream", false, true); // unbounded queues: it only measures
   return [{
     id: "northbound",
     section: "Northbound",
