@@ -10,6 +10,7 @@
  */
 
 import type { Principal } from "./acl.ts";
+import { FailureWindow } from "./failure_window.ts";
 import { defaultLimits } from "./options.ts";
 import type { DeviceRegistry } from "./registry.ts";
 import { type LoginRefusalReason, type Refusal, refusal } from "./refusal.ts";
@@ -84,13 +85,6 @@ export interface LoginGateOptions {
   now?: () => number;
 }
 
-const WINDOW_MS = 60_000;
-
-interface Failures {
-  count: number;
-  since: number;
-}
-
 /**
  * Authenticates logins and throttles repeated failures.
  *
@@ -109,16 +103,16 @@ interface Failures {
  */
 export class LoginGate {
   #registry: DeviceRegistry;
-  #max: number;
-  #maxTracked: number;
   #now: () => number;
-  #failures = new Map<string, Failures>();
+  #failures: FailureWindow;
 
   /** Creates the gate over `registry`. */
   constructor(registry: DeviceRegistry, options: LoginGateOptions = {}) {
     this.#registry = registry;
-    this.#max = options.failuresPerMinute ?? defaultLimits.authFailuresPerMinute;
-    this.#maxTracked = options.maxTracked ?? 100_000;
+    this.#failures = new FailureWindow(
+      options.failuresPerMinute ?? defaultLimits.authFailuresPerMinute,
+      options.maxTracked ?? 100_000,
+    );
     this.#now = options.now ?? Date.now;
   }
 
@@ -130,7 +124,7 @@ export class LoginGate {
   /** Logs `request` in from `address`: an identity, or a typed refusal. */
   login(request: LoginRequest, address: string): Identity | Refusal<LoginRefusalReason> {
     const key = `${request.user ?? ""}@${address}`;
-    const wait = this.#throttledFor(key);
+    const wait = this.#failures.waitMs(key, this.#now());
     if (wait > 0) {
       return refusal(
         "throttled",
@@ -142,7 +136,7 @@ export class LoginGate {
     if (
       !(result instanceof Identity) &&
       (result.reason === "bad_credentials" || result.reason === "no_credentials")
-    ) this.#failed(key);
+    ) this.#failures.fail(key, this.#now());
     return result;
   }
 
@@ -190,43 +184,5 @@ export class LoginGate {
       return refusal("bad_id", `Cannot log in: "${r.user}" is not a valid device id`);
     }
     return refusal("bad_credentials", `Cannot log in: bad credentials for "${r.user}"`);
-  }
-
-  /** Ms until `key` may try again (0: not throttled). */
-  #throttledFor(key: string): number {
-    if (this.#max <= 0) return 0;
-    const f = this.#failures.get(key);
-    if (!f) return 0;
-    const left = f.since + WINDOW_MS - this.#now();
-    if (left <= 0) {
-      this.#failures.delete(key);
-      return 0;
-    }
-    return f.count >= this.#max ? left : 0;
-  }
-
-  #failed(key: string): void {
-    if (this.#max <= 0) return;
-    const now = this.#now();
-    const f = this.#failures.get(key);
-    if (f && now - f.since < WINDOW_MS) {
-      f.count++;
-      return;
-    }
-    this.#failures.delete(key); // re-inserted last: the Map's order is the age order
-    this.#failures.set(key, { count: 1, since: now });
-    if (this.#failures.size > this.#maxTracked) this.#shrink(now);
-  }
-
-  /** Forgets expired entries, then the oldest, until the table is within its bound. */
-  #shrink(now: number): void {
-    for (const [k, v] of this.#failures) {
-      if (this.#failures.size <= this.#maxTracked) return;
-      if (now - v.since >= WINDOW_MS) this.#failures.delete(k);
-    }
-    for (const k of this.#failures.keys()) {
-      if (this.#failures.size <= this.#maxTracked) return;
-      this.#failures.delete(k);
-    }
   }
 }

@@ -17,6 +17,7 @@ export * from "./credentials.ts";
 export * from "./deadline_queue.ts";
 export * from "./encoding.ts";
 export * from "./error_message.ts";
+export * from "./failure_window.ts";
 export * from "./device_port.ts";
 export * from "./logger.ts";
 export * from "./log_throttle.ts";

@@ -9,6 +9,8 @@
  * @module
  */
 
+import { FailureWindow } from "../../core/mod.ts";
+
 /** Tunables of {@link LoginThrottle}. */
 export interface LoginThrottleOptions {
   /** Failed logins per account and address per minute before that pair waits. @default 10 */
@@ -19,46 +21,6 @@ export interface LoginThrottleOptions {
   maxTracked?: number;
   /** Time source. @default Date.now */
   now?: () => number;
-}
-
-const WINDOW_MS = 60_000;
-
-interface Failures {
-  count: number;
-  since: number;
-}
-
-/** A bounded table of failure counts per key, oldest forgotten first. */
-class FailureTable {
-  #map = new Map<string, Failures>();
-  constructor(readonly max: number, readonly limit: number) {}
-
-  get size(): number {
-    return this.#map.size;
-  }
-
-  /** Ms until `key` may try again (0: it may now). */
-  wait(key: string, now: number): number {
-    const f = this.#map.get(key);
-    if (!f) return 0;
-    const left = f.since + WINDOW_MS - now;
-    if (left <= 0) {
-      this.#map.delete(key);
-      return 0;
-    }
-    return f.count >= this.limit ? left : 0;
-  }
-
-  fail(key: string, now: number): void {
-    const f = this.#map.get(key);
-    if (f && now - f.since < WINDOW_MS) {
-      f.count++;
-      return;
-    }
-    this.#map.delete(key); // re-inserted last: the Map's order is the age order
-    this.#map.set(key, { count: 1, since: now });
-    while (this.#map.size > this.max) this.#map.delete(this.#map.keys().next().value!);
-  }
 }
 
 /**
@@ -78,15 +40,15 @@ class FailureTable {
  * ```
  */
 export class LoginThrottle {
-  #accounts: FailureTable;
-  #addresses: FailureTable;
+  #accounts: FailureWindow;
+  #addresses: FailureWindow;
   #now: () => number;
 
   /** Creates the throttle. */
   constructor(options: LoginThrottleOptions = {}) {
     const max = options.maxTracked ?? 10_000;
-    this.#accounts = new FailureTable(max, options.perAccount ?? 10);
-    this.#addresses = new FailureTable(max, options.perAddress ?? 100);
+    this.#accounts = new FailureWindow(options.perAccount ?? 10, max);
+    this.#addresses = new FailureWindow(options.perAddress ?? 100, max);
     this.#now = options.now ?? Date.now;
   }
 
@@ -99,8 +61,8 @@ export class LoginThrottle {
   waitMs(account: string, address: string): number {
     const now = this.#now();
     return Math.max(
-      this.#accounts.wait(`${account}@${address}`, now),
-      this.#addresses.wait(address, now),
+      this.#accounts.waitMs(`${account}@${address}`, now),
+      this.#addresses.waitMs(address, now),
     );
   }
 
