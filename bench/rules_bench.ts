@@ -31,9 +31,10 @@ export type BenchRule = "none" | "copy" | "drop";
 
 const RULES: Record<Exclude<BenchRule, "none">, string> = {
   copy: 'export default (m) => ({ topic: "rules/copy/" + m.topic, payload: m.payload });\n',
-  // Drops everything but the end marker (which tells the bench the rule has caught up).
+  // Drops everything but the end marker (which tells the bench the rule has caught up). Matched by
+  // topic: an anonymous MQTT client is no device (no deviceId) unless mqtt.anonymousPresence is on.
   drop:
-    'export default (m) => m.deviceId === "marker" ? { topic: "rules/drop/" + m.topic, payload: m.payload } : null;\n',
+    'export default (m) => m.topic === "devices/marker/telemetry" ? { topic: "rules/drop/" + m.topic, payload: m.payload } : null;\n',
 };
 
 /** Topic of the end marker, and where each configuration delivers it. */
