@@ -223,40 +223,17 @@ Deno.test("A looping or ambiguous rewrite rule is refused when the config loads"
 });
 
 /**
- * An MQTT 5 upstream that announces Receive Maximum 5, acknowledges slowly, and counts the
- * unacknowledged QoS 1 publishes it holds at any moment.
+ * A scripted MQTT 5 upstream on a free loopback port: every packet it reads goes to `onPacket`,
+ * which answers through `send`. Returns its URL and `close` (listener and connections).
  */
-function receiveMaxBroker(receiveMaximum: number) {
+function scriptedBroker(onPacket: (p: Packet, send: (p: Packet) => Promise<number>) => void) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const s = { maxOutstanding: 0, outstanding: 0, received: [] as string[], violations: 0 };
   const conns: Deno.Conn[] = [];
   const serve = async (conn: Deno.Conn) => {
     const parser = mqttPacket.parser({ protocolVersion: 5 });
     const send = (p: Packet) =>
       conn.write(mqttPacket.generate(p, { protocolVersion: 5 })).catch(() => 0);
-    parser.on("packet", (p: Packet) => {
-      if (p.cmd === "connect") {
-        send({
-          cmd: "connack",
-          reasonCode: 0,
-          sessionPresent: false,
-          properties: { receiveMaximum },
-        } as Packet);
-      }
-      if (p.cmd === "subscribe") {
-        send({ cmd: "suback", messageId: p.messageId, granted: p.subscriptions.map(() => 1) });
-      }
-      if (p.cmd === "publish" && p.qos === 1) {
-        s.outstanding++;
-        if (s.outstanding > receiveMaximum) s.violations++;
-        s.maxOutstanding = Math.max(s.maxOutstanding, s.outstanding);
-        s.received.push(String(p.payload));
-        setTimeout(() => {
-          s.outstanding--;
-          send({ cmd: "puback", messageId: p.messageId, reasonCode: 0 } as Packet);
-        }, 3);
-      }
-    });
+    parser.on("packet", (p: Packet) => onPacket(p, send));
     const buf = new Uint8Array(65536);
     try {
       for (;;) {
@@ -277,7 +254,6 @@ function receiveMaxBroker(receiveMaximum: number) {
   })();
   return {
     url: `mqtt://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
-    stats: s,
     async close() {
       listener.close();
       for (const c of conns) {
@@ -289,6 +265,38 @@ function receiveMaxBroker(receiveMaximum: number) {
       await Promise.all(serving);
     },
   };
+}
+
+/**
+ * An MQTT 5 upstream that announces Receive Maximum 5, acknowledges slowly, and counts the
+ * unacknowledged QoS 1 publishes it holds at any moment.
+ */
+function receiveMaxBroker(receiveMaximum: number) {
+  const s = { maxOutstanding: 0, outstanding: 0, received: [] as string[], violations: 0 };
+  const broker = scriptedBroker((p, send) => {
+    if (p.cmd === "connect") {
+      send({
+        cmd: "connack",
+        reasonCode: 0,
+        sessionPresent: false,
+        properties: { receiveMaximum },
+      } as Packet);
+    }
+    if (p.cmd === "subscribe") {
+      send({ cmd: "suback", messageId: p.messageId, granted: p.subscriptions.map(() => 1) });
+    }
+    if (p.cmd === "publish" && p.qos === 1) {
+      s.outstanding++;
+      if (s.outstanding > receiveMaximum) s.violations++;
+      s.maxOutstanding = Math.max(s.maxOutstanding, s.outstanding);
+      s.received.push(String(p.payload));
+      setTimeout(() => {
+        s.outstanding--;
+        send({ cmd: "puback", messageId: p.messageId, reasonCode: 0 } as Packet);
+      }, 3);
+    }
+  });
+  return { ...broker, stats: s };
 }
 
 Deno.test("An upstream with Receive Maximum 5 never holds more than 5 unacknowledged publishes from the bridge", async () => {
@@ -396,63 +404,26 @@ Deno.test("Bridge at QoS 2 delivers exactly once to the upstream broker", async 
  * PUBREC) while told to; records each PUBLISH and PUBREL.
  */
 function qos2Broker() {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const s = {
     publishes: [] as Array<{ pid: number; text: string; dup: boolean }>,
     releases: [] as number[],
     holdPubrec: false,
     holdPubcomp: true,
   };
-  const conns: Deno.Conn[] = [];
-  const serve = async (conn: Deno.Conn) => {
-    const parser = mqttPacket.parser({ protocolVersion: 5 });
-    const send = (p: Packet) =>
-      conn.write(mqttPacket.generate(p, { protocolVersion: 5 })).catch(() => 0);
-    parser.on("packet", (p: Packet) => {
-      if (p.cmd === "connect") {
-        send({ cmd: "connack", reasonCode: 0, sessionPresent: true } as Packet);
-      } else if (p.cmd === "subscribe") {
-        send({ cmd: "suback", messageId: p.messageId, granted: p.subscriptions.map(() => 1) });
-      } else if (p.cmd === "publish" && p.qos === 2) {
-        s.publishes.push({ pid: p.messageId!, text: String(p.payload), dup: p.dup });
-        if (!s.holdPubrec) send({ cmd: "pubrec", messageId: p.messageId } as Packet);
-      } else if (p.cmd === "pubrel") {
-        s.releases.push(p.messageId!);
-        if (!s.holdPubcomp) send({ cmd: "pubcomp", messageId: p.messageId } as Packet);
-      }
-    });
-    const buf = new Uint8Array(65536);
-    try {
-      for (;;) {
-        const n = await conn.read(buf);
-        if (n === null) break;
-        parser.parse(Buffer.from(buf.subarray(0, n)));
-      }
-    } catch { /* closed */ }
-  };
-  const serving: Promise<void>[] = [];
-  const accepting = (async () => {
-    try {
-      for await (const c of listener) {
-        conns.push(c);
-        serving.push(serve(c));
-      }
-    } catch { /* closed */ }
-  })();
-  return {
-    url: `mqtt://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
-    stats: s,
-    async close() {
-      listener.close();
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch { /* closed */ }
-      }
-      await accepting;
-      await Promise.all(serving);
-    },
-  };
+  const broker = scriptedBroker((p, send) => {
+    if (p.cmd === "connect") {
+      send({ cmd: "connack", reasonCode: 0, sessionPresent: true } as Packet);
+    } else if (p.cmd === "subscribe") {
+      send({ cmd: "suback", messageId: p.messageId, granted: p.subscriptions.map(() => 1) });
+    } else if (p.cmd === "publish" && p.qos === 2) {
+      s.publishes.push({ pid: p.messageId!, text: String(p.payload), dup: p.dup });
+      if (!s.holdPubrec) send({ cmd: "pubrec", messageId: p.messageId } as Packet);
+    } else if (p.cmd === "pubrel") {
+      s.releases.push(p.messageId!);
+      if (!s.holdPubcomp) send({ cmd: "pubcomp", messageId: p.messageId } as Packet);
+    }
+  });
+  return { ...broker, stats: s };
 }
 
 for (const stage of ["PUBREC", "PUBCOMP"] as const) {
