@@ -6,6 +6,8 @@
  * @module
  */
 
+import { addHistoryOpenApi } from "./history_openapi.ts";
+
 type Json = Record<string, unknown>;
 
 const err = (description: string, headers?: Json): Json => ({
@@ -649,6 +651,7 @@ export function adminOpenApi(
     required: ["error"],
     properties: { error: { type: "string" } },
   };
+  addHistoryOpenApi(paths, schemas);
   const responses = (components.responses ??= {}) as Json;
   responses.AdminBadRequest = err("Malformed parameter, path or body.");
   responses.AdminUnauthorized = err(
