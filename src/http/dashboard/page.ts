@@ -5,10 +5,13 @@
  * paged, searched (id prefix), filtered (state, protocol) and sorted (id, last seen) by the server,
  * through the management API (`/api/v1/admin/devices`), one page at a time, refreshed every
  * second; a detail view has the command form and, for accounts allowed to manage devices, the
- * disconnect / rotate / remove buttons and an add form.
+ * disconnect / rotate / remove buttons and an add form. Below it, the panels of `./panels/`:
+ * charts from the management API's short history, retained messages, the northbound.
  *
  * @module
  */
+
+import { panelsHtml, panelsNav, panelsScript } from "./panels/mod.ts";
 
 /** The HTML of the dashboard. */
 export const DASHBOARD_HTML = `<!doctype html>
@@ -54,6 +57,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   <span id="login-error" class="bad"></span>
 </form>
 <main id="app" class="hidden">
+  ${panelsNav()}
   <section class="cards">
     <div class="card"><div class="k">devices online</div><div class="v" id="online">0</div></div>
     <div class="card"><div class="k">connections</div><div class="v" id="connections">0</div></div>
@@ -83,6 +87,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     </form>
     <h4>Recent messages</h4><div id="detail-messages"></div>
   </section>
+  ${panelsHtml()}
 </main>
 <script>
 "use strict";
@@ -225,7 +230,7 @@ function connect() {
 async function start(loggedIn) {
   show($("login"), !loggedIn); show($("app"), loggedIn); show($("logout"), loggedIn);
   if (refresher) { clearInterval(refresher); refresher = null; }
-  if (!loggedIn) { if (es) { es.close(); es = null; } return; }
+  if (!loggedIn) { if (es) { es.close(); es = null; } for (const p of PANELS) p.stop(); return; }
   const r = await fetch("/dashboard/api/me");
   me = r.ok ? await r.json() : null;
   show($("add-form"), !!(me && me.may.manage));
@@ -233,6 +238,7 @@ async function start(loggedIn) {
   connect();
   firstPage();
   refresher = setInterval(loadDevices, 1000);
+  for (const p of PANELS) p.start(me);
 }
 
 async function manage(action) {
@@ -281,6 +287,9 @@ $("command-form").addEventListener("submit", async (e) => {
   const r = await api("/dashboard/api/devices/" + encodeURIComponent(selected) + "/commands/" + encodeURIComponent($("command-name").value), { method: "POST", body: JSON.stringify({ data: $("command-data").value }) });
   $("command-status").textContent = r.ok ? "sent" : "failed: " + (await r.json()).error;
 });
+
+// The panels (./panels/): charts, retained messages, northbound.
+${panelsScript()}
 
 fetch("/dashboard/api/me").then((r) => start(r.ok));
 </script>
