@@ -195,9 +195,13 @@ async function loadDevices() {
 
 function firstPage() { view.cursors = [null]; view.page = 0; loadDevices(); }
 
+// A 401 signs the page out, unless it answers a request of an earlier sign-in (sent before a
+// log-out, answered after the next login).
+let signIns = 0;
 async function api(path, init) {
+  const n = signIns;
   const r = await fetch(path, { credentials: "same-origin", ...init, headers: { "content-type": "application/json", ...(init && init.headers) } });
-  if (r.status === 401) { start(false); throw new Error("unauthorized"); }
+  if (r.status === 401) { if (n === signIns) start(false); throw new Error("unauthorized"); }
   return r;
 }
 
@@ -228,6 +232,7 @@ function connect() {
 }
 
 async function start(loggedIn) {
+  signIns++;
   show($("login"), !loggedIn); show($("app"), loggedIn); show($("logout"), loggedIn);
   if (refresher) { clearInterval(refresher); refresher = null; }
   if (!loggedIn) { if (es) { es.close(); es = null; } for (const p of PANELS) p.stop(); return; }

@@ -5,8 +5,8 @@
  * history (`GET /api/v1/admin/history`: the charts survive a reload). The first load takes the
  * whole history; later ones only the samples after the last (`?since=`).
  *
- * Each line is a `polyline` with `data-series` (protocol), `data-points` and `data-max`, which the
- * browser tests read.
+ * Each line is a `polyline` with `data-series` (protocol), `data-points`, `data-max` and `data-last`,
+ * which the browser tests read.
  *
  * @module
  */
@@ -37,7 +37,8 @@ export const chartsPanel: Panel = {
   const CHARTS = ${JSON.stringify(CHARTS)};
   const COLORS = ["#58a6ff", "#3fb950", "#d29922", "#f778ba", "#a371f7", "#79c0ff", "#ff7b72"];
   const W = 460, H = 190, L = 56, R = 12, T = 12, B = 34;
-  const state = { intervalMs: 5000, capacity: 180, samples: [], timer: null, loading: false };
+  // gen: which start() a load belongs to (an answer for an earlier sign-in is dropped).
+  const state = { intervalMs: 5000, capacity: 180, samples: [], timer: null, loading: false, gen: 0 };
 
   // 1, 2 or 5 times a power of ten, at least v: the top of the y axis.
   function niceMax(v) {
@@ -95,7 +96,7 @@ export const chartsPanel: Panel = {
       const color = COLORS[i % COLORS.length];
       const peak = Math.max(0, ...pts.map((p) => p[1]));
       const d = pts.filter((p) => p[0] >= t0).map((p) => x(p[0]).toFixed(1) + "," + y(p[1]).toFixed(1)).join(" ");
-      parts.push('<polyline fill="none" stroke="' + color + '" stroke-width="1.5" data-series="' + esc(name) + '" data-points="' + pts.length + '" data-max="' + peak + '" points="' + d + '"/>');
+      parts.push('<polyline fill="none" stroke="' + color + '" stroke-width="1.5" data-series="' + esc(name) + '" data-points="' + pts.length + '" data-max="' + peak + '" data-last="' + pts[pts.length - 1][1] + '" points="' + d + '"/>');
       legend.push('<span style="color:' + color + '">' + esc(name) + " " + num(pts[pts.length - 1][1]) + " " + esc(unit) + "</span>");
     });
     if (!series.length) parts.push('<text class="tick" x="' + ((W + L) / 2) + '" y="' + (H / 2) + '" text-anchor="middle">' + (!state.samples.length ? "no samples yet" : key === "spoolDepth" ? "no northbound" : "none") + "</text>");
@@ -110,29 +111,33 @@ export const chartsPanel: Panel = {
 
   async function load() {
     if (state.loading) return;
+    const gen = state.gen;
     state.loading = true;
     try {
       const last = state.samples.length ? state.samples[state.samples.length - 1].time : null;
       const r = await api("/api/v1/admin/history" + (last === null ? "" : "?since=" + last));
       const body = await r.json();
+      if (gen !== state.gen) return;
       if (!r.ok) { $("charts-status").textContent = "charts: " + body.error; show(document.querySelector("#charts-panel .charts"), false); return; }
       show(document.querySelector("#charts-panel .charts"), true);
       state.intervalMs = body.intervalMs; state.capacity = body.capacity;
       state.samples = state.samples.concat(body.samples).slice(-body.capacity);
       $("charts-status").textContent = "one sample every " + num(body.intervalMs / 1000) + " s, the last " + Math.round(body.capacity * body.intervalMs / 60000) + " min";
       drawAll();
-    } catch { /* logged out or offline: the next tick tries again */ } finally { state.loading = false; }
+    } catch { /* logged out or offline: the next tick tries again */ } finally { if (gen === state.gen) state.loading = false; }
   }
 
   PANELS.push({
     start() {
+      state.gen++;
+      state.loading = false;
       state.samples = [];
       load().then(() => {
         if (state.timer) clearInterval(state.timer);
         state.timer = setInterval(load, Math.max(1000, Math.min(state.intervalMs, 5000)));
       });
     },
-    stop() { if (state.timer) clearInterval(state.timer); state.timer = null; },
+    stop() { state.gen++; if (state.timer) clearInterval(state.timer); state.timer = null; },
   });
 })();`,
 };

@@ -27,7 +27,8 @@ export const northboundPanel: Panel = {
   </div>
 </section>`,
   script: `(() => {
-  const state = { timer: null, shown: 100 };
+  // gen: which start() a load belongs to (an answer for an earlier sign-in is dropped).
+  const state = { timer: null, shown: 100, gen: 0 };
 
   function bytes(n) { return n >= 1048576 ? (n / 1048576).toFixed(1) + " MiB" : n >= 1024 ? (n / 1024).toFixed(1) + " KiB" : n + " B"; }
 
@@ -39,9 +40,11 @@ export const northboundPanel: Panel = {
   }
 
   async function load() {
+    const gen = state.gen;
     try {
       const r = await api("/api/v1/admin/northbound");
       const nb = await r.json();
+      if (gen !== state.gen) return;
       if (!r.ok) { $("nb-status").textContent = nb.error; show($("nb-body"), false); return; }
       $("nb-status").textContent = "";
       show($("nb-body"), true);
@@ -52,6 +55,7 @@ export const northboundPanel: Panel = {
         " · dead letters: " + sp.deadLetters + " (" + bytes(sp.deadLetterBytes) + ")";
       const d = await api("/api/v1/admin/northbound/dead-letters?limit=" + state.shown);
       const dl = await d.json();
+      if (gen !== state.gen) return;
       if (!d.ok) { $("nb-dead-count").textContent = dl.error; return; }
       $("nb-dead").innerHTML = dl.items.map(letter).join("");
       $("nb-dead-count").textContent = "(" + sp.deadLetters + ")";
@@ -78,8 +82,8 @@ export const northboundPanel: Panel = {
   $("nb-dead-more").addEventListener("click", () => { state.shown = Math.min(1000, state.shown + 100); load(); });
 
   PANELS.push({
-    start() { $("nb-action").textContent = ""; load(); if (state.timer) clearInterval(state.timer); state.timer = setInterval(load, 2000); },
-    stop() { if (state.timer) clearInterval(state.timer); state.timer = null; },
+    start() { state.gen++; $("nb-action").textContent = ""; load(); if (state.timer) clearInterval(state.timer); state.timer = setInterval(load, 2000); },
+    stop() { state.gen++; if (state.timer) clearInterval(state.timer); state.timer = null; },
   });
 })();`,
 };

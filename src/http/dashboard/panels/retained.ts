@@ -22,7 +22,8 @@ export const retainedPanel: Panel = {
   <p><button id="retained-more" type="button" class="hidden">more</button></p>
 </section>`,
   script: `(() => {
-  const state = { after: null };
+  // gen: which start() a load belongs to (an answer for an earlier sign-in is dropped).
+  const state = { after: null, gen: 0 };
   const PAGE = 50;
 
   function row(m) {
@@ -36,9 +37,11 @@ export const retainedPanel: Panel = {
   async function load(more) {
     const q = new URLSearchParams({ filter: $("retained-filter").value.trim() || "#", limit: String(PAGE) });
     if (more && state.after) q.set("after", state.after);
+    const gen = state.gen;
     try {
       const r = await api("/api/v1/admin/retained?" + q);
       const body = await r.json();
+      if (gen !== state.gen) return;
       if (!r.ok) { $("retained-count").textContent = "cannot list: " + body.error; $("retained-rows").innerHTML = ""; return; }
       const html = body.items.map(row).join("");
       if (more) $("retained-rows").insertAdjacentHTML("beforeend", html); else $("retained-rows").innerHTML = html;
@@ -62,6 +65,9 @@ export const retainedPanel: Panel = {
     if (b) remove(b.closest("tr.ret").dataset.topic);
   });
 
-  PANELS.push({ start() { $("retained-status").textContent = ""; load(false); }, stop() {} });
+  PANELS.push({
+    start() { state.gen++; $("retained-status").textContent = ""; load(false); },
+    stop() { state.gen++; },
+  });
 })();`,
 };
