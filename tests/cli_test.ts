@@ -69,11 +69,14 @@ Deno.test("Every ferry command line in the README parses, and the README names n
     "device rotate",
     "device remove",
     "device list",
+    "account add",
+    "account remove",
+    "account list",
     "coap-plugtest",
   ]);
   for (const words of commands) {
     const a = parseCliArgs(words.map((w) => w === "<id>" ? "x" : w));
-    const verb = ["device", "config"].includes(a.command[0])
+    const verb = ["device", "config", "account"].includes(a.command[0])
       ? a.command.slice(0, 2).join(" ")
       : a.command.join(" ");
     assert(known.has(verb), `README: ferry ${words.join(" ")}`);

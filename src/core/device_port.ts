@@ -46,6 +46,7 @@ import {
 } from "./refusal.ts";
 import type { DeviceRegistry, SessionHandle } from "./registry.ts";
 import type { RetainedStore } from "./retained_store.ts";
+import type { SessionDirectory, SessionProvider } from "./session_directory.ts";
 import type { Supervisor } from "./supervisor.ts";
 
 /** What an adapter says of its protocol when it asks for a port. */
@@ -251,6 +252,11 @@ export interface DevicePort {
 
   /** The core's pending commands, through this protocol. */
   readonly commands: DeviceCommands;
+  /**
+   * Shows the protocol's client sessions to the gateway's management (list, describe, drop);
+   * returns the function that withdraws them (at close).
+   */
+  provideSessions(provider: SessionProvider): () => void;
   /** Subscribes; returns the function that unsubscribes. */
   subscribe(filter: string, sub: Subscriber): () => void;
   /** The retained messages matching `filter`, for a new subscription. */
@@ -274,6 +280,7 @@ export interface PortHost {
   readonly flow: FlowGate;
   readonly retained: RetainedStore;
   readonly store: CommandStore;
+  readonly sessions: SessionDirectory;
   readonly budget: PayloadBudget;
   readonly publishWindow: number;
   readonly closing: boolean;
@@ -723,6 +730,10 @@ export class BoundPort implements DevicePort {
 
   subscribe(filter: string, sub: Subscriber): () => void {
     return this.#host.subscribe(filter, sub);
+  }
+
+  provideSessions(provider: SessionProvider): () => void {
+    return this.#host.sessions.register(this.protocol, provider);
   }
 
   retained(filter: string): Message[] {

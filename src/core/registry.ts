@@ -12,6 +12,7 @@ import { type Attachment, Attachments } from "./attachments.ts";
 import { secretEquals, verifyToken } from "./credentials.ts";
 import type { Identity } from "./login.ts";
 import type { Protocol } from "./message.ts";
+import type { SessionDescription } from "./session_directory.ts";
 import { isDeviceId } from "./topics.ts";
 
 /** Why a session was closed by the core. */
@@ -40,6 +41,8 @@ export interface SessionHandle {
   readonly protocol: Protocol;
   /** Closes the session, telling the peer why when the protocol can. Idempotent. */
   close(reason: CloseReason): void;
+  /** What the connection shows of itself (remote address, version, keepalive, …), if it can. */
+  describe?(): SessionDescription;
 }
 
 /** A device known to the gateway, with its live state. */
