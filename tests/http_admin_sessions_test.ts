@@ -438,6 +438,39 @@ Deno.test("Admin API sessions and subscriptions: cursor pages walk every session
   assertEquals(subs[3].qos, 1);
   const who = await call(g.base, "GET", "/api/v1/admin/subscriptions?topic=devices/d3/telemetry");
   assertEquals(who.body.items.map((x: { clientId: string }) => x.clientId), ["ops-3"]);
+  // The topic filter pages too: devices/+/status of each session matches, devices/dN/# only one.
+  const status: string[] = [];
+  cursor = null;
+  pages = 0;
+  do {
+    const q: string = cursor ? `&cursor=${cursor}` : "";
+    const page = await call(
+      g.base,
+      "GET",
+      `/api/v1/admin/subscriptions?limit=3&topic=devices/d2/status${q}`,
+    );
+    assertEquals(page.body.total, 8);
+    status.push(
+      ...page.body.items.map((x: { clientId: string; filter: string }) =>
+        `${x.clientId} ${x.filter}`
+      ),
+    );
+    cursor = page.body.nextCursor;
+    pages++;
+  } while (cursor && pages < 10);
+  assertEquals(status, [
+    "ops-0 devices/+/status",
+    "ops-1 devices/+/status",
+    "ops-2 devices/+/status",
+    "ops-2 devices/d2/#",
+    "ops-3 devices/+/status",
+    "ops-4 devices/+/status",
+    "ops-5 devices/+/status",
+    "ops-6 devices/+/status",
+  ]);
+  // A `$` topic is matched by no first-level wildcard.
+  const sys = await call(g.base, "GET", "/api/v1/admin/subscriptions?topic=$SYS/broker/uptime");
+  assertEquals(sys.body.total, 0);
   const one = await call(g.base, "GET", "/api/v1/admin/subscriptions?clientId=ops-6");
   assertEquals(one.body.items.map((x: { filter: string }) => x.filter), [
     "devices/+/status",

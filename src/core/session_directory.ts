@@ -85,6 +85,8 @@ export interface SessionProvider {
   describe(clientId: string, detail?: boolean): SessionInfo | SessionDetail | undefined;
   /** Subscriptions of `clientId`'s session, in filter order. */
   subscriptions(clientId: string): SubscriptionInfo[];
+  /** How many subscriptions `clientId`'s session has (0 when there is none). */
+  subscriptionCount(clientId: string): number;
   /**
    * Discards `clientId`'s session (queued messages, subscriptions, persisted state), closing its
    * connection first when it has one (`kicked`); `undefined` when there is none.
@@ -104,6 +106,7 @@ export interface SessionProvider {
  *   connected: () => false,
  *   describe: () => undefined,
  *   subscriptions: () => [],
+ *   subscriptionCount: () => 0,
  *   drop: () => "dropped",
  * });
  * if (dir.protocols().join() !== "p" || dir.provider("p") === undefined) throw new Error();

@@ -15,7 +15,7 @@
 import type { Core } from "../../core/core.ts";
 import type { Protocol } from "../../core/message.ts";
 import type { SessionProvider } from "../../core/session_directory.ts";
-import { topicMatches, validateTopic } from "../../core/topic_router.ts";
+import { validateTopic } from "../../core/topic_router.ts";
 import { type Caller, mayRead, mayWrite } from "../console/auth.ts";
 import { decodeCursor, encodeCursor, error, json } from "./_respond.ts";
 
@@ -188,46 +188,79 @@ function list(ctx: SessionsContext, url: URL): Response {
   });
 }
 
+/**
+ * True when MQTT filter `filter` matches the topic split into `t` (`dollar`: it starts with `$`,
+ * which first-level wildcards do not match); walks the filter without splitting it.
+ */
+function filterMatches(filter: string, t: string[], dollar: boolean): boolean {
+  let i = 0;
+  let pos = 0;
+  for (;;) {
+    const end = filter.indexOf("/", pos);
+    const level = end < 0 ? filter.slice(pos) : filter.slice(pos, end);
+    if (level === "#") return !(dollar && i === 0);
+    if (i >= t.length) return false;
+    if (level === "+") {
+      if (dollar && i === 0) return false;
+    } else if (level !== t[i]) return false;
+    i++;
+    if (end < 0) return i === t.length;
+    pos = end + 1;
+  }
+}
+
+/** The filter of a subscription without a `$share/{group}/` prefix. */
+function unshared(filter: string): string {
+  if (!filter.startsWith("$share/")) return filter;
+  const i = filter.indexOf("/", 7);
+  return i < 0 ? filter : filter.slice(i + 1);
+}
+
 function subscriptions(ctx: SessionsContext, url: URL): Response {
   const q = url.searchParams;
   const limit = limitOf(ctx, q);
   if (limit instanceof Response) return limit;
-  const cursor = cursorOf(q, 3);
+  const cursor = cursorOf(q, 3) as SubKey | undefined | Response;
   if (cursor instanceof Response) return cursor;
   const topic = q.get("topic");
   if (topic !== null) {
     const bad = validateTopic(topic);
     if (bad) return error(400, `topic: ${bad}`);
   }
+  const levels = topic?.split("/");
+  const dollar = topic?.startsWith("$") ?? false;
   const clientId = q.get("clientId");
-  const rows: SubKey[] = [];
-  const qos: number[] = [];
+  // Sessions in (protocol, client id) order, each one's subscriptions in filter order: the rows
+  // come out sorted; only the page's are made into objects, the others are counted.
+  const items: Array<{ protocol: string; clientId: string; filter: string; qos: number }> = [];
+  let total = 0;
+  let last: SubKey | undefined;
+  let more = false;
   for (const [protocol, p] of providers(ctx, q)) {
-    const ids = clientId !== null ? [clientId] : p.clientIds();
+    let ids: string[];
+    if (clientId !== null) ids = p.subscriptionCount(clientId) > 0 ? [clientId] : [];
+    else {
+      ids = [];
+      for (const id of p.clientIds()) ids.push(id);
+      ids.sort();
+    }
     for (const id of ids) {
+      const before = cursor !== undefined && cmpKey([protocol, id], cursor) < 0;
+      const atCursor = cursor !== undefined && protocol === cursor[0] && id === cursor[1];
+      if (levels === undefined && (before || more)) {
+        total += p.subscriptionCount(id); // not on the page: counted, not listed
+        continue;
+      }
       for (const s of p.subscriptions(id)) {
-        if (topic !== null && !topicMatches(s.filter.replace(/^\$share\/[^/]+\//, ""), topic)) {
-          continue;
-        }
-        rows.push([protocol, id, s.filter]);
-        qos.push(s.qos);
+        if (levels !== undefined && !filterMatches(unshared(s.filter), levels, dollar)) continue;
+        total++;
+        if (before || (atCursor && s.filter <= cursor![2])) continue;
+        if (items.length < limit) {
+          items.push({ protocol, clientId: id, filter: s.filter, qos: s.qos });
+          last = [protocol, id, s.filter];
+        } else more = true;
       }
     }
   }
-  // Sort an index, to keep each row's QoS beside it.
-  const order = rows.map((_, i) => i).sort((a, b) => cmpKey(rows[a], rows[b]));
-  const sorted = order.map((i) => rows[i]);
-  const start = cursor ? after(sorted, cursor as SubKey) : 0;
-  const pageIdx = order.slice(start, start + limit);
-  const more = start + limit < rows.length;
-  return json({
-    items: pageIdx.map((i) => ({
-      protocol: rows[i][0],
-      clientId: rows[i][1],
-      filter: rows[i][2],
-      qos: qos[i],
-    })),
-    total: rows.length,
-    nextCursor: more ? encodeCursor(rows[pageIdx[pageIdx.length - 1]]) : null,
-  });
+  return json({ items, total, nextCursor: more && last ? encodeCursor(last) : null });
 }

@@ -310,6 +310,7 @@ export class SessionStore {
       connected: (id) => this.#entries.get(id)?.owner !== undefined,
       describe: (id, detail) => this.#describe(id, detail ?? false),
       subscriptions: (id) => this.#entries.get(id)?.session.subscriptionList() ?? [],
+      subscriptionCount: (id) => this.#entries.get(id)?.session.allSubscriptionCount ?? 0,
       drop: (id, why) => this.#drop(id, why),
     };
   }
