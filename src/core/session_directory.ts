@@ -83,8 +83,11 @@ export interface SessionProvider {
   connected(clientId: string): boolean;
   /** The session of `clientId` (its subscriptions when `detail`), if held. */
   describe(clientId: string, detail?: boolean): SessionInfo | SessionDetail | undefined;
-  /** Subscriptions of `clientId`'s session, in filter order. */
-  subscriptions(clientId: string): SubscriptionInfo[];
+  /**
+   * Subscriptions of `clientId`'s session, in filter order; with `accept`, only those whose filter
+   * it accepts (asked before anything is made of the others).
+   */
+  subscriptions(clientId: string, accept?: (filter: string) => boolean): SubscriptionInfo[];
   /** How many subscriptions `clientId`'s session has (0 when there is none). */
   subscriptionCount(clientId: string): number;
   /**

@@ -229,6 +229,9 @@ function subscriptions(ctx: SessionsContext, url: URL): Response {
   }
   const levels = topic?.split("/");
   const dollar = topic?.startsWith("$") ?? false;
+  const accept = levels === undefined
+    ? undefined
+    : (filter: string) => filterMatches(unshared(filter), levels, dollar);
   const clientId = q.get("clientId");
   // Sessions in (protocol, client id) order, each one's subscriptions in filter order: the rows
   // come out sorted; only the page's are made into objects, the others are counted.
@@ -251,8 +254,7 @@ function subscriptions(ctx: SessionsContext, url: URL): Response {
         total += p.subscriptionCount(id); // not on the page: counted, not listed
         continue;
       }
-      for (const s of p.subscriptions(id)) {
-        if (levels !== undefined && !filterMatches(unshared(s.filter), levels, dollar)) continue;
+      for (const s of p.subscriptions(id, accept)) {
         total++;
         if (before || (atCursor && s.filter <= cursor![2])) continue;
         if (items.length < limit) {

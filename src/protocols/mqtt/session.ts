@@ -290,12 +290,25 @@ export class MqttSession implements Subscriber {
     return had;
   }
 
-  /** Every subscription (shared ones with their `$share/{group}/` prefix), in filter order. */
-  subscriptionList(): SubscriptionInfo[] {
+  /**
+   * Every subscription (shared ones with their `$share/{group}/` prefix), in filter order; with
+   * `accept`, only those whose filter it accepts.
+   */
+  subscriptionList(accept?: (filter: string) => boolean): SubscriptionInfo[] {
     const out: SubscriptionInfo[] = [];
-    if (this.#subs) { for (const [filter, s] of this.#subs) out.push({ filter, qos: s.opts.qos }); }
-    if (this.#shared) { for (const [filter, o] of this.#shared) out.push({ filter, qos: o.qos }); }
-    return out.sort((a, b) => a.filter < b.filter ? -1 : a.filter > b.filter ? 1 : 0);
+    if (this.#subs) {
+      for (const [filter, s] of this.#subs) {
+        if (!accept || accept(filter)) out.push({ filter, qos: s.opts.qos });
+      }
+    }
+    if (this.#shared) {
+      for (const [filter, o] of this.#shared) {
+        if (!accept || accept(filter)) out.push({ filter, qos: o.qos });
+      }
+    }
+    return out.length < 2
+      ? out
+      : out.sort((a, b) => a.filter < b.filter ? -1 : a.filter > b.filter ? 1 : 0);
   }
 
   /** Number of subscriptions, shared ones included. */

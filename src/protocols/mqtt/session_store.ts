@@ -309,7 +309,7 @@ export class SessionStore {
       clientIds: () => this.#entries.keys(),
       connected: (id) => this.#entries.get(id)?.owner !== undefined,
       describe: (id, detail) => this.#describe(id, detail ?? false),
-      subscriptions: (id) => this.#entries.get(id)?.session.subscriptionList() ?? [],
+      subscriptions: (id, accept) => this.#entries.get(id)?.session.subscriptionList(accept) ?? [],
       subscriptionCount: (id) => this.#entries.get(id)?.session.allSubscriptionCount ?? 0,
       drop: (id, why) => this.#drop(id, why),
     };
