@@ -196,6 +196,9 @@ async function accountCommand(
           "usage: ferry account add <name> [--publish FILTER]... [--subscribe FILTER]...",
         );
       }
+      if (config.auth.devices.some((d) => d.id === name)) {
+        throw new UsageError(`"${name}" is a device's id (auth.devices): pick another name`);
+      }
       const token = await addAccount(path, name, acl, { reserved: inConfig });
       console.log(token);
       console.error(

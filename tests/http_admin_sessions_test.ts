@@ -10,7 +10,7 @@ import { mqtt, OpenApiValidator } from "./_dev_deps.ts";
 import type { MqttClient } from "./_dev_deps.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { until, within } from "./_mqtt_harness.ts";
-import { startFerry } from "./_ferry_process.ts";
+import { startFerry, stopFerry } from "./_ferry_process.ts";
 import { runMain } from "./_process.ts";
 import { FbpClient } from "../src/protocols/binary/client.ts";
 
@@ -157,6 +157,11 @@ Deno.test("Admin API accounts (gateway process): an account added over the API, 
   );
   assertEquals(
     (await call(g.base, "POST", "/api/v1/admin/accounts", { body: { name: "ops" } })).status,
+    409,
+  );
+  // A device's id: a login with it is the device's, so the account could never log in.
+  assertEquals(
+    (await call(g.base, "POST", "/api/v1/admin/accounts", { body: { name: "devA" } })).status,
     409,
   );
 
@@ -379,6 +384,52 @@ Deno.test("Admin API sessions (gateway process): detail of a persisted MQTT sess
   assertEquals(third.present, false);
   await third.c.endAsync();
   assertEquals((await call(g.base, "DELETE", "/api/v1/admin/sessions/nobody")).status, 404);
+});
+
+Deno.test("Admin API sessions across restarts: a persisted session restored from the state file is listed (offline, its subscriptions kept); dropped, it stays gone after the next restart (sessionPresent=false)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ferry-admin-" });
+  try {
+    const opts = {
+      clientId: "devA",
+      username: "devA",
+      password: "a",
+      clean: false,
+      properties: { sessionExpiryInterval: 3600 },
+    };
+    {
+      await using p = await startFerry(config(), dir);
+      const { c } = await connectPresent(`mqtt://127.0.0.1:${p.addresses.mqtt.port}`, opts);
+      await c.subscribeAsync("devices/devA/commands/#", { qos: 1 });
+      await c.endAsync();
+      assertEquals((await stopFerry(p)).code, 0); // graceful: the session is on disk
+    }
+    {
+      await using p = await startFerry(config(), dir);
+      const base = `http://127.0.0.1:${p.addresses.http.port}`;
+      const s = await call(base, "GET", "/api/v1/admin/sessions/devA");
+      assertEquals(s.status, 200);
+      assertEquals(
+        [s.body.connected, s.body.cleanStart, s.body.expirySec, s.body.subscriptions],
+        [false, null, 3600, [{ filter: "devices/devA/commands/#", qos: 1 }]],
+      );
+      assertEquals((await call(base, "DELETE", "/api/v1/admin/sessions/devA")).body.kicked, false);
+      // Killed right after the answer (SIGKILL, by the disposal): the drop was durable already.
+    }
+    {
+      await using p = await startFerry(config(), dir);
+      const base = `http://127.0.0.1:${p.addresses.http.port}`;
+      const after = await call(base, "GET", "/api/v1/admin/sessions");
+      assertEquals(after.body.total, 0, JSON.stringify(after.body));
+      const { c, present } = await connectPresent(
+        `mqtt://127.0.0.1:${p.addresses.mqtt.port}`,
+        opts,
+      );
+      assertEquals(present, false);
+      await c.endAsync();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
 });
 
 Deno.test("Admin API sessions and subscriptions: cursor pages walk every session and subscription once in order; filters by prefix, state, client id and topic; the ACL and CSRF guard them", async () => {

@@ -314,6 +314,10 @@ export async function addAccount(
   if (services.some((a) => a.name === name)) {
     throw new DeviceFileError(`Cannot add account "${name}": it exists`);
   }
+  if (file.devices.some((d) => d.id === name)) {
+    // A login with a device's id is the device's: the account could never log in.
+    throw new DeviceFileError(`Cannot add account "${name}": a device has that id`);
+  }
   const token = newToken();
   services.push({
     name,

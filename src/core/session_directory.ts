@@ -95,6 +95,11 @@ export interface SessionProvider {
    * connection first when it has one (`kicked`); `undefined` when there is none.
    */
   drop(clientId: string, why: string): DropResult | undefined;
+  /**
+   * Resolves once the session changes made so far are durable (`false`: writing them failed);
+   * absent when sessions are not persisted.
+   */
+  flushed?(): Promise<boolean>;
 }
 
 /**

@@ -161,6 +161,9 @@ async function add(ctx: AccountsContext, req: Request, caller: Caller): Promise<
   if (!file) return error(501, "this gateway has no registry file to add accounts to");
   return await ctx.serial(async () => {
     if (ctx.core.registry.hasService(name)) return error(409, `account "${name}" exists`);
+    if (ctx.core.registry.hasCredentials(name)) {
+      return error(409, `"${name}" is a device's id: the account could never log in`);
+    }
     const token = await file.add(name, { publish, subscribe });
     ctx.core.log.child("admin").info("account added through the management API", {
       account: caller.name,

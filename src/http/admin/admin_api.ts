@@ -267,7 +267,7 @@ export class AdminApi {
       return await handleAccounts(ctx, req, seg, caller);
     }
     if (seg[0] === "sessions" || seg[0] === "subscriptions") {
-      return handleSessions({ core: this.#core, ...this.#opts }, req, url, seg, caller);
+      return await handleSessions({ core: this.#core, ...this.#opts }, req, url, seg, caller);
     }
     if (seg[0] === "northbound") return await this.#northbound(req, url, seg, caller);
     if (seg[0] === "retained" && seg.length === 1) {

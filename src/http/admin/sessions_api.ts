@@ -97,7 +97,7 @@ export function handleSessions(
   url: URL,
   seg: string[],
   caller: Caller,
-): Response {
+): Response | Promise<Response> {
   const method = req.method;
   const read = mayRead(caller, SESSIONS_TOPIC);
   if (seg[0] === "subscriptions") {
@@ -138,17 +138,35 @@ export function handleSessions(
     for (const [protocol, p] of providers(ctx, url.searchParams)) {
       const r = p.drop(clientId, `session dropped by ${caller.name}`);
       if (!r) continue;
-      ctx.core.log.child("admin").info("session dropped through the management API", {
-        account: caller.name,
-        protocol,
-        clientId,
-        kicked: r === "kicked",
-      });
-      return json({ clientId, protocol, dropped: true, kicked: r === "kicked" });
+      return dropped(ctx, p, caller, protocol, clientId, r);
     }
     return error(404, `no session "${clientId.slice(0, 80)}"`);
   }
   return error(405, "use GET or DELETE", { allow: "GET, DELETE" });
+}
+
+/** The answer to a drop, once it is durable (a restart must not bring the session back). */
+async function dropped(
+  ctx: SessionsContext,
+  p: SessionProvider,
+  caller: Caller,
+  protocol: Protocol,
+  clientId: string,
+  r: "dropped" | "kicked",
+): Promise<Response> {
+  if (p.flushed && !await p.flushed()) {
+    return error(
+      500,
+      `session "${clientId.slice(0, 80)}" dropped, but the state file was not written`,
+    );
+  }
+  ctx.core.log.child("admin").info("session dropped through the management API", {
+    account: caller.name,
+    protocol,
+    clientId,
+    kicked: r === "kicked",
+  });
+  return json({ clientId, protocol, dropped: true, kicked: r === "kicked" });
 }
 
 function list(ctx: SessionsContext, url: URL): Response {

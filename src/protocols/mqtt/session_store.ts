@@ -312,6 +312,7 @@ export class SessionStore {
       subscriptions: (id, accept) => this.#entries.get(id)?.session.subscriptionList(accept) ?? [],
       subscriptionCount: (id) => this.#entries.get(id)?.session.allSubscriptionCount ?? 0,
       drop: (id, why) => this.#drop(id, why),
+      flushed: () => this.#persist?.db.flushed() ?? Promise.resolve(true),
     };
   }
 
