@@ -1,7 +1,9 @@
 /**
  * The management API, `/api/v1/admin/...`: devices listed with cursor paging, filters and sort,
  * one device's detail, add / rotate / remove (the same registry file and live reload as
- * `ferry device …`), disconnect (kick), and commands: send one, list those kept for the device. Described in the OpenAPI document served at
+ * `ferry device …`), disconnect (kick), and commands: send one, list those kept for the device;
+ * service accounts (`accounts_api.ts`) and client sessions and subscriptions (`sessions_api.ts`),
+ * in files of their own, routed from here. Described in the OpenAPI document served at
  * `/api/v1/openapi.json` (with the device API's routes; {@link adminOpenApi}).
  *
  * Callers are service accounts (HTTP Basic with the account's name and token, or a dashboard
