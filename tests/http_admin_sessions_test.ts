@@ -12,6 +12,7 @@ import { assert, assertEquals } from "./_assert.ts";
 import { until, within } from "./_mqtt_harness.ts";
 import { startFerry, stopFerry } from "./_ferry_process.ts";
 import { runMain } from "./_process.ts";
+import { runCoapClient } from "./_coap_harness.ts";
 import { FbpClient } from "../src/protocols/binary/client.ts";
 
 const OPS = { name: "ops", token: "ops-token" };
@@ -20,10 +21,10 @@ const VIEWER = { name: "viewer", token: "viewer-token" };
 /** Every (method, route template) called here: the OpenAPI test checks them off. */
 const exercised = new Set<string>();
 
-function config(o: { binary?: boolean } = {}) {
+function config(o: { binary?: boolean; coap?: boolean } = {}) {
   return {
     binary: { enabled: o.binary ?? false },
-    coap: { enabled: false },
+    coap: { enabled: o.coap ?? false },
     http: { loginLink: false },
     mqtt: { websocket: { enabled: false } },
     auth: {
@@ -42,7 +43,7 @@ function config(o: { binary?: boolean } = {}) {
   };
 }
 
-async function gateway(o: { binary?: boolean } = {}) {
+async function gateway(o: { binary?: boolean; coap?: boolean } = {}) {
   const dir = await Deno.makeTempDir({ prefix: "ferry-admin-" });
   const proc = await startFerry(config(o), dir);
   const a = proc.addresses;
@@ -52,6 +53,7 @@ async function gateway(o: { binary?: boolean } = {}) {
     base: `http://127.0.0.1:${a.http.port}`,
     mqttUrl: `mqtt://127.0.0.1:${a.mqtt.port}`,
     binaryPort: a.binary?.port,
+    coapPort: a.coap?.port,
     async [Symbol.asyncDispose]() {
       await proc[Symbol.asyncDispose]();
       await Deno.remove(dir, { recursive: true }).catch(() => {});
@@ -552,8 +554,8 @@ Deno.test("Admin API sessions and subscriptions: cursor pages walk every session
   for (const c of clients.slice(0, 6)) await c.endAsync();
 });
 
-Deno.test("Admin API device detail: remote address, protocol version, keepalive, connected since, subscriptions for MQTT 5, MQTT 3.1.1 and FBP/1 devices; counters and pending commands", async () => {
-  await using g = await gateway({ binary: true });
+Deno.test("Admin API device detail: remote address, protocol version, keepalive, connected since, subscriptions for MQTT 5, MQTT 3.1.1 and FBP/1 devices; the last request's address for CoAP and HTTP devices; counters and pending commands", async () => {
+  await using g = await gateway({ binary: true, coap: true });
   const v5 = await connect(g.mqttUrl, {
     clientId: "devA",
     username: "devA",
@@ -566,6 +568,7 @@ Deno.test("Admin API device detail: remote address, protocol version, keepalive,
   assertEquals([a.connected, a.protocol, a.messagesIn], [true, "mqtt", 1]);
   const local = (v5.stream as unknown as { localPort: number }).localPort;
   assertEquals(a.session.remoteAddress, `127.0.0.1:${local}`);
+  assertEquals(a.remoteAddress, `127.0.0.1:${local}`);
   assertEquals(
     [a.session.protocolVersion, a.session.keepAliveSec, a.session.clientId],
     ["5", 20, "devA"],
@@ -603,6 +606,31 @@ Deno.test("Admin API device detail: remote address, protocol version, keepalive,
   );
   assert(/^127\.0\.0\.1:\d+$/.test(c.session.remoteAddress), c.session.remoteAddress);
   await fbp.close();
+
+  // Sessionless: a CoAP request (libcoap's coap-client), then an HTTP one; the detail has no
+  // session but says where the last request came from.
+  const coap = await runCoapClient([
+    "-B",
+    "5",
+    "-m",
+    "post",
+    "-e",
+    "20",
+    `coap://127.0.0.1:${g.coapPort}/d/devA/telemetry/t?token=a`,
+  ]);
+  assertEquals(coap.code, 0, coap.stderr);
+  const viaCoap = (await call(g.base, "GET", "/api/v1/admin/devices/devA")).body;
+  assertEquals([viaCoap.protocol, viaCoap.connected, viaCoap.session], ["coap", false, null]);
+  assert(/^127\.0\.0\.1:\d+$/.test(viaCoap.remoteAddress), viaCoap.remoteAddress);
+  const post = await fetch(`${g.base}/api/v1/devices/devA/telemetry`, {
+    method: "POST",
+    headers: { authorization: "Bearer a", "content-type": "application/json" },
+    body: "21",
+  });
+  assertEquals(post.status < 300, true, String(post.status));
+  await post.body?.cancel();
+  const viaHttp = (await call(g.base, "GET", "/api/v1/admin/devices/devA")).body;
+  assertEquals([viaHttp.protocol, viaHttp.remoteAddress], ["http", "127.0.0.1"]);
 });
 
 Deno.test("OpenAPI document with the accounts, sessions and subscriptions routes: still valid OpenAPI 3.1, and each of those routes was exercised above", async () => {

@@ -241,8 +241,11 @@ export interface DevicePort {
    * leaves no status).
    */
   attach(who: Identity, handle: SessionHandle, presence?: boolean | "on_publish"): Attachment;
-  /** Marks a device that has no session seen; it goes offline after `idleMs` without another. */
-  seen(deviceId: string, idleMs: number): void;
+  /**
+   * Marks a device that has no session seen, from `address` (its request's `host:port` or host,
+   * for the management API) when given; it goes offline after `idleMs` without another.
+   */
+  seen(deviceId: string, idleMs: number, address?: string): void;
   /** Notes activity of a device (its last-seen time). */
   touch(deviceId: string): void;
   /** Closes `handle` with `keepalive_timeout` unless its entry is touched within `timeoutMs`. */
@@ -710,8 +713,8 @@ export class BoundPort implements DevicePort {
     };
   }
 
-  seen(deviceId: string, idleMs: number): void {
-    this.#host.supervisor.seen(deviceId, this.protocol, idleMs);
+  seen(deviceId: string, idleMs: number, address?: string): void {
+    this.#host.supervisor.seen(deviceId, this.protocol, idleMs, address);
   }
 
   touch(deviceId: string): void {

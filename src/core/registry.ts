@@ -63,6 +63,8 @@ export interface DeviceRecord {
   errors: number;
   /** Live session, if connected. */
   session?: SessionHandle;
+  /** Where its last sessionless request came from (`host:port` or host), if the adapter said. */
+  address?: string;
 }
 
 /** A credential entry from the configuration (`token` plain or `tokenHash` salted). */
@@ -300,6 +302,7 @@ export class DeviceRegistry {
         messagesOut: 0,
         errors: 0,
         session: undefined,
+        address: undefined,
       };
       this.#devices.set(id, rec);
     }
@@ -358,10 +361,14 @@ export class DeviceRegistry {
     if (!this.#anonymous && !this.#creds.has(id)) this.#devices.delete(id);
   }
 
-  /** Marks activity of a device; a sessionless device (CoAP, HTTP) goes online. */
-  touch(id: string, protocol?: Protocol): DeviceRecord {
+  /**
+   * Marks activity of a device; a sessionless device (CoAP, HTTP) goes online. `address`: where
+   * its request came from.
+   */
+  touch(id: string, protocol?: Protocol, address?: string): DeviceRecord {
     const rec = this.device(id);
     rec.lastSeen = this.#now();
+    if (address !== undefined) rec.address = address;
     if (protocol && !rec.session) {
       rec.protocol = protocol;
       this.#setState(rec, "online");

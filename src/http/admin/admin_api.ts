@@ -380,6 +380,8 @@ export class AdminApi {
       ...summary(d, reg.hasCredentials(id)),
       connected: d.session !== undefined,
       session: d.session ? sessionView(d.session) : null,
+      // The live connection's peer, else where the last request came from (CoAP, HTTP).
+      remoteAddress: (d.session?.describe?.().remoteAddress ?? d.address) ?? null,
       pendingCommands: this.#core.commands.count(id),
     });
   }

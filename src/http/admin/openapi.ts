@@ -537,7 +537,7 @@ export function adminOpenApi(
   schemas.DeviceSummary = { type: "object", required, properties: device };
   schemas.DeviceDetail = {
     type: "object",
-    required: [...required, "connected", "session", "pendingCommands"],
+    required: [...required, "connected", "session", "remoteAddress", "pendingCommands"],
     properties: {
       ...device,
       connected: { type: "boolean" },
@@ -575,6 +575,11 @@ export function adminOpenApi(
             },
           },
         ],
+      },
+      remoteAddress: {
+        type: ["string", "null"],
+        description:
+          "The live connection's peer (`host:port`), else the last request's (CoAP: `host:port`, HTTP: host); null if unknown.",
       },
       pendingCommands: { type: "integer", description: "Commands kept for the device." },
     },
