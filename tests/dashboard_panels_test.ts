@@ -121,6 +121,11 @@ Deno.test("Dashboard panels in headless Chromium: the charts draw a real MQTT cl
   for (let i = 0; i < 40; i++) {
     await c.publishAsync("devices/d1/telemetry/load", `${i}`, { qos: 1 });
   }
+  // The client stays connected until the connections chart has it.
+  await page.waitFor(
+    `${line("connections", "mqtt")} && Number(${line("connections", "mqtt")}.dataset.max) >= 1`,
+    "the MQTT connection on the connections chart",
+  );
   await c.endAsync();
   // The server's history: its MQTT messages-in samples add up to the messages sent (these 40, and
   // the one mosquitto_pub retained unless it fell in the first interval, which has no sample
@@ -149,10 +154,6 @@ Deno.test("Dashboard panels in headless Chromium: the charts draw a real MQTT cl
       line("messagesIn", "mqtt")
     }.dataset.max) === ${peak} && Number(${line("messagesIn", "mqtt")}.dataset.points) >= ${min}`;
   await page.waitFor(chart(mqttSamples.length), "the MQTT traffic on the messages-in chart");
-  await page.waitFor(
-    `${line("connections", "mqtt")} && Number(${line("connections", "mqtt")}.dataset.max) >= 1`,
-    "the MQTT connection on the connections chart",
-  );
   const axes = await page.evaluate<{ unit: string; ticks: string[]; caption: string }>(`(() => {
     const f = document.getElementById("chart-messagesIn");
     return {

@@ -1,6 +1,6 @@
 /**
  * The dashboard's panels beyond the device table (`../page.ts` places them): charts from the
- * short history, retained messages, the northbound. Each is a {@link Panel} in its own file.
+ * short history, sessions and subscriptions, retained messages, the northbound. Each is a {@link Panel} in its own file.
  *
  * @module
  */
@@ -9,11 +9,17 @@ import { chartsPanel } from "./charts.ts";
 import { northboundPanel } from "./northbound.ts";
 import type { Panel } from "./panel.ts";
 import { retainedPanel } from "./retained.ts";
+import { sessionsPanel } from "./sessions.ts";
 
 export type { Panel } from "./panel.ts";
 
 /** The panels, in page order. */
-export const PANELS: readonly Panel[] = [chartsPanel, retainedPanel, northboundPanel];
+export const PANELS: readonly Panel[] = [
+  chartsPanel,
+  sessionsPanel,
+  retainedPanel,
+  northboundPanel,
+];
 
 /** Their shared styles. */
 const STYLE = `<style>
