@@ -268,8 +268,17 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
   /** Dispatches the current read's packets from `#next` on, until one returns a promise. */
   #dispatchRest(): Promise<void> | undefined {
     const packets = this.#packets!;
+    const port = this.ctx.port;
     while (this.#next < packets.length && !this.#closing) {
-      const pending = this.#dispatch(packets[this.#next++]);
+      const p = packets[this.#next];
+      if (p.cmd === "publish" && !port.flowOpen) {
+        // A subscriber is behind: stop here (no more reads either) until it has drained, rather
+        // than publish into the held pipeline, where each message would queue and this connection
+        // would then wait with a promise per publish (backpressure, `flow_gate.ts`).
+        return port.flowing().then(() => this.#dispatchRest());
+      }
+      this.#next++;
+      const pending = this.#dispatch(p);
       if (pending) return pending.then(() => this.#dispatchRest());
     }
     this.#packets = undefined;
