@@ -294,20 +294,19 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
 
   /**
    * Handles one decoded packet for {@link #dispatchRest}; true (stop decoding) when the handler
-   * must be awaited or the flow gate closed meanwhile.
+   * must be awaited, the connection is closing, or the packet is a PUBLISH met with the flow gate
+   * closed (kept in `#held` until it opens).
    */
   readonly #handle = (p: Packet): boolean => {
-    if (!leavesNoView(p)) this.#readMark = -1;
+    if (this.#readMark >= 0 && !leavesNoView(p)) this.#readMark = -1;
     if (p.cmd === "publish" && !this.ctx.port.flowOpen) {
       this.#held = p; // handled once the gate opens (see #dispatchRest)
       return true;
     }
     const pending = this.#dispatch(p);
-    if (pending !== undefined) {
-      this.#pending = pending;
-      return true;
-    }
-    return this.#closing || !this.ctx.port.flowOpen;
+    if (pending === undefined) return this.#closing;
+    this.#pending = pending;
+    return true;
   };
 
   /**
