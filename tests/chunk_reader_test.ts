@@ -1,0 +1,141 @@
+/**
+ * `serveChunks`, the socket reader of every stream protocol: order, waiting on the consumer,
+ * buffer reuse, and how reading ends (quietly on a closed socket, with the error otherwise), over
+ * a real TCP connection on loopback.
+ */
+
+import { assert, assertEquals } from "./_assert.ts";
+import { type ChunkConsumer, serveChunks } from "../src/net/chunk_reader.ts";
+
+/** A connected pair of loopback TCP sockets. */
+async function pair(): Promise<{ client: Deno.Conn; server: Deno.Conn; close(): void }> {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const [client, server] = await Promise.all([
+    Deno.connect({ hostname: "127.0.0.1", port: (l.addr as Deno.NetAddr).port }),
+    l.accept(),
+  ]);
+  l.close();
+  return {
+    client,
+    server,
+    close() {
+      for (const c of [client, server]) {
+        try {
+          c.close();
+        } catch { /* closed */ }
+      }
+    },
+  };
+}
+
+/** Runs `serveChunks` on `conn`; resolves with what `end` got. */
+function serve(
+  conn: Deno.Conn,
+  consumer: Omit<ChunkConsumer, "end">,
+  options = {},
+): Promise<{ error?: unknown }> {
+  const { promise, resolve } = Promise.withResolvers<{ error?: unknown }>();
+  // Not a spread copy: a `closing` getter must stay live.
+  const c: ChunkConsumer = Object.assign(consumer, {
+    end: (error?: unknown) => resolve({ error }),
+  });
+  serveChunks(conn, c, options);
+  return promise;
+}
+
+Deno.test("serveChunks hands every byte over in order and ends quietly when the peer closes", async () => {
+  const p = await pair();
+  const seen: number[] = [];
+  const done = serve(p.server, { chunk: (b) => void seen.push(...b) });
+  const sent: number[] = [];
+  for (let i = 0; i < 50; i++) {
+    const b = new Uint8Array(1 + (i * 37) % 300).map((_, j) => (i + j) & 0xff);
+    sent.push(...b);
+    await p.client.write(b);
+  }
+  p.client.close();
+  const { error } = await done;
+  assertEquals(error, undefined);
+  assertEquals(seen.length, sent.length);
+  assertEquals(seen, sent);
+  p.close();
+});
+
+Deno.test("serveChunks stops reading while the consumer's promise is pending", async () => {
+  const p = await pair();
+  let release!: () => void;
+  let chunks = 0;
+  const done = serve(p.server, {
+    chunk(): Promise<void> | undefined {
+      chunks++;
+      return chunks === 1 ? new Promise<void>((r) => release = r) : undefined;
+    },
+  });
+  await p.client.write(new Uint8Array([1]));
+  while (chunks === 0) await new Promise((r) => setTimeout(r, 5));
+  await p.client.write(new Uint8Array([2]));
+  // Bounded wait: the second byte is in the socket, but no read happens while the first waits.
+  for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 5));
+  assertEquals(chunks, 1, "no read while the consumer waits");
+  release();
+  while (chunks < 2) await new Promise((r) => setTimeout(r, 5));
+  p.client.close();
+  assertEquals((await done).error, undefined);
+  p.close();
+});
+
+Deno.test("serveChunks ends with the error a chunk throws, and stops once the consumer is closing", async () => {
+  const p = await pair();
+  const boom = new Error("bad packet");
+  const done = serve(p.server, {
+    chunk: () => {
+      throw boom;
+    },
+  });
+  await p.client.write(new Uint8Array([1, 2, 3]));
+  assertEquals((await done).error, boom);
+  p.close();
+
+  const q = await pair();
+  let closing = false;
+  let chunks = 0;
+  const ended = serve(q.server, {
+    get closing() {
+      return closing;
+    },
+    chunk() {
+      chunks++;
+      closing = true;
+    },
+  });
+  await q.client.write(new Uint8Array([1]));
+  assertEquals((await ended).error, undefined);
+  assertEquals(chunks, 1);
+  q.close();
+});
+
+Deno.test("serveChunks reuses the read buffer only when the consumer says it keeps no view", async () => {
+  for (const keeps of [false, true]) {
+    const p = await pair();
+    const buffers = new Set<ArrayBufferLike>();
+    let reads = 0;
+    const done = serve(p.server, {
+      chunk(b) {
+        buffers.add(b.buffer);
+        reads++;
+      },
+      keepsChunk: () => keeps,
+    }, { minBuffer: 64, maxBuffer: 64 });
+    for (let i = 0; i < 10; i++) {
+      await p.client.write(new Uint8Array(10).fill(i));
+      const want = i + 1;
+      for (let t = 0; t < 200 && reads < want; t++) await new Promise((r) => setTimeout(r, 2));
+    }
+    p.client.close();
+    await done;
+    assert(reads >= 2, `reads: ${reads}`);
+    if (keeps) assertEquals(buffers.size, reads, "a fresh buffer per read");
+    else assertEquals(buffers.size, 1, "one buffer for every read");
+    p.close();
+  }
+});
