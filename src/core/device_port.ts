@@ -46,6 +46,7 @@ import {
 } from "./refusal.ts";
 import type { DeviceRegistry, SessionHandle } from "./registry.ts";
 import type { RetainedStore } from "./retained_store.ts";
+import type { SessionDirectory, SessionProvider } from "./session_directory.ts";
 import type { Supervisor } from "./supervisor.ts";
 
 /** What an adapter says of its protocol when it asks for a port. */
@@ -240,8 +241,11 @@ export interface DevicePort {
    * leaves no status).
    */
   attach(who: Identity, handle: SessionHandle, presence?: boolean | "on_publish"): Attachment;
-  /** Marks a device that has no session seen; it goes offline after `idleMs` without another. */
-  seen(deviceId: string, idleMs: number): void;
+  /**
+   * Marks a device that has no session seen, from `address` (its request's `host:port` or host,
+   * for the management API) when given; it goes offline after `idleMs` without another.
+   */
+  seen(deviceId: string, idleMs: number, address?: string): void;
   /** Notes activity of a device (its last-seen time). */
   touch(deviceId: string): void;
   /** Closes `handle` with `keepalive_timeout` unless its entry is touched within `timeoutMs`. */
@@ -251,6 +255,11 @@ export interface DevicePort {
 
   /** The core's pending commands, through this protocol. */
   readonly commands: DeviceCommands;
+  /**
+   * Shows the protocol's client sessions to the gateway's management (list, describe, drop);
+   * returns the function that withdraws them (at close).
+   */
+  provideSessions(provider: SessionProvider): () => void;
   /** Subscribes; returns the function that unsubscribes. */
   subscribe(filter: string, sub: Subscriber): () => void;
   /** The retained messages matching `filter`, for a new subscription. */
@@ -259,6 +268,15 @@ export interface DevicePort {
   hold(sub: object): void;
   /** The subscriber caught up (or left). */
   unhold(sub: object): void;
+  /**
+   * False while a subscriber holds delivery back (see {@link hold}). A stream connection checks it
+   * before publishing and, when false, stops reading until {@link flowing} resolves: one promise
+   * per connection per held spell, where publishing into the held pipeline would queue each message
+   * and then make the producer wait with a promise of its own.
+   */
+  readonly flowOpen: boolean;
+  /** Resolves once no subscriber holds delivery back (at once when none does). */
+  flowing(): Promise<void>;
 }
 
 /** The core's parts a port works with (what `Core` hands each port). */
@@ -274,6 +292,7 @@ export interface PortHost {
   readonly flow: FlowGate;
   readonly retained: RetainedStore;
   readonly store: CommandStore;
+  readonly sessions: SessionDirectory;
   readonly budget: PayloadBudget;
   readonly publishWindow: number;
   readonly closing: boolean;
@@ -703,8 +722,8 @@ export class BoundPort implements DevicePort {
     };
   }
 
-  seen(deviceId: string, idleMs: number): void {
-    this.#host.supervisor.seen(deviceId, this.protocol, idleMs);
+  seen(deviceId: string, idleMs: number, address?: string): void {
+    this.#host.supervisor.seen(deviceId, this.protocol, idleMs, address);
   }
 
   touch(deviceId: string): void {
@@ -725,6 +744,10 @@ export class BoundPort implements DevicePort {
     return this.#host.subscribe(filter, sub);
   }
 
+  provideSessions(provider: SessionProvider): () => void {
+    return this.#host.sessions.register(this.protocol, provider);
+  }
+
   retained(filter: string): Message[] {
     return this.#host.retained.match(filter, this.#host.clock.now());
   }
@@ -735,6 +758,14 @@ export class BoundPort implements DevicePort {
 
   unhold(sub: object): void {
     this.#host.flow.release(sub);
+  }
+
+  get flowOpen(): boolean {
+    return this.#host.flow.open;
+  }
+
+  flowing(): Promise<void> {
+    return this.#host.flow.wait();
   }
 }
 

@@ -52,7 +52,7 @@ export interface ChunkConsumer {
   /** Called with the byte count of each read. */
   onBytes?(n: number): void;
   /**
-   * After `chunk` returned without a promise: whether anything may still hold a view of the bytes
+   * After `chunk` returned (and its promise, if any, settled): whether anything may still hold a view of the bytes
    * it was given. When it says no, the next read of the same size reuses the buffer (a consumer
    * without this method gets a fresh buffer per read).
    */
@@ -151,10 +151,15 @@ class ChunkReader {
       return this.#end(err);
     }
     if (pending) {
-      pending.then(() => this.next(), (err) => this.#end(err));
+      pending.then(() => this.#handled(buf), (err) => this.#end(err));
       return;
     }
-    if (consumer.keepsChunk?.() === false) this.#spare = buf;
+    this.#handled(buf);
+  }
+
+  /** The read in `buf` was handled: its buffer takes the next read unless a view of it is kept. */
+  #handled(buf: Uint8Array): void {
+    if (this.#consumer.keepsChunk?.() === false) this.#spare = buf;
     this.next();
   }
 

@@ -22,6 +22,7 @@ import {
   type PublishRefusalReason,
   type PublishResult,
   type Refusal,
+  type SessionDescription,
   type SessionHandle,
   telemetryTopic,
 } from "../../core/mod.ts";
@@ -164,6 +165,8 @@ export class BinarySession implements SessionHandle, ChunkConsumer {
   #topic: string | undefined; // the device's telemetry topic without a channel, once used
   #events: FrameEvent[] | undefined; // the current read's frames while one waits
   #next = 0; // index in #events of the next frame to handle
+  #keepAliveSec = 0;
+  #connectedAt = 0;
 
   /** Starts serving `conn`. */
   constructor(
@@ -221,6 +224,19 @@ export class BinarySession implements SessionHandle, ChunkConsumer {
     } catch {
       return "?";
     }
+  }
+
+  /**
+   * What the connection shows of itself (the management API's device detail). FBP/1 has no
+   * subscriptions: a device gets its commands from the core's store.
+   */
+  describe(): SessionDescription {
+    return {
+      remoteAddress: this.#remoteText,
+      protocolVersion: "1",
+      keepAliveSec: this.#keepAliveSec,
+      connectedAt: this.#who ? this.#connectedAt : undefined,
+    };
   }
 
   /** The authenticated device, once HELLO succeeded. */
@@ -403,6 +419,8 @@ export class BinarySession implements SessionHandle, ChunkConsumer {
     this.#helloTimer?.cancel();
     this.#helloTimer = undefined;
     this.#who = who;
+    this.#keepAliveSec = keepAlive;
+    this.#connectedAt = this.#port.clock.now();
     this.#send(FrameType.HELLO_ACK, f.seq, encodeHelloAck({ status: HelloStatus.OK, keepAlive }));
     this.#host.attachCommands(hello.id, this);
     this.#attachment = this.#port.attach(who, this);
