@@ -90,6 +90,7 @@ export class MessageLayer {
   #closed = false;
   #exchanges: ExchangeCache;
   #mids = new Map<string, number>();
+  #keys = new Map<string, Map<number, string>>();
   #sending = 0;
   /** Retransmission of the Confirmable messages Ferry originates. */
   readonly retransmitter: Retransmitter;
@@ -199,11 +200,30 @@ export class MessageLayer {
     return mid;
   }
 
+  /**
+   * The key of `addr`, remembered per host and port: one string per endpoint, whose hash every
+   * table keyed by endpoint then finds computed, rather than a new `host:port` string built and
+   * hashed per datagram. Bounded like the deduplication table (forgotten wholesale past it).
+   */
+  #endpointOf(addr: Deno.NetAddr): string {
+    let ports = this.#keys.get(addr.hostname);
+    if (ports === undefined) {
+      if (this.#keys.size >= this.#host.options.maxExchanges) this.#keys.clear();
+      this.#keys.set(addr.hostname, ports = new Map());
+    }
+    let ep = ports.get(addr.port);
+    if (ep === undefined) {
+      if (ports.size >= this.#host.options.maxExchanges) ports.clear();
+      ports.set(addr.port, ep = endpointKey(addr));
+    }
+    return ep;
+  }
+
   #onDatagram(data: Uint8Array, addr: Deno.NetAddr): void {
     const { stats } = this.#host.port;
     stats.frameIn();
     stats.bytesIn(data.length);
-    const ep = endpointKey(addr);
+    const ep = this.#endpointOf(addr);
     let msg: CoapMessage;
     try {
       msg = decodeMessage(data);
@@ -381,5 +401,6 @@ export class MessageLayer {
     this.retransmitter.close();
     this.#exchanges.clear();
     this.#mids.clear();
+    this.#keys.clear();
   }
 }
