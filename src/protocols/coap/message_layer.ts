@@ -91,6 +91,7 @@ export class MessageLayer {
   #exchanges: ExchangeCache;
   #mids = new Map<string, number>();
   #keys = new Map<string, Map<number, string>>();
+  #keyCount = 0;
   #sending = 0;
   /** Retransmission of the Confirmable messages Ferry originates. */
   readonly retransmitter: Retransmitter;
@@ -203,19 +204,20 @@ export class MessageLayer {
   /**
    * The key of `addr`, remembered per host and port: one string per endpoint, whose hash every
    * table keyed by endpoint then finds computed, rather than a new `host:port` string built and
-   * hashed per datagram. Bounded like the deduplication table (forgotten wholesale past it).
+   * hashed per datagram. At most `maxExchanges` keys in all (forgotten wholesale past it).
    */
   #endpointOf(addr: Deno.NetAddr): string {
     let ports = this.#keys.get(addr.hostname);
-    if (ports === undefined) {
-      if (this.#keys.size >= this.#host.options.maxExchanges) this.#keys.clear();
-      this.#keys.set(addr.hostname, ports = new Map());
+    let ep = ports?.get(addr.port);
+    if (ep !== undefined) return ep;
+    if (this.#keyCount >= this.#host.options.maxExchanges) { // bounded in all: start over
+      this.#keys.clear();
+      this.#keyCount = 0;
+      ports = undefined;
     }
-    let ep = ports.get(addr.port);
-    if (ep === undefined) {
-      if (ports.size >= this.#host.options.maxExchanges) ports.clear();
-      ports.set(addr.port, ep = endpointKey(addr));
-    }
+    if (ports === undefined) this.#keys.set(addr.hostname, ports = new Map());
+    ports.set(addr.port, ep = endpointKey(addr));
+    this.#keyCount++;
     return ep;
   }
 
@@ -402,5 +404,6 @@ export class MessageLayer {
     this.#exchanges.clear();
     this.#mids.clear();
     this.#keys.clear();
+    this.#keyCount = 0;
   }
 }
