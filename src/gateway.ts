@@ -43,7 +43,7 @@ import type { ListenAddress, Listener } from "./protocols/listener.ts";
 import { SessionPersistence } from "./protocols/mqtt/session_persistence.ts";
 import { RetainedTable } from "./persistence/retained_table.ts";
 import { StateDb } from "./persistence/state_db.ts";
-import { registerProcessMetrics, SysTopics } from "./ops/mod.ts";
+import { MetricsHistory, registerProcessMetrics, SysTopics } from "./ops/mod.ts";
 import { type AttachedRules, attachRules } from "./rules/attach.ts";
 import type { DeadLetterSink } from "./rules/dead_letter.ts";
 import type { RuleEngine } from "./rules/engine.ts";
@@ -181,6 +181,8 @@ export class Gateway implements AsyncDisposable {
   #stopMonitor: (() => void) | undefined;
   #watching: Promise<void> | undefined;
   #sys: SysTopics | undefined;
+  /** The dashboard charts' short history (with the HTTP listener). */
+  #history: MetricsHistory | undefined;
 
   /** Builds the core; call {@link start}. */
   constructor(config: FerryConfig, options: GatewayOptions = {}) {
@@ -436,10 +438,16 @@ export class Gateway implements AsyncDisposable {
         );
         // The management API and the OpenAPI document (the device API's routes and its own),
         // before the device API: both live under /api/v1/.
+        this.#history = new MetricsHistory(this.core.metrics, {
+          intervalMs: c.sys.historyIntervalMs,
+          samples: c.sys.historySamples,
+        });
+        this.#history.start();
         const admin = new AdminApi(this.core, auth, {
           devices: this.#deviceFileAdmin(),
           accounts: this.#accountFileAdmin(),
           northbound: () => this.#northbound,
+          history: () => this.#history?.snapshot(),
           baseDocument: c.http.deviceApi.enabled
             ? () => this.#deviceApi!.openApiDocument()
             : undefined,
@@ -678,6 +686,7 @@ export class Gateway implements AsyncDisposable {
       await this.#watching;
       this.#stopMonitor?.();
       await this.#sys?.close();
+      this.#history?.close();
       // HTTP stops with the other listeners: waits and streams end, requests in progress get at
       // most http.shutdownGraceMs, then every connection is cut (a stalled upload cannot hold the
       // shutdown). Nothing unanswered was acknowledged.

@@ -42,6 +42,8 @@ import { commandView } from "../device_api/command_view.ts";
 import { readJson } from "../dashboard/dashboard.ts";
 import type { RequestInfo } from "../server.ts";
 import { adminOpenApi } from "./openapi.ts";
+import type { HistorySnapshot } from "../../ops/metrics_history.ts";
+import { historyRoute } from "./history_route.ts";
 import { type AccountFileAdmin, handleAccounts } from "./accounts_api.ts";
 import { handleSessions } from "./sessions_api.ts";
 
@@ -102,6 +104,8 @@ export interface AdminApiOptions {
   accounts?: AccountFileAdmin;
   /** The northbound, when configured. */
   northbound?: () => NorthboundAdmin | undefined;
+  /** The charts' history (`GET /api/v1/admin/history`); without it that route answers 404. */
+  history?: () => HistorySnapshot | undefined;
   /** The document to extend with the management routes (the device API's). */
   baseDocument?: () => Record<string, unknown>;
   /** Largest page. @default 1000 */
@@ -272,6 +276,9 @@ export class AdminApi {
       return await handleSessions({ core: this.#core, ...this.#opts }, req, url, seg, caller);
     }
     if (seg[0] === "northbound") return await this.#northbound(req, url, seg, caller);
+    if (seg[0] === "history" && seg.length === 1) {
+      return historyRoute(req, caller, url, this.#opts.history?.());
+    }
     if (seg[0] === "retained" && seg.length === 1) {
       if (method === "GET") return this.#retained(url, caller);
       if (method === "DELETE") return await this.#clearRetained(url, caller);

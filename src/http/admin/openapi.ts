@@ -6,6 +6,7 @@
  * @module
  */
 
+import { addHistoryOpenApi } from "./history_openapi.ts";
 import { addSessionPaths } from "./openapi_sessions.ts";
 
 type Json = Record<string, unknown>;
@@ -685,6 +686,7 @@ export function adminOpenApi(
     required: ["error"],
     properties: { error: { type: "string" } },
   };
+  addHistoryOpenApi(paths, schemas);
   const responses = (components.responses ??= {}) as Json;
   responses.AdminBadRequest = err("Malformed parameter, path or body.");
   responses.AdminUnauthorized = err(
