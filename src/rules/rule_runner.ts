@@ -152,6 +152,7 @@ export class RuleRunner {
   #restarts: number[] = [];
   #pendingOutputs = 0;
   #accepted = 0; // outputs of the batch being applied accepted at once (counted once per batch)
+  #recount = 0; // messages staged again after a restart: counted in already
   #idle: Array<() => void> = [];
   #validTopics = new Map<string, boolean>();
   #m: RuleMeter;
@@ -372,7 +373,10 @@ export class RuleRunner {
     }
     again.push(...this.#takeQueued());
     this.#sent = [];
-    for (const item of again) this.#stage(item);
+    for (const item of again) {
+      if (item) this.#recount++;
+      this.#stage(item);
+    }
     this.#errorsInRow = 0;
     const now = this.#d.clock.now();
     this.#restarts = this.#restarts.filter((t) => now - t < this.#d.limits.restartWindowMs);
@@ -462,7 +466,13 @@ export class RuleRunner {
     if (this.#staging.length === 0) return;
     const s = this.#staging;
     this.#staging = new BatchBuilder();
-    if (s.messages) this.#m.in(s.messages); // once per batch
+    let n = s.messages;
+    if (this.#recount) { // run again after a restart: counted when first sealed
+      const k = Math.min(this.#recount, n);
+      this.#recount -= k;
+      n -= k;
+    }
+    if (n) this.#m.in(n); // once per batch
     this.#packed.push({ batch: s.build(), bytes: s.bytes, first: 0, at: this.#stagingAt });
   }
 
