@@ -39,6 +39,7 @@ import { commandView } from "../device_api/command_view.ts";
 import { readJson } from "../dashboard/dashboard.ts";
 import type { RequestInfo } from "../server.ts";
 import { adminOpenApi } from "./openapi.ts";
+import { handleRules, type RulesAdmin } from "./rules_api.ts";
 
 /** What the API needs to change the device registry file (the gateway provides it). */
 export interface DeviceFileAdmin {
@@ -95,6 +96,8 @@ export interface AdminApiOptions {
   devices?: DeviceFileAdmin;
   /** The northbound, when configured. */
   northbound?: () => NorthboundAdmin | undefined;
+  /** The rules, when attached (`/api/v1/admin/rules`: `rules_api.ts`). */
+  rules?: () => RulesAdmin | undefined;
   /** The document to extend with the management routes (the device API's). */
   baseDocument?: () => Record<string, unknown>;
   /** Largest page. @default 1000 */
@@ -258,6 +261,12 @@ export class AdminApi {
     }
     const seg = url.pathname.slice(PREFIX.length).split("/");
     if (seg[0] === "northbound") return await this.#northbound(req, url, seg, caller);
+    if (seg[0] === "rules") {
+      return await handleRules(req, seg, caller, {
+        rules: this.#opts.rules?.(),
+        log: (msg, fields) => this.#core.log.child("admin").info(msg, fields),
+      });
+    }
     if (seg[0] === "retained" && seg.length === 1) {
       if (method === "GET") return this.#retained(url, caller);
       if (method === "DELETE") return await this.#clearRetained(url, caller);

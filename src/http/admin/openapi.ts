@@ -6,6 +6,8 @@
  * @module
  */
 
+import { rulesOpenApi } from "./rules_api.ts";
+
 type Json = Record<string, unknown>;
 
 const err = (description: string, headers?: Json): Json => ({
@@ -639,7 +641,11 @@ export function adminOpenApi(
       encoding: { type: "string", enum: ["utf8", "base64"] },
       payload: { type: "string" },
       ts: { type: "integer", description: "Accepted at (ms since the epoch)." },
-      reason: { type: "string", description: "too_large, link_dropped, rejected, checksum." },
+      reason: {
+        type: "string",
+        description:
+          "too_large, link_dropped, rejected, checksum; a rule's (bridge rule:{name}): rule_throw, rule_timeout, rule_too_large, rule_crash, rule_overloaded, rule_disabled, rule_shutdown.",
+      },
       detail: { type: ["string", "null"] },
       deadAt: { type: "integer" },
     },
@@ -649,6 +655,8 @@ export function adminOpenApi(
     required: ["error"],
     properties: { error: { type: "string" } },
   };
+  // The rules routes (rules_api.ts).
+  rulesOpenApi(paths, schemas, r, SECURITY);
   const responses = (components.responses ??= {}) as Json;
   responses.AdminBadRequest = err("Malformed parameter, path or body.");
   responses.AdminUnauthorized = err(

@@ -7,8 +7,12 @@
  * second; a detail view has the command form and, for accounts allowed to manage devices, the
  * disconnect / rotate / remove buttons and an add form.
  *
+ * The rules panel is its own file (`panels/rules.ts`).
+ *
  * @module
  */
+
+import { RULES_PANEL_HTML, RULES_PANEL_SCRIPT } from "./panels/rules.ts";
 
 /** The HTML of the dashboard. */
 export const DASHBOARD_HTML = `<!doctype html>
@@ -83,6 +87,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     </form>
     <h4>Recent messages</h4><div id="detail-messages"></div>
   </section>
+  ${RULES_PANEL_HTML}
 </main>
 <script>
 "use strict";
@@ -282,6 +287,7 @@ $("command-form").addEventListener("submit", async (e) => {
   $("command-status").textContent = r.ok ? "sent" : "failed: " + (await r.json()).error;
 });
 
+${RULES_PANEL_SCRIPT}
 fetch("/dashboard/api/me").then((r) => start(r.ok));
 </script>
 </body>
