@@ -503,9 +503,16 @@ export class RuleRunner {
     }
   }
 
-  #flush(): void {
+  /** Sends packed batches (and, unless `fullOnly`, what is staged) while the worker has room. */
+  #flush(fullOnly = false): void {
+    // Outputs waiting for room in the pipeline: no more work for the worker until half of them
+    // went in (the outputs respect the pipeline's capacity; this keeps their number bounded).
+    if (this.#pendingOutputs >= this.#d.limits.maxPendingOutputs / 2) return;
     while (this.#active && this.#sent.length < this.#d.limits.batchesInFlight) {
-      if (this.#packed.length === 0) this.#seal();
+      if (this.#packed.length === 0) {
+        if (fullOnly) break;
+        this.#seal();
+      }
       const b = this.#packed.shift();
       if (!b) break;
       b.first = this.#sentTotal;
@@ -616,7 +623,10 @@ export class RuleRunner {
       this.#d.clock.clearTimeout(this.#watchdog);
       this.#watchdog = undefined;
     }
-    this.#flush();
+    // Another batch is still in flight: send only full batches now, and what is staged once the
+    // worker has nothing left (a round trip gathers many messages into one batch: fewer, larger
+    // postMessages, while the worker never waits for work it could have).
+    this.#flush(this.#sent.length !== 0);
     this.#checkIdle();
   }
 
@@ -709,7 +719,10 @@ export class RuleRunner {
       if (res.ok) this.#m.out("core");
       else this.#refused(draft.topic, res);
     }, (err) => this.#notPublished(draft.topic, err)).finally(() => {
-      this.#pendingOutputs--;
+      // Below half the bound again: the worker gets work again (#flush stopped at it).
+      if (this.#pendingOutputs-- === this.#d.limits.maxPendingOutputs / 2 && this.#active) {
+        this.#flush();
+      }
       this.#checkIdle();
     });
   }
