@@ -503,16 +503,13 @@ export class RuleRunner {
     }
   }
 
-  /** Sends packed batches (and, unless `fullOnly`, what is staged) while the worker has room. */
-  #flush(fullOnly = false): void {
+  /** Sends packed batches and what is staged while the worker has room. */
+  #flush(): void {
     // Outputs waiting for room in the pipeline: no more work for the worker until half of them
     // went in (the outputs respect the pipeline's capacity; this keeps their number bounded).
     if (this.#pendingOutputs >= this.#d.limits.maxPendingOutputs / 2) return;
     while (this.#active && this.#sent.length < this.#d.limits.batchesInFlight) {
-      if (this.#packed.length === 0) {
-        if (fullOnly) break;
-        this.#seal();
-      }
+      if (this.#packed.length === 0) this.#seal();
       const b = this.#packed.shift();
       if (!b) break;
       b.first = this.#sentTotal;
@@ -623,10 +620,7 @@ export class RuleRunner {
       this.#d.clock.clearTimeout(this.#watchdog);
       this.#watchdog = undefined;
     }
-    // Another batch is still in flight: send only full batches now, and what is staged once the
-    // worker has nothing left (a round trip gathers many messages into one batch: fewer, larger
-    // postMessages, while the worker never waits for work it could have).
-    this.#flush(this.#sent.length !== 0);
+    this.#flush();
     this.#checkIdle();
   }
 
@@ -715,16 +709,24 @@ export class RuleRunner {
       return;
     }
     this.#pendingOutputs++;
+    // One promise per waiting output (no .finally: an output waits for room in a full pipeline).
     r.then((res) => {
       if (res.ok) this.#m.out("core");
       else this.#refused(draft.topic, res);
-    }, (err) => this.#notPublished(draft.topic, err)).finally(() => {
-      // Below half the bound again: the worker gets work again (#flush stopped at it).
-      if (this.#pendingOutputs-- === this.#d.limits.maxPendingOutputs / 2 && this.#active) {
-        this.#flush();
-      }
-      this.#checkIdle();
+      this.#outputSettled();
+    }, (err) => {
+      this.#notPublished(draft.topic, err);
+      this.#outputSettled();
     });
+  }
+
+  /** An output that waited went in (or was refused). */
+  #outputSettled(): void {
+    // Below half the bound again: the worker gets work again (#flush stopped at it).
+    if (this.#pendingOutputs-- === this.#d.limits.maxPendingOutputs / 2 && this.#active) {
+      this.#flush();
+    }
+    this.#checkIdle();
   }
 
   #refused(topic: string, r: Refusal<string>): void {
