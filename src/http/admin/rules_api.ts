@@ -12,7 +12,7 @@
  *   (`$ferry/admin/#` grants every rule; `#` does not, as for any `$` topic).
  *
  * A disabled rule's messages get its `onError` (dropped, passed on unchanged to the northbound,
- * or dead-lettered) until it is enabled again or the config is reloaded. A rule with
+ * or dead-lettered) until it is enabled again or a reload changes the rule. A rule with
  * `enabled: false` in the config is listed as `off` and cannot be enabled here (409).
  *
  * @module
