@@ -45,7 +45,7 @@ import { RetainedTable } from "./persistence/retained_table.ts";
 import { StateDb } from "./persistence/state_db.ts";
 import { MetricsHistory, registerProcessMetrics, SysTopics } from "./ops/mod.ts";
 import { type AttachedRules, attachRules } from "./rules/attach.ts";
-import type { DeadLetterSink } from "./rules/dead_letter.ts";
+import { type DeadLetterSink, tableDeadLetterSink } from "./rules/dead_letter.ts";
 import type { RuleEngine } from "./rules/engine.ts";
 
 /** Options of {@link Gateway}. */
@@ -59,8 +59,9 @@ export interface GatewayOptions {
   /** The config file: rule module paths are relative to it, and its `rules` are hot reloaded. */
   configFile?: string;
   /**
-   * Where messages rules failed on go when their `onError` is `dead-letter`. @default logged
-   * (rate limited) and counted, not kept: the northbound's dead-letter table is not wired yet
+   * Where messages rules failed on go when their `onError` is `dead-letter`. @default the
+   * northbound spool's dead-letter table (bridge `rule:{name}`); without a northbound, logged
+   * (rate limited) and counted, not kept
    */
   deadLetters?: DeadLetterSink;
 }
@@ -357,7 +358,8 @@ export class Gateway implements AsyncDisposable {
           // for device traffic; the rule chose this route), with the bridges as they are now.
           northbound: nb ? (out) => appendToBridges(nb, out) : undefined,
           metrics: this.core.metrics,
-          deadLetters: this.#options.deadLetters,
+          // Dead letters go to the spool's dead-letter table when there is one (else logged).
+          deadLetters: this.#options.deadLetters ?? (nb ? tableDeadLetterSink(nb) : undefined),
           log: this.#log,
         });
         if (c.rules.length) log.info("rules started", { rules: c.rules.length });
@@ -448,6 +450,7 @@ export class Gateway implements AsyncDisposable {
           accounts: this.#accountFileAdmin(),
           northbound: () => this.#northbound,
           history: () => this.#history?.snapshot(),
+          rules: () => this.#rules?.engine,
           baseDocument: c.http.deviceApi.enabled
             ? () => this.#deviceApi!.openApiDocument()
             : undefined,

@@ -537,14 +537,27 @@ export class BoundPort implements DevicePort {
     return admitted;
   }
 
-  #admit(msg: Message): PublishResult {
+  /**
+   * Into the pipeline ahead of waiting producers; while it is full, the result is a promise (the
+   * pipeline keeps the waiting derived messages in order).
+   */
+  #admit(msg: Message): PublishResult | Promise<PublishResult> {
+    let entered: void | Promise<void>;
     try {
-      this.#host.pipeline.admit(msg);
+      entered = this.#host.pipeline.admit(msg);
     } catch (err) {
       return this.#refusedBy(err);
     }
-    this.#host.accepted(msg, true);
-    return ACCEPTED;
+    if (entered === undefined) {
+      this.#host.accepted(msg, true);
+      return ACCEPTED;
+    }
+    // The pipeline keeps waiting derived messages in order: the next one needs no chaining.
+    this.#held++;
+    return entered.then(() => {
+      this.#host.accepted(msg, true);
+      return ACCEPTED;
+    }, (err) => this.#refusedBy(err));
   }
 
   mayPublish(who: Identity, topic: string): boolean {

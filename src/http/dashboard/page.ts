@@ -8,10 +8,13 @@
  * disconnect / rotate / remove buttons and an add form. Below it, the panels of `./panels/`:
  * charts from the management API's short history, retained messages, the northbound.
  *
+ * The rules panel is its own file (`panels/rules.ts`).
+ *
  * @module
  */
 
 import { panelsHtml, panelsNav, panelsScript } from "./panels/mod.ts";
+import { RULES_PANEL_HTML, RULES_PANEL_SCRIPT } from "./panels/rules.ts";
 
 /** The HTML of the dashboard. */
 export const DASHBOARD_HTML = `<!doctype html>
@@ -88,6 +91,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     <h4>Recent messages</h4><div id="detail-messages"></div>
   </section>
   ${panelsHtml()}
+  ${RULES_PANEL_HTML}
 </main>
 <script>
 "use strict";
@@ -296,6 +300,7 @@ $("command-form").addEventListener("submit", async (e) => {
 // The panels (./panels/): charts, retained messages, northbound.
 ${panelsScript()}
 
+${RULES_PANEL_SCRIPT}
 fetch("/dashboard/api/me").then((r) => start(r.ok));
 </script>
 </body>
