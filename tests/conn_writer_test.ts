@@ -75,3 +75,38 @@ Deno.test("ConnWriter refuses reservations after failing, and a failure counts a
   assertEquals(events, ["high", "low", "stall"]);
   assert(w.failed);
 });
+
+Deno.test("ConnWriter's pooled first chunks are never reused while a write still views them", async () => {
+  // A socket that reads the bytes only when the write completes, as late as a kernel could.
+  function lateSink() {
+    const got: number[] = [];
+    return {
+      got,
+      write(p: Uint8Array): Promise<number> {
+        return new Promise((r) =>
+          setTimeout(() => {
+            got.push(...p);
+            r(p.length);
+          }, 1)
+        );
+      },
+    };
+  }
+  const sinks = [lateSink(), lateSink(), lateSink()];
+  const writers = sinks.map((s) => new ConnWriter(s));
+  const expect: number[][] = sinks.map(() => []);
+  for (let round = 0; round < 40; round++) {
+    // Each writer answers "a read" with a few small frames, then the flushes interleave.
+    writers.forEach((w, k) => {
+      for (let f = 0; f < 1 + (round + k) % 3; f++) {
+        const r = w.reserve(19)!;
+        r.fill((round * 7 + k * 31 + f) & 0xff);
+        expect[k].push(...r);
+      }
+    });
+    if (round % 2 === 0) await Promise.all(writers.map((w) => w.flushed()));
+    else await new Promise((r) => setTimeout(r, 0));
+  }
+  await Promise.all(writers.map((w) => w.flushed()));
+  sinks.forEach((s, k) => assertEquals(s.got, expect[k], `writer ${k}`));
+});

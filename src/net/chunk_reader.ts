@@ -63,7 +63,7 @@ export interface ChunkConsumer {
 
 /** The next read buffer size: grow while reads fill it, shrink when they come back small. */
 function nextSize(size: number, n: number, min: number, max: number): number {
-  if (n === size && size < max) return Math.min(max, size * 4);
+  if (n >= size && size < max) return Math.min(max, size * 4);
   if (n < size / 8 && size > min) return Math.max(min, size / 4);
   return size;
 }
@@ -127,7 +127,15 @@ class ChunkReader {
     if (this.#consumer.closing) return this.#end();
     const size = this.#size;
     const spare = this.#spare;
-    const buf = spare !== undefined && spare.length === size ? spare : new Uint8Array(size);
+    // The spare serves a read of its size, or of a somewhat smaller one while reads are busy
+    // (sizes swing between neighbours as reads fill the buffer or not; a fresh buffer at each
+    // swing was a fifth of a busy FBP/1 connection's garbage). A read back at the minimum size
+    // gets a minimum buffer: that is what an idle connection holds.
+    const buf = spare !== undefined &&
+        (spare.length === size ||
+          (size > this.#min && spare.length > size && spare.length <= size * 4))
+      ? spare
+      : new Uint8Array(size);
     this.#spare = undefined;
     let read: Promise<number | null>;
     try {

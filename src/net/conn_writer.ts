@@ -48,6 +48,10 @@ export interface ConnWriterOptions<O = undefined> {
 const CHUNK = 16_384;
 /** Size of the first chunk after the writer was idle. */
 const CHUNK_FIRST = 256;
+/** First-size chunks no writer holds: reused by the next writer that starts a flush. */
+const freeTails: Uint8Array[] = [];
+/** At most this many pooled chunks (64 KiB). */
+const FREE_TAILS_MAX = 256;
 /** Larger frames get their own buffer. */
 const RESERVE_MAX = 1024;
 
@@ -212,7 +216,9 @@ export class ConnWriter<O = undefined> {
       }
       // Chunks start small (an ack or two) and grow while frames keep coming.
       const size = tail ? Math.min(CHUNK, tail.length * 4) : CHUNK_FIRST;
-      this.#tail = tail = new Uint8Array(Math.max(size, n));
+      this.#tail = tail = size === CHUNK_FIRST && freeTails.length > 0
+        ? freeTails.pop()!
+        : new Uint8Array(Math.max(size, n));
       this.#tailUsed = this.#tailSent = 0;
     }
     const view = tail.subarray(this.#tailUsed, this.#tailUsed + n);
@@ -300,7 +306,13 @@ export class ConnWriter<O = undefined> {
     }
     unwatch(this);
     this.#active = false;
-    // Everything is written: an idle connection keeps no chunk.
+    // Everything is written: an idle connection keeps no chunk. A first-size chunk goes back to
+    // the shared pool (nothing views it any more): a busy connection that answers each read with
+    // an ACK or two takes it again at the next read instead of allocating one per flush.
+    const tail = this.#tail;
+    if (tail?.length === CHUNK_FIRST && !this.#failed && freeTails.length < FREE_TAILS_MAX) {
+      freeTails.push(tail);
+    }
     this.#tail = undefined;
     this.#tailUsed = this.#tailSent = 0;
     this.#wakeIdle();
