@@ -96,7 +96,8 @@ if (import.meta.main) {
         connack[k].push(ms);
         cpu[k].push(cpuMs);
         if (withRss) {
-          const [b, a] = await rss(kinds[k], `${dir}`, 2000);
+          Deno.mkdirSync(`${dir}/rss`); // a fresh log: the server's readiness is read from it
+          const [b, a] = await rss(kinds[k], `${dir}/rss`, 2000);
           idle[k].push(b / 2 ** 20);
           one[k].push(a / 2 ** 20);
         }
