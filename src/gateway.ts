@@ -19,24 +19,23 @@ import { Core } from "./core/core.ts";
 import { Logger } from "./core/logger.ts";
 import type { Message } from "./core/message.ts";
 import { monitorEventLoop } from "./core/event_loop_monitor.ts";
+import { HttpServer } from "./http/server.ts";
+import { BinaryServer } from "./protocols/binary/server.ts";
+import { CoapServer } from "./protocols/coap/server.ts";
 import { MqttServer } from "./protocols/mqtt/server.ts";
+import { ConsoleAuth, mayReadSys } from "./http/console/auth.ts";
 import { WebSocketListenError } from "./protocols/mqtt/ws_listener.ts";
+import { mqttWsRoute } from "./protocols/mqtt/ws_route.ts";
+import { AdminApi, type DeviceFileAdmin } from "./http/admin/admin_api.ts";
+import { Dashboard } from "./http/dashboard/dashboard.ts";
+import { DeviceApi } from "./http/device_api/mod.ts";
+import { type Northbound, type NorthboundConfig, startNorthbound } from "./northbound/mod.ts";
 import type { ListenAddress, Listener } from "./protocols/listener.ts";
 import { SessionPersistence } from "./protocols/mqtt/session_persistence.ts";
 import { RetainedTable } from "./persistence/retained_table.ts";
 import { StateDb } from "./persistence/state_db.ts";
-import { registerProcessMetrics } from "./ops/process_metrics.ts";
-// Type-only: these are imported when the config needs them (see `start`), so a gateway answers
-// its first CONNACK before the HTTP console, the other listeners, rules, $SYS or the northbound
-// bridge have been loaded (docs/operations.md, "Start-up").
-import type { HttpServer } from "./http/server.ts";
-import type { ConsoleAuth } from "./http/console/auth.ts";
-import type { DeviceFileAdmin } from "./http/admin/admin_api.ts";
-import type { Dashboard } from "./http/dashboard/dashboard.ts";
-import type { DeviceApi } from "./http/device_api/mod.ts";
-import type { Northbound, NorthboundConfig } from "./northbound/mod.ts";
-import type { SysTopics } from "./ops/sys_topics.ts";
-import type { AttachedRules } from "./rules/attach.ts";
+import { registerProcessMetrics, SysTopics } from "./ops/mod.ts";
+import { type AttachedRules, attachRules } from "./rules/attach.ts";
 import type { DeadLetterSink } from "./rules/dead_letter.ts";
 import type { RuleEngine } from "./rules/engine.ts";
 
@@ -67,23 +66,18 @@ function withGatewayId(config: NorthboundConfig): NorthboundConfig {
   return Array.isArray(config) ? config.map(fill) : fill(config);
 }
 
-/**
- * Names of the listeners, in start order (`mqttWs`: MQTT over WebSocket, started by `mqtt`).
- * MQTT is first: its module is the only adapter loaded before the first listener accepts.
- */
-export type ListenerName = "mqtt" | "mqttWs" | "binary" | "coap" | "http";
+/** Names of the listeners, in start order (`mqttWs`: MQTT over WebSocket, started by `mqtt`). */
+export type ListenerName = "binary" | "mqtt" | "mqttWs" | "coap" | "http";
 
 type Factory = (
   core: Core,
   config: FerryConfig,
   options: GatewayOptions & { sessions?: SessionPersistence },
-) => Listener | undefined | Promise<Listener | undefined>;
+) => Listener | undefined;
 
-/**
- * How each listener is built from the config; `undefined` means not built yet. FBP/1 and CoAP are
- * imported when enabled, after the MQTT listener accepts.
- */
+/** How each listener is built from the config; `undefined` means not built yet. */
 const FACTORIES: Record<Exclude<ListenerName, "http" | "mqttWs">, Factory> = {
+  binary: (core, c) => new BinaryServer(core, { ...c.binary, hostname: c.host }),
   mqtt: (core, c, options) => {
     const { enabled: _, persistence: _p, websocket, ...o } = c.mqtt;
     const { enabled: ws, httpListener: _h, ...wso } = websocket;
@@ -94,12 +88,7 @@ const FACTORIES: Record<Exclude<ListenerName, "http" | "mqttWs">, Factory> = {
       websocket: ws ? { ...wso, hostname: c.host } : undefined,
     });
   },
-  binary: async (core, c) => {
-    const { BinaryServer } = await import("./protocols/binary/server.ts");
-    return new BinaryServer(core, { ...c.binary, hostname: c.host });
-  },
-  coap: async (core, c, options) => {
-    const { CoapServer } = await import("./protocols/coap/server.ts");
+  coap: (core, c, options) => {
     // The old command-queue keys configure the core's store (resolveConfig), not the server.
     const { enabled: _, maxPendingCommands: _m, commandTtlMs: _t, maxCommandDevices: _d, ...o } =
       c.coap;
@@ -313,7 +302,6 @@ export class Gateway implements AsyncDisposable {
     try {
       if (c.northbound) {
         // Before any listener: every message a device gets acknowledged must go through the spool.
-        const { startNorthbound } = await import("./northbound/mod.ts");
         this.#northbound = await startNorthbound(
           this.core,
           withGatewayId(c.northbound),
@@ -323,18 +311,33 @@ export class Gateway implements AsyncDisposable {
           bridges: this.#northbound.bridges.map((b) => b.name),
         });
       }
-      // Before any listener: rules see every device's first message.
-      if (c.rules.length) await this.#attachRules();
+      const file = this.#options.configFile;
+      // Before any listener: rules see every device's first message. With a config file, also
+      // when it has no rule yet (rules added to it later start without a restart); an engine
+      // without rules has no subscription and costs nothing per message.
+      if (c.rules.length || file) {
+        const nb = this.#northbound;
+        this.#rules = await attachRules(this.core, {
+          rules: c.rules,
+          configFile: file,
+          readRules: file ? async () => resolveConfig(await loadConfigFile(file)).rules : undefined,
+          dataDir: c.dataDir,
+          // A rule's northbound output goes to every bridge (each bridge's forward filters are
+          // for device traffic; the rule chose this route), with the bridges as they are now.
+          northbound: nb ? (out) => appendToBridges(nb, out) : undefined,
+          metrics: this.core.metrics,
+          deadLetters: this.#options.deadLetters,
+          log: this.#log,
+        });
+        if (c.rules.length) log.info("rules started", { rules: c.rules.length });
+      }
       if (c.mqtt.enabled && c.mqtt.persistence.enabled) this.#openState();
-      for (const name of ["mqtt", "binary", "coap"] as const) {
+      for (const name of ["binary", "mqtt", "coap"] as const) {
         if (!c[name].enabled) {
           log.info(`${name} listener disabled by config`);
           continue;
         }
-        const l = await FACTORIES[name](this.core, c, {
-          ...this.#options,
-          sessions: this.#sessions,
-        });
+        const l = FACTORIES[name](this.core, c, { ...this.#options, sessions: this.#sessions });
         if (!l) {
           log.warn(
             `${name} listener is not built yet: --${name}-port ${
@@ -343,14 +346,8 @@ export class Gateway implements AsyncDisposable {
           );
           continue;
         }
-        // A stop during start-up (SIGTERM while modules load) opens nothing more.
-        if (this.#stopping) return this.#addresses;
         this.#addresses[name] = await listenOrExplain(name, c.host, c[name].port, () => l.listen());
         this.#listeners.push(l);
-        if (this.#stopping) { // it stopped while this one bound: stop() did not see it
-          await l.close();
-          return this.#addresses;
-        }
         log.info(`${name} listening`, {
           ...this.#addresses[name],
           ...(name === "coap"
@@ -372,27 +369,7 @@ export class Gateway implements AsyncDisposable {
           }
         }
       }
-      // With a config file and no rule yet, the engine starts after the listeners (rules added to
-      // the file later start without a restart; an engine without rules has no subscription, so
-      // no message passes it by).
-      if (!c.rules.length && this.#options.configFile) await this.#attachRules();
       if (c.http.enabled) {
-        const [
-          { HttpServer },
-          { ConsoleAuth, mayReadSys },
-          { AdminApi },
-          { Dashboard },
-          { DeviceApi },
-          { mqttWsRoute },
-        ] = await Promise.all([
-          import("./http/server.ts"),
-          import("./http/console/auth.ts"),
-          import("./http/admin/admin_api.ts"),
-          import("./http/dashboard/dashboard.ts"),
-          import("./http/device_api/mod.ts"),
-          import("./protocols/mqtt/ws_route.ts"),
-        ]);
-        if (this.#stopping) return this.#addresses;
         this.#http = new HttpServer(this.core, {
           hostname: c.host,
           port: c.http.port,
@@ -481,35 +458,12 @@ export class Gateway implements AsyncDisposable {
       throw err;
     }
     if (c.sys.intervalSec > 0) {
-      const { SysTopics } = await import("./ops/sys_topics.ts");
-      if (this.#stopping) return this.#addresses;
       this.#sys = new SysTopics(this.core, c.sys);
       this.#sys.start();
     }
     this.#ready = true;
     log.info("ready", { addresses: this.#addresses, sysIntervalSec: c.sys.intervalSec });
     return this.#addresses;
-  }
-
-  /** Starts the rule engine on the config's rules, following the config file when there is one. */
-  async #attachRules(): Promise<void> {
-    const c = this.config;
-    const file = this.#options.configFile;
-    const nb = this.#northbound;
-    const { attachRules } = await import("./rules/attach.ts");
-    this.#rules = await attachRules(this.core, {
-      rules: c.rules,
-      configFile: file,
-      readRules: file ? async () => resolveConfig(await loadConfigFile(file)).rules : undefined,
-      dataDir: c.dataDir,
-      // A rule's northbound output goes to every bridge (each bridge's forward filters are for
-      // device traffic; the rule chose this route), with the bridges as they are now.
-      northbound: nb ? (out) => appendToBridges(nb, out) : undefined,
-      metrics: this.core.metrics,
-      deadLetters: this.#options.deadLetters,
-      log: this.#log,
-    });
-    if (c.rules.length) this.#log.child("gateway").info("rules started", { rules: c.rules.length });
   }
 
   /** The dashboard's one-time login link for `token` (on the bound address). */
