@@ -19,9 +19,10 @@ import { cpuSecondsOf, rssOf, sleep } from "./_util.ts";
 
 /**
  * Spawn → first CONNACK, ms of wall time, and the CPU time the gateway had used by then (all
- * threads, 10 ms ticks): the CPU figure moves less with the load of other processes.
+ * threads, 10 ms ticks): the CPU figure moves less with the load of other processes. Then the
+ * same client subscribes at once: spawn → its SUBACK (what is left of start-up work shows here).
  */
-async function firstConnack(kind: ServerKind, dir: string): Promise<[number, number]> {
+async function firstConnack(kind: ServerKind, dir: string): Promise<[number, number, number]> {
   const s = await kind.start({ dir, noWait: true });
   try {
     const port = s.ports.mqtt!;
@@ -30,8 +31,10 @@ async function firstConnack(kind: ServerKind, dir: string): Promise<[number, num
         const c = await MqttConn.open(port, "bench-first", { timeoutMs: 5000 });
         const ms = performance.now() - s.spawnedAt;
         const cpu = cpuSecondsOf(s.pid) * 1000;
+        await c.subscribe("bench/first", 1);
+        const subackMs = performance.now() - s.spawnedAt;
         c.close();
-        return [ms, cpu];
+        return [ms, cpu, subackMs];
       } catch (err) {
         if (s.exited()) throw new Error(`exited before a CONNACK:\n${s.logTail()}`);
         if (performance.now() - s.spawnedAt > 30_000) throw new Error(`no CONNACK: ${err}`);
@@ -81,6 +84,7 @@ if (import.meta.main) {
   const kinds = dirs.map((d) => ferry(d, d));
   const connack = dirs.map(() => [] as number[]);
   const cpu = dirs.map(() => [] as number[]);
+  const suback = dirs.map(() => [] as number[]);
   const idle = dirs.map(() => [] as number[]);
   const one = dirs.map(() => [] as number[]);
   const tmp = Deno.makeTempDirSync({ prefix: "ferry-startup-ab-" });
@@ -92,7 +96,8 @@ if (import.meta.main) {
       for (const k of order) {
         const dir = `${tmp}/${k}-${r}`;
         Deno.mkdirSync(dir);
-        const [ms, cpuMs] = await firstConnack(kinds[k], dir);
+        const [ms, cpuMs, subackMs] = await firstConnack(kinds[k], dir);
+        suback[k].push(subackMs);
         connack[k].push(ms);
         cpu[k].push(cpuMs);
         if (withRss) {
@@ -111,6 +116,7 @@ if (import.meta.main) {
     console.log(`${dirs[k]}`);
     console.log(`  first CONNACK ms: ${summary(connack[k])}  all: ${connack[k].map(Math.round)}`);
     console.log(`  CPU by then ms:   ${summary(cpu[k], 0)}`);
+    console.log(`  then SUBACK ms:   ${summary(suback[k])}`);
     if (withRss) {
       console.log(`  idle RSS MiB:     ${summary(idle[k])}`);
       console.log(`  RSS 1 client MiB: ${summary(one[k])}`);

@@ -43,6 +43,10 @@ export function loadCodec(): Promise<void> {
   return loading ??= import("mqtt-packet").then((m) => {
     // A CommonJS package: its exports are the default export.
     mqttPacket = (m as unknown as { default: MqttPacket }).default;
+    // The first parser and the first encode load more of Node's compatibility layer (streams):
+    // done here, not in the first SUBSCRIBE after start-up (it took 60-150 ms there).
+    sharedParser();
+    mqttPacket.generate({ cmd: "pingresp" } as Packet);
   }, (err) => {
     loading = undefined; // a later call tries again
     throw err;
@@ -147,10 +151,7 @@ function reset(s: SharedParser): void {
   p._pos = 0;
 }
 
-function parseFrame(
-  frame: Uint8Array,
-  version: ProtocolVersion | undefined,
-): { packet?: Packet; error?: Error } {
+function sharedParser(): SharedParser {
   if (!shared) {
     const parser = codec().parser() as SharedParser["parser"];
     const Ctor = (parser.packet as { constructor: new () => unknown }).constructor;
@@ -159,7 +160,14 @@ function parseFrame(
     parser.on("error", (e: Error) => s.err = e);
     shared = s;
   }
-  const s = shared;
+  return shared;
+}
+
+function parseFrame(
+  frame: Uint8Array,
+  version: ProtocolVersion | undefined,
+): { packet?: Packet; error?: Error } {
+  const s = sharedParser();
   s.got = undefined;
   s.err = undefined;
   reset(s);
