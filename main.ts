@@ -5,6 +5,7 @@
  * - `ferry config check` / `ferry config schema`: check the config without starting (every key,
  *   files readable, host resolves, data dir writable), print its JSON Schema.
  * - `ferry device add|rotate|remove|list`: manage the device registry file.
+ * - `ferry account add|remove|list`: manage the service accounts in the same file.
  * - `ferry rule test FILE --input samples.jsonl`: run a rule on sample messages (docs/rules.md).
  * - `ferry --version`, `ferry --help`.
  *
@@ -24,9 +25,11 @@ import {
 import { ConfigError } from "./src/config/schema.ts";
 import { versionLine } from "./src/version.ts";
 import {
+  addAccount,
   addDevice,
   DeviceFileError,
   readDeviceFile,
+  removeAccount,
   removeDevice,
 } from "./src/config/device_file.ts";
 import { Gateway } from "./src/gateway.ts";
@@ -169,6 +172,75 @@ async function deviceCommand(config: FerryConfig, words: string[]): Promise<numb
   }
 }
 
+/**
+ * `ferry account add|remove|list`: service accounts (name, token, ACL) in the registry file, the
+ * file a running gateway reloads on change; accounts of the config are listed, not changed.
+ */
+async function accountCommand(
+  config: FerryConfig,
+  words: string[],
+  acl: { publish: string[]; subscribe: string[] },
+): Promise<number> {
+  const path = deviceFilePath(config);
+  const [verb, name, ...rest] = words;
+  if (rest.length) throw new UsageError(`unexpected arguments: ${rest.join(" ")}`);
+  if (verb !== "add" && (acl.publish.length || acl.subscribe.length)) {
+    throw new UsageError("--publish and --subscribe go with ferry account add");
+  }
+  const inConfig = (n: string) => config.auth.services.some((a) => a.name === n);
+  switch (verb) {
+    case "add": {
+      if (!name) {
+        throw new UsageError(
+          "usage: ferry account add <name> [--publish FILTER]... [--subscribe FILTER]...",
+        );
+      }
+      if (config.auth.devices.some((d) => d.id === name)) {
+        throw new UsageError(`"${name}" is a device's id (auth.devices): pick another name`);
+      }
+      const token = await addAccount(path, name, acl, { reserved: inConfig });
+      console.log(token);
+      console.error(
+        `ferry: account "${name}" added in ${path} (publish: ${
+          acl.publish.join(" ") || "nothing"
+        }; subscribe: ${
+          acl.subscribe.join(" ") || "nothing"
+        }); the token above is shown once and stored only as a hash`,
+      );
+      return 0;
+    }
+    case "remove":
+      if (!name) throw new UsageError("usage: ferry account remove <name>");
+      if (inConfig(name)) {
+        throw new UsageError(
+          `account "${name}" is defined in the config (auth.services): remove it there`,
+        );
+      }
+      await removeAccount(path, name);
+      console.error(`ferry: account "${name}" removed from ${path}`);
+      return 0;
+    case "list": {
+      if (name) throw new UsageError("usage: ferry account list");
+      const rows = [
+        ...config.auth.services.map((a) => ({ ...a, source: "config" })),
+        ...((await readDeviceFile(path)).services ?? [])
+          .filter((a) => !inConfig(a.name))
+          .map((a) => ({ ...a, source: "file" })),
+      ].sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+      for (const a of rows) {
+        console.log(
+          `${a.name}\t${a.source}\tpublish=${a.publish.join(",")}\tsubscribe=${
+            a.subscribe.join(",")
+          }`,
+        );
+      }
+      return 0;
+    }
+    default:
+      throw new UsageError("usage: ferry account add|remove <name> | ferry account list");
+  }
+}
+
 /** Runs the CLI with `args`; resolves to the exit code. */
 export async function main(args: string[]): Promise<number> {
   try {
@@ -186,6 +258,9 @@ export async function main(args: string[]): Promise<number> {
       return 0;
     }
     const [cmd, ...words] = parsed.command;
+    if (cmd !== "account" && (parsed.publish.length || parsed.subscribe.length)) {
+      throw new UsageError("--publish and --subscribe go with ferry account add");
+    }
     if (cmd === "config" && words[0] === "schema") {
       const { configJsonSchema } = await import("./src/config/reference.ts");
       console.log(JSON.stringify(configJsonSchema(), null, 2));
@@ -214,6 +289,8 @@ export async function main(args: string[]): Promise<number> {
         return 0;
       case "device":
         return await deviceCommand(config, words);
+      case "account":
+        return await accountCommand(config, words, parsed);
       case "coap-plugtest":
         // The ETSI CoAP plugtest resource set on Ferry's CoAP stack, and nothing else.
         if (words.length) {

@@ -13,7 +13,16 @@ import {
   loadConfigFile,
   resolveConfig,
 } from "./config/config.ts";
-import { addDevice, type DeviceEntry, readDeviceFile, removeDevice } from "./config/device_file.ts";
+import {
+  type AccountEntry,
+  addAccount,
+  addDevice,
+  type DeviceEntry,
+  readDeviceFile,
+  removeAccount,
+  removeDevice,
+} from "./config/device_file.ts";
+import type { AccountFileAdmin, AccountView } from "./http/admin/accounts_api.ts";
 import { type Clock, systemClock } from "./core/clock.ts";
 import { Core } from "./core/core.ts";
 import { Logger } from "./core/logger.ts";
@@ -216,8 +225,11 @@ export class Gateway implements AsyncDisposable {
   async reloadDevices(): Promise<boolean> {
     const log = this.#log.child("gateway");
     const path = deviceFilePath(this.config);
+    let fileServices: AccountEntry[] = [];
     try {
-      this.#fileDevices = (await readDeviceFile(path)).devices;
+      const file = await readDeviceFile(path);
+      this.#fileDevices = file.devices;
+      fileServices = file.services ?? [];
     } catch (err) {
       log.error("device file not reloaded; keeping the previous registry", { error: err });
       return false;
@@ -232,8 +244,25 @@ export class Gateway implements AsyncDisposable {
     ];
     const reg = this.core.registry;
     const anonymous = anonymousAllowed(this.config, this.#fileDevices.length);
-    reg.setCredentials(devices, this.config.auth.services);
-    log.info("device registry loaded", { path, devices: devices.length, anonymous });
+    // Service accounts: the config's, and the file's (`ferry account add`, the management API);
+    // a name in the config wins.
+    const configServices = new Set(this.config.auth.services.map((a) => a.name));
+    const services = [
+      ...this.config.auth.services,
+      ...fileServices.filter((a) => !configServices.has(a.name)).map((a) => ({
+        name: a.name,
+        tokenHash: a.tokenHash,
+        publish: a.publish,
+        subscribe: a.subscribe,
+      })),
+    ];
+    reg.setCredentials(devices, services);
+    log.info("device registry loaded", {
+      path,
+      devices: devices.length,
+      services: services.length,
+      anonymous,
+    });
     if (reg.anonymous !== anonymous) {
       const running = this.#registryLoaded; // not the load at start-up
       reg.setAnonymous(anonymous);
@@ -411,6 +440,7 @@ export class Gateway implements AsyncDisposable {
         // before the device API: both live under /api/v1/.
         const admin = new AdminApi(this.core, auth, {
           devices: this.#deviceFileAdmin(),
+          accounts: this.#accountFileAdmin(),
           northbound: () => this.#northbound,
           baseDocument: c.http.deviceApi.enabled
             ? () => this.#deviceApi!.openApiDocument()
@@ -502,6 +532,50 @@ export class Gateway implements AsyncDisposable {
         await reload();
       },
       has: async (id) => (await readDeviceFile(path())).devices.some((d) => d.id === id),
+    };
+  }
+
+  /**
+   * The service accounts of the registry file as the management API changes them: the same file
+   * and functions as `ferry account add|remove`, then the same live reload as a change on disk.
+   * Accounts of the config (`auth.services`) are listed, not changed.
+   */
+  #accountFileAdmin(): AccountFileAdmin {
+    const path = () => deviceFilePath(this.config);
+    const inConfig = (name: string) => this.config.auth.services.some((a) => a.name === name);
+    const reload = async () => {
+      if (!await this.reloadDevices()) throw new Error("the registry file was not reloaded");
+    };
+    return {
+      list: async () => {
+        const out: AccountView[] = this.config.auth.services.map((a) => ({
+          name: a.name,
+          publish: [...a.publish],
+          subscribe: [...a.subscribe],
+          source: "config",
+          updated: null,
+        }));
+        for (const a of (await readDeviceFile(path())).services ?? []) {
+          if (inConfig(a.name)) continue;
+          out.push({
+            name: a.name,
+            publish: a.publish,
+            subscribe: a.subscribe,
+            source: "file",
+            updated: a.updated,
+          });
+        }
+        return out.sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+      },
+      add: async (name, acl) => {
+        const token = await addAccount(path(), name, acl, { reserved: inConfig });
+        await reload();
+        return token;
+      },
+      remove: async (name) => {
+        await removeAccount(path(), name);
+        await reload();
+      },
     };
   }
 

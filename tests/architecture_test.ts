@@ -81,6 +81,12 @@ const ADAPTER_MAY_IMPORT = new Set([
   "PendingCommand",
   "CommandListener",
   "CommandStoreLimits",
+  "SessionProvider",
+  "SessionInfo",
+  "SessionDetail",
+  "SessionDescription",
+  "SubscriptionInfo",
+  "DropResult",
   // the message model and namespace
   "Message",
   "MessageProperties",

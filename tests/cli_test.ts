@@ -69,11 +69,14 @@ Deno.test("Every ferry command line in the README parses, and the README names n
     "device rotate",
     "device remove",
     "device list",
+    "account add",
+    "account remove",
+    "account list",
     "coap-plugtest",
   ]);
   for (const words of commands) {
     const a = parseCliArgs(words.map((w) => w === "<id>" ? "x" : w));
-    const verb = ["device", "config"].includes(a.command[0])
+    const verb = ["device", "config", "account"].includes(a.command[0])
       ? a.command.slice(0, 2).join(" ")
       : a.command.join(" ");
     assert(known.has(verb), `README: ferry ${words.join(" ")}`);
@@ -175,6 +178,36 @@ Deno.test("ferry device add keeps the data directory's owner: the file belongs t
       const r = await runMain(["device", "add", "s1", "--data-dir", "/"]);
       assertEquals(r.code, 2);
       assert(r.stderr.includes("sudo -u root ferry device"), r.stderr);
+    }
+  });
+});
+
+Deno.test("ferry account add run as root keeps the data directory's owner: the file belongs to the gateway's user, mode 0600, the token stored only as a hash", async () => {
+  await withDir(async (dir) => {
+    const service = 65534; // the user the gateway runs as (nobody)
+    if (Deno.uid() === 0) {
+      await Deno.chown(dir, service, service);
+      const r = await runMain([
+        "account",
+        "add",
+        "dash",
+        "--subscribe",
+        "devices/#",
+        "--data-dir",
+        dir,
+      ]);
+      assertEquals(r.code, 0, r.stderr);
+      const info = await Deno.stat(`${dir}/devices.json`);
+      assertEquals([info.uid, info.gid, info.mode! & 0o777], [service, service, 0o600]);
+      const text = await Deno.readTextFile(`${dir}/devices.json`);
+      assert(!text.includes(r.stdout.trim()) && text.includes("sha256:"), text);
+      assertEquals((await runMain(["account", "remove", "dash", "--data-dir", dir])).code, 0);
+      const again = await Deno.stat(`${dir}/devices.json`);
+      assertEquals([again.uid, again.gid, again.mode! & 0o777], [service, service, 0o600]);
+    } else {
+      const r = await runMain(["account", "add", "dash", "--data-dir", "/"]);
+      assertEquals(r.code, 2);
+      assert(r.stderr.includes("sudo -u root ferry device|account"), r.stderr);
     }
   });
 });

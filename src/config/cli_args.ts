@@ -19,6 +19,10 @@ export interface CliArgs {
   version: boolean;
   /** Config overrides as a nested object, e.g. `{ binary: { port: 0 } }`. */
   overrides: Record<string, unknown>;
+  /** `--publish FILTER` (repeatable): a new service account's publish ACL (`ferry account add`). */
+  publish: string[];
+  /** `--subscribe FILTER` (repeatable): its subscribe ACL. */
+  subscribe: string[];
 }
 
 interface FlagSpec {
@@ -50,6 +54,8 @@ ferry config check [--config FILE] [flags]   check the config without starting
 ferry config schema                          print the config's JSON Schema
 ferry device add|rotate|remove <id> [--config FILE] [--data-dir DIR]
 ferry device list [--config FILE] [--data-dir DIR]
+ferry account add <name> [--publish FILTER]... [--subscribe FILTER]... [--config FILE] [--data-dir DIR]
+ferry account remove <name> | ferry account list [--config FILE] [--data-dir DIR]
 ferry coap-plugtest [--host H] [--coap-port N]   ETSI CoAP plugtest resources only
 ferry rule test FILE [--input samples.jsonl] [--advance MS]   run a rule on samples
 ferry --version | --help`;
@@ -77,6 +83,8 @@ until the first \`ferry device add\` (auth.anonymous "auto").
   --log-format F     json | pretty (default ${d.log.format})
   --upstream URL     bridge to an upstream broker: mqtt://host:port or mqtts://host:port
   --gateway-id ID    this gateway's id upstream (default: the host name)
+  --publish F        ferry account add: a topic filter the account may publish to (repeat it)
+  --subscribe F      ferry account add: a topic filter the account may subscribe to (repeat it)
   --version          print the version and exit
   --help             this text
 `;
@@ -103,7 +111,14 @@ function setPath(obj: Record<string, unknown>, path: string, value: unknown): vo
  * ```
  */
 export function parseCliArgs(argv: string[]): CliArgs {
-  const out: CliArgs = { command: [], help: false, version: false, overrides: {} };
+  const out: CliArgs = {
+    command: [],
+    help: false,
+    version: false,
+    overrides: {},
+    publish: [],
+    subscribe: [],
+  };
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i];
     let value: string | undefined;
@@ -132,6 +147,12 @@ export function parseCliArgs(argv: string[]): CliArgs {
     };
     if (arg === "--config") {
       out.configFile = takeValue();
+      continue;
+    }
+    if (arg === "--publish" || arg === "--subscribe") {
+      const v = takeValue();
+      if (v === "") throw new ConfigError(arg, "must not be empty");
+      out[arg === "--publish" ? "publish" : "subscribe"].push(v);
       continue;
     }
     const spec = FLAGS[arg];

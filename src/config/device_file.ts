@@ -14,6 +14,7 @@
 
 import { hashToken, isTokenHash } from "../core/credentials.ts";
 import { isDeviceId } from "../core/topics.ts";
+import { validateFilter } from "../core/topic_router.ts";
 
 /** One device in the file. */
 export interface DeviceEntry {
@@ -25,12 +26,35 @@ export interface DeviceEntry {
   updated: string;
 }
 
+/** One service account in the file (`ferry account add`, the management API). */
+export interface AccountEntry {
+  /** Account name (MQTT username, HTTP Basic user). */
+  name: string;
+  /** `sha256:<salt>:<digest>`. */
+  tokenHash: string;
+  /** Topic filters it may publish to. */
+  publish: string[];
+  /** Topic filters it may subscribe to. */
+  subscribe: string[];
+  /** When it was added (ISO 8601). */
+  updated: string;
+}
+
 /** The file's content. */
 export interface DeviceFile {
   /** Format version. */
   version: 1;
   /** Devices, sorted by id. */
   devices: DeviceEntry[];
+  /** Service accounts, sorted by name (absent in files written before accounts were kept here). */
+  services?: AccountEntry[];
+}
+
+const ACCOUNT_NAME = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/** True when `name` can be a service account's name (1..64 characters of `[A-Za-z0-9._:-]`). */
+export function isAccountName(name: string): boolean {
+  return ACCOUNT_NAME.test(name);
 }
 
 /** A device file that cannot be used; the message says why and where. */
@@ -69,6 +93,24 @@ export async function readDeviceFile(path: string): Promise<DeviceFile> {
       throw new DeviceFileError(
         `Cannot use device file ${path}: devices[${i}].tokenHash is malformed`,
       );
+    }
+  });
+  if (f.services !== undefined && !Array.isArray(f.services)) {
+    throw new DeviceFileError(`Cannot use device file ${path}: services is not a list`);
+  }
+  (f.services ?? []).forEach((a, i) => {
+    const where = `Cannot use device file ${path}: services[${i}]`;
+    if (!a || typeof a.name !== "string" || !isAccountName(a.name)) {
+      throw new DeviceFileError(`${where}.name is not an account name`);
+    }
+    if (typeof a.tokenHash !== "string" || !isTokenHash(a.tokenHash)) {
+      throw new DeviceFileError(`${where}.tokenHash is malformed`);
+    }
+    for (const key of ["publish", "subscribe"] as const) {
+      const list = a[key];
+      if (!Array.isArray(list) || list.some((x) => typeof x !== "string" || validateFilter(x))) {
+        throw new DeviceFileError(`${where}.${key} is not a list of topic filters`);
+      }
     }
   });
   return f as DeviceFile;
@@ -133,7 +175,7 @@ export function ownerToKeep(path: string, uid: number): FileOwner | undefined {
     throw new DeviceFileError(
       `Cannot write device file ${path}: it must stay owned by ${owner}, the owner of ${
         info.isFile ? "the file" : "its directory"
-      }, so the gateway can read it; run the command as that user (sudo -u ${owner} ferry device …) or as root`,
+      }, so the gateway can read it; run the command as that user (sudo -u ${owner} ferry device|account …) or as root`,
     );
   }
   return { uid: info.uid, gid: info.gid, mode };
@@ -153,6 +195,7 @@ export async function writeDeviceFile(path: string, file: DeviceFile): Promise<v
   await Deno.mkdir(dir, { recursive: true });
   const tmp = `${path}.tmp-${Deno.pid}`;
   file.devices.sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+  file.services?.sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
   try {
     await Deno.writeTextFile(tmp, JSON.stringify(file, null, 2) + "\n", { mode: 0o600 });
     if (owner) {
@@ -226,6 +269,74 @@ export async function removeDevice(path: string, id: string): Promise<void> {
   file.devices = file.devices.filter((d) => d.id !== id);
   if (file.devices.length === before) {
     throw new DeviceFileError(`Cannot remove device "${id}": no such device`);
+  }
+  await writeDeviceFile(path, file);
+}
+
+/**
+ * Adds a service account with its ACL; returns its new token (stored only as a salted hash).
+ * `reserved` names accounts defined elsewhere (the config's `auth.services`): refused too.
+ *
+ * @example
+ * ```ts
+ * import { addAccount, readDeviceFile, removeAccount } from "./device_file.ts";
+ * const path = `${await Deno.makeTempDir()}/devices.json`;
+ * const token = await addAccount(path, "ops", { publish: [], subscribe: ["devices/#"] });
+ * const a = (await readDeviceFile(path)).services![0];
+ * if (a.name !== "ops" || a.tokenHash.includes(token) || a.subscribe[0] !== "devices/#") throw new Error();
+ * await removeAccount(path, "ops");
+ * if ((await readDeviceFile(path)).services!.length !== 0) throw new Error();
+ * await Deno.remove(path);
+ * ```
+ */
+export async function addAccount(
+  path: string,
+  name: string,
+  acl: { publish: string[]; subscribe: string[] },
+  options: { reserved?: (name: string) => boolean } = {},
+): Promise<string> {
+  if (!isAccountName(name)) {
+    throw new DeviceFileError(
+      `Cannot add account "${name}": names are 1..64 characters of [A-Za-z0-9._:-]`,
+    );
+  }
+  for (const key of ["publish", "subscribe"] as const) {
+    for (const f of acl[key]) {
+      const bad = validateFilter(f);
+      if (bad) throw new DeviceFileError(`Cannot add account "${name}": ${key} "${f}": ${bad}`);
+    }
+  }
+  if (options.reserved?.(name)) {
+    throw new DeviceFileError(`Cannot add account "${name}": it is defined in the config`);
+  }
+  const file = await readDeviceFile(path);
+  const services = file.services ??= [];
+  if (services.some((a) => a.name === name)) {
+    throw new DeviceFileError(`Cannot add account "${name}": it exists`);
+  }
+  if (file.devices.some((d) => d.id === name)) {
+    // A login with a device's id is the device's: the account could never log in.
+    throw new DeviceFileError(`Cannot add account "${name}": a device has that id`);
+  }
+  const token = newToken();
+  services.push({
+    name,
+    tokenHash: hashToken(token),
+    publish: [...acl.publish],
+    subscribe: [...acl.subscribe],
+    updated: new Date().toISOString(),
+  });
+  await writeDeviceFile(path, file);
+  return token;
+}
+
+/** Removes a service account; throws if it is not in the file. */
+export async function removeAccount(path: string, name: string): Promise<void> {
+  const file = await readDeviceFile(path);
+  const before = file.services?.length ?? 0;
+  file.services = (file.services ?? []).filter((a) => a.name !== name);
+  if (file.services.length === before) {
+    throw new DeviceFileError(`Cannot remove account "${name}": no such account in ${path}`);
   }
   await writeDeviceFile(path, file);
 }

@@ -31,6 +31,7 @@ import { defaultLimits } from "./options.ts";
 import { Pipeline } from "./pipeline.ts";
 import { type CoreMetrics, coreMetrics, ProtocolStats } from "./protocol_stats.ts";
 import { type DeviceCredential, DeviceRegistry, type ServiceAccount } from "./registry.ts";
+import { SessionDirectory } from "./session_directory.ts";
 import { Supervisor } from "./supervisor.ts";
 import { type RetainedPersistence, RetainedStore } from "./retained_store.ts";
 import { TopicRouter } from "./topic_router.ts";
@@ -161,6 +162,8 @@ export class Core implements AsyncDisposable {
    * protocol the device uses. Adapters that deliver commands hold it open (`commands.open()`).
    */
   readonly commands: CommandStore;
+  /** Client sessions of the adapters that keep them (by client id), for management. */
+  readonly sessions: SessionDirectory = new SessionDirectory();
   #sinks: Sink[] = [];
   #accept: AcceptHook | undefined;
   #closing = false;
@@ -408,6 +411,7 @@ export class Core implements AsyncDisposable {
       flow: this.flow,
       retained: this.retained,
       store: this.commands,
+      sessions: this.sessions,
       budget: this.budget,
       publishWindow: this.#publishWindow,
       get closing() {

@@ -46,6 +46,7 @@ import {
 } from "./refusal.ts";
 import type { DeviceRegistry, SessionHandle } from "./registry.ts";
 import type { RetainedStore } from "./retained_store.ts";
+import type { SessionDirectory, SessionProvider } from "./session_directory.ts";
 import type { Supervisor } from "./supervisor.ts";
 
 /** What an adapter says of its protocol when it asks for a port. */
@@ -240,8 +241,11 @@ export interface DevicePort {
    * leaves no status).
    */
   attach(who: Identity, handle: SessionHandle, presence?: boolean | "on_publish"): Attachment;
-  /** Marks a device that has no session seen; it goes offline after `idleMs` without another. */
-  seen(deviceId: string, idleMs: number): void;
+  /**
+   * Marks a device that has no session seen, from `address` (its request's `host:port` or host,
+   * for the management API) when given; it goes offline after `idleMs` without another.
+   */
+  seen(deviceId: string, idleMs: number, address?: string): void;
   /** Notes activity of a device (its last-seen time). */
   touch(deviceId: string): void;
   /** Closes `handle` with `keepalive_timeout` unless its entry is touched within `timeoutMs`. */
@@ -251,6 +255,11 @@ export interface DevicePort {
 
   /** The core's pending commands, through this protocol. */
   readonly commands: DeviceCommands;
+  /**
+   * Shows the protocol's client sessions to the gateway's management (list, describe, drop);
+   * returns the function that withdraws them (at close).
+   */
+  provideSessions(provider: SessionProvider): () => void;
   /** Subscribes; returns the function that unsubscribes. */
   subscribe(filter: string, sub: Subscriber): () => void;
   /** The retained messages matching `filter`, for a new subscription. */
@@ -274,6 +283,7 @@ export interface PortHost {
   readonly flow: FlowGate;
   readonly retained: RetainedStore;
   readonly store: CommandStore;
+  readonly sessions: SessionDirectory;
   readonly budget: PayloadBudget;
   readonly publishWindow: number;
   readonly closing: boolean;
@@ -703,8 +713,8 @@ export class BoundPort implements DevicePort {
     };
   }
 
-  seen(deviceId: string, idleMs: number): void {
-    this.#host.supervisor.seen(deviceId, this.protocol, idleMs);
+  seen(deviceId: string, idleMs: number, address?: string): void {
+    this.#host.supervisor.seen(deviceId, this.protocol, idleMs, address);
   }
 
   touch(deviceId: string): void {
@@ -723,6 +733,10 @@ export class BoundPort implements DevicePort {
 
   subscribe(filter: string, sub: Subscriber): () => void {
     return this.#host.subscribe(filter, sub);
+  }
+
+  provideSessions(provider: SessionProvider): () => void {
+    return this.#host.sessions.register(this.protocol, provider);
   }
 
   retained(filter: string): Message[] {

@@ -33,6 +33,7 @@ export * from "./refusal.ts";
 export * from "./registry.ts";
 export * from "./retained_store.ts";
 export * from "./semaphore.ts";
+export * from "./session_directory.ts";
 export * from "./supervisor.ts";
 export * from "./topic_router.ts";
 export * from "./topics.ts";

@@ -12,6 +12,7 @@ import { type Attachment, Attachments } from "./attachments.ts";
 import { secretEquals, verifyToken } from "./credentials.ts";
 import type { Identity } from "./login.ts";
 import type { Protocol } from "./message.ts";
+import type { SessionDescription } from "./session_directory.ts";
 import { isDeviceId } from "./topics.ts";
 
 /** Why a session was closed by the core. */
@@ -40,6 +41,8 @@ export interface SessionHandle {
   readonly protocol: Protocol;
   /** Closes the session, telling the peer why when the protocol can. Idempotent. */
   close(reason: CloseReason): void;
+  /** What the connection shows of itself (remote address, version, keepalive, …), if it can. */
+  describe?(): SessionDescription;
 }
 
 /** A device known to the gateway, with its live state. */
@@ -60,6 +63,8 @@ export interface DeviceRecord {
   errors: number;
   /** Live session, if connected. */
   session?: SessionHandle;
+  /** Where its last sessionless request came from (`host:port` or host), if the adapter said. */
+  address?: string;
 }
 
 /** A credential entry from the configuration (`token` plain or `tokenHash` salted). */
@@ -297,6 +302,7 @@ export class DeviceRegistry {
         messagesOut: 0,
         errors: 0,
         session: undefined,
+        address: undefined,
       };
       this.#devices.set(id, rec);
     }
@@ -355,10 +361,14 @@ export class DeviceRegistry {
     if (!this.#anonymous && !this.#creds.has(id)) this.#devices.delete(id);
   }
 
-  /** Marks activity of a device; a sessionless device (CoAP, HTTP) goes online. */
-  touch(id: string, protocol?: Protocol): DeviceRecord {
+  /**
+   * Marks activity of a device; a sessionless device (CoAP, HTTP) goes online. `address`: where
+   * its request came from.
+   */
+  touch(id: string, protocol?: Protocol, address?: string): DeviceRecord {
     const rec = this.device(id);
     rec.lastSeen = this.#now();
+    if (address !== undefined) rec.address = address;
     if (protocol && !rec.session) {
       rec.protocol = protocol;
       this.#setState(rec, "online");

@@ -86,10 +86,13 @@ export class Supervisor {
     session.close({ code: "keepalive_timeout", message: `no frame for ${timeoutMs} ms` });
   };
 
-  /** Marks a sessionless device seen; it goes offline after `idleMs` without another call. */
-  seen(deviceId: string, protocol: Protocol, idleMs: number): void {
+  /**
+   * Marks a sessionless device seen (from `address`, when known); it goes offline after `idleMs`
+   * without another call.
+   */
+  seen(deviceId: string, protocol: Protocol, idleMs: number, address?: string): void {
     if (this.#stopped) return; // shutting down: presence no longer changes
-    this.#registry.touch(deviceId, protocol);
+    this.#registry.touch(deviceId, protocol, address);
     const e = this.#idle.get(deviceId);
     if (e?.active) return e.touch(idleMs);
     this.#idle.set(deviceId, this.#deadlines.add(idleMs, this.#idleExpired, deviceId));

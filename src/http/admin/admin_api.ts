@@ -1,7 +1,9 @@
 /**
  * The management API, `/api/v1/admin/...`: devices listed with cursor paging, filters and sort,
  * one device's detail, add / rotate / remove (the same registry file and live reload as
- * `ferry device …`), disconnect (kick), and commands: send one, list those kept for the device. Described in the OpenAPI document served at
+ * `ferry device …`), disconnect (kick), and commands: send one, list those kept for the device;
+ * service accounts (`accounts_api.ts`) and client sessions and subscriptions (`sessions_api.ts`),
+ * in files of their own, routed from here. Described in the OpenAPI document served at
  * `/api/v1/openapi.json` (with the device API's routes; {@link adminOpenApi}).
  *
  * Callers are service accounts (HTTP Basic with the account's name and token, or a dashboard
@@ -25,6 +27,7 @@
 import type { Core } from "../../core/core.ts";
 import type { DevicePort } from "../../core/device_port.ts";
 import type { DeviceRecord } from "../../core/registry.ts";
+import { sessionView } from "./device_session.ts";
 import { COMMAND_NAME_RE, commandTopic, isDeviceId } from "../../core/topics.ts";
 import { payloadText } from "../../core/mod.ts";
 import { validateFilter, validateTopic } from "../../core/topic_router.ts";
@@ -39,6 +42,8 @@ import { commandView } from "../device_api/command_view.ts";
 import { readJson } from "../dashboard/dashboard.ts";
 import type { RequestInfo } from "../server.ts";
 import { adminOpenApi } from "./openapi.ts";
+import { type AccountFileAdmin, handleAccounts } from "./accounts_api.ts";
+import { handleSessions } from "./sessions_api.ts";
 
 /** What the API needs to change the device registry file (the gateway provides it). */
 export interface DeviceFileAdmin {
@@ -93,6 +98,8 @@ export const NORTHBOUND_TOPIC = "$ferry/admin/northbound";
 export interface AdminApiOptions {
   /** The registry file; without it add/rotate/remove answer 501. */
   devices?: DeviceFileAdmin;
+  /** The service accounts of the registry file; without it accounts answer 501. */
+  accounts?: AccountFileAdmin;
   /** The northbound, when configured. */
   northbound?: () => NorthboundAdmin | undefined;
   /** The document to extend with the management routes (the device API's). */
@@ -257,6 +264,13 @@ export class AdminApi {
       }
     }
     const seg = url.pathname.slice(PREFIX.length).split("/");
+    if (seg[0] === "accounts") {
+      const ctx = { core: this.#core, accounts: this.#opts.accounts, serial: this.#serial };
+      return await handleAccounts(ctx, req, seg, caller);
+    }
+    if (seg[0] === "sessions" || seg[0] === "subscriptions") {
+      return await handleSessions({ core: this.#core, ...this.#opts }, req, url, seg, caller);
+    }
     if (seg[0] === "northbound") return await this.#northbound(req, url, seg, caller);
     if (seg[0] === "retained" && seg.length === 1) {
       if (method === "GET") return this.#retained(url, caller);
@@ -365,7 +379,9 @@ export class AdminApi {
     return json({
       ...summary(d, reg.hasCredentials(id)),
       connected: d.session !== undefined,
-      session: d.session ? { id: d.session.sessionId, protocol: d.session.protocol } : null,
+      session: d.session ? sessionView(d.session) : null,
+      // The live connection's peer, else where the last request came from (CoAP, HTTP).
+      remoteAddress: (d.session?.describe?.().remoteAddress ?? d.address) ?? null,
       pendingCommands: this.#core.commands.count(id),
     });
   }
@@ -572,12 +588,12 @@ export class AdminApi {
     return error(403, `account "${caller.name}" may not ${what} devices (${adminTopic(id)})`);
   }
 
-  /** Runs one registry-file change after the others. */
-  #serial<T>(fn: () => Promise<T>): Promise<T> {
+  /** Runs one registry-file change after the others (devices and accounts: one file). */
+  #serial = <T>(fn: () => Promise<T>): Promise<T> => {
     const run = this.#fileQueue.then(fn, fn);
     this.#fileQueue = run.catch(() => {});
     return run;
-  }
+  };
 
   #log(action: string, caller: Caller, id: string): void {
     this.#core.log.child("admin").info(`device ${action} through the management API`, {

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { addSessionPaths } from "./openapi_sessions.ts";
+
 type Json = Record<string, unknown>;
 
 const err = (description: string, headers?: Json): Json => ({
@@ -81,7 +83,8 @@ export function adminOpenApi(
     "service accounts (HTTP Basic with the account's name and token, or a dashboard session " +
     "cookie), judged by the account's ACL: a device is visible when the account's subscribe " +
     "filters reach under `devices/{id}/`; add, rotate, remove and disconnect need its publish " +
-    "filters to match `$ferry/admin/devices/{id}`. State-changing calls must be " +
+    "filters to match `$ferry/admin/devices/{id}`; service accounts need `$ferry/admin/accounts`, " +
+    "client sessions `$ferry/admin/sessions`. State-changing calls must be " +
     "`Content-Type: application/json` and, from a browser, same-origin.";
   const paths = doc.paths as Json;
   paths["/api/v1/admin/devices"] = {
@@ -503,6 +506,9 @@ export function adminOpenApi(
     },
   };
 
+  // Service accounts, client sessions and subscriptions (openapi_sessions.ts).
+  addSessionPaths(doc, limits);
+
   const components = (doc.components ??= {}) as Json;
   const schemes = (components.securitySchemes ??= {}) as Json;
   schemes.serviceBasic = {
@@ -531,19 +537,49 @@ export function adminOpenApi(
   schemas.DeviceSummary = { type: "object", required, properties: device };
   schemas.DeviceDetail = {
     type: "object",
-    required: [...required, "connected", "session", "pendingCommands"],
+    required: [...required, "connected", "session", "remoteAddress", "pendingCommands"],
     properties: {
       ...device,
       connected: { type: "boolean" },
       session: {
+        description: "The live session; null when not connected (CoAP and HTTP have none).",
         oneOf: [
           { type: "null" },
           {
             type: "object",
-            required: ["id", "protocol"],
-            properties: { id: { type: "string" }, protocol: { type: "string" } },
+            required: [
+              "id",
+              "protocol",
+              "remoteAddress",
+              "protocolVersion",
+              "keepAliveSec",
+              "connectedAt",
+              "clientId",
+              "subscriptions",
+            ],
+            properties: {
+              id: { type: "string" },
+              protocol: { type: "string" },
+              remoteAddress: { type: ["string", "null"], description: "host:port of the peer." },
+              protocolVersion: {
+                type: ["string", "null"],
+                description: "`5`, `3.1.1`, `3.1` (MQTT); `1` (FBP/1).",
+              },
+              keepAliveSec: { type: ["integer", "null"], description: "In effect (0: none)." },
+              connectedAt: { type: ["integer", "null"], description: "ms since the epoch." },
+              clientId: { type: ["string", "null"], description: "MQTT client id." },
+              subscriptions: {
+                description: "With their QoS; null where the protocol has none (FBP/1).",
+                oneOf: [{ type: "null" }, { type: "array", items: s("Subscription") }],
+              },
+            },
           },
         ],
+      },
+      remoteAddress: {
+        type: ["string", "null"],
+        description:
+          "The live connection's peer (`host:port`), else the last request's (CoAP: `host:port`, HTTP: host); null if unknown.",
       },
       pendingCommands: { type: "integer", description: "Commands kept for the device." },
     },
@@ -661,7 +697,9 @@ export function adminOpenApi(
     "The account's ACL does not allow it, or a cross-origin browser call.",
   );
   responses.AdminUnsupportedMediaType = err("Not Content-Type: application/json (CSRF guard).");
-  responses.AdminNotFound = err("No such device (or not visible to the account).");
+  responses.AdminNotFound = err(
+    "No such device, account or session (or not visible to the account).",
+  );
   responses.AdminConflict = err(
     "Exists already (add), defined in the config rather than the registry file, or not connected (disconnect).",
   );

@@ -43,6 +43,9 @@ export interface ApiContext {
    * or the problem to answer with.
    */
   authorize(req: Request, url: URL, deviceId: string): Identity | Response;
-  /** Refreshes the device's last-seen and keeps it online for `idleTimeoutMs`. */
-  seen(deviceId: string): void;
+  /**
+   * Refreshes the device's last-seen (from `address`, when known) and keeps it online for
+   * `idleTimeoutMs`.
+   */
+  seen(deviceId: string, address?: string): void;
 }

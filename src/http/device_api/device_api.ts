@@ -97,7 +97,7 @@ export class DeviceApi implements AsyncDisposable {
       fail: (slug, url, init) => this.#fail(slug, url, init),
       refused: (r, url, extensions) => this.#refused(r, url, extensions),
       authorize: (req, url, id) => this.#authorize(req, url, id),
-      seen: (id) => port.seen(id, o.idleTimeoutMs),
+      seen: (id, address) => port.seen(id, o.idleTimeoutMs, address),
     };
   }
 
@@ -187,7 +187,7 @@ export class DeviceApi implements AsyncDisposable {
       address,
     );
     if (auth.ok) {
-      this.#ctx.seen(deviceId);
+      this.#ctx.seen(deviceId, address || undefined);
       return auth.identity;
     }
     if ("refusal" in auth) return this.#refused(auth.refusal, url);

@@ -22,6 +22,7 @@ import {
   type PublishRefusalReason,
   type PublishResult,
   type Refusal,
+  type SessionDescription,
   type SessionHandle,
   telemetryTopic,
 } from "../../core/mod.ts";
@@ -148,6 +149,8 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
   #pending: Map<number, string> | undefined; // command seq → name, made on the first command
   #publishOptions: PublishOptions | undefined; // made on the first publish: wait, in its lane
   #answers: OrderedAnswers | undefined; // ACK order, made on the first publish
+  #keepAliveSec = 0;
+  #connectedAt = 0;
 
   /** Starts serving `conn`. */
   constructor(
@@ -205,6 +208,19 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
     } catch {
       return "?";
     }
+  }
+
+  /**
+   * What the connection shows of itself (the management API's device detail). FBP/1 has no
+   * subscriptions: a device gets its commands from the core's store.
+   */
+  describe(): SessionDescription {
+    return {
+      remoteAddress: this.#remoteText,
+      protocolVersion: "1",
+      keepAliveSec: this.#keepAliveSec,
+      connectedAt: this.#who ? this.#connectedAt : undefined,
+    };
   }
 
   /** The authenticated device, once HELLO succeeded. */
@@ -424,6 +440,8 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
     this.#helloTimer?.cancel();
     this.#helloTimer = undefined;
     this.#who = who;
+    this.#keepAliveSec = keepAlive;
+    this.#connectedAt = this.#port.clock.now();
     this.#send(FrameType.HELLO_ACK, f.seq, encodeHelloAck({ status: HelloStatus.OK, keepAlive }));
     this.#host.attachCommands(hello.id, this);
     this.#attachment = this.#port.attach(who, this);

@@ -150,7 +150,7 @@ export function createDeviceResources(host: ResourceHost): DeviceResources {
       return { ok: false, res: refusalResponse(r.refused) };
     }
     if (r.refresh) {
-      if (!port.closing) port.seen(who, options.idleTimeoutMs);
+      if (!port.closing) port.seen(who, options.idleTimeoutMs, req.endpoint);
       host.bindEndpoint(req.endpoint, who);
     }
     return { ok: true, identity: r.identity, who };

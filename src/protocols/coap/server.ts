@@ -202,7 +202,7 @@ export class CoapServer implements Listener {
   #touchEndpoint(endpoint: string): void {
     const id = this.#endpointDevice.get(endpoint);
     if (id !== undefined && !this.#port.closing) {
-      this.#port.seen(id, this.#opts.idleTimeoutMs);
+      this.#port.seen(id, this.#opts.idleTimeoutMs, endpoint);
     }
   }
 

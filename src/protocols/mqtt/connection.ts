@@ -26,6 +26,7 @@ import type {
   DevicePort,
   Logger,
   PublishOptions,
+  SessionDescription,
   SessionHandle,
 } from "../../core/mod.ts";
 import {
@@ -180,6 +181,8 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
   #malformed: unknown; // a decoding error after the packets of #packets
   #readMark = -1; // port.held when the current read's packets may leave no view behind, else -1
   #number: number;
+  #keepAlive = 0;
+  #connectedAt = 0;
 
   /** Wraps an accepted connection (TCP, TLS, or a WebSocket adapted to bytes). */
   constructor(ctx: ConnectionContext, conn: StreamConn) {
@@ -384,6 +387,8 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
    */
   accept(c: AcceptedConnect, session: MqttSession): void {
     this.client = new Client(c, session);
+    this.#keepAlive = c.keepAlive;
+    this.#connectedAt = this.ctx.port.clock.now();
     this.will = c.will;
     this.receiveMaximum = c.receiveMaximum;
     if (this.#dec) this.#dec.maxPacketSize = this.ctx.options.maxPacketSize;
@@ -396,6 +401,19 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
     // subscriber or a tool that never does is no device and leaves no retained status).
     const anonymous = c.who.principal.kind === "anonymous";
     this.#attachment = this.ctx.port.attach(c.who, this, anonymous ? "on_publish" : true);
+  }
+
+  /** What the connection shows of itself (the management API's session and device detail). */
+  describe(): SessionDescription {
+    const c = this.client;
+    return {
+      remoteAddress: this.peer,
+      protocolVersion: this.version === 5 ? "5" : this.version === 4 ? "3.1.1" : "3.1",
+      keepAliveSec: this.#keepAlive,
+      connectedAt: c ? this.#connectedAt : undefined,
+      clientId: c?.clientId,
+      subscriptions: c?.session.subscriptionList() ?? [],
+    };
   }
 
   /** A normal DISCONNECT was received: close without a reason of our own. */

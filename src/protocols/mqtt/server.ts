@@ -61,6 +61,7 @@ export class MqttServer implements Listener {
   #admitted = 0; // admitted by another source, not yet served (WebSocket handshakes)
   #ws: MqttWsListener | undefined;
   #wsAddress: ListenAddress | undefined;
+  #withdrawSessions: () => void;
 
   /**
    * Creates the server; nothing is bound until {@link listen}. With `persistence`, sessions that
@@ -85,6 +86,8 @@ export class MqttServer implements Listener {
     this.#log = port.log;
     this.#shared = new SharedSubscriptions(port);
     this.#store = new SessionStore(port, this.#shared, this.#options, this.#log);
+    // The gateway's management lists, describes and drops sessions through the port.
+    this.#withdrawSessions = port.provideSessions(this.#store.provider());
     // One context object shared by every connection (nothing per connection but the connection).
     this.#ctx = {
       port,
@@ -254,6 +257,7 @@ export class MqttServer implements Listener {
       }
       await this.#allClosed.promise;
       await wsClosed;
+      this.#withdrawSessions();
       this.#store.close();
       this.#log.info("closed");
     })();

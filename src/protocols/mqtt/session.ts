@@ -16,6 +16,7 @@ import {
   ownPayload,
   type QoS,
   type Subscriber,
+  type SubscriptionInfo,
 } from "../../core/mod.ts";
 
 /** MQTT filter matching on pre-split levels ([MQTT-4.7.2-1]: `$` topics skip first-level wildcards). */
@@ -287,6 +288,32 @@ export class MqttSession implements Subscriber {
     const had = this.#shared?.delete(filter) ?? false;
     if (had) this.#journal?.changed(this);
     return had;
+  }
+
+  /**
+   * Every subscription (shared ones with their `$share/{group}/` prefix), in filter order; with
+   * `accept`, only those whose filter it accepts.
+   */
+  subscriptionList(accept?: (filter: string) => boolean): SubscriptionInfo[] {
+    const out: SubscriptionInfo[] = [];
+    if (this.#subs) {
+      for (const [filter, s] of this.#subs) {
+        if (!accept || accept(filter)) out.push({ filter, qos: s.opts.qos });
+      }
+    }
+    if (this.#shared) {
+      for (const [filter, o] of this.#shared) {
+        if (!accept || accept(filter)) out.push({ filter, qos: o.qos });
+      }
+    }
+    return out.length < 2
+      ? out
+      : out.sort((a, b) => a.filter < b.filter ? -1 : a.filter > b.filter ? 1 : 0);
+  }
+
+  /** Number of subscriptions, shared ones included. */
+  get allSubscriptionCount(): number {
+    return (this.#subs?.size ?? 0) + (this.#shared?.size ?? 0);
   }
 
   /** Full `$share/…` filters of the session. */

@@ -9,7 +9,18 @@
  * @module
  */
 
-import type { DevicePort, Draft, Logger, SessionHandle, TimerHandle } from "../../core/mod.ts";
+import type {
+  DevicePort,
+  Draft,
+  DropResult,
+  Logger,
+  SessionDetail,
+  SessionHandle,
+  SessionInfo,
+  SessionProvider,
+  SubscriptionInfo,
+  TimerHandle,
+} from "../../core/mod.ts";
 import type { AcceptedConnect, Will } from "./handle_connect.ts";
 import { ReasonCode } from "./reason_codes.ts";
 import type { MqttServerOptions } from "./options.ts";
@@ -25,6 +36,10 @@ interface Entry {
   expiry?: TimerHandle;
   will?: { will: Will; timer?: TimerHandle };
   version?: number;
+  /** Clean start of the CONNECT that opened or last resumed it (unknown when restored). */
+  cleanStart?: boolean;
+  /** When an offline session expires (clock ms). */
+  expiresAt?: number;
 }
 
 /** Result of {@link SessionStore.persist}. */
@@ -226,6 +241,8 @@ export class SessionStore {
     e.session.owner = key;
     e.session.expirySec = c.sessionExpirySec;
     e.version = c.version;
+    e.cleanStart = c.cleanStart;
+    e.expiresAt = undefined;
     const p = this.#persist;
     if (p) {
       // Only a session that outlives its connection is written; one that no longer does is gone.
@@ -273,11 +290,67 @@ export class SessionStore {
   }
 
   #expireIn(id: string, e: Entry, ms: number): void {
+    e.expiresAt = this.#port.clock.now() + ms;
     e.expiry = this.#timerMs(ms, () => {
       e.expiry = undefined;
       this.#log.debug("session expired", { clientId: id });
       this.#discard(id, e);
     });
+  }
+
+  /**
+   * The sessions as the gateway's management sees them (`core.sessions`): listed, described,
+   * dropped. A dropped session is discarded whole (subscriptions, queue, journal); its connection,
+   * if any, is closed with `administrative` (v5: DISCONNECT 0x98) and its will goes out, as when a
+   * session ends ([MQTT-3.1.2-8]). The next CONNECT with the id gets Session Present 0.
+   */
+  provider(): SessionProvider {
+    return {
+      clientIds: () => this.#entries.keys(),
+      connected: (id) => this.#entries.get(id)?.owner !== undefined,
+      describe: (id, detail) => this.#describe(id, detail ?? false),
+      subscriptions: (id, accept) => this.#entries.get(id)?.session.subscriptionList(accept) ?? [],
+      subscriptionCount: (id) => this.#entries.get(id)?.session.allSubscriptionCount ?? 0,
+      drop: (id, why) => this.#drop(id, why),
+      flushed: () => this.#persist?.db.flushed() ?? Promise.resolve(true),
+    };
+  }
+
+  #describe(id: string, detail: boolean): SessionInfo | SessionDetail | undefined {
+    const e = this.#entries.get(id);
+    if (!e) return undefined;
+    const s = e.session;
+    const owner = s.owner ?? null;
+    const info: SessionInfo = {
+      clientId: id,
+      protocol: this.#port.protocol,
+      connected: e.owner !== undefined,
+      deviceId: owner?.startsWith("device:") ? owner.slice(7) : null,
+      owner,
+      cleanStart: e.cleanStart ?? null,
+      expirySec: s.expirySec,
+      expiresAt: e.owner === undefined && e.expiresAt !== undefined ? e.expiresAt : null,
+      queued: s.queued,
+      inflight: s.inflight,
+      subscriptionCount: s.allSubscriptionCount,
+      connection: e.owner?.describe?.() ?? null,
+    };
+    if (!detail) return info;
+    const subscriptions: SubscriptionInfo[] = s.subscriptionList();
+    return { ...info, subscriptions };
+  }
+
+  #drop(id: string, why: string): DropResult | undefined {
+    const e = this.#entries.get(id);
+    if (!e) return undefined;
+    const owner = e.owner;
+    e.owner = undefined;
+    this.#discard(id, e);
+    if (!owner) return "dropped";
+    // Its release finds no session of its own: its will goes out (the session ended).
+    this.#takenOver.set(owner, true);
+    owner.close({ code: "administrative", message: why });
+    return "kicked";
   }
 
   /**
