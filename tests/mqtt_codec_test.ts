@@ -59,6 +59,42 @@ for (const v of [3, 4, 5] as const) {
   });
 }
 
+Deno.test("MqttFrameDecoder stops after a packet when emit returns true, and resumes on the rest (also across a split frame)", () => {
+  for (const v of [4, 5] as const) {
+    const seeds = seedPackets(v);
+    const all = new Uint8Array(seeds.reduce((n, s) => n + s.length, 0));
+    let o = 0;
+    for (const s of seeds) {
+      all.set(s, o);
+      o += s.length;
+    }
+    const expected = new MqttFrameDecoder().push(all).map((p) => p.cmd);
+    // Split the input in two reads inside the third packet; stop after every packet.
+    const cut = seeds[0].length + seeds[1].length + 2;
+    const d = new MqttFrameDecoder();
+    const got: string[] = [];
+    let calls = 0;
+    for (const read of [all.subarray(0, cut), all.subarray(cut)]) {
+      let rest = read;
+      while (rest.length !== 0) {
+        calls++;
+        const used = d.parse(rest, (p) => {
+          got.push(p.cmd);
+          return true;
+        });
+        assert(used > 0 && used <= rest.length, `consumed ${used} of ${rest.length}`);
+        rest = rest.subarray(used);
+      }
+    }
+    assertEquals(got, expected);
+    // One call per packet, plus the call that only buffered the first part of the split one.
+    assertEquals(calls, expected.length + 1);
+    assertEquals(d.buffered, 0);
+    // An emit returning anything but true (Array.push returns a count) does not stop decoding.
+    assertEquals(new MqttFrameDecoder().parse(all, () => 1), all.length);
+  }
+});
+
 Deno.test("MqttFrameDecoder rejects a packet above the size cap before buffering its body", () => {
   const d = new MqttFrameDecoder({ maxPacketSize: 1024 });
   // PUBLISH claiming 1,000,000 bytes: only the 4 header bytes are needed to refuse it

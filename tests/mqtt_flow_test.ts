@@ -6,13 +6,15 @@ import mqttPacket from "mqtt-packet";
 import { Buffer } from "node:buffer";
 import { assert, assertEquals } from "./_assert.ts";
 import { waitFor } from "./_harness.ts";
-import { startMqtt, within } from "./_mqtt_harness.ts";
+import { Inbox, startMqtt, within } from "./_mqtt_harness.ts";
 
 const gen = (p: mqttPacket.Packet) => mqttPacket.generate(p, { protocolVersion: 4 });
 
 /** A subscriber on a raw socket whose reading the test switches on and off. */
 class PausableSubscriber {
   count = 0;
+  /** Called with each PUBLISH's topic and payload (QoS 0 deliveries), when set. */
+  onPublish: ((topic: string, payload: Uint8Array) => void) | undefined;
   reading = false;
   #conn: Deno.TcpConn;
   #resume: (() => void) | undefined;
@@ -75,7 +77,14 @@ class PausableSubscriber {
               }
             }
             if (!ok || j + len > all.length) break;
-            if (all[i] >> 4 === 3) this.count++;
+            if (all[i] >> 4 === 3) {
+              this.count++;
+              if (this.onPublish) {
+                const tlen = (all[j] << 8) | all[j + 1];
+                const topic = new TextDecoder().decode(all.subarray(j + 2, j + 2 + tlen));
+                this.onPublish(topic, all.slice(j + 2 + tlen, j + len));
+              }
+            }
             i = j + len;
           }
           carry = all.slice(i);
@@ -148,21 +157,22 @@ Deno.test("MQTT: a subscriber that reads slowly paces the publisher, and receive
     const total = 100_000; // 11 MB: far more than the socket buffers and the send buffer
     const publishing = blast(h.port, "flow/a", total, 100);
     publishing.catch(() => {}); // (awaited below; a failing assertion first must not leave it unhandled)
-    // Not reading: the gateway's send buffer fills, the subscriber holds delivery, the pipeline
-    // fills and the publisher's reads stop.
     // Not reading: once the kernel's socket buffers are full, the gateway's send buffer fills,
-    // the subscriber holds delivery, the pipeline fills and the publisher's reads stop, far short
-    // of everything it sent.
+    // the subscriber holds delivery, and the publisher's connection stops at its next PUBLISH
+    // (and stops reading), far short of everything it sent.
     const bytesIn = () => h.core.stats.bytesIn.get({ protocol: "mqtt" });
     let last = -1;
     for (const until = Date.now() + 15_000; Date.now() < until;) {
       const now = bytesIn();
-      if (now === last && h.core.flow.holders === 1 && h.core.pipeline.waiting > 0) break;
+      if (now === last && h.core.flow.holders === 1) break;
       last = now;
       await new Promise((r) => setTimeout(r, 100));
     }
     assertEquals(h.core.flow.holders, 1, "the slow subscriber does not hold delivery");
-    assert(h.core.pipeline.waiting > 0, "the publisher does not wait for the pipeline");
+    // The publisher waits at the gate, not in the pipeline: nothing queued, no producer parked
+    // there with a promise per publish.
+    assertEquals(h.core.pipeline.waiting, 0, "a producer waits in the pipeline");
+    assertEquals(h.core.pipeline.depth, 0, "messages queued in the pipeline");
     await new Promise((r) => setTimeout(r, 300));
     assertEquals(bytesIn(), last, "reads went on");
     assert(last < total * 100, `the gateway read ${last} bytes: everything was taken in`);
@@ -198,5 +208,85 @@ Deno.test("MQTT: a subscriber that stops reading holds delivery only for subscri
     stuck.close();
     healthy.close();
     await Promise.all([stuck.done, healthy.done]);
+  }
+});
+
+/** Checks that each topic's sequence numbers (first 4 payload bytes) arrived as 0, 1, 2, … */
+function inOrder(got: Map<string, number[]>, topics: string[], n: number): string | undefined {
+  for (const t of topics) {
+    const seqs = got.get(t) ?? [];
+    if (seqs.length !== n) return `${t}: ${seqs.length} of ${n} messages`;
+    for (let i = 0; i < n; i++) {
+      if (seqs[i] !== i) return `${t}: message ${i} arrived as number ${seqs[i]}`;
+    }
+  }
+  return undefined;
+}
+
+Deno.test("MQTT: publishers held back by a slow # subscriber wait at the gate; then it and a fast subscriber get every message, in order per topic", async () => {
+  await using h = await startMqtt({
+    core: { subscriberHoldMs: 30_000 },
+    server: { maxPendingBytes: 64 * 1024 },
+  });
+  const topics = ["order/a", "order/b", "order/c", "order/d"];
+  const n = 3000; // 4 × 3000 × ~1 KB: far more than the socket buffers and the send buffer
+  const slow = await PausableSubscriber.open(h.port, "slow", "#");
+  const slowGot = new Map<string, number[]>();
+  slow.onPublish = (topic, payload) => {
+    if (!topic.startsWith("order/")) return; // (presence and the like)
+    const seqs = slowGot.get(topic) ?? [];
+    seqs.push(new DataView(payload.buffer, payload.byteOffset).getUint32(0));
+    slowGot.set(topic, seqs);
+  };
+  const fast = await h.client({ clientId: "fast" });
+  await fast.subscribeAsync("order/#", { qos: 0 });
+  const inbox = new Inbox(fast);
+  try {
+    // Three QoS 0 publishers and one QoS 1 (its PUBACKs must all come, in spite of the hold).
+    const publishing = topics.map(async (topic, k) => {
+      const pub = await h.client({ clientId: `pub-${k}` });
+      const qos = k === 3 ? 1 : 0;
+      const sends: Promise<unknown>[] = [];
+      for (let i = 0; i < n; i++) {
+        const payload = Buffer.alloc(1000);
+        payload.writeUInt32BE(i, 0);
+        sends.push(pub.publishAsync(topic, payload, { qos }));
+      }
+      await Promise.all(sends);
+    });
+    const all = Promise.all(publishing);
+    all.catch(() => {}); // (awaited below)
+    slow.read();
+    slow.pause(); // reads at most what is in flight, then stops
+    const bytesIn = () => h.core.stats.bytesIn.get({ protocol: "mqtt" });
+    let last = -1;
+    for (const until = Date.now() + 15_000; Date.now() < until;) {
+      const now = bytesIn();
+      if (now === last && h.core.flow.holders === 1) break;
+      last = now;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assertEquals(h.core.flow.holders, 1, "the slow subscriber does not hold delivery");
+    assertEquals(h.core.pipeline.waiting, 0, "a producer waits in the pipeline");
+    assertEquals(h.core.pipeline.depth, 0, "messages queued in the pipeline");
+    assert(last < topics.length * n * 1000, `the gateway read ${last} bytes: everything`);
+    slow.read();
+    await within(all, 30_000, "publishers to finish (QoS 1 acknowledged)");
+    const total = topics.length * n;
+    await waitFor(() => slow.count >= total, `slow got all (${slow.count})`, 30_000);
+    await inbox.waitFor(total, 30_000);
+    assertEquals(inOrder(slowGot, topics, n), undefined);
+    const fastGot = new Map<string, number[]>();
+    for (const m of inbox.messages) {
+      const seqs = fastGot.get(m.topic) ?? [];
+      seqs.push((m.packet.payload as Buffer).readUInt32BE(0));
+      fastGot.set(m.topic, seqs);
+    }
+    assertEquals(inOrder(fastGot, topics, n), undefined);
+    assertEquals(h.core.stats.drops.get({ protocol: "mqtt", reason: "slow_subscriber" }), 0);
+    assertEquals(h.core.flow.evicted, 0);
+  } finally {
+    slow.close();
+    await slow.done;
   }
 });

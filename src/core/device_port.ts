@@ -268,6 +268,15 @@ export interface DevicePort {
   hold(sub: object): void;
   /** The subscriber caught up (or left). */
   unhold(sub: object): void;
+  /**
+   * False while a subscriber holds delivery back (see {@link hold}). A stream connection checks it
+   * before publishing and, when false, stops reading until {@link flowing} resolves: one promise
+   * per connection per held spell, where publishing into the held pipeline would queue each message
+   * and then make the producer wait with a promise of its own.
+   */
+  readonly flowOpen: boolean;
+  /** Resolves once no subscriber holds delivery back (at once when none does). */
+  flowing(): Promise<void>;
 }
 
 /** The core's parts a port works with (what `Core` hands each port). */
@@ -749,6 +758,14 @@ export class BoundPort implements DevicePort {
 
   unhold(sub: object): void {
     this.#host.flow.release(sub);
+  }
+
+  get flowOpen(): boolean {
+    return this.#host.flow.open;
+  }
+
+  flowing(): Promise<void> {
+    return this.#host.flow.wait();
   }
 }
 

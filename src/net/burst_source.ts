@@ -86,7 +86,7 @@ export interface ChunkConsumer {
   /** Called with the byte count of each read. */
   onBytes?(n: number): void;
   /**
-   * After `chunk` returned without a promise: whether anything may still hold a view of the bytes
+   * After `chunk` returned (and its promise, if any, settled): whether anything may still hold a view of the bytes
    * it was given. When it says no, the next read of the same size reuses the buffer (a consumer
    * without this method gets a fresh buffer per read).
    */
@@ -148,8 +148,8 @@ export async function serveChunks(
       consumer.onBytes?.(n);
       size = nextSize(size, conn.lastReadSize ?? n, min, max);
       const pending = consumer.chunk(n === buf.length ? buf : buf.subarray(0, n));
-      if (pending) await pending;
-      else if (consumer.keepsChunk?.() === false) spare = buf;
+      if (pending) await pending; // (held back: the same question once it has been handled)
+      if (consumer.keepsChunk?.() === false) spare = buf;
     }
   } catch (err) {
     if (!consumer.end) throw err;

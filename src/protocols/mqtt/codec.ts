@@ -245,9 +245,13 @@ export class MqttFrameDecoder {
 
   /**
    * Decodes every complete packet in `chunk` (plus what was buffered) to `emit`, in order; a bad
-   * packet throws, after the packets before it were emitted.
+   * packet throws, after the packets before it were emitted. When `emit` returns `true`, decoding
+   * stops right after that packet: the return value is the count of bytes of `chunk` consumed (the
+   * rest is decoded by passing `chunk.subarray(count)` later), else `chunk.length`. A connection
+   * thus decodes each packet only when it is about to handle it, and a connection that has to wait
+   * holds its read's bytes, not a batch of decoded packets.
    */
-  parse(chunk: Uint8Array, emit: (packet: Packet) => void): void {
+  parse(chunk: Uint8Array, emit: (packet: Packet) => unknown): number {
     let i = 0;
     while (i < chunk.length) {
       if (this.#state === State.Header) {
@@ -285,8 +289,9 @@ export class MqttFrameDecoder {
         const start = i - headLen;
         if (start >= 0 && chunk.length - i >= this.#len) {
           // Whole frame inside this chunk: decode a view, no copy.
-          emit(this.#decode(chunk.subarray(start, i + this.#len)));
+          const p = this.#decode(chunk.subarray(start, i + this.#len));
           i += this.#len;
+          if (emit(p) === true) return i;
           continue;
         }
         if (this.#budget && size > this.#reserveAbove) {
@@ -308,7 +313,7 @@ export class MqttFrameDecoder {
         this.#frame = frame;
         this.#filled = headLen;
         this.#state = State.Body;
-        if (this.#len === 0) emit(this.#finish());
+        if (this.#len === 0 && emit(this.#finish()) === true) return i;
         continue;
       }
       const frame = this.#frame!;
@@ -316,8 +321,9 @@ export class MqttFrameDecoder {
       frame.set(chunk.subarray(i, i + n), this.#filled);
       this.#filled += n;
       i += n;
-      if (this.#filled === frame.length) emit(this.#finish());
+      if (this.#filled === frame.length && emit(this.#finish()) === true) return i;
     }
+    return i;
   }
 
   /** The input ended: throws when it ended inside a packet. */

@@ -105,33 +105,25 @@ const PINGRESP = new Uint8Array([0xd0, 0]);
 let nextConnection = 0;
 
 /**
- * True when handling `packets` leaves no view of their frames behind once the port has kept none
- * of their messages: PUBLISH at QoS 0/1 without properties or retain (payload views go to the
- * port) and the acknowledgements and PINGREQ (numbers only). Anything else (CONNECT's will,
- * v5 properties, QoS 2 state, retained messages) is assumed to keep its bytes.
+ * True when handling `p` leaves no view of its frame behind once the port has kept none of its
+ * message: PUBLISH at QoS 0/1 without properties or retain (payload views go to the port) and the
+ * acknowledgements and PINGREQ (numbers only). Anything else (CONNECT's will, v5 properties, QoS 2
+ * state, retained messages) is assumed to keep its bytes.
  */
-function leaveNoView(packets: Packet[]): boolean {
-  for (const p of packets) {
-    switch (p.cmd) {
-      case "publish":
-        if (p.qos === 2 || p.retain || p.properties !== undefined) return false;
-        break;
-      case "pingreq":
-      case "puback":
-      case "pubrec":
-      case "pubrel":
-      case "pubcomp":
-        break;
-      default:
-        return false;
-    }
+function leavesNoView(p: Packet): boolean {
+  switch (p.cmd) {
+    case "publish":
+      return !(p.qos === 2 || p.retain || p.properties !== undefined);
+    case "pingreq":
+    case "puback":
+    case "pubrec":
+    case "pubrel":
+    case "pubcomp":
+      return true;
+    default:
+      return false;
   }
-  return true;
 }
-
-/** Where the decoder of the read being parsed puts its packets (parsing is synchronous). */
-let decoded: Packet[] = [];
-const collect = (p: Packet): void => void decoded.push(p);
 
 /**
  * Serves one accepted connection until it closes.
@@ -176,9 +168,9 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
   #publishOptions: PublishOptions | undefined; // made on the first PUBLISH (its signal only if it waits)
   #answers: OrderedAnswers | undefined; // made on the first PUBLISH
   #dec: MqttFrameDecoder | undefined; // only while a packet is split across reads
-  #packets: Packet[] | undefined; // decoded from the current read, dispatched up to #next
-  #next = 0;
-  #malformed: unknown; // a decoding error after the packets of #packets
+  #rest: Uint8Array | undefined; // the current read's bytes not decoded yet
+  #pending: Promise<void> | undefined; // what the packet just handled made the connection wait for
+  #held: Packet | undefined; // a PUBLISH decoded while the flow gate was closed, not yet handled
   #readMark = -1; // port.held when the current read's packets may leave no view behind, else -1
   #number: number;
   #keepAlive = 0;
@@ -268,37 +260,73 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
       if (!plain) return loadCodec().then(() => this.chunk(bytes));
       setTimeout(() => loadCodec().catch(() => {/* the next read that needs it reports it */}), 0);
     }
-    const dec = this.#decoder();
-    decoded = [];
-    try {
-      dec.parse(bytes, collect);
-    } catch (err) {
-      this.#malformed = err;
-    }
-    this.#packets = decoded;
-    this.#readMark = leaveNoView(decoded) ? this.ctx.port.held : -1;
-    decoded = [];
-    // Nothing left over: an idle connection keeps no decoder (a new one starts the next read).
-    if (dec.buffered === 0) this.#dec = undefined;
-    this.#next = 0;
+    this.#rest = bytes;
+    this.#readMark = this.ctx.port.held;
     return this.#dispatchRest();
   }
 
-  /** Dispatches the current read's packets from `#next` on, until one returns a promise. */
+  /**
+   * Decodes and dispatches the rest of the current read one packet at a time, until a handler
+   * returns a promise or the flow gate is closed before a PUBLISH: then it continues once that
+   * settles. Decoding each packet only when it is handled means a connection that waits holds its
+   * read's bytes, not a batch of decoded packets (which, held by a hundred publishers across a
+   * hold, were copied by every young-generation GC and promoted).
+   */
   #dispatchRest(): Promise<void> | undefined {
-    const packets = this.#packets!;
-    while (this.#next < packets.length && !this.#closing) {
-      const pending = this.#dispatch(packets[this.#next++]);
-      if (pending) return pending.then(() => this.#dispatchRest());
+    const port = this.ctx.port;
+    const held = this.#held;
+    if (held !== undefined && !this.#closing) {
+      // A PUBLISH decoded while the gate was closed (its frame began in an earlier read).
+      if (!port.flowOpen) return port.flowing().then(() => this.#dispatchRest());
+      this.#held = undefined;
+      const pending = this.#dispatch(held);
+      if (pending !== undefined) return pending.then(() => this.#dispatchRest());
     }
-    this.#packets = undefined;
-    const bad = this.#malformed;
-    if (bad !== undefined) {
-      this.#malformed = undefined;
-      throw bad;
+    const dec = this.#decoder();
+    let bytes = this.#rest!;
+    while (bytes.length !== 0 && !this.#closing) {
+      if (dec.buffered === 0 && bytes[0] >> 4 === 3 && !port.flowOpen) {
+        // A PUBLISH is next and a subscriber is behind: stop here (no more reads either) until
+        // it has drained, rather than publish into the held pipeline, where each message would
+        // queue and this connection would then wait with a promise per publish (backpressure,
+        // `flow_gate.ts`).
+        this.#rest = bytes;
+        return port.flowing().then(() => this.#dispatchRest());
+      }
+      bytes = bytes.subarray(dec.parse(bytes, this.#handle));
+      const pending = this.#pending;
+      if (pending !== undefined) {
+        this.#pending = undefined;
+        this.#rest = bytes;
+        return pending.then(() => this.#dispatchRest());
+      }
+      if (this.#held !== undefined) {
+        this.#rest = bytes;
+        return port.flowing().then(() => this.#dispatchRest());
+      }
     }
+    this.#rest = undefined;
+    // Nothing left over: an idle connection keeps no decoder (a new one starts the next read).
+    if (dec.buffered === 0) this.#dec = undefined;
     return undefined;
   }
+
+  /**
+   * Handles one decoded packet for {@link #dispatchRest}; true (stop decoding) when the handler
+   * must be awaited, the connection is closing, or the packet is a PUBLISH met with the flow gate
+   * closed (kept in `#held` until it opens).
+   */
+  readonly #handle = (p: Packet): boolean => {
+    if (this.#readMark >= 0 && !leavesNoView(p)) this.#readMark = -1;
+    if (p.cmd === "publish" && !this.ctx.port.flowOpen) {
+      this.#held = p; // handled once the gate opens (see #dispatchRest)
+      return true;
+    }
+    const pending = this.#dispatch(p);
+    if (pending === undefined) return this.#closing;
+    this.#pending = pending;
+    return true;
+  };
 
   /**
    * Whether the last read's bytes may still be viewed: yes unless its packets are all of the kinds
