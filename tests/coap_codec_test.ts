@@ -260,3 +260,16 @@ Deno.test("CoAP encoder writes the same bytes as coap-packet's generate for 2,00
     assertEquals(decodeMessage(ours), msg);
   }
 });
+
+Deno.test("decodeMessage keeps no view of its input: the buffer can be reused at once", () => {
+  const buf = new Uint8Array(64);
+  // CON POST, MID 1, token AB CD, Uri-Path "a", Uri-Query "x", payload "hi"
+  const datagram = [0x42, 0x02, 0, 1, 0xab, 0xcd, 0xb1, 0x61, 0x41, 0x78, 0xff, 0x68, 0x69];
+  buf.set(datagram);
+  const m = decodeMessage(buf.subarray(0, datagram.length));
+  buf.fill(0xee); // the next datagram
+  assertEquals([...m.token], [0xab, 0xcd]);
+  assertEquals(m.options.map((o) => [o.number, ...o.value]), [[11, 0x61], [15, 0x78]]);
+  assertEquals([...m.payload], [0x68, 0x69]);
+  assert(m.payload.buffer !== buf.buffer && m.token.buffer !== buf.buffer);
+});

@@ -445,3 +445,33 @@ Deno.test("CoAP serves IPv6 clients on ::1", async () => {
     probe.close();
   }
 });
+
+Deno.test("CoAP with a deduplication table of 2 serves three endpoints in turn and replays the latest reply to a duplicate", async () => {
+  await using h = await startCoap({ server: { maxExchanges: 2 } });
+  const peers = [new TestPeer(h.port), new TestPeer(h.port), new TestPeer(h.port)];
+  try {
+    for (let round = 0; round < 3; round++) {
+      for (const [i, peer] of peers.entries()) {
+        const req = request({
+          code: Code.GET,
+          path: ".well-known/core",
+          messageId: round * 10 + i,
+        });
+        const res = await peer.exchange(req);
+        assertEquals([res.type, res.code, res.messageId], [
+          CoapType.ACK,
+          Code.CONTENT,
+          req.messageId,
+        ]);
+      }
+    }
+    // The last request of the last endpoint is still remembered: its duplicate gets the same bytes.
+    const last = peers[2];
+    await last.send(request({ code: Code.GET, path: ".well-known/core", messageId: 22 }));
+    await last.recv();
+    assertEquals(last.raw.at(-1), last.raw.at(-2));
+    assertEquals(h.core.stats.drops.get({ protocol: "coap", reason: "duplicate" }), 1);
+  } finally {
+    for (const p of peers) await p[Symbol.asyncDispose]();
+  }
+});

@@ -7,7 +7,7 @@
  */
 
 import type { CloseReason } from "../core/registry.ts";
-import type { ByteReader } from "./burst_source.ts";
+import type { ByteReader } from "./chunk_reader.ts";
 import type { ByteWriter } from "./conn_writer.ts";
 
 /**

@@ -140,30 +140,52 @@ const DRAIN_BUFFER = 512;
 const encoder = new TextEncoder();
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
+/** Throws the {@link WsFrameError} refusing the frame at stream offset `at`. */
+function fail(at: number, why: string, code: number = WsCloseCode.ProtocolError): never {
+  throw new WsFrameError(`Cannot accept frame: ${why}`, code, at);
+}
+
 /** `x` rotated left by `bytes` bytes (the mask key of the byte `bytes` further on). */
 function rotateMask(x: number, bytes: number): number {
   const s = (bytes & 3) * 8;
   return s === 0 ? x : ((x << s) | (x >>> (32 - s))) >>> 0;
 }
 
+/** A DataView of the last buffer unmasked (reads reuse their buffer: one view per buffer). */
+let wordsOf: ArrayBufferLike | undefined;
+let words: DataView | undefined;
+
 /**
  * Unmasks `n` bytes at `from` into `to` (`to <= from`, same buffer) with `mask` (the key of the
- * first byte in its top byte); returns the mask for the byte after.
+ * first byte in its top byte); returns the mask for the byte after. Four bytes at a time (a
+ * big-endian word XOR the mask, unaligned through a DataView), the tail byte by byte: half the
+ * time of the byte loop for MQTT-sized frames.
  */
 function unmaskMove(buf: Uint8Array, from: number, to: number, n: number, mask: number): number {
-  const k0 = mask >>> 24, k1 = (mask >>> 16) & 255, k2 = (mask >>> 8) & 255, k3 = mask & 255;
   const end4 = from + (n & ~3);
   let i = from, o = to;
-  for (; i < end4; i += 4, o += 4) {
-    buf[o] = buf[i] ^ k0;
-    buf[o + 1] = buf[i + 1] ^ k1;
-    buf[o + 2] = buf[i + 2] ^ k2;
-    buf[o + 3] = buf[i + 3] ^ k3;
+  if (n >= 8) {
+    const b = buf.buffer;
+    if (wordsOf !== b) {
+      wordsOf = b;
+      words = new DataView(b);
+    }
+    const w = words!;
+    const base = buf.byteOffset;
+    for (; i < end4; i += 4, o += 4) w.setUint32(base + o, w.getUint32(base + i) ^ mask);
+  } else {
+    const k0 = mask >>> 24, k1 = (mask >>> 16) & 255, k2 = (mask >>> 8) & 255, k3 = mask & 255;
+    for (; i < end4; i += 4, o += 4) {
+      buf[o] = buf[i] ^ k0;
+      buf[o + 1] = buf[i + 1] ^ k1;
+      buf[o + 2] = buf[i + 2] ^ k2;
+      buf[o + 3] = buf[i + 3] ^ k3;
+    }
   }
   const rest = n & 3;
-  if (rest > 0) buf[o] = buf[i] ^ k0;
-  if (rest > 1) buf[o + 1] = buf[i + 1] ^ k1;
-  if (rest > 2) buf[o + 2] = buf[i + 2] ^ k2;
+  if (rest > 0) buf[o] = buf[i] ^ (mask >>> 24);
+  if (rest > 1) buf[o + 1] = buf[i + 1] ^ ((mask >>> 16) & 255);
+  if (rest > 2) buf[o + 2] = buf[i + 2] ^ ((mask >>> 8) & 255);
   return rotateMask(mask, n);
 }
 
@@ -189,11 +211,19 @@ function frameHeader(op: number, length: number): Uint8Array {
  * ```
  */
 export function encodeFrame(op: number, payload: Uint8Array): Uint8Array[] {
-  const header = frameHeader(op, payload.length);
-  if (payload.length > COPY_MAX) return [header, payload];
-  const out = new Uint8Array(header.length + payload.length);
-  out.set(header);
-  out.set(payload, header.length);
+  const n = payload.length;
+  if (n >= COPY_MAX) return [frameHeader(op, n), payload];
+  // One allocation: the header written in place before the payload.
+  const h = n < 126 ? 2 : 4;
+  const out = new Uint8Array(h + n);
+  out[0] = 0x80 | op;
+  if (h === 2) out[1] = n;
+  else {
+    out[1] = 126;
+    out[2] = n >>> 8;
+    out[3] = n & 255;
+  }
+  out.set(payload, h);
   return [out];
 }
 
@@ -415,26 +445,28 @@ export class WsConn implements StreamConn {
       const fin = (b0 & 0x80) !== 0;
       const op = b0 & 0x0f;
       const len7 = b1 & 0x7f;
-      const fail = (why: string, code: number = WsCloseCode.ProtocolError): never => {
-        throw new WsFrameError(`Cannot accept frame: ${why}`, code, at);
-      };
-      if ((b0 & 0x70) !== 0) fail("reserved bits set with no extension negotiated (RFC 6455 §5.2)");
-      if ((b1 & 0x80) === 0) fail("a client frame must be masked (RFC 6455 §5.1)");
+      if ((b0 & 0x70) !== 0) {
+        fail(at, "reserved bits set with no extension negotiated (RFC 6455 §5.2)");
+      }
+      if ((b1 & 0x80) === 0) fail(at, "a client frame must be masked (RFC 6455 §5.1)");
       const isControl = (op & 0x08) !== 0;
       if (isControl) {
-        if (op !== OP_CLOSE && op !== OP_PING && op !== OP_PONG) fail(`unknown opcode ${op}`);
-        if (!fin) fail("a control frame must not be fragmented (RFC 6455 §5.5)");
-        if (len7 > 125) fail(`control frame payload of ${len7} bytes exceeds 125 (RFC 6455 §5.5)`);
+        if (op !== OP_CLOSE && op !== OP_PING && op !== OP_PONG) fail(at, `unknown opcode ${op}`);
+        if (!fin) fail(at, "a control frame must not be fragmented (RFC 6455 §5.5)");
+        if (len7 > 125) {
+          fail(at, `control frame payload of ${len7} bytes exceeds 125 (RFC 6455 §5.5)`);
+        }
       } else if (op === OP_TEXT) {
         fail(
+          at,
           "MQTT over WebSocket takes binary frames only, got a text frame [MQTT-6.0.0-1]",
           WsCloseCode.UnsupportedData,
         );
       } else if (op === OP_CONTINUATION) {
-        if (!this.#fragmented) fail("a continuation frame with no message to continue (§5.4)");
+        if (!this.#fragmented) fail(at, "a continuation frame with no message to continue (§5.4)");
       } else if (op === OP_BINARY) {
-        if (this.#fragmented) fail("a new message inside a fragmented one (RFC 6455 §5.4)");
-      } else fail(`unknown opcode ${op}`);
+        if (this.#fragmented) fail(at, "a new message inside a fragmented one (RFC 6455 §5.4)");
+      } else fail(at, `unknown opcode ${op}`);
       const ext = len7 === 126 ? 2 : len7 === 127 ? 8 : 0;
       const size = 2 + ext + 4;
       if (avail >= size) {
@@ -443,12 +475,12 @@ export class WsConn implements StreamConn {
         else if (ext === 8) {
           const hi = ((p[i + 2] << 24) | (p[i + 3] << 16) | (p[i + 4] << 8) | p[i + 5]) >>> 0;
           const lo = ((p[i + 6] << 24) | (p[i + 7] << 16) | (p[i + 8] << 8) | p[i + 9]) >>> 0;
-          if (hi >= 0x80000000) fail("64-bit length with its top bit set (RFC 6455 §5.2)");
+          if (hi >= 0x80000000) fail(at, "64-bit length with its top bit set (RFC 6455 §5.2)");
           length = hi * 0x1_0000_0000 + lo;
         }
         const max = this.#opts.maxFrameSize ?? MAX_FRAME;
         if (length > max) {
-          fail(`length ${length} exceeds the ${max} byte limit`, WsCloseCode.MessageTooBig);
+          fail(at, `length ${length} exceeds the ${max} byte limit`, WsCloseCode.MessageTooBig);
         }
         const m = i + 2 + ext;
         this.#mask = ((p[m] << 24) | (p[m + 1] << 16) | (p[m + 2] << 8) | p[m + 3]) >>> 0;

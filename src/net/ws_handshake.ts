@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { ByteReader } from "./burst_source.ts";
+import type { ByteReader } from "./chunk_reader.ts";
 import type { ByteWriter } from "./conn_writer.ts";
 
 /** The GUID of RFC 6455 §1.3, appended to the client's key to make the accept value. */

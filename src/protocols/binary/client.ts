@@ -6,7 +6,7 @@
  * @module
  */
 
-import { FrameParser } from "./codec.ts";
+import { FrameDecoder, FrameParser } from "./codec.ts";
 import {
   decodeAck,
   decodeCommand,
@@ -270,15 +270,16 @@ export class FbpClient implements AsyncDisposable {
     return f && { ...decodeError(f.payload), seq: f.seq };
   }
 
+  /**
+   * The socket's bytes piped through the {@link FrameDecoder} `TransformStream` (a device holds
+   * one connection, so the stream's cost per read does not matter here; the gateway reads its
+   * thousands directly, see docs/architecture.md).
+   */
   async #read(): Promise<void> {
-    const buf = new Uint8Array(16 * 1024);
     try {
-      for (;;) {
-        const n = await this.#conn.read(buf);
-        if (n === null) break;
-        for (const f of this.#parser.push(buf.subarray(0, n))) this.#onFrame(f);
-      }
-    } catch { /* reset or closed locally */ }
+      const frames = this.#conn.readable.pipeThrough(new FrameDecoder({ parser: this.#parser }));
+      for await (const batch of frames) for (const f of batch) this.#onFrame(f);
+    } catch { /* reset or closed locally, or a framing error: the connection is over */ }
     this.#ended = true;
     for (const w of this.#waiters.splice(0)) w(undefined);
     for (const w of this.#commandWaiters.splice(0)) w(undefined);

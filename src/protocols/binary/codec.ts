@@ -4,9 +4,10 @@
  * - {@link FrameParser} is the synchronous core: an explicit HEADER → BODY state machine that takes
  *   chunks split at any byte boundary, with many frames per chunk, and enforces the payload cap as
  *   soon as the length field is read, before buffering a single payload byte.
- * - {@link FrameDecoder} wraps it as the `TransformStream<Uint8Array, Frame[]>` sessions pipe their
- *   socket bytes through. (Outgoing frames are encoded straight into the connection's writer with
- *   `encodeFrame`: no stream step per frame on the way out.)
+ * - {@link FrameDecoder} wraps it as a `TransformStream<Uint8Array, Frame[]>`: the device client
+ *   pipes its socket through it. The gateway's sessions call the parser on each read directly
+ *   (`src/net/chunk_reader.ts` says why). Outgoing frames are encoded straight into the
+ *   connection's writer (`encodeFrameInto`): no stream step per frame on the way out.
  *
  * The codec checks framing only (magic, length cap, CRC). Unknown types, reserved flags and body
  * syntax are the session's business (ERROR 4/6, see `docs/binary-protocol.md`), so the decoder
@@ -16,7 +17,7 @@
  */
 
 import { ParserStream } from "../../net/parser_stream.ts";
-import { crc32 } from "./crc32.ts";
+import { crc32, crc32Range } from "./crc32.ts";
 import {
   ErrorCode,
   type Frame,
@@ -241,16 +242,14 @@ export class FrameParser {
             this.#flags = chunk[pos + 9];
             this.#seq = readU32(chunk, pos + 10);
             this.#length = length;
-            const crc = crc32(chunk.subarray(pos, bodyEnd));
+            const crc = crc32Range(chunk, pos, bodyEnd);
             const start = pos;
             pos += total;
             this.#offset += total;
-            this.#finish(
-              crc,
-              readU32(chunk, bodyEnd),
-              () => chunk.slice(start + HEADER_SIZE, bodyEnd),
-              onFrame,
-            );
+            if (crc === readU32(chunk, bodyEnd)) {
+              const payload = chunk.slice(start + HEADER_SIZE, bodyEnd);
+              onFrame({ type: this.#type, flags: this.#flags, seq: this.#seq, payload });
+            } else this.#badCrc(crc, readU32(chunk, bodyEnd));
             continue;
           }
         }
@@ -320,7 +319,9 @@ export class FrameParser {
         const crc = crc32(payload, crc32(this.#header!));
         const expected = readU32(this.#trailer!, 0);
         this.#header = this.#trailer = undefined; // an idle connection keeps no scratch
-        this.#finish(crc, expected, () => payload, onFrame);
+        if (crc === expected) {
+          onFrame({ type: this.#type, flags: this.#flags, seq: this.#seq, payload });
+        } else this.#badCrc(crc, expected);
       }
     }
   }
@@ -350,16 +351,11 @@ export class FrameParser {
     );
   }
 
-  /** Emits the current frame, or reports a bad CRC. [FBP-2-3] */
-  #finish(
-    computed: number,
-    received: number,
-    payload: () => Uint8Array,
-    onFrame: (frame: Frame) => void,
-  ): void {
-    if (computed !== received) {
-      // [FBP-2-3] bad CRC: the whole frame is consumed; drop it and carry on with the next one.
-      const err = new FrameSyntaxError(
+  /** Reports the current frame's bad CRC; the frame is dropped. [FBP-2-3] */
+  #badCrc(computed: number, received: number): void {
+    // [FBP-2-3] bad CRC: the whole frame is consumed; drop it and carry on with the next one.
+    this.#report(
+      new FrameSyntaxError(
         `Cannot accept frame: CRC 0x${hex32(received)} does not match the computed 0x${
           hex32(computed)
         }`,
@@ -368,11 +364,8 @@ export class FrameParser {
           code: ErrorCode.BAD_CRC,
           seq: this.#seq,
         },
-      );
-      this.#report(err);
-      return;
-    }
-    onFrame({ type: this.#type, flags: this.#flags, seq: this.#seq, payload: payload() });
+      ),
+    );
   }
 
   /** Reports a non-fatal error to this call's or the constructor's `onError`. */
@@ -431,9 +424,8 @@ function hex32(n: number): string {
 
 /**
  * Decodes a byte stream into batches of {@link Frame}s: one batch per chunk that completes any
- * (one stream step per read), in order. This is what a session pipes each burst of socket bytes
- * through (`src/net/burst_source.ts`); it is built from a {@link FrameParser} (the session's own,
- * so a frame split across a handshake read and a burst is not lost).
+ * (one stream step per read), in order. The device client (`client.ts`) pipes its socket through
+ * it; it is built from a {@link FrameParser} (optionally one the caller keeps).
  *
  * Framing errors: bad magic and a too-large frame error the stream with a fatal
  * {@link FrameSyntaxError} (send ERROR `err.code`, then close); a frame with a bad CRC is dropped,

@@ -52,3 +52,20 @@ export function crc32(bytes: Uint8Array, seed = 0): number {
   for (let i = 0, n = bytes.length; i < n; i++) c = table[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
   return ~c >>> 0;
 }
+
+/**
+ * {@link crc32} of `bytes[start, end)` without a subarray (the frame codec's per-frame step).
+ *
+ * @example
+ * ```ts
+ * import { crc32, crc32Range } from "./crc32.ts";
+ * const bytes = new TextEncoder().encode("xx123456789yy");
+ * if (crc32Range(bytes, 2, 11) !== crc32(bytes.subarray(2, 11))) throw new Error("differs");
+ * ```
+ */
+export function crc32Range(bytes: Uint8Array, start: number, end: number): number {
+  const table = TABLE;
+  let c = -1;
+  for (let i = start; i < end; i++) c = table[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
+  return ~c >>> 0;
+}

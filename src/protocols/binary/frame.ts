@@ -19,7 +19,7 @@
  * @module
  */
 
-import { crc32 } from "./crc32.ts";
+import { crc32Range } from "./crc32.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Layout constants
@@ -240,25 +240,64 @@ function checkUint(value: number, bits: 8 | 16 | 32, what: string): void {
  * ```
  */
 export function encodeFrame(frame: Frame): Uint8Array {
-  const { type, flags, seq, payload } = frame;
-  checkUint(type, 8, "frame type");
-  checkUint(flags, 8, "frame flags");
-  checkUint(seq, 32, "frame seq");
+  const payload = frame.payload;
   if (!(payload instanceof Uint8Array)) {
     throw new TypeError("Cannot encode frame: payload is not a Uint8Array");
   }
-  checkUint(payload.length, 32, "payload length");
   const bytes = new Uint8Array(HEADER_SIZE + payload.length + TRAILER_SIZE);
-  const view = new DataView(bytes.buffer);
-  view.setUint32(0, MAGIC);
-  view.setUint32(4, payload.length);
-  view.setUint8(8, type);
-  view.setUint8(9, flags);
-  view.setUint32(10, seq);
-  bytes.set(payload, HEADER_SIZE);
-  const end = HEADER_SIZE + payload.length;
-  view.setUint32(end, crc32(bytes.subarray(0, end)));
+  encodeFrameInto(bytes, frame.type, frame.flags, frame.seq, payload);
   return bytes;
+}
+
+/**
+ * Encodes a frame into `out`, which must be exactly `HEADER_SIZE + payload.length +
+ * TRAILER_SIZE` bytes (a writer's reserved bytes: no buffer of its own per frame).
+ *
+ * @throws {RangeError} If `type`, `flags` or `seq` do not fit their fields, or `out` has the
+ * wrong size.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame, encodeFrameInto, FrameType, HEADER_SIZE, TRAILER_SIZE } from "./frame.ts";
+ * const out = new Uint8Array(HEADER_SIZE + 1 + TRAILER_SIZE);
+ * encodeFrameInto(out, FrameType.ACK, 0, 5, new Uint8Array([0]));
+ * const same = encodeFrame({ type: FrameType.ACK, flags: 0, seq: 5, payload: new Uint8Array([0]) });
+ * if (out.join() !== same.join()) throw new Error("differs");
+ * ```
+ */
+export function encodeFrameInto(
+  out: Uint8Array,
+  type: number,
+  flags: number,
+  seq: number,
+  payload: Uint8Array,
+): void {
+  checkUint(type, 8, "frame type");
+  checkUint(flags, 8, "frame flags");
+  checkUint(seq, 32, "frame seq");
+  const length = payload.length;
+  checkUint(length, 32, "payload length");
+  const end = HEADER_SIZE + length;
+  if (out.length !== end + TRAILER_SIZE) {
+    throw new RangeError(
+      `Cannot encode frame: ${out.length} bytes given for a frame of ${end + TRAILER_SIZE}`,
+    );
+  }
+  writeU32(out, 0, MAGIC);
+  writeU32(out, 4, length);
+  out[8] = type;
+  out[9] = flags;
+  writeU32(out, 10, seq);
+  if (length === 1) out[HEADER_SIZE] = payload[0]; // an ACK: no subarray and set call
+  else out.set(payload, HEADER_SIZE);
+  writeU32(out, end, crc32Range(out, 0, end));
+}
+
+function writeU32(out: Uint8Array, at: number, v: number): void {
+  out[at] = v >>> 24;
+  out[at + 1] = (v >>> 16) & 0xff;
+  out[at + 2] = (v >>> 8) & 0xff;
+  out[at + 3] = v & 0xff;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -315,7 +354,9 @@ function encodeName(
 
 /** Decodes `bytes[start, start + len)` known to be ASCII. */
 function ascii(bytes: Uint8Array, start: number, len: number): string {
-  return String.fromCharCode(...bytes.subarray(start, start + len));
+  let s = "";
+  for (let i = start, end = start + len; i < end; i++) s += String.fromCharCode(bytes[i]);
+  return s;
 }
 
 /**
@@ -578,6 +619,7 @@ export function encodeTelemetry(body: TelemetryBody): Uint8Array {
  * ```
  */
 export function decodeTelemetry(payload: Uint8Array): TelemetryBody {
+  if (payload.length > 0 && payload[0] === 0) return { channel: "", data: payload.subarray(1) };
   const [channel, at] = decodeName(payload, 0, CHANNEL_CHARS, 0, "TELEMETRY body", "channel");
   return { channel, data: payload.subarray(at) };
 }

@@ -74,7 +74,7 @@ export class BinaryServer implements Listener {
           session.close({ code: "slow_consumer", message: reason });
         },
       },
-      burstOptions: { minBuffer: IDLE_READ_BUFFER },
+      readOptions: { minBuffer: IDLE_READ_BUFFER },
       onClosed: (session) => {
         if (!this.#sessions.delete(session)) return;
         port.release(session.address);

@@ -26,10 +26,10 @@ import {
   type SessionHandle,
   telemetryTopic,
 } from "../../core/mod.ts";
-import { type BurstConsumer, type BurstOptions, serveBursts } from "../../net/burst_source.ts";
+import { type ChunkConsumer, type ReadOptions, serveChunks } from "../../net/chunk_reader.ts";
 import { ConnWriter, type ConnWriterOptions } from "../../net/conn_writer.ts";
 import { OrderedAnswers } from "../../net/ordered_answers.ts";
-import { FrameDecoder, FrameParser } from "./codec.ts";
+import { FrameParser } from "./codec.ts";
 import {
   AckStatus,
   decodeAck,
@@ -39,14 +39,16 @@ import {
   encodeBye,
   encodeCommand,
   encodeError,
-  encodeFrame,
+  encodeFrameInto,
   encodeHelloAck,
   ErrorCode,
   FLAG_ACK_REQUESTED,
   type Frame,
   FrameSyntaxError,
   FrameType,
+  HEADER_SIZE,
   HelloStatus,
+  TRAILER_SIZE,
 } from "./frame.ts";
 import type { BinarySessionOptions } from "./options.ts";
 
@@ -63,8 +65,8 @@ export interface BinarySessionHost {
   detachCommands(id: string, session: BinarySession): void;
   /** Options of every session's writer (callbacks get the session). */
   writerOptions: ConnWriterOptions<BinarySession>;
-  /** Options of every session's burst reader. */
-  burstOptions: BurstOptions;
+  /** Options of every session's socket reader. */
+  readOptions: ReadOptions;
   /** Called once when a session has ended and released everything. */
   onClosed(session: BinarySession): void;
 }
@@ -112,7 +114,14 @@ function ackStatus(r: Refusal<PublishRefusalReason>): number {
   }
 }
 
-/** Read buffer of a quiet connection (a HELLO is ~40 bytes; bursts grow it up to 16 KiB). */
+/** ACK bodies by status (encoded once: an ACK per telemetry frame allocates nothing). */
+const ACK_BODIES: Uint8Array[] = [];
+
+function ackBody(status: number): Uint8Array {
+  return ACK_BODIES[status] ??= encodeAck(status);
+}
+
+/** Read buffer of a quiet connection (a HELLO is ~40 bytes; busy reads grow it up to 16 KiB). */
 export const IDLE_READ_BUFFER = 64;
 
 let nextSessionId = 1;
@@ -122,8 +131,12 @@ const encoder = new TextEncoder();
 /** A decoded frame or a decoding error, in stream order. */
 type FrameEvent = Frame | FrameSyntaxError;
 
+/** Frames of the read being decoded (one array per read: it becomes the session's `#events`). */
+let decoded: FrameEvent[] = [];
+const collect = (e: FrameEvent): void => void decoded.push(e);
+
 /** One device connection speaking FBP/1. */
-export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
+export class BinarySession implements SessionHandle, ChunkConsumer {
   #number = nextSessionId++;
   /** Unique id of the connection (made when asked: idle sessions keep a number). */
   get sessionId(): string {
@@ -149,6 +162,9 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
   #pending: Map<number, string> | undefined; // command seq → name, made on the first command
   #publishOptions: PublishOptions | undefined; // made on the first publish: wait, in its lane
   #answers: OrderedAnswers | undefined; // ACK order, made on the first publish
+  #topic: string | undefined; // the device's telemetry topic without a channel, once used
+  #events: FrameEvent[] | undefined; // the current read's frames while one waits
+  #next = 0; // index in #events of the next frame to handle
   #keepAliveSec = 0;
   #connectedAt = 0;
 
@@ -172,9 +188,9 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
       this,
     );
     this.#parser = new FrameParser({ maxPayload: options.maxPayload, budget: port.budget });
-    // Each burst of traffic flows socket → codec TransformStream → consume(); between bursts
-    // only a small read is pending (cheap idle connections). Never rejects; ends with end().
-    serveBursts(conn, this, host.burstOptions);
+    // Each read's bytes go straight to the parser and its frames to the handlers (see
+    // docs/architecture.md for why not through a TransformStream here). Never rejects.
+    serveChunks(conn, this, host.readOptions);
   }
 
   /** HELLO timer expiry (one callback for every session: no closure each). */
@@ -233,15 +249,11 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
     return this.sessionId;
   }
 
-  // ---- BurstConsumer: the connection's life, read by `serveBursts` (one async frame) ----
+  // ---- ChunkConsumer: the connection's life, read by `serveChunks` (one async frame) ----
 
-  /**
-   * The handshake, read directly into the parser: a device that says HELLO and then stays quiet
-   * (the common case for tens of thousands of idle sensors) never allocates a stream pipeline.
-   * Resolves false when the connection ended before it.
-   */
-  start(): Promise<boolean> {
-    return this.#handshake();
+  /** True once the session is closing: nothing more is read. */
+  get closing(): boolean {
+    return this.#closed;
   }
 
   /** Reading has ended: shut down and tell the server. */
@@ -257,40 +269,39 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
   }
 
   /**
-   * The codec a burst's bytes flow through: a {@link FrameDecoder} over the session's parser (a
-   * partial frame carries over from the handshake's reads). A bad CRC reaches `onError` in
-   * stream order (ERROR 3, the connection stays).
+   * Decodes one read and handles its frames in order; a promise only while one waits (the core is
+   * full: reading stops until it settles, which is the backpressure). A bad CRC is handled in
+   * stream order (ERROR 3, the connection stays); a fatal framing error comes after the frames
+   * before it: ERROR, then the connection closes.
    */
-  codec(): FrameDecoder {
-    return new FrameDecoder({ parser: this.#parser, onError: this.#onCrcError });
-  }
-
-  #onCrcError = (err: FrameSyntaxError): void => {
-    this.#onEvent(err);
-  };
-
-  /**
-   * Handles a burst's frames in order; a full pipeline stops reading. A fatal framing error ends
-   * the stream after the frames before it: ERROR, then the connection closes.
-   */
-  async consume(batches: ReadableStream<Frame[]>): Promise<void> {
+  chunk(bytes: Uint8Array): Promise<void> | undefined {
+    decoded = [];
     try {
-      for await (const frames of batches) {
-        for (const f of frames) {
-          if (this.#closed) return;
-          const pending = this.#onEvent(f); // a promise only while the core is full
-          if (pending) await pending;
-        }
-      }
+      this.#parser!.parse(bytes, collect, collect);
     } catch (err) {
       if (!(err instanceof FrameSyntaxError)) throw err;
-      if (!this.#closed) this.#onEvent(err);
+      decoded.push(err);
     }
+    this.#events = decoded;
+    decoded = [];
+    this.#next = 0;
+    return this.#handleRest();
   }
 
-  /** True when no partial frame is buffered. */
-  canIdle(): boolean {
-    return this.#parser!.buffered === 0;
+  /** Handles the current read's frames from `#next` on, until one returns a promise. */
+  #handleRest(): Promise<void> | undefined {
+    const events = this.#events!;
+    while (this.#next < events.length && !this.#closed) {
+      const pending = this.#onEvent(events[this.#next++]);
+      if (pending) return pending.then(() => this.#handleRest());
+    }
+    this.#events = undefined;
+    return undefined;
+  }
+
+  /** Payloads are copied out of the read (FrameParser), so its buffer can take the next read. */
+  keepsChunk(): boolean {
+    return false;
   }
 
   /** Counts bytes read. */
@@ -304,38 +315,6 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
     if (ev instanceof FrameSyntaxError) return this.#frameError(ev);
     this.#keepalive?.touch();
     return this.#onFrame(ev);
-  }
-
-  /**
-   * Reads until the session is authenticated (or ends), handling every frame of those reads in
-   * order. Returns false when the connection ended.
-   */
-  async #handshake(): Promise<boolean> {
-    const parser = this.#parser!;
-    const buf = new Uint8Array(IDLE_READ_BUFFER);
-    while (this.#who === undefined && !this.#closed) {
-      let n: number | null;
-      try {
-        n = await this.#conn.read(buf);
-      } catch {
-        return false;
-      }
-      if (n === null) return false;
-      this.#port.stats.bytesIn(n);
-      const events: FrameEvent[] = [];
-      const collect = (e: FrameEvent) => events.push(e);
-      try {
-        parser.parse(buf.subarray(0, n), collect, collect);
-      } catch (err) {
-        if (!(err instanceof FrameSyntaxError)) throw err;
-        events.push(err);
-      }
-      for (const ev of events) {
-        if (this.#closed) return false;
-        await this.#onEvent(ev);
-      }
-    }
-    return !this.#closed;
   }
 
   #frameError(err: FrameSyntaxError): void {
@@ -480,7 +459,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
     }
     const ackWanted = (f.flags & FLAG_ACK_REQUESTED) !== 0;
     const draft: Draft = {
-      topic: telemetryTopic(id, body.channel || undefined),
+      topic: body.channel ? telemetryTopic(id, body.channel) : this.#topic ??= telemetryTopic(id),
       payload: body.data,
       qos: ackWanted ? 1 : 0,
       retain: false,
@@ -491,10 +470,14 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
     // pipeline with reading stopped (backpressure). ACKs go out in frame order.
     const seq = f.seq;
     const options = this.#publishing();
-    return this.#ordered().answer(
-      this.#port.publish(who, draft, options),
-      (r) => this.#answer(r, seq, ackWanted),
-    ) ?? options.lane!.roomWait;
+    const answers = this.#ordered();
+    const result = this.#port.publish(who, draft, options);
+    if (answers.waiting === 0 && !(result instanceof Promise)) {
+      this.#answer(result, seq, ackWanted); // the common case: no closure, no promise
+      return options.lane!.roomWait;
+    }
+    return answers.answer(result, (r) => this.#answer(r, seq, ackWanted)) ??
+      options.lane!.roomWait;
   }
 
   /** How this session publishes: waiting for room, in its lane. */
@@ -513,7 +496,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
   /** Sends an ACK after those still waiting (at once when none waits). */
   #ackInOrder(seq: number, status: number): void {
     const answers = this.#answers;
-    const send = () => void this.#send(FrameType.ACK, seq, encodeAck(status));
+    const send = () => void this.#send(FrameType.ACK, seq, ackBody(status));
     if (answers === undefined || answers.waiting === 0) send();
     else answers.answer(undefined, send);
   }
@@ -524,7 +507,7 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
     if (!r.ok) {
       this.#log.debug("telemetry refused", { device: this.deviceId, seq, reason: r.reason });
     }
-    if (ackWanted) this.#send(FrameType.ACK, seq, encodeAck(r.ok ? AckStatus.OK : ackStatus(r)));
+    if (ackWanted) this.#send(FrameType.ACK, seq, ackBody(r.ok ? AckStatus.OK : ackStatus(r)));
   }
 
   #ack(f: Frame, who: Identity, id: string): void {
@@ -605,8 +588,11 @@ export class BinarySession implements SessionHandle, BurstConsumer<Frame[]> {
     return true;
   }
 
+  /** Encodes a frame straight into the writer's queue (no buffer of its own per frame). */
   #send(type: number, seq: number, payload: Uint8Array, flags = 0): boolean {
-    if (!this.#writer.write(encodeFrame({ type, flags, seq, payload }))) return false;
+    const out = this.#writer.reserve(HEADER_SIZE + payload.length + TRAILER_SIZE);
+    if (out === undefined) return false;
+    encodeFrameInto(out, type, flags, seq, payload);
     this.#port.stats.frameOut();
     return true;
   }

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Clock, TimerHandle } from "../../core/mod.ts";
+import { type Clock, ownBytes, type TimerHandle } from "../../core/mod.ts";
 
 /** A decoded Block1/Block2 value, RFC 7959 §2.2. */
 export interface BlockValue {
@@ -144,7 +144,7 @@ export class Block1Assembler {
       this.#drop(key);
       return { kind: "too_large" };
     }
-    t.parts.push(data);
+    t.parts.push(ownBytes(data)); // not a view pinning a received datagram's slab
     t.size += data.length;
     t.next = block.num + 1;
     if (!block.more) {

@@ -11,7 +11,7 @@
 
 import type { DeadlineEntry, DevicePort, Logger } from "../../core/mod.ts";
 import { CoapSyntaxError, decodeMessage, encodeMessage, MAX_DATAGRAM } from "./codec.ts";
-import { ExchangeCache, type ExchangeEntry } from "./exchange_cache.ts";
+import { ExchangeCache } from "./exchange_cache.ts";
 import {
   type CoapMessage,
   CoapType,
@@ -32,8 +32,8 @@ export interface Exchange {
   readonly addr: Deno.NetAddr;
   /** The request message. */
   readonly request: CoapMessage;
-  /** Its deduplication entry (the reply is kept there for duplicates). */
-  readonly entry: ExchangeEntry;
+  /** Its slot in the deduplication table (the reply is kept there for duplicates). */
+  readonly slot: number;
   /** An empty ACK went out: the response must be a separate CON (RFC 7252 §5.2.2). */
   separate: boolean;
   /** The response went out. */
@@ -90,6 +90,8 @@ export class MessageLayer {
   #closed = false;
   #exchanges: ExchangeCache;
   #mids = new Map<string, number>();
+  #keys = new Map<string, Map<number, string>>();
+  #keyCount = 0;
   #sending = 0;
   /** Retransmission of the Confirmable messages Ferry originates. */
   readonly retransmitter: Retransmitter;
@@ -199,11 +201,31 @@ export class MessageLayer {
     return mid;
   }
 
+  /**
+   * The key of `addr`, remembered per host and port: one string per endpoint, whose hash every
+   * table keyed by endpoint then finds computed, rather than a new `host:port` string built and
+   * hashed per datagram. At most `maxExchanges` keys in all (forgotten wholesale past it).
+   */
+  #endpointOf(addr: Deno.NetAddr): string {
+    let ports = this.#keys.get(addr.hostname);
+    let ep = ports?.get(addr.port);
+    if (ep !== undefined) return ep;
+    if (this.#keyCount >= this.#host.options.maxExchanges) { // bounded in all: start over
+      this.#keys.clear();
+      this.#keyCount = 0;
+      ports = undefined;
+    }
+    if (ports === undefined) this.#keys.set(addr.hostname, ports = new Map());
+    ports.set(addr.port, ep = endpointKey(addr));
+    this.#keyCount++;
+    return ep;
+  }
+
   #onDatagram(data: Uint8Array, addr: Deno.NetAddr): void {
     const { stats } = this.#host.port;
     stats.frameIn();
     stats.bytesIn(data.length);
-    const ep = endpointKey(addr);
+    const ep = this.#endpointOf(addr);
     let msg: CoapMessage;
     try {
       msg = decodeMessage(data);
@@ -263,27 +285,32 @@ export class MessageLayer {
     const { options, port } = this.#host;
     // RFC 7252 §4.5: duplicate detection per endpoint over EXCHANGE_LIFETIME / NON_LIFETIME.
     const seen = this.#exchanges.get(ep, msg.messageId);
-    if (seen) {
+    if (seen >= 0) {
       port.stats.drop("duplicate");
       this.#host.touched(ep);
       if (!con) return; // §4.5: a duplicate NON is silently ignored
       // §4.5: the same ACK, the request not processed again; while it is still being processed
       // (no ACK yet) the duplicate is dropped: the answer or the empty ACK follows (§5.2.2).
-      if (seen.reply) this.send(seen.reply, addr);
+      const reply = this.#exchanges.reply(seen);
+      if (reply) this.send(reply, addr);
       return;
     }
-    const entry = this.#exchanges.add(
+    const slot = this.#exchanges.add(
       ep,
       msg.messageId,
       con ? options.exchangeLifetimeMs : options.nonLifetimeMs,
     );
-    this.#host.request({ endpoint: ep, addr, request: msg, entry, separate: false, done: false });
+    this.#host.request({ endpoint: ep, addr, request: msg, slot, separate: false, done: false });
+  }
+
+  /** What duplicates of the request of `x` get from now on (RFC 7252 §4.5). */
+  #keepReply(x: Exchange, reply: Uint8Array): void {
+    this.#exchanges.setReply(x.slot, x.endpoint, x.request.messageId, reply);
   }
 
   /** Rejects the request of `x` with a Reset (RFC 7252 §4.2, §4.3). */
   reject(x: Exchange): void {
     x.done = true;
-    x.entry.processing = false;
     this.sendMessage(emptyMessage(CoapType.RST, x.request.messageId), x.addr);
   }
 
@@ -301,8 +328,10 @@ export class MessageLayer {
       () => {
         if (x.done || x.separate) return;
         x.separate = true;
-        x.entry.reply = this.sendMessage(emptyMessage(CoapType.ACK, x.request.messageId), x.addr);
-        x.entry.processing = false;
+        this.#keepReply(
+          x,
+          this.sendMessage(emptyMessage(CoapType.ACK, x.request.messageId), x.addr),
+        );
       },
     );
   }
@@ -311,9 +340,8 @@ export class MessageLayer {
   acknowledge(x: Exchange): void {
     x.done = true;
     x.ackDeadline?.cancel();
-    x.entry.processing = false;
     if (x.request.type === CoapType.CON && !x.separate) {
-      x.entry.reply = this.sendMessage(emptyMessage(CoapType.ACK, x.request.messageId), x.addr);
+      this.#keepReply(x, this.sendMessage(emptyMessage(CoapType.ACK, x.request.messageId), x.addr));
     }
   }
 
@@ -331,11 +359,9 @@ export class MessageLayer {
     x.ackDeadline?.cancel();
     const req = x.request;
     if (req.type === CoapType.CON && !x.separate) {
-      x.entry.reply = this.sendMessage(build(CoapType.ACK, req.messageId), x.addr);
-      x.entry.processing = false;
+      this.#keepReply(x, this.sendMessage(build(CoapType.ACK, req.messageId), x.addr));
       return "piggybacked";
     }
-    x.entry.processing = false;
     const mid = this.nextMid(x.endpoint);
     if (req.type !== CoapType.CON) {
       this.sendMessage(build(CoapType.NON, mid), x.addr);
@@ -377,5 +403,7 @@ export class MessageLayer {
     this.retransmitter.close();
     this.#exchanges.clear();
     this.#mids.clear();
+    this.#keys.clear();
+    this.#keyCount = 0;
   }
 }

@@ -10,7 +10,7 @@
  * @module
  */
 
-import type { Clock, Logger, TimerHandle } from "../../core/mod.ts";
+import { type Clock, type Logger, ownBytes, type TimerHandle } from "../../core/mod.ts";
 import { type CoapMessage, type CoapOption, CoapType, Code, codeClass } from "./message.ts";
 import { encodeMessage } from "./codec.ts";
 import { boundFormat, NO_FORMAT, type Observation, type ObserverRegistry } from "./observe.ts";
@@ -99,7 +99,8 @@ export class Notifier {
     target: string,
   ): number | undefined {
     const host = this.#host;
-    const token = req.message.token;
+    // A view of the received datagram's slab (codec.ts): copied before it is kept for long.
+    const token = ownBytes(req.message.token);
     const existing = host.observers.get(req.endpoint, token);
     if (req.observe === 1) { // RFC 7641 §3.6: deregistration
       if (existing) host.observers.remove(existing);
@@ -123,7 +124,7 @@ export class Notifier {
         observe: undefined,
         payload: EMPTY,
         options: [],
-        message: { ...req.message, options: [], payload: EMPTY },
+        message: { ...req.message, token, options: [], payload: EMPTY },
       },
       confirmable: req.confirmable,
       seq: existing ? existing.seq : 1,

@@ -120,9 +120,28 @@ export function decodeUint(value: Uint8Array): number {
 const utf8 = new TextDecoder();
 const utf8enc = new TextEncoder();
 
-/** Decodes a string option value (UTF-8). */
+/**
+ * Decodes a string option value (UTF-8). Short ASCII values (every Uri-Path and Uri-Query of a
+ * typical request) are read byte by byte: `TextDecoder.decode` costs an op call and argument
+ * checks per value, which was ~3% of the gateway's time under CoAP load.
+ *
+ * @example
+ * ```ts
+ * import { decodeString } from "./option_codec.ts";
+ * if (decodeString(new Uint8Array([0x61, 0x62])) !== "ab") throw new Error();
+ * if (decodeString(new Uint8Array([0xc3, 0xa9])) !== "é") throw new Error();
+ * ```
+ */
 export function decodeString(value: Uint8Array): string {
-  return utf8.decode(value);
+  const n = value.length;
+  if (n > 64) return utf8.decode(value);
+  let s = "";
+  for (let i = 0; i < n; i++) {
+    const b = value[i];
+    if (b >= 0x80) return utf8.decode(value); // not ASCII: the real decoder
+    s += String.fromCharCode(b);
+  }
+  return s;
 }
 
 /** Encodes a string option value (UTF-8). */

@@ -4,7 +4,7 @@
  * anything is buffered; each complete frame is then decoded by `npm:mqtt-packet` (or the fast path
  * for the hot packets and a plain 3.1.1 CONNECT), and checked for the rules mqtt-packet does not enforce (UTF-8, duplicate
  * and misplaced properties). A connection hands it each read's bytes and handles the packets in the
- * same step (`src/net/burst_source.ts` says why MQTT takes no stream step per read). Packets out
+ * same step (`src/net/chunk_reader.ts` says why MQTT takes no stream step per read). Packets out
  * are encoded with {@link encodePacket} or the fast encoder straight into the connection's writer.
  *
  * `npm:mqtt-packet` (and the Node compatibility layer it brings, about a third of the gateway's

@@ -1,6 +1,6 @@
 /**
  * One MQTT network connection: transport and nothing more. It reads the socket the way every
- * stream protocol does (`src/net/burst_source.ts`: while idle one small read is pending, no decoder
+ * stream protocol does (`src/net/chunk_reader.ts`: while idle one small read is pending, no decoder
  * is kept; each read's bytes go straight to the synchronous {@link MqttFrameDecoder} and are
  * handled in the same step, see there why MQTT takes no stream step per read), dispatches each
  * packet to the handler that owns it end to end, ack included
@@ -15,7 +15,7 @@
  */
 
 import type { Packet } from "mqtt-packet";
-import { type BurstOptions, type ChunkConsumer, serveChunks } from "../../net/burst_source.ts";
+import { type ChunkConsumer, type ReadOptions, serveChunks } from "../../net/chunk_reader.ts";
 import { ConnWriter, type ConnWriterOptions } from "../../net/conn_writer.ts";
 import { OrderedAnswers } from "../../net/ordered_answers.ts";
 import type { StreamConn, TransportCredentials } from "../../net/stream_conn.ts";
@@ -74,8 +74,8 @@ export interface ConnectionContext {
   onClosed?: (c: MqttConnection) => void;
   /** Options of every connection's writer (made by the first connection). */
   writerOptions?: ConnWriterOptions<MqttConnection>;
-  /** Options of every connection's burst reader (made by the first connection). */
-  burstOptions?: BurstOptions;
+  /** Options of every connection's socket reader (made by the first connection). */
+  readOptions?: ReadOptions;
   /**
    * The state file, when sessions are persistent: a QoS 1/2 PUBLISH is acknowledged only once the
    * writes it caused (queued for offline persistent sessions, retained) are committed.
@@ -222,15 +222,18 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
     return this.#closing;
   }
 
-  /** Reads and handles packets until the connection ends, then releases the session. Never rejects. */
-  run(): Promise<void> {
+  /**
+   * Starts reading and handling packets until the connection ends; then `end` releases the session
+   * and tells the server (`onClosed`).
+   */
+  run(): void {
     const o = this.ctx.options;
     // Connect timeout, then keepalive: one supervisor deadline.
     this.#deadline = this.ctx.port.supervise(this, o.connectTimeoutMs);
-    return serveChunks(
+    serveChunks(
       this.#conn,
       this,
-      this.ctx.burstOptions ??= { minBuffer: o.readBufferMin, maxBuffer: o.readBufferMax },
+      this.ctx.readOptions ??= { minBuffer: o.readBufferMin, maxBuffer: o.readBufferMax },
     );
   }
 
