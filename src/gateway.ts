@@ -44,9 +44,9 @@ import type { ListenAddress, Listener } from "./protocols/listener.ts";
 import { SessionPersistence } from "./protocols/mqtt/session_persistence.ts";
 import { RetainedTable } from "./persistence/retained_table.ts";
 import { StateDb } from "./persistence/state_db.ts";
-import { registerProcessMetrics, SysTopics } from "./ops/mod.ts";
+import { MetricsHistory, registerProcessMetrics, SysTopics } from "./ops/mod.ts";
 import { type AttachedRules, attachRules } from "./rules/attach.ts";
-import type { DeadLetterSink } from "./rules/dead_letter.ts";
+import { type DeadLetterSink, tableDeadLetterSink } from "./rules/dead_letter.ts";
 import type { RuleEngine } from "./rules/engine.ts";
 
 /** Options of {@link Gateway}. */
@@ -60,8 +60,9 @@ export interface GatewayOptions {
   /** The config file: rule module paths are relative to it, and its `rules` are hot reloaded. */
   configFile?: string;
   /**
-   * Where messages rules failed on go when their `onError` is `dead-letter`. @default logged
-   * (rate limited) and counted, not kept: the northbound's dead-letter table is not wired yet
+   * Where messages rules failed on go when their `onError` is `dead-letter`. @default the
+   * northbound spool's dead-letter table (bridge `rule:{name}`); without a northbound, logged
+   * (rate limited) and counted, not kept
    */
   deadLetters?: DeadLetterSink;
 }
@@ -182,6 +183,8 @@ export class Gateway implements AsyncDisposable {
   #stopMonitor: (() => void) | undefined;
   #watching: Promise<void> | undefined;
   #sys: SysTopics | undefined;
+  /** The dashboard charts' short history (with the HTTP listener). */
+  #history: MetricsHistory | undefined;
 
   /** Builds the core; call {@link start}. */
   constructor(config: FerryConfig, options: GatewayOptions = {}) {
@@ -357,7 +360,8 @@ export class Gateway implements AsyncDisposable {
           // for device traffic; the rule chose this route), with the bridges as they are now.
           northbound: nb ? (out) => appendToBridges(nb, out) : undefined,
           metrics: this.core.metrics,
-          deadLetters: this.#options.deadLetters,
+          // Dead letters go to the spool's dead-letter table when there is one (else logged).
+          deadLetters: this.#options.deadLetters ?? (nb ? tableDeadLetterSink(nb) : undefined),
           log: this.#log,
         });
         if (c.rules.length) log.info("rules started", { rules: c.rules.length });
@@ -438,10 +442,17 @@ export class Gateway implements AsyncDisposable {
         );
         // The management API and the OpenAPI document (the device API's routes and its own),
         // before the device API: both live under /api/v1/.
+        this.#history = new MetricsHistory(this.core.metrics, {
+          intervalMs: c.sys.historyIntervalMs,
+          samples: c.sys.historySamples,
+        });
+        this.#history.start();
         const admin = new AdminApi(this.core, auth, {
           devices: this.#deviceFileAdmin(),
           accounts: this.#accountFileAdmin(),
           northbound: () => this.#northbound,
+          history: () => this.#history?.snapshot(),
+          rules: () => this.#rules?.engine,
           baseDocument: c.http.deviceApi.enabled
             ? () => this.#deviceApi!.openApiDocument()
             : undefined,
@@ -680,6 +691,7 @@ export class Gateway implements AsyncDisposable {
       await this.#watching;
       this.#stopMonitor?.();
       await this.#sys?.close();
+      this.#history?.close();
       // HTTP stops with the other listeners: waits and streams end, requests in progress get at
       // most http.shutdownGraceMs, then every connection is cut (a stalled upload cannot hold the
       // shutdown). Nothing unanswered was acknowledged.

@@ -20,7 +20,9 @@ async function hostileGateway(
     `${dir}/ferry.json`,
     JSON.stringify({
       dataDir: dir,
-      binary: { helloTimeoutMs: 1500, maxConnections: 2000, maxPayload: 65536 },
+      // HELLO timeout 4 s: the slow attackers still hit it, the fleet of good devices does not on a
+      // loaded machine (1.5 s was missed once at load 19).
+      binary: { helloTimeoutMs: 4000, maxConnections: 2000, maxPayload: 65536 },
       mqtt: { connectTimeoutMs: 1500 },
       ...extra,
     }),
@@ -176,7 +178,7 @@ Deno.test("Connection flood past the limit: extra connections are refused, conne
     }
   }, {
     rssBudgetMiB: 160,
-    extra: { binary: { helloTimeoutMs: 1500, maxConnections: 500, maxPayload: 65536 } },
+    extra: { binary: { helloTimeoutMs: 4000, maxConnections: 500, maxPayload: 65536 } },
   });
 });
 

@@ -19,6 +19,8 @@ import { startMosquitto } from "./_mosquitto.ts";
 
 const OPS = { name: "ops", token: "ops-token" };
 const VIEWER = { name: "viewer", token: "viewer-token" };
+/** Reads gateway statistics only ($SYS/#): the charts' history. */
+const STATS = { name: "stats", token: "stats-token" };
 
 /** Every (method, route template) this file called: the OpenAPI test checks them all off. */
 const exercised = new Set<string>();
@@ -47,8 +49,10 @@ async function gateway(o: Devices = {}) {
             subscribe: ["devices/#"],
           },
           { ...VIEWER, publish: [], subscribe: ["devices/devA/#"] },
+          { ...STATS, publish: [], subscribe: ["$SYS/#"] },
         ],
       },
+      sys: { historyIntervalMs: 100 },
     }),
     { log: new Logger({ level: "error", sink: () => {} }) },
   );
@@ -506,6 +510,44 @@ Deno.test("Admin API northbound (gateway process, mosquitto with a 20,000-byte p
   );
 });
 
+Deno.test("Admin API history: the charts' samples show MQTT traffic a real client sent (messages in per second, connections by protocol); since= returns only newer samples; an account without $SYS/# gets 403", async () => {
+  await using g = await gateway({ config: [{ id: "devA", token: "a" }] });
+  const c = await within(device(g.mqttUrl, "devA", "a"), 8000, "login");
+  for (let i = 0; i < 20; i++) await c.publishAsync("devices/devA/telemetry/t", `${i}`, { qos: 1 });
+  type Sample = {
+    time: number;
+    messagesIn: Record<string, number>;
+    connections: Record<string, number>;
+    spoolDepth: number | null;
+  };
+  let samples: Sample[] = [];
+  for (let i = 0; i < 200 && !samples.some((s) => (s.messagesIn.mqtt ?? 0) > 0); i++) {
+    const r = await call(g.base, "GET", "/api/v1/admin/history", { as: STATS });
+    assertEquals(r.status, 200);
+    assertEquals(r.body!.intervalMs, 100);
+    samples = r.body!.samples as Sample[];
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  const busy = samples.find((s) => (s.messagesIn.mqtt ?? 0) > 0);
+  assert(busy, "a sample with the MQTT messages");
+  assertEquals(busy.connections.mqtt, 1);
+  assertEquals(busy.spoolDepth, null, "no northbound");
+  await c.endAsync();
+
+  const last = samples[samples.length - 1].time;
+  const newer = await call(g.base, "GET", `/api/v1/admin/history?since=${last}`, { as: STATS });
+  assert((newer.body!.samples as Sample[]).every((s) => s.time > last));
+  assertEquals(
+    (await call(g.base, "GET", "/api/v1/admin/history?since=-1", { as: STATS })).status,
+    400,
+  );
+  // ops manages devices but may not read $SYS/#; no credentials: 401.
+  const refused = await call(g.base, "GET", "/api/v1/admin/history");
+  assertEquals(refused.status, 403);
+  assert(String(refused.body!.error).includes("$SYS/#"));
+  assertEquals((await call(g.base, "GET", "/api/v1/admin/history", { as: null })).status, 401);
+});
+
 Deno.test("OpenAPI document: valid OpenAPI 3.1 (npm @seriousme/openapi-schema-validator), and every management route in it was exercised above; the device API's routes are the ones its tests exercise", async () => {
   await using g = await gateway();
   const res = await fetch(`${g.base}/api/v1/openapi.json`);
@@ -525,11 +567,13 @@ Deno.test("OpenAPI document: valid OpenAPI 3.1 (npm @seriousme/openapi-schema-va
       }
     }
   }
-  // Accounts, sessions and subscriptions: exercised by tests/http_admin_sessions_test.ts.
+  // Accounts, sessions and subscriptions: exercised by tests/http_admin_sessions_test.ts; the
+  // rules routes by tests/rules_admin_test.ts.
   const admin = operations.filter((o) =>
-    o.includes("/api/v1/admin/") && !/\/api\/v1\/admin\/(accounts|sessions|subscriptions)/.test(o)
+    o.includes("/api/v1/admin/") &&
+    !/\/api\/v1\/admin\/(accounts|sessions|subscriptions|rules)/.test(o)
   );
-  assertEquals(admin.length, 14);
+  assertEquals(admin.length, 15);
   for (const op of admin) assert(exercised.has(op), `${op} is in the document but not exercised`);
   // The device API's own routes: tests/http_api_*_test.ts exercise each (http_api_openapi_test
   // checks the document lists exactly these).

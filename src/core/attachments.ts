@@ -42,7 +42,8 @@ class Entry implements Attachment {
  * ```
  */
 export class Attachments {
-  #byKey = new Map<string, Set<Entry>>();
+  // One handle per identity is the common case: it is stored as is; a Set only for several.
+  #byKey = new Map<string, Entry | Set<Entry>>();
   #size = 0;
 
   /** Live handles. */
@@ -54,27 +55,30 @@ export class Attachments {
   attach(who: Identity, handle: SessionHandle): Attachment {
     const key = who.key;
     const e = new Entry(this, key, handle);
-    let set = this.#byKey.get(key);
-    if (!set) this.#byKey.set(key, set = new Set());
-    set.add(e);
+    const had = this.#byKey.get(key);
+    if (had === undefined) this.#byKey.set(key, e);
+    else if (had instanceof Entry) this.#byKey.set(key, new Set([had, e]));
+    else had.add(e);
     this.#size++;
     return e;
   }
 
   /** Internal: forgets `e`. */
   remove(e: Entry): void {
-    const set = this.#byKey.get(e.key);
-    if (!set?.delete(e)) return;
+    const had = this.#byKey.get(e.key);
+    if (had === e) this.#byKey.delete(e.key);
+    else if (had instanceof Set && had.delete(e)) {
+      if (had.size === 1) this.#byKey.set(e.key, had.values().next().value!);
+    } else return;
     this.#size--;
-    if (set.size === 0) this.#byKey.delete(e.key);
   }
 
   /** Closes (and forgets) every handle whose identity key `revoked` says is no longer valid. */
   revoke(revoked: (key: string) => boolean, reason: CloseReason): number {
     let n = 0;
-    for (const [key, set] of [...this.#byKey]) {
+    for (const [key, had] of [...this.#byKey]) {
       if (!revoked(key)) continue;
-      for (const e of [...set]) {
+      for (const e of had instanceof Entry ? [had] : [...had]) {
         this.remove(e);
         n++;
         e.handle.close(reason);

@@ -537,14 +537,27 @@ export class BoundPort implements DevicePort {
     return admitted;
   }
 
-  #admit(msg: Message): PublishResult {
+  /**
+   * Into the pipeline ahead of waiting producers; while it is full, the result is a promise (the
+   * pipeline keeps the waiting derived messages in order).
+   */
+  #admit(msg: Message): PublishResult | Promise<PublishResult> {
+    let entered: void | Promise<void>;
     try {
-      this.#host.pipeline.admit(msg);
+      entered = this.#host.pipeline.admit(msg);
     } catch (err) {
       return this.#refusedBy(err);
     }
-    this.#host.accepted(msg, true);
-    return ACCEPTED;
+    if (entered === undefined) {
+      this.#host.accepted(msg, true);
+      return ACCEPTED;
+    }
+    // The pipeline keeps waiting derived messages in order: the next one needs no chaining.
+    this.#held++;
+    return entered.then(() => {
+      this.#host.accepted(msg, true);
+      return ACCEPTED;
+    }, (err) => this.#refusedBy(err));
   }
 
   mayPublish(who: Identity, topic: string): boolean {
@@ -705,21 +718,10 @@ export class BoundPort implements DevicePort {
     const tracked = reg.track(who, handle);
     const id = who.deviceId;
     if (!presence || id === undefined) return tracked;
-    let attached = presence === true;
-    if (attached) reg.attach(id, handle);
-    else {
-      who.presenceOnPublish = () => {
-        attached = true;
-        reg.attach(id, handle);
-      };
-    }
-    return {
-      detach: (reason?: string) => {
-        tracked.detach();
-        who.presenceOnPublish = undefined;
-        if (attached) reg.detach(id, handle, reason);
-      },
-    };
+    const a = new PresenceAttachment(reg, tracked, who, id, handle);
+    if (presence === true) a.arrive();
+    else who.presenceOnPublish = () => a.arrive();
+    return a;
   }
 
   seen(deviceId: string, idleMs: number, address?: string): void {
@@ -829,5 +831,33 @@ class BoundCommands implements DeviceCommands {
 
   ack(deviceId: string, name: string, seq?: number): PendingCommand | undefined {
     return this.#store.ack(deviceId, name, seq);
+  }
+}
+
+/**
+ * A device's session that counts for presence (an object, not a closure: an idle connection
+ * holds one per device).
+ */
+class PresenceAttachment implements Attachment {
+  #attached = false;
+  constructor(
+    readonly reg: DeviceRegistry,
+    readonly tracked: Attachment,
+    readonly who: Identity,
+    readonly id: string,
+    readonly handle: SessionHandle,
+  ) {}
+
+  /** The device is present (at once, or at its first publish). */
+  arrive(): void {
+    if (this.#attached) return;
+    this.#attached = true;
+    this.reg.attach(this.id, this.handle);
+  }
+
+  detach(reason?: string): void {
+    this.tracked.detach();
+    this.who.presenceOnPublish = undefined;
+    if (this.#attached) this.reg.detach(this.id, this.handle, reason);
   }
 }

@@ -26,6 +26,15 @@ function escapeLabel(v: string): string {
   return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
 }
 
+/** The label set a rendered key stands for (the inverse of {@link labelKey}). */
+function parseLabelKey(key: string): Labels {
+  const out: Labels = {};
+  for (const m of key.matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) {
+    out[m[1]] = m[2].replace(/\\(.)/g, (_, c: string) => c === "n" ? "\n" : c);
+  }
+  return out;
+}
+
 function fmt(v: number): string {
   if (v === Infinity) return "+Inf";
   if (v === -Infinity) return "-Inf";
@@ -67,6 +76,10 @@ export class Counter implements Metric {
     let t = 0;
     for (const v of this.#values.values()) t += v;
     return t;
+  }
+  /** Each label set's value (none for a collected counter: it has no label sets). */
+  series(): Array<[Labels, number]> {
+    return [...this.#values].map(([k, v]) => [parseLabelKey(k), v]);
   }
   /** Renders exposition lines (a collected counter with no value renders none). */
   render(out: string[]): void {
@@ -121,6 +134,14 @@ export class Gauge implements Metric {
     let t = 0;
     for (const v of this.#values.values()) t += v;
     return t;
+  }
+  /** Each label set's value (a computed gauge of one number: that number with no labels). */
+  series(): Array<[Labels, number]> {
+    if (this.#collect) {
+      const v = this.#collect();
+      return typeof v === "number" ? [[{}, v]] : v.map(([l, x]) => [{ ...l }, x]);
+    }
+    return [...this.#values].map(([k, v]) => [parseLabelKey(k), v]);
   }
   /** Renders exposition lines. */
   render(out: string[]): void {
@@ -204,6 +225,8 @@ export class Histogram implements Metric {
  * frames.inc({ protocol: "binary" }, 2);
  * const text = m.render();
  * if (!text.includes('ferry_frames_received_total{protocol="binary"} 2')) throw new Error(text);
+ * const [[labels, n]] = frames.series();
+ * if (labels.protocol !== "binary" || n !== 2) throw new Error();
  * ```
  */
 export class MetricsRegistry {

@@ -49,6 +49,8 @@ interface Waiter {
   msg: Message;
   resolve(): void;
   reject(e: unknown): void;
+  /** A derived message ({@link Pipeline.admit}): waits ahead of the producers. */
+  derived?: boolean;
 }
 
 /** Error of a submit to a closed pipeline. */
@@ -87,6 +89,7 @@ export class Pipeline implements AsyncDisposable {
   #onError?: (err: unknown, msg: Message) => void;
   #budget: PayloadBudget | undefined;
   #waiters: Waiter[] = [];
+  #derivedWaiting = 0; // the first this many waiters are derived messages
   #tails = new Map<string, Promise<void>>();
   #capacity: number;
   #closed = false;
@@ -169,15 +172,24 @@ export class Pipeline implements AsyncDisposable {
   }
 
   /**
-   * Enqueues `msg` whether or not there is room: for a message derived from one already admitted
-   * (a rule's output), which must neither wait behind new input (its source already held a place)
-   * nor be dropped. The queue may run over its capacity by as many; producers then wait until it is
-   * back under, which is the backpressure. The caller bounds how many it adds. Throws
-   * {@link PipelineClosedError} after `close()`.
+   * Enqueues a message derived from one already admitted (a rule's output): it never waits behind
+   * new input (its source already held a place) and is never dropped, but it respects the
+   * capacity: with room it is queued (or run) at once; when the queue is full it waits ahead of
+   * every waiting producer, after the derived messages already waiting (their order kept), and
+   * the returned promise resolves once it is queued. Producers wait while derived messages do.
+   * Throws (or rejects) {@link PipelineClosedError} after `close()`.
    */
-  admit(msg: Message): void {
+  admit(msg: Message): void | Promise<void> {
     if (this.#closed) throw new PipelineClosedError();
-    if (!this.#runNow(msg)) this.#enqueue(msg);
+    if (this.#derivedWaiting === 0 && this.#queued < this.#capacity) {
+      if (!this.#runNow(msg)) this.#enqueue(msg);
+      return;
+    }
+    this.#held++;
+    return new Promise<void>((resolve, reject) => {
+      // Ahead of the producers, behind the derived messages already waiting.
+      this.#waiters.splice(this.#derivedWaiting++, 0, { msg, resolve, reject, derived: true });
+    });
   }
 
   /**
@@ -227,9 +239,10 @@ export class Pipeline implements AsyncDisposable {
     const waiters = this.#waiters;
     while (
       waiters.length !== 0 && this.#queued < this.#capacity &&
-      this.#bytesFit(waiters[0].msg.payload.byteLength)
+      (waiters[0].derived || this.#bytesFit(waiters[0].msg.payload.byteLength))
     ) {
       const w = waiters.shift()!;
+      if (w.derived) this.#derivedWaiting--;
       this.#enqueue(w.msg);
       w.resolve();
     }
@@ -408,6 +421,7 @@ export class Pipeline implements AsyncDisposable {
   async close(): Promise<void> {
     if (!this.#closed) {
       this.#closed = true;
+      this.#derivedWaiting = 0;
       for (const w of this.#waiters.splice(0)) w.reject(new PipelineClosedError());
     }
     while (this.#queued !== 0 || this.#active.size !== 0) {

@@ -142,6 +142,7 @@ export type StoreRequest =
     now: number;
   }
   | { op: "deadDelete"; ids: number[] }
+  | { op: "deadAdd"; letters: DeadRow[] }
   | { op: "compact" }
   | { op: "freeBytes" }
   | { op: "oldest" }
@@ -355,6 +356,8 @@ export function spoolStoreFactory(
           return this.deadRetry(req);
         case "deadDelete":
           return this.deadDelete(req.ids);
+        case "deadAdd":
+          return this.deadAdd(req.letters);
         case "compact":
           return this.compact();
         case "freeBytes": {
@@ -551,6 +554,9 @@ export function spoolStoreFactory(
           "SELECT id, bridge, topic, payload, qos, retain, device, ts, size FROM dead_letters WHERE id = ?",
         ),
         deadDelete: db.prepare("DELETE FROM dead_letters WHERE id = ? RETURNING size"),
+        deadInsert: db.prepare(
+          "INSERT INTO dead_letters(id, bridge, topic, payload, qos, retain, device, ts, reason, detail, dead_at, size) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        ),
         deadOldest: db.prepare("SELECT id FROM dead_letters ORDER BY dead_at, id LIMIT 64"),
       };
     }
@@ -1053,6 +1059,45 @@ export function spoolStoreFactory(
       rows.payloads = packed.payloads;
       rows.ends = packed.ends;
       return { rows, skipped, deadTotals: [this.deadCount, this.deadBytes] };
+    }
+
+    /**
+     * Inserts letters straight into the dead letters (messages that never were spooled: a rule
+     * failed on them), in one transaction; the oldest letters go past the byte bound.
+     */
+    deadAdd(letters: DeadRow[]): { dropped: number; deadTotals: [number, number] } {
+      const db = this.db!;
+      let dropped = 0;
+      db.exec("BEGIN IMMEDIATE");
+      try {
+        for (const d of letters) {
+          this.st.deadInsert.run(
+            d.id,
+            d.bridge,
+            d.topic,
+            d.payload,
+            d.qos,
+            d.retain ? 1 : 0,
+            d.device,
+            d.ts,
+            d.reason,
+            d.detail,
+            d.deadAt,
+            d.size,
+          );
+          this.deadBytes += d.size;
+          this.deadCount++;
+        }
+        dropped = this.trimDead();
+        db.exec("COMMIT");
+      } catch (err) {
+        try {
+          db.exec("ROLLBACK");
+        } catch { /* none */ }
+        this.recount();
+        throw fail(err);
+      }
+      return { dropped, deadTotals: [this.deadCount, this.deadBytes] };
     }
 
     deadDelete(ids: number[]): { deleted: number; deadTotals: [number, number] } {

@@ -371,6 +371,16 @@ export class Northbound implements AsyncDisposable {
     return this.spool.retryDeadLetters(ids);
   }
 
+  /**
+   * Adds a message that was never spooled (a rule failed on it) to the dead letters under
+   * `bridge` (`rule:{name}`); resolves to its id once committed. See {@link Spool.addDeadLetter}.
+   */
+  addDeadLetter(
+    letter: { bridge: string; message: Message; reason: string; detail?: string },
+  ): Promise<number> {
+    return this.spool.addDeadLetter(letter);
+  }
+
   /** Deletes dead letters; returns how many. */
   deleteDeadLetters(ids: number[]): Promise<number> {
     return this.spool.deleteDeadLetters(ids);

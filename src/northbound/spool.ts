@@ -1133,6 +1133,7 @@ export class Spool implements AsyncDisposable {
     options: { bridge?: string; afterId?: number; limit?: number } = {},
   ): Promise<DeadLetter[]> {
     if (this.#closed) return [];
+    await this.#deadAdding;
     await this.flush();
     const rows = await this.#host.call<DeadRow[]>({
       op: "deadList",
@@ -1213,10 +1214,90 @@ export class Spool implements AsyncDisposable {
     return r.deleted;
   }
 
+  /**
+   * Adds messages that were never spooled (a rule failed on them) to the dead letters, under
+   * `bridge` (a name of the caller's choosing: `rule:{name}` for rules; a letter whose bridge is
+   * no partition is listed and deleted like any other, and a retry leaves it). Letters of one
+   * event-loop turn share one transaction; at most 10,000 wait at once (more are refused with a
+   * RangeError). Resolves to the letter's id once it is committed.
+   */
+  addDeadLetter(letter: {
+    bridge: string;
+    message: Message;
+    reason: string;
+    detail?: string;
+  }): Promise<number> {
+    if (this.#closed) return Promise.reject(new SpoolClosedError());
+    if (this.#deadNew.length >= 10_000) {
+      return Promise.reject(
+        new RangeError("Cannot add a dead letter: 10000 are already waiting for their commit"),
+      );
+    }
+    const m = letter.message;
+    const id = this.#nextId++;
+    const { promise, resolve, reject } = Promise.withResolvers<number>();
+    this.#deadNew.push({
+      row: {
+        id,
+        bridge: letter.bridge,
+        topic: m.topic,
+        payload: m.payload.slice(),
+        qos: m.qos,
+        retain: m.retain,
+        device: m.deviceId ?? null,
+        ts: m.ts,
+        reason: letter.reason,
+        detail: letter.detail ?? null,
+        deadAt: this.#clock.now(),
+        size: recordSize(m.topic, m.payload),
+      },
+      resolve,
+      reject,
+    });
+    if (this.#deadNew.length === 1) {
+      setTimeout(() => {
+        this.#deadAdding = this.#deadAdding.then(() => this.#addDead());
+      }, 0);
+    }
+    return promise;
+  }
+
+  #deadAdding: Promise<void> = Promise.resolve();
+  #deadNew: Array<{ row: DeadRow; resolve: (id: number) => void; reject: (e: unknown) => void }> =
+    [];
+
+  async #addDead(): Promise<void> {
+    const batch = this.#deadNew;
+    this.#deadNew = [];
+    if (batch.length === 0) return;
+    try {
+      const r = await this.#host.call<{ dropped: number; deadTotals: [number, number] }>({
+        op: "deadAdd",
+        letters: batch.map((b) => b.row),
+      });
+      [this.#deadCount, this.#deadBytes] = r.deadTotals;
+      this.stats.dead += batch.length;
+      const counts = new Map<string, number>();
+      for (const { row } of batch) {
+        const k = `${row.bridge}\0${row.reason}`;
+        counts.set(k, (counts.get(k) ?? 0) + 1);
+      }
+      for (const [k, n] of counts) {
+        const [bridge, reason] = k.split("\0");
+        this.#onDead?.(reason, n, bridge);
+      }
+      for (const b of batch) b.resolve(b.row.id);
+    } catch (err) {
+      for (const b of batch) b.reject(err);
+    }
+  }
+
   /** Commits what is pending and closes the file. Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return await this.#closing;
     this.#closing = (async () => {
+      await this.#deadAdding;
+      await this.#addDead();
       try {
         await this.flush();
       } catch { /* reported per batch */ }

@@ -1,8 +1,11 @@
 /**
  * Dead letters: a message a rule failed on, when the rule's `onError` is `dead-letter`. The engine
- * hands them to a {@link DeadLetterSink}; the northbound's dead-letter table is meant to implement
- * it. Until then the gateway uses {@link loggingDeadLetterSink}: the letter is logged (rate
- * limited) and counted (`ferry_rule_dead_letters_total`), and not kept.
+ * hands them to a {@link DeadLetterSink}. With a northbound configured the gateway uses
+ * {@link tableDeadLetterSink}: the letter goes into the spool's dead-letter table (the one
+ * `/api/v1/admin/northbound/dead-letters` lists) under the bridge name `rule:{name}`, with reason
+ * `rule_{kind}` (`rule_throw`, `rule_timeout`, …) and the error as its detail. Without one it uses
+ * {@link loggingDeadLetterSink}: the letter is logged (rate limited) and counted
+ * (`ferry_rule_dead_letters_total`), and not kept.
  *
  * @module
  */
@@ -73,6 +76,42 @@ export function loggingDeadLetterSink(log: Logger, clock: Clock, everyMs = 10_00
         device: l.message.deviceId,
         error: l.error.message,
         suppressed,
+      });
+    },
+  };
+}
+
+/** A dead-letter table that takes letters (the northbound's spool is one). */
+export interface DeadLetterTable {
+  /** Stores one letter; resolves once it is durable. */
+  addDeadLetter(
+    letter: { bridge: string; message: Message; reason: string; detail?: string },
+  ): Promise<unknown>;
+}
+
+/**
+ * A sink that stores each letter in `table` as bridge `rule:{rule}`, reason `rule_{kind}`, detail
+ * `{error name}: {message}`.
+ *
+ * @example
+ * ```ts
+ * import { tableDeadLetterSink } from "./dead_letter.ts";
+ * import { createMessage } from "../core/message.ts";
+ * const stored: Array<{ bridge: string; reason: string; detail?: string }> = [];
+ * const sink = tableDeadLetterSink({ addDeadLetter: (l) => (stored.push(l), Promise.resolve(1)) });
+ * await sink.deadLetter({ rule: "r", kind: "throw", error: { name: "RangeError", message: "x" },
+ *   at: 0, message: createMessage({ topic: "t", payload: new Uint8Array() }) });
+ * if (stored[0].bridge !== "rule:r" || stored[0].reason !== "rule_throw" || stored[0].detail !== "RangeError: x") throw new Error();
+ * ```
+ */
+export function tableDeadLetterSink(table: DeadLetterTable): DeadLetterSink {
+  return {
+    async deadLetter(l) {
+      await table.addDeadLetter({
+        bridge: `rule:${l.rule}`,
+        message: l.message,
+        reason: `rule_${l.kind}`,
+        detail: `${l.error.name}: ${l.error.message}`.slice(0, 1024),
       });
     },
   };

@@ -101,6 +101,8 @@ export interface RuleInfo {
   from: string[];
   /** Its default route. */
   to: RuleConfig["to"];
+  /** What happens to a message it failed on. */
+  onError: RuleConfig["onError"];
   /** Its `publish` filters (its principal's ACL). */
   publish: string[];
   /** Messages queued or in flight. */
@@ -247,6 +249,7 @@ export class RuleEngine implements AsyncDisposable {
         module: c.module,
         from: [...c.from],
         to: c.to,
+        onError: c.onError,
         publish: [...c.publish],
         inFlight: r?.inFlight ?? 0,
         counters: { ...meter.counters },
@@ -358,9 +361,12 @@ export class RuleEngine implements AsyncDisposable {
     await this.#runner(name).enable();
   }
 
-  /** Disables a rule until {@link enable} or a reload: its messages get its `onError`. */
-  disable(name: string): void {
-    this.#runner(name).disable();
+  /**
+   * Disables a rule until {@link enable} or a reload: its messages get its `onError`. `reason`
+   * goes to the log line.
+   */
+  disable(name: string, reason?: string): void {
+    this.#runner(name).disable(reason);
   }
 
   #runner(name: string): RuleRunner {

@@ -152,6 +152,7 @@ export class RuleRunner {
   #restarts: number[] = [];
   #pendingOutputs = 0;
   #accepted = 0; // outputs of the batch being applied accepted at once (counted once per batch)
+  #recount = 0; // messages staged again after a restart: counted in already
   #idle: Array<() => void> = [];
   #validTopics = new Map<string, boolean>();
   #m: RuleMeter;
@@ -372,7 +373,10 @@ export class RuleRunner {
     }
     again.push(...this.#takeQueued());
     this.#sent = [];
-    for (const item of again) this.#stage(item);
+    for (const item of again) {
+      if (item) this.#recount++;
+      this.#stage(item);
+    }
     this.#errorsInRow = 0;
     const now = this.#d.clock.now();
     this.#restarts = this.#restarts.filter((t) => now - t < this.#d.limits.restartWindowMs);
@@ -462,7 +466,13 @@ export class RuleRunner {
     if (this.#staging.length === 0) return;
     const s = this.#staging;
     this.#staging = new BatchBuilder();
-    if (s.messages) this.#m.in(s.messages); // once per batch
+    let n = s.messages;
+    if (this.#recount) { // run again after a restart: counted when first sealed
+      const k = Math.min(this.#recount, n);
+      this.#recount -= k;
+      n -= k;
+    }
+    if (n) this.#m.in(n); // once per batch
     this.#packed.push({ batch: s.build(), bytes: s.bytes, first: 0, at: this.#stagingAt });
   }
 
@@ -493,7 +503,11 @@ export class RuleRunner {
     }
   }
 
+  /** Sends packed batches and what is staged while the worker has room. */
   #flush(): void {
+    // Outputs waiting for room in the pipeline: no more work for the worker until half of them
+    // went in (the outputs respect the pipeline's capacity; this keeps their number bounded).
+    if (this.#pendingOutputs >= this.#d.limits.maxPendingOutputs / 2) return;
     while (this.#active && this.#sent.length < this.#d.limits.batchesInFlight) {
       if (this.#packed.length === 0) this.#seal();
       const b = this.#packed.shift();
@@ -695,13 +709,24 @@ export class RuleRunner {
       return;
     }
     this.#pendingOutputs++;
+    // One promise per waiting output (no .finally: an output waits for room in a full pipeline).
     r.then((res) => {
       if (res.ok) this.#m.out("core");
       else this.#refused(draft.topic, res);
-    }, (err) => this.#notPublished(draft.topic, err)).finally(() => {
-      this.#pendingOutputs--;
-      this.#checkIdle();
+      this.#outputSettled();
+    }, (err) => {
+      this.#notPublished(draft.topic, err);
+      this.#outputSettled();
     });
+  }
+
+  /** An output that waited went in (or was refused). */
+  #outputSettled(): void {
+    // Below half the bound again: the worker gets work again (#flush stopped at it).
+    if (this.#pendingOutputs-- === this.#d.limits.maxPendingOutputs / 2 && this.#active) {
+      this.#flush();
+    }
+    this.#checkIdle();
   }
 
   #refused(topic: string, r: Refusal<string>): void {

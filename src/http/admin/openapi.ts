@@ -6,7 +6,9 @@
  * @module
  */
 
+import { addHistoryOpenApi } from "./history_openapi.ts";
 import { addSessionPaths } from "./openapi_sessions.ts";
+import { rulesOpenApi } from "./rules_api.ts";
 
 type Json = Record<string, unknown>;
 
@@ -675,7 +677,11 @@ export function adminOpenApi(
       encoding: { type: "string", enum: ["utf8", "base64"] },
       payload: { type: "string" },
       ts: { type: "integer", description: "Accepted at (ms since the epoch)." },
-      reason: { type: "string", description: "too_large, link_dropped, rejected, checksum." },
+      reason: {
+        type: "string",
+        description:
+          "too_large, link_dropped, rejected, checksum; a rule's (bridge rule:{name}): rule_throw, rule_timeout, rule_too_large, rule_crash, rule_overloaded, rule_disabled, rule_shutdown.",
+      },
       detail: { type: ["string", "null"] },
       deadAt: { type: "integer" },
     },
@@ -685,6 +691,9 @@ export function adminOpenApi(
     required: ["error"],
     properties: { error: { type: "string" } },
   };
+  addHistoryOpenApi(paths, schemas);
+  // The rules routes (rules_api.ts).
+  rulesOpenApi(paths, schemas, r, SECURITY);
   const responses = (components.responses ??= {}) as Json;
   responses.AdminBadRequest = err("Malformed parameter, path or body.");
   responses.AdminUnauthorized = err(

@@ -5,10 +5,16 @@
  * paged, searched (id prefix), filtered (state, protocol) and sorted (id, last seen) by the server,
  * through the management API (`/api/v1/admin/devices`), one page at a time, refreshed every
  * second; a detail view has the command form and, for accounts allowed to manage devices, the
- * disconnect / rotate / remove buttons and an add form.
+ * disconnect / rotate / remove buttons and an add form. Below it, the panels of `./panels/`:
+ * charts from the management API's short history, retained messages, the northbound.
+ *
+ * The rules panel is its own file (`panels/rules.ts`).
  *
  * @module
  */
+
+import { panelsHtml, panelsNav, panelsScript } from "./panels/mod.ts";
+import { RULES_PANEL_HTML, RULES_PANEL_SCRIPT } from "./panels/rules.ts";
 
 /** The HTML of the dashboard. */
 export const DASHBOARD_HTML = `<!doctype html>
@@ -54,6 +60,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   <span id="login-error" class="bad"></span>
 </form>
 <main id="app" class="hidden">
+  ${panelsNav()}
   <section class="cards">
     <div class="card"><div class="k">devices online</div><div class="v" id="online">0</div></div>
     <div class="card"><div class="k">connections</div><div class="v" id="connections">0</div></div>
@@ -83,6 +90,8 @@ export const DASHBOARD_HTML = `<!doctype html>
     </form>
     <h4>Recent messages</h4><div id="detail-messages"></div>
   </section>
+  ${panelsHtml()}
+  ${RULES_PANEL_HTML}
 </main>
 <script>
 "use strict";
@@ -190,9 +199,13 @@ async function loadDevices() {
 
 function firstPage() { view.cursors = [null]; view.page = 0; loadDevices(); }
 
+// A 401 signs the page out, unless it answers a request of an earlier sign-in (sent before a
+// log-out, answered after the next login).
+let signIns = 0;
 async function api(path, init) {
+  const n = signIns;
   const r = await fetch(path, { credentials: "same-origin", ...init, headers: { "content-type": "application/json", ...(init && init.headers) } });
-  if (r.status === 401) { start(false); throw new Error("unauthorized"); }
+  if (r.status === 401) { if (n === signIns) start(false); throw new Error("unauthorized"); }
   return r;
 }
 
@@ -223,9 +236,10 @@ function connect() {
 }
 
 async function start(loggedIn) {
+  signIns++;
   show($("login"), !loggedIn); show($("app"), loggedIn); show($("logout"), loggedIn);
   if (refresher) { clearInterval(refresher); refresher = null; }
-  if (!loggedIn) { if (es) { es.close(); es = null; } return; }
+  if (!loggedIn) { if (es) { es.close(); es = null; } for (const p of PANELS) p.stop(); return; }
   const r = await fetch("/dashboard/api/me");
   me = r.ok ? await r.json() : null;
   show($("add-form"), !!(me && me.may.manage));
@@ -233,6 +247,7 @@ async function start(loggedIn) {
   connect();
   firstPage();
   refresher = setInterval(loadDevices, 1000);
+  for (const p of PANELS) p.start(me);
 }
 
 async function manage(action) {
@@ -282,6 +297,10 @@ $("command-form").addEventListener("submit", async (e) => {
   $("command-status").textContent = r.ok ? "sent" : "failed: " + (await r.json()).error;
 });
 
+// The panels (./panels/): charts, retained messages, northbound.
+${panelsScript()}
+
+${RULES_PANEL_SCRIPT}
 fetch("/dashboard/api/me").then((r) => start(r.ok));
 </script>
 </body>
