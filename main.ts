@@ -22,9 +22,7 @@ import {
   resolveConfig,
   USAGE,
 } from "./src/config/mod.ts";
-import { configJsonSchema } from "./src/config/reference.ts";
 import { ConfigError } from "./src/config/schema.ts";
-import { checkConfig } from "./src/config/check.ts";
 import { versionLine } from "./src/version.ts";
 import {
   addAccount,
@@ -35,7 +33,8 @@ import {
   removeDevice,
 } from "./src/config/device_file.ts";
 import { Gateway } from "./src/gateway.ts";
-import { ruleCommand } from "./src/rules/test_command.ts";
+// `config schema`/`config check` and `rule test` import what they need when run: the gateway's
+// start does not load them.
 
 /** A command-line error: printed as `ferry: message`, exit code 2. */
 class UsageError extends Error {
@@ -245,7 +244,10 @@ async function accountCommand(
 /** Runs the CLI with `args`; resolves to the exit code. */
 export async function main(args: string[]): Promise<number> {
   try {
-    if (args[0] === "rule") return await ruleCommand(args.slice(1)); // flags of its own
+    if (args[0] === "rule") { // flags of its own
+      const { ruleCommand } = await import("./src/rules/test_command.ts");
+      return await ruleCommand(args.slice(1));
+    }
     const parsed = parseCliArgs(args);
     if (parsed.help) {
       console.log(USAGE);
@@ -260,6 +262,7 @@ export async function main(args: string[]): Promise<number> {
       throw new UsageError("--publish and --subscribe go with ferry account add");
     }
     if (cmd === "config" && words[0] === "schema") {
+      const { configJsonSchema } = await import("./src/config/reference.ts");
       console.log(JSON.stringify(configJsonSchema(), null, 2));
       return 0;
     }
@@ -277,6 +280,7 @@ export async function main(args: string[]): Promise<number> {
           throw new UsageError("usage: ferry config check|schema");
         }
         {
+          const { checkConfig } = await import("./src/config/check.ts");
           const problems = await checkConfig(config);
           for (const p of problems) console.error(`ferry: ${p.message}`);
           if (problems.length) return 2;

@@ -32,12 +32,15 @@ import {
   FrameType,
 } from "../src/protocols/binary/frame.ts";
 import {
+  loadCodec,
   MqttFrameDecoder,
   MqttMalformedError,
   MqttProtocolError,
 } from "../src/protocols/mqtt/mod.ts";
 import { CoapSyntaxError, decodeMessage, encodeMessage } from "../src/protocols/coap/codec.ts";
 import { fuzzInput, prng, seedPackets } from "../tests/_mqtt_harness.ts";
+
+await loadCodec(); // the codec imports npm:mqtt-packet on first need
 
 /** A codec under fuzz: seeds to mutate, and one decode that may only throw its own errors. */
 export interface FuzzTarget {

@@ -8,11 +8,14 @@
  */
 
 import {
+  loadCodec,
   MqttFrameDecoder,
   MqttMalformedError,
   MqttProtocolError,
 } from "../src/protocols/mqtt/mod.ts";
 import { fuzzInput, Inbox, prng, seedPackets, sleep, startMqtt } from "../tests/_mqtt_harness.ts";
+
+await loadCodec(); // the codec imports npm:mqtt-packet on first need
 
 const count = Number(Deno.args[0] ?? 100_000);
 const seed = Number(Deno.args[1] ?? Date.now() % 0xffffffff);

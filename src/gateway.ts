@@ -38,7 +38,8 @@ import { mqttWsRoute } from "./protocols/mqtt/ws_route.ts";
 import { AdminApi, type DeviceFileAdmin } from "./http/admin/admin_api.ts";
 import { Dashboard } from "./http/dashboard/dashboard.ts";
 import { DeviceApi } from "./http/device_api/mod.ts";
-import { type Northbound, type NorthboundConfig, startNorthbound } from "./northbound/mod.ts";
+// Imported when a bridge is configured: its MQTT client brings npm:mqtt-packet.
+import type { Northbound, NorthboundConfig } from "./northbound/mod.ts";
 import type { ListenAddress, Listener } from "./protocols/listener.ts";
 import { SessionPersistence } from "./protocols/mqtt/session_persistence.ts";
 import { RetainedTable } from "./persistence/retained_table.ts";
@@ -334,6 +335,7 @@ export class Gateway implements AsyncDisposable {
     try {
       if (c.northbound) {
         // Before any listener: every message a device gets acknowledged must go through the spool.
+        const { startNorthbound } = await import("./northbound/mod.ts");
         this.#northbound = await startNorthbound(
           this.core,
           withGatewayId(c.northbound),

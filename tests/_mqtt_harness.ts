@@ -11,8 +11,11 @@ import mqttPacket, { type Packet } from "mqtt-packet";
 import { Buffer } from "node:buffer";
 import { Core, type CoreOptions, Logger } from "../src/core/mod.ts";
 import { MqttServer, type MqttServerOptions } from "../src/protocols/mqtt/mod.ts";
-import { MqttFrameDecoder, type ProtocolVersion } from "../src/protocols/mqtt/codec.ts";
+import { loadCodec, MqttFrameDecoder, type ProtocolVersion } from "../src/protocols/mqtt/codec.ts";
 import { ServerStream } from "./_mqtt_wire.ts";
+
+// The clients here decode with the gateway's codec directly (the server loads it on first need).
+await loadCodec();
 
 /** A started core + MQTT server. */
 export interface MqttHarness extends AsyncDisposable {

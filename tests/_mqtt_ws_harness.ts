@@ -11,10 +11,13 @@ import { type IClientOptions, mqtt, type MqttClient } from "./_dev_deps.ts";
 import mqttPacket, { type Packet } from "mqtt-packet";
 import { Core, type CoreOptions, Logger } from "../src/core/mod.ts";
 import { MqttServer, type MqttServerOptions } from "../src/protocols/mqtt/mod.ts";
-import { MqttFrameDecoder, type ProtocolVersion } from "../src/protocols/mqtt/codec.ts";
+import { loadCodec, MqttFrameDecoder, type ProtocolVersion } from "../src/protocols/mqtt/codec.ts";
 import type { MqttWsOptions } from "../src/protocols/mqtt/ws_options.ts";
 import { within } from "./_mqtt_harness.ts";
 import { makePki, type TestPki } from "./_tls.ts";
+
+// The clients here decode with the gateway's codec directly (the server loads it on first need).
+await loadCodec();
 
 /** How a client reaches the server. */
 export type Transport = "tcp" | "ws" | "wss";

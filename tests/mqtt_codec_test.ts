@@ -1,5 +1,6 @@
 import type { Packet } from "mqtt-packet";
 import {
+  loadCodec,
   MqttFrameDecoder,
   MqttMalformedError,
   MqttProtocolError,
@@ -7,6 +8,8 @@ import {
 import { assert, assertEquals, assertThrows } from "./_assert.ts";
 import { fuzzInput, Inbox, prng, seedPackets, startMqtt } from "./_mqtt_harness.ts";
 import { waitFor } from "./_harness.ts";
+
+await loadCodec(); // the codec imports npm:mqtt-packet on first need
 
 function decodeAll(bytes: Uint8Array, version: 3 | 4 | 5): Packet[] {
   const d = new MqttFrameDecoder();

@@ -1,7 +1,8 @@
 /**
  * Hand-written encoders and decoders for the packets on the hot path (PUBLISH without properties,
- * the four acknowledgements, PINGREQ/PINGRESP), with the same checks as the general path. Anything
- * else (CONNECT, SUBSCRIBE, v5 properties, reason codes) goes through mqtt-packet.
+ * the four acknowledgements, PINGREQ/PINGRESP, a plain 3.1.1 CONNECT), with the same checks as the
+ * general path. Anything else (other CONNECTs, SUBSCRIBE, v5 properties, reason codes) goes through
+ * mqtt-packet.
  *
  * @module
  */
@@ -104,6 +105,91 @@ export function fastDecode(frame: Uint8Array, version: number | undefined): Pack
   }
   if (type === 12 && h === 0xc0 && len === 0) return { cmd: "pingreq" } as Packet;
   return undefined;
+}
+
+/**
+ * Decodes a whole CONNECT frame when it is a plain MQTT 3.1.1 one: protocol name "MQTT", level 4,
+ * clean session, no will, the reserved bit clear, a password only with a user name, UTF-8 strings,
+ * nothing after the last field. The packet is the one mqtt-packet makes of it (the caller runs the
+ * same strict scan and string checks after either). Anything else: `undefined` (the general path).
+ *
+ * @example
+ * ```ts
+ * import { fastConnect } from "./_fast_codec.ts";
+ * // CONNECT: "MQTT" level 4, clean session, keepalive 60, client id "a"
+ * const f = new Uint8Array([0x10, 13, 0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 2, 0, 60, 0, 1, 0x61]);
+ * const p = fastConnect(f) as { clientId?: string; keepalive?: number };
+ * if (p?.clientId !== "a" || p.keepalive !== 60) throw new Error();
+ * f[9] = 0x06; // a will: the general path's
+ * if (fastConnect(f) !== undefined) throw new Error();
+ * ```
+ */
+export function fastConnect(frame: Uint8Array): Packet | undefined {
+  if (frame[0] !== 0x10) return undefined;
+  let i = 1;
+  let len = 0;
+  let mul = 1;
+  for (;;) {
+    if (i > 4 || i >= frame.length) return undefined;
+    const b = frame[i++];
+    len += (b & 0x7f) * mul;
+    mul *= 128;
+    if (!(b & 0x80)) break;
+  }
+  if (i + len !== frame.length || len < 12) return undefined;
+  if (
+    frame[i] !== 0 || frame[i + 1] !== 4 || frame[i + 2] !== 0x4d || frame[i + 3] !== 0x51 ||
+    frame[i + 4] !== 0x54 || frame[i + 5] !== 0x54 || frame[i + 6] !== 4
+  ) return undefined;
+  const flags = frame[i + 7];
+  // Clean session set; reserved bit, will flag, will QoS and will retain clear.
+  if ((flags & 0x3f) !== 0x02) return undefined;
+  const hasUser = (flags & 0x80) !== 0;
+  const hasPassword = (flags & 0x40) !== 0;
+  if (hasPassword && !hasUser) return undefined;
+  const keepalive = (frame[i + 8] << 8) | frame[i + 9];
+  let at = i + 10;
+  const field = (): Uint8Array | undefined => {
+    if (at + 2 > frame.length) return undefined;
+    const n = (frame[at] << 8) | frame[at + 1];
+    if (at + 2 + n > frame.length) return undefined;
+    const f = frame.subarray(at + 2, at + 2 + n);
+    at += 2 + n;
+    return f;
+  };
+  const text = (): string | undefined => {
+    const f = field();
+    if (f === undefined) return undefined;
+    try {
+      return utf8.decode(f);
+    } catch {
+      return undefined;
+    }
+  };
+  const clientId = text();
+  if (clientId === undefined) return undefined;
+  const username = hasUser ? text() : undefined;
+  if (hasUser && username === undefined) return undefined;
+  const password = hasPassword ? field() : undefined;
+  if (hasPassword && password === undefined) return undefined;
+  if (at !== frame.length) return undefined;
+  const p: Record<string, unknown> = {
+    cmd: "connect",
+    retain: false,
+    qos: 0,
+    dup: false,
+    length: len,
+    topic: null,
+    payload: null,
+    protocolId: "MQTT",
+    protocolVersion: 4,
+    clean: true,
+    keepalive,
+    clientId,
+  };
+  if (hasUser) p.username = username;
+  if (hasPassword) p.password = Buffer.from(password!); // a copy: the read buffer is reused
+  return p as unknown as Packet;
 }
 
 /**

@@ -2,21 +2,68 @@
  * The MQTT codec of one connection. {@link MqttFrameDecoder} is the synchronous parser: framing
  * (fixed header, Remaining Length) is an explicit state machine, so the size cap applies before
  * anything is buffered; each complete frame is then decoded by `npm:mqtt-packet` (or the fast path
- * for the hot packets), and checked for the rules mqtt-packet does not enforce (UTF-8, duplicate
+ * for the hot packets and a plain 3.1.1 CONNECT), and checked for the rules mqtt-packet does not enforce (UTF-8, duplicate
  * and misplaced properties). A connection hands it each read's bytes and handles the packets in the
  * same step (`src/net/chunk_reader.ts` says why MQTT takes no stream step per read). Packets out
  * are encoded with {@link encodePacket} or the fast encoder straight into the connection's writer.
  *
+ * `npm:mqtt-packet` (and the Node compatibility layer it brings, about a third of the gateway's
+ * start-up CPU) is imported by {@link loadCodec}, not at start: a connection loads it before it
+ * decodes anything but a plain 3.1.1 CONNECT (clean session, no will), whose CONNACK is encoded
+ * here too (docs/operations.md, "Start-up").
+ *
  * @module
  */
 
-import mqttPacket, { type Packet } from "mqtt-packet";
+import type { Packet } from "mqtt-packet";
 import { Buffer } from "node:buffer";
 import { MqttMalformedError, MqttProtocolError } from "./errors.ts";
 import { ReasonCode } from "./reason_codes.ts";
 import { checkPacketStrings } from "./utf8.ts";
-import { fastDecode } from "./_fast_codec.ts";
+import { fastConnect, fastDecode } from "./_fast_codec.ts";
 import { connectLevel, type ScanResult, strictScan } from "./_strict_scan.ts";
+
+type MqttPacket = Pick<typeof import("mqtt-packet"), "parser" | "generate">;
+
+let mqttPacket: MqttPacket | undefined;
+let loading: Promise<void> | undefined;
+
+/**
+ * Imports `npm:mqtt-packet` (once); until it has resolved, only a plain 3.1.1 CONNECT can be
+ * decoded and only a 3.1/3.1.1 CONNACK, PUBLISH without properties, the acks and PINGRESP encoded.
+ *
+ * @example
+ * ```ts
+ * import { codecLoaded, loadCodec } from "./codec.ts";
+ * await loadCodec();
+ * if (!codecLoaded()) throw new Error();
+ * ```
+ */
+export function loadCodec(): Promise<void> {
+  return loading ??= import("mqtt-packet").then((m) => {
+    // A CommonJS package: its exports are the default export.
+    mqttPacket = (m as unknown as { default: MqttPacket }).default;
+    // The first parser and the first encode load more of Node's compatibility layer (streams):
+    // done here, not in the first SUBSCRIBE after start-up (it took 60-150 ms there).
+    sharedParser();
+    mqttPacket.generate({ cmd: "pingresp" } as Packet);
+  }, (err) => {
+    loading = undefined; // a later call tries again
+    throw err;
+  });
+}
+
+/** Whether {@link loadCodec} has resolved. */
+export function codecLoaded(): boolean {
+  return mqttPacket !== undefined;
+}
+
+function codec(): MqttPacket {
+  if (mqttPacket === undefined) {
+    throw new Error("Cannot use the MQTT codec: npm:mqtt-packet is not loaded (await loadCodec())");
+  }
+  return mqttPacket;
+}
 
 /** MQTT protocol levels: 3 = 3.1, 4 = 3.1.1, 5 = 5.0. */
 export type ProtocolVersion = 3 | 4 | 5;
@@ -75,7 +122,7 @@ function as31(frame: Uint8Array, type: number): Uint8Array {
  * of mqtt-packet's per-parser buffer-list stream (about 3 KB of heap each).
  */
 interface SharedParser {
-  parser: ReturnType<typeof mqttPacket.parser> & {
+  parser: ReturnType<MqttPacket["parser"]> & {
     settings: { protocolVersion?: number };
     packet: unknown;
     error: Error | null;
@@ -104,19 +151,23 @@ function reset(s: SharedParser): void {
   p._pos = 0;
 }
 
-function parseFrame(
-  frame: Uint8Array,
-  version: ProtocolVersion | undefined,
-): { packet?: Packet; error?: Error } {
+function sharedParser(): SharedParser {
   if (!shared) {
-    const parser = mqttPacket.parser() as SharedParser["parser"];
+    const parser = codec().parser() as SharedParser["parser"];
     const Ctor = (parser.packet as { constructor: new () => unknown }).constructor;
     const s: SharedParser = { parser, newPacket: () => new Ctor(), got: undefined, err: undefined };
     parser.on("packet", (p: Packet) => s.got = p);
     parser.on("error", (e: Error) => s.err = e);
     shared = s;
   }
-  const s = shared;
+  return shared;
+}
+
+function parseFrame(
+  frame: Uint8Array,
+  version: ProtocolVersion | undefined,
+): { packet?: Packet; error?: Error } {
+  const s = sharedParser();
   s.got = undefined;
   s.err = undefined;
   reset(s);
@@ -139,7 +190,8 @@ function parseFrame(
  *
  * @example
  * ```ts
- * import { MqttFrameDecoder } from "./codec.ts";
+ * import { loadCodec, MqttFrameDecoder } from "./codec.ts";
+ * await loadCodec();
  * const d = new MqttFrameDecoder({ protocolVersion: 4 });
  * const got = d.push(new Uint8Array([0xc0, 0x00, 0xc0])); // PINGREQ and half of another
  * if (got.length !== 1 || got[0].cmd !== "pingreq") throw new Error();
@@ -324,7 +376,10 @@ export class MqttFrameDecoder {
       }
     }
     if (level === 3 && cmdType !== 3) frame = as31(frame, cmdType);
-    const { packet: p, error: err } = parseFrame(frame, this.#version);
+    const connect = cmdType === 1 && level === 4 ? fastConnect(frame) : undefined;
+    const { packet: p, error: err } = connect
+      ? { packet: connect, error: undefined }
+      : parseFrame(frame, this.#version);
     if (err) {
       // An unknown protocol name is malformed: closed without CONNACK ([MQTT-3.1.2-1] MAY).
       if (cmdType === 1 && /protocol ?version/i.test(err.message)) {
@@ -367,7 +422,8 @@ export class MqttFrameDecoder {
  *
  * @example
  * ```ts
- * import { encodePacket } from "./codec.ts";
+ * import { encodePacket, loadCodec } from "./codec.ts";
+ * await loadCodec();
  * const b = encodePacket({ cmd: "pingresp" }, 4);
  * if (b[0] !== 0xd0 || b[1] !== 0) throw new Error();
  * ```
@@ -377,13 +433,30 @@ export function encodePacket(packet: Packet, version: ProtocolVersion): Uint8Arr
   if (WITH_ID.has(p.cmd) || (p.cmd === "publish" && (p.qos ?? 0) > 0)) {
     checkPacketId(p.cmd, p.messageId);
   }
-  const bytes = mqttPacket.generate(packet, { protocolVersion: version });
+  const bytes = encodeConnack(packet, version) ??
+    codec().generate(packet, { protocolVersion: version });
   // An outgoing packet is always whole (mqtt-packet can stop half way through a packet it cannot
   // encode and still return the bytes written so far): its Remaining Length is what follows.
   if (!isWholePacket(bytes)) {
     throw new RangeError(`Cannot encode ${p.cmd}: the encoder did not produce a whole packet`);
   }
   return bytes;
+}
+
+/**
+ * A 3.1/3.1.1 CONNACK (return code, session present), as mqtt-packet writes it; `undefined` for
+ * anything else.
+ */
+function encodeConnack(packet: Packet, version: ProtocolVersion): Uint8Array | undefined {
+  if (packet.cmd !== "connack" || version === 5) return undefined;
+  const p = packet as { returnCode?: number; sessionPresent?: boolean; reasonCode?: number };
+  const rc = p.returnCode;
+  if (
+    p.reasonCode !== undefined || rc === undefined || !Number.isInteger(rc) || rc < 0 || rc > 255
+  ) {
+    return undefined;
+  }
+  return new Uint8Array([0x20, 0x02, p.sessionPresent ? 1 : 0, rc]);
 }
 
 /** Packet types that carry a packet identifier (MQTT 3.1.1 §2.3.1, MQTT 5 §2.2.1). */

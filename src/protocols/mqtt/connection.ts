@@ -29,7 +29,14 @@ import type {
   SessionDescription,
   SessionHandle,
 } from "../../core/mod.ts";
-import { encodePacket, MqttFrameDecoder, type ProtocolVersion } from "./codec.ts";
+import {
+  codecLoaded,
+  encodePacket,
+  loadCodec,
+  MqttFrameDecoder,
+  type ProtocolVersion,
+} from "./codec.ts";
+import { fastConnect } from "./_fast_codec.ts";
 import { encodeAck } from "./_fast_codec.ts";
 import { MqttMalformedError, MqttProtocolError } from "./errors.ts";
 import {
@@ -246,6 +253,15 @@ export class MqttConnection implements SessionHandle, SessionLink, ChunkConsumer
           bytes[0].toString(16).padStart(2, "0")
         } is not a CONNECT packet (not MQTT?)`,
       );
+    }
+    if (!codecLoaded()) {
+      // mqtt-packet is imported on first need (start-up: docs/operations.md): a read that is one
+      // plain 3.1.1 CONNECT is answered without it, and the import starts once that is done;
+      // any other read waits for it.
+      const plain = this.client === undefined && this.#dec === undefined &&
+        fastConnect(bytes) !== undefined;
+      if (!plain) return loadCodec().then(() => this.chunk(bytes));
+      setTimeout(() => loadCodec().catch(() => {/* the next read that needs it reports it */}), 0);
     }
     this.#rest = bytes;
     this.#readMark = this.ctx.port.held;

@@ -459,6 +459,8 @@ const OPTIONAL_CONNACK = [
  * @example
  * ```ts
  * import { fitConnack } from "./handle_connect.ts";
+ * import { loadCodec } from "./codec.ts";
+ * await loadCodec();
  * const ack = { cmd: "connack", sessionPresent: false, reasonCode: 0,
  *   properties: { receiveMaximum: 64, topicAliasMaximum: 64, serverKeepAlive: 60 } } as const;
  * const fitted = structuredClone(ack) as never as typeof ack & { properties: Record<string, number> };

@@ -24,7 +24,9 @@ export {
   resolveMqttServerOptions,
 } from "./options.ts";
 export {
+  codecLoaded,
   encodePacket,
+  loadCodec,
   type MqttDecoderOptions,
   MqttFrameDecoder,
   type ProtocolVersion,
