@@ -368,6 +368,86 @@ Deno.test("Admin API commands: one sent to an MQTT device arrives on its subscri
   await a.endAsync();
 });
 
+Deno.test("Admin API command acks: an MQTT device's and an HTTP device's acks of commands sent from the API are listed newest first with their protocol and payload; the ACL decides who sees them", async () => {
+  await using g = await gateway({
+    config: [{ id: "devA", token: "a" }, { id: "devB", token: "b" }],
+  });
+  const acksOf = async (id: string, as = OPS) =>
+    await call(g.base, "GET", `/api/v1/admin/devices/${id}/acks`, { as });
+  const listed = async (id: string, n: number) => {
+    for (let i = 0; i < 400; i++) { // a failure deadline, not a speed claim
+      const items = (await acksOf(id)).body!.items as Array<Record<string, unknown>>;
+      if (items.length >= n) return items;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(`${id}: fewer than ${n} acks listed`);
+  };
+  assertEquals((await acksOf("devA")).body, { items: [] });
+
+  // devA (MQTT) acks each command it gets on its own ack topic, as MQTT devices do.
+  const a = await within(device(g.mqttUrl, "devA", "a"), 8000, "login");
+  await a.subscribeAsync("devices/devA/commands/#", { qos: 1 });
+  a.on("message", (t) => {
+    const name = t.split("/")[3];
+    a.publish(`devices/devA/acks/${name}`, JSON.stringify({ status: "done", name }), { qos: 1 });
+  });
+  for (const name of ["reboot", "calibrate"]) {
+    const sent = await call(g.base, "POST", `/api/v1/admin/devices/devA/commands/${name}`, {
+      body: { data: "now" },
+    });
+    assertEquals(sent.status, 202);
+    await listed("devA", name === "reboot" ? 1 : 2);
+  }
+  const itemsA = await listed("devA", 2);
+  assertEquals(
+    itemsA.map((i) => [i.name, i.topic, i.protocol, i.encoding, JSON.parse(String(i.payload))]),
+    [
+      ["calibrate", "devices/devA/acks/calibrate", "mqtt", "utf8", {
+        status: "done",
+        name: "calibrate",
+      }],
+      ["reboot", "devices/devA/acks/reboot", "mqtt", "utf8", { status: "done", name: "reboot" }],
+    ],
+  );
+
+  // devB (HTTP) gets its command by long-poll and acks it through the device API.
+  assertEquals(
+    (await call(g.base, "POST", "/api/v1/admin/devices/devB/commands/open", {
+      body: { data: "50" },
+    })).status,
+    202,
+  );
+  const poll = await fetch(`${g.base}/api/v1/devices/devB/commands?timeout=5`, {
+    headers: { authorization: "Bearer b" },
+  });
+  const { commands } = await poll.json();
+  const ack = await fetch(`${g.base}/api/v1/devices/devB/commands/open/ack`, {
+    method: "POST",
+    headers: { authorization: "Bearer b", "content-type": "application/json" },
+    body: JSON.stringify({ status: "done", id: commands[0].id, result: { pct: 50 } }),
+  });
+  assertEquals(ack.status, 202);
+  await ack.body?.cancel();
+  const itemsB = await listed("devB", 1);
+  assertEquals(itemsB.map((i) => [i.name, i.protocol]), [["open", "http"]]);
+  assertEquals(JSON.parse(String(itemsB[0].payload)).result, { pct: 50 });
+  // Nothing is left pending for devB: the ack took the command out of the store.
+  assertEquals(
+    ((await call(g.base, "GET", "/api/v1/admin/devices/devB/commands")).body!.items as unknown[])
+      .length,
+    0,
+  );
+
+  // viewer may read devA's (subscribe devices/devA/#) but not devB's.
+  assertEquals(((await acksOf("devA", VIEWER)).body!.items as unknown[]).length, 2);
+  assertEquals((await acksOf("devB", VIEWER)).status, 404);
+  assertEquals(
+    (await call(g.base, "POST", "/api/v1/admin/devices/devA/acks", { body: {} })).status,
+    405,
+  );
+  await a.endAsync();
+});
+
 Deno.test("Admin API retained messages: listed by filter as the account may read them, cleared the MQTT way (a new subscriber then gets no retained message); the ACL guards both", async () => {
   await using g = await gateway({
     config: [{ id: "devA", token: "a" }, { id: "devB", token: "b" }],
@@ -573,7 +653,7 @@ Deno.test("OpenAPI document: valid OpenAPI 3.1 (npm @seriousme/openapi-schema-va
     o.includes("/api/v1/admin/") &&
     !/\/api\/v1\/admin\/(accounts|sessions|subscriptions|rules)/.test(o)
   );
-  assertEquals(admin.length, 15);
+  assertEquals(admin.length, 16);
   for (const op of admin) assert(exercised.has(op), `${op} is in the document but not exercised`);
   // The device API's own routes: tests/http_api_*_test.ts exercise each (http_api_openapi_test
   // checks the document lists exactly these).

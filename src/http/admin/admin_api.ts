@@ -47,6 +47,7 @@ import { historyRoute } from "./history_route.ts";
 import { type AccountFileAdmin, handleAccounts } from "./accounts_api.ts";
 import { handleSessions } from "./sessions_api.ts";
 import { handleRules, type RulesAdmin } from "./rules_api.ts";
+import { CommandAcks } from "./command_acks.ts";
 
 /** What the API needs to change the device registry file (the gateway provides it). */
 export interface DeviceFileAdmin {
@@ -212,6 +213,7 @@ function byId(a: DeviceRecord, b: DeviceRecord): number {
  */
 export class AdminApi {
   #core: Core;
+  #acks = new CommandAcks();
   #port: DevicePort;
   #auth: ConsoleAuth;
   #opts: AdminApiOptions & { maxLimit: number; defaultLimit: number };
@@ -225,6 +227,8 @@ export class AdminApi {
     this.#port = core.port({ name: "http" });
     this.#auth = auth;
     this.#opts = { maxLimit: 1000, defaultLimit: 100, ...options };
+    // Devices' command acks, whatever protocol brings them (GET devices/{id}/acks).
+    core.subscribe("devices/+/acks/#", { id: "admin-acks", deliver: (m) => this.#acks.add(m) });
   }
 
   /** The OpenAPI document: the base document's routes and the management routes. */
@@ -314,6 +318,10 @@ export class AdminApi {
     if (seg[2] === "commands" && seg.length === 3) {
       if (method !== "GET") return error(405, "use GET", { allow: "GET" });
       return this.#pending(id, caller);
+    }
+    if (seg[2] === "acks" && seg.length === 3) {
+      if (method !== "GET") return error(405, "use GET", { allow: "GET" });
+      return this.#acksOf(id, caller);
     }
     if (seg[2] === "commands" && seg.length === 4) {
       if (method !== "POST") return error(405, "use POST", { allow: "POST" });
@@ -554,6 +562,27 @@ export class AdminApi {
     const items = this.#core.commands.pending(id)
       .filter((c) => mayRead(caller, commandTopic(id, c.name)))
       .map((c) => ({ ...commandView(c), claimedBy: c.claimedBy ?? null }));
+    return json({ items });
+  }
+
+  /** The device's recent command acks the account may read, newest first. */
+  #acksOf(id: string, caller: Caller): Response {
+    if (!mayObserveDevice(caller, id)) return error(404, `no device "${id}"`);
+    const items = this.#acks.of(id)
+      .filter((a) => mayRead(caller, a.topic))
+      .map((a) => {
+        const { encoding, payload } = payloadText(a.payload);
+        return {
+          name: a.name,
+          topic: a.topic,
+          ts: a.ts,
+          protocol: a.protocol,
+          size: a.size,
+          encoding,
+          payload,
+        };
+      })
+      .reverse();
     return json({ items });
   }
 

@@ -274,6 +274,48 @@ export function adminOpenApi(
       },
     },
   };
+  paths["/api/v1/admin/devices/{id}/acks"] = {
+    parameters: [ID_PARAM],
+    get: {
+      operationId: "adminListAcks",
+      summary:
+        "The device's recent command acks (devices/{id}/acks/{name}, any protocol; the last 16 kept per device), those the account may subscribe to",
+      security: SECURITY,
+      responses: {
+        "200": {
+          description: "Newest first.",
+          content: {
+            "application/json": {
+              schema: {
+                type: "object",
+                required: ["items"],
+                properties: {
+                  items: {
+                    type: "array",
+                    items: {
+                      type: "object",
+                      required: ["name", "topic", "ts", "protocol", "size", "encoding", "payload"],
+                      properties: {
+                        name: { type: "string" },
+                        topic: { type: "string" },
+                        ts: { type: "integer", description: "ms since the epoch" },
+                        protocol: { type: "string" },
+                        size: { type: "integer" },
+                        encoding: { type: "string", enum: ["utf8", "base64"] },
+                        payload: { type: "string", description: "at most 4,096 bytes of it" },
+                      },
+                    },
+                  },
+                },
+              },
+            },
+          },
+        },
+        ...COMMON,
+        "404": r("AdminNotFound"),
+      },
+    },
+  };
   paths["/api/v1/admin/devices/{id}/commands/{name}"] = {
     parameters: [ID_PARAM, {
       name: "name",
