@@ -668,32 +668,40 @@ export class AdminApi {
     }).catch((err) => error(500, `cannot add device "${id}": ${(err as Error).message}`));
   }
 
-  async #rotate(id: string, caller: Caller): Promise<Response> {
-    const refused = this.#mayManage(caller, id, "rotate");
-    if (refused) return refused;
-    const file = this.#opts.devices;
-    if (!file) return error(501, "this gateway has no registry file");
-    return await this.#serial(async () => {
-      const missing = await this.#notInFile(file, id);
-      if (missing) return missing;
+  #rotate(id: string, caller: Caller): Promise<Response> {
+    return this.#inFile(id, caller, "rotate", async (file) => {
       const token = await file.rotate(id);
       this.#log("rotated", caller, id);
       return json({ id, token });
-    }).catch((err) => error(500, `cannot rotate device "${id}": ${(err as Error).message}`));
+    });
   }
 
-  async #remove(id: string, caller: Caller): Promise<Response> {
-    const refused = this.#mayManage(caller, id, "remove");
+  #remove(id: string, caller: Caller): Promise<Response> {
+    return this.#inFile(id, caller, "remove", async (file) => {
+      await file.remove(id);
+      this.#log("removed", caller, id);
+      return new Response(null, { status: 204, headers: { "cache-control": "no-store" } });
+    });
+  }
+
+  /**
+   * Runs `act` on a device of the registry file, one change at a time, once the account may
+   * `verb` it and the file has it (403, 501, 404 otherwise; 500 when the change fails).
+   */
+  async #inFile(
+    id: string,
+    caller: Caller,
+    verb: "rotate" | "remove",
+    act: (file: DeviceFileAdmin) => Promise<Response>,
+  ): Promise<Response> {
+    const refused = this.#mayManage(caller, id, verb);
     if (refused) return refused;
     const file = this.#opts.devices;
     if (!file) return error(501, "this gateway has no registry file");
     return await this.#serial(async () => {
       const missing = await this.#notInFile(file, id);
-      if (missing) return missing;
-      await file.remove(id);
-      this.#log("removed", caller, id);
-      return new Response(null, { status: 204, headers: { "cache-control": "no-store" } });
-    }).catch((err) => error(500, `cannot remove device "${id}": ${(err as Error).message}`));
+      return missing ?? await act(file);
+    }).catch((err) => error(500, `cannot ${verb} device "${id}": ${(err as Error).message}`));
   }
 
   async #notInFile(file: DeviceFileAdmin, id: string): Promise<Response | undefined> {
