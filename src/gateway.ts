@@ -45,7 +45,7 @@ import { SessionPersistence } from "./protocols/mqtt/session_persistence.ts";
 import { RetainedTable } from "./persistence/retained_table.ts";
 import { StateDb } from "./persistence/state_db.ts";
 import { MetricsHistory, registerProcessMetrics, SysTopics } from "./ops/mod.ts";
-import { type AttachedRules, attachRules } from "./rules/attach.ts";
+import { type AttachedRules, attachRules, settleRules } from "./rules/attach.ts";
 import { type DeadLetterSink, tableDeadLetterSink } from "./rules/dead_letter.ts";
 import type { RuleEngine } from "./rules/engine.ts";
 
@@ -716,17 +716,7 @@ export class Gateway implements AsyncDisposable {
    */
   async #settleRules(): Promise<void> {
     const engine = this.#rules?.engine;
-    if (!engine) return;
-    const p = this.core.pipeline;
-    let last = -1;
-    for (let quiet = 0, round = 0; quiet < 2 && round < 10_000; round++) {
-      await engine.drain();
-      await new Promise((r) => setTimeout(r, 0));
-      const handled = p.stats.handled + p.stats.failed;
-      const idle = p.depth === 0 && p.waiting === 0 && p.inUse <= 1 && handled === last;
-      quiet = idle ? quiet + 1 : 0;
-      last = handled;
-    }
+    if (engine) await settleRules(this.core, engine);
   }
 
   /** The rule engine, when rules are attached (list, enable, disable: docs/rules.md). */

@@ -13,7 +13,7 @@ import { createMessage, type Message } from "../src/core/message.ts";
 import { MetricsRegistry } from "../src/core/metrics.ts";
 import type { DeadLetter } from "../src/rules/dead_letter.ts";
 import { RuleEngine, type RuleEngineOptions } from "../src/rules/engine.ts";
-import { portOutlet } from "../src/rules/attach.ts";
+import { portOutlet, settleRules } from "../src/rules/attach.ts";
 import { RULES_PROTOCOL } from "../src/rules/rule_runner.ts";
 import {
   defaultRuleOptions,
@@ -140,15 +140,6 @@ export { waitFor };
  * Waits until `core`'s pipeline and `engine` are quiet (outputs re-enter the pipeline), as the
  * gateway does before it closes the core.
  */
-export async function settle(core: Core, engine: RuleEngine): Promise<void> {
-  const p = core.pipeline;
-  let last = -1;
-  for (let quiet = 0, round = 0; quiet < 2 && round < 10_000; round++) {
-    await engine.drain();
-    await new Promise((r) => setTimeout(r, 0));
-    const handled = p.stats.handled + p.stats.failed;
-    const idle = p.depth === 0 && p.waiting === 0 && p.inUse <= 1 && handled === last;
-    quiet = idle ? quiet + 1 : 0;
-    last = handled;
-  }
+export function settle(core: Core, engine: RuleEngine): Promise<void> {
+  return settleRules(core, engine);
 }

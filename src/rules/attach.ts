@@ -171,3 +171,21 @@ export async function attachRules(core: Core, options: AttachRulesOptions): Prom
     })();
   return { engine, close, [Symbol.asyncDispose]: close };
 }
+
+/**
+ * Waits until `core`'s pipeline and `engine` are quiet: rule outputs re-enter the pipeline, so
+ * both are drained in turn until two rounds in a row find nothing queued, waiting or newly
+ * handled (the drain loop itself holds one permit while it waits for the queue). Bounded.
+ */
+export async function settleRules(core: Core, engine: RuleEngine): Promise<void> {
+  const p = core.pipeline;
+  let last = -1;
+  for (let quiet = 0, round = 0; quiet < 2 && round < 10_000; round++) {
+    await engine.drain();
+    await new Promise((r) => setTimeout(r, 0));
+    const handled = p.stats.handled + p.stats.failed;
+    const idle = p.depth === 0 && p.waiting === 0 && p.inUse <= 1 && handled === last;
+    quiet = idle ? quiet + 1 : 0;
+    last = handled;
+  }
+}
