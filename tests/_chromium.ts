@@ -148,3 +148,14 @@ export async function openPage(): Promise<BrowserPage> {
     },
   };
 }
+
+/** Signs in on the dashboard's login form as account `a` and waits for the app to show. */
+export async function signIn(page: BrowserPage, a: { name: string; token: string }): Promise<void> {
+  await page.waitFor(`!document.getElementById("login").classList.contains("hidden")`, "login");
+  await page.evaluate(`(() => {
+    document.getElementById("login-name").value = ${JSON.stringify(a.name)};
+    document.getElementById("login-token").value = ${JSON.stringify(a.token)};
+    document.getElementById("login-submit").click();
+  })()`);
+  await page.waitFor(`!document.getElementById("app").classList.contains("hidden")`, "signed in");
+}

@@ -8,7 +8,7 @@
  */
 
 import { assert, assertEquals } from "./_assert.ts";
-import { type BrowserPage, openPage } from "./_chromium.ts";
+import { type BrowserPage, openPage, signIn } from "./_chromium.ts";
 import { mqtt } from "./_dev_deps.ts";
 import { startFerry } from "./_ferry_process.ts";
 import { startMosquitto } from "./_mosquitto.ts";
@@ -22,16 +22,6 @@ const VIEWER = { name: "viewer", token: "viewer-token" };
 const text = (id: string) => `document.getElementById(${JSON.stringify(id)}).textContent`;
 const line = (chart: string, series: string) =>
   `document.querySelector('#chart-${chart} polyline[data-series="${series}"]')`;
-
-async function signIn(page: BrowserPage, a: { name: string; token: string }): Promise<void> {
-  await page.waitFor(`!document.getElementById("login").classList.contains("hidden")`, "login");
-  await page.evaluate(`(() => {
-    document.getElementById("login-name").value = ${JSON.stringify(a.name)};
-    document.getElementById("login-token").value = ${JSON.stringify(a.token)};
-    document.getElementById("login-submit").click();
-  })()`);
-  await page.waitFor(`!document.getElementById("app").classList.contains("hidden")`, "signed in");
-}
 
 async function signOut(page: BrowserPage): Promise<void> {
   await page.evaluate(`document.getElementById("logout").click()`);

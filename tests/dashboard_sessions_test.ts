@@ -6,7 +6,7 @@
  */
 
 import { assert, assertEquals } from "./_assert.ts";
-import { type BrowserPage, openPage } from "./_chromium.ts";
+import { openPage, signIn } from "./_chromium.ts";
 import { mqtt } from "./_dev_deps.ts";
 import { startFerry } from "./_ferry_process.ts";
 import { within } from "./_mqtt_harness.ts";
@@ -14,16 +14,6 @@ import { within } from "./_mqtt_harness.ts";
 const OPS = { name: "ops", token: "ops-token" };
 const VIEWER = { name: "viewer", token: "viewer-token" };
 const text = (id: string) => `document.getElementById(${JSON.stringify(id)}).textContent`;
-
-async function signIn(page: BrowserPage, a: { name: string; token: string }): Promise<void> {
-  await page.waitFor(`!document.getElementById("login").classList.contains("hidden")`, "login");
-  await page.evaluate(`(() => {
-    document.getElementById("login-name").value = ${JSON.stringify(a.name)};
-    document.getElementById("login-token").value = ${JSON.stringify(a.token)};
-    document.getElementById("login-submit").click();
-  })()`);
-  await page.waitFor(`!document.getElementById("app").classList.contains("hidden")`, "signed in");
-}
 
 function d1(port: number) {
   return mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {

@@ -18,7 +18,7 @@
  */
 
 import { assert, assertEquals } from "./_assert.ts";
-import { openPage } from "./_chromium.ts";
+import { openPage, signIn } from "./_chromium.ts";
 import { mqtt, OpenApiValidator } from "./_dev_deps.ts";
 import { waitFor } from "./_harness.ts";
 import { startMosquitto, subscribe } from "./_mosquitto.ts";
@@ -309,13 +309,7 @@ Deno.test("Dashboard rules panel in headless Chromium: per-rule in/out/errors/p9
 
     const login = async (a: Account) => {
       await page.goto(`${base}/dashboard`);
-      await page.waitFor(`!document.getElementById("login").classList.contains("hidden")`, "login");
-      await page.evaluate(`(() => {
-        document.getElementById("login-name").value = ${JSON.stringify(a.name)};
-        document.getElementById("login-token").value = ${JSON.stringify(a.token)};
-        document.getElementById("login-submit").click();
-      })()`);
-      await page.waitFor(`!document.getElementById("app").classList.contains("hidden")`, "the app");
+      await signIn(page, a);
     };
     await login(OPS);
     const cells =
