@@ -28,16 +28,15 @@ import { Core } from "./core/core.ts";
 import { Logger } from "./core/logger.ts";
 import type { Message } from "./core/message.ts";
 import { monitorEventLoop } from "./core/event_loop_monitor.ts";
-import { HttpServer } from "./http/server.ts";
+import type { HttpServer } from "./http/server.ts";
 import { BinaryServer } from "./protocols/binary/server.ts";
 import { CoapServer } from "./protocols/coap/server.ts";
 import { MqttServer } from "./protocols/mqtt/server.ts";
-import { ConsoleAuth, mayReadSys } from "./http/console/auth.ts";
+import type { ConsoleAuth } from "./http/console/auth.ts";
 import { WebSocketListenError } from "./protocols/mqtt/ws_listener.ts";
-import { mqttWsRoute } from "./protocols/mqtt/ws_route.ts";
-import { AdminApi, type DeviceFileAdmin } from "./http/admin/admin_api.ts";
-import { Dashboard } from "./http/dashboard/dashboard.ts";
-import { DeviceApi } from "./http/device_api/mod.ts";
+import type { DeviceFileAdmin } from "./http/admin/admin_api.ts";
+import type { Dashboard } from "./http/dashboard/dashboard.ts";
+import type { DeviceApi } from "./http/device_api/mod.ts";
 // Imported when a bridge is configured: its MQTT client brings npm:mqtt-packet.
 import type { Northbound, NorthboundConfig } from "./northbound/mod.ts";
 import type { ListenAddress, Listener } from "./protocols/listener.ts";
@@ -45,8 +44,10 @@ import { SessionPersistence } from "./protocols/mqtt/session_persistence.ts";
 import { RetainedTable } from "./persistence/retained_table.ts";
 import { StateDb } from "./persistence/state_db.ts";
 import { MetricsHistory, registerProcessMetrics, SysTopics } from "./ops/mod.ts";
-import { type AttachedRules, attachRules, settleRules } from "./rules/attach.ts";
-import { type DeadLetterSink, tableDeadLetterSink } from "./rules/dead_letter.ts";
+// The rule engine and the HTTP parts are imported when started, after the device listeners when
+// they can be (docs/operations.md, "Start-up").
+import type { AttachedRules } from "./rules/attach.ts";
+import type { DeadLetterSink } from "./rules/dead_letter.ts";
 import type { RuleEngine } from "./rules/engine.ts";
 
 /** Options of {@link Gateway}. */
@@ -345,27 +346,8 @@ export class Gateway implements AsyncDisposable {
           bridges: this.#northbound.bridges.map((b) => b.name),
         });
       }
-      const file = this.#options.configFile;
-      // Before any listener: rules see every device's first message. With a config file, also
-      // when it has no rule yet (rules added to it later start without a restart); an engine
-      // without rules has no subscription and costs nothing per message.
-      if (c.rules.length || file) {
-        const nb = this.#northbound;
-        this.#rules = await attachRules(this.core, {
-          rules: c.rules,
-          configFile: file,
-          readRules: file ? async () => resolveConfig(await loadConfigFile(file)).rules : undefined,
-          dataDir: c.dataDir,
-          // A rule's northbound output goes to every bridge (each bridge's forward filters are
-          // for device traffic; the rule chose this route), with the bridges as they are now.
-          northbound: nb ? (out) => appendToBridges(nb, out) : undefined,
-          metrics: this.core.metrics,
-          // Dead letters go to the spool's dead-letter table when there is one (else logged).
-          deadLetters: this.#options.deadLetters ?? (nb ? tableDeadLetterSink(nb) : undefined),
-          log: this.#log,
-        });
-        if (c.rules.length) log.info("rules started", { rules: c.rules.length });
-      }
+      // Before any listener when there are rules: they see every device's first message.
+      if (c.rules.length) await this.#attachRules();
       if (c.mqtt.enabled && c.mqtt.persistence.enabled) this.#openState();
       for (const name of ["binary", "mqtt", "coap"] as const) {
         if (!c[name].enabled) {
@@ -404,7 +386,12 @@ export class Gateway implements AsyncDisposable {
           }
         }
       }
+      // With a config file and no rule yet, an engine still watches it (rules added to it later
+      // start without a restart); it has no subscription, so it can start after the listeners.
+      if (!c.rules.length && this.#options.configFile) await this.#attachRules();
       if (c.http.enabled) {
+        const { AdminApi, ConsoleAuth, Dashboard, DeviceApi, HttpServer, mayReadSys, mqttWsRoute } =
+          await import("./http/parts.ts");
         this.#http = new HttpServer(this.core, {
           hostname: c.host,
           port: c.http.port,
@@ -710,13 +697,44 @@ export class Gateway implements AsyncDisposable {
   }
 
   /**
+   * Attaches the rule engine: the configured rules, and with a config file a watch on it. An
+   * engine without rules has no subscription and costs nothing per message.
+   */
+  async #attachRules(): Promise<void> {
+    const c = this.config;
+    const log = this.#log.child("gateway");
+    const file = this.#options.configFile;
+    const [{ attachRules }, { tableDeadLetterSink }] = await Promise.all([
+      import("./rules/attach.ts"),
+      import("./rules/dead_letter.ts"),
+    ]);
+    const nb = this.#northbound;
+    this.#rules = await attachRules(this.core, {
+      rules: c.rules,
+      configFile: file,
+      readRules: file ? async () => resolveConfig(await loadConfigFile(file)).rules : undefined,
+      dataDir: c.dataDir,
+      // A rule's northbound output goes to every bridge (each bridge's forward filters are
+      // for device traffic; the rule chose this route), with the bridges as they are now.
+      northbound: nb ? (out) => appendToBridges(nb, out) : undefined,
+      metrics: this.core.metrics,
+      // Dead letters go to the spool's dead-letter table when there is one (else logged).
+      deadLetters: this.#options.deadLetters ?? (nb ? tableDeadLetterSink(nb) : undefined),
+      log: this.#log,
+    });
+    if (c.rules.length) log.info("rules started", { rules: c.rules.length });
+  }
+
+  /**
    * Waits until the pipeline and the rules are quiet: messages still queued go to rules, whose
    * outputs enter the pipeline again (nothing queued or waiting, and no message handled in a
    * whole round; the drain loop itself holds one permit while it waits for the queue). Bounded.
    */
   async #settleRules(): Promise<void> {
     const engine = this.#rules?.engine;
-    if (engine) await settleRules(this.core, engine);
+    if (!engine) return;
+    const { settleRules } = await import("./rules/attach.ts"); // loaded with the engine
+    await settleRules(this.core, engine);
   }
 
   /** The rule engine, when rules are attached (list, enable, disable: docs/rules.md). */

@@ -5,10 +5,10 @@
  * @module
  */
 
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { constantTimeEqual, sha256 } from "./sha256.ts";
 
 function digest(salt: Uint8Array, token: string): Uint8Array {
-  return createHash("sha256").update(salt).update(token, "utf8").digest();
+  return sha256(salt, token);
 }
 
 function hex(b: Uint8Array): string {
@@ -33,7 +33,7 @@ function unhex(s: string): Uint8Array | undefined {
  * ```
  */
 export function hashToken(token: string): string {
-  const salt = randomBytes(16);
+  const salt = crypto.getRandomValues(new Uint8Array(16));
   return `sha256:${hex(salt)}:${hex(digest(salt, token))}`;
 }
 
@@ -50,7 +50,7 @@ export function verifyToken(token: string, hash: string): boolean {
   const salt = unhex(saltHex ?? "");
   const want = unhex(digestHex ?? "");
   if (alg !== "sha256" || !salt || !want || want.length !== 32) return false;
-  return timingSafeEqual(digest(salt, token), want);
+  return constantTimeEqual(digest(salt, token), want);
 }
 
 // Digests of stored plaintext secrets (config tokens are checked on every CoAP/HTTP request):
@@ -61,9 +61,9 @@ const storedDigests = new Map<string, Uint8Array>();
 export function secretEquals(given: string, stored: string): boolean {
   let ds = storedDigests.get(stored);
   if (!ds) {
-    ds = createHash("sha256").update(stored, "utf8").digest();
+    ds = sha256(stored);
     if (storedDigests.size >= 100_000) storedDigests.clear();
     storedDigests.set(stored, ds);
   }
-  return timingSafeEqual(createHash("sha256").update(given, "utf8").digest(), ds);
+  return constantTimeEqual(sha256(given), ds);
 }

@@ -81,10 +81,9 @@ function lookup(): Internal | undefined {
   return typeof fn === "function" && fn.length === 5 ? fn as Internal : undefined;
 }
 
-const internal = lookup();
-
-/** True when this Deno provides the per-connection server. */
-export const canServeConnection: boolean = internal !== undefined;
+// Looked up at the first connection: reading `Deno[Deno.internal]` loads the runtime's HTTP server
+// scripts (~7 ms), which the gateway's start-up leaves until a client comes.
+let internal: Internal | undefined | null = null;
 
 /**
  * Serves HTTP on `conn` until it closes or is closed.
@@ -113,6 +112,7 @@ export function serveConnection(
   handler: ConnectionHandler,
   onError: (error: unknown) => Response | Promise<Response>,
 ): ServedConnection {
+  if (internal === null) internal = lookup();
   if (!internal) {
     throw new TypeError(
       `Cannot serve HTTP: this Deno (${Deno.version.deno}) lacks the per-connection server ` +

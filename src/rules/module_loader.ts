@@ -16,7 +16,6 @@
  */
 
 import { dirname, resolve, sep } from "node:path";
-import { fileURLToPath } from "node:url";
 
 /** A rule module could not be loaded (file, import or syntax problem found at load). */
 export class RuleLoadError extends Error {
@@ -48,9 +47,8 @@ export const SDK_SPECIFIER = "ferry/rules";
 
 const SDK_FILES = ["sdk.ts", "helpers.ts", "types.ts"];
 const SDK_URLS = new Map(SDK_FILES.map((f) => [f, new URL(`./${f}`, import.meta.url).href]));
-const SDK_DIR = import.meta.url.startsWith("file:")
-  ? dirname(fileURLToPath(import.meta.url))
-  : undefined;
+// `import.meta.dirname`, not node:url's fileURLToPath: node:url costs ~5 ms of start-up to load.
+const SDK_DIR = import.meta.url.startsWith("file:") ? import.meta.dirname : undefined;
 
 const MEDIA: Record<string, string> = {
   ".ts": "application/typescript",
