@@ -6,7 +6,7 @@
  * @module
  */
 
-import { dirname, resolve } from "node:path";
+import { dirname, resolve } from "./_path.ts";
 
 /** Options of {@link FileWatcher}. */
 export interface FileWatcherOptions {
