@@ -1,11 +1,11 @@
 /**
- * The rule engine's POSIX path helpers agree with `node:path/posix` on a corpus of tricky paths:
+ * The POSIX path helpers (src/core/path.ts) agree with `node:path/posix` on a corpus of tricky paths:
  * the sandbox's "inside the root" check is built on `resolve` and `dirname`.
  */
 
 import posix from "node:path/posix";
 import { assertEquals } from "./_assert.ts";
-import { basename, dirname, resolve, sep } from "../src/rules/_path.ts";
+import { basename, dirname, resolve, sep } from "../src/core/path.ts";
 
 const CORPUS = [
   "",
@@ -38,7 +38,7 @@ const CORPUS = [
   "x/.../y",
 ];
 
-Deno.test("rules path helpers: dirname and basename agree with node:path/posix on every corpus path", () => {
+Deno.test("path helpers: dirname and basename agree with node:path/posix on every corpus path", () => {
   for (const p of CORPUS) {
     assertEquals(dirname(p), posix.dirname(p), `dirname(${JSON.stringify(p)})`);
     assertEquals(basename(p), posix.basename(p), `basename(${JSON.stringify(p)})`);
@@ -46,7 +46,7 @@ Deno.test("rules path helpers: dirname and basename agree with node:path/posix o
   assertEquals(sep, posix.sep);
 });
 
-Deno.test("rules path helpers: resolve agrees with node:path/posix for one, two and three segments", () => {
+Deno.test("path helpers: resolve agrees with node:path/posix for one, two and three segments", () => {
   assertEquals(resolve(), posix.resolve());
   for (const a of CORPUS) {
     assertEquals(resolve(a), posix.resolve(a), `resolve(${JSON.stringify(a)})`);

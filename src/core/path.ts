@@ -1,8 +1,9 @@
 /**
- * POSIX path helpers for the rule engine (rule files, the config file beside them, the sandbox's
- * root). `node:path` does the same, but its first call loads Node's process and assertion layers
- * (~20 ms at start-up, measured: docs/operations.md "Start-up"). Ferry's paths are POSIX paths
- * (Linux gateways); results agree with `node:path/posix` (tests/rules_path_test.ts).
+ * POSIX path helpers: the directory of the device file, state file and config file, and the rule
+ * engine's files and sandbox root. `node:path` does the same, but its first call loads Node's
+ * process and assertion layers (~20 ms at start-up, measured: docs/operations.md "Start-up").
+ * Ferry's paths are POSIX paths (Linux gateways); results agree with `node:path/posix`
+ * (tests/path_test.ts).
  *
  * @module
  */
@@ -31,7 +32,7 @@ function normalize(path: string): string {
  *
  * @example
  * ```ts
- * import { resolve } from "./_path.ts";
+ * import { resolve } from "./path.ts";
  * if (resolve("/etc/ferry", "../rules/./a.ts") !== "/etc/rules/a.ts") throw new Error();
  * ```
  */
@@ -50,7 +51,7 @@ export function resolve(...paths: string[]): string {
  *
  * @example
  * ```ts
- * import { dirname } from "./_path.ts";
+ * import { dirname } from "./path.ts";
  * if (dirname("/etc/ferry/ferry.json") !== "/etc/ferry" || dirname("a.ts") !== ".") throw new Error();
  * ```
  */
@@ -77,7 +78,7 @@ export function dirname(path: string): string {
  *
  * @example
  * ```ts
- * import { basename } from "./_path.ts";
+ * import { basename } from "./path.ts";
  * if (basename("/etc/rules/scale.ts") !== "scale.ts" || basename("/a/b/") !== "b") throw new Error();
  * ```
  */
