@@ -162,7 +162,8 @@ export class BinarySession implements SessionHandle, ChunkConsumer {
   get protocol(): "binary" {
     return "binary";
   }
-  #parser: FrameParser | undefined;
+  #parser: FrameParser | undefined; // while frames come (a device that only said HELLO has none)
+  #offset = 0; // stream offset of the next read while there is no parser
   #port: DevicePort;
   #conn: Deno.Conn;
   #opts: BinarySessionOptions;
@@ -197,7 +198,6 @@ export class BinarySession implements SessionHandle, ChunkConsumer {
       BinarySession.#helloExpired,
       this,
     );
-    this.#parser = new FrameParser({ maxPayload: options.maxPayload, budget: port.budget });
     // Each read's bytes go straight to the parser and its frames to the handlers (see
     // docs/architecture.md for why not through a TransformStream here). Never rejects.
     serveChunks(conn, this, host.readOptions);
@@ -291,11 +291,22 @@ export class BinarySession implements SessionHandle, ChunkConsumer {
    */
   chunk(bytes: Uint8Array): Promise<void> | undefined {
     decoded = [];
+    const parser = this.#parser ??= new FrameParser({
+      maxPayload: this.#opts.maxPayload,
+      budget: this.#port.budget,
+      offset: this.#offset,
+    });
     try {
-      this.#parser!.parse(bytes, collect, collect);
+      parser.parse(bytes, collect, collect);
     } catch (err) {
       if (!(err instanceof FrameSyntaxError)) throw err;
       decoded.push(err);
+    }
+    // A device that has said HELLO and not published keeps no parser between reads (most
+    // idle devices: HELLO, then PINGs or nothing); one that publishes keeps its parser.
+    if (this.#traffic === undefined && parser.buffered === 0) {
+      this.#offset = parser.offset;
+      this.#parser = undefined;
     }
     const events = decoded;
     decoded = [];
