@@ -5,6 +5,7 @@
  * @module
  */
 
+import { basename, dirname } from "./core/path.ts";
 import {
   anonymousAllowed,
   deviceFilePath,
@@ -288,8 +289,8 @@ export class Gateway implements AsyncDisposable {
 
   #watch(): void {
     const path = deviceFilePath(this.config);
-    const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
-    const name = path.slice(path.lastIndexOf("/") + 1);
+    const dir = dirname(path);
+    const name = basename(path);
     try {
       Deno.mkdirSync(dir, { recursive: true });
       this.#watcher = Deno.watchFs(dir, { recursive: false });

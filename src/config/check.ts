@@ -7,6 +7,7 @@
  * @module
  */
 
+import { dirname } from "../core/path.ts";
 import { resolveNorthboundOptions } from "../northbound/options.ts";
 import { deviceFilePath, type FerryConfig } from "./config.ts";
 import { readDeviceFile } from "./device_file.ts";
@@ -104,8 +105,7 @@ export async function checkWritableDir(dir: string): Promise<string | undefined>
       if (!(err instanceof Deno.errors.NotFound)) {
         return `cannot use ${probe}: ${reason(err)}`;
       }
-      const up = probe.includes("/") ? probe.slice(0, probe.lastIndexOf("/")) : ".";
-      probe = up === "" ? "/" : up;
+      probe = dirname(probe);
     }
   }
   try {
@@ -115,10 +115,6 @@ export async function checkWritableDir(dir: string): Promise<string | undefined>
     return `cannot write in ${probe}${probe === dir ? "" : ` (to create ${dir})`}: ${reason(err)}`;
   }
   return undefined;
-}
-
-function dirOf(path: string): string {
-  return path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
 }
 
 /**
@@ -161,7 +157,7 @@ export async function checkConfig(
   }
   const state = c.mqtt.persistence.file;
   if (c.mqtt.enabled && c.mqtt.persistence.enabled && state.startsWith("/")) {
-    report("mqtt.persistence.file", await checkWritableDir(dirOf(state)));
+    report("mqtt.persistence.file", await checkWritableDir(dirname(state)));
   }
   const bridges = c.northbound === undefined
     ? []
@@ -181,7 +177,7 @@ export async function checkConfig(
     }
     const spoolFile = nb.spool?.file;
     if (spoolFile?.startsWith("/")) {
-      report(`${at}.spool.file`, await checkWritableDir(dirOf(spoolFile)));
+      report(`${at}.spool.file`, await checkWritableDir(dirname(spoolFile)));
     }
   }
   const dataDirBad = problems.some((p) => p.key === "dataDir");

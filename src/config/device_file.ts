@@ -12,6 +12,7 @@
  * @module
  */
 
+import { dirname } from "../core/path.ts";
 import { hashToken, isTokenHash } from "../core/credentials.ts";
 import { isDeviceId } from "../core/topics.ts";
 import { validateFilter } from "../core/topic_router.ts";
@@ -164,7 +165,7 @@ export function ownerToKeep(path: string, uid: number): FileOwner | undefined {
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
     try {
-      info = Deno.statSync(dirOf(path));
+      info = Deno.statSync(dirname(path));
     } catch {
       return undefined; // the directory is made by this write: the writer owns it
     }
@@ -181,16 +182,12 @@ export function ownerToKeep(path: string, uid: number): FileOwner | undefined {
   return { uid: info.uid, gid: info.gid, mode };
 }
 
-function dirOf(path: string): string {
-  return path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
-}
-
 /**
  * Writes the file atomically, keeping its owner and mode (see {@link ownerToKeep}; a new file is
  * 0600: it holds credential hashes).
  */
 export async function writeDeviceFile(path: string, file: DeviceFile): Promise<void> {
-  const dir = dirOf(path);
+  const dir = dirname(path);
   const owner = ownerToKeep(path, Deno.uid() ?? 0);
   await Deno.mkdir(dir, { recursive: true });
   const tmp = `${path}.tmp-${Deno.pid}`;

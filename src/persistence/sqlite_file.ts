@@ -19,6 +19,7 @@
  * @module
  */
 
+import { dirname } from "../core/path.ts";
 import { DatabaseSync } from "node:sqlite";
 
 /** Settings of {@link openSqlite}. */
@@ -80,7 +81,7 @@ export function classifySqliteError(err: unknown): SqliteFailureKind {
  * "disk I/O error" when it cannot grow its `-shm` file): writes and removes a probe file.
  */
 export function diskFull(path: string): boolean {
-  const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
+  const dir = dirname(path);
   const probe = `${dir}/.ferry-space-probe-${Deno.pid}`;
   try {
     Deno.writeFileSync(probe, new Uint8Array(65536));

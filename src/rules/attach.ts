@@ -11,7 +11,7 @@
  * @module
  */
 
-import { dirname, resolve } from "node:path";
+import { dirname, resolve } from "../core/path.ts";
 import type { Core, DevicePort, Identity } from "../core/mod.ts";
 import type { Logger } from "../core/logger.ts";
 import type { MetricsRegistry } from "../core/metrics.ts";

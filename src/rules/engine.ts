@@ -15,7 +15,7 @@
  * @module
  */
 
-import { resolve } from "node:path";
+import { resolve } from "../core/path.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
 import type { Subscriber } from "../core/device_port.ts";
 import { Logger } from "../core/logger.ts";

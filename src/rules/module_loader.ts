@@ -15,7 +15,7 @@
  * @module
  */
 
-import { dirname, resolve, sep } from "node:path";
+import { dirname, resolve, sep } from "../core/path.ts";
 
 /** A rule module could not be loaded (file, import or syntax problem found at load). */
 export class RuleLoadError extends Error {

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { basename, dirname, resolve } from "node:path";
+import { basename, dirname, resolve } from "../core/path.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
 import { ACCEPTED, type Draft } from "../core/device_port.ts";
 import { Logger } from "../core/logger.ts";

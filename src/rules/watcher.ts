@@ -6,7 +6,7 @@
  * @module
  */
 
-import { dirname, resolve } from "node:path";
+import { dirname, resolve } from "../core/path.ts";
 
 /** Options of {@link FileWatcher}. */
 export interface FileWatcherOptions {
