@@ -301,10 +301,17 @@ export class Gateway implements AsyncDisposable {
       return;
     }
     const watcher = this.#watcher;
+    const suffix = `/${name}`;
+    // Every write in the directory is an event here (the state database's too): each costs as
+    // little as possible.
+    const names = (ev: Deno.FsEvent) => {
+      for (const p of ev.paths) if (p.endsWith(suffix)) return true;
+      return false;
+    };
     this.#watching = (async () => {
       let timer: ReturnType<typeof setTimeout> | undefined;
       for await (const ev of watcher) {
-        if (!ev.paths.some((p) => p.endsWith(`/${name}`))) continue;
+        if (!names(ev)) continue;
         clearTimeout(timer); // debounce editors and atomic renames
         timer = setTimeout(() => this.reloadDevices(), 100);
       }

@@ -1,7 +1,14 @@
 import { assert, assertEquals } from "./_assert.ts";
-import { enc, startBinary, waitFor } from "./_harness.ts";
+import { dec, enc, startBinary, waitFor } from "./_harness.ts";
 import { FbpClient } from "../src/protocols/binary/client.ts";
-import { AckStatus } from "../src/protocols/binary/frame.ts";
+import {
+  AckStatus,
+  decodeAck,
+  encodeFrame,
+  encodeTelemetry,
+  FLAG_ACK_REQUESTED,
+  FrameType,
+} from "../src/protocols/binary/frame.ts";
 import { startMqtt } from "./_mqtt_harness.ts";
 import mqttPacket from "mqtt-packet";
 import { Buffer } from "node:buffer";
@@ -49,6 +56,45 @@ Deno.test("Backpressure: with a slow handler the gateway stops reading the socke
   await Promise.all(acks);
   assertEquals(acked, total);
   await waitFor(() => handled === total, "every message handled");
+  await c.close();
+});
+
+Deno.test("Backpressure: the frames of one read after one that waits for room are handled after it, in order", async () => {
+  await using h = await startBinary({ core: { queueCapacity: 2, concurrency: 1 } });
+  const gate = Promise.withResolvers<void>();
+  const got: string[] = [];
+  h.core.addSink(async (m) => {
+    await gate.promise;
+    if (m.topic === "devices/s1/telemetry") got.push(dec(m.payload));
+  });
+  const c = await FbpClient.connect({ port: h.port, id: "s1" });
+  const seqs = Array.from({ length: 12 }, () => c.nextSeq());
+  const frames = seqs.map((seq) =>
+    encodeFrame({
+      type: FrameType.TELEMETRY,
+      flags: FLAG_ACK_REQUESTED,
+      seq,
+      payload: encodeTelemetry({ channel: "", data: enc(`m${seq}`) }),
+    })
+  );
+  const all = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
+  let o = 0;
+  for (const f of frames) {
+    all.set(f, o);
+    o += f.length;
+  }
+  await c.sendRaw(all); // one write: the session meets the full queue in the middle of a read
+  await waitFor(() => h.core.pipeline.waiting === 1, "a frame waiting for room");
+  gate.resolve();
+  const acked: number[] = [];
+  for (let i = 0; i < seqs.length; i++) {
+    const f = await c.nextFrame(10_000, (f) => f.type === FrameType.ACK);
+    assertEquals(decodeAck(f!.payload), AckStatus.OK);
+    acked.push(f!.seq);
+  }
+  assertEquals(acked, seqs);
+  await waitFor(() => got.length === seqs.length, "every message handled");
+  assertEquals(got, seqs.map((s) => `m${s}`));
   await c.close();
 });
 

@@ -398,3 +398,25 @@ Deno.test("FBP/1 frames before garbage in the same write are handled before ERRO
   assert(h.seen.some((m) => m.topic === "devices/s1/telemetry" && dec(m.payload) === "before"));
   await c.close();
 });
+
+Deno.test("FBP/1 a device quiet after HELLO (no parser held) still parses later frames and reports stream offsets", async () => {
+  await using h = await startBinary();
+  const c = await FbpClient.open(h.port);
+  const hello = encodeFrame({
+    type: FrameType.HELLO,
+    flags: 0,
+    seq: 1,
+    payload: encodeHello({ id: "s1", token: "", keepAlive: 30 }),
+  });
+  await c.sendRaw(hello);
+  assertEquals((await c.nextFrame())?.type, FrameType.HELLO_ACK);
+  await c.ping(); // a read after the quiet spell: a fresh parser takes over
+  const ping = encodeFrame({ type: FrameType.PING, flags: 0, seq: 2, payload: none });
+  const offset = hello.length + ping.length;
+  await c.sendRaw(new Uint8Array(16).fill(0x58)); // not a frame: bad magic, fatal
+  const e = await c.nextError();
+  assertEquals(e?.code, ErrorCode.BAD_MAGIC);
+  assert(e!.reason.includes(`offset ${offset} `), e!.reason);
+  await c.finished;
+  await c.close();
+});

@@ -81,8 +81,10 @@ export class FileWatcher implements AsyncDisposable {
     try {
       for await (const ev of w) {
         for (const p of ev.paths) {
-          // An editor's rename of a temporary file over x.ts names x.ts too.
-          const abs = resolve(p);
+          // An editor's rename of a temporary file over x.ts names x.ts too. Paths come absolute
+          // and normalized (the watched directory joined with a name): resolved only otherwise,
+          // as every write in the directory (a log file beside the config) is an event here.
+          const abs = p.startsWith("/") ? p : resolve(p);
           if (this.#files.has(abs)) this.#pending.add(abs);
         }
         if (this.#pending.size === 0) continue;

@@ -65,6 +65,11 @@ export interface FrameParserOptions {
   budget?: { tryTake(n: number): boolean; give(n: number): void };
   /** Frames above this payload size are reserved in `budget`, bytes. @default 16384 */
   reserveAbove?: number;
+  /**
+   * Stream offset of the first byte this parser sees (a parser that takes over at a frame
+   * boundary from an earlier one reports the same offsets), bytes. @default 0
+   */
+  offset?: number;
 }
 
 /** Tunables of {@link FrameDecoder}. */
@@ -163,6 +168,7 @@ export class FrameParser {
     this.#onError = options.onError;
     this.#budget = options.budget;
     this.#reserveAbove = options.reserveAbove ?? 16_384;
+    this.#offset = this.#frameStart = options.offset ?? 0;
   }
 
   /** Header and trailer scratch, made for a frame split across chunks and dropped after it. */

@@ -131,9 +131,25 @@ const encoder = new TextEncoder();
 /** A decoded frame or a decoding error, in stream order. */
 type FrameEvent = Frame | FrameSyntaxError;
 
-/** Frames of the read being decoded (one array per read: it becomes the session's `#events`). */
+/** Frames of the read being decoded (one array per read, handed to the session). */
 let decoded: FrameEvent[] = [];
 const collect = (e: FrameEvent): void => void decoded.push(e);
+
+/** What a session that has published holds: its publish options, ACK order and topic. */
+interface Traffic {
+  /** Waiting for room, in the session's lane. */
+  options: PublishOptions;
+  /** ACK order, made on the first telemetry. */
+  answers?: OrderedAnswers;
+  /** The device's telemetry topic without a channel, once used. */
+  topic?: string;
+}
+
+/** A read's frames from `next` on, kept while an earlier one waits. */
+interface Rest {
+  events: FrameEvent[];
+  next: number;
+}
 
 /** One device connection speaking FBP/1. */
 export class BinarySession implements SessionHandle, ChunkConsumer {
@@ -146,11 +162,11 @@ export class BinarySession implements SessionHandle, ChunkConsumer {
   get protocol(): "binary" {
     return "binary";
   }
-  #parser: FrameParser | undefined;
+  #parser: FrameParser | undefined; // while frames come (a device that only said HELLO has none)
+  #offset = 0; // stream offset of the next read while there is no parser
   #port: DevicePort;
   #conn: Deno.Conn;
   #opts: BinarySessionOptions;
-  #log: Logger;
   #writer: ConnWriter<BinarySession>;
   #who: Identity | undefined; // once HELLO succeeded (its device id is the device's)
   #attachment: Attachment | undefined;
@@ -160,11 +176,8 @@ export class BinarySession implements SessionHandle, ChunkConsumer {
   #closed = false;
   #nextSeq = 1;
   #pending: Map<number, string> | undefined; // command seq → name, made on the first command
-  #publishOptions: PublishOptions | undefined; // made on the first publish: wait, in its lane
-  #answers: OrderedAnswers | undefined; // ACK order, made on the first publish
-  #topic: string | undefined; // the device's telemetry topic without a channel, once used
-  #events: FrameEvent[] | undefined; // the current read's frames while one waits
-  #next = 0; // index in #events of the next frame to handle
+  #traffic: Traffic | undefined; // made on the first publish (an idle device never has one)
+  #rest: Rest | undefined; // the rest of a read's frames while one of them waits
   #keepAliveSec = 0;
   #connectedAt = 0;
 
@@ -175,22 +188,24 @@ export class BinarySession implements SessionHandle, ChunkConsumer {
     options: BinarySessionOptions,
     host: BinarySessionHost,
   ) {
-    const log = host.log;
     this.#host = host;
     this.#port = port;
     this.#conn = conn;
     this.#opts = options;
-    this.#log = log;
     this.#writer = new ConnWriter<BinarySession>(conn, host.writerOptions, this);
     this.#helloTimer = port.deadlines.add(
       options.helloTimeoutMs,
       BinarySession.#helloExpired,
       this,
     );
-    this.#parser = new FrameParser({ maxPayload: options.maxPayload, budget: port.budget });
     // Each read's bytes go straight to the parser and its frames to the handlers (see
     // docs/architecture.md for why not through a TransformStream here). Never rejects.
     serveChunks(conn, this, host.readOptions);
+  }
+
+  /** The server's logger (not a field: idle sessions hold less). */
+  get #log(): Logger {
+    return this.#host.log;
   }
 
   /** HELLO timer expiry (one callback for every session: no closure each). */
@@ -276,27 +291,45 @@ export class BinarySession implements SessionHandle, ChunkConsumer {
    */
   chunk(bytes: Uint8Array): Promise<void> | undefined {
     decoded = [];
+    const parser = this.#parser ??= new FrameParser({
+      maxPayload: this.#opts.maxPayload,
+      budget: this.#port.budget,
+      offset: this.#offset,
+    });
     try {
-      this.#parser!.parse(bytes, collect, collect);
+      parser.parse(bytes, collect, collect);
     } catch (err) {
       if (!(err instanceof FrameSyntaxError)) throw err;
       decoded.push(err);
     }
-    this.#events = decoded;
+    // A device that has said HELLO and not published keeps no parser between reads (most
+    // idle devices: HELLO, then PINGs or nothing); one that publishes keeps its parser.
+    if (this.#traffic === undefined && parser.buffered === 0) {
+      this.#offset = parser.offset;
+      this.#parser = undefined;
+    }
+    const events = decoded;
     decoded = [];
-    this.#next = 0;
-    return this.#handleRest();
+    return this.#handle(events, 0);
   }
 
-  /** Handles the current read's frames from `#next` on, until one returns a promise. */
-  #handleRest(): Promise<void> | undefined {
-    const events = this.#events!;
-    while (this.#next < events.length && !this.#closed) {
-      const pending = this.#onEvent(events[this.#next++]);
-      if (pending) return pending.then(() => this.#handleRest());
+  /** Handles `events` from `next` on, until one returns a promise (the rest waits for it). */
+  #handle(events: FrameEvent[], next: number): Promise<void> | undefined {
+    while (next < events.length && !this.#closed) {
+      const pending = this.#onEvent(events[next++]);
+      if (pending) {
+        this.#rest = { events, next };
+        return pending.then(() => this.#handleRest());
+      }
     }
-    this.#events = undefined;
     return undefined;
+  }
+
+  /** The frames left of a read after one of them waited. */
+  #handleRest(): Promise<void> | undefined {
+    const rest = this.#rest!;
+    this.#rest = undefined;
+    return this.#handle(rest.events, rest.next);
   }
 
   /** Payloads are copied out of the read (FrameParser), so its buffer can take the next read. */
@@ -459,7 +492,9 @@ export class BinarySession implements SessionHandle, ChunkConsumer {
     }
     const ackWanted = (f.flags & FLAG_ACK_REQUESTED) !== 0;
     const draft: Draft = {
-      topic: body.channel ? telemetryTopic(id, body.channel) : this.#topic ??= telemetryTopic(id),
+      topic: body.channel
+        ? telemetryTopic(id, body.channel)
+        : this.#publishing().topic ??= telemetryTopic(id),
       payload: body.data,
       qos: ackWanted ? 1 : 0,
       retain: false,
@@ -469,7 +504,7 @@ export class BinarySession implements SessionHandle, ChunkConsumer {
     // spool's commit while the session reads on, up to its lane's window; for room in the
     // pipeline with reading stopped (backpressure). ACKs go out in frame order.
     const seq = f.seq;
-    const options = this.#publishing();
+    const options = this.#publishing().options;
     const answers = this.#ordered();
     const result = this.#port.publish(who, draft, options);
     if (answers.waiting === 0 && !(result instanceof Promise)) {
@@ -480,14 +515,15 @@ export class BinarySession implements SessionHandle, ChunkConsumer {
       options.lane!.roomWait;
   }
 
-  /** How this session publishes: waiting for room, in its lane. */
-  #publishing(): PublishOptions {
-    return this.#publishOptions ??= { wait: true, lane: this.#port.lane() };
+  /** How this session publishes (made at its first publish). */
+  #publishing(): Traffic {
+    return this.#traffic ??= { options: { wait: true, lane: this.#port.lane() } };
   }
 
   /** The ACK order of this session. */
   #ordered(): OrderedAnswers {
-    return this.#answers ??= new OrderedAnswers(this.#publishing().lane!.window, (err) => {
+    const traffic = this.#publishing();
+    return traffic.answers ??= new OrderedAnswers(traffic.options.lane!.window, (err) => {
       this.#log.error("answering telemetry failed", { device: this.deviceId, error: err });
       this.#shutdown("write_failed");
     });
@@ -495,7 +531,7 @@ export class BinarySession implements SessionHandle, ChunkConsumer {
 
   /** Sends an ACK after those still waiting (at once when none waits). */
   #ackInOrder(seq: number, status: number): void {
-    const answers = this.#answers;
+    const answers = this.#traffic?.answers;
     const send = () => void this.#send(FrameType.ACK, seq, ackBody(status));
     if (answers === undefined || answers.waiting === 0) send();
     else answers.answer(undefined, send);
@@ -535,7 +571,7 @@ export class BinarySession implements SessionHandle, ChunkConsumer {
       origin: this.sessionId,
     };
     // The device waits for nothing here: its ACK is published without holding its reads.
-    const r = this.#port.publish(who, ack, this.#publishing());
+    const r = this.#port.publish(who, ack, this.#publishing().options);
     const logged = (r: PublishResult) => {
       if (!r.ok) this.#log.info("command ack not published", { topic: ack.topic, why: r.message });
     };
