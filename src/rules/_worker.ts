@@ -131,6 +131,14 @@ class Outputs {
   buf = new Uint8Array(4096);
   bytes = 0;
 
+  /** Empties it for the next batch, keeping its grown buffers (the reply holds copies). */
+  reset(): void {
+    this.n = 0;
+    this.topics = [];
+    this.props = [];
+    this.bytes = 0;
+  }
+
   /** Validates and appends the outputs of item `i`; throws (appending nothing) when invalid. */
   add(result: RuleResult, i: number): boolean {
     if (result === null || result === undefined) return false;
@@ -241,12 +249,16 @@ class Outputs {
   }
 }
 
+/** One collector for every batch (batches run one at a time, and the reply copies out of it). */
+const outputs = new Outputs();
+
 async function runBatch(b: BatchRequest): Promise<void> {
   const n = b.topics.length;
   const str = b.strings;
   const status = new Uint8Array(n);
   const errors: BatchResult["errors"] = [];
-  const out = new Outputs();
+  const out = outputs;
+  out.reset();
   const clock = { now: () => b.now };
   const props = new Map(b.props.map(([i, ct, up]) => [i, { ct, up }]));
   let ctx: RuleContext | undefined;

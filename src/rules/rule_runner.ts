@@ -464,8 +464,7 @@ export class RuleRunner {
 
   #seal(): void {
     if (this.#staging.length === 0) return;
-    const s = this.#staging;
-    this.#staging = new BatchBuilder();
+    const s = this.#staging; // reused: its buffers stay grown (build() copies out of them)
     let n = s.messages;
     if (this.#recount) { // run again after a restart: counted when first sealed
       const k = Math.min(this.#recount, n);
@@ -474,6 +473,7 @@ export class RuleRunner {
     }
     if (n) this.#m.in(n); // once per batch
     this.#packed.push({ batch: s.build(), bytes: s.bytes, first: 0, at: this.#stagingAt });
+    s.reset();
   }
 
   /** Everything packed and not sent, as items, in order (emptied). */
