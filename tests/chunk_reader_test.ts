@@ -3,7 +3,8 @@
  * waiting on the consumer, how reading ends (quietly on a closed socket, with the error
  * otherwise), and buffer reuse: a read buffer nothing holds a view of any more is reused for the
  * next read, also after a chunk that made reading wait (a publisher held at the flow gate), and
- * never while the consumer says it may still be viewed.
+ * never while the consumer says it may still be viewed; an idle-size read is a copy out of a pooled
+ * slot, so what a consumer keeps never changes.
  */
 
 import { assert, assertEquals } from "./_assert.ts";
@@ -117,7 +118,11 @@ Deno.test("serveChunks ends with the error a chunk throws, and stops once the co
   q.close();
 });
 
-/** Reads served from one connection: the ArrayBuffer each chunk was a view of. */
+/**
+ * Reads served from one connection: the ArrayBuffer each chunk was a view of. The first write
+ * fills the idle-size buffer (16 bytes), so the reads after it get a larger buffer (64), the one
+ * that is reused; the idle-size read itself is a copy out of a pooled slot.
+ */
 async function buffersOfReads(
   options: { waits: boolean; keeps: boolean },
 ): Promise<ArrayBufferLike[]> {
@@ -136,18 +141,18 @@ async function buffersOfReads(
       return options.waits ? new Promise<void>((r) => setTimeout(r, 1)) : undefined;
     },
     keepsChunk: () => options.keeps,
-  }, { minBuffer: 64, maxBuffer: 64 });
+  }, { minBuffer: 16, maxBuffer: 64 });
   try {
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 4; i++) {
       const got = new Promise<void>((r) => arrived = r);
-      await client.write(new Uint8Array(10).fill(i));
+      await client.write(new Uint8Array(i === 0 ? 16 : 10).fill(i));
       await within(got, 5000, `read ${i + 1}`);
     }
   } finally {
     client.close();
     await within(serving, 5000, "serveChunks to end");
   }
-  return buffers;
+  return buffers.slice(1); // the reads at the larger size
 }
 
 Deno.test("serveChunks reuses the read buffer after a chunk that made reading wait, once nothing keeps a view", async () => {
@@ -167,5 +172,55 @@ Deno.test("serveChunks gives a fresh buffer to every read while the consumer may
     const buffers = await buffersOfReads({ waits, keeps: true });
     assertEquals(buffers.length, 3);
     assertEquals(new Set(buffers).size, 3, `a buffer was reused (waits: ${waits})`);
+  }
+});
+
+Deno.test("serveChunks hands idle-size reads over as copies: chunks kept by the consumer never change as later reads reuse the pooled slots", async () => {
+  // Many connections at once, each read at most the idle size: every pending read holds a slot of
+  // a shared slab, and every slot is reused by later reads once its bytes were copied out.
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const N = 40;
+  const ROUNDS = 5;
+  const clients: Deno.Conn[] = [];
+  const kept: Uint8Array[][] = [];
+  const ends: Promise<void>[] = [];
+  let arrivals = 0;
+  let arrived: (() => void) | undefined;
+  for (let c = 0; c < N; c++) {
+    clients.push(await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }));
+    const server = await listener.accept();
+    const mine: Uint8Array[] = [];
+    kept.push(mine);
+    const { promise, resolve } = Promise.withResolvers<void>();
+    ends.push(promise);
+    serveChunks(server, {
+      end: () => resolve(),
+      chunk(bytes) {
+        mine.push(bytes); // kept, as a decoded message's payload view would be
+        arrivals++;
+        arrived?.();
+      },
+      keepsChunk: () => true,
+    }, { minBuffer: 16, maxBuffer: 16 });
+  }
+  try {
+    for (let r = 0; r < ROUNDS; r++) {
+      const want = (r + 1) * N;
+      const all = new Promise<void>((res) => arrived = () => arrivals >= want && res());
+      await Promise.all(clients.map((c, i) => c.write(new Uint8Array(8).fill(i * ROUNDS + r))));
+      await within(all, 5000, `round ${r + 1}`);
+    }
+  } finally {
+    clients.forEach((c) => c.close());
+    await within(Promise.all(ends), 5000, "every reader to end");
+  }
+  for (let i = 0; i < N; i++) {
+    const bytes = kept[i].flatMap((b) => [...b]);
+    const want = Array.from({ length: ROUNDS }, (_, r) => new Array(8).fill(i * ROUNDS + r)).flat();
+    assertEquals(bytes, want, `connection ${i}: a kept chunk changed`);
+    assert(
+      kept[i].every((b) => b.byteLength === b.buffer.byteLength),
+      "a chunk views a shared slot",
+    );
   }
 });

@@ -69,6 +69,30 @@ function nextSize(size: number, n: number, min: number, max: number): number {
 }
 
 /**
+ * Idle-size read buffers, cut from shared slabs. An idle connection's pending read holds one: a
+ * view into a slab rather than an `ArrayBuffer` of its own, which the runtime must move off the V8
+ * heap (a backing store and a small allocation per connection) when the read starts. A slot goes
+ * back as soon as its read completed: its bytes are copied out first (at most `minBuffer` of them),
+ * so no view of a slot outlives the read and a slab is never pinned by a kept message.
+ */
+const SLAB_SLOTS = 256;
+const freeSlots = new Map<number, Uint8Array[]>();
+
+function takeSlot(size: number): Uint8Array {
+  let free = freeSlots.get(size);
+  if (free === undefined) freeSlots.set(size, free = []);
+  if (free.length === 0) {
+    const slab = new ArrayBuffer(size * SLAB_SLOTS);
+    for (let i = SLAB_SLOTS - 1; i >= 0; i--) free.push(new Uint8Array(slab, i * size, size));
+  }
+  return free.pop()!;
+}
+
+function giveSlot(slot: Uint8Array): void {
+  freeSlots.get(slot.length)!.push(slot);
+}
+
+/**
  * Reads `conn` until it ends (or `consumer.closing`), handing each read's bytes to
  * `consumer.chunk` and waiting only when it returns a promise; `consumer.end` runs last (it is
  * how the caller learns that reading is over). Without an `end`, an unexpected error is thrown
@@ -126,6 +150,7 @@ class ChunkReader {
   next(): void {
     if (this.#consumer.closing) return this.#end();
     const size = this.#size;
+    if (size === this.#min && this.#consumer.keepsChunk) return this.#read(takeSlot(size), true);
     const spare = this.#spare;
     // The spare serves a read of its size, or of a somewhat smaller one while reads are busy
     // (sizes swing between neighbours as reads fill the buffer or not; a fresh buffer at each
@@ -137,17 +162,33 @@ class ChunkReader {
       ? spare
       : new Uint8Array(size);
     this.#spare = undefined;
+    this.#read(buf, false);
+  }
+
+  #read(buf: Uint8Array, slot: boolean): void {
     let read: Promise<number | null>;
     try {
       read = this.#conn.read(buf);
     } catch (err) {
+      if (slot) giveSlot(buf);
       return this.#failed(err);
     }
-    read.then((n) => this.#got(buf, n), (err) => this.#failed(err));
+    if (!slot) read.then((n) => this.#got(buf, n), (err) => this.#failed(err));
+    else {
+      read.then((n) => {
+        // Copied out, the slot free again: no view of it outlives this read.
+        const bytes = n === null ? buf : buf.slice(0, n);
+        giveSlot(buf);
+        this.#got(bytes, n, true);
+      }, (err) => {
+        giveSlot(buf);
+        this.#failed(err);
+      });
+    }
   }
 
-  /** A read completed with `n` bytes (null: the stream ended). */
-  #got(buf: Uint8Array, n: number | null): void {
+  /** A read completed with `n` bytes (null: the stream ended); `copied`: `buf` is the bytes alone. */
+  #got(buf: Uint8Array, n: number | null, copied = false): void {
     const consumer = this.#consumer;
     if (n === null || consumer.closing) return this.#end();
     let pending: Promise<void> | void;
@@ -159,10 +200,11 @@ class ChunkReader {
       return this.#end(err);
     }
     if (pending) {
-      pending.then(() => this.#handled(buf), (err) => this.#end(err));
+      pending.then(() => copied ? this.next() : this.#handled(buf), (err) => this.#end(err));
       return;
     }
-    this.#handled(buf);
+    if (copied) this.next();
+    else this.#handled(buf);
   }
 
   /** The read in `buf` was handled: its buffer takes the next read unless a view of it is kept. */
